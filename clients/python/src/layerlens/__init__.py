@@ -1,0 +1,48 @@
+"""Python and Jupyter client of layerlensd, the daemon that explains PyTorch models.
+
+    import layerlens
+    ll = layerlens.connect()                    # LAYERLENS_ADDR / LAYERLENS_TOKEN
+    m = ll.add_model(module_or_path, example_input=None, name=None)
+    m.summary(input_shape)                      # displays as a table in Jupyter
+    a = m.attribute(x, method="saliency", target=3)
+    a.values                                    # numpy array, same shape as x
+    a                                           # displays as the daemon's figure
+
+`%load_ext layerlens` turns on inline display and adds the `%layerlens` magic. Importing
+this package imports neither torch nor IPython; each is loaded only when it is used.
+"""
+
+from layerlens._client import DEFAULT_ADDRESS, Client, Model, connect
+from layerlens._errors import ExportError, LayerlensError
+from layerlens._results import Attribution, ModelInfo, ModelList, Summary
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "Attribution",
+    "Client",
+    "ExportError",
+    "LayerlensError",
+    "Model",
+    "ModelInfo",
+    "ModelList",
+    "Summary",
+    "connect",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
+
+
+def load_ipython_extension(ipython):
+    """Entry point of `%load_ext layerlens`; see layerlens._ipython."""
+    from layerlens import _ipython
+
+    _ipython.load_ipython_extension(ipython)
+
+
+def unload_ipython_extension(ipython):
+    """Entry point of `%unload_ext layerlens`."""
+    from layerlens import _ipython
+
+    _ipython.unload_ipython_extension(ipython)

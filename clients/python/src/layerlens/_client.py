@@ -1,0 +1,303 @@
+"""The connection to layerlensd and the handle of one stored model.
+
+`connect()` opens a gRPC channel; `Client` wraps the two services (`Models`, `Explain`)
+and `Model` is a handle on one stored model, referred to by its full id so that a name
+moved to another model later does not change what the handle explains. Every gRPC error
+becomes a `LayerlensError`.
+"""
+
+import hashlib
+import os
+import pathlib
+import sys
+
+import grpc
+
+from layerlens import _export, _wire
+from layerlens._errors import LayerlensError
+from layerlens._results import Attribution, ModelInfo, ModelList, Summary
+from layerlens.v1 import explain_pb2, explain_pb2_grpc, models_pb2, models_pb2_grpc
+
+DEFAULT_ADDRESS = "http://127.0.0.1:7533"
+# Each Upload message carries one chunk; 1 MiB keeps every message far below gRPC's
+# default 4 MiB limit on the daemon's side.
+UPLOAD_CHUNK_BYTES = 1 << 20
+# Attributions have the input's size and figures can be large; grpcio's default 4 MiB
+# receive limit would fail on a batch of ordinary images.
+MAX_RECEIVE_BYTES = 1 << 30
+
+
+def connect(addr=None, token=None, *, timeout=None):
+    """Opens a client of layerlensd.
+
+    addr: `http://host:port`, `https://host:port` or `host:port`; default LAYERLENS_ADDR,
+    else http://127.0.0.1:7533. token: sent as `authorization: Bearer <token>`; default
+    LAYERLENS_TOKEN. timeout: seconds allowed for each call (None waits as long as it
+    takes, which long attributions may need). Nothing is sent until the first call.
+    """
+    address = addr or os.environ.get("LAYERLENS_ADDR") or DEFAULT_ADDRESS
+    token = token if token is not None else os.environ.get("LAYERLENS_TOKEN") or None
+    return Client(address, token=token, timeout=timeout)
+
+
+def _is_torch_module(value):
+    # A live module can only exist if the caller imported torch, so torch is never
+    # imported just to ask.
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.nn.Module)
+
+
+def _file_chunks(handle):
+    while True:
+        chunk = handle.read(UPLOAD_CHUNK_BYTES)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _bytes_chunks(data):
+    view = memoryview(data)
+    for start in range(0, len(view), UPLOAD_CHUNK_BYTES):
+        yield bytes(view[start:start + UPLOAD_CHUNK_BYTES])
+
+
+class Client:
+    """A connection to one layerlensd; see connect()."""
+
+    def __init__(self, address, token=None, timeout=None):
+        self.address = address
+        self.timeout = timeout
+        target, use_tls = _wire.grpc_target(address)
+        options = [("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
+        if use_tls:
+            self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(), options=options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
+        # Metadata rather than call credentials: grpcio refuses call credentials on a
+        # plaintext channel, and a team daemon on a private network is usually plaintext.
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._models = models_pb2_grpc.ModelsStub(self._channel)
+        self._explain = explain_pb2_grpc.ExplainStub(self._channel)
+
+    def __repr__(self):
+        return f"layerlens.Client({self.address!r})"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
+        """Closes the channel; later calls fail."""
+        self._channel.close()
+
+    def _call(self, rpc, request):
+        try:
+            return rpc(request, metadata=self._metadata, timeout=self.timeout)
+        except grpc.RpcError as error:
+            # `from None`: grpcio's own exception repeats the message with transport
+            # internals that only clutter a notebook's traceback.
+            raise _wire.error_from_rpc(error, self.address) from None
+
+    # --- the model store -------------------------------------------------------------
+
+    def models(self):
+        """The daemon's stored models, as a list of ModelInfo that displays as a table."""
+        response = self._call(self._models.List, models_pb2.ListModelsRequest())
+        return ModelList(ModelInfo.from_proto(info) for info in response.models)
+
+    def model(self, model):
+        """A handle on a stored model: a full id, an 8+ hex-character id prefix, a name,
+        a ModelInfo, or a live torch.nn.Module (which is added first, see add_model)."""
+        if isinstance(model, Model):
+            return model
+        if _is_torch_module(model):
+            return self.add_model(model)
+        info = self._call(self._models.Get, models_pb2.GetModelRequest(model=_model_ref(model)))
+        return Model(self, ModelInfo.from_proto(info))
+
+    def delete(self, model):
+        """Deletes a stored model (handle, id, id prefix or name); returns its full id."""
+        response = self._call(self._models.Delete, models_pb2.DeleteModelRequest(model=_model_ref(model)))
+        return response.id
+
+    def add_model(self, module_or_path, example_input=None, name=None):
+        """Stores a model in the daemon and returns its handle.
+
+        module_or_path: a TorchScript file (str or path), or a live torch.nn.Module, which
+        is scripted, or traced with example_input when scripting fails. The bytes are sent
+        only when the daemon does not already hold them (models are stored by sha256), and a
+        module is exported only once while its weights stay the same. example_input's shape
+        is stored with the model so the daemon can check inputs before running it.
+        """
+        input_shape = _wire.shape_of(example_input) if example_input is not None else None
+        if _is_torch_module(module_or_path):
+            return self._add_module(module_or_path, example_input, name, input_shape)
+        if not isinstance(module_or_path, (str, os.PathLike)):
+            raise TypeError(
+                f"add_model() takes a TorchScript file path or a torch.nn.Module, not {type(module_or_path).__name__}"
+            )
+        path = pathlib.Path(module_or_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no model file at {path}")
+        sha256 = hashlib.sha256()
+        with path.open("rb") as handle:
+            for chunk in _file_chunks(handle):
+                sha256.update(chunk)
+        info = self._stored_as(sha256.hexdigest(), name)
+        if info is None:
+            with path.open("rb") as handle:
+                info = self._upload(_file_chunks(handle), name, input_shape)
+        return Model(self, info)
+
+    def _add_module(self, module, example_input, name, input_shape):
+        sha256 = _export.cached_sha256(module)
+        if sha256 is not None:
+            info = self._stored_as(sha256, name)
+            if info is not None:
+                return Model(self, info)
+        data, _how = _export.export_module(module, example_input)
+        sha256 = _export.sha256_hex(data)
+        _export.remember(module, sha256)
+        info = self._stored_as(sha256, name)
+        if info is None:
+            info = self._upload(_bytes_chunks(data), name, input_shape)
+        return Model(self, info)
+
+    def _stored_as(self, sha256, name):
+        """The ModelInfo when the daemon holds these bytes under the wanted name, else None.
+
+        A model that is stored but lacks the requested name is uploaded again: the wire API
+        has no call that only adds a name, and Upload of known bytes just adds the name.
+        """
+        try:
+            info = self._call(self._models.Get, models_pb2.GetModelRequest(model=sha256))
+        except LayerlensError as error:
+            if error.code == "NOT_FOUND":
+                return None
+            raise
+        if name is not None and name not in info.names:
+            return None
+        return ModelInfo.from_proto(info)
+
+    def _upload(self, chunks, name, input_shape):
+        header = models_pb2.UploadHeader(name=name or "", input_shape=input_shape or [])
+
+        def requests():
+            yield models_pb2.UploadRequest(header=header)
+            for chunk in chunks:
+                yield models_pb2.UploadRequest(chunk=chunk)
+
+        return ModelInfo.from_proto(self._call(self._models.Upload, requests()))
+
+    # --- explanations ------------------------------------------------------------------
+
+    def summary(self, model, input_shape=None, depth=None, *, figure_format=None):
+        """The module tree of a model with parameter counts; see Model.summary()."""
+        handle = self.model(model)
+        if input_shape is None and handle.info.input_shape:
+            input_shape = handle.info.input_shape
+        request = explain_pb2.SummaryRequest(
+            model=handle.id,
+            input_shape=[int(dim) for dim in input_shape or ()],
+            depth=int(depth or 0),
+            figure_format=_wire.figure_format(figure_format),
+        )
+        return Summary.from_proto(self._call(self._explain.Summary, request))
+
+    def attribute(self, model, x, method="saliency", target=None, *, figure_format="png", **params):
+        """Attribution of one output to the input x; see Model.attribute()."""
+        handle = self.model(model)
+        request = explain_pb2.AttributeRequest(
+            model=handle.id,
+            input=_wire.array_to_tensor(_wire.as_float32_array(x)),
+            method=method,
+            params=_wire.params_to_strings(params),
+            figure_format=_wire.figure_format(figure_format),
+        )
+        if target is not None:
+            request.target = int(target)
+        return Attribution.from_proto(self._call(self._explain.Attribute, request), _wire.tensor_to_array)
+
+
+def _model_ref(model):
+    """The string the wire API takes for a model: an id, an id prefix or a name."""
+    if isinstance(model, (Model, ModelInfo)):
+        return model.id
+    if isinstance(model, str):
+        return model
+    raise TypeError(f"a model is referred to by its id, an id prefix, a name or a handle, not {type(model).__name__}")
+
+
+class Model:
+    """A handle on one model stored in layerlensd.
+
+    `info` is the ModelInfo as it was when the handle was made (refresh() asks again).
+    """
+
+    def __init__(self, client, info):
+        self.client = client
+        self.info = info
+
+    @property
+    def id(self):
+        """The full model id: the sha256 of the TorchScript file, 64 hex characters."""
+        return self.info.id
+
+    @property
+    def names(self):
+        return self.info.names
+
+    @property
+    def name(self):
+        return self.info.name
+
+    @property
+    def size_bytes(self):
+        return self.info.size_bytes
+
+    @property
+    def resident(self):
+        return self.info.resident
+
+    def __repr__(self):
+        names = f", names={list(self.names)}" if self.names else ""
+        return f"Model(id={self.id[:12]!r}{names})"
+
+    def __eq__(self, other):
+        return isinstance(other, Model) and other.id == self.id
+
+    def __hash__(self):
+        return hash(self.id)
+
+    def refresh(self):
+        """Asks the daemon for the model's current names and residency."""
+        self.info = self.client.model(self.id).info
+        return self
+
+    def delete(self):
+        """Deletes the model from the daemon."""
+        return self.client.delete(self.id)
+
+    def summary(self, input_shape=None, depth=None, *, figure_format=None):
+        """The module tree with parameter counts, shown as an indented table in Jupyter.
+
+        input_shape: shape of one input, e.g. (1, 3, 224, 224); defaults to the shape
+        stored with the model. depth: leave out rows deeper than this. figure_format:
+        "png" or "svg" to also get the daemon's figure (none by default: the table is
+        the display).
+        """
+        return self.client.summary(self, input_shape=input_shape, depth=depth, figure_format=figure_format)
+
+    def attribute(self, x, method="saliency", target=None, *, figure_format="png", **params):
+        """Which input elements drove one output of the model.
+
+        x: the input as the model takes it, (batch, ...), a numpy array or torch tensor
+        (sent as float32). method: one of the daemon's methods (`saliency`,
+        `integrated_gradients`, ...). target: the output index to explain for every batch
+        row; None explains the class the model predicts for each row. params: further
+        options under Captum's argument names (`abs=False`, `n_steps=100`,
+        `sliding_window_shapes=(1, 3, 3)`). figure_format: "png", "svg" or None.
+        """
+        return self.client.attribute(self, x, method=method, target=target, figure_format=figure_format, **params)

@@ -1,0 +1,263 @@
+"""Result types of the layerlens client and how they display.
+
+Each type holds plain Python and numpy values copied out of the wire message, so results
+outlive the connection and pickle like ordinary objects. Display follows IPython's rich
+display protocol (`_repr_html_`, `_repr_png_`, `_repr_svg_`): a summary shows as an
+indented table, an attribution as the figure the daemon rendered, a model list as a table.
+"""
+
+import base64
+import dataclasses
+import datetime
+import html
+
+_TABLE_STYLE = "border-collapse: collapse; font-family: monospace; font-size: 12px"
+_CELL_STYLE = "padding: 2px 8px; text-align: right"
+_TEXT_CELL_STYLE = "padding: 2px 8px; text-align: left"
+
+
+def _format_count(value):
+    return f"{value:,}"
+
+
+def _format_bytes(size_bytes):
+    size = float(size_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size_bytes} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size_bytes} B"
+
+
+def _html_table(header, body_rows, footer_rows=()):
+    """An HTML table; cells are (text, align_left) pairs whose text is already escaped."""
+
+    def cells(row, tag):
+        return "".join(
+            f'<{tag} style="{_TEXT_CELL_STYLE if left else _CELL_STYLE}">{text}</{tag}>' for text, left in row
+        )
+
+    head = "<tr>" + cells(header, "th") + "</tr>"
+    body = "".join("<tr>" + cells(row, "td") + "</tr>" for row in body_rows)
+    foot = "".join('<tr style="border-top: 1px solid">' + cells(row, "td") + "</tr>" for row in footer_rows)
+    return f'<table style="{_TABLE_STYLE}"><thead>{head}</thead><tbody>{body}{foot}</tbody></table>'
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """A model stored in layerlensd: its id (sha256 of the file), names and state."""
+
+    id: str
+    names: tuple
+    size_bytes: int
+    resident: bool
+    format: str = "torchscript"
+    input_shape: tuple = ()
+    created_unix: int = 0
+
+    @classmethod
+    def from_proto(cls, message):
+        return cls(
+            id=message.id,
+            names=tuple(message.names),
+            size_bytes=int(message.size_bytes),
+            resident=bool(message.resident),
+            format=message.format,
+            input_shape=tuple(int(dim) for dim in message.input_shape),
+            created_unix=int(message.created_unix),
+        )
+
+    @property
+    def name(self):
+        """The first name referring to this model, or None when it has none."""
+        return self.names[0] if self.names else None
+
+
+class ModelList(list):
+    """The daemon's models (a list of ModelInfo) that displays as a table in Jupyter."""
+
+    def _repr_html_(self):
+        if not self:
+            return "<p>layerlensd stores no models yet.</p>"
+        header = [
+            ("id", True), ("names", True), ("size", False), ("resident", True),
+            ("format", True), ("input shape", True), ("added (UTC)", True),
+        ]
+        rows = []
+        for info in self:
+            added = (
+                datetime.datetime.fromtimestamp(info.created_unix, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+                if info.created_unix else ""
+            )
+            rows.append([
+                (f'<span title="{html.escape(info.id)}">{html.escape(info.id[:12])}</span>', True),
+                (html.escape(", ".join(info.names)), True),
+                (_format_bytes(info.size_bytes), False),
+                ("yes" if info.resident else "no", True),
+                (html.escape(info.format), True),
+                (html.escape(str(list(info.input_shape))) if info.input_shape else "", True),
+                (added, True),
+            ])
+        return _html_table(header, rows)
+
+
+class Summary:
+    """The module tree of a model with parameter counts, as `layerlens summary` prints it.
+
+    `rows` is a list of dicts with keys `path` (dotted module path, "" for the root),
+    `type`, `depth`, `num_params` (this module and its children), `trainable_params`,
+    `own_params`, `output_shape` (None until the daemon traces shapes) and `mult_adds`.
+    """
+
+    def __init__(self, model_id, rows, total_params, trainable_params, total_mult_adds=0, figure=None):
+        self.model_id = model_id
+        self.rows = rows
+        self.total_params = total_params
+        self.trainable_params = trainable_params
+        self.total_mult_adds = total_mult_adds
+        self.figure = figure.data if figure is not None and figure.data else None
+        self.figure_mime = figure.mime if figure is not None and figure.data else None
+
+    @classmethod
+    def from_proto(cls, message):
+        rows = []
+        for row in message.rows:
+            shapes = [[int(dim) for dim in shape.dims] for shape in row.output_shapes]
+            # Same convention as the CLI's JSON: one output is a list of ints, several a
+            # list of lists.
+            output_shape = None if not shapes else shapes[0] if len(shapes) == 1 else shapes
+            rows.append({
+                "path": row.path,
+                "type": row.type_name,
+                "depth": int(row.depth),
+                "num_params": int(row.num_params),
+                "trainable_params": int(row.trainable_params),
+                "own_params": int(row.own_params),
+                "output_shape": output_shape,
+                "mult_adds": int(row.mult_adds),
+            })
+        figure = message.figure if message.HasField("figure") else None
+        return cls(
+            model_id=message.model_id,
+            rows=rows,
+            total_params=int(message.total_params),
+            trainable_params=int(message.trainable_params),
+            total_mult_adds=int(message.total_mult_adds),
+            figure=figure,
+        )
+
+    def _show_shapes(self):
+        return any(row["output_shape"] is not None for row in self.rows)
+
+    def _show_mult_adds(self):
+        return self.total_mult_adds > 0 or any(row["mult_adds"] for row in self.rows)
+
+    def _repr_html_(self):
+        header = [("layer", True), ("type", True)]
+        if self._show_shapes():
+            header.append(("output shape", True))
+        header += [("params", False), ("trainable", False)]
+        if self._show_mult_adds():
+            header.append(("mult-adds", False))
+        rows = []
+        for row in self.rows:
+            # The root row has path ""; show the model's type there instead of nothing.
+            label = html.escape(row["path"].rsplit(".", 1)[-1] if row["path"] else "(model)")
+            indent = f'<span style="padding-left: {1.5 * row["depth"]:.1f}em" title="{html.escape(row["path"])}">'
+            cells = [(f"{indent}{label}</span>", True), (html.escape(row["type"]), True)]
+            if self._show_shapes():
+                cells.append((html.escape(str(row["output_shape"])) if row["output_shape"] is not None else "", True))
+            cells += [(_format_count(row["num_params"]), False), (_format_count(row["trainable_params"]), False)]
+            if self._show_mult_adds():
+                cells.append((_format_count(row["mult_adds"]), False))
+            rows.append(cells)
+        footer = [("total", True), ("", True)]
+        if self._show_shapes():
+            footer.append(("", True))
+        footer += [(_format_count(self.total_params), False), (_format_count(self.trainable_params), False)]
+        if self._show_mult_adds():
+            footer.append((_format_count(self.total_mult_adds), False))
+        return _html_table(header, rows, [footer])
+
+    def __str__(self):
+        """A plain-text table for terminals and logs."""
+        lines = [f"{'layer':<40} {'type':<32} {'params':>12} {'trainable':>12}"]
+        for row in self.rows:
+            label = "  " * row["depth"] + (row["path"].rsplit(".", 1)[-1] if row["path"] else "(model)")
+            lines.append(f"{label:<40} {row['type']:<32} {row['num_params']:>12,} {row['trainable_params']:>12,}")
+        lines.append(f"{'total':<40} {'':<32} {self.total_params:>12,} {self.trainable_params:>12,}")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return f"Summary(model_id={self.model_id[:12]!r}, rows={len(self.rows)}, total_params={self.total_params})"
+
+    def to_dataframe(self):
+        """The rows as a pandas DataFrame (pandas is not a dependency of layerlens)."""
+        try:
+            import pandas
+        except ImportError as error:
+            raise ImportError("Summary.to_dataframe() needs pandas: pip install pandas") from error
+        return pandas.DataFrame(self.rows)
+
+
+class Attribution:
+    """How much each input element contributed to the chosen output, with the daemon's figure.
+
+    `values` is a float32 numpy array of the input's shape (layer methods: the layer's
+    output shape); `targets` the output index explained for each batch row; `output` the
+    model's output for the input, (batch, outputs).
+    """
+
+    def __init__(self, model_id, method, targets, values, output, convergence_delta=None, figure=None):
+        self.model_id = model_id
+        self.method = method
+        self.targets = targets
+        self.values = values
+        self.output = output
+        self.convergence_delta = convergence_delta
+        self.figure = figure.data if figure is not None and figure.data else None
+        self.figure_mime = figure.mime if figure is not None and figure.data else None
+        self.alt_text = figure.alt_text if figure is not None else ""
+
+    @classmethod
+    def from_proto(cls, message, tensor_to_array):
+        return cls(
+            model_id=message.model_id,
+            method=message.method,
+            targets=[int(target) for target in message.targets],
+            values=tensor_to_array(message.attribution),
+            output=tensor_to_array(message.output) if message.HasField("output") else None,
+            convergence_delta=message.convergence_delta if message.HasField("convergence_delta") else None,
+            figure=message.figure if message.HasField("figure") else None,
+        )
+
+    @property
+    def caption(self):
+        """E.g. "saliency, target 3"; several distinct targets are listed."""
+        distinct = sorted(set(self.targets))
+        if not distinct:
+            return self.method
+        if len(distinct) == 1:
+            return f"{self.method}, target {distinct[0]}"
+        return f"{self.method}, targets {', '.join(str(target) for target in self.targets)}"
+
+    def _repr_png_(self):
+        return self.figure if self.figure_mime == "image/png" else None
+
+    def _repr_svg_(self):
+        return self.figure.decode("utf-8") if self.figure_mime == "image/svg+xml" else None
+
+    def _repr_html_(self):
+        caption = html.escape(self.caption)
+        if self.convergence_delta is not None:
+            caption += html.escape(f" (convergence delta {self.convergence_delta:.3g})")
+        if self.figure is None:
+            return f"<p>{caption}: values of shape {list(self.values.shape)}, no figure requested</p>"
+        encoded = base64.b64encode(self.figure).decode("ascii")
+        return (
+            f'<figure style="margin: 0"><img src="data:{html.escape(self.figure_mime)};base64,{encoded}" '
+            f'alt="{html.escape(self.alt_text)}"><figcaption>{caption}</figcaption></figure>'
+        )
+
+    def __repr__(self):
+        return f"Attribution(method={self.method!r}, targets={self.targets}, shape={tuple(self.values.shape)})"

@@ -1,0 +1,103 @@
+from layerlens.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SummaryRequest(_message.Message):
+    __slots__ = ("model", "input_shape", "depth", "figure_format")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    FIGURE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    input_shape: _containers.RepeatedScalarFieldContainer[int]
+    depth: int
+    figure_format: _common_pb2.FigureFormat
+    def __init__(self, model: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., depth: _Optional[int] = ..., figure_format: _Optional[_Union[_common_pb2.FigureFormat, str]] = ...) -> None: ...
+
+class SummaryRow(_message.Message):
+    __slots__ = ("path", "type_name", "depth", "num_params", "trainable_params", "own_params", "output_shapes", "mult_adds")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    TYPE_NAME_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    NUM_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    TRAINABLE_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    OWN_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_SHAPES_FIELD_NUMBER: _ClassVar[int]
+    MULT_ADDS_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    type_name: str
+    depth: int
+    num_params: int
+    trainable_params: int
+    own_params: int
+    output_shapes: _containers.RepeatedCompositeFieldContainer[Shape]
+    mult_adds: int
+    def __init__(self, path: _Optional[str] = ..., type_name: _Optional[str] = ..., depth: _Optional[int] = ..., num_params: _Optional[int] = ..., trainable_params: _Optional[int] = ..., own_params: _Optional[int] = ..., output_shapes: _Optional[_Iterable[_Union[Shape, _Mapping]]] = ..., mult_adds: _Optional[int] = ...) -> None: ...
+
+class Shape(_message.Message):
+    __slots__ = ("dims",)
+    DIMS_FIELD_NUMBER: _ClassVar[int]
+    dims: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, dims: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class SummaryResponse(_message.Message):
+    __slots__ = ("model_id", "rows", "total_params", "trainable_params", "total_mult_adds", "figure")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    TRAINABLE_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_MULT_ADDS_FIELD_NUMBER: _ClassVar[int]
+    FIGURE_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    rows: _containers.RepeatedCompositeFieldContainer[SummaryRow]
+    total_params: int
+    trainable_params: int
+    total_mult_adds: int
+    figure: _common_pb2.Figure
+    def __init__(self, model_id: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[SummaryRow, _Mapping]]] = ..., total_params: _Optional[int] = ..., trainable_params: _Optional[int] = ..., total_mult_adds: _Optional[int] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ...) -> None: ...
+
+class AttributeRequest(_message.Message):
+    __slots__ = ("model", "input", "method", "target", "params", "figure_format")
+    class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    FIGURE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    input: _common_pb2.Tensor
+    method: str
+    target: int
+    params: _containers.ScalarMap[str, str]
+    figure_format: _common_pb2.FigureFormat
+    def __init__(self, model: _Optional[str] = ..., input: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., method: _Optional[str] = ..., target: _Optional[int] = ..., params: _Optional[_Mapping[str, str]] = ..., figure_format: _Optional[_Union[_common_pb2.FigureFormat, str]] = ...) -> None: ...
+
+class AttributeResponse(_message.Message):
+    __slots__ = ("model_id", "method", "targets", "attribution", "convergence_delta", "figure", "output")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    CONVERGENCE_DELTA_FIELD_NUMBER: _ClassVar[int]
+    FIGURE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    method: str
+    targets: _containers.RepeatedScalarFieldContainer[int]
+    attribution: _common_pb2.Tensor
+    convergence_delta: float
+    figure: _common_pb2.Figure
+    output: _common_pb2.Tensor
+    def __init__(self, model_id: _Optional[str] = ..., method: _Optional[str] = ..., targets: _Optional[_Iterable[int]] = ..., attribution: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., convergence_delta: _Optional[float] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ..., output: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ...) -> None: ...

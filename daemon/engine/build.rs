@@ -1,0 +1,24 @@
+//! Compiles the C++ shim in `csrc/` against the headers of the libtorch that tch
+//! links (`LIBTORCH`, written to .cargo/config.toml by scripts/setup.sh).
+
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo:rerun-if-changed=csrc/shim.cpp");
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let libtorch = PathBuf::from(std::env::var("LIBTORCH").expect(
+        "LIBTORCH is not set: run scripts/setup.sh first, it points tch at the shared libtorch",
+    ));
+    let cxx11_abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_string());
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/shim.cpp")
+        .include(libtorch.join("include"))
+        .include(libtorch.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag_if_supported("-Wno-unused-parameter")
+        .define("_GLIBCXX_USE_CXX11_ABI", cxx11_abi.as_str())
+        .warnings(false)
+        .compile("layerlens_shim");
+}

@@ -1,0 +1,52 @@
+//! `HostTensor`: the engine's plain float32 tensor in host memory, the type that
+//! crosses the engine boundary in both directions.
+
+use crate::error::{Error, Result};
+
+/// Row-major float32 values with their shape, e.g. `(batch, channels, height, width)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<i64>,
+    pub values: Vec<f32>,
+}
+
+impl HostTensor {
+    /// Checks that the shape is non-empty, has no zero or negative dimension and
+    /// matches the number of values.
+    pub fn validate(&self, what: &str) -> Result<()> {
+        if self.shape.is_empty() {
+            return Err(Error::bad_input(format!("{what} is a scalar; expected at least a batch dimension")));
+        }
+        if self.shape.iter().any(|&dim| dim <= 0) {
+            return Err(Error::bad_input(format!("{what} shape {:?} has an empty or negative dimension", self.shape)));
+        }
+        let expected: i64 = self.shape.iter().product();
+        if expected as usize != self.values.len() {
+            return Err(Error::bad_input(format!(
+                "{what} shape {:?} needs {expected} values but {} were given",
+                self.shape,
+                self.values.len()
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn to_tch(&self, device: tch::Device) -> Result<tch::Tensor> {
+        tch::Tensor::f_from_slice(&self.values)
+            .and_then(|flat| flat.f_reshape(self.shape.as_slice()))
+            .and_then(|tensor| tensor.f_to_device(device))
+            .map_err(|error| Error::from_torch(error, crate::ErrorKind::Internal, "copying the input to the device"))
+    }
+
+    pub(crate) fn from_tch(tensor: &tch::Tensor) -> Result<HostTensor> {
+        let on_host = tensor
+            .f_to_kind(tch::Kind::Float)
+            .and_then(|t| t.f_to_device(tch::Device::Cpu))
+            .and_then(|t| t.f_contiguous())
+            .and_then(|t| t.f_view([-1]))
+            .map_err(|error| Error::from_torch(error, crate::ErrorKind::Internal, "copying a result to the host"))?;
+        let values = Vec::<f32>::try_from(&on_host)
+            .map_err(|error| Error::from_torch(error, crate::ErrorKind::Internal, "copying a result to the host"))?;
+        Ok(HostTensor { shape: tensor.size(), values })
+    }
+}

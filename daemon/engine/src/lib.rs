@@ -1,0 +1,19 @@
+//! layerlens-engine: everything that touches libtorch. Loads TorchScript through tch
+//! (plus a small C++ shim in `csrc/` for what tch cannot see), keeps models resident
+//! on worker threads and computes explanations. Plain Rust types in and out; nothing
+//! here knows about gRPC or the network.
+
+pub mod attribution;
+pub mod device;
+pub mod error;
+pub mod host_tensor;
+pub mod model;
+pub mod structure;
+pub mod worker;
+
+pub use attribution::{Attribution, AttributionRequest, METHODS};
+pub use device::Device;
+pub use error::{Error, ErrorKind, Result};
+pub use host_tensor::HostTensor;
+pub use structure::{ModuleInfo, Summary, SummaryRow};
+pub use worker::{ModelSpec, WorkerHandle};

@@ -1,0 +1,121 @@
+//! One worker thread per resident model and device. The thread owns the loaded model
+//! (libtorch work never runs on tokio's threads, and grad mode is thread-local) and
+//! takes commands from a closed enum over a channel; answers go back on oneshot
+//! channels so async callers can await them.
+
+use crate::attribution::{self, Attribution, AttributionRequest};
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::model::{self, LoadedModel};
+use crate::structure::{self, ModuleInfo};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// What a worker needs to load its model.
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    /// sha256 of the file, used in thread names and error context.
+    pub model_id: String,
+    pub path: PathBuf,
+    /// Shape of one example input, when known.
+    pub input_shape: Option<Vec<i64>>,
+}
+
+enum Command {
+    Attribute { request: AttributionRequest, reply: oneshot::Sender<Result<Attribution>> },
+    ModuleTree { reply: oneshot::Sender<Result<Arc<Vec<ModuleInfo>>>> },
+}
+
+/// Handle to a model's worker thread. Cloning is cheap; the thread stops when the
+/// last handle is dropped, after finishing the commands already queued.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    sender: mpsc::Sender<Command>,
+    pub model_id: String,
+    pub device: Device,
+}
+
+impl WorkerHandle {
+    /// Starts the worker thread; it loads the model before taking its first command.
+    pub fn spawn(spec: ModelSpec, device: Device) -> Result<WorkerHandle> {
+        let (sender, receiver) = mpsc::channel();
+        let model_id = spec.model_id.clone();
+        std::thread::Builder::new()
+            .name(format!("model-{}", &spec.model_id[..spec.model_id.len().min(12)]))
+            .spawn(move || run_worker(spec, device, receiver))
+            .map_err(|error| Error::internal(format!("starting a worker thread: {error}")))?;
+        Ok(WorkerHandle { sender, model_id, device })
+    }
+
+    pub async fn attribute(&self, request: AttributionRequest) -> Result<Attribution> {
+        self.call(|reply| Command::Attribute { request, reply }).await
+    }
+
+    /// The model's module tree; read once per worker and shared afterwards.
+    pub async fn module_tree(&self) -> Result<Arc<Vec<ModuleInfo>>> {
+        self.call(|reply| Command::ModuleTree { reply }).await
+    }
+
+    async fn call<T>(&self, command: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(command(reply))
+            .map_err(|_| Error::internal(format!("the worker of model {} has stopped", self.model_id)))?;
+        answer
+            .await
+            .map_err(|_| Error::internal(format!("the worker of model {} dropped a request", self.model_id)))?
+    }
+}
+
+fn run_worker(spec: ModelSpec, device: Device, commands: mpsc::Receiver<Command>) {
+    let loaded = model::load_torchscript(&spec.path, device, spec.input_shape.clone())
+        .map_err(|error| error.context(format!("loading model {}", spec.model_id)));
+    match &loaded {
+        Ok(_) => tracing::info!(model_id = %spec.model_id, %device, "model resident"),
+        Err(error) => tracing::warn!(model_id = %spec.model_id, %device, %error, "model failed to load"),
+    }
+    let mut module_tree: Option<Arc<Vec<ModuleInfo>>> = None;
+    for command in commands {
+        match command {
+            Command::Attribute { request, reply } => {
+                let answer = with_model(&loaded, |model| attribution::attribute(model, &request));
+                let _ = reply.send(answer);
+            }
+            Command::ModuleTree { reply } => {
+                let answer = match &module_tree {
+                    Some(tree) => Ok(tree.clone()),
+                    None => guard(|| structure::module_tree(&spec.path)).map(|tree| {
+                        let tree = Arc::new(tree);
+                        module_tree = Some(tree.clone());
+                        tree
+                    }),
+                };
+                let _ = reply.send(answer);
+            }
+        }
+    }
+    tracing::info!(model_id = %spec.model_id, "worker stopped");
+}
+
+fn with_model<T>(loaded: &Result<LoadedModel>, work: impl FnOnce(&LoadedModel) -> Result<T>) -> Result<T> {
+    match loaded {
+        Ok(model) => guard(|| work(model)),
+        Err(error) => Err(error.clone()),
+    }
+}
+
+/// Runs one command, turning a panic (tch panics on some libtorch errors) into an
+/// internal error so the worker keeps serving.
+fn guard<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown panic");
+        Err(Error::internal(format!("the engine panicked: {}", crate::error::torch_reason(message))))
+    })
+}

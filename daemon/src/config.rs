@@ -1,0 +1,124 @@
+//! Daemon configuration: command-line flags (CONTRACT.md), optionally layered over a
+//! TOML file given with `--config`. Flags win over the file.
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use layerlens_engine::Device;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "layerlensd", version, about = "Serves explanations of PyTorch (TorchScript) models over gRPC")]
+pub struct Flags {
+    /// Address to listen on (`127.0.0.1:7533`); port 0 picks a free port.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Model store directory [default: $XDG_DATA_HOME/layerlens or ~/.local/share/layerlens].
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// cpu, cuda or cuda:N [default: cuda:0 when CUDA is usable, else cpu].
+    #[arg(long)]
+    pub device: Option<String>,
+    /// TOML file with the same keys as these flags (listen, store, device,
+    /// max_message_bytes, max_model_bytes).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Largest gRPC message accepted or sent, in bytes [default: 64 MiB].
+    #[arg(long)]
+    pub max_message_bytes: Option<usize>,
+    /// Largest model file accepted by Upload and AddFromPath, in bytes [default: 2 GiB].
+    #[arg(long)]
+    pub max_model_bytes: Option<u64>,
+    /// Store a TorchScript file under a name before serving, e.g. `digits=demo/digits_cnn.pt`
+    /// (repeatable). An optional `@1,1,8,8` suffix records the model's input shape.
+    #[arg(long = "add-model", value_name = "NAME=PATH[@SHAPE]")]
+    pub add_models: Vec<String>,
+}
+
+/// The same settings as a TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    store: Option<PathBuf>,
+    device: Option<String>,
+    max_message_bytes: Option<usize>,
+    max_model_bytes: Option<u64>,
+}
+
+/// A model to store at start-up.
+#[derive(Debug, Clone)]
+pub struct StartupModel {
+    pub name: String,
+    pub path: PathBuf,
+    pub input_shape: Vec<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub store: PathBuf,
+    pub device: Device,
+    pub max_message_bytes: usize,
+    pub max_model_bytes: u64,
+    pub startup_models: Vec<StartupModel>,
+}
+
+impl Config {
+    pub fn from_flags(flags: Flags) -> anyhow::Result<Config> {
+        let file = match &flags.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let device = match flags.device.or(file.device) {
+            Some(text) => text.parse::<Device>()?,
+            None => Device::default_for_host(),
+        };
+        device.check_available()?;
+        let store = match flags.store.or(file.store) {
+            Some(store) => store,
+            None => default_store_dir()?,
+        };
+        let startup_models = flags.add_models.iter().map(|spec| parse_startup_model(spec)).collect::<anyhow::Result<_>>()?;
+        Ok(Config {
+            listen: flags.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:7533".parse().expect("valid address")),
+            store,
+            device,
+            max_message_bytes: flags.max_message_bytes.or(file.max_message_bytes).unwrap_or(64 << 20),
+            max_model_bytes: flags.max_model_bytes.or(file.max_model_bytes).unwrap_or(2 << 30),
+            startup_models,
+        })
+    }
+}
+
+fn default_store_dir() -> anyhow::Result<PathBuf> {
+    if let Some(data_home) = std::env::var_os("XDG_DATA_HOME").filter(|value| !value.is_empty()) {
+        return Ok(PathBuf::from(data_home).join("layerlens"));
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => Ok(PathBuf::from(home).join(".local/share/layerlens")),
+        None => bail!("neither XDG_DATA_HOME nor HOME is set; pass --store DIR"),
+    }
+}
+
+fn parse_startup_model(spec: &str) -> anyhow::Result<StartupModel> {
+    let Some((name, rest)) = spec.split_once('=') else {
+        bail!("--add-model {spec}: expected NAME=PATH or NAME=PATH@SHAPE");
+    };
+    let (path, input_shape) = match rest.rsplit_once('@') {
+        Some((path, shape)) => {
+            let dims = shape
+                .split(',')
+                .map(|dim| dim.trim().parse::<i64>())
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("--add-model {spec}: shape '{shape}' is not a comma-separated list of integers"))?;
+            (path, dims)
+        }
+        None => (rest, Vec::new()),
+    };
+    Ok(StartupModel { name: name.to_string(), path: PathBuf::from(path), input_shape })
+}

@@ -1,0 +1,79 @@
+//! Wires the daemon together: opens the store, stores the start-up models, binds
+//! the listener, serves the layerlens services plus `grpc.health.v1` and server
+//! reflection, and shuts down cleanly on SIGTERM/SIGINT.
+
+use crate::config::Config;
+use crate::registry::Registry;
+use crate::services::explain::ExplainService;
+use crate::services::models::ModelsService;
+use crate::services::State;
+use crate::store::Store;
+use anyhow::Context;
+use layerlens_proto as proto;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let store = Store::open(&config.store).map_err(|error| anyhow::anyhow!(error.message))?;
+    for model in &config.startup_models {
+        let staged = store
+            .stage_file(&model.path, config.max_model_bytes)
+            .and_then(|staged| {
+                layerlens_engine::model::validate_torchscript(staged.path())?;
+                Ok(staged)
+            })
+            .and_then(|staged| store.commit(staged, Some(&model.name), &model.input_shape))
+            .map_err(|error| anyhow::anyhow!("--add-model {}: {}", model.name, error.message))?;
+        tracing::info!(name = %model.name, model_id = %staged.id, "start-up model stored");
+    }
+
+    let state = Arc::new(State {
+        store,
+        registry: Registry::start(config.device),
+        max_model_bytes: config.max_model_bytes,
+    });
+    let limit = config.max_message_bytes;
+    let models = proto::models_server::ModelsServer::new(ModelsService { state: state.clone() })
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    let explain = proto::explain_server::ExplainServer::new(ExplainService { state: state.clone() })
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<proto::models_server::ModelsServer<ModelsService>>().await;
+    health_reporter.set_serving::<proto::explain_server::ExplainServer<ExplainService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!(store = %config.store.display(), device = %config.device, "layerlensd ready");
+    // Scripts and tests wait for this exact line (CONTRACT.md).
+    println!("layerlensd listening on {address}");
+
+    tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(models)
+        .add_service(explain)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal())
+        .await
+        .context("serving gRPC")?;
+    tracing::info!("layerlensd stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT; tonic then stops accepting and lets in-flight
+/// requests finish.
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+    }
+}

@@ -1,0 +1,66 @@
+"""clients/python/examples/quickstart.ipynb runs headless on a real ipykernel and shows results.
+
+nbclient starts the `python3` kernel (jupyter_client runs it with this interpreter, the
+venv's python), which inherits LAYERLENS_ADDR for the session's daemon, the fixture model
+path and a PYTHONPATH that reaches the client's source tree. The saved outputs must hold the
+daemon's PNG, the summary as an HTML table, and no errors.
+"""
+
+import base64
+import os
+import struct
+
+import nbformat
+from nbclient import NotebookClient
+
+from conftest import CLIENT_SOURCE, REPO_ROOT
+
+NOTEBOOK = REPO_ROOT / "clients" / "python" / "examples" / "quickstart.ipynb"
+CELL_TIMEOUT_S = 120
+KERNEL_START_TIMEOUT_S = 60
+
+
+def outputs_of(notebook):
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            yield from cell.outputs
+
+
+def test_quickstart_notebook_runs_and_displays_results(daemon, fixtures_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("LAYERLENS_ADDR", f"http://{daemon.address}")
+    monkeypatch.delenv("LAYERLENS_TOKEN", raising=False)
+    monkeypatch.setenv("LAYERLENS_DEMO_MODEL", str(fixtures_dir / "digits_cnn.pt"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(CLIENT_SOURCE), os.environ.get("PYTHONPATH")])))
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    runner = NotebookClient(
+        notebook,
+        kernel_name="python3",
+        timeout=CELL_TIMEOUT_S,
+        startup_timeout=KERNEL_START_TIMEOUT_S,
+        # Errors are collected and asserted on below, with their text in the failure.
+        allow_errors=True,
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+    )
+    runner.execute()
+    # Kept for whoever has to look at a failure: pytest prints tmp_path on error.
+    nbformat.write(notebook, tmp_path / "quickstart.executed.ipynb")
+
+    outputs = list(outputs_of(notebook))
+    errors = [f"{output.ename}: {output.evalue}" for output in outputs if output.output_type == "error"]
+    assert not errors, f"the notebook raised {errors}"
+
+    rich = [output for output in outputs if output.output_type in ("display_data", "execute_result")]
+    pngs = [base64.b64decode(output.data["image/png"]) for output in rich if "image/png" in output.data]
+    assert pngs, "no image/png output: the attribution did not display as the daemon's figure"
+    for png in pngs:
+        assert png[:8] == b"\x89PNG\r\n\x1a\n", "image/png output is not a PNG"
+        assert png[12:16] == b"IHDR"
+        width, height = struct.unpack(">II", png[16:24])
+        assert width > 0 and height > 0
+
+    tables = [output.data["text/html"] for output in rich if "text/html" in output.data]
+    summary_tables = [table for table in tables if "<table" in table and "features" in table and "classifier" in table]
+    assert summary_tables, "no text/html output with the summary table"
+    model_tables = [table for table in tables if "<table" in table and "digits" in table and "resident" in table]
+    assert model_tables, "%layerlens models showed no table of models"
