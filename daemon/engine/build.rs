@@ -21,4 +21,6 @@ fn main() {
         .define("_GLIBCXX_USE_CXX11_ABI", cxx11_abi.as_str())
         .warnings(false)
         .compile("layerlens_shim");
+    // The engine's own unit tests link libtorch; let them find it without LD_LIBRARY_PATH.
+    println!("cargo:rustc-link-arg-tests=-Wl,-rpath,{}", libtorch.join("lib").display());
 }

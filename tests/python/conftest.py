@@ -17,9 +17,11 @@ import pathlib
 import queue
 import re
 import signal
+import struct
 import subprocess
 import sys
 import threading
+import warnings
 
 import pytest
 
@@ -30,6 +32,7 @@ FIXTURE_DIR = REPO_ROOT / "tests" / "fixtures" / "out"
 
 DAEMON_START_TIMEOUT_S = 60
 DAEMON_STOP_TIMEOUT_S = 30
+CALL_TIMEOUT_S = 60
 # Training the digits CNN is the slow part of the fixtures; it is skipped when they are
 # up to date.
 FIXTURE_TIMEOUT_S = 600
@@ -40,6 +43,23 @@ sys.path.insert(0, str(CLIENT_SOURCE))
 def daemon_binary():
     """The layerlensd under test: LAYERLENSD_BIN, else the workspace's debug build."""
     return pathlib.Path(os.environ.get("LAYERLENSD_BIN") or REPO_ROOT / "target" / "debug" / "layerlensd")
+
+
+def load_torchscript(path):
+    """A TorchScript file loaded by PyTorch in this process, on the CPU, with its saved train/eval flags."""
+    import torch
+
+    # torch 2.11 marks torch.jit as deprecated; loading TorchScript is the point here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(path), map_location="cpu")
+
+
+def png_size(data):
+    """(width, height) from a PNG's IHDR chunk, after checking the signature."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    assert data[12:16] == b"IHDR", "PNG without IHDR first"
+    return struct.unpack(">II", data[16:24])
 
 
 @pytest.fixture(scope="session")
@@ -128,7 +148,8 @@ def client(daemon):
     """A layerlens client of the session's daemon."""
     import layerlens
 
-    ll = layerlens.connect(f"http://{daemon.address}")
+    # A deadline on every call keeps a hung daemon from hanging the test run.
+    ll = layerlens.connect(f"http://{daemon.address}", timeout=CALL_TIMEOUT_S)
     yield ll
     ll.close()
 
@@ -142,11 +163,7 @@ def digits_model(client, fixtures_dir):
 @pytest.fixture(scope="session")
 def digits_torchscript(fixtures_dir):
     """The same digits CNN loaded by PyTorch in this process: the reference for the daemon."""
-    import torch
-
-    model = torch.jit.load(str(fixtures_dir / "digits_cnn.pt"), map_location="cpu")
-    model.eval()
-    return model
+    return load_torchscript(fixtures_dir / "digits_cnn.pt").eval()
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ problem, and the daemon must keep serving after each.
 
 import base64
 import re
-import struct
 
 import numpy as np
 import pytest
@@ -16,18 +15,11 @@ import torch
 from captum.attr import Saliency
 
 import layerlens
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def png_size(data):
-    """(width, height) from a PNG's IHDR chunk, after checking the signature."""
-    assert data[:8] == PNG_SIGNATURE, "not a PNG"
-    assert data[12:16] == b"IHDR", "PNG without IHDR first"
-    return struct.unpack(">II", data[16:24])
+from conftest import png_size
 
 
 def captum_saliency(model, x, target, abs=True):
+    """Captum's Saliency on the in-process TorchScript model: the reference for the daemon."""
     inputs = torch.from_numpy(x).clone().requires_grad_(True)
     return Saliency(model).attribute(inputs, target=target, abs=abs).detach().numpy()
 
@@ -57,6 +49,19 @@ def test_summary_depth_leaves_out_deeper_rows(digits_model):
     assert {row["path"] for row in summary.rows} == {"", "features", "classifier"}
 
 
+def test_summary_to_dataframe(digits_model):
+    summary = digits_model.summary()
+    try:
+        import pandas  # noqa: F401  (optional: layerlens does not depend on it)
+    except ImportError:
+        with pytest.raises(ImportError, match="needs pandas"):
+            summary.to_dataframe()
+    else:
+        frame = summary.to_dataframe()
+        assert list(frame["path"]) == [row["path"] for row in summary.rows]
+        assert list(frame["num_params"]) == [row["num_params"] for row in summary.rows]
+
+
 def test_saliency_equals_captum(digits_model, digits_torchscript, digits_images):
     x = digits_images[:4]
     attribution = digits_model.attribute(x, method="saliency", target=3)
@@ -77,6 +82,8 @@ def test_saliency_without_target_explains_the_predicted_class(digits_model, digi
     with torch.no_grad():
         predicted = digits_torchscript(torch.from_numpy(x)).argmax(1).tolist()
     assert attribution.targets == predicted
+    assert len(set(predicted)) > 1, "the check needs rows with different predicted classes"
+    assert attribution.caption == "saliency, targets " + ", ".join(str(target) for target in predicted)
     expected = captum_saliency(digits_torchscript, x, target=predicted)
     assert np.abs(attribution.values - expected).max() <= 1e-5
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 import layerlens
+from conftest import load_torchscript
 from layerlens import _export
 
 
@@ -123,7 +124,7 @@ def test_delete_a_model(client, fixtures_dir):
     assert caught.value.code == "NOT_FOUND"
 
 
-def test_a_live_module_is_scripted_and_runs_like_the_original(client):
+def test_a_live_module_is_scripted_and_runs_like_the_original(client, tmp_path):
     torch.manual_seed(1)
     module = ScriptableNet()
     module.train()
@@ -135,8 +136,18 @@ def test_a_live_module_is_scripted_and_runs_like_the_original(client):
     module.eval()
     with torch.no_grad():
         expected = module(x).numpy()
-    # Dropout would make these differ: the daemon must have the eval-mode export.
+    # Dropout would make these differ if the model ran in training mode.
     np.testing.assert_allclose(attribution.output, expected, rtol=0, atol=1e-5)
+
+    # The daemon may switch models to eval mode itself; the export must not rely on it.
+    module.train()
+    data, how = _export.export_module(module)
+    assert how == "scripted"
+    exported_path = tmp_path / "exported.pt"
+    exported_path.write_bytes(data)
+    exported = load_torchscript(exported_path)
+    assert not exported.training and not exported.drop.training
+    assert module.training and module.drop.training
 
 
 def test_a_module_is_exported_and_uploaded_once_until_its_weights_change(client, monkeypatch):
@@ -178,6 +189,9 @@ def test_a_module_that_cannot_be_scripted_is_traced_with_the_example_input(clien
     np.testing.assert_allclose(attribution.values[0], expected_saliency, rtol=0, atol=1e-5)
 
 
+# Tracing NeitherNet formats tensors inside the tracer before it gives up; the warnings
+# that causes are noise here.
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 def test_a_module_that_can_be_neither_scripted_nor_traced_is_a_clear_error(client):
     module = NeitherNet()
     with pytest.raises(layerlens.ExportError) as caught:
@@ -196,3 +210,27 @@ def test_add_model_refuses_what_is_neither_a_file_nor_a_module(client, tmp_path)
         client.add_model(tmp_path / "missing.pt")
     with pytest.raises(TypeError, match="TorchScript file path or a torch.nn.Module"):
         client.add_model(42)
+
+
+def test_add_a_file_that_lies_on_the_daemons_machine(client, fixtures_dir, monkeypatch):
+    # The session's daemon runs on this machine, so the fixture path is valid for it too.
+    path = fixtures_dir / "tiny_mlp_traced.pt"
+    uploads = UploadCounter(client, monkeypatch)
+    model = client.add_model_from_daemon_path(path, name="mlp-traced", input_shape=(1, 4))
+    assert model.id == sha256_of(path)
+    assert "mlp-traced" in model.names
+    assert list(model.info.input_shape) == [1, 4]
+    assert uploads.calls == 0
+    with pytest.raises(layerlens.LayerlensError) as caught:
+        client.add_model_from_daemon_path(fixtures_dir / "no-such-file.pt")
+    assert caught.value.code in ("NOT_FOUND", "INVALID_ARGUMENT")
+    assert "no-such-file.pt" in str(caught.value)
+
+
+def test_a_loaded_torchscript_module_is_sent_as_it_is(client, fixtures_dir):
+    module = load_torchscript(fixtures_dir / "tiny_cnn_scripted.pt")
+    x = torch.rand(2, 3, 8, 8)
+    model = client.add_model(module, name="loaded-script")
+    with torch.no_grad():
+        expected = module(x).numpy()
+    np.testing.assert_allclose(model.attribute(x, target=4).output, expected, rtol=0, atol=1e-5)

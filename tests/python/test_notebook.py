@@ -1,19 +1,20 @@
 """clients/python/examples/quickstart.ipynb runs headless on a real ipykernel and shows results.
 
-nbclient starts the `python3` kernel (jupyter_client runs it with this interpreter, the
-venv's python), which inherits LAYERLENS_ADDR for the session's daemon, the fixture model
+nbclient starts the `python3` kernel, pinned to this interpreter (the venv's python),
+which inherits LAYERLENS_ADDR for the session's daemon, the fixture model
 path and a PYTHONPATH that reaches the client's source tree. The saved outputs must hold the
 daemon's PNG, the summary as an HTML table, and no errors.
 """
 
 import base64
+import json
 import os
-import struct
+import sys
 
 import nbformat
 from nbclient import NotebookClient
 
-from conftest import CLIENT_SOURCE, REPO_ROOT
+from conftest import CLIENT_SOURCE, REPO_ROOT, png_size
 
 NOTEBOOK = REPO_ROOT / "clients" / "python" / "examples" / "quickstart.ipynb"
 CELL_TIMEOUT_S = 120
@@ -31,6 +32,18 @@ def test_quickstart_notebook_runs_and_displays_results(daemon, fixtures_dir, mon
     monkeypatch.delenv("LAYERLENS_TOKEN", raising=False)
     monkeypatch.setenv("LAYERLENS_DEMO_MODEL", str(fixtures_dir / "digits_cnn.pt"))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(CLIENT_SOURCE), os.environ.get("PYTHONPATH")])))
+
+    # Pin the `python3` kernel to this interpreter and keep the user's IPython profile out:
+    # a kernelspec or startup script in the home directory must not change what runs.
+    kernel_dir = tmp_path / "jupyter" / "kernels" / "python3"
+    kernel_dir.mkdir(parents=True)
+    (kernel_dir / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (layerlens tests)",
+        "language": "python",
+    }))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
 
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     runner = NotebookClient(
@@ -54,9 +67,7 @@ def test_quickstart_notebook_runs_and_displays_results(daemon, fixtures_dir, mon
     pngs = [base64.b64decode(output.data["image/png"]) for output in rich if "image/png" in output.data]
     assert pngs, "no image/png output: the attribution did not display as the daemon's figure"
     for png in pngs:
-        assert png[:8] == b"\x89PNG\r\n\x1a\n", "image/png output is not a PNG"
-        assert png[12:16] == b"IHDR"
-        width, height = struct.unpack(">II", png[16:24])
+        width, height = png_size(png)
         assert width > 0 and height > 0
 
     tables = [output.data["text/html"] for output in rich if "text/html" in output.data]

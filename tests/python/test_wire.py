@@ -4,6 +4,8 @@ These are the rules every request passes through; a table of cases per rule keep
 readable and makes a regression name the exact input that broke.
 """
 
+from concurrent import futures
+
 import grpc
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ import torch
 
 import layerlens
 from layerlens import _wire
-from layerlens.v1 import common_pb2
+from layerlens.v1 import common_pb2, models_pb2, models_pb2_grpc
 
 
 @pytest.mark.parametrize(
@@ -115,15 +117,13 @@ def test_rpc_errors_become_layerlens_errors():
 
 def test_connect_reads_the_environment(monkeypatch):
     monkeypatch.setenv("LAYERLENS_ADDR", "127.0.0.1:1")
-    monkeypatch.setenv("LAYERLENS_TOKEN", "s3cret")
     with layerlens.connect() as ll:
         assert ll.address == "127.0.0.1:1"
-        assert ll._metadata == (("authorization", "Bearer s3cret"),)
+    with layerlens.connect("http://elsewhere:2") as ll:
+        assert ll.address == "http://elsewhere:2"
     monkeypatch.delenv("LAYERLENS_ADDR")
-    monkeypatch.delenv("LAYERLENS_TOKEN")
     with layerlens.connect() as ll:
         assert ll.address == layerlens.DEFAULT_ADDRESS == "http://127.0.0.1:7533"
-        assert ll._metadata == ()
 
 
 def test_an_unreachable_daemon_is_a_layerlens_error():
@@ -133,3 +133,43 @@ def test_an_unreachable_daemon_is_a_layerlens_error():
             ll.models()
     assert caught.value.code == "UNAVAILABLE"
     assert "127.0.0.1:1" in str(caught.value)
+
+
+class MetadataRecorder(models_pb2_grpc.ModelsServicer):
+    """A Models service that only records the metadata each List call arrives with."""
+
+    def __init__(self):
+        self.metadata = []
+
+    def List(self, request, context):
+        self.metadata.append(dict(context.invocation_metadata()))
+        return models_pb2.ListModelsResponse()
+
+
+@pytest.fixture
+def recording_server():
+    # layerlensd has no token check yet, so the header is observed on a plain gRPC server.
+    recorder = MetadataRecorder()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    models_pb2_grpc.add_ModelsServicer_to_server(recorder, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield recorder, f"http://127.0.0.1:{port}"
+    server.stop(grace=None)
+
+
+def test_the_token_travels_as_a_bearer_header(recording_server, monkeypatch):
+    recorder, address = recording_server
+    with layerlens.connect(address, token="s3cret", timeout=10) as ll:
+        assert ll.models() == []
+    monkeypatch.setenv("LAYERLENS_TOKEN", "from-env")
+    with layerlens.connect(address, timeout=10) as ll:
+        ll.models()
+    monkeypatch.delenv("LAYERLENS_TOKEN")
+    with layerlens.connect(address, timeout=10) as ll:
+        ll.models()
+    assert [metadata.get("authorization") for metadata in recorder.metadata] == [
+        "Bearer s3cret",
+        "Bearer from-env",
+        None,
+    ]

@@ -1,1 +1,167 @@
-//! placeholder
+//! Shared harness for the cross-component tests: starts the real `layerlensd`
+//! binary on a free loopback port with a temporary store, runs the real `layerlens`
+//! CLI, finds the generated fixtures and runs the Python reference scripts (PyTorch,
+//! Captum) in the project's virtualenv.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The workspace root (this crate lives in `tests/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// Directory holding the built binaries: the test executable sits in `<target>/<profile>/deps`.
+pub fn binary_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_path_buf()
+}
+
+pub fn binary(name: &str) -> PathBuf {
+    let path = binary_dir().join(name);
+    assert!(path.exists(), "{} is missing: build the workspace binaries first (cargo build --workspace --bins)", path.display());
+    path
+}
+
+/// The virtualenv's python (scripts/setup.sh writes LAYERLENS_PYTHON into .cargo/config.toml).
+pub fn python() -> PathBuf {
+    PathBuf::from(std::env::var("LAYERLENS_PYTHON").expect("LAYERLENS_PYTHON is not set: run scripts/setup.sh"))
+}
+
+/// The generated fixtures, generated once per test process (a no-op when current).
+pub fn fixtures() -> &'static Path {
+    static FIXTURES: OnceLock<PathBuf> = OnceLock::new();
+    FIXTURES.get_or_init(|| {
+        let out = workspace_root().join("tests/fixtures/out");
+        let status = Command::new(python())
+            .arg(workspace_root().join("tests/fixtures/make_fixtures.py"))
+            .arg(&out)
+            .status()
+            .expect("running make_fixtures.py");
+        assert!(status.success(), "make_fixtures.py failed");
+        out
+    })
+}
+
+/// Runs a Python script from `tests/reference` and returns its stdout.
+pub fn run_reference(script: &str, args: &[&str]) -> String {
+    let output = Command::new(python())
+        .arg(workspace_root().join("tests/reference").join(script))
+        .args(args)
+        .output()
+        .expect("running a reference script");
+    assert!(output.status.success(), "{script} failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("utf-8 output")
+}
+
+/// A running `layerlensd` process; killed on drop if not stopped.
+pub struct Daemon {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    pub store: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the daemon on 127.0.0.1:0 with `store` and extra flags, and waits (at
+    /// most 60 s) for its `listening on` line.
+    pub fn start(store: &Path, extra_args: &[&str]) -> Daemon {
+        let mut child = Command::new(binary("layerlensd"))
+            .args(["--listen", "127.0.0.1:0", "--device", "cpu", "--store"])
+            .arg(store)
+            .args(extra_args)
+            .env("LAYERLENS_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting layerlensd");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some((_, address)) = line.split_once("listening on ") {
+                    let _ = sender.send(address.trim().to_string());
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let address = loop {
+            if let Ok(address) = receiver.recv_timeout(Duration::from_millis(100)) {
+                break address;
+            }
+            if let Some(status) = child.try_wait().expect("polling layerlensd") {
+                panic!("layerlensd exited before listening: {status}");
+            }
+            assert!(Instant::now() < deadline, "layerlensd did not print 'listening on' within 60 s");
+        };
+        Daemon { child: Some(child), url: format!("http://{address}"), store: store.to_path_buf() }
+    }
+
+    /// Sends SIGTERM and waits (at most 30 s); answers whether it exited with status 0.
+    pub fn stop(mut self) -> bool {
+        let mut child = self.child.take().expect("running daemon");
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("waiting for layerlensd") {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs the `layerlens` CLI against `url`; answers (exit success, stdout, stderr).
+pub fn cli(url: &str, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(binary("layerlens"))
+        .arg("--addr")
+        .arg(url)
+        .args(args)
+        .env_remove("LAYERLENS_TOKEN")
+        .output()
+        .expect("running layerlens");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Reads a float32 `.npy` file: (shape, values).
+pub fn read_npy(path: &Path) -> (Vec<i64>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|error| panic!("reading {}: {error}", path.display()));
+    let file = npyz::NpyFile::new(&bytes[..]).expect("a .npy file");
+    let shape = file.shape().iter().map(|&dim| dim as i64).collect();
+    (shape, file.into_vec::<f32>().expect("float32 values"))
+}
+
+pub fn write_npy(path: &Path, shape: &[i64], values: &[f32]) {
+    use npyz::WriterBuilder;
+    let dims: Vec<u64> = shape.iter().map(|&dim| dim as u64).collect();
+    let file = std::fs::File::create(path).expect("creating .npy");
+    let mut writer = npyz::WriteOptions::new().default_dtype().shape(&dims).writer(file).begin_nd().expect("npy header");
+    writer.extend(values.iter().copied()).expect("npy values");
+    writer.finish().expect("npy finish");
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "compared tensors differ in length");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}

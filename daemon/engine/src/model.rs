@@ -19,7 +19,19 @@ pub struct LoadedModel {
 pub fn load_torchscript(path: &Path, device: Device, input_shape: Option<Vec<i64>>) -> Result<LoadedModel> {
     device.check_available()?;
     let mut module = tch::CModule::load_on_device(path, device.to_tch()).map_err(|error| {
-        Error::from_torch(error, ErrorKind::BadInput, "not a TorchScript model libtorch can load")
+        let reason = crate::error::torch_reason(&error.to_string());
+        // libtorch's zip reader appends several sentences of advice about corrupted
+        // checkpoints; the first sentence says what failed.
+        let reason = reason.split(". ").next().unwrap_or(&reason).to_string();
+        let kind = if reason.contains("out of memory") { ErrorKind::OutOfMemory } else { ErrorKind::BadInput };
+        Error::new(
+            kind,
+            format!(
+                "not a TorchScript model libtorch can load ({reason}); save the model with \
+                 torch.jit.script(model).save(path) or torch.jit.trace(model, example).save(path), \
+                 not torch.save"
+            ),
+        )
     })?;
     module.set_eval();
     Ok(LoadedModel { module, device, input_shape })

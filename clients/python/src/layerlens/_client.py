@@ -151,6 +151,17 @@ class Client:
                 info = self._upload(_file_chunks(handle), name, input_shape)
         return Model(self, info)
 
+    def add_model_from_daemon_path(self, path, name=None, input_shape=None):
+        """Stores a TorchScript file that lies on the daemon's machine, without sending it.
+
+        path is read by the daemon, so it must make sense there (for a daemon on another
+        machine, a path on that machine); input_shape is the shape of one example input.
+        """
+        request = models_pb2.AddFromPathRequest(
+            path=os.fspath(path), name=name or "", input_shape=[int(dim) for dim in input_shape or ()]
+        )
+        return Model(self, ModelInfo.from_proto(self._call(self._models.AddFromPath, request)))
+
     def _add_module(self, module, example_input, name, input_shape):
         sha256 = _export.cached_sha256(module)
         if sha256 is not None:

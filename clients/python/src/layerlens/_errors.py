@@ -25,7 +25,7 @@ class LayerlensError(Exception):
         return self.message
 
     def __repr__(self):
-        return f"LayerlensError(code={self.code!r}, message={self.message!r})"
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
 
 
 class ExportError(LayerlensError):

@@ -13,6 +13,7 @@ being answered with its old weights.
 
 import hashlib
 import io
+import warnings
 import weakref
 
 from layerlens._errors import ExportError
@@ -84,22 +85,30 @@ def export_module(module, example_input=None):
     Both happen in eval mode (dropout off, batch norm using running statistics), which is
     the mode explanations are about; the module's own train/eval flags are restored after.
     """
+    # torch 2.11 flags every torch.jit entry point as deprecated; the daemon runs
+    # TorchScript, so there is nothing the user could do about these warnings. Tracer
+    # warnings (a trace that may not generalise) still reach the user.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message=r"`torch\.jit\.")
+        return _export_module(module, example_input)
+
+
+def _export_module(module, example_input):
     torch = _torch()
-    name = type(module).__name__
-    if isinstance(module, torch.jit.ScriptModule):
-        exported, how = module, "torchscript"
-    else:
-        # Restore each submodule's own flag: a model may deliberately keep some parts in
-        # eval mode while the rest trains.
-        modes = [(submodule, submodule.training) for submodule in module.modules()]
-        module.eval()
-        try:
-            exported, how = _script_or_trace(torch, module, name, example_input)
-        finally:
-            for submodule, training in modes:
-                submodule.training = training
-    buffer = io.BytesIO()
-    torch.jit.save(exported, buffer)
+    # Restore each submodule's own flag afterwards: a model may deliberately keep some
+    # parts in eval mode while the rest trains.
+    modes = [(submodule, submodule.training) for submodule in module.modules()]
+    module.eval()
+    try:
+        if isinstance(module, torch.jit.ScriptModule):
+            exported, how = module, "torchscript"
+        else:
+            exported, how = _script_or_trace(torch, module, type(module).__name__, example_input)
+        buffer = io.BytesIO()
+        torch.jit.save(exported, buffer)
+    finally:
+        for submodule, training in modes:
+            submodule.training = training
     return buffer.getvalue(), how
 
 

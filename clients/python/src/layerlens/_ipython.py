@@ -8,7 +8,8 @@ line magic talks to the daemon through a client of its own:
     %layerlens                                   the daemon's models as a table
     %layerlens models
     %layerlens summary MODEL [--input-shape 1,1,8,8] [--depth N]
-    %layerlens connect [ADDR] [--token TOKEN]    use another daemon from now on
+    %layerlens connect [ADDR] [--token TOKEN] [--timeout SECONDS]
+                                                 use another daemon from now on
 """
 
 import argparse
@@ -67,6 +68,7 @@ def _parser():
     connect = commands.add_parser("connect", help="use another daemon")
     connect.add_argument("addr", nargs="?", help="e.g. http://127.0.0.1:7533; default LAYERLENS_ADDR")
     connect.add_argument("--token", help="default LAYERLENS_TOKEN")
+    connect.add_argument("--timeout", type=float, help="seconds allowed for each call; default no limit")
     return parser
 
 
@@ -81,7 +83,7 @@ def layerlens_magic(line):
     if args.command == "connect":
         if _MagicState.client is not None:
             _MagicState.client.close()
-        _MagicState.client = layerlens.connect(args.addr, token=args.token)
+        _MagicState.client = layerlens.connect(args.addr, token=args.token, timeout=args.timeout)
         print(f"%layerlens now talks to {_MagicState.client.address}")
         return None
     raise AssertionError(f"unhandled %layerlens command {args.command}")

@@ -14,6 +14,7 @@ import html
 _TABLE_STYLE = "border-collapse: collapse; font-family: monospace; font-size: 12px"
 _CELL_STYLE = "padding: 2px 8px; text-align: right"
 _TEXT_CELL_STYLE = "padding: 2px 8px; text-align: left"
+_CAPTION_TARGETS = 10
 
 
 def _format_count(value):
@@ -233,13 +234,16 @@ class Attribution:
 
     @property
     def caption(self):
-        """E.g. "saliency, target 3"; several distinct targets are listed."""
+        """E.g. "saliency, target 3"; when batch rows have different targets, each row's is listed."""
         distinct = sorted(set(self.targets))
         if not distinct:
             return self.method
         if len(distinct) == 1:
             return f"{self.method}, target {distinct[0]}"
-        return f"{self.method}, targets {', '.join(str(target) for target in self.targets)}"
+        # One target per batch row; a long batch is cut short so the caption stays a line.
+        shown = ", ".join(str(target) for target in self.targets[:_CAPTION_TARGETS])
+        more = f", ... ({len(self.targets)} rows)" if len(self.targets) > _CAPTION_TARGETS else ""
+        return f"{self.method}, targets {shown}{more}"
 
     def _repr_png_(self):
         return self.figure if self.figure_mime == "image/png" else None

@@ -1,0 +1,294 @@
+//! The CLI's commands: each builds a request, calls the daemon through
+//! `layerlens-client`, and prints plain text or, with `--json`, the JSON of CONTRACT.md.
+
+use crate::npy;
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use layerlens_client::{Client, FigureFormat};
+use layerlens_proto as proto;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Parser)]
+#[command(name = "layerlens", version, about = "Explain PyTorch models served by layerlensd")]
+pub struct Cli {
+    /// Daemon address.
+    #[arg(long, global = true, env = "LAYERLENS_ADDR", default_value = layerlens_client::DEFAULT_ADDR)]
+    addr: String,
+    /// Access token, sent as `authorization: Bearer <token>`.
+    #[arg(long, global = true, env = "LAYERLENS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Store, list and delete models.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// The module tree with parameter counts.
+    Summary {
+        /// Id, id prefix (8+ hex characters) or name.
+        model: String,
+        /// Shape of one input, e.g. 1,3,224,224.
+        #[arg(long)]
+        input_shape: Option<Shape>,
+        /// Show rows down to this depth only.
+        #[arg(long)]
+        depth: Option<u32>,
+        /// Write the summary figure (SVG).
+        #[arg(long)]
+        figure: Option<PathBuf>,
+    },
+    /// Attribution of one output to the input.
+    Attribute {
+        model: String,
+        /// Input tensor (.npy, float32), shaped as the model takes it.
+        #[arg(long)]
+        input: PathBuf,
+        /// Method name, e.g. saliency.
+        #[arg(long)]
+        method: String,
+        /// Output index to explain; default: the predicted class.
+        #[arg(long)]
+        target: Option<i64>,
+        /// Further options under Captum's names, KEY=VALUE (repeatable).
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// Write the attribution as float32 .npy.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Write the figure; .png or .svg.
+        #[arg(long)]
+        figure: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Store a TorchScript file.
+    Add {
+        file: PathBuf,
+        #[arg(long)]
+        name: Option<String>,
+        /// Shape of one example input, e.g. 1,1,8,8; lets the daemon check inputs.
+        #[arg(long)]
+        input_shape: Option<Shape>,
+    },
+    /// List stored models.
+    List,
+    /// Delete a model.
+    Rm { model: String },
+}
+
+/// A tensor shape written as comma-separated integers: `1,3,224,224`.
+#[derive(Debug, Clone)]
+struct Shape(Vec<i64>);
+
+impl std::str::FromStr for Shape {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Shape, String> {
+        text.split(',')
+            .map(|dim| dim.trim().parse::<i64>().map_err(|_| format!("'{text}' is not a comma-separated list of integers")))
+            .collect::<Result<_, _>>()
+            .map(Shape)
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = Client::connect(&cli.addr, cli.token.as_deref()).await?;
+    match cli.command {
+        Command::Models(command) => models(&client, command, cli.json).await,
+        Command::Summary { model, input_shape, depth, figure } => {
+            summary(&client, &model, input_shape.map(|shape| shape.0).unwrap_or_default(), depth, figure.as_deref(), cli.json).await
+        }
+        Command::Attribute { model, input, method, target, params, out, figure } => {
+            let options = AttributeOptions { model, input, method, target, params, out, figure };
+            attribute(&client, options, cli.json).await
+        }
+    }
+}
+
+async fn models(client: &Client, command: ModelsCommand, as_json: bool) -> anyhow::Result<()> {
+    match command {
+        ModelsCommand::Add { file, name, input_shape } => {
+            let info = client
+                .upload_file(&file, name.as_deref(), &input_shape.map(|shape| shape.0).unwrap_or_default())
+                .await
+                .with_context(|| format!("adding {}", file.display()))?;
+            if as_json {
+                println!("{}", json!({"id": info.id, "name": name}));
+            } else {
+                println!("{}", info.id);
+            }
+        }
+        ModelsCommand::List => {
+            let models = client.list_models().await?;
+            if as_json {
+                let rows: Vec<Value> = models
+                    .iter()
+                    .map(|model| {
+                        json!({"id": model.id, "name": model.names.first(), "names": model.names,
+                               "size_bytes": model.size_bytes, "resident": model.resident,
+                               "input_shape": model.input_shape})
+                    })
+                    .collect();
+                println!("{}", Value::Array(rows));
+            } else {
+                println!("{:<14} {:<20} {:>12}  resident", "id", "name", "bytes");
+                for model in models {
+                    println!(
+                        "{:<14} {:<20} {:>12}  {}",
+                        &model.id[..12],
+                        model.names.join(","),
+                        model.size_bytes,
+                        if model.resident { "yes" } else { "no" }
+                    );
+                }
+            }
+        }
+        ModelsCommand::Rm { model } => {
+            let id = client.delete_model(&model).await.with_context(|| format!("deleting {model}"))?;
+            if as_json {
+                println!("{}", json!({"id": id}));
+            } else {
+                println!("{id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn summary(
+    client: &Client,
+    model: &str,
+    input_shape: Vec<i64>,
+    depth: Option<u32>,
+    figure: Option<&Path>,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let request = proto::SummaryRequest {
+        model: model.to_string(),
+        input_shape,
+        depth: depth.unwrap_or(0),
+        figure_format: if figure.is_some() { FigureFormat::Svg } else { FigureFormat::None } as i32,
+    };
+    let answer = client.summary(request).await.with_context(|| format!("summary of {model}"))?;
+    if let (Some(path), Some(rendered)) = (figure, &answer.figure) {
+        std::fs::write(path, &rendered.data).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if as_json {
+        let rows: Vec<Value> = answer
+            .rows
+            .iter()
+            .map(|row| {
+                // Output shapes come with the structure work; until then they are null.
+                let output_shape = match row.output_shapes.as_slice() {
+                    [] => Value::Null,
+                    [one] => json!(one.dims),
+                    many => json!(many.iter().map(|shape| shape.dims.clone()).collect::<Vec<_>>()),
+                };
+                json!({"path": row.path, "type": row.type_name, "depth": row.depth,
+                       "output_shape": output_shape, "num_params": row.num_params,
+                       "trainable_params": row.trainable_params, "mult_adds": row.mult_adds})
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({"rows": rows, "total_params": answer.total_params,
+                   "trainable_params": answer.trainable_params, "total_mult_adds": answer.total_mult_adds})
+        );
+    } else {
+        println!("{:<48} {:>12}", "Layer (type)", "Param #");
+        for row in &answer.rows {
+            let name = if row.path.is_empty() { "(root)" } else { row.path.rsplit('.').next().unwrap_or(&row.path) };
+            let label = format!("{}{} ({})", "  ".repeat(row.depth as usize), name, row.type_name);
+            println!("{label:<48} {:>12}", row.num_params);
+        }
+        println!("Total params: {}", answer.total_params);
+        println!("Trainable params: {}", answer.trainable_params);
+        println!("Non-trainable params: {}", answer.total_params - answer.trainable_params);
+    }
+    Ok(())
+}
+
+struct AttributeOptions {
+    model: String,
+    input: PathBuf,
+    method: String,
+    target: Option<i64>,
+    params: Vec<String>,
+    out: Option<PathBuf>,
+    figure: Option<PathBuf>,
+}
+
+async fn attribute(client: &Client, options: AttributeOptions, as_json: bool) -> anyhow::Result<()> {
+    let (shape, values) = npy::read_f32(&options.input)?;
+    let mut params = std::collections::HashMap::new();
+    for param in &options.params {
+        let Some((key, value)) = param.split_once('=') else {
+            bail!("--param {param}: expected KEY=VALUE");
+        };
+        params.insert(key.to_string(), value.to_string());
+    }
+    let figure_format = match &options.figure {
+        None => FigureFormat::None,
+        Some(path) => match path.extension().and_then(|ext| ext.to_str()) {
+            Some("png") => FigureFormat::Png,
+            Some("svg") => FigureFormat::Svg,
+            _ => bail!("--figure {}: the file name must end in .png or .svg", path.display()),
+        },
+    };
+    let request = proto::AttributeRequest {
+        model: options.model.clone(),
+        input: Some(proto::Tensor::from_f32(&shape, &values)),
+        method: options.method.clone(),
+        target: options.target,
+        params,
+        figure_format: figure_format as i32,
+    };
+    let answer = client
+        .attribute(request)
+        .await
+        .with_context(|| format!("{} of {} on {}", options.method, options.model, options.input.display()))?;
+    let attribution = answer.attribution.context("the daemon answered without an attribution")?;
+    if let Some(path) = &options.out {
+        let values = attribution.to_f32().context("the daemon's attribution")?;
+        npy::write_f32(path, &attribution.shape, &values)?;
+    }
+    if let Some(path) = &options.figure {
+        let rendered = answer.figure.as_ref().context("the daemon answered without a figure")?;
+        std::fs::write(path, &rendered.data).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let target = match answer.targets.as_slice() {
+        [first, rest @ ..] if rest.iter().all(|target| target == first) => json!(first),
+        many => json!(many),
+    };
+    if as_json {
+        let mut output = json!({"method": answer.method, "target": target, "shape": attribution.shape});
+        if let Some(delta) = answer.convergence_delta {
+            output["convergence_delta"] = json!(delta);
+        }
+        if let Some(path) = &options.out {
+            output["out"] = json!(path.display().to_string());
+        }
+        if let Some(path) = &options.figure {
+            output["figure"] = json!(path.display().to_string());
+        }
+        println!("{output}");
+    } else {
+        println!("{} for target {} of model {}: shape {:?}", answer.method, target, &answer.model_id[..12], attribution.shape);
+        if let Some(path) = &options.out {
+            println!("attribution written to {}", path.display());
+        }
+        if let Some(path) = &options.figure {
+            println!("figure written to {}", path.display());
+        }
+    }
+    Ok(())
+}

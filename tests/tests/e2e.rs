@@ -1,0 +1,344 @@
+//! End to end through the real processes: `layerlensd` on a loopback port with a
+//! temporary store, driven by `layerlens-client` and by the `layerlens` CLI, with
+//! Captum and PyTorch (run in the project's virtualenv) as the oracle.
+
+use layerlens_client::Client;
+use layerlens_e2e::*;
+use layerlens_proto as proto;
+use serde_json::Value;
+use std::path::Path;
+use tonic::Code;
+
+const TOLERANCE: f32 = 1e-5;
+
+fn digits_batch(dir: &Path, rows: usize) -> (std::path::PathBuf, Vec<i64>, Vec<f32>) {
+    let (shape, values) = read_npy(&fixtures().join("digits_test_images.npy"));
+    let row_len: usize = shape[1..].iter().product::<i64>() as usize;
+    let shape = vec![rows as i64, shape[1], shape[2], shape[3]];
+    let values = values[..rows * row_len].to_vec();
+    let path = dir.join(format!("digits_{rows}.npy"));
+    write_npy(&path, &shape, &values);
+    (path, shape, values)
+}
+
+fn saliency_request(model: &str, shape: &[i64], values: &[f32], target: Option<i64>) -> proto::AttributeRequest {
+    proto::AttributeRequest {
+        model: model.to_string(),
+        input: Some(proto::Tensor::from_f32(shape, values)),
+        method: "saliency".to_string(),
+        target,
+        params: Default::default(),
+        figure_format: proto::FigureFormat::Png as i32,
+    }
+}
+
+/// Captum's saliency for each (model file, input file, targets) job.
+fn captum_saliency(dir: &Path, jobs: &[(&Path, &Path, Vec<i64>)]) -> Vec<Vec<f32>> {
+    let mut specs = Vec::new();
+    for (index, (model, input, targets)) in jobs.iter().enumerate() {
+        let out = dir.join(format!("captum_{index}.npy"));
+        specs.push(serde_json::json!({"model": model, "input": input, "targets": targets, "out": out}));
+    }
+    run_reference("captum_saliency.py", &[&Value::Array(specs).to_string()]);
+    (0..jobs.len()).map(|index| read_npy(&dir.join(format!("captum_{index}.npy"))).1).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upload_then_saliency_matches_captum_and_survives_a_restart() {
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let daemon = Daemon::start(&store, &[]);
+    let client = Client::connect(&daemon.url, None).await.unwrap();
+
+    // Models of several kinds: the trained digits CNN, a scripted MLP on tabular rows
+    // and a traced CNN on 3-channel images.
+    let digits = client.upload_file(&fixtures().join("digits_cnn.pt"), Some("digits"), &[1, 1, 8, 8]).await.unwrap();
+    let mlp = client.upload_file(&fixtures().join("tiny_mlp_scripted.pt"), Some("mlp"), &[]).await.unwrap();
+    let cnn = client.upload_file(&fixtures().join("tiny_cnn_traced.pt"), None, &[]).await.unwrap();
+    let digits_bytes = std::fs::read(fixtures().join("digits_cnn.pt")).unwrap();
+    assert_eq!(digits.id, sha256_hex(&digits_bytes), "a model's id is the sha256 of its bytes");
+    assert_eq!(digits.names, vec!["digits".to_string()]);
+
+    let listed = client.list_models().await.unwrap();
+    let mut listed_ids: Vec<&str> = listed.iter().map(|model| model.id.as_str()).collect();
+    listed_ids.sort();
+    let mut expected_ids = vec![digits.id.as_str(), mlp.id.as_str(), cnn.id.as_str()];
+    expected_ids.sort();
+    assert_eq!(listed_ids, expected_ids);
+
+    let (digits_input, digits_shape, digits_values) = digits_batch(work.path(), 4);
+    let mlp_shape = [3i64, 4];
+    let mlp_values: Vec<f32> = (0..12).map(|i| ((i * 37 % 11) as f32 - 5.0) / 3.0).collect();
+    let mlp_input = work.path().join("mlp.npy");
+    write_npy(&mlp_input, &mlp_shape, &mlp_values);
+    let cnn_shape = [2i64, 3, 8, 8];
+    let cnn_values: Vec<f32> = (0..384).map(|i| ((i * 53 % 97) as f32 / 48.0) - 1.0).collect();
+    let cnn_input = work.path().join("cnn.npy");
+    write_npy(&cnn_input, &cnn_shape, &cnn_values);
+
+    // Explicit target, predicted class (no target), by name, by id and by id prefix.
+    let with_target = client.attribute(saliency_request("digits", &digits_shape, &digits_values, Some(3))).await.unwrap();
+    let predicted = client.attribute(saliency_request(&digits.id, &digits_shape, &digits_values, None)).await.unwrap();
+    let mlp_answer = client.attribute(saliency_request("mlp", &mlp_shape, &mlp_values, Some(2))).await.unwrap();
+    let cnn_answer = client.attribute(saliency_request(&cnn.id[..10], &cnn_shape, &cnn_values, Some(4))).await.unwrap();
+
+    let facts: Value = serde_json::from_str(&run_reference(
+        "torch_facts.py",
+        &[fixtures().join("digits_cnn.pt").to_str().unwrap(), digits_input.to_str().unwrap()],
+    ))
+    .unwrap();
+    let torch_predicted: Vec<i64> = serde_json::from_value(facts["predicted"].clone()).unwrap();
+    assert_eq!(predicted.targets, torch_predicted, "without a target the predicted class is explained");
+
+    let references = captum_saliency(
+        work.path(),
+        &[
+            (&fixtures().join("digits_cnn.pt"), &digits_input, vec![3; 4]),
+            (&fixtures().join("digits_cnn.pt"), &digits_input, torch_predicted.clone()),
+            (&fixtures().join("tiny_mlp_scripted.pt"), &mlp_input, vec![2; 3]),
+            (&fixtures().join("tiny_cnn_traced.pt"), &cnn_input, vec![4; 2]),
+        ],
+    );
+    for (label, answer, reference, shape) in [
+        ("digits, target 3", &with_target, &references[0], &digits_shape[..]),
+        ("digits, predicted", &predicted, &references[1], &digits_shape[..]),
+        ("mlp", &mlp_answer, &references[2], &mlp_shape[..]),
+        ("traced cnn", &cnn_answer, &references[3], &cnn_shape[..]),
+    ] {
+        let attribution = answer.attribution.as_ref().unwrap();
+        assert_eq!(attribution.shape, shape, "{label}: attribution keeps the input's shape");
+        let values = attribution.to_f32().unwrap();
+        let difference = max_abs_diff(&values, reference);
+        assert!(difference <= TOLERANCE, "{label}: max |daemon - captum| = {difference}");
+        assert!(values.iter().any(|&value| value > 0.0), "{label}: saliency is not all zero");
+        let figure = answer.figure.as_ref().unwrap();
+        assert_eq!(figure.mime, "image/png");
+        assert!(figure.data.starts_with(b"\x89PNG\r\n\x1a\n"), "{label}: figure is a PNG");
+        assert!(!figure.alt_text.is_empty());
+    }
+
+    // After a restart on the same store the models are still there and explainable.
+    assert!(daemon.stop(), "layerlensd exits 0 on SIGTERM");
+    let daemon = Daemon::start(&store, &[]);
+    let client = Client::connect(&daemon.url, None).await.unwrap();
+    let after = client.list_models().await.unwrap();
+    assert_eq!(after.len(), 3);
+    let digits_after = client.get_model("digits").await.unwrap();
+    assert_eq!(digits_after.id, digits.id);
+    assert_eq!(digits_after.input_shape, vec![1, 1, 8, 8]);
+    let again = client.attribute(saliency_request("digits", &digits_shape, &digits_values, Some(3))).await.unwrap();
+    let difference = max_abs_diff(&again.attribution.unwrap().to_f32().unwrap(), &references[0]);
+    assert!(difference <= TOLERANCE, "after restart: max |daemon - captum| = {difference}");
+    assert!(daemon.stop());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_a_clear_error_and_the_daemon_keeps_serving() {
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let daemon = Daemon::start(&store, &["--max-model-bytes", "150000", "--max-message-bytes", "1048576"]);
+    let client = Client::connect(&daemon.url, None).await.unwrap();
+    let mlp = client.upload_file(&fixtures().join("tiny_mlp_scripted.pt"), Some("mlp"), &[1, 4]).await.unwrap();
+    let good_shape = [1i64, 4];
+    let good = [0.5f32, -1.0, 2.0, 0.25];
+
+    let request = |shape: &[i64], values: &[f32], target: Option<i64>| saliency_request("mlp", shape, values, target);
+    let mut int_input = request(&good_shape, &good, Some(0));
+    int_input.input.as_mut().unwrap().dtype = proto::Dtype::Int64 as i32;
+    let mut short_bytes = request(&good_shape, &good, Some(0));
+    short_bytes.input.as_mut().unwrap().data.truncate(10);
+    let mut unknown_method = request(&good_shape, &good, Some(0));
+    unknown_method.method = "deep_dream".to_string();
+    let mut unknown_param = request(&good_shape, &good, Some(0));
+    unknown_param.params.insert("n_steps".to_string(), "5".to_string());
+    let mut no_input = request(&good_shape, &good, Some(0));
+    no_input.input = None;
+    let big: Vec<f32> = vec![0.0; 300_000];
+
+    let cases: Vec<(&str, proto::AttributeRequest, Code, &str)> = vec![
+        ("unknown model", saliency_request("no-such-model", &good_shape, &good, Some(0)), Code::NotFound, "no-such-model"),
+        ("wrong rank", request(&[4], &good, Some(0)), Code::InvalidArgument, "does not match the model's input shape [N, 4]"),
+        ("wrong shape", request(&[1, 2, 2], &good, Some(0)), Code::InvalidArgument, "input shape [1, 2, 2]"),
+        ("wrong dtype", int_input, Code::InvalidArgument, "dtype int64"),
+        ("byte length", short_bytes, Code::InvalidArgument, "needs 16 bytes but carries 10"),
+        ("target out of range", request(&good_shape, &good, Some(3)), Code::InvalidArgument, "target 3 is out of range"),
+        ("negative target", request(&good_shape, &good, Some(-1)), Code::InvalidArgument, "target -1 is out of range"),
+        ("NaN input", request(&good_shape, &[f32::NAN, 0.0, 1.0, f32::NAN], Some(0)), Code::InvalidArgument, "2 NaN"),
+        ("unknown method", unknown_method, Code::InvalidArgument, "unknown attribution method 'deep_dream'"),
+        ("unknown parameter", unknown_param, Code::InvalidArgument, "unknown parameter 'n_steps' for saliency"),
+        ("no input", no_input, Code::InvalidArgument, "no input tensor"),
+        ("oversized message", request(&[75_000, 4], &big, Some(0)), Code::OutOfRange, "message length too large"),
+    ];
+    for (label, request, code, needle) in cases {
+        let error = client.attribute(request).await.expect_err(label);
+        assert_eq!(error.code(), Some(code), "{label}: {error}");
+        assert!(error.to_string().contains(needle), "{label}: '{error}' does not mention '{needle}'");
+        // The daemon keeps serving after every bad request.
+        client.attribute(saliency_request("mlp", &good_shape, &good, Some(0))).await.unwrap_or_else(|error| panic!("after {label}: {error}"));
+    }
+
+    // Bad uploads: nothing is stored, nothing is left behind.
+    let not_torchscript = std::fs::read(fixtures().join("not_torchscript.pt")).unwrap();
+    let oversized = std::fs::read(fixtures().join("digits_cnn.pt")).unwrap();
+    let upload_cases: Vec<(&str, Vec<u8>, Option<&str>, Code, &str)> = vec![
+        ("pickle, not TorchScript", not_torchscript, None, Code::InvalidArgument, "not a TorchScript model"),
+        ("random bytes", b"definitely not a model".to_vec(), None, Code::InvalidArgument, "not a TorchScript model"),
+        ("empty upload", Vec::new(), None, Code::InvalidArgument, "upload is empty"),
+        ("over the model size limit", oversized, None, Code::ResourceExhausted, "limit of 150000 bytes"),
+        ("bad name", std::fs::read(fixtures().join("tiny_mlp_traced.pt")).unwrap(), Some("../escape"), Code::InvalidArgument, "model name '../escape' is not allowed"),
+    ];
+    for (label, bytes, name, code, needle) in upload_cases {
+        let error = client.upload_model(bytes, name, &[]).await.expect_err(label);
+        assert_eq!(error.code(), Some(code), "{label}: {error}");
+        assert!(error.to_string().contains(needle), "{label}: '{error}' does not mention '{needle}'");
+    }
+    let models = client.list_models().await.unwrap();
+    assert_eq!(models.iter().map(|model| model.id.as_str()).collect::<Vec<_>>(), vec![mlp.id.as_str()]);
+    assert_eq!(std::fs::read_dir(store.join("staging")).unwrap().count(), 0, "no staged leftovers");
+    assert_eq!(std::fs::read_dir(store.join("models")).unwrap().count(), 1);
+
+    // An upload that does not start with a header.
+    let chunk_only = proto::UploadRequest { part: Some(proto::upload_request::Part::Chunk(vec![1, 2, 3])) };
+    let channel = tonic::transport::Endpoint::from_shared(daemon.url.clone()).unwrap().connect().await.unwrap();
+    let error = proto::models_client::ModelsClient::new(channel.clone())
+        .upload(tokio_stream::iter(vec![chunk_only]))
+        .await
+        .expect_err("headerless upload");
+    assert_eq!(error.code(), Code::InvalidArgument);
+    assert!(error.message().contains("must start with a header"), "{}", error.message());
+
+    // Health says SERVING throughout.
+    let health = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(health.status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
+    assert!(daemon.stop());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reflection_lists_the_services() {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&work.path().join("store"), &[]);
+    let channel = tonic::transport::Endpoint::from_shared(daemon.url.clone()).unwrap().connect().await.unwrap();
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection.server_reflection_info(tokio_stream::iter(vec![request])).await.unwrap().into_inner();
+    let answer = answers.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else { panic!("not a service list") };
+    let names: Vec<String> = list.service.into_iter().map(|service| service.name).collect();
+    for expected in ["layerlens.v1.Models", "layerlens.v1.Explain", "grpc.health.v1.Health"] {
+        assert!(names.iter().any(|name| name == expected), "{expected} missing from {names:?}");
+    }
+    assert!(daemon.stop());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_adds_summarises_explains_and_removes() {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&work.path().join("store"), &[]);
+    let url = daemon.url.as_str();
+    let digits_path = fixtures().join("digits_cnn_traced.pt");
+    let digits_path = digits_path.to_str().unwrap();
+
+    let (ok, stdout, stderr) = cli(url, &["--json", "models", "add", digits_path, "--name", "digits", "--input-shape", "1,1,8,8"]);
+    assert!(ok, "{stderr}");
+    let added: Value = serde_json::from_str(&stdout).unwrap();
+    let id = added["id"].as_str().unwrap().to_string();
+    assert_eq!(id, sha256_hex(&std::fs::read(digits_path).unwrap()));
+    assert_eq!(added["name"], "digits");
+    // Without --json, `models add` prints the id alone.
+    let (ok, stdout, _) = cli(url, &["models", "add", digits_path]);
+    assert!(ok);
+    assert_eq!(stdout.trim(), id);
+
+    let (ok, stdout, _) = cli(url, &["--json", "models", "list"]);
+    assert!(ok);
+    let listed: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["name"], "digits");
+    assert!(listed[0]["size_bytes"].as_u64().unwrap() > 0);
+    assert!(listed[0]["resident"].is_boolean());
+
+    let (input, _, _) = digits_batch(work.path(), 1);
+    let facts: Value = serde_json::from_str(&run_reference("torch_facts.py", &[digits_path, input.to_str().unwrap()])).unwrap();
+    let (ok, stdout, stderr) = cli(url, &["--json", "summary", &id[..8], "--input-shape", "1,1,8,8"]);
+    assert!(ok, "{stderr}");
+    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["total_params"], facts["total_params"]);
+    let paths: Vec<&str> = summary["rows"].as_array().unwrap().iter().map(|row| row["path"].as_str().unwrap()).collect();
+    let mut torch_paths: Vec<&str> = facts["modules"].as_object().unwrap().keys().map(String::as_str).collect();
+    torch_paths.sort();
+    let mut sorted_paths = paths.clone();
+    sorted_paths.sort();
+    assert_eq!(sorted_paths, torch_paths, "one row per module instance");
+    assert_eq!(summary["rows"][0]["path"], "");
+    let conv = summary["rows"].as_array().unwrap().iter().find(|row| row["path"] == "features.0").unwrap();
+    assert_eq!(conv["type"], "torch.nn.Conv2d");
+    assert_eq!(conv["depth"], 2);
+    assert_eq!(conv["num_params"], 16 * 9 + 16);
+
+    let out = work.path().join("saliency.npy");
+    let png = work.path().join("saliency.png");
+    let svg = work.path().join("saliency.svg");
+    let input_text = input.to_str().unwrap();
+    let (ok, stdout, stderr) = cli(
+        url,
+        &["--json", "attribute", "digits", "--input", input_text, "--method", "saliency", "--target", "5",
+          "--out", out.to_str().unwrap(), "--figure", png.to_str().unwrap()],
+    );
+    assert!(ok, "{stderr}");
+    let answer: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(answer["method"], "saliency");
+    assert_eq!(answer["target"], 5);
+    assert_eq!(answer["shape"], serde_json::json!([1, 1, 8, 8]));
+    let (shape, values) = read_npy(&out);
+    assert_eq!(shape, vec![1, 1, 8, 8]);
+    let reference = captum_saliency(work.path(), &[(Path::new(digits_path), &input, vec![5])]);
+    assert!(max_abs_diff(&values, &reference[0]) <= TOLERANCE);
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG\r\n\x1a\n"));
+    let (ok, _, stderr) = cli(url, &["attribute", "digits", "--input", input_text, "--method", "saliency", "--figure", svg.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+
+    // Errors: non-zero exit, one line on stderr naming what was wrong.
+    let missing = work.path().join("missing.npy");
+    let wrong_shape = work.path().join("wrong.npy");
+    write_npy(&wrong_shape, &[1, 3, 8, 8], &vec![0.0; 192]);
+    for (args, needle) in [
+        (vec!["attribute", "digits", "--input", missing.to_str().unwrap(), "--method", "saliency"], "missing.npy"),
+        (vec!["attribute", "digits", "--input", wrong_shape.to_str().unwrap(), "--method", "saliency"], "input shape [1, 3, 8, 8]"),
+        (vec!["attribute", "nope", "--input", input_text, "--method", "saliency"], "'nope'"),
+        (vec!["models", "add", fixtures().join("not_torchscript.pt").to_str().unwrap()], "not_torchscript.pt"),
+        (vec!["attribute", "digits", "--input", input_text, "--method", "saliency", "--figure", "x.gif"], "x.gif"),
+    ] {
+        let (ok, _, stderr) = cli(url, &args);
+        assert!(!ok, "{args:?} should fail");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line on stderr: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: '{stderr}' does not mention '{needle}'");
+    }
+    let (ok, _, stderr) = cli("http://127.0.0.1:1", &["models", "list"]);
+    assert!(!ok);
+    assert!(stderr.contains("cannot connect to layerlensd at http://127.0.0.1:1"), "{stderr}");
+
+    let (ok, stdout, _) = cli(url, &["--json", "models", "rm", "digits"]);
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Value>(&stdout).unwrap()["id"], id.as_str());
+    let (ok, stdout, _) = cli(url, &["--json", "models", "list"]);
+    assert!(ok);
+    assert_eq!(stdout.trim(), "[]");
+    assert!(daemon.stop());
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
