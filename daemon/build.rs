@@ -12,8 +12,7 @@ fn main() {
         return;
     };
     let lib = libtorch.join("lib");
-    println!("cargo:rustc-link-arg-bins=-Wl,-rpath,{}", lib.display());
-    println!("cargo:rustc-link-arg-tests=-Wl,-rpath,{}", lib.display());
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     if lib.join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-search=native={}", lib.display());
         println!("cargo:rustc-link-arg-bins=-Wl,--no-as-needed");

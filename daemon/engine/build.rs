@@ -22,5 +22,5 @@ fn main() {
         .warnings(false)
         .compile("layerlens_shim");
     // The engine's own unit tests link libtorch; let them find it without LD_LIBRARY_PATH.
-    println!("cargo:rustc-link-arg-tests=-Wl,-rpath,{}", libtorch.join("lib").display());
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", libtorch.join("lib").display());
 }

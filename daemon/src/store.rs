@@ -105,8 +105,14 @@ impl Store {
 
     /// Copies a file on the daemon's machine into staging, hashing it.
     pub fn stage_file(&self, source: &Path, max_bytes: u64) -> ApiResult<StagedModel> {
-        let metadata = fs::metadata(source)
-            .map_err(|error| ApiError::bad_input(format!("cannot read model file {}: {error}", source.display())))?;
+        let metadata = fs::metadata(source).map_err(|error| {
+            let message = format!("cannot read model file {}: {error}", source.display());
+            if error.kind() == std::io::ErrorKind::NotFound {
+                ApiError::not_found(message)
+            } else {
+                ApiError::bad_input(message)
+            }
+        })?;
         if !metadata.is_file() {
             return Err(ApiError::bad_input(format!("{} is not a regular file", source.display())));
         }

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Sets up (scripts/setup.sh) and runs every test: the Rust unit tests, the
+# cross-component tests that start the real layerlensd and CLI (tests/tests/e2e.rs),
+# and the Python client suite with its headless notebook (tests/python).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+python="$(scripts/setup.sh | tail -n 1)"
+
+step() { printf '\n== %s (%s)\n' "$1" "$(date +%H:%M:%S)" >&2; }
+
+step "fixtures"
+"$python" tests/fixtures/make_fixtures.py tests/fixtures/out
+
+step "build"
+cargo build --locked --workspace --bins
+
+step "rust tests"
+cargo test --locked --workspace
+
+step "python tests"
+"$python" -m pytest -q tests/python
+
+step "all tests passed"
