@@ -21,7 +21,7 @@ pub struct Flags {
     #[arg(long)]
     pub device: Option<String>,
     /// TOML file with the same keys as these flags (listen, store, device,
-    /// max_message_bytes, max_model_bytes).
+    /// max_message_bytes, max_model_bytes, pass_budget_bytes).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Largest gRPC message accepted or sent, in bytes [default: 64 MiB].
@@ -30,6 +30,10 @@ pub struct Flags {
     /// Largest model file accepted by Upload and AddFromPath, in bytes [default: 2 GiB].
     #[arg(long)]
     pub max_model_bytes: Option<u64>,
+    /// Working memory one forward/backward pass may use, in bytes; attribution steps,
+    /// samples and perturbations are chunked to fit [default: 1 GiB].
+    #[arg(long)]
+    pub pass_budget_bytes: Option<u64>,
     /// Store a TorchScript file under a name before serving, e.g. `digits=demo/digits_cnn.pt`
     /// (repeatable). An optional `@1,1,8,8` suffix records the model's input shape.
     #[arg(long = "add-model", value_name = "NAME=PATH[@SHAPE]")]
@@ -45,6 +49,7 @@ struct FileConfig {
     device: Option<String>,
     max_message_bytes: Option<usize>,
     max_model_bytes: Option<u64>,
+    pass_budget_bytes: Option<u64>,
 }
 
 /// A model to store at start-up.
@@ -62,6 +67,7 @@ pub struct Config {
     pub device: Device,
     pub max_message_bytes: usize,
     pub max_model_bytes: u64,
+    pub pass_budget_bytes: u64,
     pub startup_models: Vec<StartupModel>,
 }
 
@@ -90,6 +96,7 @@ impl Config {
             device,
             max_message_bytes: flags.max_message_bytes.or(file.max_message_bytes).unwrap_or(64 << 20),
             max_model_bytes: flags.max_model_bytes.or(file.max_model_bytes).unwrap_or(2 << 30),
+            pass_budget_bytes: flags.pass_budget_bytes.or(file.pass_budget_bytes).unwrap_or(1 << 30).max(1),
             startup_models,
         })
     }

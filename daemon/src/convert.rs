@@ -4,7 +4,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::store::ModelRecord;
-use layerlens_engine::HostTensor;
+use layerlens_engine::{Attribution, AttributionRequest, HostTensor, Targets};
 use layerlens_proto as proto;
 
 pub fn model_info(record: &ModelRecord, resident: bool) -> proto::ModelInfo {
@@ -19,11 +19,58 @@ pub fn model_info(record: &ModelRecord, resident: bool) -> proto::ModelInfo {
     }
 }
 
-/// The request's input tensor; float32 only for now.
-pub fn input_tensor(tensor: Option<&proto::Tensor>) -> ApiResult<HostTensor> {
-    let tensor = tensor.ok_or_else(|| ApiError::bad_input("the request has no input tensor"))?;
-    let values = tensor.to_f32().map_err(|error| ApiError::bad_input(format!("input: {error}")))?;
+/// A float32 wire tensor as a host tensor; `what` names it in errors.
+pub fn host_tensor(tensor: &proto::Tensor, what: &str) -> ApiResult<HostTensor> {
+    let values = tensor.to_f32().map_err(|error| ApiError::bad_input(format!("{what}: {error}")))?;
     Ok(HostTensor { shape: tensor.shape.clone(), values })
+}
+
+pub fn attribution_request(request: &proto::AttributeRequest) -> ApiResult<AttributionRequest> {
+    let first = request.input.as_ref().ok_or_else(|| ApiError::bad_input("the request has no input tensor"))?;
+    let mut inputs = vec![host_tensor(first, "input")?];
+    for (index, extra) in request.extra_inputs.iter().enumerate() {
+        inputs.push(host_tensor(extra, &format!("input {}", index + 1))?);
+    }
+    let tensor_params = request
+        .tensor_params
+        .iter()
+        .map(|(key, tensor)| Ok((key.clone(), host_tensor(tensor, key)?)))
+        .collect::<ApiResult<_>>()?;
+    let targets = if !request.targets.is_empty() {
+        Targets::PerRow(request.targets.clone())
+    } else if let Some(target) = request.target {
+        Targets::All(target)
+    } else {
+        Targets::Predicted
+    };
+    Ok(AttributionRequest {
+        method: request.method.clone(),
+        inputs,
+        targets,
+        params: request.params.iter().map(|(key, value)| (key.clone(), value.clone())).collect(),
+        tensor_params,
+        layer: (!request.layer.is_empty()).then(|| request.layer.clone()),
+    })
+}
+
+pub fn attribute_response(model_id: String, attribution: Attribution, figure: Option<proto::Figure>) -> proto::AttributeResponse {
+    let largest_delta = attribution.convergence_deltas.iter().copied().max_by(|a, b| a.abs().total_cmp(&b.abs()));
+    let mut values = attribution.values.iter();
+    let first = values.next().map(tensor);
+    proto::AttributeResponse {
+        model_id,
+        method: attribution.method,
+        targets: attribution.targets,
+        attribution: first,
+        convergence_delta: largest_delta,
+        figure,
+        output: Some(tensor(&attribution.output)),
+        extra_attributions: values.map(tensor).collect(),
+        n_steps: attribution.n_steps.unwrap_or(0),
+        convergence_deltas: attribution.convergence_deltas,
+        n_passes: attribution.n_passes as u32,
+        n_chunks: attribution.n_chunks as u32,
+    }
 }
 
 pub fn tensor(host: &HostTensor) -> proto::Tensor {
@@ -41,4 +88,23 @@ pub fn figure_format(format: i32) -> Option<layerlens_render::Format> {
         proto::FigureFormat::Svg => Some(layerlens_render::Format::Svg),
         proto::FigureFormat::Png | proto::FigureFormat::Unspecified => Some(layerlens_render::Format::Png),
     }
+}
+
+/// The request's figure options; empty fields keep the defaults.
+pub fn figure_options(options: Option<&proto::FigureOptions>) -> ApiResult<layerlens_render::FigureOptions> {
+    let mut parsed = layerlens_render::FigureOptions::default();
+    let Some(options) = options else { return Ok(parsed) };
+    if !options.method.is_empty() {
+        parsed.method = options.method.parse().map_err(|error: layerlens_render::RenderError| ApiError::bad_input(error.to_string()))?;
+    }
+    if !options.sign.is_empty() {
+        parsed.sign = options.sign.parse().map_err(|error: layerlens_render::RenderError| ApiError::bad_input(error.to_string()))?;
+    }
+    if let Some(percent) = options.outlier_percent {
+        if !(0.0..=100.0).contains(&percent) {
+            return Err(ApiError::bad_input(format!("outlier_percent must be between 0 and 100, got {percent}")));
+        }
+        parsed.outlier_percent = percent as f32;
+    }
+    Ok(parsed)
 }

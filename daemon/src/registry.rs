@@ -4,7 +4,7 @@
 //! Eviction under a memory budget comes with the scheduling work (issue 5).
 
 use crate::error::{ApiError, ApiResult};
-use layerlens_engine::{Device, ModelSpec, WorkerHandle};
+use layerlens_engine::{Device, ModelSpec, WorkerHandle, WorkerSettings};
 use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
 
@@ -23,9 +23,9 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn start(device: Device) -> Registry {
+    pub fn start(device: Device, settings: WorkerSettings) -> Registry {
         let (sender, receiver) = mpsc::channel(256);
-        tokio::spawn(run(device, receiver));
+        tokio::spawn(run(device, settings, receiver));
         Registry { sender }
     }
 
@@ -50,7 +50,7 @@ impl Registry {
     }
 }
 
-async fn run(device: Device, mut commands: mpsc::Receiver<Command>) {
+async fn run(device: Device, settings: WorkerSettings, mut commands: mpsc::Receiver<Command>) {
     let mut workers: HashMap<String, WorkerHandle> = HashMap::new();
     while let Some(command) = commands.recv().await {
         match command {
@@ -59,7 +59,7 @@ async fn run(device: Device, mut commands: mpsc::Receiver<Command>) {
                     Some(worker) => Ok(worker.clone()),
                     None => {
                         let model_id = spec.model_id.clone();
-                        WorkerHandle::spawn(spec, device).map_err(ApiError::from).inspect(|worker| {
+                        WorkerHandle::spawn(spec, device, settings).map_err(ApiError::from).inspect(|worker| {
                             workers.insert(model_id, worker.clone());
                         })
                     }

@@ -30,7 +30,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let state = Arc::new(State {
         store,
-        registry: Registry::start(config.device),
+        registry: Registry::start(
+            config.device,
+            layerlens_engine::WorkerSettings { pass_budget_bytes: config.pass_budget_bytes },
+        ),
         max_model_bytes: config.max_model_bytes,
     });
     let limit = config.max_message_bytes;

@@ -27,8 +27,8 @@ fn saliency_request(model: &str, shape: &[i64], values: &[f32], target: Option<i
         input: Some(proto::Tensor::from_f32(shape, values)),
         method: "saliency".to_string(),
         target,
-        params: Default::default(),
         figure_format: proto::FigureFormat::Png as i32,
+        ..Default::default()
     }
 }
 

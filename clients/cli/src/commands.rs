@@ -47,24 +47,48 @@ enum Command {
     /// Attribution of one output to the input.
     Attribute {
         model: String,
-        /// Input tensor (.npy, float32), shaped as the model takes it.
-        #[arg(long)]
-        input: PathBuf,
-        /// Method name, e.g. saliency.
+        /// Input tensor (.npy, float32), shaped as the model takes it; repeat for a
+        /// model with several inputs.
+        #[arg(long, required = true)]
+        input: Vec<PathBuf>,
+        /// Method name: saliency, input_x_gradient, integrated_gradients, smoothgrad,
+        /// smoothgrad_sq, vargrad, gradient_shap, occlusion, feature_ablation.
         #[arg(long)]
         method: String,
         /// Output index to explain; default: the predicted class.
         #[arg(long)]
         target: Option<i64>,
+        /// One target per batch row, comma-separated (overrides --target).
+        #[arg(long)]
+        targets: Option<Shape>,
+        /// Baseline tensor (.npy) for the first input (Captum's `baselines`).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Integration steps (Captum's `n_steps`); `auto` adapts them.
+        #[arg(long)]
+        steps: Option<String>,
+        /// Module path for layer methods.
+        #[arg(long)]
+        layer: Option<String>,
         /// Further options under Captum's names, KEY=VALUE (repeatable).
         #[arg(long = "param", value_name = "KEY=VALUE")]
         params: Vec<String>,
-        /// Write the attribution as float32 .npy.
+        /// Tensor options from .npy files, KEY=FILE (repeatable): feature_mask,
+        /// baselines.1, noise, ...
+        #[arg(long = "tensor-param", value_name = "KEY=FILE")]
+        tensor_params: Vec<String>,
+        /// Write the attribution as float32 .npy; repeat once per input.
         #[arg(long)]
-        out: Option<PathBuf>,
+        out: Vec<PathBuf>,
         /// Write the figure; .png or .svg.
         #[arg(long)]
         figure: Option<PathBuf>,
+        /// How to draw: heat_map, blended_heat_map, masked_image, alpha_scaling, original_image.
+        #[arg(long)]
+        figure_method: Option<String>,
+        /// Which attributions to draw: absolute_value, positive, negative, all.
+        #[arg(long)]
+        figure_sign: Option<String>,
     },
 }
 
@@ -107,8 +131,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Summary { model, input_shape, depth, figure } => {
             summary(&client, &model, input_shape.map(|shape| shape.0).unwrap_or_default(), depth, figure.as_deref(), cli.json).await
         }
-        Command::Attribute { model, input, method, target, params, out, figure } => {
-            let options = AttributeOptions { model, input, method, target, params, out, figure };
+        Command::Attribute {
+            model, input, method, target, targets, baseline, steps, layer, params, tensor_params, out, figure, figure_method, figure_sign,
+        } => {
+            let options = AttributeOptions {
+                model, inputs: input, method, target, targets: targets.map(|shape| shape.0), baseline, steps, layer,
+                params, tensor_params, out, figure, figure_method, figure_sign,
+            };
             attribute(&client, options, cli.json).await
         }
     }
@@ -219,22 +248,50 @@ async fn summary(
 
 struct AttributeOptions {
     model: String,
-    input: PathBuf,
+    inputs: Vec<PathBuf>,
     method: String,
     target: Option<i64>,
+    targets: Option<Vec<i64>>,
+    baseline: Option<PathBuf>,
+    steps: Option<String>,
+    layer: Option<String>,
     params: Vec<String>,
-    out: Option<PathBuf>,
+    tensor_params: Vec<String>,
+    out: Vec<PathBuf>,
     figure: Option<PathBuf>,
+    figure_method: Option<String>,
+    figure_sign: Option<String>,
+}
+
+fn read_tensor(path: &Path) -> anyhow::Result<proto::Tensor> {
+    let (shape, values) = npy::read_f32(path)?;
+    Ok(proto::Tensor::from_f32(&shape, &values))
 }
 
 async fn attribute(client: &Client, options: AttributeOptions, as_json: bool) -> anyhow::Result<()> {
-    let (shape, values) = npy::read_f32(&options.input)?;
+    let mut inputs = options.inputs.iter().map(|path| read_tensor(path)).collect::<anyhow::Result<Vec<_>>>()?;
+    if !options.out.is_empty() && options.out.len() != inputs.len() {
+        bail!("--out was given {} times for {} inputs; give one per input", options.out.len(), inputs.len());
+    }
     let mut params = std::collections::HashMap::new();
     for param in &options.params {
         let Some((key, value)) = param.split_once('=') else {
             bail!("--param {param}: expected KEY=VALUE");
         };
         params.insert(key.to_string(), value.to_string());
+    }
+    if let Some(steps) = &options.steps {
+        params.insert("n_steps".to_string(), steps.clone());
+    }
+    let mut tensor_params = std::collections::HashMap::new();
+    for param in &options.tensor_params {
+        let Some((key, path)) = param.split_once('=') else {
+            bail!("--tensor-param {param}: expected KEY=FILE.npy");
+        };
+        tensor_params.insert(key.to_string(), read_tensor(Path::new(path))?);
+    }
+    if let Some(path) = &options.baseline {
+        tensor_params.insert("baselines".to_string(), read_tensor(path)?);
     }
     let figure_format = match &options.figure {
         None => FigureFormat::None,
@@ -244,22 +301,34 @@ async fn attribute(client: &Client, options: AttributeOptions, as_json: bool) ->
             _ => bail!("--figure {}: the file name must end in .png or .svg", path.display()),
         },
     };
+    let first_input = inputs.remove(0);
     let request = proto::AttributeRequest {
         model: options.model.clone(),
-        input: Some(proto::Tensor::from_f32(&shape, &values)),
+        input: Some(first_input),
         method: options.method.clone(),
         target: options.target,
         params,
         figure_format: figure_format as i32,
+        extra_inputs: inputs,
+        tensor_params,
+        targets: options.targets.clone().unwrap_or_default(),
+        layer: options.layer.clone().unwrap_or_default(),
+        figure_options: Some(proto::FigureOptions {
+            method: options.figure_method.clone().unwrap_or_default(),
+            sign: options.figure_sign.clone().unwrap_or_default(),
+            outlier_percent: None,
+        }),
     };
+    let input_label = options.inputs[0].display();
     let answer = client
         .attribute(request)
         .await
-        .with_context(|| format!("{} of {} on {}", options.method, options.model, options.input.display()))?;
-    let attribution = answer.attribution.context("the daemon answered without an attribution")?;
-    if let Some(path) = &options.out {
-        let values = attribution.to_f32().context("the daemon's attribution")?;
-        npy::write_f32(path, &attribution.shape, &values)?;
+        .with_context(|| format!("{} of {} on {input_label}", options.method, options.model))?;
+    let attribution = answer.attribution.clone().context("the daemon answered without an attribution")?;
+    let all_attributions: Vec<&proto::Tensor> = std::iter::once(&attribution).chain(answer.extra_attributions.iter()).collect();
+    for (path, tensor) in options.out.iter().zip(&all_attributions) {
+        let values = tensor.to_f32().context("the daemon's attribution")?;
+        npy::write_f32(path, &tensor.shape, &values)?;
     }
     if let Some(path) = &options.figure {
         let rendered = answer.figure.as_ref().context("the daemon answered without a figure")?;
@@ -273,9 +342,19 @@ async fn attribute(client: &Client, options: AttributeOptions, as_json: bool) ->
         let mut output = json!({"method": answer.method, "target": target, "shape": attribution.shape});
         if let Some(delta) = answer.convergence_delta {
             output["convergence_delta"] = json!(delta);
+            output["convergence_deltas"] = json!(answer.convergence_deltas);
         }
-        if let Some(path) = &options.out {
-            output["out"] = json!(path.display().to_string());
+        if answer.n_steps > 0 {
+            output["n_steps"] = json!(answer.n_steps);
+        }
+        output["n_passes"] = json!(answer.n_passes);
+        if !answer.extra_attributions.is_empty() {
+            output["shapes"] = json!(all_attributions.iter().map(|tensor| tensor.shape.clone()).collect::<Vec<_>>());
+        }
+        match options.out.len() {
+            0 => {}
+            1 => output["out"] = json!(options.out[0].display().to_string()),
+            _ => output["out"] = json!(options.out.iter().map(|path| path.display().to_string()).collect::<Vec<_>>()),
         }
         if let Some(path) = &options.figure {
             output["figure"] = json!(path.display().to_string());
@@ -283,7 +362,10 @@ async fn attribute(client: &Client, options: AttributeOptions, as_json: bool) ->
         println!("{output}");
     } else {
         println!("{} for target {} of model {}: shape {:?}", answer.method, target, &answer.model_id[..12], attribution.shape);
-        if let Some(path) = &options.out {
+        if let Some(delta) = answer.convergence_delta {
+            println!("convergence delta (largest over the batch): {delta:.3e}");
+        }
+        for path in &options.out {
             println!("attribution written to {}", path.display());
         }
         if let Some(path) = &options.figure {

@@ -9,11 +9,12 @@ pub mod error;
 pub mod host_tensor;
 pub mod model;
 pub mod structure;
+pub mod taps;
 pub mod worker;
 
-pub use attribution::{Attribution, AttributionRequest, METHODS};
+pub use attribution::{Attribution, AttributionRequest, Targets, METHODS};
 pub use device::Device;
 pub use error::{Error, ErrorKind, Result};
 pub use host_tensor::HostTensor;
 pub use structure::{ModuleInfo, Summary, SummaryRow};
-pub use worker::{ModelSpec, WorkerHandle};
+pub use worker::{ModelSpec, WorkerHandle, WorkerSettings};

@@ -4,7 +4,10 @@
 use crate::device::Device;
 use crate::error::{Error, ErrorKind, Result};
 use crate::host_tensor::HostTensor;
-use std::path::Path;
+use crate::taps::TappedModel;
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 /// A TorchScript module resident on a device, in eval mode.
 pub struct LoadedModel {
@@ -13,6 +16,11 @@ pub struct LoadedModel {
     /// Shape of one example input when the model was stored with one, e.g. `[1, 1, 8, 8]`;
     /// the batch dimension is not checked.
     pub input_shape: Option<Vec<i64>>,
+    path: PathBuf,
+    /// The tapped copy, loaded on first need (layer methods, chunk sizing).
+    tapped: OnceCell<Result<TappedModel>>,
+    /// Measured bytes per row by input row shapes.
+    bytes_per_row: RefCell<HashMap<Vec<Vec<i64>>, u64>>,
 }
 
 /// Loads a TorchScript file on `device` and switches it to eval mode.
@@ -34,7 +42,14 @@ pub fn load_torchscript(path: &Path, device: Device, input_shape: Option<Vec<i64
         )
     })?;
     module.set_eval();
-    Ok(LoadedModel { module, device, input_shape })
+    Ok(LoadedModel {
+        module,
+        device,
+        input_shape,
+        path: path.to_path_buf(),
+        tapped: OnceCell::new(),
+        bytes_per_row: RefCell::new(HashMap::new()),
+    })
 }
 
 /// Checks that libtorch can load the file as TorchScript (on the CPU), so the store
@@ -44,11 +59,18 @@ pub fn validate_torchscript(path: &Path) -> Result<()> {
 }
 
 impl LoadedModel {
-    /// Runs `forward` on one tensor. An error from inside the model is reported as
-    /// bad input: the model rejected what it was given.
-    pub fn forward(&self, input: &tch::Tensor) -> Result<tch::Tensor> {
-        let output = self.module.forward_is(&[tch::IValue::Tensor(input.shallow_clone())]).map_err(|error| {
-            Error::from_torch(error, ErrorKind::BadInput, &format!("the model rejected an input of shape {:?}", input.size()))
+    /// Runs `forward` on the inputs (one tensor per argument). An error from inside
+    /// the model is reported as bad input: the model rejected what it was given.
+    pub fn forward(&self, inputs: &[tch::Tensor]) -> Result<tch::Tensor> {
+        let arguments: Vec<tch::IValue> = inputs.iter().map(|input| tch::IValue::Tensor(input.shallow_clone())).collect();
+        let output = self.module.forward_is(&arguments).map_err(|error| {
+            let shapes: Vec<String> = inputs.iter().map(|input| format!("{:?}", input.size())).collect();
+            let what = if inputs.len() == 1 {
+                format!("the model rejected an input of shape {}", shapes[0])
+            } else {
+                format!("the model rejected inputs of shapes {}", shapes.join(", "))
+            };
+            Error::from_torch(error, ErrorKind::BadInput, &what)
         })?;
         match output {
             tch::IValue::Tensor(tensor) => Ok(tensor),
@@ -59,17 +81,64 @@ impl LoadedModel {
         }
     }
 
-    /// Checks a request's input before it reaches libtorch: well formed, finite, and
-    /// of the model's input shape when that is known.
-    pub fn check_input(&self, input: &HostTensor) -> Result<()> {
-        input.validate("input")?;
-        let nan_count = input.values.iter().filter(|value| value.is_nan()).count();
-        let infinite_count = input.values.iter().filter(|value| value.is_infinite()).count();
-        if nan_count + infinite_count > 0 {
-            return Err(Error::bad_input(format!(
-                "input contains {nan_count} NaN and {infinite_count} infinite values; explanations need finite inputs"
-            )));
+    /// Checks a request's inputs before they reach libtorch: well formed, finite, one
+    /// batch size, and the first of the model's input shape when that is known.
+    pub fn check_inputs(&self, inputs: &[HostTensor]) -> Result<()> {
+        for (index, input) in inputs.iter().enumerate() {
+            let what = if index == 0 { "input".to_string() } else { format!("input {index}") };
+            input.validate(&what)?;
+            if input.shape[0] != inputs[0].shape[0] {
+                return Err(Error::bad_input(format!(
+                    "{what} has batch size {} but input 0 has {}; every input needs the same batch size",
+                    input.shape[0], inputs[0].shape[0]
+                )));
+            }
         }
+        self.check_input(&inputs[0])?;
+        for input in &inputs[1..] {
+            check_finite(input)?;
+        }
+        Ok(())
+    }
+
+    /// The tapped copy of this model (every module's output on the autograd path).
+    pub fn tapped(&self) -> Result<&TappedModel> {
+        self.tapped.get_or_init(|| TappedModel::load(&self.path, self.device)).as_ref().map_err(Clone::clone)
+    }
+
+    /// Estimated working memory of one input row's forward and backward pass, used
+    /// to size chunks: one tapped forward pass on a single row measures every
+    /// module's output; a backward pass needs about as much again for gradients, plus
+    /// the inputs. Measured once per input row shape. If the model cannot be tapped,
+    /// 64 times the row's input bytes is assumed.
+    pub fn estimate_bytes_per_row(&self, inputs: &[HostTensor]) -> u64 {
+        let row_shapes: Vec<Vec<i64>> = inputs.iter().map(|input| input.shape[1..].to_vec()).collect();
+        if let Some(&known) = self.bytes_per_row.borrow().get(&row_shapes) {
+            return known;
+        }
+        let input_bytes: u64 = inputs.iter().map(|input| (input.values.len() as u64 / input.shape[0].max(1) as u64) * 4).sum();
+        let measured = self.measure_activation_bytes(inputs).map(|activations| 2 * activations + 2 * input_bytes);
+        let estimate = measured.unwrap_or(input_bytes * 64).max(1);
+        self.bytes_per_row.borrow_mut().insert(row_shapes, estimate);
+        estimate
+    }
+
+    fn measure_activation_bytes(&self, inputs: &[HostTensor]) -> Option<u64> {
+        let tapped = self.tapped().ok()?;
+        let rows: Vec<tch::Tensor> = inputs
+            .iter()
+            .map(|input| input.to_tch(self.device.to_tch()).map(|tensor| tensor.narrow(0, 0, 1)))
+            .collect::<Result<_>>()
+            .ok()?;
+        let _no_grad = tch::no_grad_guard();
+        let (output, taps) = tapped.forward(&rows).ok()?;
+        let bytes = |tensor: &tch::Tensor| tensor.numel() as u64 * tensor.kind().elt_size_in_bytes() as u64;
+        Some(bytes(&output) + taps.iter().flatten().map(bytes).sum::<u64>())
+    }
+
+    fn check_input(&self, input: &HostTensor) -> Result<()> {
+        input.validate("input")?;
+        check_finite(input)?;
         if let Some(expected) = &self.input_shape {
             let matches = expected.len() == input.shape.len() && expected[1..] == input.shape[1..];
             if !matches {
@@ -86,6 +155,17 @@ impl LoadedModel {
         }
         Ok(())
     }
+}
+
+fn check_finite(input: &HostTensor) -> Result<()> {
+    let nan_count = input.values.iter().filter(|value| value.is_nan()).count();
+    let infinite_count = input.values.iter().filter(|value| value.is_infinite()).count();
+    if nan_count + infinite_count > 0 {
+        return Err(Error::bad_input(format!(
+            "input contains {nan_count} NaN and {infinite_count} infinite values; explanations need finite inputs"
+        )));
+    }
+    Ok(())
 }
 
 fn ivalue_kind(value: &tch::IValue) -> &'static str {

@@ -3,7 +3,7 @@
 //! takes commands from a closed enum over a channel; answers go back on oneshot
 //! channels so async callers can await them.
 
-use crate::attribution::{self, Attribution, AttributionRequest};
+use crate::attribution::{self, Attribution, AttributionRequest, Chunking};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::model::{self, LoadedModel};
@@ -29,6 +29,19 @@ enum Command {
     ModuleTree { reply: oneshot::Sender<Result<Arc<Vec<ModuleInfo>>>> },
 }
 
+/// Settings every worker of a daemon shares.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerSettings {
+    /// Working memory one forward/backward pass may use, in bytes.
+    pub pass_budget_bytes: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> WorkerSettings {
+        WorkerSettings { pass_budget_bytes: 1 << 30 }
+    }
+}
+
 /// Handle to a model's worker thread. Cloning is cheap; the thread stops when the
 /// last handle is dropped, after finishing the commands already queued.
 #[derive(Clone)]
@@ -40,12 +53,12 @@ pub struct WorkerHandle {
 
 impl WorkerHandle {
     /// Starts the worker thread; it loads the model before taking its first command.
-    pub fn spawn(spec: ModelSpec, device: Device) -> Result<WorkerHandle> {
+    pub fn spawn(spec: ModelSpec, device: Device, settings: WorkerSettings) -> Result<WorkerHandle> {
         let (sender, receiver) = mpsc::channel();
         let model_id = spec.model_id.clone();
         std::thread::Builder::new()
             .name(format!("model-{}", &spec.model_id[..spec.model_id.len().min(12)]))
-            .spawn(move || run_worker(spec, device, receiver))
+            .spawn(move || run_worker(spec, device, settings, receiver))
             .map_err(|error| Error::internal(format!("starting a worker thread: {error}")))?;
         Ok(WorkerHandle { sender, model_id, device })
     }
@@ -70,7 +83,7 @@ impl WorkerHandle {
     }
 }
 
-fn run_worker(spec: ModelSpec, device: Device, commands: mpsc::Receiver<Command>) {
+fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, commands: mpsc::Receiver<Command>) {
     let loaded = model::load_torchscript(&spec.path, device, spec.input_shape.clone())
         .map_err(|error| error.context(format!("loading model {}", spec.model_id)));
     match &loaded {
@@ -81,7 +94,10 @@ fn run_worker(spec: ModelSpec, device: Device, commands: mpsc::Receiver<Command>
     for command in commands {
         match command {
             Command::Attribute { request, reply } => {
-                let answer = with_model(&loaded, |model| attribution::attribute(model, &request));
+                let answer = with_model(&loaded, |model| {
+                    let chunking = Chunking::new(settings.pass_budget_bytes, model.estimate_bytes_per_row(&request.inputs));
+                    attribution::attribute(model, &request, chunking)
+                });
                 let _ = reply.send(answer);
             }
             Command::ModuleTree { reply } => {

@@ -1,38 +1,60 @@
-//! Colour maps and value scaling shared by the figures.
+//! Captum's default colour maps per sign (all: red–white–green, positive: Greens,
+//! negative: Reds, absolute_value: Blues) and the fixed colours of charts and text.
 
-/// Maps t in [0, 1] through a sequential map (inferno) for magnitudes.
-pub fn sequential(t: f32) -> [u8; 3] {
-    let colour = colorous::INFERNO.eval_continuous(t.clamp(0.0, 1.0) as f64);
+use crate::options::Sign;
+use crate::scene::Colour;
+
+pub(crate) const TEXT: Colour = [33, 33, 33];
+pub(crate) const AXIS: Colour = [80, 80, 80];
+pub(crate) const GRID: Colour = [225, 225, 225];
+
+/// The colour of a normalised attribution (`[-1, 1]` for `all`, `[0, 1]` otherwise),
+/// with Captum's vmin/vmax: -1..1 for `all`, 0..1 for the others.
+pub(crate) fn colour_map(sign: Sign, normalised: f32) -> Colour {
+    let gradient = match sign {
+        Sign::All => return red_white_green((normalised.clamp(-1.0, 1.0) + 1.0) / 2.0),
+        Sign::Positive => colorous::GREENS,
+        Sign::Negative => colorous::REDS,
+        Sign::AbsoluteValue => colorous::BLUES,
+    };
+    let colour = gradient.eval_continuous(normalised.clamp(0.0, 1.0) as f64);
     [colour.r, colour.g, colour.b]
 }
 
-/// Maps t in [-1, 1] through a diverging map (red negative, blue positive).
-pub fn diverging(t: f32) -> [u8; 3] {
-    let colour = colorous::RED_BLUE.eval_continuous(((t.clamp(-1.0, 1.0) + 1.0) / 2.0) as f64);
-    [colour.r, colour.g, colour.b]
+/// Captum's `LinearSegmentedColormap.from_list("RdWhGn", ["red", "white", "green"])`:
+/// matplotlib's named colours red #ff0000 and green #008000, linear in RGB through white.
+fn red_white_green(t: f32) -> Colour {
+    const RED: [f32; 3] = [255.0, 0.0, 0.0];
+    const WHITE_F: [f32; 3] = [255.0, 255.0, 255.0];
+    const GREEN: [f32; 3] = [0.0, 128.0, 0.0];
+    let (from, to, f) = if t < 0.5 { (RED, WHITE_F, t * 2.0) } else { (WHITE_F, GREEN, (t - 0.5) * 2.0) };
+    [0, 1, 2].map(|c| (from[c] + (to[c] - from[c]) * f).round() as u8)
 }
 
-/// The value below which `1 - outlier_fraction` of |values| lie; Captum clips the top
-/// 2% this way before scaling (`_normalize_attr`, `outlier_perc=2`).
-pub fn clip_threshold(values: &[f32], outlier_fraction: f32) -> f32 {
-    let mut magnitudes: Vec<f32> = values.iter().map(|value| value.abs()).filter(|value| value.is_finite()).collect();
-    if magnitudes.is_empty() {
-        return 0.0;
+/// A bar or line in charts: the strong end of the sign's colour map, with green for
+/// positive and red for negative values when both signs are shown.
+pub(crate) fn chart_colour(sign: Sign, value: f32) -> Colour {
+    match sign {
+        Sign::All if value < 0.0 => colour_map(Sign::Negative, 0.8),
+        Sign::All => colour_map(Sign::Positive, 0.8),
+        sign => colour_map(sign, 0.8),
     }
-    magnitudes.sort_by(|a, b| a.total_cmp(b));
-    let rank = (((1.0 - outlier_fraction) * magnitudes.len() as f32).ceil() as usize).clamp(1, magnitudes.len());
-    magnitudes[rank - 1]
 }
 
 #[cfg(test)]
 mod tests {
-    use super::clip_threshold;
+    use super::*;
 
     #[test]
-    fn clip_threshold_drops_the_top_two_percent() {
-        let values: Vec<f32> = (1..=100).map(|v| v as f32).collect();
-        assert_eq!(clip_threshold(&values, 0.02), 98.0);
-        assert_eq!(clip_threshold(&[-5.0], 0.02), 5.0);
-        assert_eq!(clip_threshold(&[], 0.02), 0.0);
+    fn maps_follow_captum_defaults() {
+        assert_eq!(colour_map(Sign::All, -1.0), [255, 0, 0]);
+        assert_eq!(colour_map(Sign::All, 0.0), [255, 255, 255]);
+        assert_eq!(colour_map(Sign::All, 1.0), [0, 128, 0]);
+        // Sequential maps run from near-white to a dark hue: blue, green, red channel wins.
+        let dark = |sign| colour_map(sign, 1.0);
+        assert!(dark(Sign::AbsoluteValue)[2] > dark(Sign::AbsoluteValue)[0]);
+        assert!(dark(Sign::Positive)[1] > dark(Sign::Positive)[0]);
+        assert!(dark(Sign::Negative)[0] > dark(Sign::Negative)[1]);
+        assert!(colour_map(Sign::AbsoluteValue, 0.0).iter().all(|&c| c > 240));
     }
 }

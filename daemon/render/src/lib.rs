@@ -1,14 +1,41 @@
 //! layerlens-render: figures from plain numbers. No libtorch, no network: the daemon
 //! hands in shapes and values, gets back PNG or SVG bytes with alt text.
 //!
-//! Today: attribution heat maps (input, heat map, blended overlay, colour bar) for
-//! image inputs, a plain heat map for other inputs, and a summary table as SVG.
+//! Attribution figures follow Captum's `visualize_image_attr`: the attribution is summed
+//! over channels, one sign is selected (`absolute_value`, `positive`, `negative`, `all`),
+//! outliers are clipped by a cumulative-sum threshold and the result is scaled to
+//! [-1, 1]; then it is drawn as a heat map, blended over the grey input, used as a mask
+//! or as opacity. What is drawn is decided from the shapes (first batch row only):
+//!
+//! - image, input `(batch, 1|3, height, width)` and a 4-D attribution: Captum's image
+//!   methods; the attribution is summed over its channels and, when smaller (Grad-CAM,
+//!   layer maps), upsampled bilinearly to the input's size;
+//! - tabular, attribution `(batch, features)` with at most [`MAX_BAR_FEATURES`]
+//!   features: a bar chart;
+//! - sequence, attribution `(batch, length)` with more features than that, or
+//!   `(batch, length, dims)`: a line plot over positions, summed over `dims`;
+//! - anything else: a plain heat map of the first batch row.
+//!
+//! Every figure is laid out once as a [`scene`] of primitives and then drawn as PNG
+//! (text rasterised from a font compiled into the binary, so no system fonts are
+//! needed) or as SVG (text stays `<text>`, raster parts are embedded PNGs).
 
+mod chart;
 mod colour;
-mod heatmap;
+mod figure;
+mod font;
+mod image_attr;
+mod normalize;
+mod options;
+mod panel;
+mod plane;
+mod raster;
+mod scene;
+mod svg;
 mod table;
 
-pub use heatmap::{attribution_figure, AttributionFigure};
+pub use figure::{attribution_figure, method_grid, AttributionFigure, GridPanel, MAX_BAR_FEATURES};
+pub use options::{FigureOptions, Sign, VisualMethod};
 pub use table::{summary_table_svg, TableRow};
 
 /// A rendered figure.
@@ -30,8 +57,13 @@ pub enum Format {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
+    /// Shapes and values that do not fit together, or data that cannot be drawn.
     #[error("cannot render a figure: {0}")]
     BadData(String),
+    /// A figure option that is unknown, out of range, or does not fit the input (a
+    /// method that needs an image for a tabular input, `masked_image` with sign `all`).
+    #[error("invalid figure options: {0}")]
+    BadOptions(String),
     #[error("encoding the figure failed: {0}")]
     Encoding(String),
 }

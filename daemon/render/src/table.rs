@@ -1,6 +1,6 @@
 //! The model summary as an SVG table (text needs no fonts on the daemon's machine).
 
-use crate::heatmap::xml_escape;
+use crate::svg::xml_escape;
 use crate::Figure;
 
 /// One row of the summary table.

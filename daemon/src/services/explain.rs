@@ -3,7 +3,6 @@
 use super::SharedState;
 use crate::convert;
 use crate::error::ApiError;
-use layerlens_engine::AttributionRequest;
 use layerlens_proto as proto;
 use proto::explain_server::Explain;
 use tonic::{Request, Response, Status};
@@ -55,7 +54,6 @@ impl Explain for ExplainService {
 
     async fn attribute(&self, request: Request<proto::AttributeRequest>) -> Result<Response<proto::AttributeResponse>, Status> {
         let request = request.into_inner();
-        let input = convert::input_tensor(request.input.as_ref())?;
         if request.method.is_empty() {
             return Err(ApiError::bad_input(format!(
                 "no attribution method given; available: {}",
@@ -63,49 +61,51 @@ impl Explain for ExplainService {
             ))
             .into());
         }
+        let engine_request = convert::attribution_request(&request)?;
+        let figure_options = convert::figure_options(request.figure_options.as_ref())?;
+        let first_input = engine_request.inputs[0].clone();
         let (record, worker) = self.state.worker_for(&request.model).await?;
         let attribution = worker
-            .attribute(AttributionRequest {
-                method: request.method.clone(),
-                input: input.clone(),
-                target: request.target,
-                params: request.params.into_iter().collect(),
-            })
+            .attribute(engine_request)
             .await
             .map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
         let figure = match convert::figure_format(request.figure_format) {
             None => None,
-            Some(format) => {
-                let title = format!("{}, target {}", attribution.method, targets_text(&attribution.targets));
-                let values = attribution.values.clone();
-                let rendered = tokio::task::spawn_blocking(move || {
-                    layerlens_render::attribution_figure(
-                        &layerlens_render::AttributionFigure {
-                            input_shape: &input.shape,
-                            input: &input.values,
-                            attribution_shape: &values.shape,
-                            attribution: &values.values,
-                            title: &title,
-                        },
-                        format,
-                    )
-                })
-                .await
-                .map_err(ApiError::from)?
-                .map_err(|error| ApiError::internal(error.to_string()))?;
-                Some(convert::figure(rendered))
-            }
+            Some(format) => Some(render_attribution(first_input, &attribution, format, figure_options).await?),
         };
-        Ok(Response::new(proto::AttributeResponse {
-            model_id: record.id,
-            method: attribution.method,
-            targets: attribution.targets,
-            attribution: Some(convert::tensor(&attribution.values)),
-            convergence_delta: attribution.convergence_delta,
-            figure,
-            output: Some(convert::tensor(&attribution.output)),
-        }))
+        Ok(Response::new(convert::attribute_response(record.id, attribution, figure)))
     }
+}
+
+/// Draws the first input's attribution off the async threads.
+async fn render_attribution(
+    input: layerlens_engine::HostTensor,
+    attribution: &layerlens_engine::Attribution,
+    format: layerlens_render::Format,
+    options: layerlens_render::FigureOptions,
+) -> Result<proto::Figure, ApiError> {
+    let title = format!("{}, target {}", attribution.method, targets_text(&attribution.targets));
+    let values = attribution.values[0].clone();
+    let rendered = tokio::task::spawn_blocking(move || {
+        layerlens_render::attribution_figure(
+            &layerlens_render::AttributionFigure {
+                input_shape: &input.shape,
+                input: &input.values,
+                attribution_shape: &values.shape,
+                attribution: &values.values,
+                title: &title,
+                options,
+            },
+            format,
+        )
+    })
+    .await?
+    .map_err(|error| match error {
+        // Options that do not fit the data (masked_image with sign all) are the caller's.
+        layerlens_render::RenderError::BadOptions(message) => ApiError::bad_input(message),
+        other => ApiError::internal(other.to_string()),
+    })?;
+    Ok(convert::figure(rendered))
 }
 
 fn targets_text(targets: &[i64]) -> String {

@@ -217,19 +217,53 @@ class Client:
         )
         return Summary.from_proto(self._call(self._explain.Summary, request))
 
-    def attribute(self, model, x, method="saliency", target=None, *, figure_format="png", **params):
-        """Attribution of one output to the input x; see Model.attribute()."""
+    def attribute(
+        self,
+        model,
+        x,
+        method="saliency",
+        target=None,
+        *,
+        layer=None,
+        figure_format="png",
+        figure_method=None,
+        figure_sign=None,
+        params=None,
+        **more_params,
+    ):
+        """Attribution of one output to the input(s) x; see Model.attribute()."""
         handle = self.model(model)
+        # `params=` carries options whose Captum names clash with this signature
+        # (integrated gradients' `method`).
+        params = {**(params or {}), **more_params}
+        inputs = list(x) if isinstance(x, (tuple, list)) else [x]
+        if not inputs:
+            raise ValueError("attribute needs at least one input")
+        tensors = [_wire.array_to_tensor(_wire.as_float32_array(item)) for item in inputs]
+        text_params, tensor_params = _wire.split_params(params)
         request = explain_pb2.AttributeRequest(
             model=handle.id,
-            input=_wire.array_to_tensor(_wire.as_float32_array(x)),
+            input=tensors[0],
+            extra_inputs=tensors[1:],
             method=method,
-            params=_wire.params_to_strings(params),
+            params=text_params,
+            tensor_params=tensor_params,
+            layer=layer or "",
             figure_format=_wire.figure_format(figure_format),
+            figure_options=common_figure_options(figure_method, figure_sign),
         )
         if target is not None:
-            request.target = int(target)
+            if isinstance(target, (list, tuple)) or hasattr(target, "tolist"):
+                listed = target.tolist() if hasattr(target, "tolist") else list(target)
+                request.targets.extend(int(item) for item in listed)
+            else:
+                request.target = int(target)
         return Attribution.from_proto(self._call(self._explain.Attribute, request), _wire.tensor_to_array)
+
+
+def common_figure_options(method, sign):
+    """The request's figure options (Captum's visualize_image_attr method and sign)."""
+    return explain_pb2.FigureOptions(method=method or "", sign=sign or "")
 
 
 def _model_ref(model):
@@ -301,14 +335,26 @@ class Model:
         """
         return self.client.summary(self, input_shape=input_shape, depth=depth, figure_format=figure_format)
 
-    def attribute(self, x, method="saliency", target=None, *, figure_format="png", **params):
+    def attribute(
+        self, x, method="saliency", target=None, *, layer=None, figure_format="png", figure_method=None,
+        figure_sign=None, params=None, **more_params,
+    ):
         """Which input elements drove one output of the model.
 
         x: the input as the model takes it, (batch, ...), a numpy array or torch tensor
-        (sent as float32). method: one of the daemon's methods (`saliency`,
-        `integrated_gradients`, ...). target: the output index to explain for every batch
-        row; None explains the class the model predicts for each row. params: further
-        options under Captum's argument names (`abs=False`, `n_steps=100`,
-        `sliding_window_shapes=(1, 3, 3)`). figure_format: "png", "svg" or None.
+        (sent as float32); a tuple of them for a model with several inputs. method: one of
+        the daemon's methods (`saliency`, `integrated_gradients`, `smoothgrad`,
+        `gradient_shap`, `occlusion`, `feature_ablation`, `grad_cam`, ...). target: the
+        output index to explain for every batch row, a list with one per row, or None for
+        the class the model predicts for each row. layer: the module path for layer
+        methods. params: further options under Captum's argument names (`abs=False`,
+        `n_steps=100` or `"auto"`, `sliding_window_shapes=(1, 3, 3)`); array values
+        (`baselines=`, `feature_mask=`, `noise=`) travel as tensors. figure_format: "png",
+        "svg" or None; figure_method/figure_sign: Captum's visualize_image_attr options.
+        params: a dict of further options, for names that clash with this signature
+        (integrated gradients' quadrature: `params={"method": "riemann_trapezoid"}`).
         """
-        return self.client.attribute(self, x, method=method, target=target, figure_format=figure_format, **params)
+        return self.client.attribute(
+            self, x, method=method, target=target, layer=layer, figure_format=figure_format,
+            figure_method=figure_method, figure_sign=figure_sign, params=params, **more_params,
+        )

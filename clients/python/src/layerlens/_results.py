@@ -209,13 +209,24 @@ class Attribution:
     model's output for the input, (batch, outputs).
     """
 
-    def __init__(self, model_id, method, targets, values, output, convergence_delta=None, figure=None):
+    def __init__(
+        self, model_id, method, targets, values, output, convergence_delta=None, figure=None,
+        extra_values=(), convergence_deltas=(), n_steps=None, n_passes=0,
+    ):
         self.model_id = model_id
         self.method = method
         self.targets = targets
         self.values = values
         self.output = output
         self.convergence_delta = convergence_delta
+        # Attributions to the second, third, ... input of a model with several.
+        self.extra_values = tuple(extra_values)
+        # Per batch row: sum of attributions - (F(input) - F(baseline)), as Captum.
+        self.convergence_deltas = list(convergence_deltas)
+        # Integrated gradients: the step count used (the one settled on with n_steps="auto").
+        self.n_steps = n_steps
+        # Rows evaluated by forward(+backward) passes.
+        self.n_passes = n_passes
         self.figure = figure.data if figure is not None and figure.data else None
         self.figure_mime = figure.mime if figure is not None and figure.data else None
         self.alt_text = figure.alt_text if figure is not None else ""
@@ -230,7 +241,16 @@ class Attribution:
             output=tensor_to_array(message.output) if message.HasField("output") else None,
             convergence_delta=message.convergence_delta if message.HasField("convergence_delta") else None,
             figure=message.figure if message.HasField("figure") else None,
+            extra_values=[tensor_to_array(tensor) for tensor in message.extra_attributions],
+            convergence_deltas=list(message.convergence_deltas),
+            n_steps=message.n_steps or None,
+            n_passes=message.n_passes,
         )
+
+    @property
+    def all_values(self):
+        """One attribution per model input: (values, *extra_values)."""
+        return (self.values, *self.extra_values)
 
     @property
     def caption(self):

@@ -124,6 +124,29 @@ def param_to_string(key, value):
     )
 
 
+def is_array_like(value):
+    """Arrays and tensors with at least one dimension travel as tensor parameters."""
+    return (isinstance(value, np.ndarray) and value.ndim > 0) or (is_torch_tensor(value) and value.dim() > 0)
+
+
+def split_params(params):
+    """(text params, tensor params) of a request. Array values (baselines, feature_mask,
+    noise, ...) become tensors; for a model with several inputs a tuple of arrays is sent
+    as `name`, `name.1`, ...; everything else is text as in param_to_string."""
+    text, tensors = {}, {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        if is_array_like(value):
+            tensors[key] = array_to_tensor(as_float32_array(value))
+        elif isinstance(value, (tuple, list)) and value and all(is_array_like(item) for item in value):
+            for index, item in enumerate(value):
+                tensors[key if index == 0 else f"{key}.{index}"] = array_to_tensor(as_float32_array(item))
+        else:
+            text[key] = param_to_string(key, value)
+    return text, tensors
+
+
 def params_to_strings(params):
     """The `params` map of a request from keyword options; None values are left out."""
     return {key: param_to_string(key, value) for key, value in params.items() if value is not None}

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from layerlens.v1 import common_pb2 as layerlens_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alayerlens/v1/explain.proto\x12\x0clayerlens.v1\x1a\x19layerlens/v1/common.proto\"v\n\x0eSummaryRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x13\n\x0binput_shape\x18\x02 \x03(\x03\x12\r\n\x05\x64\x65pth\x18\x03 \x01(\r\x12\x31\n\rfigure_format\x18\x04 \x01(\x0e\x32\x1a.layerlens.v1.FigureFormat\"\xbd\x01\n\nSummaryRow\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x11\n\ttype_name\x18\x02 \x01(\t\x12\r\n\x05\x64\x65pth\x18\x03 \x01(\r\x12\x12\n\nnum_params\x18\x04 \x01(\x04\x12\x18\n\x10trainable_params\x18\x05 \x01(\x04\x12\x12\n\nown_params\x18\x06 \x01(\x04\x12*\n\routput_shapes\x18\x07 \x03(\x0b\x32\x13.layerlens.v1.Shape\x12\x11\n\tmult_adds\x18\x08 \x01(\x04\"\x15\n\x05Shape\x12\x0c\n\x04\x64ims\x18\x01 \x03(\x03\"\xba\x01\n\x0fSummaryResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12&\n\x04rows\x18\x02 \x03(\x0b\x32\x18.layerlens.v1.SummaryRow\x12\x14\n\x0ctotal_params\x18\x03 \x01(\x04\x12\x18\n\x10trainable_params\x18\x04 \x01(\x04\x12\x17\n\x0ftotal_mult_adds\x18\x05 \x01(\x04\x12$\n\x06\x66igure\x18\x06 \x01(\x0b\x32\x14.layerlens.v1.Figure\"\x94\x02\n\x10\x41ttributeRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12#\n\x05input\x18\x02 \x01(\x0b\x32\x14.layerlens.v1.Tensor\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x13\n\x06target\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12:\n\x06params\x18\x05 \x03(\x0b\x32*.layerlens.v1.AttributeRequest.ParamsEntry\x12\x31\n\rfigure_format\x18\x06 \x01(\x0e\x32\x1a.layerlens.v1.FigureFormat\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07_target\"\xf3\x01\n\x11\x41ttributeResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0f\n\x07targets\x18\x03 \x03(\x03\x12)\n\x0b\x61ttribution\x18\x04 \x01(\x0b\x32\x14.layerlens.v1.Tensor\x12\x1e\n\x11\x63onvergence_delta\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12$\n\x06\x66igure\x18\x06 \x01(\x0b\x32\x14.layerlens.v1.Figure\x12$\n\x06output\x18\x07 \x01(\x0b\x32\x14.layerlens.v1.TensorB\x14\n\x12_convergence_delta2\x9f\x01\n\x07\x45xplain\x12\x46\n\x07Summary\x12\x1c.layerlens.v1.SummaryRequest\x1a\x1d.layerlens.v1.SummaryResponse\x12L\n\tAttribute\x12\x1e.layerlens.v1.AttributeRequest\x1a\x1f.layerlens.v1.AttributeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alayerlens/v1/explain.proto\x12\x0clayerlens.v1\x1a\x19layerlens/v1/common.proto\"v\n\x0eSummaryRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x13\n\x0binput_shape\x18\x02 \x03(\x03\x12\r\n\x05\x64\x65pth\x18\x03 \x01(\r\x12\x31\n\rfigure_format\x18\x04 \x01(\x0e\x32\x1a.layerlens.v1.FigureFormat\"\xbd\x01\n\nSummaryRow\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x11\n\ttype_name\x18\x02 \x01(\t\x12\r\n\x05\x64\x65pth\x18\x03 \x01(\r\x12\x12\n\nnum_params\x18\x04 \x01(\x04\x12\x18\n\x10trainable_params\x18\x05 \x01(\x04\x12\x12\n\nown_params\x18\x06 \x01(\x04\x12*\n\routput_shapes\x18\x07 \x03(\x0b\x32\x13.layerlens.v1.Shape\x12\x11\n\tmult_adds\x18\x08 \x01(\x04\"\x15\n\x05Shape\x12\x0c\n\x04\x64ims\x18\x01 \x03(\x03\"\xba\x01\n\x0fSummaryResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12&\n\x04rows\x18\x02 \x03(\x0b\x32\x18.layerlens.v1.SummaryRow\x12\x14\n\x0ctotal_params\x18\x03 \x01(\x04\x12\x18\n\x10trainable_params\x18\x04 \x01(\x04\x12\x17\n\x0ftotal_mult_adds\x18\x05 \x01(\x04\x12$\n\x06\x66igure\x18\x06 \x01(\x0b\x32\x14.layerlens.v1.Figure\"\xa9\x04\n\x10\x41ttributeRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12#\n\x05input\x18\x02 \x01(\x0b\x32\x14.layerlens.v1.Tensor\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x13\n\x06target\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12:\n\x06params\x18\x05 \x03(\x0b\x32*.layerlens.v1.AttributeRequest.ParamsEntry\x12\x31\n\rfigure_format\x18\x06 \x01(\x0e\x32\x1a.layerlens.v1.FigureFormat\x12*\n\x0c\x65xtra_inputs\x18\x07 \x03(\x0b\x32\x14.layerlens.v1.Tensor\x12G\n\rtensor_params\x18\x08 \x03(\x0b\x32\x30.layerlens.v1.AttributeRequest.TensorParamsEntry\x12\x0f\n\x07targets\x18\t \x03(\x03\x12\r\n\x05layer\x18\n \x01(\t\x12\x33\n\x0e\x66igure_options\x18\x0b \x01(\x0b\x32\x1b.layerlens.v1.FigureOptions\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1aI\n\x11TensorParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.layerlens.v1.Tensor:\x02\x38\x01\x42\t\n\x07_target\"_\n\rFigureOptions\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0c\n\x04sign\x18\x02 \x01(\t\x12\x1c\n\x0foutlier_percent\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x12\n\x10_outlier_percent\"\xf6\x02\n\x11\x41ttributeResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0f\n\x07targets\x18\x03 \x03(\x03\x12)\n\x0b\x61ttribution\x18\x04 \x01(\x0b\x32\x14.layerlens.v1.Tensor\x12\x1e\n\x11\x63onvergence_delta\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12$\n\x06\x66igure\x18\x06 \x01(\x0b\x32\x14.layerlens.v1.Figure\x12$\n\x06output\x18\x07 \x01(\x0b\x32\x14.layerlens.v1.Tensor\x12\x30\n\x12\x65xtra_attributions\x18\x08 \x03(\x0b\x32\x14.layerlens.v1.Tensor\x12\x0f\n\x07n_steps\x18\t \x01(\r\x12\x1a\n\x12\x63onvergence_deltas\x18\n \x03(\x01\x12\x10\n\x08n_passes\x18\x0b \x01(\r\x12\x10\n\x08n_chunks\x18\x0c \x01(\rB\x14\n\x12_convergence_delta2\x9f\x01\n\x07\x45xplain\x12\x46\n\x07Summary\x12\x1c.layerlens.v1.SummaryRequest\x1a\x1d.layerlens.v1.SummaryResponse\x12L\n\tAttribute\x12\x1e.layerlens.v1.AttributeRequest\x1a\x1f.layerlens.v1.AttributeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,6 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ATTRIBUTEREQUEST_PARAMSENTRY']._loaded_options = None
   _globals['_ATTRIBUTEREQUEST_PARAMSENTRY']._serialized_options = b'8\001'
+  _globals['_ATTRIBUTEREQUEST_TENSORPARAMSENTRY']._loaded_options = None
+  _globals['_ATTRIBUTEREQUEST_TENSORPARAMSENTRY']._serialized_options = b'8\001'
   _globals['_SUMMARYREQUEST']._serialized_start=71
   _globals['_SUMMARYREQUEST']._serialized_end=189
   _globals['_SUMMARYROW']._serialized_start=192
@@ -43,11 +45,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUMMARYRESPONSE']._serialized_start=407
   _globals['_SUMMARYRESPONSE']._serialized_end=593
   _globals['_ATTRIBUTEREQUEST']._serialized_start=596
-  _globals['_ATTRIBUTEREQUEST']._serialized_end=872
-  _globals['_ATTRIBUTEREQUEST_PARAMSENTRY']._serialized_start=816
-  _globals['_ATTRIBUTEREQUEST_PARAMSENTRY']._serialized_end=861
-  _globals['_ATTRIBUTERESPONSE']._serialized_start=875
-  _globals['_ATTRIBUTERESPONSE']._serialized_end=1118
-  _globals['_EXPLAIN']._serialized_start=1121
-  _globals['_EXPLAIN']._serialized_end=1280
+  _globals['_ATTRIBUTEREQUEST']._serialized_end=1149
+  _globals['_ATTRIBUTEREQUEST_PARAMSENTRY']._serialized_start=1018
+  _globals['_ATTRIBUTEREQUEST_PARAMSENTRY']._serialized_end=1063
+  _globals['_ATTRIBUTEREQUEST_TENSORPARAMSENTRY']._serialized_start=1065
+  _globals['_ATTRIBUTEREQUEST_TENSORPARAMSENTRY']._serialized_end=1138
+  _globals['_FIGUREOPTIONS']._serialized_start=1151
+  _globals['_FIGUREOPTIONS']._serialized_end=1246
+  _globals['_ATTRIBUTERESPONSE']._serialized_start=1249
+  _globals['_ATTRIBUTERESPONSE']._serialized_end=1623
+  _globals['_EXPLAIN']._serialized_start=1626
+  _globals['_EXPLAIN']._serialized_end=1785
 # @@protoc_insertion_point(module_scope)

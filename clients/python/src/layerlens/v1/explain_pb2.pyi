@@ -62,7 +62,7 @@ class SummaryResponse(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[SummaryRow, _Mapping]]] = ..., total_params: _Optional[int] = ..., trainable_params: _Optional[int] = ..., total_mult_adds: _Optional[int] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ...) -> None: ...
 
 class AttributeRequest(_message.Message):
-    __slots__ = ("model", "input", "method", "target", "params", "figure_format")
+    __slots__ = ("model", "input", "method", "target", "params", "figure_format", "extra_inputs", "tensor_params", "targets", "layer", "figure_options")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -70,22 +70,49 @@ class AttributeRequest(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class TensorParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _common_pb2.Tensor
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ...) -> None: ...
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     FIGURE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    TENSOR_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    FIGURE_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     model: str
     input: _common_pb2.Tensor
     method: str
     target: int
     params: _containers.ScalarMap[str, str]
     figure_format: _common_pb2.FigureFormat
-    def __init__(self, model: _Optional[str] = ..., input: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., method: _Optional[str] = ..., target: _Optional[int] = ..., params: _Optional[_Mapping[str, str]] = ..., figure_format: _Optional[_Union[_common_pb2.FigureFormat, str]] = ...) -> None: ...
+    extra_inputs: _containers.RepeatedCompositeFieldContainer[_common_pb2.Tensor]
+    tensor_params: _containers.MessageMap[str, _common_pb2.Tensor]
+    targets: _containers.RepeatedScalarFieldContainer[int]
+    layer: str
+    figure_options: FigureOptions
+    def __init__(self, model: _Optional[str] = ..., input: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., method: _Optional[str] = ..., target: _Optional[int] = ..., params: _Optional[_Mapping[str, str]] = ..., figure_format: _Optional[_Union[_common_pb2.FigureFormat, str]] = ..., extra_inputs: _Optional[_Iterable[_Union[_common_pb2.Tensor, _Mapping]]] = ..., tensor_params: _Optional[_Mapping[str, _common_pb2.Tensor]] = ..., targets: _Optional[_Iterable[int]] = ..., layer: _Optional[str] = ..., figure_options: _Optional[_Union[FigureOptions, _Mapping]] = ...) -> None: ...
+
+class FigureOptions(_message.Message):
+    __slots__ = ("method", "sign", "outlier_percent")
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    SIGN_FIELD_NUMBER: _ClassVar[int]
+    OUTLIER_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    method: str
+    sign: str
+    outlier_percent: float
+    def __init__(self, method: _Optional[str] = ..., sign: _Optional[str] = ..., outlier_percent: _Optional[float] = ...) -> None: ...
 
 class AttributeResponse(_message.Message):
-    __slots__ = ("model_id", "method", "targets", "attribution", "convergence_delta", "figure", "output")
+    __slots__ = ("model_id", "method", "targets", "attribution", "convergence_delta", "figure", "output", "extra_attributions", "n_steps", "convergence_deltas", "n_passes", "n_chunks")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +120,11 @@ class AttributeResponse(_message.Message):
     CONVERGENCE_DELTA_FIELD_NUMBER: _ClassVar[int]
     FIGURE_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_ATTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    N_STEPS_FIELD_NUMBER: _ClassVar[int]
+    CONVERGENCE_DELTAS_FIELD_NUMBER: _ClassVar[int]
+    N_PASSES_FIELD_NUMBER: _ClassVar[int]
+    N_CHUNKS_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     method: str
     targets: _containers.RepeatedScalarFieldContainer[int]
@@ -100,4 +132,9 @@ class AttributeResponse(_message.Message):
     convergence_delta: float
     figure: _common_pb2.Figure
     output: _common_pb2.Tensor
-    def __init__(self, model_id: _Optional[str] = ..., method: _Optional[str] = ..., targets: _Optional[_Iterable[int]] = ..., attribution: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., convergence_delta: _Optional[float] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ..., output: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ...) -> None: ...
+    extra_attributions: _containers.RepeatedCompositeFieldContainer[_common_pb2.Tensor]
+    n_steps: int
+    convergence_deltas: _containers.RepeatedScalarFieldContainer[float]
+    n_passes: int
+    n_chunks: int
+    def __init__(self, model_id: _Optional[str] = ..., method: _Optional[str] = ..., targets: _Optional[_Iterable[int]] = ..., attribution: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., convergence_delta: _Optional[float] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ..., output: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., extra_attributions: _Optional[_Iterable[_Union[_common_pb2.Tensor, _Mapping]]] = ..., n_steps: _Optional[int] = ..., convergence_deltas: _Optional[_Iterable[float]] = ..., n_passes: _Optional[int] = ..., n_chunks: _Optional[int] = ...) -> None: ...

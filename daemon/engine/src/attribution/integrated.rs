@@ -1,0 +1,334 @@
+//! Integrated gradients (Sundararajan et al. 2017) with Captum's quadrature rules,
+//! baselines and convergence delta, plus an adaptive step count: `n_steps=auto`
+//! doubles the steps until |delta| / |F(input) - F(baseline)| is below `tolerance`.
+
+use super::gradients::{apply_row_cap, for_each_gradient_chunk, forward_selected};
+use super::{shallow, torch_error, Context, MethodResult};
+use crate::error::{Error, Result};
+use tch::{Kind, Tensor};
+
+pub const RULES: &[&str] = &["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"];
+const MAX_STEPS: i64 = 100_000;
+pub const OPTIONS: &[&str] = &[
+    "n_steps", "method", "baselines", "blur_sigma", "baseline_low", "baseline_high", "seed",
+    "multiply_by_inputs", "tolerance", "max_steps",
+];
+
+pub fn integrated_gradients(context: &mut Context<'_>) -> Result<MethodResult> {
+    context.options.accept(OPTIONS)?;
+    apply_row_cap(context)?;
+    let baselines = baselines(context)?;
+    let inputs = shallow(&context.inputs);
+    let targets = context.targets.clone();
+    integrated_gradients_on(context, &inputs, &baselines, &targets)
+}
+
+/// Integrated gradients of `inputs` against `baselines` (both one tensor per model
+/// input, same shapes) for one target per row; used directly and inside the noise
+/// tunnel.
+pub fn integrated_gradients_on(context: &mut Context<'_>, inputs: &[Tensor], baselines: &[Tensor], targets: &[i64]) -> Result<MethodResult> {
+    let rule = context.options.choice("method", "gausslegendre", RULES)?;
+    let multiply_by_inputs = context.options.bool("multiply_by_inputs", true)?;
+    let auto = context.options.text("n_steps").is_some_and(|text| text.trim() == "auto");
+    let minimum = if rule == "gausslegendre" { 1 } else { 2 };
+    let differences: Vec<Tensor> = inputs.iter().zip(baselines).map(|(input, baseline)| input - baseline).collect();
+    let finish = |context: &mut Context<'_>, total: Vec<Tensor>| -> Result<(Vec<Tensor>, Vec<f64>)> {
+        let values: Vec<Tensor> = if multiply_by_inputs {
+            total.iter().zip(&differences).map(|(gradient, difference)| gradient * difference).collect()
+        } else {
+            total
+        };
+        let deltas = convergence_deltas(context, &values, inputs, baselines, targets)?;
+        Ok((values, deltas))
+    };
+    if !auto {
+        let n_steps = context.options.int("n_steps", 50, minimum, MAX_STEPS)?;
+        let total = summed_gradients(context, inputs, baselines, &differences, targets, rule, n_steps)?;
+        let (values, deltas) = finish(context, total)?;
+        return Ok(MethodResult { values, convergence_deltas: deltas, n_steps: Some(n_steps as u32) });
+    }
+
+    // Adaptive: double the steps until the completeness error is small enough.
+    let tolerance = context.options.f64("tolerance", 0.01)?;
+    if tolerance <= 0.0 {
+        return Err(context.options.invalid("tolerance", &tolerance.to_string(), "a positive number"));
+    }
+    let max_steps = context.options.int("max_steps", 512, minimum, MAX_STEPS)?;
+    let gaps = {
+        let at_inputs = forward_selected(context.model, &mut context.chunking, inputs, targets)?;
+        let at_baselines = forward_selected(context.model, &mut context.chunking, baselines, targets)?;
+        to_f64(&(at_inputs - at_baselines))?
+    };
+    let mut n_steps = if rule == "gausslegendre" { 4 } else { 8 }.min(max_steps);
+    loop {
+        let total = summed_gradients(context, inputs, baselines, &differences, targets, rule, n_steps)?;
+        let (values, deltas) = finish(context, total)?;
+        let relative_error = deltas
+            .iter()
+            .zip(&gaps)
+            .map(|(delta, gap)| delta.abs() / gap.abs().max(1e-12))
+            .fold(0.0, f64::max);
+        if relative_error <= tolerance || n_steps >= max_steps {
+            return Ok(MethodResult { values, convergence_deltas: deltas, n_steps: Some(n_steps as u32) });
+        }
+        n_steps = (n_steps * 2).min(max_steps);
+    }
+}
+
+/// Σ_steps weight_s · ∂F/∂x at baseline + alpha_s (input - baseline), per input.
+fn summed_gradients(
+    context: &mut Context<'_>,
+    inputs: &[Tensor],
+    baselines: &[Tensor],
+    differences: &[Tensor],
+    targets: &[i64],
+    rule: &str,
+    n_steps: i64,
+) -> Result<Vec<Tensor>> {
+    let (alphas, weights) = quadrature(rule, n_steps as usize);
+    let batch = inputs[0].size()[0] as usize;
+    // Virtual rows are step-major: row r is example r % batch at step r / batch,
+    // and its target is that example's (Captum's `_expand_target`).
+    let expanded_targets: Vec<i64> = (0..n_steps as usize).flat_map(|_| targets.iter().copied()).collect();
+    let mut totals: Vec<Tensor> = inputs.iter().map(Tensor::zeros_like).collect();
+    let segments = |start: usize, end: usize| -> Vec<(usize, usize, usize)> {
+        // (step, first example, example count) pieces of rows start..end
+        let mut pieces = Vec::new();
+        let mut row = start;
+        while row < end {
+            let (step, example) = (row / batch, row % batch);
+            let count = (batch - example).min(end - row);
+            pieces.push((step, example, count));
+            row += count;
+        }
+        pieces
+    };
+    for_each_gradient_chunk(
+        context.model,
+        &mut context.chunking,
+        &expanded_targets,
+        |start, end| {
+            let pieces = segments(start, end);
+            baselines
+                .iter()
+                .zip(differences)
+                .map(|(baseline, difference)| {
+                    let parts: Vec<Tensor> = pieces
+                        .iter()
+                        .map(|&(step, example, count)| {
+                            let (example, count) = (example as i64, count as i64);
+                            baseline.narrow(0, example, count) + difference.narrow(0, example, count) * alphas[step]
+                        })
+                        .collect();
+                    Tensor::f_cat(&parts, 0).map_err(torch_error("building the integration path"))
+                })
+                .collect()
+        },
+        |start, gradients| {
+            let mut offset = 0i64;
+            for (step, example, count) in segments(start, start + gradients[0].size()[0] as usize) {
+                let (example, count) = (example as i64, count as i64);
+                for (total, gradient) in totals.iter_mut().zip(&gradients) {
+                    let mut slot = total.narrow(0, example, count);
+                    let _ = slot.f_add_(&(gradient.narrow(0, offset, count) * weights[step])).map_err(torch_error("summing gradients"))?;
+                }
+                offset += count;
+            }
+            Ok(())
+        },
+    )?;
+    Ok(totals)
+}
+
+/// Captum's `compute_convergence_delta`: per row, the sum of all attributions minus
+/// (F(input) - F(baseline)).
+fn convergence_deltas(context: &mut Context<'_>, values: &[Tensor], inputs: &[Tensor], baselines: &[Tensor], targets: &[i64]) -> Result<Vec<f64>> {
+    let at_inputs = forward_selected(context.model, &mut context.chunking, inputs, targets)?;
+    let at_baselines = forward_selected(context.model, &mut context.chunking, baselines, targets)?;
+    let batch = inputs[0].size()[0];
+    let mut row_sums = Tensor::zeros([batch], (Kind::Double, inputs[0].device()));
+    for value in values {
+        row_sums += value.to_kind(Kind::Double).view([batch, -1]).sum_dim_intlist(1, false, Kind::Double);
+    }
+    let deltas = row_sums - (at_inputs.to_kind(Kind::Double) - at_baselines.to_kind(Kind::Double));
+    to_f64(&deltas)
+}
+
+fn to_f64(tensor: &Tensor) -> Result<Vec<f64>> {
+    Vec::<f64>::try_from(&tensor.to_kind(Kind::Double).to_device(tch::Device::Cpu).view([-1])).map_err(torch_error("reading values"))
+}
+
+/// Captum's nodes (alphas in [0, 1]) and weights (step sizes) for `n` steps.
+pub fn quadrature(rule: &str, n: usize) -> (Vec<f64>, Vec<f64>) {
+    if rule == "gausslegendre" {
+        let (nodes, weights) = gauss_legendre(n);
+        return (nodes.iter().map(|x| 0.5 * (x + 1.0)).collect(), weights.iter().map(|w| 0.5 * w).collect());
+    }
+    // Riemann rules: Captum takes alphas from torch.linspace in float32 and equal
+    // steps 1/n, halved at both ends for the trapezoid.
+    let (start, end) = match rule {
+        "riemann_left" => (0.0, 1.0 - 1.0 / n as f64),
+        "riemann_right" => (1.0 / n as f64, 1.0),
+        "riemann_middle" => (1.0 / (2.0 * n as f64), 1.0 - 1.0 / (2.0 * n as f64)),
+        _ => (0.0, 1.0),
+    };
+    let alphas = Vec::<f32>::try_from(&Tensor::linspace(start, end, n as i64, (Kind::Float, tch::Device::Cpu)))
+        .expect("linspace values")
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    let mut weights = vec![1.0 / n as f64; n];
+    if rule == "riemann_trapezoid" {
+        weights[0] /= 2.0;
+        weights[n - 1] /= 2.0;
+    }
+    (alphas, weights)
+}
+
+/// Gauss–Legendre nodes (ascending, on [-1, 1]) and weights, by Newton's method on
+/// the Legendre polynomial P_n from the Chebyshev-like initial guesses.
+fn gauss_legendre(n: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut nodes = vec![0.0; n];
+    let mut weights = vec![0.0; n];
+    for i in 0..n.div_ceil(2) {
+        let mut x = (std::f64::consts::PI * (i as f64 + 0.75) / (n as f64 + 0.5)).cos();
+        let mut derivative = 0.0;
+        for _ in 0..100 {
+            // P_n(x) and P_n'(x) by the three-term recurrence.
+            let (mut previous, mut current) = (1.0, x);
+            if n == 1 {
+                current = x;
+                previous = 1.0;
+            } else {
+                for k in 2..=n {
+                    let next = ((2 * k - 1) as f64 * x * current - (k - 1) as f64 * previous) / k as f64;
+                    previous = current;
+                    current = next;
+                }
+            }
+            let p_n = if n == 1 { x } else { current };
+            let p_n_minus_1 = if n == 1 { 1.0 } else { previous };
+            derivative = n as f64 * (x * p_n - p_n_minus_1) / (x * x - 1.0);
+            let step = p_n / derivative;
+            x -= step;
+            if step.abs() < 1e-15 {
+                break;
+            }
+        }
+        let weight = 2.0 / ((1.0 - x * x) * derivative * derivative);
+        nodes[i] = -x;
+        nodes[n - 1 - i] = x;
+        weights[i] = weight;
+        weights[n - 1 - i] = weight;
+    }
+    (nodes, weights)
+}
+
+/// One baseline per input, shaped as the input: a tensor option (`baselines`,
+/// `baselines.1`; full shape, shape without batch, or one value), or the text option
+/// `baselines` = `zeros` (default), a number, `blur` (Gaussian blur of the input,
+/// `blur_sigma` pixels, default 3) or `uniform` (noise between `baseline_low` and
+/// `baseline_high`, default the input's range; seeded by `seed`).
+pub fn baselines(context: &Context<'_>) -> Result<Vec<Tensor>> {
+    let kind = context.options.text("baselines").unwrap_or("zeros");
+    if let Some(seed) = context.options.optional_int("seed", 0, i64::MAX)? {
+        tch::manual_seed(seed);
+    }
+    let mut baselines = Vec::new();
+    for (index, input) in context.inputs.iter().enumerate() {
+        if let Some(tensor) = context.tensor_param("baselines", index)? {
+            baselines.push(broadcast_to_input(&tensor, input, &format!("baselines{}", suffix(index)))?);
+            continue;
+        }
+        let baseline = match kind {
+            "zeros" | "zero" => input.zeros_like(),
+            "blur" => blur(input, context.options.f64("blur_sigma", 3.0)?)?,
+            "uniform" => {
+                let low = context.options.f64("baseline_low", f64::from(input.min().double_value(&[]) as f32))?;
+                let high = context.options.f64("baseline_high", f64::from(input.max().double_value(&[]) as f32))?;
+                input.rand_like() * (high - low) + low
+            }
+            number => match number.parse::<f64>() {
+                Ok(value) if value.is_finite() => input.zeros_like() + value,
+                _ => return Err(context.options.invalid("baselines", number, "zeros, blur, uniform, a number, or a baselines tensor")),
+            },
+        };
+        baselines.push(baseline);
+    }
+    Ok(baselines)
+}
+
+fn suffix(index: usize) -> String {
+    if index == 0 { String::new() } else { format!(".{index}") }
+}
+
+/// A tensor option that must match an input: the input's shape, its shape without
+/// the batch dimension, or a single value.
+pub fn broadcast_to_input(tensor: &Tensor, input: &Tensor, name: &str) -> Result<Tensor> {
+    let (shape, input_shape) = (tensor.size(), input.size());
+    if shape == input_shape {
+        return Ok(tensor.shallow_clone());
+    }
+    if shape == input_shape[1..] || tensor.numel() == 1 || (shape.first() == Some(&1) && shape[1..] == input_shape[1..]) {
+        return tensor.f_expand_as(input).and_then(|t| t.f_contiguous()).map_err(torch_error("broadcasting a baseline"));
+    }
+    Err(Error::bad_input(format!(
+        "{name} has shape {shape:?} but the input has shape {input_shape:?}; give the input's shape, its shape without the batch dimension, or one value"
+    )))
+}
+
+/// Gaussian blur over the last two dimensions of `(batch, channels, height, width)`,
+/// reflecting at the borders.
+fn blur(input: &Tensor, sigma: f64) -> Result<Tensor> {
+    let shape = input.size();
+    if shape.len() != 4 {
+        return Err(Error::bad_input(format!(
+            "blurred baselines need image inputs (batch, channels, height, width); the input has shape {shape:?}"
+        )));
+    }
+    if sigma <= 0.0 {
+        return Err(Error::bad_input(format!("blur_sigma must be positive, got {sigma}")));
+    }
+    let radius = ((3.0 * sigma).ceil() as i64).min(shape[2].min(shape[3]) - 1).max(1);
+    let offsets = Tensor::arange_start(-radius, radius + 1, (Kind::Float, input.device()));
+    let kernel = (-(&offsets * &offsets) / (2.0 * sigma * sigma)).exp();
+    let kernel = &kernel / kernel.sum(Kind::Float);
+    let channels = shape[1];
+    let horizontal = kernel.view([1, 1, 1, -1]).repeat([channels, 1, 1, 1]);
+    let vertical = kernel.view([1, 1, -1, 1]).repeat([channels, 1, 1, 1]);
+    input
+        .f_reflection_pad2d([radius, radius, 0, 0])
+        .and_then(|padded| padded.f_conv2d(&horizontal, None::<Tensor>, [1, 1], [0, 0], [1, 1], channels))
+        .and_then(|rows| rows.f_reflection_pad2d([0, 0, radius, radius]))
+        .and_then(|padded| padded.f_conv2d(&vertical, None::<Tensor>, [1, 1], [0, 0], [1, 1], channels))
+        .map_err(torch_error("blurring the input"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauss_legendre_integrates_polynomials_exactly() {
+        // n points integrate degree 2n-1 exactly: ∫_0^1 x^k dx = 1/(k+1).
+        for n in [1, 2, 5, 50] {
+            let (alphas, weights) = quadrature("gausslegendre", n);
+            assert!((weights.iter().sum::<f64>() - 1.0).abs() < 1e-12, "n={n}");
+            let k = (2 * n - 1) as i32;
+            let integral: f64 = alphas.iter().zip(&weights).map(|(a, w)| w * a.powi(k)).sum();
+            assert!((integral - 1.0 / (k as f64 + 1.0)).abs() < 1e-10, "n={n}: {integral}");
+            assert!(alphas.windows(2).all(|pair| pair[0] < pair[1]), "ascending");
+        }
+    }
+
+    #[test]
+    fn riemann_rules_follow_captum() {
+        let (alphas, weights) = quadrature("riemann_trapezoid", 5);
+        assert_eq!(alphas, vec![0.0, 0.25, 0.5, 0.75, 1.0]);
+        assert_eq!(weights, vec![0.1, 0.2, 0.2, 0.2, 0.1]);
+        let (alphas, _) = quadrature("riemann_left", 4);
+        assert_eq!(alphas, vec![0.0, 0.25, 0.5, 0.75]);
+        let (alphas, _) = quadrature("riemann_middle", 2);
+        assert_eq!(alphas, vec![0.25, 0.75]);
+    }
+}

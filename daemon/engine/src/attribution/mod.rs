@@ -1,0 +1,227 @@
+//! Attribution methods with Captum 0.9's semantics and names.
+//!
+//! Layout: `gradients` holds the one gradient routine (chunked into passes that fit
+//! the memory budget) that every gradient method uses; `integrated` is integrated
+//! gradients (fixed and adaptive step counts); `noise_tunnel` wraps any gradient
+//! method in SmoothGrad / SmoothGrad² / VarGrad and implements GradientSHAP;
+//! `perturbation` is occlusion and feature ablation; `layer` the layer methods.
+//! This file parses requests, resolves targets and dispatches.
+
+mod gradients;
+mod integrated;
+mod layer;
+mod noise_tunnel;
+mod options;
+mod perturbation;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::host_tensor::HostTensor;
+use crate::model::LoadedModel;
+pub use gradients::Chunking;
+pub use options::Options;
+use std::collections::BTreeMap;
+use tch::Tensor;
+
+/// A request for one attribution, in plain types.
+#[derive(Debug, Clone, Default)]
+pub struct AttributionRequest {
+    /// Captum's method name, e.g. `integrated_gradients`.
+    pub method: String,
+    /// The model's inputs, each `(batch, ...)`; most models take one.
+    pub inputs: Vec<HostTensor>,
+    /// Output index explained for every batch row, one per row, or none (the
+    /// predicted class of each row).
+    pub targets: Targets,
+    /// Further options under Captum's argument names, as text.
+    pub params: BTreeMap<String, String>,
+    /// Tensor-valued options: `baselines` (`baselines.1` for the second input, ...),
+    /// `feature_mask`, `noise`.
+    pub tensor_params: BTreeMap<String, HostTensor>,
+    /// Module path for layer methods.
+    pub layer: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Targets {
+    /// The class each row's output ranks highest.
+    #[default]
+    Predicted,
+    /// The same output index for every row.
+    All(i64),
+    /// One output index per batch row.
+    PerRow(Vec<i64>),
+}
+
+/// The answer: one attribution per input, plus what explains them.
+#[derive(Debug, Clone)]
+pub struct Attribution {
+    pub method: String,
+    /// One target per batch row.
+    pub targets: Vec<i64>,
+    /// One per input, each shaped as its input (layer methods: as the layer's output).
+    pub values: Vec<HostTensor>,
+    /// The model's output for the inputs, `(batch, outputs)`.
+    pub output: HostTensor,
+    /// Per batch row, Captum's convergence delta (methods that have one).
+    pub convergence_deltas: Vec<f64>,
+    /// Integrated gradients: the number of steps used.
+    pub n_steps: Option<u32>,
+    /// Forward(+backward) passes run and the chunks they were split into.
+    pub n_passes: u64,
+    pub n_chunks: u64,
+}
+
+/// Method names this engine serves.
+pub const METHODS: &[&str] = &[
+    "saliency",
+    "input_x_gradient",
+    "integrated_gradients",
+    "smoothgrad",
+    "smoothgrad_sq",
+    "vargrad",
+    "gradient_shap",
+    "occlusion",
+    "feature_ablation",
+    "grad_cam",
+    "layer_activation",
+    "layer_gradient_x_activation",
+];
+
+/// What a method computed, before the common fields are filled in.
+pub(crate) struct MethodResult {
+    pub values: Vec<Tensor>,
+    pub convergence_deltas: Vec<f64>,
+    pub n_steps: Option<u32>,
+}
+
+/// Everything a method needs: the model, inputs on its device, resolved targets,
+/// options and the pass counter.
+pub(crate) struct Context<'a> {
+    pub model: &'a LoadedModel,
+    pub inputs: Vec<Tensor>,
+    pub targets: Vec<i64>,
+    pub options: Options<'a>,
+    pub tensor_params: &'a BTreeMap<String, HostTensor>,
+    pub chunking: Chunking,
+}
+
+impl Context<'_> {
+    pub fn batch(&self) -> i64 {
+        self.inputs[0].size()[0]
+    }
+
+    /// A tensor option for input `index` (`name`, `name.1`, ...), on the device and
+    /// checked against `shape` rules by the caller.
+    pub fn tensor_param(&self, name: &str, index: usize) -> Result<Option<Tensor>> {
+        let key = if index == 0 { name.to_string() } else { format!("{name}.{index}") };
+        match self.tensor_params.get(&key) {
+            None => Ok(None),
+            Some(host) => {
+                host.validate(&key)?;
+                Ok(Some(host.to_tch(self.model.device.to_tch())?))
+            }
+        }
+    }
+}
+
+/// Runs one attribution on a loaded model. Called on the model's worker thread.
+pub fn attribute(model: &LoadedModel, request: &AttributionRequest, chunking: Chunking) -> Result<Attribution> {
+    if !METHODS.contains(&request.method.as_str()) {
+        return Err(Error::bad_input(format!(
+            "unknown attribution method '{}'; available: {}",
+            request.method,
+            METHODS.join(", ")
+        )));
+    }
+    if request.inputs.is_empty() {
+        return Err(Error::bad_input("the request has no input tensor"));
+    }
+    model.check_inputs(&request.inputs)?;
+    let device = model.device.to_tch();
+    let inputs = request.inputs.iter().map(|input| input.to_tch(device)).collect::<Result<Vec<_>>>()?;
+    let (output, targets) = resolve_targets(model, &inputs, &request.targets)?;
+    let options = Options::new(&request.method, &request.params);
+    let mut context = Context { model, inputs, targets, options, tensor_params: &request.tensor_params, chunking };
+    let result = match request.method.as_str() {
+        "saliency" => {
+            context.options.accept(&["abs"])?;
+            gradients::saliency(&mut context)?
+        }
+        "input_x_gradient" => {
+            context.options.accept(&[])?;
+            gradients::input_x_gradient(&mut context)?
+        }
+        "integrated_gradients" => integrated::integrated_gradients(&mut context)?,
+        "smoothgrad" | "smoothgrad_sq" | "vargrad" => noise_tunnel::noise_tunnel(&mut context, &request.method)?,
+        "gradient_shap" => noise_tunnel::gradient_shap(&mut context)?,
+        "occlusion" => perturbation::occlusion(&mut context)?,
+        "feature_ablation" => perturbation::feature_ablation(&mut context)?,
+        "grad_cam" | "layer_activation" | "layer_gradient_x_activation" => {
+            layer::layer_method(&mut context, &request.method, request.layer.as_deref())?
+        }
+        _ => unreachable!("checked against METHODS above"),
+    };
+    let values = result.values.iter().map(HostTensor::from_tch).collect::<Result<Vec<_>>>()?;
+    Ok(Attribution {
+        method: request.method.clone(),
+        targets: context.targets,
+        values,
+        output: HostTensor::from_tch(&output)?,
+        convergence_deltas: result.convergence_deltas,
+        n_steps: result.n_steps,
+        n_passes: context.chunking.passes,
+        n_chunks: context.chunking.chunks,
+    })
+}
+
+/// One forward pass without gradients: the output, and one target per row (the
+/// predicted class where none was given), checked against the output's width.
+fn resolve_targets(model: &LoadedModel, inputs: &[Tensor], targets: &Targets) -> Result<(Tensor, Vec<i64>)> {
+    let output = {
+        let _no_grad = tch::no_grad_guard();
+        model.forward(inputs)?
+    };
+    let batch = inputs[0].size()[0];
+    let output_shape = output.size();
+    if output_shape.len() != 2 || output_shape[0] != batch {
+        return Err(Error::bad_input(format!(
+            "the model's output has shape {output_shape:?}; attribution needs (batch, outputs) with batch {batch}"
+        )));
+    }
+    let n_outputs = output_shape[1];
+    let resolved = match targets {
+        Targets::Predicted => {
+            let predicted = output.argmax(1, false).to_device(tch::Device::Cpu);
+            Vec::<i64>::try_from(&predicted)
+                .map_err(|error| Error::from_torch(error, ErrorKind::Internal, "reading the predicted classes"))?
+        }
+        Targets::All(target) => vec![*target; batch as usize],
+        Targets::PerRow(targets) => {
+            if targets.len() as i64 != batch {
+                return Err(Error::bad_input(format!(
+                    "{} targets were given for a batch of {batch} rows; give one per row or a single target",
+                    targets.len()
+                )));
+            }
+            targets.clone()
+        }
+    };
+    if let Some(bad) = resolved.iter().find(|&&target| target < 0 || target >= n_outputs) {
+        return Err(Error::bad_input(format!(
+            "target {bad} is out of range: the model has {n_outputs} outputs (0..={})",
+            n_outputs - 1
+        )));
+    }
+    Ok((output, resolved))
+}
+
+/// Maps libtorch failures inside a method: out-of-memory keeps its kind, anything
+/// else is ours.
+pub(crate) fn torch_error(doing: &'static str) -> impl Fn(tch::TchError) -> Error {
+    move |error| Error::from_torch(error, ErrorKind::Internal, doing)
+}
+
+/// Cheap copies (shared storage) of a list of tensors.
+pub(crate) fn shallow(tensors: &[Tensor]) -> Vec<Tensor> {
+    tensors.iter().map(Tensor::shallow_clone).collect()
+}

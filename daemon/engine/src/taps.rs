@@ -1,0 +1,138 @@
+//! Taps: the model's forward rewritten (by the C++ shim) to also return the output of
+//! every module instance, on the autograd path. Layer attributions read and
+//! differentiate these outputs; chunk sizing reads their sizes.
+
+use crate::device::Device;
+use crate::error::{Error, ErrorKind, Result};
+use std::ffi::{c_void, CStr, CString};
+use std::os::raw::{c_char, c_int};
+use std::path::Path;
+use tch::Tensor;
+use torch_sys::C_tensor;
+
+extern "C" {
+    fn layerlens_tapped_load(path: *const c_char, device_type: c_int, device_index: c_int, out_error: *mut *mut c_char) -> *mut c_void;
+    fn layerlens_tapped_free(handle: *mut c_void);
+    fn layerlens_tapped_count(handle: *mut c_void) -> c_int;
+    fn layerlens_tapped_path(handle: *mut c_void, index: c_int) -> *const c_char;
+    fn layerlens_tapped_forward(
+        handle: *mut c_void,
+        inputs: *const *mut C_tensor,
+        n_inputs: c_int,
+        out_output: *mut *mut C_tensor,
+        out_taps: *mut *mut C_tensor,
+        out_error: *mut *mut c_char,
+    ) -> c_int;
+    fn layerlens_free_string(text: *mut c_char);
+}
+
+/// A second copy of the model, loaded by the shim, with the `forward_taps` method.
+pub struct TappedModel {
+    handle: *mut c_void,
+    /// Module path of each tap, in the order the forward pass produces them.
+    pub tap_paths: Vec<String>,
+}
+
+// SAFETY: the handle owns a torch::jit::Module, which libtorch allows to move between
+// threads; the engine uses it from one worker thread at a time.
+unsafe impl Send for TappedModel {}
+
+impl Drop for TappedModel {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from layerlens_tapped_load and is freed once.
+        unsafe { layerlens_tapped_free(self.handle) };
+    }
+}
+
+fn take_error(error: *mut c_char) -> String {
+    if error.is_null() {
+        return "unknown error in the C++ shim".to_string();
+    }
+    // SAFETY: the shim hands out malloc'd, NUL-terminated strings.
+    let text = unsafe { CStr::from_ptr(error) }.to_string_lossy().into_owned();
+    unsafe { layerlens_free_string(error) };
+    crate::error::torch_reason(&text)
+}
+
+impl TappedModel {
+    pub fn load(path: &Path, device: Device) -> Result<TappedModel> {
+        let path_text = CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| Error::bad_input(format!("model path {} contains a NUL byte", path.display())))?;
+        let (device_type, device_index) = match device {
+            Device::Cpu => (0, 0),
+            Device::Cuda(index) => (1, index as c_int),
+        };
+        let mut error: *mut c_char = std::ptr::null_mut();
+        // SAFETY: arguments are valid for the call; the shim catches all exceptions.
+        let handle = unsafe { layerlens_tapped_load(path_text.as_ptr(), device_type, device_index, &mut error) };
+        if handle.is_null() {
+            return Err(Error::bad_input(format!(
+                "this model's forward graph cannot be tapped for per-layer outputs: {}",
+                take_error(error)
+            )));
+        }
+        let count = unsafe { layerlens_tapped_count(handle) };
+        let tap_paths = (0..count)
+            .map(|index| unsafe { CStr::from_ptr(layerlens_tapped_path(handle, index)) }.to_string_lossy().into_owned())
+            .collect();
+        Ok(TappedModel { handle, tap_paths })
+    }
+
+    /// Runs `forward_taps`: the model output and every tap (`None` where a layer's
+    /// output is not a tensor).
+    pub fn forward(&self, inputs: &[Tensor]) -> Result<(Tensor, Vec<Option<Tensor>>)> {
+        let pointers: Vec<*mut C_tensor> = inputs.iter().map(|input| input.as_ptr() as *mut C_tensor).collect();
+        let mut output: *mut C_tensor = std::ptr::null_mut();
+        let mut taps: Vec<*mut C_tensor> = vec![std::ptr::null_mut(); self.tap_paths.len()];
+        let mut error: *mut c_char = std::ptr::null_mut();
+        // SAFETY: the input pointers are live tch tensors (at::Tensor*); the shim fills
+        // `output` and `taps` with new at::Tensor* that we own from here on.
+        let status = unsafe {
+            layerlens_tapped_forward(self.handle, pointers.as_ptr(), inputs.len() as c_int, &mut output, taps.as_mut_ptr(), &mut error)
+        };
+        if status != 0 {
+            let reason = take_error(error);
+            let kind = if reason.to_ascii_lowercase().contains("out of memory") { ErrorKind::OutOfMemory } else { ErrorKind::BadInput };
+            let shapes: Vec<String> = inputs.iter().map(|input| format!("{:?}", input.size())).collect();
+            return Err(Error::new(kind, format!("the model rejected an input of shape {}: {reason}", shapes.join(", "))));
+        }
+        let output = unsafe { Tensor::from_ptr(output) };
+        let taps = taps.into_iter().map(|tap| (!tap.is_null()).then(|| unsafe { Tensor::from_ptr(tap) })).collect();
+        Ok((output, taps))
+    }
+
+    /// Index of the tap for a module path; unknown paths get close matches.
+    pub fn tap_index(&self, layer_path: &str) -> Result<usize> {
+        if let Some(index) = self.tap_paths.iter().position(|path| path == layer_path) {
+            return Ok(index);
+        }
+        let mut close: Vec<&String> = self
+            .tap_paths
+            .iter()
+            .filter(|path| path.contains(layer_path) || layer_path.contains(path.as_str()) || edit_distance(path, layer_path) <= 3)
+            .collect();
+        close.truncate(8);
+        let hint = if close.is_empty() {
+            let mut first: Vec<&String> = self.tap_paths.iter().take(8).collect();
+            first.sort();
+            format!("layers include: {}", first.iter().map(|path| path.as_str()).collect::<Vec<_>>().join(", "))
+        } else {
+            format!("did you mean: {}", close.iter().map(|path| path.as_str()).collect::<Vec<_>>().join(", "))
+        };
+        Err(Error::not_found(format!("layer '{layer_path}' not found in the model; {hint}")))
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}

@@ -1,0 +1,77 @@
+//! The one font of raster figures: DejaVu Sans, compiled in from the `dejavu` crate
+//! and rasterised with `ab_glyph`, so PNG labels render on a daemon machine that has
+//! no system fonts at all. The SVG names the same family first, so layout widths
+//! measured here also fit the SVG text where the font is installed.
+
+use crate::RenderError;
+use ab_glyph::{point, Font, FontRef, PxScale, ScaleFont};
+use std::sync::OnceLock;
+
+/// CSS font list for SVG text.
+pub(crate) const SVG_FONT_FAMILY: &str = "DejaVu Sans, Verdana, Arial, sans-serif";
+
+fn font() -> Result<&'static FontRef<'static>, RenderError> {
+    static FONT: OnceLock<Option<FontRef<'static>>> = OnceLock::new();
+    FONT.get_or_init(|| FontRef::try_from_slice(dejavu::sans::regular()).ok())
+        .as_ref()
+        .ok_or_else(|| RenderError::Encoding("the built-in DejaVu Sans font does not parse".to_string()))
+}
+
+/// Width of `text` at `size` pixels, with kerning.
+pub(crate) fn text_width(text: &str, size: f32) -> f32 {
+    let Ok(font) = font() else {
+        // Only reachable with a broken font crate; keep layout going with a typical
+        // average glyph width so the error surfaces when the PNG is drawn.
+        return text.chars().count() as f32 * size * 0.6;
+    };
+    let scaled = font.as_scaled(PxScale::from(size));
+    let mut width = 0.0;
+    let mut previous = None;
+    for character in text.chars() {
+        let id = scaled.glyph_id(character);
+        if let Some(previous) = previous {
+            width += scaled.kern(previous, id);
+        }
+        width += scaled.h_advance(id);
+        previous = Some(id);
+    }
+    width
+}
+
+/// Rasterises `text` with its baseline starting at (`x`, `baseline`), calling
+/// `plot(x, y, coverage)` for every touched pixel.
+pub(crate) fn draw_text(text: &str, size: f32, x: f32, baseline: f32, mut plot: impl FnMut(i32, i32, f32)) -> Result<(), RenderError> {
+    let font = font()?;
+    let scaled = font.as_scaled(PxScale::from(size));
+    let mut caret = x;
+    let mut previous = None;
+    for character in text.chars() {
+        let id = scaled.glyph_id(character);
+        if let Some(previous) = previous {
+            caret += scaled.kern(previous, id);
+        }
+        let glyph = id.with_scale_and_position(size, point(caret, baseline));
+        caret += scaled.h_advance(id);
+        previous = Some(id);
+        if let Some(outlined) = font.outline_glyph(glyph) {
+            let bounds = outlined.px_bounds();
+            outlined.draw(|gx, gy, coverage| plot(bounds.min.x as i32 + gx as i32, bounds.min.y as i32 + gy as i32, coverage));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_font_measures_and_draws() {
+        let narrow = text_width("ii", 12.0);
+        let wide = text_width("WW", 12.0);
+        assert!(narrow > 0.0 && wide > 2.0 * narrow, "{narrow} {wide}");
+        let mut touched = 0;
+        draw_text("saliency", 14.0, 0.0, 14.0, |_, _, coverage| touched += (coverage > 0.5) as usize).unwrap();
+        assert!(touched > 40, "{touched} pixels drawn");
+    }
+}
