@@ -5,6 +5,7 @@
 use clap::Parser;
 use std::process::ExitCode;
 
+mod attribution;
 mod commands;
 mod npy;
 

@@ -152,6 +152,18 @@ impl Client {
     pub async fn attribute(&self, request: AttributeRequest) -> Result<AttributeResponse> {
         Ok(self.explain.clone().attribute(request).await?.into_inner())
     }
+
+    pub async fn compare(&self, request: proto::CompareRequest) -> Result<proto::CompareResponse> {
+        Ok(self.explain.clone().compare(request).await?.into_inner())
+    }
+
+    pub async fn evaluate(&self, request: proto::EvaluateRequest) -> Result<proto::EvaluateResponse> {
+        Ok(self.explain.clone().evaluate(request).await?.into_inner())
+    }
+
+    pub async fn sanity_check(&self, request: proto::SanityCheckRequest) -> Result<proto::SanityCheckResponse> {
+        Ok(self.explain.clone().sanity_check(request).await?.into_inner())
+    }
 }
 
 /// tonic's transport errors hide the useful part ("connection refused") in sources.

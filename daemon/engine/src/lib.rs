@@ -12,7 +12,9 @@ pub mod structure;
 pub mod taps;
 pub mod worker;
 
-pub use attribution::{Attribution, AttributionRequest, Targets, METHODS};
+pub use attribution::{
+    Attribution, AttributionRequest, Evaluation, EvaluationRequest, SanityCheck, SanityStep, Targets, METHODS, METRICS,
+};
 pub use device::Device;
 pub use error::{Error, ErrorKind, Result};
 pub use host_tensor::HostTensor;

@@ -101,6 +101,30 @@ impl LoadedModel {
         Ok(())
     }
 
+    /// A second, independent copy of the model from its file (for experiments that
+    /// change parameters, such as the sanity check).
+    pub fn fresh_copy(&self) -> Result<LoadedModel> {
+        load_torchscript(&self.path, self.device, self.input_shape.clone())
+    }
+
+    /// Parameters grouped by the module that owns them, in definition order:
+    /// `[("features.0", [weight, bias]), ...]`.
+    pub fn parameter_groups(&self) -> Result<Vec<(String, Vec<tch::Tensor>)>> {
+        let named = self
+            .module
+            .named_parameters()
+            .map_err(|error| Error::from_torch(error, ErrorKind::Internal, "reading the model's parameters"))?;
+        let mut groups: Vec<(String, Vec<tch::Tensor>)> = Vec::new();
+        for (name, tensor) in named {
+            let owner = name.rsplit_once('.').map(|(owner, _)| owner.to_string()).unwrap_or_default();
+            match groups.last_mut() {
+                Some((last, tensors)) if *last == owner => tensors.push(tensor),
+                _ => groups.push((owner, vec![tensor])),
+            }
+        }
+        Ok(groups)
+    }
+
     /// The tapped copy of this model (every module's output on the autograd path).
     pub fn tapped(&self) -> Result<&TappedModel> {
         self.tapped.get_or_init(|| TappedModel::load(&self.path, self.device)).as_ref().map_err(Clone::clone)

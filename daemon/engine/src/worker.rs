@@ -3,7 +3,7 @@
 //! takes commands from a closed enum over a channel; answers go back on oneshot
 //! channels so async callers can await them.
 
-use crate::attribution::{self, Attribution, AttributionRequest, Chunking};
+use crate::attribution::{self, Attribution, AttributionRequest, Chunking, Evaluation, EvaluationRequest, SanityCheck};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::model::{self, LoadedModel};
@@ -27,6 +27,8 @@ pub struct ModelSpec {
 enum Command {
     Attribute { request: AttributionRequest, reply: oneshot::Sender<Result<Attribution>> },
     ModuleTree { reply: oneshot::Sender<Result<Arc<Vec<ModuleInfo>>>> },
+    Evaluate { request: EvaluationRequest, reply: oneshot::Sender<Result<Evaluation>> },
+    SanityCheck { request: AttributionRequest, seed: i64, signed: bool, reply: oneshot::Sender<Result<SanityCheck>> },
 }
 
 /// Settings every worker of a daemon shares.
@@ -67,6 +69,14 @@ impl WorkerHandle {
         self.call(|reply| Command::Attribute { request, reply }).await
     }
 
+    pub async fn evaluate(&self, request: EvaluationRequest) -> Result<Evaluation> {
+        self.call(|reply| Command::Evaluate { request, reply }).await
+    }
+
+    pub async fn sanity_check(&self, request: AttributionRequest, seed: i64, signed: bool) -> Result<SanityCheck> {
+        self.call(|reply| Command::SanityCheck { request, seed, signed, reply }).await
+    }
+
     /// The model's module tree; read once per worker and shared afterwards.
     pub async fn module_tree(&self) -> Result<Arc<Vec<ModuleInfo>>> {
         self.call(|reply| Command::ModuleTree { reply }).await
@@ -97,6 +107,20 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, command
                 let answer = with_model(&loaded, |model| {
                     let chunking = Chunking::new(settings.pass_budget_bytes, model.estimate_bytes_per_row(&request.inputs));
                     attribution::attribute(model, &request, chunking)
+                });
+                let _ = reply.send(answer);
+            }
+            Command::Evaluate { request, reply } => {
+                let answer = with_model(&loaded, |model| {
+                    let chunking = Chunking::new(settings.pass_budget_bytes, model.estimate_bytes_per_row(&request.attribution.inputs));
+                    attribution::evaluate(model, &request, chunking)
+                });
+                let _ = reply.send(answer);
+            }
+            Command::SanityCheck { request, seed, signed, reply } => {
+                let answer = with_model(&loaded, |model| {
+                    let chunking = Chunking::new(settings.pass_budget_bytes, model.estimate_bytes_per_row(&request.inputs));
+                    attribution::sanity_check(model, &request, chunking, seed, signed)
                 });
                 let _ = reply.send(answer);
             }

@@ -61,7 +61,7 @@ pub(crate) fn line_plot(title: &str, values: &[f32], sign: Sign) -> Scene {
         Sign::All => AXIS,
         sign => chart_colour(sign, 0.0),
     };
-    let points: Vec<(f32, f32)> = values.iter().enumerate().map(|(index, &value)| (x_of(index), axes.y(value as f64))).collect();
+    let points = line_points(values, |index, value| (x_of(index), axes.y(value as f64)));
     if values.len() <= 60 {
         for (&(x, y), &value) in points.iter().zip(values) {
             scene.push(Element::Circle { centre: (x, y), radius: 2.5, fill: chart_colour(sign, value) });
@@ -73,6 +73,33 @@ pub(crate) fn line_plot(title: &str, values: &[f32], sign: Sign) -> Scene {
         x_tick(&mut scene, x_of(*tick as usize), &format!("{tick}"));
     }
     scene
+}
+
+/// The polyline of a line plot. Long sequences (more than two points per pixel column)
+/// keep each column's first, lowest, highest and last value in order, so every peak
+/// stays visible while the figure stays small and quick to draw.
+fn line_points(values: &[f32], point: impl Fn(usize, f32) -> (f32, f32)) -> Vec<(f32, f32)> {
+    let finite = |value: f32| if value.is_finite() { value } else { 0.0 };
+    let columns = LINE_PLOT_WIDTH as usize;
+    if values.len() <= 2 * columns {
+        return values.iter().enumerate().map(|(index, &value)| point(index, finite(value))).collect();
+    }
+    let mut points = Vec::with_capacity(4 * columns);
+    for column in 0..columns {
+        let start = column * values.len() / columns;
+        let end = ((column + 1) * values.len() / columns).max(start + 1);
+        let bucket = start..end;
+        let lowest = bucket.clone().min_by(|&a, &b| finite(values[a]).total_cmp(&finite(values[b]))).unwrap_or(start);
+        let highest = bucket.clone().max_by(|&a, &b| finite(values[a]).total_cmp(&finite(values[b]))).unwrap_or(start);
+        let mut picks = [start, lowest, highest, end - 1];
+        picks.sort_unstable();
+        for (position, &index) in picks.iter().enumerate() {
+            if position == 0 || index != picks[position - 1] {
+                points.push(point(index, finite(values[index])));
+            }
+        }
+    }
+    points
 }
 
 /// The value axis of a chart: maps values to y pixels of the plot.
@@ -224,6 +251,19 @@ mod tests {
         check(-0.3, 0.45, -0.4, 0.6, 0.2, &["-0.4", "-0.2", "0", "0.2", "0.4", "0.6"]);
         check(0.0, 37.0, 0.0, 40.0, 10.0, &["0", "10", "20", "30", "40"]);
         check(-0.0021, 0.0, -0.0025, 0.0, 0.0005, &["-2.5e-3", "-2.0e-3", "-1.5e-3", "-1.0e-3", "-5.0e-4", "0"]);
+    }
+
+    #[test]
+    fn long_sequences_are_thinned_but_keep_their_peaks() {
+        let mut values = vec![0.0f32; 100_000];
+        values[54_321] = 9.0;
+        values[777] = -3.0;
+        let points = line_points(&values, |index, value| (index as f32, value));
+        assert!(points.len() <= 4 * LINE_PLOT_WIDTH as usize, "{} points", points.len());
+        assert!(points.contains(&(54_321.0, 9.0)) && points.contains(&(777.0, -3.0)));
+        assert!(points.windows(2).all(|pair| pair[0].0 < pair[1].0), "positions stay in order");
+        // Short sequences are drawn point for point.
+        assert_eq!(line_points(&[1.0, 2.0, 3.0], |index, value| (index as f32, value)).len(), 3);
     }
 
     #[test]

@@ -139,8 +139,7 @@ fn grid_scene(
     if let Some(image) = &image {
         // The input once, first, so every method's panel can be compared with it.
         if options.method != VisualMethod::OriginalImage {
-            let picture = method_picture(VisualMethod::OriginalImage, image, &vec![0.0; image.pixels.len()], options.sign, 0.0);
-            figure_panels.push(("input".to_string(), raster_panel("input", for_display(&picture).0, "input", None)));
+            figure_panels.push(("input".to_string(), raster_panel("input", for_display(&image.picture()).0, "input", None)));
         }
     }
     let mut descriptions = Vec::new();
@@ -204,9 +203,9 @@ fn draw_attribution(
             let values: Vec<f32> = row.iter().map(|&value| if value.is_finite() { sign.select(value) } else { 0.0 }).collect();
             let title = grid_title.unwrap_or("attribution by feature");
             let description = format!(
-                "bar chart of {} feature attributions ({} attribution, values as they are); {}; value axis {}",
+                "bar chart of {} feature attributions; {} as it is (no outlier clipping), {}; value axis {}",
                 values.len(),
-                sign.words(),
+                sign.phrase(),
                 strongest_words(&values, sign, |index| format!("feature {index}")),
                 value_range(&values),
             );
@@ -222,9 +221,9 @@ fn draw_attribution(
             let title = grid_title.unwrap_or("attribution by position");
             let summed = if dims > 1 { format!(", summed over {dims} dimensions") } else { String::new() };
             let description = format!(
-                "line plot of attribution over {} positions ({} attribution{summed}, values as they are); {}; value axis {}",
+                "line plot of attribution over {} positions; {}{summed} as it is (no outlier clipping), {}; value axis {}",
                 values.len(),
-                sign.words(),
+                sign.phrase(),
                 strongest_words(&values, sign, |index| format!("position {index}")),
                 value_range(&values),
             );
@@ -279,8 +278,8 @@ fn draw_image(
     let at = |index: usize| format!("row {}, column {}", index / image.width, index % image.width);
     let colours = methods.iter().any(|method| matches!(method, VisualMethod::HeatMap | VisualMethod::BlendedHeatMap));
     let description = format!(
-        "{what} of {} attribution{summed}{resized}; {}; {}",
-        sign.words(),
+        "{what}; {}{summed}{resized}, {}; {}",
+        sign.phrase(),
         strongest_words(&plane.values, sign, at),
         scale_words(sign, normalised.threshold, options.outlier_percent, colours),
     );
@@ -319,10 +318,10 @@ fn draw_plain_heat_map(
         }
     };
     let description = format!(
-        "heat map of {} attribution, {}\u{d7}{} values{summed}; {}; {}",
-        sign.words(),
+        "heat map of {}\u{d7}{} values; {}{summed}, {}; {}",
         plane.height,
         plane.width,
+        sign.phrase(),
         strongest_words(&plane.values, sign, at),
         scale_words(sign, normalised.threshold, options.outlier_percent, true),
     );
@@ -346,7 +345,7 @@ fn method_words(method: VisualMethod, alpha_overlay: f32) -> String {
         VisualMethod::BlendedHeatMap => format!("heat map blended over the grey input (overlay alpha {alpha_overlay})"),
         VisualMethod::MaskedImage => "input multiplied pixel by pixel by the normalised attribution".to_string(),
         VisualMethod::AlphaScaling => "input with its opacity set to the normalised attribution".to_string(),
-        VisualMethod::OriginalImage => "the input image alone, for reference,".to_string(),
+        VisualMethod::OriginalImage => "input image alone (the attribution is not drawn)".to_string(),
     }
 }
 

@@ -17,14 +17,21 @@ fn font() -> Result<&'static FontRef<'static>, RenderError> {
         .ok_or_else(|| RenderError::Encoding("the built-in DejaVu Sans font does not parse".to_string()))
 }
 
-/// Width of `text` at `size` pixels, with kerning.
+/// `ab_glyph` scales a font by the height from descender to ascender, CSS (and so the
+/// SVG) by the em square; this converts a CSS pixel size, so both formats agree.
+fn css_scale(font: &FontRef<'static>, size: f32) -> PxScale {
+    let units_per_em = font.units_per_em().unwrap_or(2048.0);
+    PxScale::from(size * font.height_unscaled() / units_per_em)
+}
+
+/// Width of `text` at a CSS font size of `size` pixels, with kerning.
 pub(crate) fn text_width(text: &str, size: f32) -> f32 {
     let Ok(font) = font() else {
         // Only reachable with a broken font crate; keep layout going with a typical
         // average glyph width so the error surfaces when the PNG is drawn.
         return text.chars().count() as f32 * size * 0.6;
     };
-    let scaled = font.as_scaled(PxScale::from(size));
+    let scaled = font.as_scaled(css_scale(font, size));
     let mut width = 0.0;
     let mut previous = None;
     for character in text.chars() {
@@ -38,11 +45,13 @@ pub(crate) fn text_width(text: &str, size: f32) -> f32 {
     width
 }
 
-/// Rasterises `text` with its baseline starting at (`x`, `baseline`), calling
+/// Rasterises `text` at a CSS font size of `size` pixels with its baseline starting at
+/// (`x`, `baseline`), calling
 /// `plot(x, y, coverage)` for every touched pixel.
 pub(crate) fn draw_text(text: &str, size: f32, x: f32, baseline: f32, mut plot: impl FnMut(i32, i32, f32)) -> Result<(), RenderError> {
     let font = font()?;
-    let scaled = font.as_scaled(PxScale::from(size));
+    let scale = css_scale(font, size);
+    let scaled = font.as_scaled(scale);
     let mut caret = x;
     let mut previous = None;
     for character in text.chars() {
@@ -50,7 +59,7 @@ pub(crate) fn draw_text(text: &str, size: f32, x: f32, baseline: f32, mut plot: 
         if let Some(previous) = previous {
             caret += scaled.kern(previous, id);
         }
-        let glyph = id.with_scale_and_position(size, point(caret, baseline));
+        let glyph = id.with_scale_and_position(scale, point(caret, baseline));
         caret += scaled.h_advance(id);
         previous = Some(id);
         if let Some(outlined) = font.outline_glyph(glyph) {

@@ -13,10 +13,10 @@ use image::{imageops, Rgba, RgbaImage};
 pub(crate) enum InputScaling {
     /// Values in [0, 1], multiplied by 255 as Captum does.
     UnitRange,
-    /// Values in [0, 255], used as they are.
-    ByteRange,
-    /// Anything else (a normalised model input): stretched from its min..max, because
-    /// the model input is all the daemon has; Captum would clip it instead.
+    /// Anything else: stretched from its min..max to 0..255. Captum uses values above 1
+    /// as they are, which shows a normalised model input (about -2..2) or sklearn's
+    /// 0..16 digits as near-black; the model input is all the daemon has, so it is
+    /// stretched instead (a full-range 0..255 image is unchanged by that).
     Stretched { low: f32, high: f32 },
 }
 
@@ -38,8 +38,6 @@ impl InputImage {
         let high = finite().fold(f32::NEG_INFINITY, f32::max);
         let scaling = if low >= 0.0 && high <= 1.0 {
             InputScaling::UnitRange
-        } else if low >= 0.0 && high <= 255.0 {
-            InputScaling::ByteRange
         } else {
             InputScaling::Stretched { low, high }
         };
@@ -50,7 +48,6 @@ impl InputImage {
             match scaling {
                 // Captum's `_prepare_image(original_image * 255)`: truncate to integers.
                 InputScaling::UnitRange => (value * 255.0).trunc().clamp(0.0, 255.0),
-                InputScaling::ByteRange => value,
                 InputScaling::Stretched { low, high } if high > low => ((value - low) / (high - low) * 255.0).trunc(),
                 InputScaling::Stretched { .. } => 0.0,
             }
@@ -70,9 +67,21 @@ impl InputImage {
     }
 }
 
+impl InputImage {
+    /// The input as Captum's `original_image` shows it.
+    pub fn picture(&self) -> RgbaImage {
+        RgbaImage::from_fn(self.width as u32, self.height as u32, |x, y| {
+            let pixel = self.pixels[y as usize * self.width + x as usize];
+            let [r, g, b] = pixel.map(|c| c.trunc().clamp(0.0, 255.0) as u8);
+            Rgba([r, g, b, 255])
+        })
+    }
+}
+
 /// One method's picture at the input's resolution. `normalised` holds one value per
 /// pixel (Captum's `norm_attr`). Sign `all` with masking or alpha scaling must have been
-/// refused before ([`VisualMethod::check_sign`]).
+/// refused before ([`VisualMethod::check_sign`]); `Auto` is not a picture of its own and
+/// shows the input.
 pub(crate) fn method_picture(
     method: VisualMethod,
     image: &InputImage,
@@ -89,7 +98,6 @@ pub(crate) fn method_picture(
         let input = image.pixels[index];
         let n = normalised[index];
         match method {
-            VisualMethod::OriginalImage | VisualMethod::Auto => opaque(input.map(f32::trunc)),
             VisualMethod::HeatMap => opaque(colour_map(sign, n).map(f32::from)),
             VisualMethod::BlendedHeatMap => {
                 let grey = if grey_high > grey_low { (greys[index] - grey_low) / (grey_high - grey_low) * 255.0 } else { 0.0 };
@@ -103,6 +111,7 @@ pub(crate) fn method_picture(
                 let rgb = input.map(|c| c.trunc().clamp(0.0, 255.0) as u8);
                 Rgba([rgb[0], rgb[1], rgb[2], (n * 255.0).trunc().clamp(0.0, 255.0) as u8])
             }
+            VisualMethod::OriginalImage | VisualMethod::Auto => opaque(input.map(f32::trunc)),
         }
     };
     RgbaImage::from_fn(image.width as u32, image.height as u32, |x, y| pixel(y as usize * image.width + x as usize))
@@ -150,8 +159,9 @@ mod tests {
         assert_eq!(unit.scaling, InputScaling::UnitRange);
         // 0.5 * 255 = 127.5, truncated to 127.
         assert_eq!(unit.pixels, vec![[127.0; 3], [255.0; 3]]);
-        let bytes = InputImage::from_input(&[1, 1, 1, 2], &[3.0, 200.0]).unwrap();
-        assert_eq!(bytes.pixels[1], [200.0; 3]);
+        // 0..16 (sklearn digits): 8 is half way, 127.5 truncated.
+        let digits = InputImage::from_input(&[1, 1, 1, 3], &[0.0, 8.0, 16.0]).unwrap();
+        assert_eq!(digits.pixels, vec![[0.0; 3], [127.0; 3], [255.0; 3]]);
         let normalised = InputImage::from_input(&[1, 3, 1, 1], &[-1.0, 0.0, 1.0]).unwrap();
         assert_eq!(normalised.pixels, vec![[0.0, 127.0, 255.0]]);
     }

@@ -16,9 +16,17 @@
 //!   `(batch, length, dims)`: a line plot over positions, summed over `dims`;
 //! - anything else: a plain heat map of the first batch row.
 //!
-//! Every figure is laid out once as a [`scene`] of primitives and then drawn as PNG
-//! (text rasterised from a font compiled into the binary, so no system fonts are
-//! needed) or as SVG (text stays `<text>`, raster parts are embedded PNGs).
+//! Where layerlens departs from Captum, it is so that a figure is always drawn from
+//! what the daemon has (the model input, not the user's original picture): an input
+//! whose values are not all in [0, 1] is stretched from its min..max to 0..255 (Captum
+//! would use it as it is); when no value of the chosen sign is non-zero the map is blank
+//! (Captum asserts); non-finite attributions count as 0.
+//!
+//! Every figure is laid out once as a scene of primitives (`scene.rs`) and then drawn
+//! as PNG (text rasterised from a font compiled into the binary, so no system fonts are
+//! needed) or as SVG (text stays `<text>`, raster parts are embedded PNGs). Every figure
+//! has alt text naming the method, the sign, where the strongest attribution is and the
+//! scale.
 
 mod chart;
 mod colour;

@@ -62,13 +62,16 @@ pub(crate) fn normalise(values: &[f32], sign: Sign, outlier_percent: f32) -> Nor
 mod tests {
     use super::*;
 
+    /// values, sign, outlier percent, expected threshold, expected normalised values.
+    type Case<'a> = (&'a [f32], Sign, f32, f32, &'a [f32]);
+
     /// Expected numbers worked out by hand from the definition: sort the magnitudes of
     /// the selected sign, accumulate, take the first value whose running sum reaches
     /// (100 - outlier)% of the total, divide and clip.
     #[test]
     fn normalisation_matches_hand_computed_cumulative_sum_thresholds() {
         #[rustfmt::skip]
-        let cases: &[(&[f32], Sign, f32, f32, &[f32])] = &[
+        let cases: &[Case<'_>] = &[
             // |v| sorted 1 2 3 4, sums 1 3 6 10; 98% of 10 = 9.8, first reached at 4.
             (&[1.0, 2.0, 3.0, 4.0], Sign::AbsoluteValue, 2.0, 4.0, &[0.25, 0.5, 0.75, 1.0]),
             // Same values, 50%: target 5, first reached at 3 (sum 6); 4/3 clips to 1.

@@ -158,13 +158,13 @@ impl Sign {
         }
     }
 
-    /// The sign in words, for titles and alt text.
-    pub(crate) fn words(self) -> &'static str {
+    /// What a figure with this sign shows, in words, for alt text.
+    pub(crate) fn phrase(self) -> &'static str {
         match self {
-            Sign::AbsoluteValue => "absolute value of",
-            Sign::Positive => "positive",
-            Sign::Negative => "negative",
-            Sign::All => "signed",
+            Sign::AbsoluteValue => "absolute value of the attribution",
+            Sign::Positive => "positive attribution",
+            Sign::Negative => "negative attribution",
+            Sign::All => "signed attribution",
         }
     }
 

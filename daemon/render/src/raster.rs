@@ -65,26 +65,39 @@ pub(crate) fn encode_png(picture: &RgbaImage) -> Result<Vec<u8>, RenderError> {
     Ok(bytes.into_inner())
 }
 
-/// A line of `width` pixels through `points`. Coverage is the maximum over segments, so
-/// joints are not painted twice.
+/// A line of `width` pixels through `points`. Each segment only visits the pixels
+/// near it; coverage is kept as the maximum over segments and blended once, so joints
+/// are not painted twice.
 fn stroke(canvas: &mut RgbaImage, points: &[(f32, f32)], colour: Colour, width: f32) {
     if points.is_empty() {
         return;
     }
     let half = width / 2.0;
-    let (mut x0, mut y0, mut x1, mut y1) = (f32::INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY);
-    for &(x, y) in points {
-        (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
-    }
+    let (canvas_width, canvas_height) = (canvas.width() as i32, canvas.height() as i32);
+    let mut coverage: std::collections::HashMap<(i32, i32), f32> = std::collections::HashMap::new();
     let segments: Vec<((f32, f32), (f32, f32))> = if points.len() == 1 {
         vec![(points[0], points[0])]
     } else {
         points.windows(2).map(|pair| (pair[0], pair[1])).collect()
     };
-    cover(canvas, (x0 - half, y0 - half, x1 + half, y1 + half), colour, |px, py| {
-        let distance = segments.iter().map(|&(a, b)| segment_distance((px, py), a, b)).fold(f32::INFINITY, f32::min);
-        half + 0.5 - distance
-    });
+    for (a, b) in segments {
+        let x0 = ((a.0.min(b.0) - half - 1.0).floor() as i32).max(0);
+        let y0 = ((a.1.min(b.1) - half - 1.0).floor() as i32).max(0);
+        let x1 = ((a.0.max(b.0) + half + 1.0).ceil() as i32).min(canvas_width - 1);
+        let y1 = ((a.1.max(b.1) + half + 1.0).ceil() as i32).min(canvas_height - 1);
+        for py in y0..=y1 {
+            for px in x0..=x1 {
+                let value = half + 0.5 - segment_distance((px as f32 + 0.5, py as f32 + 0.5), a, b);
+                if value > 0.0 {
+                    let entry = coverage.entry((px, py)).or_insert(0.0);
+                    *entry = entry.max(value.min(1.0));
+                }
+            }
+        }
+    }
+    for ((px, py), value) in coverage {
+        blend(canvas, px, py, colour, value);
+    }
 }
 
 /// Blends `colour` into every pixel of the box whose centre gets a coverage in (0, 1]
@@ -118,9 +131,8 @@ fn blend(canvas: &mut RgbaImage, x: i32, y: i32, colour: Colour, coverage: f32) 
         return;
     }
     let pixel = canvas.get_pixel_mut(x as u32, y as u32);
-    for channel in 0..3 {
-        let under = pixel.0[channel] as f32;
-        pixel.0[channel] = (under + (colour[channel] as f32 - under) * coverage).round() as u8;
+    for (under, &over) in pixel.0.iter_mut().zip(&colour) {
+        *under = (*under as f32 + (over as f32 - *under as f32) * coverage).round() as u8;
     }
     let alpha = pixel.0[3] as f32;
     pixel.0[3] = (alpha + (255.0 - alpha) * coverage).round() as u8;

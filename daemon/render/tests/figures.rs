@@ -76,7 +76,7 @@ fn every_method_and_sign_renders_or_gives_the_documented_error() {
 
 fn sign_words(sign: Sign) -> &'static str {
     match sign {
-        Sign::AbsoluteValue => "absolute value of attribution",
+        Sign::AbsoluteValue => "absolute value of the attribution",
         Sign::Positive => "positive attribution",
         Sign::Negative => "negative attribution",
         Sign::All => "signed attribution",
@@ -99,7 +99,7 @@ fn image_methods_need_an_image_input() {
     // heat_map works on anything: a strip of the five values.
     let options = FigureOptions { method: VisualMethod::HeatMap, ..FigureOptions::default() };
     let heat = attribution_figure(&figure(&shape, &values, &shape, &values, options), Format::Png).unwrap();
-    assert!(heat.alt_text.contains("heat map of absolute value of attribution, 1\u{d7}5 values"), "{}", heat.alt_text);
+    assert!(heat.alt_text.contains("heat map of 1\u{d7}5 values; absolute value of the attribution"), "{}", heat.alt_text);
 }
 
 #[test]
@@ -114,16 +114,19 @@ fn bad_options_and_shapes_are_errors() {
     assert!(matches!(error, RenderError::BadData(_)), "{error}");
 }
 
+/// Attribution shape, number of values, words the alt text must contain, PNG size.
+type ChartCase<'a> = (&'a [i64], usize, &'a str, (u32, u32));
+
 #[test]
 fn tabular_inputs_get_a_bar_chart_and_sequences_a_line_plot() {
     // Sizes: margins 12 on each side, title line 28; a chart panel is 64 (value axis) +
     // plot + 14 wide and 20 + 16 + 220 + 38 = 294 high. Bar charts give 24 px per bar,
     // at least 240 and at most 720; line plots are 640 wide.
-    let cases: &[(&[i64], usize, &str, (u32, u32))] = &[
+    let cases: &[ChartCase<'_>] = &[
         (&[2, 10], 20, "bar chart of 10 feature attributions", (24 + 64 + 240 + 14, 24 + 28 + 294)),
         (&[1, 30], 30, "bar chart of 30 feature attributions", (24 + 64 + 720 + 14, 24 + 28 + 294)),
         (&[1, 500], 500, "line plot of attribution over 500 positions", (24 + 64 + 640 + 14, 24 + 28 + 294)),
-        (&[1, 12, 4], 48, "line plot of attribution over 12 positions (signed attribution, summed over 4 dimensions", (24 + 64 + 640 + 14, 24 + 28 + 294)),
+        (&[1, 12, 4], 48, "line plot of attribution over 12 positions; signed attribution, summed over 4 dimensions", (24 + 64 + 640 + 14, 24 + 28 + 294)),
     ];
     for &(shape, len, words, size) in cases {
         let values: Vec<f32> = (0..len).map(|v| ((v * 37 % 11) as f32 - 5.0) / 10.0).collect();

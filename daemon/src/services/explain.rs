@@ -75,6 +75,137 @@ impl Explain for ExplainService {
         };
         Ok(Response::new(convert::attribute_response(record.id, attribution, figure)))
     }
+
+    async fn compare(&self, request: Request<proto::CompareRequest>) -> Result<Response<proto::CompareResponse>, Status> {
+        let request = request.into_inner();
+        let base = request.base.ok_or_else(|| ApiError::bad_input("the request has no base (model, input, target)"))?;
+        if request.methods.is_empty() {
+            return Err(ApiError::bad_input("no methods to compare").into());
+        }
+        let figure_options = convert::figure_options(base.figure_options.as_ref())?;
+        let (record, worker) = self.state.worker_for(&base.model).await?;
+        let mut attributions = Vec::new();
+        for spec in &request.methods {
+            let mut engine_request = convert::attribution_request(&base)?;
+            engine_request.method = spec.method.clone();
+            engine_request.params = spec.params.iter().map(|(key, value)| (key.clone(), value.clone())).collect();
+            for (key, tensor) in &spec.tensor_params {
+                engine_request.tensor_params.insert(key.clone(), convert::host_tensor(tensor, key)?);
+            }
+            engine_request.layer = (!spec.layer.is_empty()).then(|| spec.layer.clone());
+            let attribution = worker
+                .attribute(engine_request)
+                .await
+                .map_err(|error| ApiError::from(error.context(format!("{} on model {}", spec.method, &record.id[..12]))))?;
+            attributions.push(attribution);
+        }
+        let figure = match convert::figure_format(base.figure_format) {
+            None => None,
+            Some(format) => {
+                let input = convert::attribution_request(&base)?.inputs.swap_remove(0);
+                let drawn: Vec<(String, layerlens_engine::HostTensor)> = attributions
+                    .iter()
+                    .map(|attribution| {
+                        let values = attribution.figure_values.clone().unwrap_or_else(|| attribution.values[0].clone());
+                        (attribution.method.clone(), values)
+                    })
+                    .collect();
+                let rendered = tokio::task::spawn_blocking(move || {
+                    let panels: Vec<layerlens_render::GridPanel> = drawn
+                        .iter()
+                        .map(|(title, values)| layerlens_render::GridPanel { title, attribution_shape: &values.shape, attribution: &values.values })
+                        .collect();
+                    layerlens_render::method_grid(&input.shape, &input.values, &panels, &figure_options, format)
+                })
+                .await
+                .map_err(ApiError::from)?
+                .map_err(render_error)?;
+                Some(convert::figure(rendered))
+            }
+        };
+        let attributions = attributions.into_iter().map(|attribution| convert::attribute_response(record.id.clone(), attribution, None)).collect();
+        Ok(Response::new(proto::CompareResponse { attributions, figure }))
+    }
+
+    async fn evaluate(&self, request: Request<proto::EvaluateRequest>) -> Result<Response<proto::EvaluateResponse>, Status> {
+        let request = request.into_inner();
+        let attribution_request = request.attribution.ok_or_else(|| ApiError::bad_input("the request has no attribution to evaluate"))?;
+        let engine_request = layerlens_engine::EvaluationRequest {
+            attribution: convert::attribution_request(&attribution_request)?,
+            metrics: request.metrics,
+            params: request.params.into_iter().collect(),
+        };
+        let (record, worker) = self.state.worker_for(&attribution_request.model).await?;
+        let evaluation = worker
+            .evaluate(engine_request)
+            .await
+            .map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
+        Ok(Response::new(proto::EvaluateResponse {
+            attribution: Some(convert::attribute_response(record.id, evaluation.attribution, None)),
+            infidelity: evaluation.infidelity.unwrap_or_default(),
+            sensitivity_max: evaluation.sensitivity_max.unwrap_or_default(),
+        }))
+    }
+
+    async fn sanity_check(&self, request: Request<proto::SanityCheckRequest>) -> Result<Response<proto::SanityCheckResponse>, Status> {
+        let request = request.into_inner();
+        let attribution_request = request.attribution.ok_or_else(|| ApiError::bad_input("the request has no attribution to check"))?;
+        let engine_request = convert::attribution_request(&attribution_request)?;
+        let (record, worker) = self.state.worker_for(&attribution_request.model).await?;
+        let check = worker
+            .sanity_check(engine_request, request.seed, request.signed)
+            .await
+            .map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
+        let steps: Vec<proto::SanityCheckStep> = check
+            .steps
+            .iter()
+            .map(|step| proto::SanityCheckStep { layer: step.layer.clone(), spearman: step.spearman, spearman_per_row: step.spearman_per_row.clone() })
+            .collect();
+        let figure = match convert::figure_format(attribution_request.figure_format) {
+            None => None,
+            Some(format) => Some(convert::figure(sanity_figure(&check, format).await?)),
+        };
+        Ok(Response::new(proto::SanityCheckResponse {
+            attribution: Some(convert::attribute_response(record.id, check.attribution, None)),
+            steps,
+            figure,
+        }))
+    }
+}
+
+/// The Spearman correlation after each randomisation step, as a chart over steps.
+async fn sanity_figure(check: &layerlens_engine::SanityCheck, format: layerlens_render::Format) -> Result<layerlens_render::Figure, ApiError> {
+    let values: Vec<f32> = check.steps.iter().map(|step| step.spearman as f32).collect();
+    let title = format!(
+        "sanity check of {}: Spearman correlation with the original after randomising {} layers from the output ({})",
+        check.attribution.method,
+        check.steps.len(),
+        check.steps.iter().map(|step| step.layer.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    tokio::task::spawn_blocking(move || {
+        let shape = [1, values.len() as i64];
+        layerlens_render::attribution_figure(
+            &layerlens_render::AttributionFigure {
+                input_shape: &shape,
+                input: &values,
+                attribution_shape: &shape,
+                attribution: &values,
+                title: &title,
+                options: layerlens_render::FigureOptions { sign: layerlens_render::Sign::All, ..Default::default() },
+            },
+            format,
+        )
+    })
+    .await?
+    .map_err(render_error)
+}
+
+/// Maps render errors: options that do not fit the data are the caller's mistake.
+fn render_error(error: layerlens_render::RenderError) -> ApiError {
+    match error {
+        layerlens_render::RenderError::BadOptions(message) => ApiError::bad_input(message),
+        other => ApiError::internal(other.to_string()),
+    }
 }
 
 /// Draws the first input's attribution off the async threads.
@@ -85,7 +216,7 @@ async fn render_attribution(
     options: layerlens_render::FigureOptions,
 ) -> Result<proto::Figure, ApiError> {
     let title = format!("{}, target {}", attribution.method, targets_text(&attribution.targets));
-    let values = attribution.values[0].clone();
+    let values = attribution.figure_values.clone().unwrap_or_else(|| attribution.values[0].clone());
     let rendered = tokio::task::spawn_blocking(move || {
         layerlens_render::attribution_figure(
             &layerlens_render::AttributionFigure {
@@ -100,11 +231,7 @@ async fn render_attribution(
         )
     })
     .await?
-    .map_err(|error| match error {
-        // Options that do not fit the data (masked_image with sign all) are the caller's.
-        layerlens_render::RenderError::BadOptions(message) => ApiError::bad_input(message),
-        other => ApiError::internal(other.to_string()),
-    })?;
+    .map_err(render_error)?;
     Ok(convert::figure(rendered))
 }
 

@@ -213,7 +213,7 @@ pub fn saliency(context: &mut Context<'_>) -> Result<MethodResult> {
     apply_row_cap(context)?;
     let gradients = gradients(context.model, &mut context.chunking, &context.inputs, &context.targets)?;
     let values = gradients.into_iter().map(|gradient| if absolute { gradient.abs() } else { gradient }).collect();
-    Ok(MethodResult { values, convergence_deltas: Vec::new(), n_steps: None })
+    Ok(MethodResult { values, convergence_deltas: Vec::new(), n_steps: None, figure_values: None })
 }
 
 /// Captum's `InputXGradient`: input × gradient.
@@ -221,7 +221,7 @@ pub fn input_x_gradient(context: &mut Context<'_>) -> Result<MethodResult> {
     apply_row_cap(context)?;
     let gradients = gradients(context.model, &mut context.chunking, &context.inputs, &context.targets)?;
     let values = gradients.iter().zip(&context.inputs).map(|(gradient, input)| gradient * input).collect();
-    Ok(MethodResult { values, convergence_deltas: Vec::new(), n_steps: None })
+    Ok(MethodResult { values, convergence_deltas: Vec::new(), n_steps: None, figure_values: None })
 }
 
 /// Honours Captum's `internal_batch_size` as a cap on rows per pass.

@@ -45,7 +45,7 @@ pub fn integrated_gradients_on(context: &mut Context<'_>, inputs: &[Tensor], bas
         let n_steps = context.options.int("n_steps", 50, minimum, MAX_STEPS)?;
         let total = summed_gradients(context, inputs, baselines, &differences, targets, rule, n_steps)?;
         let (values, deltas) = finish(context, total)?;
-        return Ok(MethodResult { values, convergence_deltas: deltas, n_steps: Some(n_steps as u32) });
+        return Ok(MethodResult { values, convergence_deltas: deltas, n_steps: Some(n_steps as u32), figure_values: None });
     }
 
     // Adaptive: double the steps until the completeness error is small enough.
@@ -69,7 +69,7 @@ pub fn integrated_gradients_on(context: &mut Context<'_>, inputs: &[Tensor], bas
             .map(|(delta, gap)| delta.abs() / gap.abs().max(1e-12))
             .fold(0.0, f64::max);
         if relative_error <= tolerance || n_steps >= max_steps {
-            return Ok(MethodResult { values, convergence_deltas: deltas, n_steps: Some(n_steps as u32) });
+            return Ok(MethodResult { values, convergence_deltas: deltas, n_steps: Some(n_steps as u32), figure_values: None });
         }
         n_steps = (n_steps * 2).min(max_steps);
     }

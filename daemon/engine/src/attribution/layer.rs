@@ -10,7 +10,7 @@ use tch::{Kind, Tensor};
 
 pub fn layer_method(context: &mut Context<'_>, method: &str, layer: Option<&str>) -> Result<MethodResult> {
     match method {
-        "grad_cam" => context.options.accept(&["relu_attributions", "attr_dim_summation"])?,
+        "grad_cam" => context.options.accept(&["relu_attributions", "attr_dim_summation", "upsample", "interpolate_mode"])?,
         "layer_gradient_x_activation" => context.options.accept(&["multiply_by_inputs"])?,
         _ => context.options.accept(&[])?,
     }
@@ -53,7 +53,34 @@ pub fn layer_method(context: &mut Context<'_>, method: &str, layer: Option<&str>
         })?;
         Tensor::f_cat(&pieces, 0).map_err(torch_error("joining layer attributions"))?
     };
-    Ok(MethodResult { values: vec![value], convergence_deltas: Vec::new(), n_steps: None })
+    let input_shape = context.inputs[0].size();
+    let spatial = value.dim() == 4 && input_shape.len() == 4;
+    // Captum's LayerAttribution.interpolate: resize the map to the input's height and
+    // width (nearest by default, or bilinear).
+    let value = if method == "grad_cam" && context.options.bool("upsample", false)? {
+        if !spatial {
+            return Err(Error::bad_input(format!(
+                "upsample needs a layer output and an input of shape (batch, channels, height, width); the layer gives {:?}",
+                value.size()
+            )));
+        }
+        let mode = context.options.choice("interpolate_mode", "nearest", &["nearest", "bilinear"])?;
+        resize(&value, &input_shape[2..], mode)?
+    } else {
+        value
+    };
+    // Figures of a spatial layer map are drawn over the input, so resize a copy.
+    let figure_values = (spatial && value.size()[2..] != input_shape[2..]).then(|| resize(&value, &input_shape[2..], "bilinear")).transpose()?;
+    Ok(MethodResult { values: vec![value], convergence_deltas: Vec::new(), n_steps: None, figure_values })
+}
+
+fn resize(value: &Tensor, size: &[i64], mode: &str) -> Result<Tensor> {
+    let resized = if mode == "bilinear" {
+        value.f_upsample_bilinear2d(size, false, None, None)
+    } else {
+        value.f_upsample_nearest2d(size, None, None)
+    };
+    resized.map_err(torch_error("resizing a layer attribution"))
 }
 
 /// The layer's output for every row, in forward-only chunks sized like the other

@@ -10,6 +10,8 @@
 mod gradients;
 mod integrated;
 mod layer;
+mod metrics;
+mod sanity;
 mod noise_tunnel;
 mod options;
 mod perturbation;
@@ -18,7 +20,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::host_tensor::HostTensor;
 use crate::model::LoadedModel;
 pub use gradients::Chunking;
+pub use metrics::{evaluate, Evaluation, EvaluationRequest, METRICS};
 pub use options::Options;
+pub use sanity::{sanity_check, SanityCheck, SanityStep};
 use std::collections::BTreeMap;
 use tch::Tensor;
 
@@ -69,6 +73,8 @@ pub struct Attribution {
     /// Forward(+backward) passes run and the chunks they were split into.
     pub n_passes: u64,
     pub n_chunks: u64,
+    /// For figures: the attribution to draw over input 0 when it is not `values[0]`.
+    pub figure_values: Option<HostTensor>,
 }
 
 /// Method names this engine serves.
@@ -92,6 +98,9 @@ pub(crate) struct MethodResult {
     pub values: Vec<Tensor>,
     pub convergence_deltas: Vec<f64>,
     pub n_steps: Option<u32>,
+    /// What a figure should draw when it differs from `values[0]` (a coarse layer map
+    /// resized to the input).
+    pub figure_values: Option<Tensor>,
 }
 
 /// Everything a method needs: the model, inputs on its device, resolved targets,
@@ -126,6 +135,52 @@ impl Context<'_> {
 
 /// Runs one attribution on a loaded model. Called on the model's worker thread.
 pub fn attribute(model: &LoadedModel, request: &AttributionRequest, chunking: Chunking) -> Result<Attribution> {
+    let (mut context, output) = prepare(model, request, chunking)?;
+    let result = run_method(&mut context, &request.method, request.layer.as_deref())?;
+    finish(request, context, &output, result)
+}
+
+/// The answer from a method's result.
+pub(crate) fn finish(request: &AttributionRequest, context: Context<'_>, output: &Tensor, result: MethodResult) -> Result<Attribution> {
+    let values = result.values.iter().map(HostTensor::from_tch).collect::<Result<Vec<_>>>()?;
+    Ok(Attribution {
+        method: request.method.clone(),
+        targets: context.targets,
+        values,
+        output: HostTensor::from_tch(output)?,
+        convergence_deltas: result.convergence_deltas,
+        n_steps: result.n_steps,
+        n_passes: context.chunking.passes,
+        n_chunks: context.chunking.chunks,
+        figure_values: result.figure_values.as_ref().map(HostTensor::from_tch).transpose()?,
+    })
+}
+
+/// Dispatches to the method; the context holds inputs and resolved targets.
+pub(crate) fn run_method(context: &mut Context<'_>, method: &str, layer: Option<&str>) -> Result<MethodResult> {
+    match method {
+        "saliency" => {
+            context.options.accept(&["abs"])?;
+            gradients::saliency(context)
+        }
+        "input_x_gradient" => {
+            context.options.accept(&[])?;
+            gradients::input_x_gradient(context)
+        }
+        "integrated_gradients" => integrated::integrated_gradients(context),
+        "smoothgrad" | "smoothgrad_sq" | "vargrad" => noise_tunnel::noise_tunnel(context, method),
+        "gradient_shap" => noise_tunnel::gradient_shap(context),
+        "occlusion" => perturbation::occlusion(context),
+        "feature_ablation" => perturbation::feature_ablation(context),
+        "grad_cam" | "layer_activation" | "layer_gradient_x_activation" => layer::layer_method(context, method, layer),
+        other => Err(Error::bad_input(format!("unknown attribution method '{other}'; available: {}", METHODS.join(", ")))),
+    }
+}
+
+/// Checks the request and runs it: the common start of attribute, evaluate and
+/// the sanity check. Answers the context (inputs on the device, targets) and the
+/// model's output.
+pub(crate) fn prepare<'a>(model: &'a LoadedModel, request: &'a AttributionRequest, chunking: Chunking) -> Result<(Context<'a>, Tensor)> {
     if !METHODS.contains(&request.method.as_str()) {
         return Err(Error::bad_input(format!(
             "unknown attribution method '{}'; available: {}",
@@ -141,37 +196,7 @@ pub fn attribute(model: &LoadedModel, request: &AttributionRequest, chunking: Ch
     let inputs = request.inputs.iter().map(|input| input.to_tch(device)).collect::<Result<Vec<_>>>()?;
     let (output, targets) = resolve_targets(model, &inputs, &request.targets)?;
     let options = Options::new(&request.method, &request.params);
-    let mut context = Context { model, inputs, targets, options, tensor_params: &request.tensor_params, chunking };
-    let result = match request.method.as_str() {
-        "saliency" => {
-            context.options.accept(&["abs"])?;
-            gradients::saliency(&mut context)?
-        }
-        "input_x_gradient" => {
-            context.options.accept(&[])?;
-            gradients::input_x_gradient(&mut context)?
-        }
-        "integrated_gradients" => integrated::integrated_gradients(&mut context)?,
-        "smoothgrad" | "smoothgrad_sq" | "vargrad" => noise_tunnel::noise_tunnel(&mut context, &request.method)?,
-        "gradient_shap" => noise_tunnel::gradient_shap(&mut context)?,
-        "occlusion" => perturbation::occlusion(&mut context)?,
-        "feature_ablation" => perturbation::feature_ablation(&mut context)?,
-        "grad_cam" | "layer_activation" | "layer_gradient_x_activation" => {
-            layer::layer_method(&mut context, &request.method, request.layer.as_deref())?
-        }
-        _ => unreachable!("checked against METHODS above"),
-    };
-    let values = result.values.iter().map(HostTensor::from_tch).collect::<Result<Vec<_>>>()?;
-    Ok(Attribution {
-        method: request.method.clone(),
-        targets: context.targets,
-        values,
-        output: HostTensor::from_tch(&output)?,
-        convergence_deltas: result.convergence_deltas,
-        n_steps: result.n_steps,
-        n_passes: context.chunking.passes,
-        n_chunks: context.chunking.chunks,
-    })
+    Ok((Context { model, inputs, targets, options, tensor_params: &request.tensor_params, chunking }, output))
 }
 
 /// One forward pass without gradients: the output, and one target per row (the

@@ -103,7 +103,7 @@ pub fn noise_tunnel(context: &mut Context<'_>, nt_type: &str) -> Result<MethodRe
             }
         })
         .collect();
-    Ok(MethodResult { values, convergence_deltas: Vec::new(), n_steps: None })
+    Ok(MethodResult { values, convergence_deltas: Vec::new(), n_steps: None, figure_values: None })
 }
 
 /// Captum's `GradientShap`: `baselines` (tensor, required) is a distribution of
@@ -196,7 +196,7 @@ pub fn gradient_shap(context: &mut Context<'_>) -> Result<MethodResult> {
             attribution.view(shape.as_slice()).mean_dim(1, false, Kind::Float)
         })
         .collect();
-    Ok(MethodResult { values, convergence_deltas: Vec::new(), n_steps: None })
+    Ok(MethodResult { values, convergence_deltas: Vec::new(), n_steps: None, figure_values: None })
 }
 
 /// A per-input number: `stdevs=0.1` for all inputs or `stdevs=0.1,0.2`.

@@ -151,7 +151,7 @@ fn ablate(context: &mut Context<'_>, mask_of: &[Box<dyn Fn(usize) -> Tensor + '_
         };
         values.push(value);
     }
-    Ok(MethodResult { values, convergence_deltas: Vec::new(), n_steps: None })
+    Ok(MethodResult { values, convergence_deltas: Vec::new(), n_steps: None, figure_values: None })
 }
 
 /// Baselines for perturbation methods: a number (`baselines=0.5`, default 0) or a

@@ -138,3 +138,102 @@ class AttributeResponse(_message.Message):
     n_passes: int
     n_chunks: int
     def __init__(self, model_id: _Optional[str] = ..., method: _Optional[str] = ..., targets: _Optional[_Iterable[int]] = ..., attribution: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., convergence_delta: _Optional[float] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ..., output: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., extra_attributions: _Optional[_Iterable[_Union[_common_pb2.Tensor, _Mapping]]] = ..., n_steps: _Optional[int] = ..., convergence_deltas: _Optional[_Iterable[float]] = ..., n_passes: _Optional[int] = ..., n_chunks: _Optional[int] = ...) -> None: ...
+
+class MethodSpec(_message.Message):
+    __slots__ = ("method", "params", "tensor_params", "layer")
+    class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class TensorParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _common_pb2.Tensor
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ...) -> None: ...
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    TENSOR_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    method: str
+    params: _containers.ScalarMap[str, str]
+    tensor_params: _containers.MessageMap[str, _common_pb2.Tensor]
+    layer: str
+    def __init__(self, method: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., tensor_params: _Optional[_Mapping[str, _common_pb2.Tensor]] = ..., layer: _Optional[str] = ...) -> None: ...
+
+class CompareRequest(_message.Message):
+    __slots__ = ("base", "methods")
+    BASE_FIELD_NUMBER: _ClassVar[int]
+    METHODS_FIELD_NUMBER: _ClassVar[int]
+    base: AttributeRequest
+    methods: _containers.RepeatedCompositeFieldContainer[MethodSpec]
+    def __init__(self, base: _Optional[_Union[AttributeRequest, _Mapping]] = ..., methods: _Optional[_Iterable[_Union[MethodSpec, _Mapping]]] = ...) -> None: ...
+
+class CompareResponse(_message.Message):
+    __slots__ = ("attributions", "figure")
+    ATTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    FIGURE_FIELD_NUMBER: _ClassVar[int]
+    attributions: _containers.RepeatedCompositeFieldContainer[AttributeResponse]
+    figure: _common_pb2.Figure
+    def __init__(self, attributions: _Optional[_Iterable[_Union[AttributeResponse, _Mapping]]] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ...) -> None: ...
+
+class EvaluateRequest(_message.Message):
+    __slots__ = ("attribution", "metrics", "params")
+    class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ATTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    attribution: AttributeRequest
+    metrics: _containers.RepeatedScalarFieldContainer[str]
+    params: _containers.ScalarMap[str, str]
+    def __init__(self, attribution: _Optional[_Union[AttributeRequest, _Mapping]] = ..., metrics: _Optional[_Iterable[str]] = ..., params: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class EvaluateResponse(_message.Message):
+    __slots__ = ("attribution", "infidelity", "sensitivity_max")
+    ATTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    INFIDELITY_FIELD_NUMBER: _ClassVar[int]
+    SENSITIVITY_MAX_FIELD_NUMBER: _ClassVar[int]
+    attribution: AttributeResponse
+    infidelity: _containers.RepeatedScalarFieldContainer[float]
+    sensitivity_max: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, attribution: _Optional[_Union[AttributeResponse, _Mapping]] = ..., infidelity: _Optional[_Iterable[float]] = ..., sensitivity_max: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class SanityCheckRequest(_message.Message):
+    __slots__ = ("attribution", "seed", "signed")
+    ATTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_FIELD_NUMBER: _ClassVar[int]
+    attribution: AttributeRequest
+    seed: int
+    signed: bool
+    def __init__(self, attribution: _Optional[_Union[AttributeRequest, _Mapping]] = ..., seed: _Optional[int] = ..., signed: _Optional[bool] = ...) -> None: ...
+
+class SanityCheckStep(_message.Message):
+    __slots__ = ("layer", "spearman", "spearman_per_row")
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    SPEARMAN_FIELD_NUMBER: _ClassVar[int]
+    SPEARMAN_PER_ROW_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    spearman: float
+    spearman_per_row: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, layer: _Optional[str] = ..., spearman: _Optional[float] = ..., spearman_per_row: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class SanityCheckResponse(_message.Message):
+    __slots__ = ("attribution", "steps", "figure")
+    ATTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    FIGURE_FIELD_NUMBER: _ClassVar[int]
+    attribution: AttributeResponse
+    steps: _containers.RepeatedCompositeFieldContainer[SanityCheckStep]
+    figure: _common_pb2.Figure
+    def __init__(self, attribution: _Optional[_Union[AttributeResponse, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[SanityCheckStep, _Mapping]]] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ...) -> None: ...

@@ -44,6 +44,21 @@ class ExplainStub:
                 request_serializer=layerlens_dot_v1_dot_explain__pb2.AttributeRequest.SerializeToString,
                 response_deserializer=layerlens_dot_v1_dot_explain__pb2.AttributeResponse.FromString,
                 _registered_method=True)
+        self.Compare = channel.unary_unary(
+                '/layerlens.v1.Explain/Compare',
+                request_serializer=layerlens_dot_v1_dot_explain__pb2.CompareRequest.SerializeToString,
+                response_deserializer=layerlens_dot_v1_dot_explain__pb2.CompareResponse.FromString,
+                _registered_method=True)
+        self.Evaluate = channel.unary_unary(
+                '/layerlens.v1.Explain/Evaluate',
+                request_serializer=layerlens_dot_v1_dot_explain__pb2.EvaluateRequest.SerializeToString,
+                response_deserializer=layerlens_dot_v1_dot_explain__pb2.EvaluateResponse.FromString,
+                _registered_method=True)
+        self.SanityCheck = channel.unary_unary(
+                '/layerlens.v1.Explain/SanityCheck',
+                request_serializer=layerlens_dot_v1_dot_explain__pb2.SanityCheckRequest.SerializeToString,
+                response_deserializer=layerlens_dot_v1_dot_explain__pb2.SanityCheckResponse.FromString,
+                _registered_method=True)
 
 
 class ExplainServicer:
@@ -61,6 +76,27 @@ class ExplainServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Compare(self, request, context):
+        """Several methods on one input, with a side-by-side figure.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Evaluate(self, request, context):
+        """Faithfulness of an attribution: infidelity and sensitivity_max (Captum's metrics).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SanityCheck(self, request, context):
+        """Model-parameter randomisation test (Adebayo et al. 2018).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExplainServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +109,21 @@ def add_ExplainServicer_to_server(servicer, server):
                     servicer.Attribute,
                     request_deserializer=layerlens_dot_v1_dot_explain__pb2.AttributeRequest.FromString,
                     response_serializer=layerlens_dot_v1_dot_explain__pb2.AttributeResponse.SerializeToString,
+            ),
+            'Compare': grpc.unary_unary_rpc_method_handler(
+                    servicer.Compare,
+                    request_deserializer=layerlens_dot_v1_dot_explain__pb2.CompareRequest.FromString,
+                    response_serializer=layerlens_dot_v1_dot_explain__pb2.CompareResponse.SerializeToString,
+            ),
+            'Evaluate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Evaluate,
+                    request_deserializer=layerlens_dot_v1_dot_explain__pb2.EvaluateRequest.FromString,
+                    response_serializer=layerlens_dot_v1_dot_explain__pb2.EvaluateResponse.SerializeToString,
+            ),
+            'SanityCheck': grpc.unary_unary_rpc_method_handler(
+                    servicer.SanityCheck,
+                    request_deserializer=layerlens_dot_v1_dot_explain__pb2.SanityCheckRequest.FromString,
+                    response_serializer=layerlens_dot_v1_dot_explain__pb2.SanityCheckResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +180,87 @@ class Explain:
             '/layerlens.v1.Explain/Attribute',
             layerlens_dot_v1_dot_explain__pb2.AttributeRequest.SerializeToString,
             layerlens_dot_v1_dot_explain__pb2.AttributeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Compare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/layerlens.v1.Explain/Compare',
+            layerlens_dot_v1_dot_explain__pb2.CompareRequest.SerializeToString,
+            layerlens_dot_v1_dot_explain__pb2.CompareResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Evaluate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/layerlens.v1.Explain/Evaluate',
+            layerlens_dot_v1_dot_explain__pb2.EvaluateRequest.SerializeToString,
+            layerlens_dot_v1_dot_explain__pb2.EvaluateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SanityCheck(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/layerlens.v1.Explain/SanityCheck',
+            layerlens_dot_v1_dot_explain__pb2.SanityCheckRequest.SerializeToString,
+            layerlens_dot_v1_dot_explain__pb2.SanityCheckResponse.FromString,
             options,
             channel_credentials,
             insecure,

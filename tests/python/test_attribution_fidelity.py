@@ -1,0 +1,380 @@
+"""Every attribution method of a real layerlensd, checked number by number against Captum 0.9.
+
+Each case of CASES names a fixture model, a method, a target and the request's options;
+the daemon answers through the Python client, and Captum computes the reference in this
+process on the same TorchScript file and the same inputs (tests/reference/
+captum_attributions.py translates the options). The bar is
+
+    max |daemon - Captum| <= 1e-5 * (1 + max |Captum|)
+
+for deterministic methods, and for sampled ones given the same random draws: a `seed`
+(the daemon seeds libtorch's default CPU generator and draws as Captum does, so
+torch.manual_seed(seed) before Captum must give the same noise), or explicit `noise`,
+`baseline_indices` and `rand_coefficients`, which the reference forces on Captum. The
+daemon's own sampler is also checked statistically against Captum's.
+
+The models are the digits CNN, the tabular MLP and a two-input model (image branch plus
+tabular branch), each as scripted and traced TorchScript, all from
+tests/fixtures/make_fixtures.py. Layer methods are compared with Captum run on the eager
+module of the fixture's class carrying the TorchScript file's weights, because Captum
+reads layers through forward hooks, which TorchScript modules never run.
+
+Bad requests must fail with INVALID_ARGUMENT (NOT_FOUND for an unknown layer) and a
+message naming the problem, and the daemon must keep serving after each.
+"""
+
+import dataclasses
+import importlib.util
+import re
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
+
+import layerlens
+from conftest import FIXTURE_SCRIPT, REPO_ROOT, load_torchscript
+
+sys.path.insert(0, str(REPO_ROOT / "tests" / "reference"))
+from captum_attributions import captum_attribution  # noqa: E402
+
+RELATIVE_TOLERANCE = 1e-5
+
+
+def _fixture_classes():
+    """make_fixtures.py as a module, for the eager classes of the fixture models."""
+    spec = importlib.util.spec_from_file_location("make_fixtures", FIXTURE_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- the models and their inputs ----------------------------------------------------------
+
+
+def _digits_inputs(fixtures_dir):
+    # Three held-out digits of different classes.
+    images = np.load(fixtures_dir / "digits_test_images.npy")
+    return (images[:3],)
+
+
+def _mlp_inputs(fixtures_dir):
+    return (np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32),)
+
+
+def _two_input_inputs(fixtures_dir):
+    rng = np.random.default_rng(1)
+    image = rng.uniform(0.0, 1.0, size=(3, 1, 6, 6)).astype(np.float32)
+    features = rng.normal(size=(3, 3)).astype(np.float32)
+    return (image, features)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    file: str
+    eager_class: str
+    inputs: object  # fixtures_dir -> tuple of float32 arrays, (batch, ...) each
+
+
+MODELS = {
+    "digits": ModelSpec("digits_cnn.pt", "DigitsCNN", _digits_inputs),
+    "digits_traced": ModelSpec("digits_cnn_traced.pt", "DigitsCNN", _digits_inputs),
+    "mlp": ModelSpec("tiny_mlp_scripted.pt", "TinyMLP", _mlp_inputs),
+    "mlp_traced": ModelSpec("tiny_mlp_traced.pt", "TinyMLP", _mlp_inputs),
+    "two_input": ModelSpec("two_input_scripted.pt", "TwoInputNet", _two_input_inputs),
+    "two_input_traced": ModelSpec("two_input_traced.pt", "TwoInputNet", _two_input_inputs),
+}
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    handle: object  # layerlens.Model
+    torchscript: object
+    eager: object
+    inputs: tuple  # float32 numpy arrays
+
+    def tensors(self):
+        return tuple(torch.from_numpy(array.copy()) for array in self.inputs)
+
+
+class FidelityModels:
+    """The fixture models, stored in the daemon and loaded here on first use."""
+
+    def __init__(self, client, fixtures_dir):
+        self.client = client
+        self.fixtures_dir = fixtures_dir
+        self.classes = _fixture_classes()
+        self.loaded = {}
+
+    def __getitem__(self, key):
+        if key not in self.loaded:
+            spec = MODELS[key]
+            path = self.fixtures_dir / spec.file
+            torchscript = load_torchscript(path).eval()
+            eager = getattr(self.classes, spec.eager_class)()
+            eager.load_state_dict(torchscript.state_dict())
+            eager.eval()
+            inputs = spec.inputs(self.fixtures_dir)
+            tensors = tuple(torch.from_numpy(array) for array in inputs)
+            with torch.no_grad():
+                # The eager copy is the layer methods' reference only if it computes the same function.
+                torch.testing.assert_close(eager(*tensors), torchscript(*tensors), rtol=0, atol=1e-6)
+            handle = self.client.add_model(path, name=f"fidelity-{key}")
+            self.loaded[key] = LoadedModel(handle, torchscript, eager, inputs)
+        return self.loaded[key]
+
+
+@pytest.fixture(scope="session")
+def models(client, fixtures_dir):
+    return FidelityModels(client, fixtures_dir)
+
+
+# --- comparing ----------------------------------------------------------------------------
+
+
+def assert_matches_captum(actual, expected, what):
+    """max |actual - expected| <= 1e-5 * (1 + max |expected|), with both numbers on failure."""
+    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape}, Captum's {expected.shape}"
+    assert np.isfinite(actual).all(), f"{what}: the daemon answered non-finite values"
+    error = np.abs(actual - expected)
+    bound = RELATIVE_TOLERANCE * (1.0 + np.abs(expected).max(initial=0.0))
+    if error.max(initial=0.0) > bound:
+        where = np.unravel_index(np.argmax(error), error.shape)
+        raise AssertionError(
+            f"{what}: max |daemon - Captum| = {error.max():.3g} > {bound:.3g} at {where}: "
+            f"daemon {actual[where]!r}, Captum {expected[where]!r}"
+        )
+
+
+def predicted_classes(model, inputs):
+    with torch.no_grad():
+        return model.torchscript(*model.tensors()).argmax(1).tolist()
+
+
+def resolved_targets(model, target):
+    """One target per row, as the daemon must resolve `target` (None: the predicted class)."""
+    batch = model.inputs[0].shape[0]
+    if target is None:
+        return predicted_classes(model, model.inputs)
+    if isinstance(target, int):
+        return [target] * batch
+    return list(target)
+
+
+# --- the cases ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    id: str
+    model: str
+    method: str
+    # An int for every row, a list with one per row, or None (the predicted class).
+    target: object = None
+    # Keyword options of Model.attribute; a callable is called with the input arrays
+    # and its result sent (for arrays shaped after the inputs).
+    params: dict = dataclasses.field(default_factory=dict)
+    layer: str = None
+
+
+def _random(shape, seed, low=0.0, high=1.0):
+    return np.random.default_rng(seed).uniform(low, high, size=shape).astype(np.float32)
+
+
+def _normal(shape, seed, scale=1.0):
+    return (np.random.default_rng(seed).normal(size=shape) * scale).astype(np.float32)
+
+
+def _quadrant_mask():
+    """(1, 8, 8) feature ids: 16 blocks of 2x2 pixels."""
+    rows, cols = np.indices((8, 8))
+    return ((rows // 2) * 4 + cols // 2)[None].astype(np.float32)
+
+
+# Per-row targets differ from row to row wherever a list is given; the digits rows are
+# of classes 6, 9 and 3 (tests/fixtures/out/digits_test_labels.npy).
+DIGITS_TARGETS = [6, 9, 3]
+MLP_TARGETS = [0, 2, 1]
+TWO_INPUT_TARGETS = [3, 0, 1]
+
+CASES = [
+    # Gradients.
+    Case("saliency-digits", "digits", "saliency", DIGITS_TARGETS),
+    Case("saliency-digits-traced-one-target", "digits_traced", "saliency", 4),
+    Case("saliency-mlp-signed", "mlp", "saliency", MLP_TARGETS, {"abs": False}),
+    Case("saliency-mlp-traced-predicted", "mlp_traced", "saliency", None),
+    Case("saliency-two-input", "two_input", "saliency", TWO_INPUT_TARGETS),
+    Case("saliency-two-input-traced-predicted", "two_input_traced", "saliency", None, {"abs": False}),
+    Case("input-x-gradient-digits-predicted", "digits", "input_x_gradient", None),
+    Case("input-x-gradient-mlp-traced", "mlp_traced", "input_x_gradient", MLP_TARGETS),
+    Case("input-x-gradient-two-input-traced", "two_input_traced", "input_x_gradient", TWO_INPUT_TARGETS),
+    # Integrated gradients: every quadrature rule, every kind of baseline.
+    Case("ig-digits-default-steps", "digits", "integrated_gradients", DIGITS_TARGETS),
+    Case("ig-digits-gausslegendre", "digits", "integrated_gradients", DIGITS_TARGETS, {"n_steps": 16}),
+    Case("ig-digits-traced-riemann-left", "digits_traced", "integrated_gradients", 5,
+         {"n_steps": 8, "method": "riemann_left"}),
+    Case("ig-digits-riemann-trapezoid-number-baseline", "digits", "integrated_gradients", DIGITS_TARGETS,
+         {"n_steps": 12, "method": "riemann_trapezoid", "baselines": 0.25}),
+    Case("ig-digits-one-value-baseline", "digits", "integrated_gradients", None,
+         {"n_steps": 10, "baselines": np.array([0.1], dtype=np.float32)}),
+    Case("ig-digits-blur-baseline", "digits", "integrated_gradients", DIGITS_TARGETS,
+         {"n_steps": 10, "baselines": "blur", "blur_sigma": 1.0}),
+    Case("ig-digits-traced-uniform-baseline", "digits_traced", "integrated_gradients", DIGITS_TARGETS,
+         {"n_steps": 10, "baselines": "uniform", "baseline_low": 0.0, "baseline_high": 0.5, "seed": 3}),
+    Case("ig-mlp-riemann-right-row-baseline", "mlp", "integrated_gradients", MLP_TARGETS,
+         {"n_steps": 10, "method": "riemann_right", "baselines": lambda inputs: _normal((4,), 11, 0.3)}),
+    Case("ig-mlp-traced-riemann-middle-full-baseline", "mlp_traced", "integrated_gradients", MLP_TARGETS,
+         {"n_steps": 9, "method": "riemann_middle", "baselines": lambda inputs: _normal((3, 4), 12, 0.3)}),
+    Case("ig-mlp-not-multiplied-by-inputs", "mlp", "integrated_gradients", 1,
+         {"n_steps": 8, "multiply_by_inputs": False}),
+    Case("ig-two-input-row-baselines", "two_input", "integrated_gradients", TWO_INPUT_TARGETS,
+         {"n_steps": 16, "baselines": lambda inputs: (_random((1, 6, 6), 13, 0.0, 0.2), _normal((3,), 14, 0.2))}),
+    Case("ig-two-input-traced-uniform-trapezoid", "two_input_traced", "integrated_gradients", TWO_INPUT_TARGETS,
+         {"n_steps": 6, "method": "riemann_trapezoid", "baselines": "uniform", "seed": 5}),
+    # Noise tunnel with the daemon's seeded sampler or explicit noise.
+    Case("smoothgrad-digits-seeded", "digits", "smoothgrad", DIGITS_TARGETS,
+         {"nt_samples": 4, "stdevs": 0.15, "seed": 7}),
+    Case("smoothgrad-digits-defaults-seeded", "digits", "smoothgrad", None, {"seed": 1}),
+    Case("smoothgrad-sq-digits-traced-partitions", "digits_traced", "smoothgrad_sq", DIGITS_TARGETS,
+         {"nt_samples": 5, "nt_samples_batch_size": 2, "stdevs": 0.2, "seed": 8}),
+    Case("vargrad-mlp-partitions", "mlp", "vargrad", MLP_TARGETS,
+         {"nt_samples": 6, "nt_samples_batch_size": 4, "stdevs": 0.5, "seed": 9}),
+    Case("smoothgrad-mlp-traced-input-x-gradient", "mlp_traced", "smoothgrad", MLP_TARGETS,
+         {"base_method": "input_x_gradient", "nt_samples": 4, "stdevs": 0.3, "seed": 10}),
+    Case("smoothgrad-digits-integrated-gradients", "digits", "smoothgrad", DIGITS_TARGETS,
+         {"base_method": "integrated_gradients", "n_steps": 8, "baselines": 0.1, "nt_samples": 3, "stdevs": 0.1,
+          "seed": 11}),
+    Case("vargrad-two-input-integrated-gradients-uniform", "two_input", "vargrad", TWO_INPUT_TARGETS,
+         {"base_method": "integrated_gradients", "n_steps": 6, "method": "riemann_middle", "baselines": "uniform",
+          "nt_samples": 3, "stdevs": 0.2, "seed": 12}),
+    Case("smoothgrad-two-input-stdev-per-input", "two_input", "smoothgrad", TWO_INPUT_TARGETS,
+         {"nt_samples": 4, "stdevs": "0.2,0.5", "abs": False, "seed": 13}),
+    Case("smoothgrad-digits-explicit-noise", "digits", "smoothgrad", DIGITS_TARGETS,
+         {"nt_samples": 3, "noise": lambda inputs: _normal((9, 1, 8, 8), 15, 0.2)}),
+    Case("smoothgrad-sq-mlp-explicit-noise", "mlp", "smoothgrad_sq", MLP_TARGETS,
+         {"nt_samples": 2, "noise": lambda inputs: _normal((6, 4), 16, 0.5)}),
+    Case("vargrad-two-input-traced-explicit-noise", "two_input_traced", "vargrad", TWO_INPUT_TARGETS,
+         {"nt_samples": 3, "noise": lambda inputs: (_normal((9, 1, 6, 6), 17, 0.2), _normal((9, 3), 18, 0.5))}),
+    # GradientSHAP with explicit baseline draws and coefficients, noise seeded or explicit.
+    Case("gradient-shap-digits", "digits", "gradient_shap", DIGITS_TARGETS,
+         {"baselines": lambda inputs: _random((4, 1, 8, 8), 19, 0.0, 0.3), "n_samples": 3,
+          "baseline_indices": np.array([0, 3, 1, 2, 2, 0, 3, 1, 0], dtype=np.float32),
+          "rand_coefficients": lambda inputs: _random((9,), 20)}),
+    Case("gradient-shap-mlp-traced-seeded-noise", "mlp_traced", "gradient_shap", MLP_TARGETS,
+         {"baselines": lambda inputs: _normal((5, 4), 21, 0.5), "n_samples": 4, "stdevs": 0.3, "seed": 22,
+          "baseline_indices": np.array([4, 0, 1, 1, 2, 3, 0, 4, 2, 2, 1, 0], dtype=np.float32),
+          "rand_coefficients": lambda inputs: _random((12,), 23)}),
+    Case("gradient-shap-digits-traced-explicit-noise", "digits_traced", "gradient_shap", None,
+         {"baselines": lambda inputs: _random((2, 1, 8, 8), 24, 0.0, 0.3), "n_samples": 2,
+          "noise": lambda inputs: _normal((6, 1, 8, 8), 25, 0.1),
+          "baseline_indices": np.array([1, 0, 0, 1, 1, 1], dtype=np.float32),
+          "rand_coefficients": lambda inputs: _random((6,), 26)}),
+    Case("gradient-shap-two-input-explicit-noise", "two_input", "gradient_shap", TWO_INPUT_TARGETS,
+         {"baselines": lambda inputs: (_random((3, 1, 6, 6), 27, 0.0, 0.3), _normal((3, 3), 28, 0.3)),
+          "n_samples": 2,
+          "noise": lambda inputs: (_normal((6, 1, 6, 6), 29, 0.1), _normal((6, 3), 30, 0.1)),
+          "baseline_indices": np.array([2, 0, 1, 1, 0, 2], dtype=np.float32),
+          "rand_coefficients": lambda inputs: _random((6,), 31)}),
+    # Occlusion: overlapping windows, strides that leave a cut window at the edge.
+    Case("occlusion-digits", "digits", "occlusion", DIGITS_TARGETS, {"sliding_window_shapes": "1,3,3"}),
+    Case("occlusion-digits-traced-uneven-strides", "digits_traced", "occlusion", DIGITS_TARGETS,
+         {"sliding_window_shapes": "1,3,3", "strides": "1,2,2", "baselines": 0.5}),
+    Case("occlusion-digits-disjoint-windows", "digits", "occlusion", None,
+         {"sliding_window_shapes": (1, 4, 4), "strides": 4}),
+    Case("occlusion-mlp-array-baseline", "mlp", "occlusion", MLP_TARGETS,
+         {"sliding_window_shapes": "2", "baselines": lambda inputs: _normal((4,), 32, 0.5)}),
+    Case("occlusion-two-input", "two_input", "occlusion", TWO_INPUT_TARGETS,
+         {"sliding_window_shapes": "1,2,2", "sliding_window_shapes.1": "2", "strides": "1,2,2", "strides.1": 1}),
+    # Feature ablation: default per-element features, shared and per-row masks.
+    Case("feature-ablation-digits-predicted", "digits", "feature_ablation", None),
+    Case("feature-ablation-digits-quadrants", "digits", "feature_ablation", DIGITS_TARGETS,
+         {"feature_mask": lambda inputs: _quadrant_mask(), "baselines": 0.3}),
+    Case("feature-ablation-digits-traced-row-masks", "digits_traced", "feature_ablation", DIGITS_TARGETS,
+         {"feature_mask": lambda inputs: np.stack([_quadrant_mask(), _quadrant_mask() // 4, _quadrant_mask() % 3])}),
+    Case("feature-ablation-mlp-array-baseline", "mlp", "feature_ablation", MLP_TARGETS,
+         {"feature_mask": np.array([0, 0, 1, 2], dtype=np.float32), "baselines": lambda inputs: _normal((4,), 33)}),
+    Case("feature-ablation-two-input-default", "two_input", "feature_ablation", TWO_INPUT_TARGETS),
+    Case("feature-ablation-two-input-traced-disjoint-ids", "two_input_traced", "feature_ablation", TWO_INPUT_TARGETS,
+         {"feature_mask": lambda inputs: (np.repeat(np.repeat(np.arange(4).reshape(1, 2, 2), 3, 1), 3, 2)
+                                          .astype(np.float32),
+                                          np.array([4, 5, 5], dtype=np.float32))}),
+    # Layer methods.
+    Case("grad-cam-digits", "digits", "grad_cam", DIGITS_TARGETS, layer="features.2"),
+    Case("grad-cam-digits-traced", "digits_traced", "grad_cam", DIGITS_TARGETS, layer="features.2"),
+    Case("grad-cam-digits-relu-per-channel", "digits", "grad_cam", None,
+         {"relu_attributions": True, "attr_dim_summation": False}, layer="features.0"),
+    Case("grad-cam-digits-dense-layer", "digits", "grad_cam", DIGITS_TARGETS, layer="classifier.2"),
+    Case("grad-cam-two-input", "two_input", "grad_cam", TWO_INPUT_TARGETS, layer="image.0"),
+    Case("layer-activation-digits", "digits", "layer_activation", DIGITS_TARGETS, layer="features.4"),
+    Case("layer-activation-mlp-traced", "mlp_traced", "layer_activation", None, layer="fc1"),
+    Case("layer-gradient-x-activation-digits", "digits", "layer_gradient_x_activation", DIGITS_TARGETS,
+         layer="features.1"),
+    Case("layer-gradient-x-activation-mlp-traced-gradient-only", "mlp_traced", "layer_gradient_x_activation",
+         MLP_TARGETS, {"multiply_by_inputs": False}, layer="fc1"),
+    Case("layer-gradient-x-activation-two-input-traced", "two_input_traced", "layer_gradient_x_activation",
+         TWO_INPUT_TARGETS, layer="tabular.1"),
+]
+
+
+# Options whose Captum name is also an argument of Model.attribute: integrated gradients'
+# quadrature rule is Captum's `method`, which attribute() takes as the attribution method.
+_SHADOWED_OPTIONS = {"method"}
+
+
+def attribute(model, x, method, target, layer, params):
+    """Model.attribute(x, method=..., target=..., layer=..., **params) without a figure.
+
+    A shadowed option (`method`) cannot be passed that way, so such requests are built
+    the way Client.attribute builds them, with the option added to the text params.
+    """
+    if not _SHADOWED_OPTIONS & params.keys():
+        return model.attribute(x, method=method, target=target, layer=layer, figure_format=None, **params)
+    from layerlens import _wire
+    from layerlens._results import Attribution
+    from layerlens.v1 import explain_pb2
+
+    client = model.client
+    inputs = list(x) if isinstance(x, tuple) else [x]
+    tensors = [_wire.array_to_tensor(_wire.as_float32_array(item)) for item in inputs]
+    shadowed = {key: params[key] for key in _SHADOWED_OPTIONS & params.keys()}
+    text_params, tensor_params = _wire.split_params({key: value for key, value in params.items() if key not in shadowed})
+    text_params.update({key: _wire.param_to_string(key, value) for key, value in shadowed.items()})
+    request = explain_pb2.AttributeRequest(
+        model=model.id, input=tensors[0], extra_inputs=tensors[1:], method=method, params=text_params,
+        tensor_params=tensor_params, layer=layer or "", figure_format=_wire.figure_format(None),
+    )
+    if isinstance(target, list):
+        request.targets.extend(target)
+    elif target is not None:
+        request.target = target
+    return Attribution.from_proto(client._call(client._explain.Attribute, request), _wire.tensor_to_array)
+
+
+def _resolved_params(case, inputs):
+    return {key: value(inputs) if callable(value) else value for key, value in case.params.items()}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_attribution_matches_captum(models, case):
+    model = models[case.model]
+    params = _resolved_params(case, model.inputs)
+    x = model.inputs if len(model.inputs) > 1 else model.inputs[0]
+    answer = attribute(model.handle, x, case.method, case.target, case.layer, params)
+
+    targets = resolved_targets(model, case.target)
+    assert answer.targets == targets
+    assert answer.method == case.method
+    expected, expected_deltas = captum_attribution(
+        case.method, model.torchscript, model.tensors(), targets, params, eager_model=model.eager, layer=case.layer
+    )
+    assert len(answer.all_values) == len(expected), f"{len(answer.all_values)} attributions for {len(expected)} inputs"
+    for index, (actual, reference) in enumerate(zip(answer.all_values, expected)):
+        assert actual.dtype == np.float32
+        assert_matches_captum(actual, reference, f"{case.id}: input {index}")
+
+    if case.method == "integrated_gradients":
+        assert answer.n_steps == int(params.get("n_steps", 50))
+        assert_matches_captum(answer.convergence_deltas, expected_deltas, f"{case.id}: convergence deltas")
