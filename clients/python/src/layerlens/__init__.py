@@ -14,7 +14,7 @@ this package imports neither torch nor IPython; each is loaded only when it is u
 
 from layerlens._client import DEFAULT_ADDRESS, Client, Model, connect
 from layerlens._errors import ExportError, LayerlensError
-from layerlens._results import Attribution, ModelInfo, ModelList, Summary
+from layerlens._results import Attribution, Comparison, Evaluation, ModelInfo, ModelList, SanityCheck, Summary
 
 __version__ = "0.1.0"
 
@@ -22,11 +22,14 @@ __all__ = [
     "DEFAULT_ADDRESS",
     "Attribution",
     "Client",
+    "Comparison",
+    "Evaluation",
     "ExportError",
     "LayerlensError",
     "Model",
     "ModelInfo",
     "ModelList",
+    "SanityCheck",
     "Summary",
     "connect",
     "load_ipython_extension",

@@ -15,7 +15,7 @@ import grpc
 
 from layerlens import _export, _wire
 from layerlens._errors import LayerlensError
-from layerlens._results import Attribution, ModelInfo, ModelList, Summary
+from layerlens._results import Attribution, Comparison, Evaluation, ModelInfo, ModelList, SanityCheck, Summary
 from layerlens.v1 import explain_pb2, explain_pb2_grpc, models_pb2, models_pb2_grpc
 
 DEFAULT_ADDRESS = "http://127.0.0.1:7533"
@@ -232,10 +232,15 @@ class Client:
         **more_params,
     ):
         """Attribution of one output to the input(s) x; see Model.attribute()."""
+        request = self._attribute_request(
+            model, x, method, target, layer=layer, figure_format=figure_format, figure_method=figure_method,
+            figure_sign=figure_sign, params={**(params or {}), **more_params},
+        )
+        return Attribution.from_proto(self._call(self._explain.Attribute, request), _wire.tensor_to_array)
+
+    def _attribute_request(self, model, x, method, target, *, layer, figure_format, figure_method, figure_sign, params):
+        """The wire AttributeRequest shared by attribute, compare, evaluate and sanity_check."""
         handle = self.model(model)
-        # `params=` carries options whose Captum names clash with this signature
-        # (integrated gradients' `method`).
-        params = {**(params or {}), **more_params}
         inputs = list(x) if isinstance(x, (tuple, list)) else [x]
         if not inputs:
             raise ValueError("attribute needs at least one input")
@@ -258,7 +263,56 @@ class Client:
                 request.targets.extend(int(item) for item in listed)
             else:
                 request.target = int(target)
-        return Attribution.from_proto(self._call(self._explain.Attribute, request), _wire.tensor_to_array)
+        return request
+
+    def compare(self, model, x, methods, target=None, *, layer=None, figure_format="png", figure_method=None, figure_sign=None, **params):
+        """Several methods on one input; see Model.compare()."""
+        request = self._attribute_request(
+            model, x, "", target, layer=None, figure_format=figure_format, figure_method=figure_method,
+            figure_sign=figure_sign, params={},
+        )
+        specs = []
+        for entry in methods:
+            name, options = (entry, {}) if isinstance(entry, str) else (entry[0], dict(entry[1]))
+            shared = {key: value for key, value in params.items()}
+            text_params, tensor_params = _wire.split_params({**shared, **options})
+            is_layer = name in ("grad_cam", "layer_activation", "layer_gradient_x_activation")
+            specs.append(explain_pb2.MethodSpec(
+                method=name, params=text_params, tensor_params=tensor_params, layer=(layer or "") if is_layer else "",
+            ))
+        answer = self._call(self._explain.Compare, explain_pb2.CompareRequest(base=request, methods=specs))
+        return Comparison(
+            [Attribution.from_proto(item, _wire.tensor_to_array) for item in answer.attributions],
+            answer.figure if answer.HasField("figure") else None,
+        )
+
+    def evaluate(self, model, x, method="saliency", target=None, *, metrics=("infidelity", "sensitivity_max"), metric_params=None, layer=None, params=None, **more_params):
+        """Faithfulness metrics of an attribution; see Model.evaluate()."""
+        request = self._attribute_request(
+            model, x, method, target, layer=layer, figure_format=None, figure_method=None, figure_sign=None,
+            params={**(params or {}), **more_params},
+        )
+        answer = self._call(self._explain.Evaluate, explain_pb2.EvaluateRequest(
+            attribution=request, metrics=list(metrics), params=_wire.params_to_strings(metric_params or {}),
+        ))
+        return Evaluation(
+            Attribution.from_proto(answer.attribution, _wire.tensor_to_array),
+            list(answer.infidelity) or None,
+            list(answer.sensitivity_max) or None,
+        )
+
+    def sanity_check(self, model, x, method="saliency", target=None, *, seed=0, signed=False, figure_format="png", params=None, **more_params):
+        """Model-parameter randomisation test; see Model.sanity_check()."""
+        request = self._attribute_request(
+            model, x, method, target, layer=None, figure_format=figure_format, figure_method=None, figure_sign=None,
+            params={**(params or {}), **more_params},
+        )
+        answer = self._call(self._explain.SanityCheck, explain_pb2.SanityCheckRequest(attribution=request, seed=seed, signed=signed))
+        return SanityCheck(
+            Attribution.from_proto(answer.attribution, _wire.tensor_to_array),
+            [(step.layer, step.spearman, list(step.spearman_per_row)) for step in answer.steps],
+            answer.figure if answer.HasField("figure") else None,
+        )
 
 
 def common_figure_options(method, sign):
@@ -309,6 +363,22 @@ class Model:
     def __repr__(self):
         names = f", names={list(self.names)}" if self.names else ""
         return f"Model(id={self.id[:12]!r}{names})"
+
+    def compare(self, x, methods, target=None, **kwargs):
+        """Several methods on one input, side by side: methods is a list of names or of
+        (name, {options}) pairs; shared options go as keywords. Answers a Comparison
+        (`.attributions`, displays as the daemon's grid figure)."""
+        return self.client.compare(self, x, methods, target=target, **kwargs)
+
+    def evaluate(self, x, method="saliency", target=None, **kwargs):
+        """Captum's infidelity and sensitivity_max of an attribution, one value per row
+        (`metrics=`, `metric_params={"n_perturb_samples": 10, "seed": 0, ...}`)."""
+        return self.client.evaluate(self, x, method=method, target=target, **kwargs)
+
+    def sanity_check(self, x, method="saliency", target=None, **kwargs):
+        """Adebayo et al.'s parameter randomisation test: `.steps` lists (layer,
+        Spearman, per-row Spearman) from the output layer towards the input."""
+        return self.client.sanity_check(self, x, method=method, target=target, **kwargs)
 
     def __eq__(self, other):
         return isinstance(other, Model) and other.id == self.id

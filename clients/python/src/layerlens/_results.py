@@ -285,3 +285,75 @@ class Attribution:
 
     def __repr__(self):
         return f"Attribution(method={self.method!r}, targets={self.targets}, shape={tuple(self.values.shape)})"
+
+
+class _FigureDisplay:
+    """Inline display of a figure the daemon rendered (PNG or SVG)."""
+
+    def _set_figure(self, figure):
+        self.figure = figure.data if figure is not None and figure.data else None
+        self.figure_mime = figure.mime if figure is not None and figure.data else None
+        self.alt_text = figure.alt_text if figure is not None else ""
+
+    def _repr_png_(self):
+        return self.figure if self.figure_mime == "image/png" else None
+
+    def _repr_svg_(self):
+        return self.figure.decode("utf-8") if self.figure_mime == "image/svg+xml" else None
+
+
+class Comparison(_FigureDisplay):
+    """Several methods' attributions of one input; displays as a side-by-side grid."""
+
+    def __init__(self, attributions, figure=None):
+        self.attributions = attributions
+        self._set_figure(figure)
+
+    def __getitem__(self, method):
+        """The attribution of one method by name."""
+        for attribution in self.attributions:
+            if attribution.method == method:
+                return attribution
+        raise KeyError(method)
+
+    def __repr__(self):
+        return f"Comparison({[attribution.method for attribution in self.attributions]})"
+
+
+class Evaluation:
+    """Faithfulness of an attribution: per batch row, Captum's infidelity (lower is
+    better) and sensitivity_max (lower is more stable)."""
+
+    def __init__(self, attribution, infidelity=None, sensitivity_max=None):
+        self.attribution = attribution
+        self.infidelity = infidelity
+        self.sensitivity_max = sensitivity_max
+
+    def __repr__(self):
+        return f"Evaluation(method={self.attribution.method!r}, infidelity={self.infidelity}, sensitivity_max={self.sensitivity_max})"
+
+
+class SanityCheck(_FigureDisplay):
+    """The parameter randomisation test: `steps` is a list of (layer, Spearman mean,
+    Spearman per row), from the output layer towards the input."""
+
+    def __init__(self, attribution, steps, figure=None):
+        self.attribution = attribution
+        self.steps = steps
+        self._set_figure(figure)
+
+    @property
+    def spearman(self):
+        return [spearman for _, spearman, _ in self.steps]
+
+    def _repr_html_(self):
+        rows = "".join(
+            f"<tr><td>{html.escape(layer)}</td><td>{spearman:.3f}</td></tr>" for layer, spearman, _ in self.steps
+        )
+        return (
+            f"<table><thead><tr><th>randomised down to</th><th>Spearman ({html.escape(self.attribution.method)})</th>"
+            f"</tr></thead><tbody>{rows}</tbody></table>"
+        )
+
+    def __repr__(self):
+        return f"SanityCheck({[(layer, round(spearman, 3)) for layer, spearman, _ in self.steps]})"
