@@ -1,0 +1,157 @@
+"""Faithfulness metrics, the sanity check and method comparison, through the real daemon.
+
+infidelity and sensitivity_max are checked against Captum 0.9's own functions on the same
+TorchScript model and input, with the perturbations drawn from the same seeded torch
+generator (the daemon draws them as Captum's documented perturbation functions do). The
+sanity check (Adebayo et al. 2018) is checked on the trained digits CNN: attributions of
+a trained model must decorrelate as its layers are randomised from the output down.
+"""
+
+import numpy as np
+import pytest
+import torch
+from captum.attr import IntegratedGradients, Saliency
+from captum.metrics import infidelity, sensitivity_max
+
+import layerlens
+
+TARGETS = [1, 2, 3]
+
+
+@pytest.fixture(scope="module")
+def batch(digits_images):
+    return digits_images[:3]
+
+
+def close(actual, expected, what):
+    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    tolerance = 1e-5 * (1.0 + np.abs(expected).max())
+    assert np.abs(actual - expected).max() <= tolerance, f"{what}: daemon {actual} vs captum {expected}"
+
+
+def gaussian_perturbation(std):
+    """Captum's documented infidelity perturbation: Gaussian noise, input minus noise."""
+
+    def perturb(inputs):
+        noise = torch.empty_like(inputs).normal_(0.0, 1.0) * std
+        return noise, inputs - noise
+
+    return perturb
+
+
+@pytest.mark.parametrize(
+    "method, params, captum_attribution",
+    [
+        ("saliency", {}, lambda model, x: Saliency(model).attribute(x, target=TARGETS)),
+        (
+            "integrated_gradients",
+            {"n_steps": 16},
+            lambda model, x: IntegratedGradients(model).attribute(x, target=TARGETS, n_steps=16),
+        ),
+    ],
+)
+@pytest.mark.parametrize("normalize", [False, True])
+def test_infidelity_matches_captum(digits_model, digits_torchscript, batch, method, params, captum_attribution, normalize):
+    answer = digits_model.evaluate(
+        batch, method, TARGETS, metrics=["infidelity"],
+        metric_params={"seed": 11, "n_perturb_samples": 7, "noise_std": 0.01, "normalize": normalize}, **params,
+    )
+    x = torch.from_numpy(batch)
+    attribution = captum_attribution(digits_torchscript, x)
+    torch.manual_seed(11)
+    expected = infidelity(
+        digits_torchscript, gaussian_perturbation(0.01), x, attribution, target=TARGETS,
+        n_perturb_samples=7, normalize=normalize,
+    )
+    close(answer.infidelity, expected.numpy(), f"infidelity of {method} (normalize={normalize})")
+    assert answer.sensitivity_max is None
+
+
+def test_sensitivity_max_matches_captum(digits_model, digits_torchscript, batch):
+    answer = digits_model.evaluate(
+        batch, "saliency", TARGETS, metrics=["sensitivity_max"],
+        metric_params={"seed": 4, "n_perturb_samples": 5, "perturb_radius": 0.05},
+    )
+    torch.manual_seed(4)
+    expected = sensitivity_max(
+        Saliency(digits_torchscript).attribute, torch.from_numpy(batch), target=TARGETS,
+        n_perturb_samples=5, perturb_radius=0.05,
+    )
+    close(answer.sensitivity_max, expected.numpy(), "sensitivity_max of saliency")
+
+
+@pytest.mark.parametrize(
+    "metrics, metric_params, code, needle",
+    [
+        ([], {}, "INVALID_ARGUMENT", "no metric given"),
+        (["fidelity"], {}, "INVALID_ARGUMENT", "unknown metric 'fidelity'"),
+        (["infidelity"], {"n_perturb_samples": 0}, "INVALID_ARGUMENT", "n_perturb_samples=0"),
+        (["infidelity"], {"radius": 1}, "INVALID_ARGUMENT", "unknown parameter 'radius'"),
+    ],
+)
+def test_evaluate_bad_input(digits_model, batch, metrics, metric_params, code, needle):
+    with pytest.raises(layerlens.LayerlensError) as raised:
+        digits_model.evaluate(batch, "saliency", TARGETS, metrics=metrics, metric_params=metric_params)
+    assert raised.value.code == code
+    assert needle in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "method, params, signed",
+    [
+        ("saliency", {}, False),
+        # Integrated gradients multiplies by (input - baseline): the zero background of a
+        # digit is zero in every map, so ranks of |attribution| keep the digit's shape
+        # whatever the weights (Adebayo et al. report the same for gradient x input).
+        # Signed ranks show the decorrelation.
+        ("integrated_gradients", {"n_steps": 16}, True),
+    ],
+)
+def test_sanity_check_decorrelates_a_trained_model(digits_model, digits_images, method, params, signed):
+    answer = digits_model.sanity_check(digits_images[:8], method, target=None, seed=3, signed=signed, **params)
+    layers = [layer for layer, _, _ in answer.steps]
+    # Cascading from the output layer towards the input.
+    assert layers == ["classifier.3", "classifier.1", "features.2", "features.0"]
+    spearman = answer.spearman
+    assert all(len(per_row) == 8 for _, _, per_row in answer.steps)
+    assert spearman[-1] < 0.3, f"{method}: still correlated after randomising every layer: {spearman}"
+    # Randomising the same model twice with the same seed gives the same answer.
+    again = digits_model.sanity_check(digits_images[:8], method, target=None, seed=3, signed=signed, **params)
+    assert again.spearman == spearman
+    assert answer.figure_mime == "image/png" and answer.figure[:8] == b"\x89PNG\r\n\x1a\n"
+    # The resident model was not touched: its attribution is unchanged afterwards.
+    before = answer.attribution.values
+    after = digits_model.attribute(digits_images[:8], method, target=answer.attribution.targets, figure_format=None, **params).values
+    np.testing.assert_array_equal(before, after)
+
+
+def test_sanity_check_of_an_input_only_method_stays_correlated(client, fixtures_dir, digits_images):
+    """The control of the sanity check: a map dominated by the input (input x gradient
+    is zero wherever the digit is, whatever the weights) stays rank-correlated under
+    |.|, so the check can tell such maps from ones that explain the model."""
+    model = client.model("digits")
+    answer = model.sanity_check(digits_images[:4], "input_x_gradient", target=None, seed=1)
+    # input × gradient keeps the input's zero pattern: |ranks| stay correlated.
+    assert answer.spearman[-1] > 0.5, answer.spearman
+
+
+def test_compare_runs_each_method_with_its_options(digits_model, digits_torchscript, batch):
+    comparison = digits_model.compare(
+        batch[:1], ["saliency", ("integrated_gradients", {"n_steps": 8}), ("occlusion", {"sliding_window_shapes": (1, 2, 2)}), "grad_cam"],
+        target=4, layer="features.2",
+    )
+    assert [attribution.method for attribution in comparison.attributions] == ["saliency", "integrated_gradients", "occlusion", "grad_cam"]
+    x = torch.from_numpy(batch[:1])
+    close(comparison["saliency"].values, Saliency(digits_torchscript).attribute(x, target=4).numpy(), "saliency in a comparison")
+    close(
+        comparison["integrated_gradients"].values,
+        IntegratedGradients(digits_torchscript).attribute(x, target=4, n_steps=8).numpy(),
+        "integrated gradients in a comparison",
+    )
+    assert comparison["grad_cam"].values.shape == (1, 1, 8, 8)
+    assert comparison.figure_mime == "image/png"
+    width, height = np.frombuffer(comparison.figure[16:24], dtype=">u4")
+    assert width > 4 * height / 2, "input and four methods side by side"
+    with pytest.raises(layerlens.LayerlensError) as raised:
+        digits_model.compare(batch[:1], ["saliency", "occlusion"], target=4)
+    assert "sliding_window_shapes" in str(raised.value)
