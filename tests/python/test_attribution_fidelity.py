@@ -27,12 +27,11 @@ import dataclasses
 import importlib.util
 import re
 import sys
-import warnings
 
 import numpy as np
 import pytest
 import torch
-from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
+from captum.attr import NoiseTunnel, Saliency
 
 import layerlens
 from conftest import FIXTURE_SCRIPT, REPO_ROOT, load_torchscript
@@ -176,16 +175,12 @@ def output_gaps(model, targets, params):
     return at_inputs - at_baselines, float(max(np.abs(at_inputs).max(), np.abs(at_baselines).max()))
 
 
-def predicted_classes(model, inputs):
-    with torch.no_grad():
-        return model.torchscript(*model.tensors()).argmax(1).tolist()
-
-
 def resolved_targets(model, target):
     """One target per row, as the daemon must resolve `target` (None: the predicted class)."""
     batch = model.inputs[0].shape[0]
     if target is None:
-        return predicted_classes(model, model.inputs)
+        with torch.no_grad():
+            return model.torchscript(*model.tensors()).argmax(1).tolist()
     if isinstance(target, int):
         return [target] * batch
     return list(target)
@@ -201,8 +196,8 @@ class Case:
     method: str
     # An int for every row, a list with one per row, or None (the predicted class).
     target: object = None
-    # Keyword options of Model.attribute; a callable is called with the input arrays
-    # and its result sent (for arrays shaped after the inputs).
+    # Keyword options of Model.attribute: text and numbers under Captum's names, arrays
+    # for tensors, a tuple of arrays for one per input.
     params: dict = dataclasses.field(default_factory=dict)
     layer: str = None
 
@@ -221,8 +216,14 @@ def _quadrant_mask():
     return ((rows // 2) * 4 + cols // 2)[None].astype(np.float32)
 
 
-# Per-row targets differ from row to row wherever a list is given; the digits rows are
-# of classes 6, 9 and 3 (tests/fixtures/out/digits_test_labels.npy).
+def _six_by_six_quadrants():
+    """(1, 6, 6) feature ids 0..3: the four 3x3 quadrants of the two-input model's image."""
+    rows, cols = np.indices((6, 6))
+    return ((rows // 3) * 2 + cols // 3)[None].astype(np.float32)
+
+
+# Per-row targets differ from row to row wherever a list is given. The three digits are a
+# 7, a 6 and a 3, so DIGITS_TARGETS mixes other classes with the true one.
 DIGITS_TARGETS = [6, 9, 3]
 MLP_TARGETS = [0, 2, 1]
 TWO_INPUT_TARGETS = [3, 0, 1]
@@ -252,13 +253,13 @@ CASES = [
     Case("ig-digits-traced-uniform-baseline", "digits_traced", "integrated_gradients", DIGITS_TARGETS,
          {"n_steps": 10, "baselines": "uniform", "baseline_low": 0.0, "baseline_high": 0.5, "seed": 3}),
     Case("ig-mlp-riemann-right-row-baseline", "mlp", "integrated_gradients", MLP_TARGETS,
-         {"n_steps": 10, "method": "riemann_right", "baselines": lambda inputs: _normal((4,), 11, 0.3)}),
+         {"n_steps": 10, "method": "riemann_right", "baselines": _normal((4,), 11, 0.3)}),
     Case("ig-mlp-traced-riemann-middle-full-baseline", "mlp_traced", "integrated_gradients", MLP_TARGETS,
-         {"n_steps": 9, "method": "riemann_middle", "baselines": lambda inputs: _normal((3, 4), 12, 0.3)}),
+         {"n_steps": 9, "method": "riemann_middle", "baselines": _normal((3, 4), 12, 0.3)}),
     Case("ig-mlp-not-multiplied-by-inputs", "mlp", "integrated_gradients", 1,
          {"n_steps": 8, "multiply_by_inputs": False}),
     Case("ig-two-input-row-baselines", "two_input", "integrated_gradients", TWO_INPUT_TARGETS,
-         {"n_steps": 16, "baselines": lambda inputs: (_random((1, 6, 6), 13, 0.0, 0.2), _normal((3,), 14, 0.2))}),
+         {"n_steps": 16, "baselines": (_random((1, 6, 6), 13, 0.0, 0.2), _normal((3,), 14, 0.2))}),
     Case("ig-two-input-traced-uniform-trapezoid", "two_input_traced", "integrated_gradients", TWO_INPUT_TARGETS,
          {"n_steps": 6, "method": "riemann_trapezoid", "baselines": "uniform", "seed": 5}),
     # Noise tunnel with the daemon's seeded sampler or explicit noise.
@@ -280,31 +281,31 @@ CASES = [
     Case("smoothgrad-two-input-stdev-per-input", "two_input", "smoothgrad", TWO_INPUT_TARGETS,
          {"nt_samples": 4, "stdevs": "0.2,0.5", "abs": False, "seed": 13}),
     Case("smoothgrad-digits-explicit-noise", "digits", "smoothgrad", DIGITS_TARGETS,
-         {"nt_samples": 3, "noise": lambda inputs: _normal((9, 1, 8, 8), 15, 0.2)}),
+         {"nt_samples": 3, "noise": _normal((9, 1, 8, 8), 15, 0.2)}),
     Case("smoothgrad-sq-mlp-explicit-noise", "mlp", "smoothgrad_sq", MLP_TARGETS,
-         {"nt_samples": 2, "noise": lambda inputs: _normal((6, 4), 16, 0.5)}),
+         {"nt_samples": 2, "noise": _normal((6, 4), 16, 0.5)}),
     Case("vargrad-two-input-traced-explicit-noise", "two_input_traced", "vargrad", TWO_INPUT_TARGETS,
-         {"nt_samples": 3, "noise": lambda inputs: (_normal((9, 1, 6, 6), 17, 0.2), _normal((9, 3), 18, 0.5))}),
+         {"nt_samples": 3, "noise": (_normal((9, 1, 6, 6), 17, 0.2), _normal((9, 3), 18, 0.5))}),
     # GradientSHAP with explicit baseline draws and coefficients, noise seeded or explicit.
     Case("gradient-shap-digits", "digits", "gradient_shap", DIGITS_TARGETS,
-         {"baselines": lambda inputs: _random((4, 1, 8, 8), 19, 0.0, 0.3), "n_samples": 3,
+         {"baselines": _random((4, 1, 8, 8), 19, 0.0, 0.3), "n_samples": 3,
           "baseline_indices": np.array([0, 3, 1, 2, 2, 0, 3, 1, 0], dtype=np.float32),
-          "rand_coefficients": lambda inputs: _random((9,), 20)}),
+          "rand_coefficients": _random((9,), 20)}),
     Case("gradient-shap-mlp-traced-seeded-noise", "mlp_traced", "gradient_shap", MLP_TARGETS,
-         {"baselines": lambda inputs: _normal((5, 4), 21, 0.5), "n_samples": 4, "stdevs": 0.3, "seed": 22,
+         {"baselines": _normal((5, 4), 21, 0.5), "n_samples": 4, "stdevs": 0.3, "seed": 22,
           "baseline_indices": np.array([4, 0, 1, 1, 2, 3, 0, 4, 2, 2, 1, 0], dtype=np.float32),
-          "rand_coefficients": lambda inputs: _random((12,), 23)}),
+          "rand_coefficients": _random((12,), 23)}),
     Case("gradient-shap-digits-traced-explicit-noise", "digits_traced", "gradient_shap", None,
-         {"baselines": lambda inputs: _random((2, 1, 8, 8), 24, 0.0, 0.3), "n_samples": 2,
-          "noise": lambda inputs: _normal((6, 1, 8, 8), 25, 0.1),
+         {"baselines": _random((2, 1, 8, 8), 24, 0.0, 0.3), "n_samples": 2,
+          "noise": _normal((6, 1, 8, 8), 25, 0.1),
           "baseline_indices": np.array([1, 0, 0, 1, 1, 1], dtype=np.float32),
-          "rand_coefficients": lambda inputs: _random((6,), 26)}),
+          "rand_coefficients": _random((6,), 26)}),
     Case("gradient-shap-two-input-explicit-noise", "two_input", "gradient_shap", TWO_INPUT_TARGETS,
-         {"baselines": lambda inputs: (_random((3, 1, 6, 6), 27, 0.0, 0.3), _normal((3, 3), 28, 0.3)),
+         {"baselines": (_random((3, 1, 6, 6), 27, 0.0, 0.3), _normal((3, 3), 28, 0.3)),
           "n_samples": 2,
-          "noise": lambda inputs: (_normal((6, 1, 6, 6), 29, 0.1), _normal((6, 3), 30, 0.1)),
+          "noise": (_normal((6, 1, 6, 6), 29, 0.1), _normal((6, 3), 30, 0.1)),
           "baseline_indices": np.array([2, 0, 1, 1, 0, 2], dtype=np.float32),
-          "rand_coefficients": lambda inputs: _random((6,), 31)}),
+          "rand_coefficients": _random((6,), 31)}),
     # Occlusion: overlapping windows, strides that leave a cut window at the edge.
     Case("occlusion-digits", "digits", "occlusion", DIGITS_TARGETS, {"sliding_window_shapes": "1,3,3"}),
     Case("occlusion-digits-traced-uneven-strides", "digits_traced", "occlusion", DIGITS_TARGETS,
@@ -312,28 +313,24 @@ CASES = [
     Case("occlusion-digits-disjoint-windows", "digits", "occlusion", None,
          {"sliding_window_shapes": (1, 4, 4), "strides": 4}),
     Case("occlusion-mlp-array-baseline", "mlp", "occlusion", MLP_TARGETS,
-         {"sliding_window_shapes": "2", "baselines": lambda inputs: _normal((4,), 32, 0.5)}),
+         {"sliding_window_shapes": "2", "baselines": _normal((4,), 32, 0.5)}),
     Case("occlusion-two-input", "two_input", "occlusion", TWO_INPUT_TARGETS,
          {"sliding_window_shapes": "1,2,2", "sliding_window_shapes.1": "2", "strides": "1,2,2", "strides.1": 1}),
     # Feature ablation: default per-element features, shared and per-row masks.
     Case("feature-ablation-digits-predicted", "digits", "feature_ablation", None),
     Case("feature-ablation-digits-quadrants", "digits", "feature_ablation", DIGITS_TARGETS,
-         {"feature_mask": lambda inputs: _quadrant_mask(), "baselines": 0.3}),
+         {"feature_mask": _quadrant_mask(), "baselines": 0.3}),
     Case("feature-ablation-digits-traced-row-masks", "digits_traced", "feature_ablation", DIGITS_TARGETS,
-         {"feature_mask": lambda inputs: np.stack([_quadrant_mask(), _quadrant_mask() // 4, _quadrant_mask() % 3])}),
+         {"feature_mask": np.stack([_quadrant_mask(), _quadrant_mask() // 4, _quadrant_mask() % 3])}),
     Case("feature-ablation-mlp-array-baseline", "mlp", "feature_ablation", MLP_TARGETS,
-         {"feature_mask": np.array([0, 0, 1, 2], dtype=np.float32), "baselines": lambda inputs: _normal((4,), 33)}),
+         {"feature_mask": np.array([0, 0, 1, 2], dtype=np.float32), "baselines": _normal((4,), 33)}),
     Case("feature-ablation-two-input-default", "two_input", "feature_ablation", TWO_INPUT_TARGETS),
     Case("feature-ablation-two-input-traced-disjoint-ids", "two_input_traced", "feature_ablation", TWO_INPUT_TARGETS,
-         {"feature_mask": lambda inputs: (np.repeat(np.repeat(np.arange(4).reshape(1, 2, 2), 3, 1), 3, 2)
-                                          .astype(np.float32),
-                                          np.array([4, 5, 5], dtype=np.float32))}),
+         {"feature_mask": (_six_by_six_quadrants(), np.array([4, 5, 5], dtype=np.float32))}),
     # Captum 0.9 ablates a feature id in every input that holds it, at once
     # (FeatureAblation._attribute_with_cross_tensor_feature_masks).
     Case("feature-ablation-two-input-shared-ids", "two_input", "feature_ablation", TWO_INPUT_TARGETS,
-         {"feature_mask": lambda inputs: (np.repeat(np.repeat(np.arange(4).reshape(1, 2, 2), 3, 1), 3, 2)
-                                          .astype(np.float32),
-                                          np.array([0, 1, 1], dtype=np.float32))}),
+         {"feature_mask": (_six_by_six_quadrants(), np.array([0, 1, 1], dtype=np.float32))}),
     # Layer methods.
     Case("grad-cam-digits", "digits", "grad_cam", DIGITS_TARGETS, layer="features.2"),
     Case("grad-cam-digits-traced", "digits_traced", "grad_cam", DIGITS_TARGETS, layer="features.2"),
@@ -386,14 +383,10 @@ def attribute(model, x, method, target, layer, params):
     return Attribution.from_proto(client._call(client._explain.Attribute, request), _wire.tensor_to_array)
 
 
-def _resolved_params(case, inputs):
-    return {key: value(inputs) if callable(value) else value for key, value in case.params.items()}
-
-
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_attribution_matches_captum(models, case):
     model = models[case.model]
-    params = _resolved_params(case, model.inputs)
+    params = case.params
     x = model.inputs if len(model.inputs) > 1 else model.inputs[0]
     answer = attribute(model.handle, x, case.method, case.target, case.layer, params)
 

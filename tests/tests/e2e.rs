@@ -342,3 +342,105 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
+
+/// The attribution suite through the CLI: integrated gradients with a baseline file and
+/// a step count, a layer method, and the compare / evaluate / sanity-check commands,
+/// with Captum (run by tests/reference/captum_attribute.py) as the oracle.
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_attribution_suite_matches_captum() {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&work.path().join("store"), &[]);
+    let url = daemon.url.as_str();
+    let model_path = fixtures().join("digits_cnn.pt");
+    let model_text = model_path.to_str().unwrap();
+    let (ok, _, stderr) = cli(url, &["models", "add", model_text, "--name", "digits", "--input-shape", "1,1,8,8"]);
+    assert!(ok, "{stderr}");
+    let (input, shape, _) = digits_batch(work.path(), 2);
+    let input_text = input.to_str().unwrap();
+    let baseline = work.path().join("baseline.npy");
+    write_npy(&baseline, &shape, &vec![0.25; 128]);
+
+    let ig_out = work.path().join("ig.npy");
+    let (ok, stdout, stderr) = cli(
+        url,
+        &["--json", "attribute", "digits", "--input", input_text, "--method", "integrated_gradients", "--target", "3",
+          "--steps", "24", "--baseline", baseline.to_str().unwrap(), "--param", "method=riemann_trapezoid",
+          "--out", ig_out.to_str().unwrap()],
+    );
+    assert!(ok, "{stderr}");
+    let answer: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(answer["n_steps"], 24);
+    assert_eq!(answer["convergence_deltas"].as_array().unwrap().len(), 2);
+
+    let cam_out = work.path().join("cam.npy");
+    let (ok, stdout, stderr) = cli(
+        url,
+        &["--json", "attribute", "digits", "--input", input_text, "--method", "grad_cam", "--target", "3",
+          "--layer", "features.2", "--out", cam_out.to_str().unwrap(), "--figure", work.path().join("cam.png").to_str().unwrap()],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(serde_json::from_str::<Value>(&stdout).unwrap()["shape"], serde_json::json!([2, 1, 8, 8]));
+
+    let reference = work.path().join("reference");
+    std::fs::create_dir_all(&reference).unwrap();
+    let jobs = serde_json::json!([
+        {"model": model_path, "input": input, "method": "integrated_gradients", "target": 3,
+         "kwargs": {"n_steps": 24, "method": "riemann_trapezoid"}, "baseline": baseline, "out": reference.join("ig.npy")},
+        {"model": model_path, "input": input, "method": "grad_cam", "target": 3, "layer": "features.2",
+         "out": reference.join("cam.npy")},
+    ]);
+    run_reference("captum_attribute.py", &[&jobs.to_string()]);
+    for (label, ours, theirs) in [("integrated gradients", &ig_out, reference.join("ig.npy")), ("grad_cam", &cam_out, reference.join("cam.npy"))] {
+        let (our_shape, our_values) = read_npy(ours);
+        let (their_shape, their_values) = read_npy(&theirs);
+        assert_eq!(our_shape, their_shape, "{label}");
+        let scale = their_values.iter().fold(0.0f32, |max, value| max.max(value.abs()));
+        let difference = max_abs_diff(&our_values, &their_values);
+        assert!(difference <= TOLERANCE * (1.0 + scale), "{label}: max |daemon - captum| = {difference}");
+    }
+
+    let grid = work.path().join("grid.png");
+    let (ok, stdout, stderr) = cli(
+        url,
+        &["--json", "compare", "digits", "--input", input_text, "--target", "3", "--methods", "saliency,occlusion,grad_cam",
+          "--layer", "features.2", "--param", "occlusion.sliding_window_shapes=1,2,2", "--figure", grid.to_str().unwrap()],
+    );
+    assert!(ok, "{stderr}");
+    let compared: Value = serde_json::from_str(&stdout).unwrap();
+    let methods: Vec<&str> = compared["methods"].as_array().unwrap().iter().map(|row| row["method"].as_str().unwrap()).collect();
+    assert_eq!(methods, ["saliency", "occlusion", "grad_cam"]);
+    assert!(std::fs::read(&grid).unwrap().starts_with(b"\x89PNG\r\n\x1a\n"));
+
+    let (ok, stdout, stderr) = cli(
+        url,
+        &["--json", "evaluate", "digits", "--input", input_text, "--target", "3", "--method", "saliency",
+          "--metric", "infidelity", "--metric", "sensitivity_max", "--metric-param", "seed=2", "--metric-param", "n_perturb_samples=4"],
+    );
+    assert!(ok, "{stderr}");
+    let evaluated: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(evaluated["infidelity"].as_array().unwrap().len(), 2);
+    assert!(evaluated["sensitivity_max"].as_array().unwrap().iter().all(|value| value.as_f64().unwrap() >= 0.0));
+
+    let (ok, stdout, stderr) = cli(url, &["--json", "sanity-check", "digits", "--input", input_text, "--method", "saliency", "--seed", "1"]);
+    assert!(ok, "{stderr}");
+    let checked: Value = serde_json::from_str(&stdout).unwrap();
+    let layers: Vec<&str> = checked["steps"].as_array().unwrap().iter().map(|step| step["layer"].as_str().unwrap()).collect();
+    assert_eq!(layers, ["classifier.3", "classifier.1", "features.2", "features.0"]);
+
+    // Bad requests name the problem and leave the daemon serving.
+    for (args, needle) in [
+        (vec!["attribute", "digits", "--input", input_text, "--method", "integrated_gradients", "--steps", "0"], "n_steps=0"),
+        (vec!["attribute", "digits", "--input", input_text, "--method", "grad_cam"], "needs a layer"),
+        (vec!["attribute", "digits", "--input", input_text, "--method", "grad_cam", "--layer", "features.7"], "layer 'features.7' not found"),
+        (vec!["attribute", "digits", "--input", input_text, "--method", "occlusion"], "sliding_window_shapes"),
+        (vec!["attribute", "digits", "--input", input_text, "--method", "nope"], "available: saliency"),
+        (vec!["attribute", "digits", "--input", input_text, "--method", "saliency", "--targets", "1,2,3"], "3 targets were given for a batch of 2"),
+    ] {
+        let (ok, _, stderr) = cli(url, &args);
+        assert!(!ok, "{args:?} should fail");
+        assert!(stderr.contains(needle), "{args:?}: '{stderr}' does not mention '{needle}'");
+    }
+    let (ok, _, stderr) = cli(url, &["attribute", "digits", "--input", input_text, "--method", "saliency"]);
+    assert!(ok, "{stderr}");
+    assert!(daemon.stop());
+}

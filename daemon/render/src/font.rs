@@ -4,7 +4,7 @@
 //! measured here also fit the SVG text where the font is installed.
 
 use crate::RenderError;
-use ab_glyph::{point, Font, FontRef, PxScale, ScaleFont};
+use ab_glyph::{point, Font, FontRef, Outline, OutlineCurve, OutlinedGlyph, PxScale, ScaleFont};
 use std::sync::OnceLock;
 
 /// CSS font list for SVG text.
@@ -45,24 +45,65 @@ pub(crate) fn text_width(text: &str, size: f32) -> f32 {
     width
 }
 
-/// Rasterises `text` at a CSS font size of `size` pixels with its baseline starting at
-/// (`x`, `baseline`), calling
-/// `plot(x, y, coverage)` for every touched pixel.
-pub(crate) fn draw_text(text: &str, size: f32, x: f32, baseline: f32, mut plot: impl FnMut(i32, i32, f32)) -> Result<(), RenderError> {
+/// Rasterises `text` at a CSS font size of `size` pixels, calling `plot(x, y, coverage)`
+/// for every touched pixel. The baseline starts `along` pixels from (`x`, `baseline`)
+/// (negative: before it, as for right-aligned text) and the whole line is turned by
+/// `rotation` degrees clockwise about (`x`, `baseline`), as SVG's `rotate(rotation x y)`.
+/// Rotated glyphs are rasterised from their turned outlines, so they stay as sharp as
+/// upright ones.
+pub(crate) fn draw_text(
+    text: &str,
+    size: f32,
+    (x, baseline): (f32, f32),
+    along: f32,
+    rotation: f32,
+    mut plot: impl FnMut(i32, i32, f32),
+) -> Result<(), RenderError> {
     let font = font()?;
     let scale = css_scale(font, size);
     let scaled = font.as_scaled(scale);
-    let mut caret = x;
+    let (sin, cos) = rotation.to_radians().sin_cos();
+    // Screen coordinates grow downwards and font units upwards: a clockwise turn on
+    // screen is a counter-clockwise one in font units.
+    let turn = |p: ab_glyph::Point| point(p.x * cos + p.y * sin, -p.x * sin + p.y * cos);
+    let mut caret = along;
     let mut previous = None;
     for character in text.chars() {
         let id = scaled.glyph_id(character);
         if let Some(previous) = previous {
             caret += scaled.kern(previous, id);
         }
-        let glyph = id.with_scale_and_position(scale, point(caret, baseline));
+        let glyph = id.with_scale_and_position(scale, point(x + caret * cos, baseline + caret * sin));
         caret += scaled.h_advance(id);
         previous = Some(id);
-        if let Some(outlined) = font.outline_glyph(glyph) {
+        let outlined = if rotation == 0.0 {
+            font.outline_glyph(glyph)
+        } else {
+            font.outline(id).map(|outline| {
+                let corners = [
+                    outline.bounds.min,
+                    outline.bounds.max,
+                    point(outline.bounds.min.x, outline.bounds.max.y),
+                    point(outline.bounds.max.x, outline.bounds.min.y),
+                ]
+                .map(turn);
+                let bounds = ab_glyph::Rect {
+                    min: point(corners.iter().map(|p| p.x).fold(f32::MAX, f32::min), corners.iter().map(|p| p.y).fold(f32::MAX, f32::min)),
+                    max: point(corners.iter().map(|p| p.x).fold(f32::MIN, f32::max), corners.iter().map(|p| p.y).fold(f32::MIN, f32::max)),
+                };
+                let curves = outline
+                    .curves
+                    .iter()
+                    .map(|curve| match *curve {
+                        OutlineCurve::Line(a, b) => OutlineCurve::Line(turn(a), turn(b)),
+                        OutlineCurve::Quad(a, b, c) => OutlineCurve::Quad(turn(a), turn(b), turn(c)),
+                        OutlineCurve::Cubic(a, b, c, d) => OutlineCurve::Cubic(turn(a), turn(b), turn(c), turn(d)),
+                    })
+                    .collect();
+                OutlinedGlyph::new(glyph, Outline { bounds, curves }, scaled.scale_factor())
+            })
+        };
+        if let Some(outlined) = outlined {
             let bounds = outlined.px_bounds();
             outlined.draw(|gx, gy, coverage| plot(bounds.min.x as i32 + gx as i32, bounds.min.y as i32 + gy as i32, coverage));
         }
@@ -80,7 +121,7 @@ mod tests {
         let wide = text_width("WW", 12.0);
         assert!(narrow > 0.0 && wide > 2.0 * narrow, "{narrow} {wide}");
         let mut touched = 0;
-        draw_text("saliency", 14.0, 0.0, 14.0, |_, _, coverage| touched += (coverage > 0.5) as usize).unwrap();
+        draw_text("saliency", 14.0, (0.0, 14.0), 0.0, 0.0, |_, _, coverage| touched += (coverage > 0.5) as usize).unwrap();
         assert!(touched > 40, "{touched} pixels drawn");
     }
 }

@@ -95,25 +95,29 @@ fn colour_bar(scale: ColourScale, width: f32) -> Scene {
     scene
 }
 
-/// Panels side by side, tops aligned, under a title line; each panel is recorded with
-/// its title in the figure's `panels`.
+/// Panels side by side, tops aligned, under a title line (the subtitle in grey after
+/// the title, none when empty); each panel is recorded with its title in the figure's
+/// `panels`.
 pub(crate) fn compose(title: &str, subtitle: &str, panels: Vec<(String, Scene)>) -> Scene {
     let title_width = text_width(title, TITLE_FONT);
-    let heading_width = title_width + 12.0 + text_width(subtitle, SUBTITLE_FONT);
+    let heading_width = if subtitle.is_empty() { title_width } else { title_width + 12.0 + text_width(subtitle, SUBTITLE_FONT) };
     let panels_width: f32 = panels.iter().map(|(_, panel)| panel.width).sum::<f32>() + PANEL_GAP * panels.len().saturating_sub(1) as f32;
     let panels_height = panels.iter().map(|(_, panel)| panel.height).fold(0.0, f32::max);
     let width = (2.0 * MARGIN + panels_width.max(heading_width)).ceil();
     let height = (2.0 * MARGIN + TITLE_HEIGHT + panels_height).ceil();
     let mut scene = Scene::new(width, height);
     scene.text(MARGIN, MARGIN + 15.0, title, TITLE_FONT, Anchor::Start);
-    scene.push(Element::Text {
-        x: MARGIN + title_width + 12.0,
-        y: MARGIN + 15.0,
-        text: subtitle.to_string(),
-        size: SUBTITLE_FONT,
-        anchor: Anchor::Start,
-        colour: AXIS,
-    });
+    if !subtitle.is_empty() {
+        scene.push(Element::Text {
+            x: MARGIN + title_width + 12.0,
+            y: MARGIN + 15.0,
+            text: subtitle.to_string(),
+            size: SUBTITLE_FONT,
+            anchor: Anchor::Start,
+            colour: AXIS,
+            rotation: 0.0,
+        });
+    }
     let mut x = MARGIN;
     let y = MARGIN + TITLE_HEIGHT;
     for (panel_title, panel) in panels {

@@ -22,21 +22,26 @@ pub(crate) fn rasterise(scene: &Scene) -> Result<RgbaImage, RenderError> {
                     }
                 }
             }
-            Element::Line { from, to, colour, width } => stroke(&mut canvas, &[*from, *to], *colour, *width),
+            Element::Line { from, to, colour, width, dash: None } => stroke(&mut canvas, &[*from, *to], *colour, *width),
+            Element::Line { from, to, colour, width, dash: Some(dash) } => {
+                for (start, end) in dashes(*from, *to, *dash) {
+                    stroke(&mut canvas, &[start, end], *colour, *width);
+                }
+            }
             Element::Polyline { points, colour, width } => stroke(&mut canvas, points, *colour, *width),
             Element::Circle { centre, radius, fill } => {
                 cover(&mut canvas, (centre.0 - radius, centre.1 - radius, centre.0 + radius, centre.1 + radius), *fill, |px, py| {
                     radius + 0.5 - ((px - centre.0).powi(2) + (py - centre.1).powi(2)).sqrt()
                 })
             }
-            Element::Text { x, y, text, size, anchor, colour } => {
+            Element::Text { x, y, text, size, anchor, colour, rotation } => {
                 let width = crate::font::text_width(text, *size);
-                let start = match anchor {
-                    Anchor::Start => *x,
-                    Anchor::Middle => x - width / 2.0,
-                    Anchor::End => x - width,
+                let along = match anchor {
+                    Anchor::Start => 0.0,
+                    Anchor::Middle => -width / 2.0,
+                    Anchor::End => -width,
                 };
-                draw_text(text, *size, start, *y, |px, py, coverage| blend(&mut canvas, px, py, *colour, coverage))?;
+                draw_text(text, *size, (*x, *y), along, *rotation, |px, py, coverage| blend(&mut canvas, px, py, *colour, coverage))?;
             }
             Element::Image { x, y, image, .. } => {
                 let (x0, y0) = (x.round() as i64, y.round() as i64);
@@ -63,6 +68,23 @@ pub(crate) fn encode_png(picture: &RgbaImage) -> Result<Vec<u8>, RenderError> {
     };
     result.map_err(|error| RenderError::Encoding(error.to_string()))?;
     Ok(bytes.into_inner())
+}
+
+/// The dashes of a dashed line from `from` to `to`: `dash` long, `dash` apart, the
+/// first starting at `from`, the last cut short at `to` (as SVG's `stroke-dasharray`).
+fn dashes(from: (f32, f32), to: (f32, f32), dash: f32) -> Vec<((f32, f32), (f32, f32))> {
+    let length = ((to.0 - from.0).powi(2) + (to.1 - from.1).powi(2)).sqrt();
+    if dash <= 0.0 || length == 0.0 {
+        return vec![(from, to)];
+    }
+    let at = |distance: f32| (from.0 + (to.0 - from.0) * distance / length, from.1 + (to.1 - from.1) * distance / length);
+    let mut pieces = Vec::new();
+    let mut start = 0.0;
+    while start < length {
+        pieces.push((at(start), at((start + dash).min(length))));
+        start += 2.0 * dash;
+    }
+    pieces
 }
 
 /// A line of `width` pixels through `points`. Each segment only visits the pixels

@@ -34,10 +34,11 @@ pub(crate) fn to_svg(scene: &Scene, alt_text: &str) -> Result<String, RenderErro
                     hex(*fill)
                 );
             }
-            Element::Line { from, to, colour, width } => {
+            Element::Line { from, to, colour, width, dash } => {
+                let dash = dash.map(|dash| format!(" stroke-dasharray=\"{}\"", number(dash))).unwrap_or_default();
                 let _ = write!(
                     svg,
-                    "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"{}\"/>",
+                    "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"{}\"{dash}/>",
                     number(from.0),
                     number(from.1),
                     number(to.0),
@@ -66,15 +67,20 @@ pub(crate) fn to_svg(scene: &Scene, alt_text: &str) -> Result<String, RenderErro
                     hex(*fill)
                 );
             }
-            Element::Text { x, y, text, size, anchor, colour } => {
+            Element::Text { x, y, text, size, anchor, colour, rotation } => {
                 let anchor = match anchor {
                     Anchor::Start => "start",
                     Anchor::Middle => "middle",
                     Anchor::End => "end",
                 };
+                let transform = if *rotation == 0.0 {
+                    String::new()
+                } else {
+                    format!(" transform=\"rotate({} {} {})\"", number(*rotation), number(*x), number(*y))
+                };
                 let _ = write!(
                     svg,
-                    "<text x=\"{}\" y=\"{}\" font-size=\"{}\" text-anchor=\"{anchor}\" fill=\"{}\">{}</text>",
+                    "<text x=\"{}\" y=\"{}\" font-size=\"{}\" text-anchor=\"{anchor}\" fill=\"{}\"{transform}>{}</text>",
                     number(*x),
                     number(*y),
                     number(*size),
