@@ -428,7 +428,8 @@ AUTO_CASES = [
     ("digits", DIGITS_TARGETS, {"n_steps": "auto"}),
     # Captum's trapezoid weights sum to (n - 1) / n, so its error shrinks only as 1 / n.
     ("digits_traced", 2, {"n_steps": "auto", "tolerance": 0.02, "method": "riemann_trapezoid", "baselines": 0.2}),
-    ("two_input", TWO_INPUT_TARGETS, {"n_steps": "auto", "tolerance": 0.001, "method": "riemann_left"}),
+    # Targets whose F(x) - F(0) is not near 0, which would make any relative error huge.
+    ("two_input", [2, 0, 1], {"n_steps": "auto", "tolerance": 0.005, "method": "riemann_left"}),
     # A tolerance no step count meets: max_steps ends the doubling.
     ("mlp", MLP_TARGETS, {"n_steps": "auto", "tolerance": 1e-12, "max_steps": 16, "method": "riemann_right"}),
 ]
@@ -442,7 +443,9 @@ def _relative_completeness_error(model, targets, params, n_steps):
     return attributions, deltas, float(np.max(np.abs(deltas) / np.maximum(np.abs(gaps), 1e-12)))
 
 
-@pytest.mark.parametrize("key, target, params", AUTO_CASES, ids=[f"{case[0]}-{case[2].get('method', 'gausslegendre')}" for case in AUTO_CASES])
+@pytest.mark.parametrize(
+    "key, target, params", AUTO_CASES, ids=[f"{key}-{params.get('method', 'gausslegendre')}" for key, _, params in AUTO_CASES]
+)
 def test_integrated_gradients_auto_steps_double_until_the_tolerance(models, key, target, params):
     model = models[key]
     answer = attribute(model.handle, model.inputs if len(model.inputs) > 1 else model.inputs[0],
@@ -460,7 +463,8 @@ def test_integrated_gradients_auto_steps_double_until_the_tolerance(models, key,
     if n_steps < max_steps:
         assert error <= tolerance, f"stopped at {n_steps} steps with relative error {error:.3g} > {tolerance}"
     else:
-        assert "max_steps" not in params or error > tolerance, "the capped case must not meet its tolerance"
+        # Only the case with a low max_steps is meant to end at the cap, short of its tolerance.
+        assert "max_steps" in params and error > tolerance, f"ended at max_steps {max_steps}, relative error {error:.3g}"
     # The daemon starts at 4 (Gauss-Legendre) or 8 (Riemann) steps and doubles; past
     # the start, the count before must have missed the tolerance.
     start = 4 if params.get("method", "gausslegendre") == "gausslegendre" else 8

@@ -155,3 +155,26 @@ def test_compare_runs_each_method_with_its_options(digits_model, digits_torchscr
     with pytest.raises(layerlens.LayerlensError) as raised:
         digits_model.compare(batch[:1], ["saliency", "occlusion"], target=4)
     assert "sliding_window_shapes" in str(raised.value)
+
+
+@pytest.mark.parametrize("rule", ["gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right"])
+def test_adaptive_integrated_gradients(digits_model, digits_torchscript, batch, rule):
+    """n_steps="auto" stops once max |delta| / |F(x) - F(baseline)| is within tolerance,
+    and its answer is the fixed-step rule's answer at the step count it settled on (the
+    nested Riemann rules reuse earlier gradients, which must not change the result)."""
+    tolerance = 0.02
+    adaptive = digits_model.attribute(
+        batch, "integrated_gradients", TARGETS, n_steps="auto", tolerance=tolerance, figure_format=None, params={"method": rule},
+    )
+    x = torch.from_numpy(batch)
+    with torch.no_grad():
+        outputs = digits_torchscript(x)[range(3), TARGETS] - digits_torchscript(torch.zeros_like(x))[range(3), TARGETS]
+    relative = np.abs(adaptive.convergence_deltas) / np.abs(outputs.numpy())
+    assert relative.max() <= tolerance, relative
+    expected = IntegratedGradients(digits_torchscript).attribute(x, target=TARGETS, n_steps=adaptive.n_steps, method=rule)
+    close(adaptive.values, expected.numpy(), f"adaptive {rule} at {adaptive.n_steps} steps")
+    fixed = digits_model.attribute(batch, "integrated_gradients", TARGETS, n_steps=adaptive.n_steps, figure_format=None, params={"method": rule})
+    if rule != "gausslegendre":
+        # Reuse: the adaptive run evaluated about as many rows as one fixed run at its
+        # final step count (plus the forward passes of each round's delta), not their sum.
+        assert adaptive.n_passes < 1.3 * fixed.n_passes, (adaptive.n_passes, fixed.n_passes)

@@ -194,7 +194,7 @@ def forced_normal(noises):
         assert queue, "Captum drew more noise tensors than were given"
         noise = queue.pop(0)
         assert tuple(noise.shape) == tuple(std.shape), f"noise {tuple(noise.shape)} for a draw of {tuple(std.shape)}"
-        return noise.to(std.dtype) * 1.001 + mean
+        return noise.to(std.dtype) + mean
 
     with mock.patch.object(torch, "normal", normal):
         yield
@@ -208,7 +208,7 @@ def forced_numpy_draws(baseline_indices, rand_coefficients):
     set for all inputs) and its interpolation coefficients."""
 
     def choice(count, size, *args, **kwargs):
-        indices = np.asarray(baseline_indices).astype(np.int64)[::-1].copy()
+        indices = np.asarray(baseline_indices).astype(np.int64)
         assert size == len(indices), f"Captum drew {size} baseline indices, {len(indices)} were given"
         assert indices.min() >= 0 and indices.max() < count
         return indices
@@ -216,7 +216,7 @@ def forced_numpy_draws(baseline_indices, rand_coefficients):
     def uniform(low, high, size, *args, **kwargs):
         coefficients = np.asarray(rand_coefficients, dtype=np.float64)
         assert (low, high, size) == (0.0, 1.0, len(coefficients)), (low, high, size)
-        return coefficients * 0.99
+        return coefficients
 
     patches = contextlib.ExitStack()
     if baseline_indices is not None:
@@ -262,7 +262,7 @@ def _noise_tunnel(method, model, inputs, targets, params):
     seed = params.get("seed")
     with _seeded_or_forced(params, len(inputs), needs_torch_draws=True):
         if seed is not None:
-            torch.manual_seed(int(seed) + 1)
+            torch.manual_seed(int(seed))
         base, kwargs = _base_method(model, params)
         if kwargs is None:
             # Integrated gradients' uniform baselines are drawn after the seed, before
@@ -341,7 +341,7 @@ def _layer_method(method, eager_model, inputs, targets, params, layer):
         value = LayerGradCam(eager_model, module).attribute(
             inputs,
             target=targets,
-            relu_attributions=_bool(params.get("relu_attributions"), True),
+            relu_attributions=_bool(params.get("relu_attributions"), False),
             attr_dim_summation=_bool(params.get("attr_dim_summation"), True),
         )
     elif method == "layer_activation":

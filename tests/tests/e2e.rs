@@ -444,3 +444,42 @@ async fn cli_attribution_suite_matches_captum() {
     assert!(ok, "{stderr}");
     assert!(daemon.stop());
 }
+
+/// Passes are chunked to the memory budget; a budget of one byte forces one row per
+/// pass, and the answer must equal the one computed in a single pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn chunked_passes_give_the_unchunked_answer() {
+    let work = tempfile::tempdir().unwrap();
+    let roomy = Daemon::start(&work.path().join("roomy"), &[]);
+    let tight = Daemon::start(&work.path().join("tight"), &["--pass-budget-bytes", "1"]);
+    let (_, shape, values) = digits_batch(work.path(), 3);
+    let mut answers = Vec::new();
+    for daemon in [&roomy, &tight] {
+        let client = Client::connect(&daemon.url, None).await.unwrap();
+        client.upload_file(&fixtures().join("digits_cnn.pt"), Some("digits"), &[]).await.unwrap();
+        let mut per_method = Vec::new();
+        for (method, params) in [
+            ("integrated_gradients", vec![("n_steps", "12")]),
+            ("smoothgrad", vec![("nt_samples", "4"), ("seed", "9"), ("stdevs", "0.1")]),
+            ("occlusion", vec![("sliding_window_shapes", "1,3,3"), ("strides", "1,2,2")]),
+        ] {
+            let mut request = saliency_request("digits", &shape, &values, Some(5));
+            request.method = method.to_string();
+            request.figure_format = proto::FigureFormat::None as i32;
+            request.params = params.into_iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
+            per_method.push(client.attribute(request).await.unwrap());
+        }
+        answers.push(per_method);
+    }
+    for (roomy_answer, tight_answer) in answers[0].iter().zip(&answers[1]) {
+        let label = &roomy_answer.method;
+        assert!(tight_answer.n_chunks > roomy_answer.n_chunks, "{label}: {} vs {} chunks", tight_answer.n_chunks, roomy_answer.n_chunks);
+        assert_eq!(tight_answer.n_passes, roomy_answer.n_passes, "{label}: the same rows were evaluated");
+        let difference = max_abs_diff(
+            &roomy_answer.attribution.as_ref().unwrap().to_f32().unwrap(),
+            &tight_answer.attribution.as_ref().unwrap().to_f32().unwrap(),
+        );
+        assert!(difference <= 1e-5, "{label}: chunked and unchunked differ by {difference}");
+    }
+    assert!(roomy.stop() && tight.stop());
+}

@@ -64,7 +64,7 @@ pub fn method_grid(
     encode(&scene, format, alt_text)
 }
 
-fn encode(scene: &Scene, format: Format, alt_text: String) -> Result<Figure, RenderError> {
+pub(crate) fn encode(scene: &Scene, format: Format, alt_text: String) -> Result<Figure, RenderError> {
     match format {
         Format::Png => Ok(Figure { mime: "image/png".to_string(), data: encode_png(&rasterise(scene)?)?, alt_text }),
         Format::Svg => Ok(Figure { mime: "image/svg+xml".to_string(), data: to_svg(scene, &alt_text)?.into_bytes(), alt_text }),

@@ -87,9 +87,10 @@ pub(crate) fn draw_text(
                     point(outline.bounds.max.x, outline.bounds.min.y),
                 ]
                 .map(turn);
+                // ab_glyph keeps the top (the largest y in font units) in `min.y`.
                 let bounds = ab_glyph::Rect {
-                    min: point(corners.iter().map(|p| p.x).fold(f32::MAX, f32::min), corners.iter().map(|p| p.y).fold(f32::MAX, f32::min)),
-                    max: point(corners.iter().map(|p| p.x).fold(f32::MIN, f32::max), corners.iter().map(|p| p.y).fold(f32::MIN, f32::max)),
+                    min: point(corners.iter().map(|p| p.x).fold(f32::MAX, f32::min), corners.iter().map(|p| p.y).fold(f32::MIN, f32::max)),
+                    max: point(corners.iter().map(|p| p.x).fold(f32::MIN, f32::max), corners.iter().map(|p| p.y).fold(f32::MAX, f32::min)),
                 };
                 let curves = outline
                     .curves

@@ -39,11 +39,13 @@ mod panel;
 mod plane;
 mod raster;
 mod scene;
+mod step_chart;
 mod svg;
 mod table;
 
 pub use figure::{attribution_figure, method_grid, AttributionFigure, GridPanel, MAX_BAR_FEATURES};
 pub use options::{FigureOptions, Sign, VisualMethod};
+pub use step_chart::{step_chart, ChartSeries};
 pub use table::{summary_table_svg, TableRow};
 
 /// A rendered figure.

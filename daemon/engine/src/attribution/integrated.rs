@@ -59,7 +59,10 @@ pub fn integrated_gradients_on(context: &mut Context<'_>, inputs: &[Tensor], bas
         let at_baselines = forward_selected(context.model, &mut context.chunking, baselines, targets)?;
         to_f64(&(at_inputs - at_baselines))?
     };
-    let mut n_steps = if rule == "gausslegendre" { 4 } else { 8 }.min(max_steps);
+    if matches!(rule, "riemann_left" | "riemann_right" | "riemann_trapezoid") {
+        return nested_adaptive(context, inputs, baselines, &differences, targets, rule, tolerance, max_steps, &gaps, multiply_by_inputs);
+    }
+    let mut n_steps = 4.min(max_steps);
     loop {
         let total = summed_gradients(context, inputs, baselines, &differences, targets, rule, n_steps)?;
         let (values, deltas) = finish(context, total)?;
@@ -86,6 +89,20 @@ fn summed_gradients(
     n_steps: i64,
 ) -> Result<Vec<Tensor>> {
     let (alphas, weights) = quadrature(rule, n_steps as usize);
+    weighted_gradient_sum(context, inputs, baselines, differences, targets, &alphas, &weights)
+}
+
+/// Σ_s weights[s] · ∂F/∂x at baseline + alphas[s] (input - baseline), per input.
+fn weighted_gradient_sum(
+    context: &mut Context<'_>,
+    inputs: &[Tensor],
+    baselines: &[Tensor],
+    differences: &[Tensor],
+    targets: &[i64],
+    alphas: &[f64],
+    weights: &[f64],
+) -> Result<Vec<Tensor>> {
+    let n_steps = alphas.len() as i64;
     let batch = inputs[0].size()[0] as usize;
     // Virtual rows are step-major: row r is example r % batch at step r / batch,
     // and its target is that example's (Captum's `_expand_target`).
@@ -138,6 +155,62 @@ fn summed_gradients(
         },
     )?;
     Ok(totals)
+}
+
+/// Adaptive steps for the Riemann rules whose nodes nest when the step count grows
+/// (left and right: n → 2n; Captum's trapezoid, nodes k/(n-1): n → 2n-1): each round
+/// evaluates only the new nodes and reuses the running sum of all gradients so far.
+/// The result equals the fixed-step rule at the final step count.
+#[allow(clippy::too_many_arguments)]
+fn nested_adaptive(
+    context: &mut Context<'_>,
+    inputs: &[Tensor],
+    baselines: &[Tensor],
+    differences: &[Tensor],
+    targets: &[i64],
+    rule: &str,
+    tolerance: f64,
+    max_steps: i64,
+    gaps: &[f64],
+    multiply_by_inputs: bool,
+) -> Result<MethodResult> {
+    let trapezoid = rule == "riemann_trapezoid";
+    let mut n = if trapezoid { 9 } else { 8 };
+    // Nodes of the first round, from Captum's rule itself.
+    let (first_alphas, _) = quadrature(rule, n as usize);
+    let ones = |count: usize| vec![1.0; count];
+    let mut sums = weighted_gradient_sum(context, inputs, baselines, differences, targets, &first_alphas, &ones(first_alphas.len()))?;
+    // The trapezoid halves the weights of its two end nodes, 0 and 1.
+    let ends = if trapezoid { Some(weighted_gradient_sum(context, inputs, baselines, differences, targets, &[0.0, 1.0], &[1.0, 1.0])?) } else { None };
+    loop {
+        let totals: Vec<Tensor> = sums
+            .iter()
+            .enumerate()
+            .map(|(index, sum)| match &ends {
+                Some(ends) => sum / n as f64 - &ends[index] / (2.0 * n as f64),
+                None => sum / n as f64,
+            })
+            .collect();
+        let values: Vec<Tensor> =
+            if multiply_by_inputs { totals.iter().zip(differences).map(|(total, difference)| total * difference).collect() } else { totals };
+        let deltas = convergence_deltas(context, &values, inputs, baselines, targets)?;
+        let relative_error = deltas.iter().zip(gaps).map(|(delta, gap)| delta.abs() / gap.abs().max(1e-12)).fold(0.0, f64::max);
+        let next = if trapezoid { 2 * n - 1 } else { 2 * n };
+        if relative_error <= tolerance || next > max_steps {
+            return Ok(MethodResult { values, convergence_deltas: deltas, n_steps: Some(n as u32), figure_values: None });
+        }
+        // The new nodes: odd multiples of half the current spacing.
+        let new_alphas: Vec<f64> = if trapezoid {
+            (0..n - 1).map(|k| (2 * k + 1) as f64 / (2 * (n - 1)) as f64).collect()
+        } else {
+            (0..n).map(|k| (2 * k + 1) as f64 / (2 * n) as f64).collect()
+        };
+        let added = weighted_gradient_sum(context, inputs, baselines, differences, targets, &new_alphas, &ones(new_alphas.len()))?;
+        for (sum, extra) in sums.iter_mut().zip(added) {
+            *sum += extra;
+        }
+        n = next;
+    }
 }
 
 /// Captum's `compute_convergence_delta`: per row, the sum of all attributions minus
