@@ -19,10 +19,18 @@ pub fn model_info(record: &ModelRecord, resident: bool) -> proto::ModelInfo {
     }
 }
 
-/// A float32 wire tensor as a host tensor; `what` names it in errors.
+/// A float32 (or, for token ids, int64) wire tensor as a host tensor; `what` names it
+/// in errors.
 pub fn host_tensor(tensor: &proto::Tensor, what: &str) -> ApiResult<HostTensor> {
+    if tensor.dtype() == proto::Dtype::Int64 {
+        let values = tensor.to_i64().map_err(|error| ApiError::bad_input(format!("{what}: {error}")))?;
+        if let Some(bad) = values.iter().find(|value| value.unsigned_abs() >= 1 << 24) {
+            return Err(ApiError::bad_input(format!("{what}: integer value {bad} is too large; ids must be below 2^24")));
+        }
+        return Ok(HostTensor { shape: tensor.shape.clone(), values: values.iter().map(|&value| value as f32).collect(), integer: true });
+    }
     let values = tensor.to_f32().map_err(|error| ApiError::bad_input(format!("{what}: {error}")))?;
-    Ok(HostTensor { shape: tensor.shape.clone(), values })
+    Ok(HostTensor { shape: tensor.shape.clone(), values, integer: false })
 }
 
 pub fn attribution_request(request: &proto::AttributeRequest) -> ApiResult<AttributionRequest> {

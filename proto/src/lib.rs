@@ -67,6 +67,19 @@ impl Tensor {
         Ok(self.shape.iter().map(|&dim| dim as usize).product())
     }
 
+    /// Row-major int64 values; the dtype must be int64 and the byte length must match.
+    pub fn to_i64(&self) -> Result<Vec<i64>, TensorError> {
+        let dtype = self.dtype();
+        if dtype != Dtype::Int64 {
+            return Err(TensorError::WrongDtype { found: dtype.name().to_string(), expected: "int64" });
+        }
+        let expected = self.element_count()? * 8;
+        if self.data.len() != expected {
+            return Err(TensorError::WrongByteLength { shape: self.shape.clone(), dtype: dtype.name().to_string(), expected, found: self.data.len() });
+        }
+        Ok(self.data.chunks_exact(8).map(|bytes| i64::from_le_bytes(bytes.try_into().expect("8 bytes"))).collect())
+    }
+
     /// Row-major float32 values; the dtype must be float32 and the byte length
     /// must match the shape.
     pub fn to_f32(&self) -> Result<Vec<f32>, TensorError> {
@@ -75,7 +88,7 @@ impl Tensor {
             let found = Dtype::try_from(self.dtype)
                 .map(|known| known.name().to_string())
                 .unwrap_or_else(|_| format!("code {}", self.dtype));
-            return Err(TensorError::WrongDtype { found, expected: "float32" });
+            return Err(TensorError::WrongDtype { found, expected: "float32 (int64 for token ids)" });
         }
         let expected = self.element_count()? * 4;
         if self.data.len() != expected {
@@ -108,11 +121,13 @@ mod tests {
         assert!(matches!(short.to_f32(), Err(TensorError::WrongByteLength { expected: 16, found: 15, .. })));
 
         let mut int = tensor.clone();
-        int.dtype = Dtype::Int64 as i32;
+        int.dtype = Dtype::Int32 as i32;
         assert_eq!(
             int.to_f32().unwrap_err().to_string(),
-            "tensor dtype int64 is not supported here; expected float32"
+            "tensor dtype int32 is not supported here; expected float32 (int64 for token ids)"
         );
+        let ids = Tensor { shape: vec![2], dtype: Dtype::Int64 as i32, data: [7i64, -3].iter().flat_map(|v| v.to_le_bytes()).collect() };
+        assert_eq!(ids.to_i64().unwrap(), vec![7, -3]);
 
         let negative = Tensor { shape: vec![-1, 2], dtype: Dtype::Float32 as i32, data: vec![] };
         assert!(matches!(negative.to_f32(), Err(TensorError::NegativeDimension { .. })));

@@ -178,3 +178,40 @@ def test_adaptive_integrated_gradients(digits_model, digits_torchscript, batch, 
         # Reuse: the adaptive run evaluated about as many rows as one fixed run at its
         # final step count (plus the forward passes of each round's delta), not their sum.
         assert adaptive.n_passes < 1.3 * fixed.n_passes, (adaptive.n_passes, fixed.n_passes)
+
+
+class TokenClassifier(torch.nn.Module):
+    """Token ids (batch, length) -> embedding -> mean over positions -> 3 logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = torch.nn.Embedding(50, 8)
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, ids):
+        return self.head(self.embedding(ids).mean(1))
+
+
+def test_token_ids_attribute_through_the_embedding_layer(client, tmp_path):
+    """Integer inputs travel as int64; they have no gradient, so input methods refuse them
+    with a hint, and layer methods on the embedding match Captum's."""
+    from captum.attr import LayerGradientXActivation
+
+    torch.manual_seed(0)
+    model = TokenClassifier().eval()
+    path = tmp_path / "tokens.pt"
+    torch.jit.script(model).save(str(path))
+    handle = client.add_model(path, name="tokens")
+    ids = np.array([[1, 5, 7, 9], [3, 3, 2, 49]], dtype=np.int64)
+    answer = handle.attribute(ids, "layer_gradient_x_activation", target=[0, 2], layer="embedding", figure_format=None)
+    assert answer.values.shape == (2, 4, 8)
+    expected = LayerGradientXActivation(model, model.embedding).attribute(torch.from_numpy(ids), target=[0, 2])
+    close(answer.values, expected.detach().numpy(), "layer_gradient_x_activation on token ids")
+    with pytest.raises(layerlens.LayerlensError) as raised:
+        handle.attribute(ids, "saliency", target=0)
+    assert raised.value.code == "INVALID_ARGUMENT"
+    assert "integer inputs (token ids)" in str(raised.value) and "--layer" in str(raised.value)
+    # Float ids reach the embedding lookup, which says why it fails.
+    with pytest.raises(layerlens.LayerlensError) as raised:
+        handle.attribute(ids.astype(np.float32), "saliency", target=0)
+    assert "token ids" in str(raised.value)

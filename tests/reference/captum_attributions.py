@@ -19,6 +19,10 @@ generator the same way and draws in Captum's order); explicit `noise`,
 code does the rest. A sampled method with neither is refused: its numbers can only be
 compared statistically, which the test file does itself.
 
+`internal_batch_size` only splits the daemon's passes; it goes to Captum's
+IntegratedGradients, which takes it, and is left out elsewhere, as it must not change
+any answer.
+
 Two baselines of integrated gradients are layerlens extensions that Captum lacks:
 `baselines="uniform"` (torch.rand_like per input after the seed, scaled to
 [baseline_low, baseline_high], default the input's range) and `baselines="blur"` (a
@@ -174,11 +178,14 @@ def integrated_gradients_baselines(inputs, params):
 
 
 def _integrated_gradients_kwargs(inputs, params):
-    return {
+    kwargs = {
         "baselines": integrated_gradients_baselines(inputs, params),
         "n_steps": int(params.get("n_steps", 50)),
         "method": params.get("method", "gausslegendre"),
     }
+    if params.get("internal_batch_size") is not None:
+        kwargs["internal_batch_size"] = int(params["internal_batch_size"])
+    return kwargs
 
 
 # --- forcing Captum's random draws ------------------------------------------------------

@@ -144,7 +144,7 @@ async fn bad_input_gets_a_clear_error_and_the_daemon_keeps_serving() {
 
     let request = |shape: &[i64], values: &[f32], target: Option<i64>| saliency_request("mlp", shape, values, target);
     let mut int_input = request(&good_shape, &good, Some(0));
-    int_input.input.as_mut().unwrap().dtype = proto::Dtype::Int64 as i32;
+    int_input.input.as_mut().unwrap().dtype = proto::Dtype::Int32 as i32;
     let mut short_bytes = request(&good_shape, &good, Some(0));
     short_bytes.input.as_mut().unwrap().data.truncate(10);
     let mut unknown_method = request(&good_shape, &good, Some(0));
@@ -159,7 +159,7 @@ async fn bad_input_gets_a_clear_error_and_the_daemon_keeps_serving() {
         ("unknown model", saliency_request("no-such-model", &good_shape, &good, Some(0)), Code::NotFound, "no-such-model"),
         ("wrong rank", request(&[4], &good, Some(0)), Code::InvalidArgument, "does not match the model's input shape [N, 4]"),
         ("wrong shape", request(&[1, 2, 2], &good, Some(0)), Code::InvalidArgument, "input shape [1, 2, 2]"),
-        ("wrong dtype", int_input, Code::InvalidArgument, "dtype int64"),
+        ("wrong dtype", int_input, Code::InvalidArgument, "dtype int32"),
         ("byte length", short_bytes, Code::InvalidArgument, "needs 16 bytes but carries 10"),
         ("target out of range", request(&good_shape, &good, Some(3)), Code::InvalidArgument, "target 3 is out of range"),
         ("negative target", request(&good_shape, &good, Some(-1)), Code::InvalidArgument, "target -1 is out of range"),

@@ -122,7 +122,7 @@ fn read_tensor(path: &Path) -> anyhow::Result<proto::Tensor> {
 impl ExplainArgs {
     /// The wire request for `method`; `params` are the options that apply to it.
     fn request(&self, method: &str, params: HashMap<String, String>) -> anyhow::Result<proto::AttributeRequest> {
-        let mut inputs = self.input.iter().map(|path| read_tensor(path)).collect::<anyhow::Result<Vec<_>>>()?;
+        let mut inputs = self.input.iter().map(|path| npy::read_input(path)).collect::<anyhow::Result<Vec<_>>>()?;
         let mut params = params;
         if let Some(steps) = &self.steps {
             params.insert("n_steps".to_string(), steps.clone());

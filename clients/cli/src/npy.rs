@@ -3,6 +3,24 @@
 use anyhow::{bail, Context};
 use std::path::Path;
 
+/// Reads a model input: int64 arrays (token ids) stay int64, others become float32.
+pub fn read_input(path: &Path) -> anyhow::Result<layerlens_proto::Tensor> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file = npyz::NpyFile::new(&bytes[..]).with_context(|| format!("{} is not a .npy file", path.display()))?;
+    if matches!(file.dtype().descr().as_str(), "'<i8'" | "'<i4'") && file.order() == npyz::Order::C {
+        let shape: Vec<i64> = file.shape().iter().map(|&dim| dim as i64).collect();
+        let values: Vec<i64> = if file.dtype().descr() == "'<i8'" {
+            file.into_vec::<i64>()?
+        } else {
+            file.into_vec::<i32>()?.into_iter().map(i64::from).collect()
+        };
+        let data = values.iter().flat_map(|value| value.to_le_bytes()).collect();
+        return Ok(layerlens_proto::Tensor { shape, dtype: layerlens_proto::Dtype::Int64 as i32, data });
+    }
+    let (shape, values) = read_f32(path)?;
+    Ok(layerlens_proto::Tensor::from_f32(&shape, &values))
+}
+
 /// Reads a C-order float32 (or float64) array; answers (shape, values).
 pub fn read_f32(path: &Path) -> anyhow::Result<(Vec<i64>, Vec<f32>)> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -15,7 +33,7 @@ pub fn read_f32(path: &Path) -> anyhow::Result<(Vec<i64>, Vec<f32>)> {
     let values = match dtype.as_str() {
         "'<f4'" => file.into_vec::<f32>()?,
         "'<f8'" => file.into_vec::<f64>()?.into_iter().map(|value| value as f32).collect(),
-        other => bail!("{} holds dtype {}; expected float32", path.display(), other.trim_matches('\'')),
+        other => bail!("{} holds dtype {}; expected float32 (or int64 token ids for inputs)", path.display(), other.trim_matches('\'')),
     };
     Ok((shape, values))
 }

@@ -3,11 +3,14 @@
 
 use crate::error::{Error, Result};
 
-/// Row-major float32 values with their shape, e.g. `(batch, channels, height, width)`.
-#[derive(Debug, Clone, PartialEq)]
+/// Row-major values with their shape, e.g. `(batch, channels, height, width)`. Values
+/// are float32; an `integer` tensor (token ids) holds whole numbers, exactly
+/// representable (|v| < 2^24), and goes to the model as int64.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct HostTensor {
     pub shape: Vec<i64>,
     pub values: Vec<f32>,
+    pub integer: bool,
 }
 
 impl HostTensor {
@@ -32,7 +35,9 @@ impl HostTensor {
     }
 
     pub(crate) fn to_tch(&self, device: tch::Device) -> Result<tch::Tensor> {
+        let kind = if self.integer { tch::Kind::Int64 } else { tch::Kind::Float };
         tch::Tensor::f_from_slice(&self.values)
+            .and_then(|flat| flat.f_to_kind(kind))
             .and_then(|flat| flat.f_reshape(self.shape.as_slice()))
             .and_then(|tensor| tensor.f_to_device(device))
             .map_err(|error| Error::from_torch(error, crate::ErrorKind::Internal, "copying the input to the device"))
@@ -47,6 +52,6 @@ impl HostTensor {
             .map_err(|error| Error::from_torch(error, crate::ErrorKind::Internal, "copying a result to the host"))?;
         let values = Vec::<f32>::try_from(&on_host)
             .map_err(|error| Error::from_torch(error, crate::ErrorKind::Internal, "copying a result to the host"))?;
-        Ok(HostTensor { shape: tensor.size(), values })
+        Ok(HostTensor { shape: tensor.size(), values, integer: false })
     }
 }

@@ -70,7 +70,16 @@ impl LoadedModel {
             } else {
                 format!("the model rejected inputs of shapes {}", shapes.join(", "))
             };
-            Error::from_torch(error, ErrorKind::BadInput, &what)
+            let error = Error::from_torch(error, ErrorKind::BadInput, &what);
+            if error.message.contains("'indices'") || error.message.contains("Expected tensor for argument #1 'indices'") {
+                // An embedding lookup got float inputs: the model takes token ids.
+                return Error::bad_input(format!(
+                    "{}; this model takes integer inputs (token ids), which have no gradient: attribute to its \
+                     embedding layer with a layer method (--layer PATH) instead",
+                    error.message
+                ));
+            }
+            error
         })?;
         match output {
             tch::IValue::Tensor(tensor) => Ok(tensor),

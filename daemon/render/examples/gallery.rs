@@ -1,8 +1,10 @@
 //! Writes a gallery of figures (every image method and sign, Grad-CAM upsampling, bar
-//! chart, line plot, method grid; PNG and SVG) into a folder, to look at by eye:
+//! chart, line plot, method grid, step charts; PNG and SVG) into a folder, to look at by eye:
 //! `cargo run -p layerlens-render --example gallery -- /tmp/layerlens-gallery`.
 
-use layerlens_render::{attribution_figure, method_grid, AttributionFigure, FigureOptions, Format, GridPanel, Sign, VisualMethod};
+use layerlens_render::{
+    attribution_figure, method_grid, step_chart, AttributionFigure, ChartSeries, FigureOptions, Format, GridPanel, Sign, VisualMethod,
+};
 use std::path::{Path, PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -77,6 +79,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     write(&folder, "sequence-all.png", &rendered.data, &rendered.alt_text)?;
     let rendered = attribution_figure(&figure, Format::Svg)?;
     write(&folder, "sequence-all.svg", &rendered.data, &rendered.alt_text)?;
+
+    // Sanity check: Spearman correlation after each cascading randomisation step, for a
+    // few steps with short labels and for 60 long module paths (turned labels).
+    let steps: Vec<String> = ["classifier.3", "layer4.1.conv2", "layer3.0.conv1", "conv1"].iter().map(|step| step.to_string()).collect();
+    let (saliency, gradients) = ([1.0f32, 0.62, 0.15, -0.04], [0.98f32, 0.81, 0.44, 0.21]);
+    let series = [ChartSeries { name: "saliency", values: &saliency }, ChartSeries { name: "integrated_gradients", values: &gradients }];
+    for (format, name) in [(Format::Png, "sanity-check.png"), (Format::Svg, "sanity-check.svg")] {
+        let rendered = step_chart("Spearman correlation after each randomisation step", &steps, &series, "Spearman \u{3c1}", Some((-1.0, 1.0)), format)?;
+        write(&folder, name, &rendered.data, &rendered.alt_text)?;
+    }
+    let steps: Vec<String> = (0..60).map(|step| format!("features.denseblock{}.denselayer{}.conv2", 4 - step / 16, 16 - step % 16)).collect();
+    let curves: Vec<Vec<f32>> = (1..=3).map(|k| (0..60).map(|step| (1.0 - step as f32 * k as f32 / 50.0).max(-0.3) + 0.04 * ((step * 7 + k) % 5) as f32).collect()).collect();
+    let series: Vec<ChartSeries<'_>> = ["saliency", "integrated_gradients", "grad_cam"].iter().zip(&curves).map(|(name, values)| ChartSeries { name, values }).collect();
+    let rendered = step_chart("60 randomisation steps", &steps, &series, "Spearman \u{3c1}", None, Format::Png)?;
+    write(&folder, "sanity-check-60.png", &rendered.data, &rendered.alt_text)?;
     Ok(())
 }
 

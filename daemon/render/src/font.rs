@@ -125,4 +125,33 @@ mod tests {
         draw_text("saliency", 14.0, (0.0, 14.0), 0.0, 0.0, |_, _, coverage| touched += (coverage > 0.5) as usize).unwrap();
         assert!(touched > 40, "{touched} pixels drawn");
     }
+
+    /// Pixels with coverage over one half, and their bounding box.
+    fn ink(text: &str, along: f32, rotation: f32) -> (usize, (i32, i32, i32, i32)) {
+        let (mut count, mut bounds) = (0, (i32::MAX, i32::MAX, i32::MIN, i32::MIN));
+        draw_text(text, 12.0, (100.0, 100.0), along, rotation, |x, y, coverage| {
+            if coverage > 0.5 {
+                count += 1;
+                bounds = (bounds.0.min(x), bounds.1.min(y), bounds.2.max(x), bounds.3.max(y));
+            }
+        })
+        .unwrap();
+        (count, bounds)
+    }
+
+    #[test]
+    fn turned_text_turns_about_its_anchor() {
+        let width = text_width("layer4.1.conv2", 12.0);
+        let (upright, (left, top, right, bottom)) = ink("layer4.1.conv2", 0.0, 0.0);
+        assert!(left >= 100 && right <= 100 + width.ceil() as i32 && top < 100 && bottom <= 103, "{left} {top} {right} {bottom}");
+        // A quarter turn clockwise: the text runs down from the anchor, the tops of its
+        // glyphs facing right (descenders reach a little left of the anchor).
+        let (quarter, (left, top, right, bottom)) = ink("layer4.1.conv2", 0.0, 90.0);
+        assert!(top >= 99 && bottom <= 100 + width.ceil() as i32 && left >= 96 && right < 115, "{left} {top} {right} {bottom}");
+        assert!((quarter as f32 - upright as f32).abs() < 0.1 * upright as f32, "{quarter} vs {upright} pixels");
+        // Right-aligned and turned back by 45 degrees: the text ends at the anchor and
+        // runs down-left from it.
+        let (_, (left, _, right, bottom)) = ink("layer4.1.conv2", -width, -45.0);
+        assert!(right <= 101 && bottom > 100 + (width * 0.6) as i32 && left < 100 - (width * 0.6) as i32, "{left} {right} {bottom}");
+    }
 }

@@ -22,6 +22,10 @@
 //! would use it as it is); when no value of the chosen sign is non-zero the map is blank
 //! (Captum asserts); non-finite attributions count as 0.
 //!
+//! Besides attributions, [`step_chart`] draws one or more series of plain numbers
+//! over labelled steps (the Spearman correlation after each randomisation step of a
+//! sanity check), and [`summary_table_svg`] the model summary.
+//!
 //! Every figure is laid out once as a scene of primitives (`scene.rs`) and then drawn
 //! as PNG (text rasterised from a font compiled into the binary, so no system fonts are
 //! needed) or as SVG (text stays `<text>`, raster parts are embedded PNGs). Every figure

@@ -173,4 +173,14 @@ mod tests {
         assert_eq!(canvas.get_pixel(1, 5).0, [255, 255, 255, 255]);
         assert_eq!(canvas.get_pixel(3, 5).0, [255, 255, 255, 255]);
     }
+
+    #[test]
+    fn dashed_lines_alternate_dash_and_gap() {
+        let mut scene = Scene::new(24.0, 4.0);
+        scene.dashed_line((0.0, 2.5), (22.0, 2.5), [0, 0, 0], 1.0, 4.0);
+        let canvas = rasterise(&scene).unwrap();
+        let row: Vec<bool> = (0..24).map(|x| canvas.get_pixel(x, 2).0[0] < 128).collect();
+        let dashes: String = row.iter().map(|&dark| if dark { '-' } else { ' ' }).collect();
+        assert_eq!(dashes, "----    ----    ----    ");
+    }
 }

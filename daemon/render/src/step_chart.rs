@@ -30,7 +30,7 @@ const MAX_PLOT_WIDTH: f32 = 960.0;
 const AXIS_LEFT: f32 = 64.0;
 const AXIS_RIGHT: f32 = 14.0;
 /// The value axis caption's line above the plot.
-const CAPTION_HEIGHT: f32 = 18.0;
+const CAPTION_HEIGHT: f32 = 22.0;
 const LEGEND_ROW: f32 = 18.0;
 const LEGEND_SWATCH: f32 = 22.0;
 const LEGEND_GAP: f32 = 16.0;
@@ -280,7 +280,7 @@ fn step_scene(
         marker(&mut scene, (x + LEGEND_SWATCH / 2.0, middle), colour);
         scene.text(x + LEGEND_SWATCH + 5.0, middle + 4.0, line.name, LEGEND_FONT, Anchor::Start);
     }
-    scene.text(left, plot_top - 6.0, y_label, CAPTION_FONT, Anchor::Start);
+    scene.text(left, plot_top - 9.0, y_label, CAPTION_FONT, Anchor::Start);
 
     // Value axis: grid lines, tick marks and labels, the axis line.
     for (&tick, label) in axis.ticks.iter().zip(&axis.labels) {
@@ -296,10 +296,11 @@ fn step_scene(
         scene.dashed_line((left, y), (left + plot_width, y), AXIS, 1.0, 4.0);
     }
 
-    // Step axis: a tick per step, labels on the shown ones.
+    // Step axis: a tick per step, longer where a label is, labels on the shown ones.
     for step in 0..steps {
         let x = x_of(step).round() + 0.5;
-        scene.line((x, plot_bottom + 1.0), (x, plot_bottom + 5.0), AXIS, 1.0);
+        let length = if step % labels.every == 0 { 5.0 } else { 3.0 };
+        scene.line((x, plot_bottom + 1.0), (x, plot_bottom + 1.0 + length), AXIS, 1.0);
     }
     for step in labels.shown() {
         let (x, y) = labels.anchor(x_of(step), plot_bottom);
@@ -423,7 +424,7 @@ mod tests {
         assert_eq!(runs, vec![vec![(0.0, 5.0), (5.0, 0.0)], vec![(15.0, 0.0), (20.0, 5.0), (30.0, 8.0)]]);
         // Wholly outside, and a segment that crosses the band from side to side.
         assert!(clip_runs(&[(0.0, -1.0), (1.0, -2.0)], 0.0, 10.0).is_empty());
-        assert_eq!(clip_runs(&[(0.0, -10.0), (20.0, 20.0)], 0.0, 10.0), vec![vec![(20.0 / 3.0, 0.0), (40.0 / 3.0, 10.0)]]);
+        assert_eq!(clip_runs(&[(0.0, -10.0), (40.0, 30.0)], 0.0, 10.0), vec![vec![(10.0, 0.0), (20.0, 10.0)]]);
         assert!(clip_runs(&[(0.0, 1.0)], 0.0, 10.0).is_empty());
     }
 

@@ -244,7 +244,7 @@ class Client:
         inputs = list(x) if isinstance(x, (tuple, list)) else [x]
         if not inputs:
             raise ValueError("attribute needs at least one input")
-        tensors = [_wire.array_to_tensor(_wire.as_float32_array(item)) for item in inputs]
+        tensors = [_wire.input_to_tensor(item) for item in inputs]
         text_params, tensor_params = _wire.split_params(params)
         request = explain_pb2.AttributeRequest(
             model=handle.id,

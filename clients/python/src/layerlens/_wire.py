@@ -66,6 +66,17 @@ def as_float32_array(value):
     return np.ascontiguousarray(np.asarray(value, dtype=np.float32))
 
 
+def input_to_tensor(value):
+    """A `Tensor` message for a model input: integer arrays (token ids) travel as int64,
+    everything else as float32."""
+    if is_torch_tensor(value) and not value.is_floating_point() and not value.is_complex() and value.dtype != getattr(sys.modules["torch"], "bool"):
+        value = value.detach().to("cpu").numpy()
+    if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.integer):
+        array = np.ascontiguousarray(value, dtype="<i8")
+        return common_pb2.Tensor(shape=list(array.shape), dtype=common_pb2.DTYPE_INT64, data=array.tobytes())
+    return array_to_tensor(as_float32_array(value))
+
+
 def shape_of(value):
     """The shape of an array-like as a list of ints, or None when it has none (a tuple of inputs)."""
     shape = getattr(value, "shape", None)

@@ -175,7 +175,7 @@ fn repeat_rows(value: &HostTensor, batch: i64, samples: i64) -> HostTensor {
     }
     let mut shape = value.shape.clone();
     shape[0] *= samples;
-    HostTensor { shape, values }
+    HostTensor { shape, values, integer: value.integer }
 }
 
 fn to_f64(tensor: &Tensor) -> Result<Vec<f64>> {

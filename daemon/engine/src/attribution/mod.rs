@@ -192,6 +192,15 @@ pub(crate) fn prepare<'a>(model: &'a LoadedModel, request: &'a AttributionReques
         return Err(Error::bad_input("the request has no input tensor"));
     }
     model.check_inputs(&request.inputs)?;
+    let is_layer_method = matches!(request.method.as_str(), "grad_cam" | "layer_activation" | "layer_gradient_x_activation");
+    if !is_layer_method && request.inputs.iter().any(|input| input.integer) {
+        return Err(Error::bad_input(format!(
+            "{} needs gradients or perturbations of the inputs, but integer inputs (token ids) have neither; \
+             attribute to the model's embedding layer instead with a layer method (layer_gradient_x_activation, \
+             layer_activation, grad_cam) and --layer PATH",
+            request.method
+        )));
+    }
     let device = model.device.to_tch();
     let inputs = request.inputs.iter().map(|input| input.to_tch(device)).collect::<Result<Vec<_>>>()?;
     let (output, targets) = resolve_targets(model, &inputs, &request.targets)?;
