@@ -166,7 +166,10 @@ impl LoadedModel {
         let _no_grad = tch::no_grad_guard();
         let (output, taps) = tapped.forward(&rows).ok()?;
         let bytes = |tensor: &tch::Tensor| tensor.numel() as u64 * tensor.kind().elt_size_in_bytes() as u64;
-        Some(bytes(&output) + taps.iter().flatten().map(bytes).sum::<u64>())
+        // A block's output is often its last layer's output too: count each tensor once.
+        let mut seen = std::collections::HashSet::new();
+        let activations: u64 = taps.iter().flatten().filter(|tap| seen.insert(tap.data_ptr() as usize)).map(bytes).sum();
+        Some(bytes(&output) + activations)
     }
 
     fn check_input(&self, input: &HostTensor) -> Result<()> {
