@@ -41,6 +41,9 @@ from captum_attributions import captum_attribution, integrated_gradients_baselin
 
 RELATIVE_TOLERANCE = 1e-5
 
+# Captum's gradient methods warn when they set requires_grad on the inputs themselves.
+pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor .* did not already require gradients:UserWarning")
+
 
 def _fixture_classes():
     """make_fixtures.py as a module, for the eager classes of the fixture models."""

@@ -176,25 +176,12 @@ impl Explain for ExplainService {
 /// The Spearman correlation after each randomisation step, as a chart over steps.
 async fn sanity_figure(check: &layerlens_engine::SanityCheck, format: layerlens_render::Format) -> Result<layerlens_render::Figure, ApiError> {
     let values: Vec<f32> = check.steps.iter().map(|step| step.spearman as f32).collect();
-    let title = format!(
-        "sanity check of {}: Spearman correlation with the original after randomising {} layers from the output ({})",
-        check.attribution.method,
-        check.steps.len(),
-        check.steps.iter().map(|step| step.layer.as_str()).collect::<Vec<_>>().join(", ")
-    );
+    let labels: Vec<String> = check.steps.iter().map(|step| step.layer.clone()).collect();
+    let title = format!("sanity check of {}: rank correlation with the original as layers are randomised from the output", check.attribution.method);
+    let method = check.attribution.method.clone();
     tokio::task::spawn_blocking(move || {
-        let shape = [1, values.len() as i64];
-        layerlens_render::attribution_figure(
-            &layerlens_render::AttributionFigure {
-                input_shape: &shape,
-                input: &values,
-                attribution_shape: &shape,
-                attribution: &values,
-                title: &title,
-                options: layerlens_render::FigureOptions { sign: layerlens_render::Sign::All, ..Default::default() },
-            },
-            format,
-        )
+        let series = [layerlens_render::ChartSeries { name: &method, values: &values }];
+        layerlens_render::step_chart(&title, &labels, &series, "Spearman correlation", Some((-1.0, 1.0)), format)
     })
     .await?
     .map_err(render_error)
