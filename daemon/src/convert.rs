@@ -62,7 +62,8 @@ pub fn attribution_request(request: &proto::AttributeRequest) -> ApiResult<Attri
 }
 
 pub fn attribute_response(model_id: String, attribution: Attribution, figure: Option<proto::Figure>) -> proto::AttributeResponse {
-    let largest_delta = attribution.convergence_deltas.iter().copied().max_by(|a, b| a.abs().total_cmp(&b.abs()));
+    // The largest |delta| over the batch rows; per-row signed deltas travel alongside.
+    let largest_delta = attribution.convergence_deltas.iter().map(|delta| delta.abs()).max_by(f64::total_cmp);
     let mut values = attribution.values.iter();
     let first = values.next().map(tensor);
     proto::AttributeResponse {

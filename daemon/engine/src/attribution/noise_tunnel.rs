@@ -140,7 +140,9 @@ pub fn gradient_shap(context: &mut Context<'_>) -> Result<MethodResult> {
         }
         distributions.push(distribution);
     }
-    // Same draw order as Captum: noise first, then baseline indices, then coefficients.
+    // Noise, baseline indices and coefficients all come from libtorch's generator;
+    // Captum draws the last two from numpy's, so seeded runs repeat but differ from
+    // Captum's unless `baseline_indices` and `rand_coefficients` are given.
     let noisy: Vec<Tensor> = inputs
         .iter()
         .zip(&stdevs)
@@ -161,8 +163,16 @@ pub fn gradient_shap(context: &mut Context<'_>) -> Result<MethodResult> {
             }
             Tensor::from_slice(&host.values.iter().map(|&value| value as i64).collect::<Vec<_>>()).to_device(device)
         }
+        // Captum draws baseline indices for each input separately.
         None => Tensor::randint(distributions[0].size()[0], [rows], (Kind::Int64, device)),
     };
+    let mut per_input_indices = vec![indices];
+    for distribution in &distributions[1..] {
+        per_input_indices.push(match context.tensor_params.get("baseline_indices") {
+            Some(_) => per_input_indices[0].shallow_clone(),
+            None => Tensor::randint(distribution.size()[0], [rows], (Kind::Int64, device)),
+        });
+    }
     let coefficients = match context.tensor_params.get("rand_coefficients") {
         Some(host) => {
             host.validate("rand_coefficients")?;
@@ -175,7 +185,7 @@ pub fn gradient_shap(context: &mut Context<'_>) -> Result<MethodResult> {
     };
     let mut drawn = Vec::new();
     let mut points = Vec::new();
-    for (input, distribution) in noisy.iter().zip(&distributions) {
+    for ((input, distribution), indices) in noisy.iter().zip(&distributions).zip(&per_input_indices) {
         let count = distribution.size()[0];
         let baseline = distribution.f_index_select(0, &indices.clamp(0, count - 1)).map_err(torch_error("drawing baselines"))?;
         let mut view_shape = vec![rows];

@@ -37,22 +37,37 @@ pub fn occlusion(context: &mut Context<'_>) -> Result<MethodResult> {
                 return Err(Error::bad_input(format!("{strides_key}={strides:?} needs one value or one per window dimension ({})", window.len())))
             }
         };
+        // A stride past the window skips elements, unless the window spans the dimension.
+        if let Some(((stride, size), _)) = strides.iter().zip(&window).zip(element_shape).find(|((stride, size), dim)| stride > size && dim > size) {
+            return Err(Error::bad_input(format!(
+                "{strides_key}: a stride of {stride} is larger than the window ({size}) and would leave elements never occluded"
+            )));
+        }
         masks_per_input.push(WindowMasks::new(element_shape.to_vec(), window, strides, input.device()));
     }
     let total: usize = masks_per_input.iter().map(|masks| masks.count).sum();
     check_perturbation_count(total)?;
-    let sources: Vec<Box<dyn Fn(usize) -> Tensor + '_>> = masks_per_input
-        .iter()
-        .map(|masks| Box::new(move |index| masks.mask(index)) as Box<dyn Fn(usize) -> Tensor + '_>)
-        .collect();
-    let counts: Vec<usize> = masks_per_input.iter().map(|masks| masks.count).collect();
-    ablate(context, &sources, &counts, true)
+    // Windows are numbered input after input: feature f belongs to one input only.
+    let offsets: Vec<usize> = masks_per_input.iter().scan(0, |offset, masks| {
+        let start = *offset;
+        *offset += masks.count;
+        Some(start)
+    }).collect();
+    let masks_of = |feature: usize| -> Vec<Option<Tensor>> {
+        masks_per_input
+            .iter()
+            .zip(&offsets)
+            .map(|(masks, &offset)| (feature >= offset && feature < offset + masks.count).then(|| masks.mask(feature - offset)))
+            .collect()
+    };
+    ablate(context, total, &masks_of, true)
 }
 
 pub fn feature_ablation(context: &mut Context<'_>) -> Result<MethodResult> {
     context.options.accept(&["baselines", "perturbations_per_eval"])?;
     apply_row_cap(context)?;
     let mut feature_masks = Vec::new();
+    let mut next_default_id = 0i64;
     for (index, input) in context.inputs.iter().enumerate() {
         let element_shape = input.size()[1..].to_vec();
         let mask = match context.tensor_param("feature_mask", index)? {
@@ -61,8 +76,14 @@ pub fn feature_ablation(context: &mut Context<'_>) -> Result<MethodResult> {
                     .or_else(|_| broadcast_to_input(&mask, input, "feature_mask"))?;
                 mask.to_kind(Kind::Int64)
             }
-            // Every element of a row is its own feature.
-            None => Tensor::arange(element_shape.iter().product::<i64>(), (Kind::Int64, input.device())).view([&[1][..], &element_shape[..]].concat().as_slice()),
+            // Every element of a row is its own feature, numbered on from the previous
+            // inputs' elements (Captum's default mask), so no id is shared.
+            None => {
+                let count = element_shape.iter().product::<i64>();
+                let mask = Tensor::arange_start(next_default_id, next_default_id + count, (Kind::Int64, input.device()));
+                next_default_id += count;
+                mask.view([&[1][..], &element_shape[..]].concat().as_slice())
+            }
         };
         let ids: Vec<i64> = Vec::<i64>::try_from(&mask.reshape([-1]).to_device(tch::Device::Cpu))
             .map_err(torch_error("reading feature ids"))?
@@ -72,85 +93,82 @@ pub fn feature_ablation(context: &mut Context<'_>) -> Result<MethodResult> {
             .collect();
         feature_masks.push((mask, ids));
     }
-    let total: usize = feature_masks.iter().map(|(_, ids)| ids.len()).sum();
-    check_perturbation_count(total)?;
-    let sources: Vec<Box<dyn Fn(usize) -> Tensor + '_>> = feature_masks
-        .iter()
-        .map(|(mask, ids)| Box::new(move |index: usize| mask.eq(ids[index]).to_kind(Kind::Float)) as Box<dyn Fn(usize) -> Tensor + '_>)
-        .collect();
-    let counts: Vec<usize> = feature_masks.iter().map(|(_, ids)| ids.len()).collect();
-    ablate(context, &sources, &counts, false)
+    check_perturbation_count(feature_masks.iter().map(|(_, ids)| ids.len()).sum())?;
+    // Feature ids are shared across inputs: one id is ablated in every input that holds it.
+    let all_ids: Vec<i64> = feature_masks.iter().flat_map(|(_, ids)| ids.iter().copied()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let masks_of = |feature: usize| -> Vec<Option<Tensor>> {
+        let id = all_ids[feature];
+        feature_masks.iter().map(|(mask, ids)| ids.binary_search(&id).is_ok().then(|| mask.eq(id).to_kind(Kind::Float))).collect()
+    };
+    ablate(context, all_ids.len(), &masks_of, false)
 }
 
-/// For each input, for each of its `counts[input]` masks (`mask_of[input](i)`, shaped
-/// `(1 or batch, ...)` like the input rows), replaces the masked elements with the
-/// baseline and accumulates (F(input) - F(perturbed)) × mask. Occlusion divides by
-/// how many masks covered each element.
-fn ablate(context: &mut Context<'_>, mask_of: &[Box<dyn Fn(usize) -> Tensor + '_>], counts: &[usize], average: bool) -> Result<MethodResult> {
+/// For each of `count` features, `masks_of(feature)` gives one mask per input (`None`
+/// where the feature does not touch that input; masks shaped `(1 or batch, ...)` like
+/// the input rows). The masked elements of every input the feature touches are
+/// replaced by the baseline together (Captum ablates a feature id in all inputs that
+/// hold it at once), and (F(input) - F(perturbed)) × mask is accumulated per input.
+/// Occlusion divides by how many masks covered each element.
+fn ablate(context: &mut Context<'_>, count: usize, masks_of: &dyn Fn(usize) -> Vec<Option<Tensor>>, average: bool) -> Result<MethodResult> {
     let baselines = scalar_or_tensor_baselines(context)?;
     let batch = context.batch();
     let inputs = shallow(&context.inputs);
     let targets = context.targets.clone();
     let initial = forward_selected(context.model, &mut context.chunking, &inputs, &targets)?;
-    let mut values = Vec::new();
-    for (index, input) in inputs.iter().enumerate() {
-        let mut total = input.zeros_like();
-        let mut weights = input.zeros_like();
-        let count = counts[index];
-        // Virtual rows: mask-major, `batch` rows per mask.
-        let expanded_targets: Vec<i64> = (0..count).flat_map(|_| targets.iter().copied()).collect();
-        let masks = &mask_of[index];
-        let baseline = &baselines[index];
-        for_each_forward_chunk(
-            context.model,
-            &mut context.chunking,
-            &expanded_targets,
-            batch as usize,
-            |start, end| {
-                let (first, last) = (start / batch as usize, (end - 1) / batch as usize);
-                debug_assert_eq!(start % batch as usize, 0);
-                let perturbed: Vec<Tensor> = (first..=last)
-                    .map(|mask_index| {
-                        let mask = masks(mask_index);
-                        input * (1.0 - &mask) + baseline * &mask
-                    })
-                    .collect();
-                let groups = (last - first + 1) as i64;
-                Ok(inputs
-                    .iter()
-                    .enumerate()
-                    .map(|(other, tensor)| {
-                        if other == index {
-                            Tensor::cat(&perturbed, 0)
-                        } else {
-                            tensor.repeat([&[groups][..], &vec![1; tensor.dim() - 1][..]].concat().as_slice())
-                        }
-                    })
-                    .collect())
-            },
-            |start, selected| {
-                let first = start / batch as usize;
-                let groups = selected.size()[0] / batch;
-                let mut shape = vec![batch];
-                shape.extend(std::iter::repeat_n(1, input.dim() - 1));
-                for group in 0..groups {
-                    let mask = masks(first + group as usize);
-                    let drop = (&initial - selected.narrow(0, group * batch, batch)).view(shape.as_slice());
-                    total += drop * &mask;
-                    weights += &mask;
+    let mut totals: Vec<Tensor> = inputs.iter().map(Tensor::zeros_like).collect();
+    let mut weights: Vec<Tensor> = inputs.iter().map(Tensor::zeros_like).collect();
+    // Virtual rows: feature-major, `batch` rows per feature.
+    let expanded_targets: Vec<i64> = (0..count).flat_map(|_| targets.iter().copied()).collect();
+    for_each_forward_chunk(
+        context.model,
+        &mut context.chunking,
+        &expanded_targets,
+        batch as usize,
+        |start, end| {
+            let (first, last) = (start / batch as usize, (end - 1) / batch as usize);
+            let mut perturbed: Vec<Vec<Tensor>> = inputs.iter().map(|_| Vec::new()).collect();
+            for feature in first..=last {
+                for (index, mask) in masks_of(feature).into_iter().enumerate() {
+                    let input = &inputs[index];
+                    perturbed[index].push(match mask {
+                        Some(mask) => input * (1.0 - &mask) + &baselines[index] * &mask,
+                        None => input.shallow_clone(),
+                    });
                 }
-                Ok(())
-            },
-        )?;
-        let value = if average {
-            // Elements no window covered keep 0 rather than 0/0.
-            let covered = weights.gt(0.0);
-            total.where_self(&covered, &input.zeros_like()) / weights.where_self(&covered, &input.ones_like())
-        } else {
-            total
-        };
-        values.push(value);
-    }
+            }
+            Ok(perturbed.iter().map(|pieces| Tensor::cat(pieces, 0)).collect())
+        },
+        |start, selected| {
+            let first = start / batch as usize;
+            let groups = selected.size()[0] / batch;
+            for group in 0..groups {
+                let drop = &initial - selected.narrow(0, group * batch, batch);
+                for (index, mask) in masks_of(first + group as usize).into_iter().enumerate() {
+                    if let Some(mask) = mask {
+                        let mut shape = vec![batch];
+                        shape.extend(std::iter::repeat_n(1, inputs[index].dim() - 1));
+                        totals[index] += drop.view(shape.as_slice()) * &mask;
+                        weights[index] += &mask;
+                    }
+                }
+            }
+            Ok(())
+        },
+    )?;
+    let values = totals
+        .into_iter()
+        .zip(weights)
+        .zip(&inputs)
+        .map(|((total, weight), input)| {
+            if average {
+                // Elements no window covered keep 0 rather than 0/0.
+                let covered = weight.gt(0.0);
+                total.where_self(&covered, &input.zeros_like()) / weight.where_self(&covered, &input.ones_like())
+            } else {
+                total
+            }
+        })
+        .collect();
     Ok(MethodResult { values, convergence_deltas: Vec::new(), n_steps: None, figure_values: None })
 }
 
