@@ -22,8 +22,10 @@
 #include <torch/csrc/jit/passes/inliner.h>
 #include <torch/csrc/jit/passes/remove_mutation.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
+#include <unordered_map>
 #include <vector>
 
 #include <cstdlib>
@@ -103,27 +105,6 @@ std::string module_tree_json(const torch::jit::Module& root) {
     return out.str();
 }
 
-// Dotted module path of the instance a node was inlined from ("" for the root).
-std::string node_module_path(const torch::jit::Node* node) {
-    auto callstack = node->callstack();
-    if (!callstack) return "";
-    std::string path;
-    for (const auto& entry : (*callstack)->vec()) {
-        const auto& info = std::get<2>(entry);
-        if (!info) continue;
-        const std::string name = info->instance_name();
-        if (name.empty() || name == "SELF") continue;
-        if (!path.empty()) path += ".";
-        path += name;
-    }
-    return path;
-}
-
-bool inside(const std::string& path, const std::string& scope) {
-    return path == scope || (path.size() > scope.size() && path.compare(0, scope.size(), scope) == 0 &&
-                             path[scope.size()] == '.');
-}
-
 std::string error_text(const std::exception& error) {
     if (auto torch_error = dynamic_cast<const c10::Error*>(&error)) {
         return torch_error->what_without_backtrace();
@@ -131,63 +112,230 @@ std::string error_text(const std::exception& error) {
     return error.what();
 }
 
-// A loaded module with its tap method.
-struct TappedModule {
-    torch::jit::Module module;
-    std::vector<std::string> tap_paths;
+// "file:line" of the original Python source a range was generated from, else of the
+// range itself, else "".
+std::string source_location(const torch::jit::SourceRange& range) {
+    auto original = range.findSourceRangeThatGenerated();
+    const torch::jit::SourceRange& chosen = original ? *original : range;
+    auto location = chosen.file_line_col();
+    if (!location) return "";
+    return std::get<0>(*location) + ":" + std::to_string(std::get<1>(*location));
+}
+
+// One call of a module instance in the inlined forward graph.
+struct ModuleCall {
+    int id;
+    int parent;                  // -1 for calls made by the root forward
+    std::string path;            // dotted instance path
+    std::string type;            // qualified TorchScript class name
+    std::string site;            // file:line of the call in the parent's forward
+    int index;                   // 0 for the first call of this path, 1 for the second, ...
+    std::vector<torch::jit::Value*> inputs;   // tensors used inside, produced outside
+    std::vector<torch::jit::Value*> outputs;  // tensors produced inside, used outside
 };
 
-// Adds `forward_taps` to the module's type and returns the module paths of its taps
-// in order.
-std::vector<std::string> add_tap_method(torch::jit::Module& module) {
-    auto graph = module.get_method("forward").graph()->copy();
-    torch::jit::Inline(*graph);
-    torch::jit::RemoveTensorMutation(graph);
-    torch::jit::EliminateDeadCode(graph);
+// The module calls each node sits in, outermost first. Calls are told apart by the
+// chain of (instance, call site) frames that lead to them, so two calls of one module
+// (a ReLU used twice) are two calls.
+struct CallIndex {
+    std::map<std::string, int> by_key;
+    std::map<std::string, int> calls_per_path;
+    std::vector<ModuleCall> calls;
+    std::map<const torch::jit::Node*, std::vector<int>> node_calls;
 
-    // For every module path, the last tensor value produced inside it and used
-    // outside it (or returned).
-    std::map<std::string, torch::jit::Value*> tap_of;
-    std::vector<std::string> order;
-    for (torch::jit::Node* node : graph->nodes()) {
-        const std::string path = node_module_path(node);
-        if (path.empty()) continue;
-        // Every enclosing instance: "a.b.c" -> "a", "a.b", "a.b.c".
-        std::vector<std::string> scopes;
-        for (size_t dot = path.find('.'); dot != std::string::npos; dot = path.find('.', dot + 1)) {
-            scopes.push_back(path.substr(0, dot));
+    const std::vector<int>& of(const torch::jit::Node* node) {
+        auto found = node_calls.find(node);
+        if (found != node_calls.end()) return found->second;
+        std::vector<int> chain;
+        auto callstack = node->callstack();
+        std::string key, path;
+        int parent = -1;
+        if (callstack) {
+            std::optional<torch::jit::InlinedCallStackPtr> frame = *callstack;
+            while (frame) {
+                const auto& entry = *frame;
+                const torch::jit::SourceRange site_range = entry->source_range();
+                auto info = entry->module_instance();
+                const std::string name = info ? info->instance_name() : std::string();
+                key += name + "@" + std::to_string(site_range.start()) + "-" + std::to_string(site_range.end()) + "|";
+                if (info && !name.empty() && name != "SELF") {
+                    path += (path.empty() ? "" : ".") + name;
+                    auto existing = by_key.find(key);
+                    int id;
+                    if (existing == by_key.end()) {
+                        id = static_cast<int>(calls.size());
+                        const auto class_type = info->class_type();
+                        const auto type_name = class_type ? class_type->name() : std::nullopt;
+                        calls.push_back(ModuleCall{id, parent, path, type_name ? type_name->qualifiedName() : "?",
+                                                   source_location(site_range), calls_per_path[path]++, {}, {}});
+                        by_key[key] = id;
+                    } else {
+                        id = existing->second;
+                    }
+                    chain.push_back(id);
+                    parent = id;
+                }
+                frame = entry->callee();
+            }
         }
-        scopes.push_back(path);
+        return node_calls[node] = chain;
+    }
+};
+
+bool is_tensor(const torch::jit::Value* value) {
+    return value->type()->isSubtypeOf(*c10::TensorType::get());
+}
+
+bool chain_contains(const std::vector<int>& chain, int call) {
+    return std::find(chain.begin(), chain.end(), call) != chain.end();
+}
+
+// The forward graph, inlined and without tensor mutation, with its module calls.
+struct GraphInfo {
+    std::shared_ptr<torch::jit::Graph> graph;
+    CallIndex index;
+    std::vector<torch::jit::Value*> all_values;  // every tensor value nodes produce, in order
+    std::string json;
+};
+
+void write_value_ids(std::ostringstream& out, const std::vector<torch::jit::Value*>& values) {
+    out << '[';
+    for (size_t i = 0; i < values.size(); ++i) out << (i ? "," : "") << values[i]->unique();
+    out << ']';
+}
+
+GraphInfo analyse(torch::jit::Module& module) {
+    GraphInfo info;
+    info.graph = module.get_method("forward").graph()->copy();
+    torch::jit::Inline(*info.graph);
+    torch::jit::RemoveTensorMutation(info.graph);
+    torch::jit::EliminateDeadCode(info.graph);
+    auto& graph = *info.graph;
+    auto& index = info.index;
+    const std::vector<int> no_calls;
+
+    for (torch::jit::Node* node : graph.nodes()) {
+        const std::vector<int> chain = index.of(node);
+        // Inputs of a call: tensors its nodes use that come from outside it.
+        for (torch::jit::Value* input : node->inputs()) {
+            if (!is_tensor(input)) continue;
+            const bool from_graph_input = input->node()->kind() == c10::prim::Param;
+            const std::vector<int> producer_chain = from_graph_input ? no_calls : index.of(input->node());
+            for (int call : chain) {
+                if (!chain_contains(producer_chain, call)) {
+                    auto& inputs = index.calls[call].inputs;
+                    if (std::find(inputs.begin(), inputs.end(), input) == inputs.end()) inputs.push_back(input);
+                }
+            }
+        }
+        // Outputs of a call: tensors its nodes produce that are used outside it.
         for (torch::jit::Value* output : node->outputs()) {
-            if (!output->type()->isSubtypeOf(*c10::TensorType::get())) continue;
-            for (const std::string& scope : scopes) {
+            if (!is_tensor(output)) continue;
+            info.all_values.push_back(output);
+            for (int call : chain) {
                 bool escapes = false;
                 for (const torch::jit::Use& use : output->uses()) {
-                    if (use.user->kind() == c10::prim::Return || !inside(node_module_path(use.user), scope)) {
+                    if (use.user->kind() == c10::prim::Return || !chain_contains(index.of(use.user), call)) {
                         escapes = true;
                         break;
                     }
                 }
-                if (!escapes) continue;
-                if (tap_of.find(scope) == tap_of.end()) order.push_back(scope);
-                tap_of[scope] = output;
+                if (escapes) index.calls[call].outputs.push_back(output);
             }
         }
     }
-    std::vector<torch::jit::Value*> outputs{graph->outputs().at(0)};
-    std::vector<std::string> paths;
-    for (const std::string& path : order) {
-        outputs.push_back(tap_of[path]);
-        paths.push_back(path);
+
+    std::ostringstream out;
+    std::vector<torch::jit::Value*> graph_inputs;
+    for (torch::jit::Value* input : graph.inputs()) {
+        if (is_tensor(input)) graph_inputs.push_back(input);
     }
+    out << "{\"inputs\":";
+    write_value_ids(out, graph_inputs);
+    out << ",\"outputs\":";
+    write_value_ids(out, {graph.outputs().begin(), graph.outputs().end()});
+    out << ",\"nodes\":[";
+    bool first = true;
+    for (torch::jit::Node* node : graph.nodes()) {
+        const auto kind = node->kind();
+        if (kind == c10::prim::Constant || kind == c10::prim::GetAttr) continue;
+        out << (first ? "" : ",") << "{\"kind\":";
+        first = false;
+        write_json_string(out, kind.toQualString());
+        const auto& chain = index.of(node);
+        out << ",\"call\":" << (chain.empty() ? -1 : chain.back()) << ",\"source\":";
+        write_json_string(out, source_location(node->sourceRange()));
+        out << ",\"inputs\":";
+        write_value_ids(out, {node->inputs().begin(), node->inputs().end()});
+        out << ",\"outputs\":";
+        write_value_ids(out, {node->outputs().begin(), node->outputs().end()});
+        out << "}";
+    }
+    out << "],\"calls\":[";
+    for (const ModuleCall& call : index.calls) {
+        out << (call.id ? "," : "") << "{\"id\":" << call.id << ",\"parent\":" << call.parent << ",\"path\":";
+        write_json_string(out, call.path);
+        out << ",\"type\":";
+        write_json_string(out, call.type);
+        out << ",\"site\":";
+        write_json_string(out, call.site);
+        out << ",\"index\":" << call.index << ",\"inputs\":";
+        write_value_ids(out, call.inputs);
+        out << ",\"outputs\":";
+        write_value_ids(out, call.outputs);
+        out << "}";
+    }
+    out << "],\"tensor_values\":";
+    write_value_ids(out, info.all_values);
+    out << "}";
+    info.json = out.str();
+    return info;
+}
+
+// Adds method `name` to the module's type: a copy of `base` that returns
+// (original output, extra...).
+void add_method(torch::jit::Module& module, const std::shared_ptr<torch::jit::Graph>& base,
+                const std::vector<torch::jit::Value*>& extra, const std::string& name) {
+    std::unordered_map<torch::jit::Value*, torch::jit::Value*> value_map;
+    auto graph = std::make_shared<torch::jit::Graph>();
+    for (torch::jit::Value* input : base->inputs()) {
+        value_map[input] = graph->addInput()->copyMetadata(input);
+    }
+    for (torch::jit::Node* node : base->nodes()) {
+        torch::jit::Node* copy = graph->createClone(node, [&](torch::jit::Value* value) { return value_map.at(value); });
+        graph->appendNode(copy);
+        for (size_t i = 0; i < node->outputs().size(); ++i) value_map[node->outputs()[i]] = copy->outputs()[i];
+    }
+    std::vector<torch::jit::Value*> outputs{value_map.at(base->outputs().at(0))};
+    for (torch::jit::Value* value : extra) outputs.push_back(value_map.at(value));
     torch::jit::Node* tuple = graph->createTuple(outputs);
     graph->appendNode(tuple);
-    graph->eraseOutput(0);
     graph->registerOutput(tuple->output());
     auto function = module._ivalue()->compilation_unit()->create_function(
-        c10::QualifiedName(*module.type()->name(), "forward_taps"), graph);
+        c10::QualifiedName(*module.type()->name(), name), graph);
     module.type()->addMethod(function);
-    return paths;
+}
+
+// A loaded module with its tap methods and graph description.
+struct TappedModule {
+    torch::jit::Module module;
+    GraphInfo graph;
+    // `forward_taps` returns one tap per module call: the call's last output.
+    std::vector<std::string> tap_paths;
+    std::vector<int> tap_calls;
+};
+
+void prepare_tapped(TappedModule& tapped) {
+    tapped.graph = analyse(tapped.module);
+    std::vector<torch::jit::Value*> taps;
+    for (const ModuleCall& call : tapped.graph.index.calls) {
+        if (call.outputs.empty()) continue;
+        taps.push_back(call.outputs.back());
+        tapped.tap_paths.push_back(call.path);
+        tapped.tap_calls.push_back(call.id);
+    }
+    add_method(tapped.module, tapped.graph.graph, taps, "forward_taps");
+    add_method(tapped.module, tapped.graph.graph, tapped.graph.all_values, "forward_all");
 }
 
 }  // namespace
@@ -200,10 +348,10 @@ void* layerlens_tapped_load(const char* path, int device_type, int device_index,
     *out_error = nullptr;
     try {
         c10::Device device = device_type == 1 ? c10::Device(c10::kCUDA, device_index) : c10::Device(c10::kCPU);
-        auto tapped = new TappedModule{torch::jit::load(path, device), {}};
+        auto tapped = new TappedModule{torch::jit::load(path, device), {}, {}, {}};
         tapped->module.eval();
         try {
-            tapped->tap_paths = add_tap_method(tapped->module);
+            prepare_tapped(*tapped);
         } catch (...) {
             delete tapped;
             throw;
@@ -228,18 +376,40 @@ const char* layerlens_tapped_path(void* handle, int index) {
     return static_cast<TappedModule*>(handle)->tap_paths.at(index).c_str();
 }
 
-// Runs forward_taps on `n_inputs` tensors (tch tensor pointers, i.e. at::Tensor*).
-// On success writes a new at::Tensor* for the output to `*out_output` and one per tap
-// to `out_taps[0 .. count)` (a tap whose value is not a tensor gets null); the caller
-// owns them. Returns 0, or 1 with `*out_error` set.
-int layerlens_tapped_forward(void* handle, at::Tensor** inputs, int n_inputs, at::Tensor** out_output,
-                             at::Tensor** out_taps, char** out_error) {
+// The call id (see layerlens_tapped_graph_json) of tap `index`.
+int layerlens_tapped_call(void* handle, int index) {
+    return static_cast<TappedModule*>(handle)->tap_calls.at(index);
+}
+
+// Number of tensor values `forward_all` returns after the output.
+int layerlens_tapped_value_count(void* handle) {
+    return static_cast<int>(static_cast<TappedModule*>(handle)->graph.all_values.size());
+}
+
+// JSON description of the inlined forward graph, owned by the handle:
+// {"inputs": [value ids], "outputs": [value ids],
+//  "nodes": [{"kind", "call" (innermost module call or -1), "source" ("file:line"),
+//             "inputs", "outputs"}],
+//  "calls": [{"id", "parent", "path", "type", "site" (call site "file:line"),
+//             "index" (nth call of this path), "inputs", "outputs"}],
+//  "tensor_values": [value ids, in the order forward_all returns them]}
+const char* layerlens_tapped_graph_json(void* handle) {
+    return static_cast<TappedModule*>(handle)->graph.json.c_str();
+}
+
+// Runs `forward_taps` (all_values = 0) or `forward_all` (all_values = 1) on `n_inputs`
+// tensors (tch tensor pointers, i.e. at::Tensor*). On success writes a new at::Tensor*
+// for the output to `*out_output` and one per tap (or per tensor value) to
+// `out_taps[0 .. count)` (null where a value is not a tensor); the caller owns them.
+// Returns 0, or 1 with `*out_error` set.
+int layerlens_tapped_forward(void* handle, int all_values, at::Tensor** inputs, int n_inputs,
+                             at::Tensor** out_output, at::Tensor** out_taps, char** out_error) {
     *out_error = nullptr;
     try {
         auto tapped = static_cast<TappedModule*>(handle);
         std::vector<c10::IValue> arguments;
         for (int i = 0; i < n_inputs; ++i) arguments.emplace_back(*inputs[i]);
-        c10::IValue result = tapped->module.get_method("forward_taps")(arguments);
+        c10::IValue result = tapped->module.get_method(all_values ? "forward_all" : "forward_taps")(arguments);
         auto elements = result.toTupleRef().elements();
         if (!elements.at(0).isTensor()) {
             throw std::runtime_error("the model's output is not a single tensor");

@@ -6,6 +6,7 @@ use crate::device::Device;
 use crate::error::{Error, ErrorKind, Result};
 use std::ffi::{c_void, CStr, CString};
 use std::os::raw::{c_char, c_int};
+use serde::Deserialize;
 use std::path::Path;
 use tch::Tensor;
 use torch_sys::C_tensor;
@@ -15,8 +16,12 @@ extern "C" {
     fn layerlens_tapped_free(handle: *mut c_void);
     fn layerlens_tapped_count(handle: *mut c_void) -> c_int;
     fn layerlens_tapped_path(handle: *mut c_void, index: c_int) -> *const c_char;
+    fn layerlens_tapped_call(handle: *mut c_void, index: c_int) -> c_int;
+    fn layerlens_tapped_value_count(handle: *mut c_void) -> c_int;
+    fn layerlens_tapped_graph_json(handle: *mut c_void) -> *const c_char;
     fn layerlens_tapped_forward(
         handle: *mut c_void,
+        all_values: c_int,
         inputs: *const *mut C_tensor,
         n_inputs: c_int,
         out_output: *mut *mut C_tensor,
@@ -26,11 +31,58 @@ extern "C" {
     fn layerlens_free_string(text: *mut c_char);
 }
 
-/// A second copy of the model, loaded by the shim, with the `forward_taps` method.
+/// A second copy of the model, loaded by the shim, with the `forward_taps` and
+/// `forward_all` methods and a description of its inlined forward graph.
 pub struct TappedModel {
     handle: *mut c_void,
-    /// Module path of each tap, in the order the forward pass produces them.
+    /// Module path of each tap (one per module call), in the order the calls begin.
     pub tap_paths: Vec<String>,
+    /// The module call (an index into `graph.calls`) of each tap.
+    pub tap_calls: Vec<usize>,
+    pub graph: ForwardGraph,
+}
+
+/// The inlined forward graph as the shim describes it. Value ids are the graph's own.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ForwardGraph {
+    /// Tensor inputs of forward (after `self`).
+    pub inputs: Vec<usize>,
+    pub outputs: Vec<usize>,
+    pub nodes: Vec<GraphNode>,
+    pub calls: Vec<ModuleCall>,
+    /// Every tensor value nodes produce, in the order `forward_all` returns them.
+    pub tensor_values: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GraphNode {
+    /// `aten::conv2d`, `prim::TupleConstruct`, ...
+    pub kind: String,
+    /// The innermost module call the node belongs to; -1 for the root forward.
+    pub call: i64,
+    /// `file:line` of the original Python source, or "".
+    pub source: String,
+    pub inputs: Vec<usize>,
+    pub outputs: Vec<usize>,
+}
+
+/// One call of a module instance.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModuleCall {
+    pub id: usize,
+    /// The enclosing call; -1 for calls made by the root forward.
+    pub parent: i64,
+    pub path: String,
+    /// TorchScript's qualified class name.
+    #[serde(rename = "type")]
+    pub qualified_type: String,
+    /// `file:line` of the call in the parent's forward (`x = self.conv1(x)`), or "".
+    pub site: String,
+    /// 0 for the first call of this path, 1 for the second, ...
+    pub index: usize,
+    /// Tensor values used inside the call and produced outside it, and the reverse.
+    pub inputs: Vec<usize>,
+    pub outputs: Vec<usize>,
 }
 
 // SAFETY: the handle owns a torch::jit::Module, which libtorch allows to move between
@@ -75,20 +127,42 @@ impl TappedModel {
         let tap_paths = (0..count)
             .map(|index| unsafe { CStr::from_ptr(layerlens_tapped_path(handle, index)) }.to_string_lossy().into_owned())
             .collect();
-        Ok(TappedModel { handle, tap_paths })
+        let tap_calls = (0..count).map(|index| unsafe { layerlens_tapped_call(handle, index) } as usize).collect();
+        // SAFETY: the handle owns the JSON text for its lifetime.
+        let json = unsafe { CStr::from_ptr(layerlens_tapped_graph_json(handle)) }.to_string_lossy();
+        let graph: ForwardGraph = match serde_json::from_str(&json) {
+            Ok(graph) => graph,
+            Err(error) => {
+                unsafe { layerlens_tapped_free(handle) };
+                return Err(Error::internal(format!("the shim's graph description is not valid JSON: {error}")));
+            }
+        };
+        debug_assert_eq!(graph.tensor_values.len(), unsafe { layerlens_tapped_value_count(handle) } as usize);
+        Ok(TappedModel { handle, tap_paths, tap_calls, graph })
     }
 
     /// Runs `forward_taps`: the model output and every tap (`None` where a layer's
     /// output is not a tensor).
     pub fn forward(&self, inputs: &[Tensor]) -> Result<(Tensor, Vec<Option<Tensor>>)> {
+        self.run(inputs, false)
+    }
+
+    /// Runs `forward_all`: the model output and every tensor value of the graph, in
+    /// the order of `graph.tensor_values`.
+    pub fn forward_all(&self, inputs: &[Tensor]) -> Result<(Tensor, Vec<Option<Tensor>>)> {
+        self.run(inputs, true)
+    }
+
+    fn run(&self, inputs: &[Tensor], all_values: bool) -> Result<(Tensor, Vec<Option<Tensor>>)> {
         let pointers: Vec<*mut C_tensor> = inputs.iter().map(|input| input.as_ptr() as *mut C_tensor).collect();
         let mut output: *mut C_tensor = std::ptr::null_mut();
-        let mut taps: Vec<*mut C_tensor> = vec![std::ptr::null_mut(); self.tap_paths.len()];
+        let count = if all_values { self.graph.tensor_values.len() } else { self.tap_paths.len() };
+        let mut taps: Vec<*mut C_tensor> = vec![std::ptr::null_mut(); count];
         let mut error: *mut c_char = std::ptr::null_mut();
         // SAFETY: the input pointers are live tch tensors (at::Tensor*); the shim fills
         // `output` and `taps` with new at::Tensor* that we own from here on.
         let status = unsafe {
-            layerlens_tapped_forward(self.handle, pointers.as_ptr(), inputs.len() as c_int, &mut output, taps.as_mut_ptr(), &mut error)
+            layerlens_tapped_forward(self.handle, c_int::from(all_values), pointers.as_ptr(), inputs.len() as c_int, &mut output, taps.as_mut_ptr(), &mut error)
         };
         if status != 0 {
             let reason = take_error(error);
@@ -101,9 +175,10 @@ impl TappedModel {
         Ok((output, taps))
     }
 
-    /// Index of the tap for a module path; unknown paths get close matches.
+    /// Index of the tap for a module path (its last call, as Captum's hooks keep the
+    /// last output); unknown paths get close matches.
     pub fn tap_index(&self, layer_path: &str) -> Result<usize> {
-        if let Some(index) = self.tap_paths.iter().position(|path| path == layer_path) {
+        if let Some(index) = self.tap_paths.iter().rposition(|path| path == layer_path) {
             return Ok(index);
         }
         let mut close: Vec<&String> = self
