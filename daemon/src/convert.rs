@@ -117,3 +117,69 @@ pub fn figure_options(options: Option<&proto::FigureOptions>) -> ApiResult<layer
     }
     Ok(parsed)
 }
+
+fn shapes(shapes: &[Vec<i64>]) -> Vec<proto::Shape> {
+    shapes.iter().map(|dims| proto::Shape { dims: dims.clone() }).collect()
+}
+
+/// A summary from the module tree alone (no input shape given).
+pub fn tree_summary(summary: &layerlens_engine::Summary) -> proto::SummaryResponse {
+    let rows = summary
+        .rows
+        .iter()
+        .map(|row| proto::SummaryRow {
+            path: row.path.clone(),
+            type_name: row.type_name.clone(),
+            depth: row.depth,
+            num_params: row.num_params,
+            trainable_params: row.trainable_params,
+            own_params: row.own_params,
+            params_percent: if summary.total_params > 0 { row.num_params as f64 / summary.total_params as f64 } else { 0.0 },
+            ..Default::default()
+        })
+        .collect();
+    proto::SummaryResponse {
+        rows,
+        total_params: summary.total_params,
+        trainable_params: summary.trainable_params,
+        notes: vec!["no input shape was given, so rows carry no shapes or mult-adds".to_string()],
+        ..Default::default()
+    }
+}
+
+/// The torchinfo-style summary of one run.
+pub fn call_summary(summary: &layerlens_engine::summary::CallSummary) -> proto::SummaryResponse {
+    let rows = summary
+        .rows
+        .iter()
+        .map(|row| proto::SummaryRow {
+            path: row.path.clone(),
+            type_name: row.type_name.clone(),
+            depth: row.depth,
+            num_params: row.num_params,
+            trainable_params: row.trainable_params,
+            own_params: row.own_params,
+            output_shapes: shapes(&row.output_shapes),
+            mult_adds: row.mult_adds,
+            input_shapes: shapes(&row.input_shapes),
+            kernel_size: row.kernel_size.clone(),
+            call_index: row.call_index,
+            call_site: row.call_site.clone(),
+            is_leaf: row.is_leaf,
+            params_percent: row.params_percent,
+        })
+        .collect();
+    proto::SummaryResponse {
+        model_id: String::new(),
+        rows,
+        total_params: summary.total_params,
+        trainable_params: summary.trainable_params,
+        total_mult_adds: summary.total_mult_adds,
+        figure: None,
+        input_bytes: summary.input_bytes,
+        forward_backward_bytes: summary.forward_backward_bytes,
+        params_bytes: summary.params_bytes,
+        total_bytes: summary.total_bytes,
+        notes: summary.notes.clone(),
+    }
+}

@@ -36,9 +36,12 @@ enum Command {
         /// Shape of one input, e.g. 1,3,224,224.
         #[arg(long)]
         input_shape: Option<Shape>,
-        /// Show rows down to this depth only.
+        /// Show rows down to this depth only (torchinfo's `depth`).
         #[arg(long)]
         depth: Option<u32>,
+        /// Element type of the sample input: float32 (default) or int64 (token ids).
+        #[arg(long, default_value = "float32")]
+        input_dtype: String,
         /// Write the summary figure (SVG).
         #[arg(long)]
         figure: Option<PathBuf>,
@@ -89,8 +92,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = Client::connect(&cli.addr, cli.token.as_deref()).await?;
     match cli.command {
         Command::Models(command) => models(&client, command, cli.json).await,
-        Command::Summary { model, input_shape, depth, figure } => {
-            summary(&client, &model, input_shape.map(|shape| shape.0).unwrap_or_default(), depth, figure.as_deref(), cli.json).await
+        Command::Summary { model, input_shape, depth, input_dtype, figure } => {
+            let dtype = match input_dtype.as_str() {
+                "float32" => proto::Dtype::Float32,
+                "int64" => proto::Dtype::Int64,
+                other => anyhow::bail!("--input-dtype {other}: expected float32 or int64"),
+            };
+            let shape = input_shape.map(|shape| shape.0).unwrap_or_default();
+            summary(&client, &model, shape, dtype, depth, figure.as_deref(), cli.json).await
         }
         Command::Attribute(args) => crate::attribution::attribute(&client, args, cli.json).await,
         Command::Compare(args) => crate::attribution::compare(&client, args, cli.json).await,
@@ -153,6 +162,7 @@ async fn summary(
     client: &Client,
     model: &str,
     input_shape: Vec<i64>,
+    input_dtype: proto::Dtype,
     depth: Option<u32>,
     figure: Option<&Path>,
     as_json: bool,
@@ -162,42 +172,64 @@ async fn summary(
         input_shape,
         depth: depth.unwrap_or(0),
         figure_format: if figure.is_some() { FigureFormat::Svg } else { FigureFormat::None } as i32,
+        input_dtype: input_dtype as i32,
     };
     let answer = client.summary(request).await.with_context(|| format!("summary of {model}"))?;
     if let (Some(path), Some(rendered)) = (figure, &answer.figure) {
         std::fs::write(path, &rendered.data).with_context(|| format!("cannot write {}", path.display()))?;
     }
+    let shape_json = |shapes: &[proto::Shape]| match shapes {
+        [] => Value::Null,
+        [one] => json!(one.dims),
+        many => json!(many.iter().map(|shape| shape.dims.clone()).collect::<Vec<_>>()),
+    };
     if as_json {
         let rows: Vec<Value> = answer
             .rows
             .iter()
             .map(|row| {
-                // Output shapes come with the structure work; until then they are null.
-                let output_shape = match row.output_shapes.as_slice() {
-                    [] => Value::Null,
-                    [one] => json!(one.dims),
-                    many => json!(many.iter().map(|shape| shape.dims.clone()).collect::<Vec<_>>()),
-                };
                 json!({"path": row.path, "type": row.type_name, "depth": row.depth,
-                       "output_shape": output_shape, "num_params": row.num_params,
-                       "trainable_params": row.trainable_params, "mult_adds": row.mult_adds})
+                       "input_shape": shape_json(&row.input_shapes), "output_shape": shape_json(&row.output_shapes),
+                       "num_params": row.num_params, "trainable_params": row.trainable_params,
+                       "params_percent": row.params_percent, "kernel_size": row.kernel_size,
+                       "mult_adds": row.mult_adds, "call_index": row.call_index, "call_site": row.call_site,
+                       "is_leaf": row.is_leaf})
             })
             .collect();
         println!(
             "{}",
             json!({"rows": rows, "total_params": answer.total_params,
-                   "trainable_params": answer.trainable_params, "total_mult_adds": answer.total_mult_adds})
+                   "trainable_params": answer.trainable_params, "total_mult_adds": answer.total_mult_adds,
+                   "input_bytes": answer.input_bytes, "forward_backward_bytes": answer.forward_backward_bytes,
+                   "params_bytes": answer.params_bytes, "total_bytes": answer.total_bytes, "notes": answer.notes})
         );
     } else {
-        println!("{:<48} {:>12}", "Layer (type)", "Param #");
+        let shape_text = |shapes: &[proto::Shape]| match shapes.first() {
+            Some(shape) => format!("{:?}", shape.dims),
+            None => "--".to_string(),
+        };
+        println!("{:<44} {:<22} {:>12} {:>16}", "Layer (type)", "Output Shape", "Param #", "Mult-Adds");
         for row in &answer.rows {
             let name = if row.path.is_empty() { "(root)" } else { row.path.rsplit('.').next().unwrap_or(&row.path) };
-            let label = format!("{}{} ({})", "  ".repeat(row.depth as usize), name, row.type_name);
-            println!("{label:<48} {:>12}", row.num_params);
+            let short_type = row.type_name.rsplit('.').next().unwrap_or(&row.type_name);
+            let label = format!("{}{} ({})", "  ".repeat(row.depth as usize), name, short_type);
+            let macs = if row.mult_adds > 0 { row.mult_adds.to_string() } else { "--".to_string() };
+            println!("{label:<44} {:<22} {:>12} {macs:>16}", shape_text(&row.output_shapes), row.num_params);
         }
         println!("Total params: {}", answer.total_params);
         println!("Trainable params: {}", answer.trainable_params);
         println!("Non-trainable params: {}", answer.total_params - answer.trainable_params);
+        if answer.total_mult_adds > 0 {
+            println!("Total mult-adds: {}", answer.total_mult_adds);
+            let megabytes = |bytes: u64| bytes as f64 / 1e6;
+            println!("Input size (MB): {:.2}", megabytes(answer.input_bytes));
+            println!("Forward/backward pass size (MB): {:.2}", megabytes(answer.forward_backward_bytes));
+            println!("Params size (MB): {:.2}", megabytes(answer.params_bytes));
+            println!("Estimated Total Size (MB): {:.2}", megabytes(answer.total_bytes));
+        }
+        for note in &answer.notes {
+            println!("note: {note}");
+        }
     }
     Ok(())
 }

@@ -18,6 +18,7 @@
 // layerlens_free_string.
 
 #include <torch/script.h>
+#include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/inliner.h>
 #include <torch/csrc/jit/passes/remove_mutation.h>
@@ -89,6 +90,7 @@ std::string module_tree_json(const torch::jit::Module& root) {
             out << "{\"name\":";
             write_json_string(out, param.name);
             out << ",\"numel\":" << value.numel();
+            out << ",\"element_size\":" << value.element_size();
             out << ",\"requires_grad\":" << (value.requires_grad() ? "true" : "false");
             out << ",\"storage\":"
                 << reinterpret_cast<std::uintptr_t>(value.unsafeGetTensorImpl());
@@ -186,6 +188,18 @@ bool is_tensor(const torch::jit::Value* value) {
     return value->type()->isSubtypeOf(*c10::TensorType::get());
 }
 
+// Ops that read only a tensor's metadata (shape checks in library code, often in
+// branches the inliner leaves without a call stack). Such a use does not make a value
+// an input or output of a module call.
+bool reads_metadata_only(const torch::jit::Node* node) {
+    static const std::set<std::string> kinds = {
+        "aten::size", "aten::dim", "aten::numel", "aten::len", "prim::device", "prim::dtype",
+        "prim::layout", "prim::is_cuda", "aten::is_floating_point", "prim::shape", "aten::__is__",
+        "aten::__isnot__",
+    };
+    return kinds.count(node->kind().toQualString()) > 0;
+}
+
 bool chain_contains(const std::vector<int>& chain, int call) {
     return std::find(chain.begin(), chain.end(), call) != chain.end();
 }
@@ -204,18 +218,69 @@ void write_value_ids(std::ostringstream& out, const std::vector<torch::jit::Valu
     out << ']';
 }
 
+// Replaces every `prim::GetAttr[name="training"]` read with the constant false.
+void fold_training_flags(torch::jit::Graph& graph) {
+    std::vector<torch::jit::Node*> reads;
+    std::vector<torch::jit::Block*> blocks{graph.block()};
+    while (!blocks.empty()) {
+        torch::jit::Block* block = blocks.back();
+        blocks.pop_back();
+        for (torch::jit::Node* node : block->nodes()) {
+            if (node->kind() == c10::prim::GetAttr && node->s(c10::attr::name) == "training" &&
+                node->output()->type()->kind() == c10::TypeKind::BoolType) {
+                reads.push_back(node);
+            }
+            for (torch::jit::Block* inner : node->blocks()) blocks.push_back(inner);
+        }
+    }
+    for (torch::jit::Node* read : reads) {
+        torch::jit::WithInsertPoint guard(read);
+        torch::jit::Value* constant = graph.insertConstant(false);
+        read->output()->replaceAllUsesWith(constant);
+    }
+}
+
 GraphInfo analyse(torch::jit::Module& module) {
     GraphInfo info;
     info.graph = module.get_method("forward").graph()->copy();
     torch::jit::Inline(*info.graph);
+    // The copy is in eval mode for good: reading `training` gives false. Making that a
+    // constant and propagating it removes the training-only branches (batch-norm
+    // statistics, dropout), so most module calls end up in straight-line code where
+    // they can be tapped. (torch::jit::freeze_module would fold more, but errors raised
+    // inside a frozen copy crash the interpreter's error reporting in libtorch 2.11.)
+    fold_training_flags(*info.graph);
+    torch::jit::ConstantPropagation(info.graph);
     torch::jit::RemoveTensorMutation(info.graph);
     torch::jit::EliminateDeadCode(info.graph);
     auto& graph = *info.graph;
     auto& index = info.index;
     const std::vector<int> no_calls;
+    // LAYERLENS_SHIM_DUMP=1 prints the rewritten graph to stderr, to see what the shim saw.
+    if (std::getenv("LAYERLENS_SHIM_DUMP") != nullptr) graph.dump();
 
+    // Register calls in execution order: constants are pooled at the top of the graph
+    // and would otherwise make their module's call come first.
+    for (torch::jit::Node* node : graph.nodes()) {
+        if (node->kind() != c10::prim::Constant) index.of(node);
+    }
+    // The calls a user sits in: its own, else (control flow the inliner left without a
+    // call stack) those of the nearest enclosing node that has one.
+    auto user_chain = [&graph, &index](torch::jit::Node* node) -> std::vector<int> {
+        while (true) {
+            std::vector<int> chain = index.of(node);
+            if (!chain.empty() || node->owningBlock() == graph.block()) return chain;
+            node = node->owningBlock()->owningNode();
+        }
+    };
     for (torch::jit::Node* node : graph.nodes()) {
         const std::vector<int> chain = index.of(node);
+        if (reads_metadata_only(node)) {
+            for (torch::jit::Value* output : node->outputs()) {
+                if (is_tensor(output)) info.all_values.push_back(output);
+            }
+            continue;
+        }
         // Inputs of a call: tensors its nodes use that come from outside it.
         for (torch::jit::Value* input : node->inputs()) {
             if (!is_tensor(input)) continue;
@@ -235,7 +300,8 @@ GraphInfo analyse(torch::jit::Module& module) {
             for (int call : chain) {
                 bool escapes = false;
                 for (const torch::jit::Use& use : output->uses()) {
-                    if (use.user->kind() == c10::prim::Return || !chain_contains(index.of(use.user), call)) {
+                    if (reads_metadata_only(use.user)) continue;
+                    if (use.user->kind() == c10::prim::Return || !chain_contains(user_chain(use.user), call)) {
                         escapes = true;
                         break;
                     }

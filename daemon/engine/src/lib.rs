@@ -9,6 +9,7 @@ pub mod error;
 pub mod host_tensor;
 pub mod model;
 pub mod structure;
+pub mod summary;
 pub mod taps;
 pub mod worker;
 

@@ -30,9 +30,16 @@ pub struct ParamInfo {
     pub name: String,
     pub shape: Vec<i64>,
     pub numel: u64,
+    /// Bytes per element (4 for float32).
+    #[serde(default = "four")]
+    pub element_size: u64,
     pub requires_grad: bool,
     /// Identity of the tensor in the loaded module: tied parameters share it.
     pub storage: u64,
+}
+
+fn four() -> u64 {
+    4
 }
 
 /// Reads the module tree of a TorchScript file.
@@ -158,7 +165,7 @@ mod tests {
     }
 
     fn param(numel: u64, storage: u64, requires_grad: bool) -> ParamInfo {
-        ParamInfo { name: "weight".into(), shape: vec![numel as i64], numel, requires_grad, storage }
+        ParamInfo { name: "weight".into(), shape: vec![numel as i64], numel, element_size: 4, requires_grad, storage }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::model::{self, LoadedModel};
 use crate::structure::{self, ModuleInfo};
+use crate::summary::{self, CallSummary};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -28,6 +29,7 @@ enum Command {
     Attribute { request: AttributionRequest, reply: oneshot::Sender<Result<Attribution>> },
     ModuleTree { reply: oneshot::Sender<Result<Arc<Vec<ModuleInfo>>>> },
     Evaluate { request: EvaluationRequest, reply: oneshot::Sender<Result<Evaluation>> },
+    CallSummary { input_shape: Vec<i64>, integer: bool, max_depth: Option<u32>, reply: oneshot::Sender<Result<CallSummary>> },
     SanityCheck { request: AttributionRequest, seed: i64, signed: bool, reply: oneshot::Sender<Result<SanityCheck>> },
 }
 
@@ -69,6 +71,12 @@ impl WorkerHandle {
         self.call(|reply| Command::Attribute { request, reply }).await
     }
 
+    /// The torchinfo-style summary for a zero input of `input_shape` (int64 when
+    /// `integer`), rows down to `max_depth`.
+    pub async fn call_summary(&self, input_shape: Vec<i64>, integer: bool, max_depth: Option<u32>) -> Result<CallSummary> {
+        self.call(|reply| Command::CallSummary { input_shape, integer, max_depth, reply }).await
+    }
+
     pub async fn evaluate(&self, request: EvaluationRequest) -> Result<Evaluation> {
         self.call(|reply| Command::Evaluate { request, reply }).await
     }
@@ -107,6 +115,20 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, command
                 let answer = with_model(&loaded, |model| {
                     let chunking = Chunking::new(settings.pass_budget_bytes, model.estimate_bytes_per_row(&request.inputs));
                     attribution::attribute(model, &request, chunking)
+                });
+                let _ = reply.send(answer);
+            }
+            Command::CallSummary { input_shape, integer, max_depth, reply } => {
+                let answer = with_model(&loaded, |model| {
+                    let tree = match &module_tree {
+                        Some(tree) => tree.clone(),
+                        None => {
+                            let tree = Arc::new(structure::module_tree(&spec.path)?);
+                            module_tree = Some(tree.clone());
+                            tree
+                        }
+                    };
+                    summary::run_call_summary(model, &tree, &input_shape, integer, max_depth)
                 });
                 let _ = reply.send(answer);
             }

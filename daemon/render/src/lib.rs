@@ -36,6 +36,8 @@ mod chart;
 mod colour;
 mod figure;
 mod font;
+mod graph;
+mod graph_layout;
 mod image_attr;
 mod normalize;
 mod options;
@@ -48,6 +50,7 @@ mod svg;
 mod table;
 
 pub use figure::{attribution_figure, method_grid, AttributionFigure, GridPanel, MAX_BAR_FEATURES};
+pub use graph::{graph_figure, GraphEdge, GraphNode, GraphOptions, ModelGraph};
 pub use options::{FigureOptions, Sign, VisualMethod};
 pub use step_chart::{step_chart, ChartSeries};
 pub use table::{summary_table_svg, TableRow};

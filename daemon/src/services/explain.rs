@@ -16,40 +16,29 @@ impl Explain for ExplainService {
     async fn summary(&self, request: Request<proto::SummaryRequest>) -> Result<Response<proto::SummaryResponse>, Status> {
         let request = request.into_inner();
         let (record, worker) = self.state.worker_for(&request.model).await?;
-        let tree = worker.module_tree().await.map_err(ApiError::from)?;
         let depth = (request.depth > 0).then_some(request.depth);
-        let summary = layerlens_engine::structure::summarize(&tree, depth);
-        let figure = convert::figure_format(request.figure_format).map(|_| {
-            let rows: Vec<layerlens_render::TableRow> = summary
+        let mut answer = if request.input_shape.is_empty() {
+            let tree = worker.module_tree().await.map_err(ApiError::from)?;
+            convert::tree_summary(&layerlens_engine::structure::summarize(&tree, depth))
+        } else {
+            let integer = request.input_dtype() == proto::Dtype::Int64;
+            let summary = worker
+                .call_summary(request.input_shape.clone(), integer, depth)
+                .await
+                .map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
+            convert::call_summary(&summary)
+        };
+        if convert::figure_format(request.figure_format).is_some() {
+            let rows: Vec<layerlens_render::TableRow> = answer
                 .rows
                 .iter()
                 .map(|row| layerlens_render::TableRow { path: &row.path, type_name: &row.type_name, depth: row.depth, num_params: row.num_params })
                 .collect();
             let title = format!("model {}", record.names.first().cloned().unwrap_or_else(|| record.id[..12].to_string()));
-            convert::figure(layerlens_render::summary_table_svg(&title, &rows, summary.total_params, summary.trainable_params))
-        });
-        let rows = summary
-            .rows
-            .iter()
-            .map(|row| proto::SummaryRow {
-                path: row.path.clone(),
-                type_name: row.type_name.clone(),
-                depth: row.depth,
-                num_params: row.num_params,
-                trainable_params: row.trainable_params,
-                own_params: row.own_params,
-                output_shapes: Vec::new(),
-                mult_adds: 0,
-            })
-            .collect();
-        Ok(Response::new(proto::SummaryResponse {
-            model_id: record.id,
-            rows,
-            total_params: summary.total_params,
-            trainable_params: summary.trainable_params,
-            total_mult_adds: 0,
-            figure,
-        }))
+            answer.figure = Some(convert::figure(layerlens_render::summary_table_svg(&title, &rows, answer.total_params, answer.trainable_params)));
+        }
+        answer.model_id = record.id;
+        Ok(Response::new(answer))
     }
 
     async fn attribute(&self, request: Request<proto::AttributeRequest>) -> Result<Response<proto::AttributeResponse>, Status> {

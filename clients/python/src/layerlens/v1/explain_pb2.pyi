@@ -8,19 +8,21 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SummaryRequest(_message.Message):
-    __slots__ = ("model", "input_shape", "depth", "figure_format")
+    __slots__ = ("model", "input_shape", "depth", "figure_format", "input_dtype")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
     FIGURE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    INPUT_DTYPE_FIELD_NUMBER: _ClassVar[int]
     model: str
     input_shape: _containers.RepeatedScalarFieldContainer[int]
     depth: int
     figure_format: _common_pb2.FigureFormat
-    def __init__(self, model: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., depth: _Optional[int] = ..., figure_format: _Optional[_Union[_common_pb2.FigureFormat, str]] = ...) -> None: ...
+    input_dtype: _common_pb2.Dtype
+    def __init__(self, model: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., depth: _Optional[int] = ..., figure_format: _Optional[_Union[_common_pb2.FigureFormat, str]] = ..., input_dtype: _Optional[_Union[_common_pb2.Dtype, str]] = ...) -> None: ...
 
 class SummaryRow(_message.Message):
-    __slots__ = ("path", "type_name", "depth", "num_params", "trainable_params", "own_params", "output_shapes", "mult_adds")
+    __slots__ = ("path", "type_name", "depth", "num_params", "trainable_params", "own_params", "output_shapes", "mult_adds", "input_shapes", "kernel_size", "call_index", "call_site", "is_leaf", "params_percent")
     PATH_FIELD_NUMBER: _ClassVar[int]
     TYPE_NAME_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +31,12 @@ class SummaryRow(_message.Message):
     OWN_PARAMS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_SHAPES_FIELD_NUMBER: _ClassVar[int]
     MULT_ADDS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SHAPES_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CALL_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CALL_SITE_FIELD_NUMBER: _ClassVar[int]
+    IS_LEAF_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_PERCENT_FIELD_NUMBER: _ClassVar[int]
     path: str
     type_name: str
     depth: int
@@ -37,7 +45,13 @@ class SummaryRow(_message.Message):
     own_params: int
     output_shapes: _containers.RepeatedCompositeFieldContainer[Shape]
     mult_adds: int
-    def __init__(self, path: _Optional[str] = ..., type_name: _Optional[str] = ..., depth: _Optional[int] = ..., num_params: _Optional[int] = ..., trainable_params: _Optional[int] = ..., own_params: _Optional[int] = ..., output_shapes: _Optional[_Iterable[_Union[Shape, _Mapping]]] = ..., mult_adds: _Optional[int] = ...) -> None: ...
+    input_shapes: _containers.RepeatedCompositeFieldContainer[Shape]
+    kernel_size: _containers.RepeatedScalarFieldContainer[int]
+    call_index: int
+    call_site: str
+    is_leaf: bool
+    params_percent: float
+    def __init__(self, path: _Optional[str] = ..., type_name: _Optional[str] = ..., depth: _Optional[int] = ..., num_params: _Optional[int] = ..., trainable_params: _Optional[int] = ..., own_params: _Optional[int] = ..., output_shapes: _Optional[_Iterable[_Union[Shape, _Mapping]]] = ..., mult_adds: _Optional[int] = ..., input_shapes: _Optional[_Iterable[_Union[Shape, _Mapping]]] = ..., kernel_size: _Optional[_Iterable[int]] = ..., call_index: _Optional[int] = ..., call_site: _Optional[str] = ..., is_leaf: _Optional[bool] = ..., params_percent: _Optional[float] = ...) -> None: ...
 
 class Shape(_message.Message):
     __slots__ = ("dims",)
@@ -46,20 +60,30 @@ class Shape(_message.Message):
     def __init__(self, dims: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class SummaryResponse(_message.Message):
-    __slots__ = ("model_id", "rows", "total_params", "trainable_params", "total_mult_adds", "figure")
+    __slots__ = ("model_id", "rows", "total_params", "trainable_params", "total_mult_adds", "figure", "input_bytes", "forward_backward_bytes", "params_bytes", "total_bytes", "notes")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_PARAMS_FIELD_NUMBER: _ClassVar[int]
     TRAINABLE_PARAMS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_MULT_ADDS_FIELD_NUMBER: _ClassVar[int]
     FIGURE_FIELD_NUMBER: _ClassVar[int]
+    INPUT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FORWARD_BACKWARD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     rows: _containers.RepeatedCompositeFieldContainer[SummaryRow]
     total_params: int
     trainable_params: int
     total_mult_adds: int
     figure: _common_pb2.Figure
-    def __init__(self, model_id: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[SummaryRow, _Mapping]]] = ..., total_params: _Optional[int] = ..., trainable_params: _Optional[int] = ..., total_mult_adds: _Optional[int] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ...) -> None: ...
+    input_bytes: int
+    forward_backward_bytes: int
+    params_bytes: int
+    total_bytes: int
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model_id: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[SummaryRow, _Mapping]]] = ..., total_params: _Optional[int] = ..., trainable_params: _Optional[int] = ..., total_mult_adds: _Optional[int] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ..., input_bytes: _Optional[int] = ..., forward_backward_bytes: _Optional[int] = ..., params_bytes: _Optional[int] = ..., total_bytes: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AttributeRequest(_message.Message):
     __slots__ = ("model", "input", "method", "target", "params", "figure_format", "extra_inputs", "tensor_params", "targets", "layer", "figure_options")

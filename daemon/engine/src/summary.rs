@@ -1,0 +1,287 @@
+//! The torchinfo-style summary: one row per module call, in the order the forward
+//! pass makes them, with input and output shapes from one run on a sample input,
+//! parameter counts (tied parameters counted once) and mult-adds counted as
+//! torchinfo 1.8 counts them, plus torchinfo's size footer.
+//!
+//! Where torchinfo and layerlens differ on purpose: torchinfo counts a parameter
+//! shared by two layers (tied weights) twice in its totals; layerlens counts it once.
+
+use crate::error::{Error, Result};
+use crate::model::LoadedModel;
+use crate::structure::{readable_type_name, ModuleInfo};
+use crate::taps::TappedModel;
+use std::collections::{HashMap, HashSet};
+
+/// One row: the root module, or one call of a module instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRow {
+    pub path: String,
+    pub type_name: String,
+    pub depth: u32,
+    /// 0 for the first call of the module, 1 for the second, ...
+    pub call_index: u32,
+    /// `file:line` of the call in the parent's forward.
+    pub call_site: String,
+    pub input_shapes: Vec<Vec<i64>>,
+    pub output_shapes: Vec<Vec<i64>>,
+    pub num_params: u64,
+    pub trainable_params: u64,
+    pub own_params: u64,
+    pub kernel_size: Vec<i64>,
+    pub mult_adds: u64,
+    pub is_leaf: bool,
+    pub params_percent: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CallSummary {
+    pub rows: Vec<CallRow>,
+    pub total_params: u64,
+    pub trainable_params: u64,
+    pub total_mult_adds: u64,
+    pub input_bytes: u64,
+    pub forward_backward_bytes: u64,
+    pub params_bytes: u64,
+    pub total_bytes: u64,
+    pub notes: Vec<String>,
+}
+
+/// Shapes and element sizes of graph values from one `forward_all` run.
+pub struct ValueShapes {
+    pub shapes: HashMap<usize, (Vec<i64>, u64)>,
+}
+
+/// Builds the summary from the module tree, the tapped graph and the value shapes of
+/// one run; `input` is (shape, bytes per element) of the sample input.
+pub fn summarize_calls(
+    modules: &[ModuleInfo],
+    tapped: &TappedModel,
+    values: &ValueShapes,
+    input: (&[i64], u64),
+    output_shape: Vec<i64>,
+    max_depth: Option<u32>,
+) -> CallSummary {
+    let by_path: HashMap<&str, &ModuleInfo> = modules.iter().map(|module| (module.path.as_str(), module)).collect();
+    let is_leaf = |path: &str| {
+        let prefix = format!("{path}.");
+        !modules.iter().any(|module| module.path.starts_with(&prefix))
+    };
+    let shape_of = |id: &usize| values.shapes.get(id).map(|(shape, _)| shape.clone());
+    let (total_params, trainable_params) = unique_params(modules, "");
+    let calls = &tapped.graph.calls;
+
+    // Per call: torchinfo's mult-adds and the output it reports (the first tensor of
+    // the last node that produces one of the call's outputs).
+    let mut call_macs = vec![0u64; calls.len()];
+    let mut call_outputs: Vec<Option<usize>> = vec![None; calls.len()];
+    for call in calls {
+        let output = main_output(tapped, call.id);
+        call_outputs[call.id] = output;
+        if let Some(shape) = output.and_then(|id| shape_of(&id)) {
+            let type_name = readable_type_name(&call.qualified_type);
+            call_macs[call.id] = torchinfo_macs(modules, &call.path, &type_name, &shape);
+        }
+    }
+    let leaf_calls: Vec<bool> = calls.iter().map(|call| is_leaf(&call.path)).collect();
+    // Descendant leaf calls of each call, for rows at the depth limit.
+    let ancestors = |mut id: usize| {
+        let mut chain = Vec::new();
+        while calls[id].parent >= 0 {
+            id = calls[id].parent as usize;
+            chain.push(id);
+        }
+        chain
+    };
+    let mut macs_below = vec![0u64; calls.len()];
+    for call in calls {
+        if leaf_calls[call.id] {
+            for ancestor in ancestors(call.id) {
+                macs_below[ancestor] += call_macs[call.id];
+            }
+        }
+    }
+
+    let mut summary = CallSummary { total_params, trainable_params, ..CallSummary::default() };
+    summary.input_bytes = input.0.iter().product::<i64>().max(0) as u64 * input.1;
+    let root_type = by_path.get("").map(|module| readable_type_name(&module.qualified_type)).unwrap_or_default();
+    summary.rows.push(CallRow {
+        path: String::new(),
+        type_name: root_type,
+        depth: 0,
+        call_index: 0,
+        call_site: String::new(),
+        input_shapes: vec![input.0.to_vec()],
+        output_shapes: if output_shape.is_empty() { Vec::new() } else { vec![output_shape] },
+        num_params: total_params,
+        trainable_params,
+        own_params: by_path.get("").map(|module| module.params.iter().map(|param| param.numel).sum()).unwrap_or(0),
+        kernel_size: Vec::new(),
+        mult_adds: 0,
+        is_leaf: modules.len() <= 1,
+        params_percent: if total_params > 0 { 1.0 } else { 0.0 },
+    });
+    let mut counted_param_modules = HashSet::new();
+    let mut seen_storage = HashSet::new();
+    let mut untapped = Vec::new();
+    for call in calls {
+        let depth = call.path.split('.').count() as u32;
+        let leaf = leaf_calls[call.id];
+        let module = by_path.get(call.path.as_str());
+        let (num_params, trainable) = unique_params(modules, &call.path);
+        let own_params: u64 = module.map(|module| module.params.iter().map(|param| param.numel).sum()).unwrap_or(0);
+        let output_shape = call_outputs[call.id].and_then(|id| shape_of(&id));
+        if output_shape.is_none() {
+            untapped.push(call.path.clone());
+        }
+        if leaf {
+            summary.total_mult_adds += call_macs[call.id];
+            if let (Some(id), true) = (call_outputs[call.id], num_params > 0) {
+                if let Some((shape, element_size)) = values.shapes.get(&id) {
+                    summary.forward_backward_bytes += 2 * shape.iter().product::<i64>().max(0) as u64 * element_size;
+                }
+            }
+            if counted_param_modules.insert(call.path.clone()) {
+                for param in module.map(|module| module.params.as_slice()).unwrap_or(&[]) {
+                    if seen_storage.insert(param.storage) {
+                        summary.params_bytes += param.numel * param.element_size;
+                    }
+                }
+            }
+        }
+        if max_depth.is_some_and(|max| depth > max) {
+            continue;
+        }
+        let at_limit = max_depth == Some(depth) && !leaf;
+        let shown_params = if leaf || at_limit { num_params } else { own_params };
+        summary.rows.push(CallRow {
+            path: call.path.clone(),
+            type_name: readable_type_name(&call.qualified_type),
+            depth,
+            call_index: call.index as u32,
+            call_site: call.site.clone(),
+            input_shapes: call.inputs.iter().filter_map(|id| shape_of(id).or_else(|| graph_input_shape(tapped, *id, input.0))).take(1).collect(),
+            output_shapes: output_shape.into_iter().collect(),
+            num_params,
+            trainable_params: trainable,
+            own_params,
+            kernel_size: kernel_size(module.copied(), &call.qualified_type),
+            mult_adds: if leaf { call_macs[call.id] } else if at_limit { macs_below[call.id] } else { 0 },
+            is_leaf: leaf,
+            params_percent: if total_params > 0 { shown_params as f64 / total_params as f64 } else { 0.0 },
+        });
+    }
+    summary.total_bytes = summary.input_bytes + summary.forward_backward_bytes + summary.params_bytes;
+    if !untapped.is_empty() {
+        untapped.dedup();
+        let shown: Vec<&str> = untapped.iter().take(5).map(String::as_str).collect();
+        summary.notes.push(format!(
+            "{} module call(s) run inside data-dependent branches or return no tensor, so their shapes and mult-adds are not shown ({}{}); a traced model has no such branches",
+            untapped.len(),
+            shown.join(", "),
+            if untapped.len() > 5 { ", ..." } else { "" }
+        ));
+    }
+    summary
+}
+
+fn graph_input_shape(tapped: &TappedModel, id: usize, input_shape: &[i64]) -> Option<Vec<i64>> {
+    (tapped.graph.inputs.first() == Some(&id)).then(|| input_shape.to_vec())
+}
+
+/// The value torchinfo would report as a call's output: among the call's outputs,
+/// the first one produced by the last node that produces any of them.
+fn main_output(tapped: &TappedModel, call_id: usize) -> Option<usize> {
+    let outputs = &tapped.graph.calls[call_id].outputs;
+    let last = *outputs.last()?;
+    let producer = tapped.graph.nodes.iter().find(|node| node.outputs.contains(&last));
+    match producer {
+        Some(node) => node.outputs.iter().find(|id| outputs.contains(id)).copied(),
+        None => Some(last),
+    }
+}
+
+/// (all, trainable) parameters of the module at `path` and below, each tensor once.
+fn unique_params(modules: &[ModuleInfo], path: &str) -> (u64, u64) {
+    let prefix = format!("{path}.");
+    let mut seen = HashSet::new();
+    let (mut total, mut trainable) = (0, 0);
+    for module in modules.iter().filter(|module| path.is_empty() || module.path == path || module.path.starts_with(&prefix)) {
+        for param in &module.params {
+            if seen.insert(param.storage) {
+                total += param.numel;
+                if param.requires_grad {
+                    trainable += param.numel;
+                }
+            }
+        }
+    }
+    (total, trainable)
+}
+
+/// torchinfo 1.8's `LayerInfo.calculate_macs`: for every parameter of the module
+/// (recursively, named relative to it), `weight`/`bias` count params × (batch ×
+/// spatial output) in convolutions and params × batch elsewhere; other weight or bias
+/// tensors (RNN `weight_ih_l0`, ...) count params × output[0] × output[1].
+pub fn torchinfo_macs(modules: &[ModuleInfo], path: &str, type_name: &str, output: &[i64]) -> u64 {
+    let prefix = if path.is_empty() { String::new() } else { format!("{path}.") };
+    let class_name = type_name.rsplit('.').next().unwrap_or(type_name);
+    let product = |dims: &[i64]| dims.iter().product::<i64>().max(0) as u64;
+    let batch = output.first().copied().unwrap_or(0).max(0) as u64;
+    let mut seen = HashSet::new();
+    let mut macs = 0u64;
+    for module in modules.iter().filter(|module| module.path == path || (module.path.starts_with(&prefix) && !prefix.is_empty()) || path.is_empty()) {
+        let relative_module = module.path.strip_prefix(&prefix).unwrap_or(if module.path == path { "" } else { &module.path });
+        for param in &module.params {
+            if !seen.insert(param.storage) {
+                continue;
+            }
+            let name = if relative_module.is_empty() || module.path == path { param.name.clone() } else { format!("{relative_module}.{}", param.name) };
+            if name == "weight" || name == "bias" {
+                if class_name.contains("Conv") {
+                    let spatial = if output.len() > 2 { product(&output[2..]) } else { 1 };
+                    macs += param.numel * batch * spatial;
+                } else {
+                    macs += batch * param.numel;
+                }
+            } else if name.contains("weight") || name.contains("bias") {
+                macs += product(&output[..output.len().min(2)]) * param.numel;
+            }
+        }
+    }
+    macs
+}
+
+fn kernel_size(module: Option<&ModuleInfo>, qualified_type: &str) -> Vec<i64> {
+    if !qualified_type.contains("Conv") {
+        return Vec::new();
+    }
+    module
+        .and_then(|module| module.params.iter().find(|param| param.name == "weight"))
+        .filter(|weight| weight.shape.len() > 2)
+        .map(|weight| weight.shape[2..].to_vec())
+        .unwrap_or_default()
+}
+
+/// Runs the model once (through its tapped copy) on a zero input of `input_shape` and
+/// summarises every module call.
+pub fn run_call_summary(model: &LoadedModel, modules: &[ModuleInfo], input_shape: &[i64], integer: bool, max_depth: Option<u32>) -> Result<CallSummary> {
+    if input_shape.is_empty() || input_shape.iter().any(|&dim| dim <= 0) {
+        return Err(Error::bad_input(format!("input shape {input_shape:?} needs at least one dimension, all positive")));
+    }
+    if input_shape.iter().product::<i64>() > 1 << 31 {
+        return Err(Error::bad_input(format!("input shape {input_shape:?} is too large for a summary run")));
+    }
+    let tapped = model.tapped()?;
+    let kind = if integer { tch::Kind::Int64 } else { tch::Kind::Float };
+    let input = tch::Tensor::zeros(input_shape, (kind, model.device.to_tch()));
+    let _no_grad = tch::no_grad_guard();
+    let (output, values) = tapped.forward_all(&[input])?;
+    let mut shapes = HashMap::new();
+    for (id, value) in tapped.graph.tensor_values.iter().zip(&values) {
+        if let Some(value) = value {
+            shapes.insert(*id, (value.size(), value.kind().elt_size_in_bytes() as u64));
+        }
+    }
+    let element_size = if integer { 8 } else { 4 };
+    Ok(summarize_calls(modules, tapped, &ValueShapes { shapes }, (input_shape, element_size), output.size(), max_depth))
+}
