@@ -16,8 +16,10 @@
 //!   inside and at the border; paths do not count) are drawn once, marked `×N` with the
 //!   range of paths, as a box or as a frame.
 //!
-//! Every other module call that still holds more than one box is drawn as a rounded frame
-//! labelled `path: Type` around its boxes, nested as the calls are.
+//! A module call of a single op (a leaf module such as `Conv2d`) is drawn as that op, whose
+//! label and detail say more than the module type would, named by its path. Every other
+//! module call that still holds more than one box is drawn as a rounded frame labelled
+//! `path: Type` around its boxes, nested as the calls are.
 
 use crate::figure::encode;
 use crate::font::text_width;
@@ -195,7 +197,8 @@ fn graph_scene(graph: &ModelGraph, options: &GraphOptions) -> Result<(Scene, Str
             Size { width: (widest + 2.0 * BOX_PAD_X).max(BOX_MIN_WIDTH).ceil(), height: 26.0 + BOX_LINE_STEP * lines.len() as f32 }
         })
         .collect();
-    let cluster_labels: Vec<String> = view.clusters.iter().map(|(scope, _)| scope.map(|scope| model.scope_label(&runs, scope)).unwrap_or_default()).collect();
+    let cluster_labels: Vec<String> =
+        view.clusters.iter().map(|(scope, _)| scope.map(|scope| model.scope_label(&runs, scope)).unwrap_or_default()).collect();
     // Room for the shape label below each box, right of where its arrows leave.
     let mut reach = vec![0.0f32; sizes.len()];
     for (from, _, shape) in &view.edges {
@@ -212,7 +215,11 @@ fn graph_scene(graph: &ModelGraph, options: &GraphOptions) -> Result<(Scene, Str
             .zip(&cluster_labels)
             .map(|((scope, members), label)| ClusterInput {
                 members: members.clone(),
-                label: if scope.is_some() { Size { width: text_width(label, CLUSTER_LABEL_SIZE).ceil(), height: 11.0 } } else { Size { width: 0.0, height: 0.0 } },
+                label: if scope.is_some() {
+                    Size { width: text_width(label, CLUSTER_LABEL_SIZE).ceil(), height: 11.0 }
+                } else {
+                    Size { width: 0.0, height: 0.0 }
+                },
             })
             .collect(),
         edges: view.edges.iter().map(|&(from, to, _)| (from, to)).collect(),
@@ -223,7 +230,15 @@ fn graph_scene(graph: &ModelGraph, options: &GraphOptions) -> Result<(Scene, Str
     let width = (layout.width + 2.0 * MARGIN + STACK_OFFSET).max(title_width + 2.0 * MARGIN).ceil();
     let height = (MARGIN + TITLE_BAND + layout.height + STACK_OFFSET + MARGIN).ceil();
     let mut scene = Scene::new(width, height);
-    scene.push(Element::Text { x: MARGIN, y: MARGIN + TITLE_SIZE, text: graph.title.clone(), size: TITLE_SIZE, anchor: Anchor::Start, colour: crate::colour::TEXT, rotation: 0.0 });
+    scene.push(Element::Text {
+        x: MARGIN,
+        y: MARGIN + TITLE_SIZE,
+        text: graph.title.clone(),
+        size: TITLE_SIZE,
+        anchor: Anchor::Start,
+        colour: crate::colour::TEXT,
+        rotation: 0.0,
+    });
     let (dx, dy) = (((width - layout.width - STACK_OFFSET) / 2.0).round(), MARGIN + TITLE_BAND);
     let shift = |rect: Rect| Rect { x: rect.x + dx, y: rect.y + dy, ..rect };
 
@@ -259,10 +274,26 @@ fn graph_scene(graph: &ModelGraph, options: &GraphOptions) -> Result<(Scene, Str
         let centre = rect.x + rect.width / 2.0;
         let block = BOX_TITLE_SIZE + BOX_LINE_STEP * lines.len() as f32;
         let top = rect.y + (rect.height - block) / 2.0;
-        scene.push(Element::Text { x: centre, y: top + 10.0, text: title.clone(), size: BOX_TITLE_SIZE, anchor: Anchor::Middle, colour: crate::colour::TEXT, rotation: 0.0 });
+        scene.push(Element::Text {
+            x: centre,
+            y: top + 10.0,
+            text: title.clone(),
+            size: BOX_TITLE_SIZE,
+            anchor: Anchor::Middle,
+            colour: crate::colour::TEXT,
+            rotation: 0.0,
+        });
         for (line_index, line) in lines.iter().enumerate() {
             let y = top + 10.0 + BOX_LINE_STEP * (line_index + 1) as f32;
-            scene.push(Element::Text { x: centre, y, text: line.clone(), size: BOX_LINE_SIZE, anchor: Anchor::Middle, colour: SUBTLE_TEXT, rotation: 0.0 });
+            scene.push(Element::Text {
+                x: centre,
+                y,
+                text: line.clone(),
+                size: BOX_LINE_SIZE,
+                anchor: Anchor::Middle,
+                colour: SUBTLE_TEXT,
+                rotation: 0.0,
+            });
         }
     }
 
@@ -289,7 +320,15 @@ fn draw_shapes(scene: &mut Scene, view: &View, paths: &[Vec<(f32, f32)>]) {
         by_source[from].push(index);
     }
     let mut label = |x: f32, y: f32, shape: &[i64]| {
-        scene.push(Element::Text { x: x + SHAPE_OFFSET, y, text: shape_text(shape), size: SHAPE_SIZE, anchor: Anchor::Start, colour: SHAPE_COLOUR, rotation: 0.0 });
+        scene.push(Element::Text {
+            x: x + SHAPE_OFFSET,
+            y,
+            text: shape_text(shape),
+            size: SHAPE_SIZE,
+            anchor: Anchor::Start,
+            colour: SHAPE_COLOUR,
+            rotation: 0.0,
+        });
     };
     for edges in by_source {
         let Some(&first) = edges.first() else { continue };
@@ -365,7 +404,9 @@ fn rounded_box(scene: &mut Scene, rect: Rect, radius: f32, fill: Colour, border:
     let radius = radius.min(width / 2.0).min(height / 2.0);
     scene.push(Element::Rect { x: x + radius, y, width: width - 2.0 * radius, height, fill });
     scene.push(Element::Rect { x, y: y + radius, width, height: height - 2.0 * radius, fill });
-    for centre in [(x + radius, y + radius), (x + width - radius, y + radius), (x + radius, y + height - radius), (x + width - radius, y + height - radius)] {
+    for centre in
+        [(x + radius, y + radius), (x + width - radius, y + radius), (x + radius, y + height - radius), (x + width - radius, y + height - radius)]
+    {
         scene.push(Element::Circle { centre, radius, fill });
     }
     // The border's centre line, half a pixel in, so a one-pixel line stays crisp.
@@ -420,7 +461,10 @@ impl<'a> Model<'a> {
         for (position, edge) in graph.edges.iter().enumerate() {
             for id in [edge.from, edge.to] {
                 if !index_of.contains_key(&id) {
-                    return Err(RenderError::BadData(format!("edge {position} ({} → {}) names node {id}, which is not in the graph", edge.from, edge.to)));
+                    return Err(RenderError::BadData(format!(
+                        "edge {position} ({} → {}) names node {id}, which is not in the graph",
+                        edge.from, edge.to
+                    )));
                 }
             }
             edges.push((index_of[&edge.from], index_of[&edge.to], edge.shape.as_deref()));
@@ -429,13 +473,15 @@ impl<'a> Model<'a> {
         let mut input_shapes: Vec<Vec<&[i64]>> = vec![Vec::new(); count];
         for (name, shape, feeds) in &graph.inputs {
             for id in feeds {
-                let index = *index_of.get(id).ok_or_else(|| RenderError::BadData(format!("input {name:?} feeds node {id}, which is not in the graph")))?;
+                let index =
+                    *index_of.get(id).ok_or_else(|| RenderError::BadData(format!("input {name:?} feeds node {id}, which is not in the graph")))?;
                 input_shapes[index].push(shape);
             }
         }
         let mut output_shapes: Vec<Vec<&[i64]>> = vec![Vec::new(); count];
         for (name, shape, id) in &graph.outputs {
-            let index = *index_of.get(id).ok_or_else(|| RenderError::BadData(format!("output {name:?} comes from node {id}, which is not in the graph")))?;
+            let index =
+                *index_of.get(id).ok_or_else(|| RenderError::BadData(format!("output {name:?} comes from node {id}, which is not in the graph")))?;
             output_shapes[index].push(shape);
         }
         let mut outgoing = vec![Vec::new(); count];
@@ -462,7 +508,13 @@ impl<'a> Model<'a> {
                     Some(&scope) => scope,
                     None => {
                         let (path, type_name, _) = &node.scopes[level];
-                        scopes.push(Scope { path: path.clone(), type_name: type_name.clone(), depth: level as u32 + 1, children: Vec::new(), nodes: Vec::new() });
+                        scopes.push(Scope {
+                            path: path.clone(),
+                            type_name: type_name.clone(),
+                            depth: level as u32 + 1,
+                            children: Vec::new(),
+                            nodes: Vec::new(),
+                        });
                         let scope = scopes.len() - 1;
                         match chain.last() {
                             Some(&parent) => scopes[parent].children.push(Item::Scope(scope)),
@@ -512,7 +564,8 @@ impl<'a> Model<'a> {
             start = end;
         }
         for (start, end) in found {
-            let members: Vec<usize> = items[start..end].iter().map(|item| if let Item::Scope(scope) = *item { scope } else { unreachable!("runs hold scopes") }).collect();
+            let members: Vec<usize> =
+                items[start..end].iter().map(|item| if let Item::Scope(scope) = *item { scope } else { unreachable!("runs hold scopes") }).collect();
             let first = members[0];
             if members.len() > 1 {
                 let run = runs.runs.len();
@@ -634,7 +687,8 @@ impl<'a> Model<'a> {
                 if let Some(index) = box_of[current] {
                     return Ok(index);
                 }
-                current = runs.substitute[current].ok_or_else(|| RenderError::BadData(format!("node {} is in no box (internal error)", self.graph.nodes[node].id)))?;
+                current = runs.substitute[current]
+                    .ok_or_else(|| RenderError::BadData(format!("node {} is in no box (internal error)", self.graph.nodes[node].id)))?;
             }
             Err(RenderError::BadData(format!("node {} is in no box (internal error)", self.graph.nodes[node].id)))
         };
@@ -749,7 +803,11 @@ impl<'a> Model<'a> {
                     if self.scopes[scope].nodes.len() == 1 {
                         let path = &self.scopes[scope].path;
                         let context = &view.box_context[index];
-                        let short = path.strip_prefix(context.as_str()).and_then(|rest| rest.strip_prefix('.')).filter(|_| !context.is_empty()).unwrap_or(path);
+                        let short = path
+                            .strip_prefix(context.as_str())
+                            .and_then(|rest| rest.strip_prefix('.'))
+                            .filter(|_| !context.is_empty())
+                            .unwrap_or(path);
                         lines.push(short.to_string());
                     }
                 }
@@ -807,7 +865,8 @@ impl<'a> Model<'a> {
         } else if runs.runs.is_empty() {
             "0 repeated runs collapsed".to_string()
         } else {
-            let names: Vec<String> = runs.runs.iter().map(|members| format!("{} {}", self.path_range(runs, members[0]), self.type_with_count(runs, members[0]))).collect();
+            let names: Vec<String> =
+                runs.runs.iter().map(|members| format!("{} {}", self.path_range(runs, members[0]), self.type_with_count(runs, members[0]))).collect();
             format!("{} collapsed ({})", plural(runs.runs.len(), "repeated run", "repeated runs"), names.join(", "))
         };
         format!(

@@ -181,8 +181,9 @@ pub(crate) fn layout(input: &LayoutInput) -> Layout {
             Rect { x: origins[cluster].0 + x, y: origins[cluster].1 + y, width: size.width, height: size.height }
         })
         .collect();
-    let clusters =
-        (0..input.clusters.len()).map(|index| Rect { x: origins[index].0, y: origins[index].1, width: blocks[index].size.width, height: blocks[index].size.height }).collect();
+    let clusters = (0..input.clusters.len())
+        .map(|index| Rect { x: origins[index].0, y: origins[index].1, width: blocks[index].size.width, height: blocks[index].size.height })
+        .collect();
     let edges = input.edges.iter().map(|&(source, target)| graph.compose_path(source, target, &blocks, &origins)).collect();
     let label_x = blocks.iter().map(|block| block.label_x).collect();
     Layout { width: blocks[0].size.width, height: blocks[0].size.height, boxes, clusters, label_x, edges }
@@ -271,7 +272,14 @@ impl<'a> Compound<'a> {
                     Member::Box(index) => (self.input.boxes[index], self.input.reach.get(index).copied().unwrap_or(0.0)),
                     Member::Cluster(child) => (blocks[child].as_ref().expect("children first").size, 0.0),
                 };
-                LocalNode { kind: NodeKind::Member(slot), width: size.width.max(reach), attach: size.width / 2.0, height: size.height, layer: 0, key: slot as f32 }
+                LocalNode {
+                    kind: NodeKind::Member(slot),
+                    width: size.width.max(reach),
+                    attach: size.width / 2.0,
+                    height: size.height,
+                    layer: 0,
+                    key: slot as f32,
+                }
             })
             .collect();
 
@@ -359,7 +367,8 @@ impl<'a> Compound<'a> {
         let mut label_x = pad;
         if !is_root {
             let label = spec.label.width;
-            let ports: Vec<f32> = nodes.iter().zip(&xs).filter(|(node, _)| matches!(node.kind, NodeKind::Entry(_))).map(|(_, x)| (x + shift).round()).collect();
+            let ports: Vec<f32> =
+                nodes.iter().zip(&xs).filter(|(node, _)| matches!(node.kind, NodeKind::Entry(_))).map(|(_, x)| (x + shift).round()).collect();
             let clear = |from: f32| from >= pad && from + label <= width - pad && ports.iter().all(|&x| x < from - 6.0 || x > from + label + 6.0);
             let first = ports.iter().copied().fold(f32::MAX, f32::min);
             let last = ports.iter().copied().fold(f32::MIN, f32::max);
@@ -406,7 +415,8 @@ impl<'a> Compound<'a> {
             if let (NodeKind::Member(slot), false) = (nodes[bottom].kind, edge.reversed) {
                 if matches!(spec.members[slot], Member::Box(_)) {
                     let above = edge.chain[edge.chain.len() - 2];
-                    let from = x_of(above) + if above == edge.chain[0] { self.out_offset(&nodes[above], edge.via, &spec.members, blocks) } else { 0.0 };
+                    let from =
+                        x_of(above) + if above == edge.chain[0] { self.out_offset(&nodes[above], edge.via, &spec.members, blocks) } else { 0.0 };
                     arriving.entry(bottom).or_default().push((from, index));
                 }
             }
@@ -494,16 +504,10 @@ impl<'a> Compound<'a> {
             let last = edge.chain.len() - 1;
             for (step, pair) in edge.chain.windows(2).enumerate() {
                 let (upper, lower) = (pair[0], pair[1]);
-                let upper_offset = if step == 0 && !edge.reversed {
-                    self.out_offset(&nodes[upper], edge.via, members, blocks)
-                } else {
-                    nodes[upper].attach
-                };
-                let lower_offset = if step + 1 == last && !edge.reversed {
-                    self.in_offset(&nodes[lower], edge.via, members, blocks)
-                } else {
-                    nodes[lower].attach
-                };
+                let upper_offset =
+                    if step == 0 && !edge.reversed { self.out_offset(&nodes[upper], edge.via, members, blocks) } else { nodes[upper].attach };
+                let lower_offset =
+                    if step + 1 == last && !edge.reversed { self.in_offset(&nodes[lower], edge.via, members, blocks) } else { nodes[lower].attach };
                 arcs.push(Arc { upper, lower, upper_offset, lower_offset });
             }
         }
@@ -967,7 +971,8 @@ mod tests {
         assert!(layout.clusters[2].width >= 200.0 + 2.0 * CLUSTER_PAD);
         for (cluster, index) in [(1, 0), (1, 4), (2, 3)] {
             let (outer, rect) = (layout.clusters[cluster], layout.boxes[index]);
-            let overlaps = rect.x < outer.x + outer.width && outer.x < rect.x + rect.width && rect.y < outer.y + outer.height && outer.y < rect.y + rect.height;
+            let overlaps =
+                rect.x < outer.x + outer.width && outer.x < rect.x + rect.width && rect.y < outer.y + outer.height && outer.y < rect.y + rect.height;
             assert!(!overlaps, "box {index} is outside cluster {cluster}");
         }
         // The skip edge starts at box 0, ends on box 3 and never enters cluster 2.
@@ -999,14 +1004,17 @@ mod tests {
             // Clusters as a random tree, boxes in random clusters, edges mostly forward
             // with some backward ones (cycles are broken, not refused).
             let cluster_count = 1 + random.below(6);
-            let mut clusters: Vec<ClusterInput> = (0..cluster_count).map(|_| ClusterInput { members: Vec::new(), label: Size { width: 30.0 + random.below(200) as f32, height: 11.0 } }).collect();
+            let mut clusters: Vec<ClusterInput> = (0..cluster_count)
+                .map(|_| ClusterInput { members: Vec::new(), label: Size { width: 30.0 + random.below(200) as f32, height: 11.0 } })
+                .collect();
             let mut parent = vec![0; cluster_count];
             for child in 1..cluster_count {
                 parent[child] = random.below(child);
                 clusters[parent[child]].members.push(Member::Cluster(child));
             }
             let box_count = cluster_count * 2 + random.below(12);
-            let boxes: Vec<Size> = (0..box_count).map(|_| Size { width: 40.0 + random.below(80) as f32, height: 26.0 + 13.0 * random.below(2) as f32 }).collect();
+            let boxes: Vec<Size> =
+                (0..box_count).map(|_| Size { width: 40.0 + random.below(80) as f32, height: 26.0 + 13.0 * random.below(2) as f32 }).collect();
             let mut holder = vec![0; box_count];
             for (index, holder) in holder.iter_mut().enumerate() {
                 // Every cluster gets at least one box, so none is empty.
@@ -1031,7 +1039,10 @@ mod tests {
                     cluster = parent[cluster];
                 }
                 for (other, &rect_other) in layout.boxes.iter().enumerate().skip(index + 1) {
-                    let overlaps = rect.x < rect_other.x + rect_other.width && rect_other.x < rect.x + rect.width && rect.y < rect_other.y + rect_other.height && rect_other.y < rect.y + rect.height;
+                    let overlaps = rect.x < rect_other.x + rect_other.width
+                        && rect_other.x < rect.x + rect.width
+                        && rect.y < rect_other.y + rect_other.height
+                        && rect_other.y < rect.y + rect.height;
                     assert!(!overlaps, "case {case}: boxes {index} and {other} overlap");
                 }
             }
@@ -1048,11 +1059,17 @@ mod tests {
             };
             for cluster in 1..cluster_count {
                 for (index, &rect) in layout.boxes.iter().enumerate() {
-                    assert!(within(holder[index], cluster) || !overlap(layout.clusters[cluster], rect), "case {case}: box {index} overlaps cluster {cluster}");
+                    assert!(
+                        within(holder[index], cluster) || !overlap(layout.clusters[cluster], rect),
+                        "case {case}: box {index} overlaps cluster {cluster}"
+                    );
                 }
                 for other in cluster + 1..cluster_count {
                     let nested = within(cluster, other) || within(other, cluster);
-                    assert!(nested || !overlap(layout.clusters[cluster], layout.clusters[other]), "case {case}: clusters {cluster} and {other} overlap");
+                    assert!(
+                        nested || !overlap(layout.clusters[cluster], layout.clusters[other]),
+                        "case {case}: clusters {cluster} and {other} overlap"
+                    );
                 }
             }
             for (path, &(from, to)) in layout.edges.iter().zip(&input.edges) {
@@ -1060,7 +1077,9 @@ mod tests {
                 let (first, last) = (path.first().copied().unwrap(), path.last().copied().unwrap());
                 // Forward edges run from the source's bottom to the target's top; edges
                 // turned round to break a cycle from the source's top to the target's bottom.
-                let on_side = |point: (f32, f32), rect: Rect| point.0 >= rect.x && point.0 <= rect.x + rect.width && (point.1 == rect.y || point.1 == rect.y + rect.height);
+                let on_side = |point: (f32, f32), rect: Rect| {
+                    point.0 >= rect.x && point.0 <= rect.x + rect.width && (point.1 == rect.y || point.1 == rect.y + rect.height)
+                };
                 assert!(on_side(first, source) && on_side(last, target), "case {case}: edge {from} → {to} runs {first:?} → {last:?}");
             }
         }

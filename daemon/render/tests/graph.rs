@@ -71,7 +71,8 @@ fn basic_block(tracer: &mut Tracer, path: &str, x: &Tensor, channels: i64, strid
     let out = tracer.module(&format!("{path}.bn2"), "BatchNorm2d", &channels.to_string(), &[&out], shape.clone());
     let identity = if stride > 1 || in_channels != channels {
         tracer.enter(&format!("{path}.downsample"), "Sequential");
-        let down = tracer.module(&format!("{path}.downsample.0"), "Conv2d", &format!("1×1, {in_channels}→{channels}, stride {stride}"), &[x], shape.clone());
+        let down =
+            tracer.module(&format!("{path}.downsample.0"), "Conv2d", &format!("1×1, {in_channels}→{channels}, stride {stride}"), &[x], shape.clone());
         let down = tracer.module(&format!("{path}.downsample.1"), "BatchNorm2d", &channels.to_string(), &[&down], shape.clone());
         tracer.leave();
         down
@@ -189,7 +190,16 @@ fn full_depth_shows_every_op_with_its_label() {
     let boxes = graph.nodes.len() + 2;
     let edges = graph.edges.len() + 2;
     assert_eq!(alt, format!("graph of resnet-like (2 stages): {boxes} boxes (1 input, 1 output), {edges} edges, full depth, repeats not collapsed"));
-    for (label, expected) in [("Conv2d", 1 + 4 * 2 + 1), ("BatchNorm2d", 1 + 4 * 2 + 1), ("ReLU", 1 + 4 * 2), ("add", 4), ("flatten", 1), ("Linear", 1), ("x", 1), ("logits", 1)] {
+    for (label, expected) in [
+        ("Conv2d", 1 + 4 * 2 + 1),
+        ("BatchNorm2d", 1 + 4 * 2 + 1),
+        ("ReLU", 1 + 4 * 2),
+        ("add", 4),
+        ("flatten", 1),
+        ("Linear", 1),
+        ("x", 1),
+        ("logits", 1),
+    ] {
         assert_eq!(count(&texts, label), expected, "{label} boxes in {texts:?}");
     }
     // Frames name the module calls holding more than one box, nested; leaf modules are
@@ -210,7 +220,13 @@ fn depth_folds_module_calls_into_boxes() {
     let cases: &[Case] = &[
         // Depth 1: one box per stage; the skip into layer1.0's add and the path into its
         // conv1 merge into one arrow from the maxpool; stem and head ops stay as they are.
-        (Some(1), 11, 10, &["Sequential", "layer1", "layer2", "Conv2d", "flatten", "1×64×56×56", "1×128×28×28"], &["BasicBlock", "layer1: Sequential", "add"]),
+        (
+            Some(1),
+            11,
+            10,
+            &["Sequential", "layer1", "layer2", "Conv2d", "flatten", "1×64×56×56", "1×128×28×28"],
+            &["BasicBlock", "layer1: Sequential", "add"],
+        ),
         // Depth 2: a box per block inside the stage frames.
         (Some(2), 13, 12, &["layer1: Sequential", "layer2: Sequential", "BasicBlock", "layer1.0", "layer2.1"], &["add", "layer1.0: BasicBlock"]),
         // Depth 3: the blocks open; the downsample branch is a box of its own.
@@ -219,7 +235,10 @@ fn depth_folds_module_calls_into_boxes() {
     for &(depth, boxes, edges, present, absent) in cases {
         let (svg, alt) = svg(&graph, &options(depth, false));
         let texts = texts(&svg);
-        assert!(alt.starts_with(&format!("graph of resnet-like (2 stages): {boxes} boxes (1 input, 1 output), {edges} edges, depth {}", depth.unwrap())), "{alt}");
+        assert!(
+            alt.starts_with(&format!("graph of resnet-like (2 stages): {boxes} boxes (1 input, 1 output), {edges} edges, depth {}", depth.unwrap())),
+            "{alt}"
+        );
         for text in present {
             assert!(texts.iter().any(|t| t == text), "depth {depth:?}: {text:?} missing from {texts:?}");
         }
@@ -240,16 +259,32 @@ fn identical_consecutive_blocks_collapse_into_one() {
     reshaped.edges.iter_mut().filter(|edge| edge.to == conv2).for_each(|edge| edge.shape = Some(vec![1, 64, 55, 55]));
     // Same shapes, another detail in one op of layer1.1.
     let mut detailed = resnet(2);
-    detailed.nodes.iter_mut().filter(|node| node.scopes.last().is_some_and(|scope| scope.0 == "layer1.1.bn2")).for_each(|node| node.detail = "64, eps 1e-3".to_string());
+    detailed
+        .nodes
+        .iter_mut()
+        .filter(|node| node.scopes.last().is_some_and(|scope| scope.0 == "layer1.1.bn2"))
+        .for_each(|node| node.detail = "64, eps 1e-3".to_string());
     // Graph, depth, alt text ending, texts that must be there, texts that must not.
     type Case<'a> = (&'a ModelGraph, Option<u32>, &'a str, &'a [&'a str], &'a [&'a str]);
     let cases: &[Case] = &[
         // At depth 2 the two blocks of layer1 are one stacked box; layer2's first block
         // downsamples (other shapes, another structure), so layer2 stays two boxes.
-        (&plain, Some(2), "1 repeated run collapsed (layer1.0–layer1.1 BasicBlock ×2)", &["BasicBlock ×2", "layer1.0–layer1.1", "layer2.0", "layer2.1"], &["layer2.0–layer2.1"]),
+        (
+            &plain,
+            Some(2),
+            "1 repeated run collapsed (layer1.0–layer1.1 BasicBlock ×2)",
+            &["BasicBlock ×2", "layer1.0–layer1.1", "layer2.0", "layer2.1"],
+            &["layer2.0–layer2.1"],
+        ),
         // At full depth the run is one frame showing the first block's ops; the two
         // calls of each block's ReLU are told apart by their call index, not merged.
-        (&plain, None, "1 repeated run collapsed (layer1.0–layer1.1 BasicBlock ×2)", &["layer1.0–layer1.1: BasicBlock ×2", "layer2.0: BasicBlock", "layer2.1: BasicBlock"], &["layer1.1: BasicBlock"]),
+        (
+            &plain,
+            None,
+            "1 repeated run collapsed (layer1.0–layer1.1 BasicBlock ×2)",
+            &["layer1.0–layer1.1: BasicBlock ×2", "layer2.0: BasicBlock", "layer2.1: BasicBlock"],
+            &["layer1.1: BasicBlock"],
+        ),
         // At depth 1 the stages are boxes and there is nothing to compare inside them.
         (&plain, Some(1), "0 repeated runs collapsed", &["layer1", "layer2"], &["BasicBlock ×2"]),
         (&reshaped, Some(2), "0 repeated runs collapsed", &["layer1.0", "layer1.1"], &["BasicBlock ×2"]),
@@ -291,7 +326,8 @@ fn shapes_and_labels_are_svg_text() {
     }
     // maxpool's output feeds layer1.0's conv1 and its skip add: one tensor, one label.
     let stem_out = texts.iter().filter(|text| *text == "1×64×56×56").count();
-    let producers = graph.nodes.iter().filter(|node| graph.edges.iter().any(|edge| edge.from == node.id && edge.shape == Some(vec![1, 64, 56, 56]))).count();
+    let producers =
+        graph.nodes.iter().filter(|node| graph.edges.iter().any(|edge| edge.from == node.id && edge.shape == Some(vec![1, 64, 56, 56]))).count();
     assert_eq!(stem_out, producers, "one shape label per producing op");
     assert!(svg.contains("<title>graph of resnet-like (2 stages): "));
 }
@@ -335,7 +371,8 @@ fn pngs_decode_with_sane_sizes() {
 fn bad_graphs_are_refused_with_a_reason() {
     let node = |id: usize| GraphNode { id, label: "op".to_string(), detail: String::new(), scopes: Vec::new() };
     let edge = |from: usize, to: usize| GraphEdge { from, to, shape: None };
-    let graph = |nodes: Vec<GraphNode>, edges: Vec<GraphEdge>| ModelGraph { title: "bad".to_string(), nodes, edges, inputs: Vec::new(), outputs: Vec::new() };
+    let graph =
+        |nodes: Vec<GraphNode>, edges: Vec<GraphEdge>| ModelGraph { title: "bad".to_string(), nodes, edges, inputs: Vec::new(), outputs: Vec::new() };
     let mut unknown_input = graph(vec![node(1)], Vec::new());
     unknown_input.inputs.push(("x".to_string(), vec![1], vec![7]));
     let mut unknown_output = graph(vec![node(1)], Vec::new());
@@ -356,7 +393,8 @@ fn bad_graphs_are_refused_with_a_reason() {
         assert!(!message.ends_with('.'), "{message:?} ends with a full stop");
     }
     // The cycle is named in order, and closes on its first node.
-    let error = graph_figure(&graph(vec![node(1), node(2), node(3)], vec![edge(1, 2), edge(2, 3), edge(3, 2)]), &options(None, false), Format::Png).unwrap_err();
+    let error = graph_figure(&graph(vec![node(1), node(2), node(3)], vec![edge(1, 2), edge(2, 3), edge(3, 2)]), &options(None, false), Format::Png)
+        .unwrap_err();
     let message = error.to_string();
     assert!(message.ends_with("2 → 3 → 2") || message.ends_with("3 → 2 → 3"), "{message}");
     let error = graph_figure(&resnet(1), &options(Some(0), false), Format::Png).unwrap_err();

@@ -16,7 +16,7 @@ import grpc
 from layerlens import _export, _wire
 from layerlens._errors import LayerlensError
 from layerlens._results import Attribution, Comparison, Evaluation, ModelInfo, ModelList, SanityCheck, Summary
-from layerlens.v1 import explain_pb2, explain_pb2_grpc, models_pb2, models_pb2_grpc
+from layerlens.v1 import common_pb2, explain_pb2, explain_pb2_grpc, models_pb2, models_pb2_grpc
 
 DEFAULT_ADDRESS = "http://127.0.0.1:7533"
 # Each Upload message carries one chunk; 1 MiB keeps every message far below gRPC's
@@ -204,16 +204,20 @@ class Client:
 
     # --- explanations ------------------------------------------------------------------
 
-    def summary(self, model, input_shape=None, depth=None, *, figure_format=None):
+    def summary(self, model, input_shape=None, depth=None, *, input_dtype="float32", figure_format=None):
         """The module tree of a model with parameter counts; see Model.summary()."""
         handle = self.model(model)
         if input_shape is None and handle.info.input_shape:
             input_shape = handle.info.input_shape
+        dtypes = {"float32": common_pb2.DTYPE_FLOAT32, "int64": common_pb2.DTYPE_INT64}
+        if str(input_dtype) not in dtypes:
+            raise ValueError(f"input_dtype {input_dtype!r} is not supported; use 'float32' or 'int64' (token ids)")
         request = explain_pb2.SummaryRequest(
             model=handle.id,
             input_shape=[int(dim) for dim in input_shape or ()],
             depth=int(depth or 0),
             figure_format=_wire.figure_format(figure_format),
+            input_dtype=dtypes[str(input_dtype)],
         )
         return Summary.from_proto(self._call(self._explain.Summary, request))
 
@@ -395,15 +399,16 @@ class Model:
         """Deletes the model from the daemon."""
         return self.client.delete(self.id)
 
-    def summary(self, input_shape=None, depth=None, *, figure_format=None):
-        """The module tree with parameter counts, shown as an indented table in Jupyter.
+    def summary(self, input_shape=None, depth=None, *, input_dtype="float32", figure_format=None):
+        """torchinfo's summary: one row per module call with input and output shapes,
+        parameters and mult-adds, shown as an indented table in Jupyter.
 
         input_shape: shape of one input, e.g. (1, 3, 224, 224); defaults to the shape
-        stored with the model. depth: leave out rows deeper than this. figure_format:
-        "png" or "svg" to also get the daemon's figure (none by default: the table is
-        the display).
+        stored with the model (without one, rows carry no shapes). depth: leave out rows
+        deeper than this. input_dtype: "int64" for token ids. figure_format: "png" or
+        "svg" to also get the daemon's figure (none by default: the table is the display).
         """
-        return self.client.summary(self, input_shape=input_shape, depth=depth, figure_format=figure_format)
+        return self.client.summary(self, input_shape=input_shape, depth=depth, input_dtype=input_dtype, figure_format=figure_format)
 
     def attribute(
         self, x, method="saliency", target=None, *, layer=None, figure_format="png", figure_method=None,

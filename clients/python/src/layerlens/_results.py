@@ -105,17 +105,27 @@ class ModelList(list):
 class Summary:
     """The module tree of a model with parameter counts, as `layerlens summary` prints it.
 
-    `rows` is a list of dicts with keys `path` (dotted module path, "" for the root),
-    `type`, `depth`, `num_params` (this module and its children), `trainable_params`,
-    `own_params`, `output_shape` (None until the daemon traces shapes) and `mult_adds`.
+    `rows` is a list of dicts, one per module call in call order (the root first), with
+    keys `path` (dotted module path, "" for the root), `type`, `depth`, `num_params`
+    (this module and its children, tied parameters once), `trainable_params`,
+    `own_params`, `input_shape` and `output_shape` (None without a sample input),
+    `mult_adds` (torchinfo's count), `params_percent`, `kernel_size`, `call_index`,
+    `call_site` and `is_leaf`. The footer: `input_bytes`, `forward_backward_bytes`,
+    `params_bytes`, `total_bytes`; `notes` says what could not be shown.
     """
 
-    def __init__(self, model_id, rows, total_params, trainable_params, total_mult_adds=0, figure=None):
+    def __init__(self, model_id, rows, total_params, trainable_params, total_mult_adds=0, figure=None, footer=None, notes=()):
         self.model_id = model_id
         self.rows = rows
         self.total_params = total_params
         self.trainable_params = trainable_params
         self.total_mult_adds = total_mult_adds
+        footer = footer or {}
+        self.input_bytes = footer.get("input_bytes", 0)
+        self.forward_backward_bytes = footer.get("forward_backward_bytes", 0)
+        self.params_bytes = footer.get("params_bytes", 0)
+        self.total_bytes = footer.get("total_bytes", 0)
+        self.notes = list(notes)
         self.figure = figure.data if figure is not None and figure.data else None
         self.figure_mime = figure.mime if figure is not None and figure.data else None
 
@@ -123,10 +133,13 @@ class Summary:
     def from_proto(cls, message):
         rows = []
         for row in message.rows:
-            shapes = [[int(dim) for dim in shape.dims] for shape in row.output_shapes]
-            # Same convention as the CLI's JSON: one output is a list of ints, several a
-            # list of lists.
-            output_shape = None if not shapes else shapes[0] if len(shapes) == 1 else shapes
+            def shape_of(shapes):
+                # Same convention as the CLI's JSON: one shape is a list of ints, several a
+                # list of lists, none is None.
+                shapes = [[int(dim) for dim in shape.dims] for shape in shapes]
+                return None if not shapes else shapes[0] if len(shapes) == 1 else shapes
+
+            output_shape = shape_of(row.output_shapes)
             rows.append({
                 "path": row.path,
                 "type": row.type_name,
@@ -135,7 +148,13 @@ class Summary:
                 "trainable_params": int(row.trainable_params),
                 "own_params": int(row.own_params),
                 "output_shape": output_shape,
+                "input_shape": shape_of(row.input_shapes),
                 "mult_adds": int(row.mult_adds),
+                "params_percent": float(row.params_percent),
+                "kernel_size": [int(dim) for dim in row.kernel_size] or None,
+                "call_index": int(row.call_index),
+                "call_site": row.call_site,
+                "is_leaf": bool(row.is_leaf),
             })
         figure = message.figure if message.HasField("figure") else None
         return cls(
@@ -145,6 +164,13 @@ class Summary:
             trainable_params=int(message.trainable_params),
             total_mult_adds=int(message.total_mult_adds),
             figure=figure,
+            footer={
+                "input_bytes": int(message.input_bytes),
+                "forward_backward_bytes": int(message.forward_backward_bytes),
+                "params_bytes": int(message.params_bytes),
+                "total_bytes": int(message.total_bytes),
+            },
+            notes=list(message.notes),
         )
 
     def _show_shapes(self):
