@@ -183,3 +183,36 @@ pub fn call_summary(summary: &layerlens_engine::summary::CallSummary) -> proto::
         notes: summary.notes.clone(),
     }
 }
+
+/// The engine's op graph as the renderer's model graph.
+pub fn model_graph(graph: &layerlens_engine::op_graph::OpGraph, title: String) -> layerlens_render::ModelGraph {
+    layerlens_render::ModelGraph {
+        title,
+        nodes: graph
+            .nodes
+            .iter()
+            .map(|node| layerlens_render::GraphNode { id: node.id, label: node.label.clone(), detail: String::new(), scopes: node.scopes.clone() })
+            .collect(),
+        edges: graph.edges.iter().map(|edge| layerlens_render::GraphEdge { from: edge.from, to: edge.to, shape: edge.shape.clone() }).collect(),
+        inputs: graph.inputs.clone(),
+        outputs: graph.outputs.clone(),
+    }
+}
+
+pub fn graph_response(model_id: String, graph: &layerlens_engine::op_graph::OpGraph, figure: Option<proto::Figure>) -> proto::GraphResponse {
+    proto::GraphResponse {
+        model_id,
+        nodes: graph
+            .nodes
+            .iter()
+            .map(|node| proto::GraphNode {
+                id: node.id as u32,
+                op: node.label.clone(),
+                module_path: node.scopes.last().map(|scope| scope.0.clone()).unwrap_or_default(),
+                source: node.source.clone(),
+            })
+            .collect(),
+        edges: graph.edges.iter().map(|edge| proto::GraphEdge { from: edge.from as u32, to: edge.to as u32, shape: edge.shape.clone().unwrap_or_default() }).collect(),
+        figure,
+    }
+}

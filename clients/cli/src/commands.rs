@@ -46,6 +46,25 @@ enum Command {
         #[arg(long)]
         figure: Option<PathBuf>,
     },
+    /// The forward pass as boxes and arrows with tensor shapes (SVG or PNG).
+    Graph {
+        model: String,
+        /// Shape of one input, e.g. 1,3,224,224.
+        #[arg(long)]
+        input_shape: Shape,
+        /// float32 (default) or int64 (token ids).
+        #[arg(long, default_value = "float32")]
+        input_dtype: String,
+        /// Fold module calls deeper than this into one box (default: every op).
+        #[arg(long)]
+        depth: Option<u32>,
+        /// Fold runs of identical blocks into one box marked ×N.
+        #[arg(long)]
+        collapse_repeats: bool,
+        /// Where to write the figure; .svg or .png.
+        #[arg(long)]
+        figure: PathBuf,
+    },
     /// Attribution of one output to the input.
     Attribute(crate::attribution::AttributeArgs),
     /// Several attribution methods on one input, side by side.
@@ -93,13 +112,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Models(command) => models(&client, command, cli.json).await,
         Command::Summary { model, input_shape, depth, input_dtype, figure } => {
-            let dtype = match input_dtype.as_str() {
-                "float32" => proto::Dtype::Float32,
-                "int64" => proto::Dtype::Int64,
-                other => anyhow::bail!("--input-dtype {other}: expected float32 or int64"),
-            };
+            let dtype = parse_dtype(&input_dtype)?;
             let shape = input_shape.map(|shape| shape.0).unwrap_or_default();
             summary(&client, &model, shape, dtype, depth, figure.as_deref(), cli.json).await
+        }
+        Command::Graph { model, input_shape, input_dtype, depth, collapse_repeats, figure } => {
+            let dtype = parse_dtype(&input_dtype)?;
+            graph(&client, &model, input_shape.0, dtype, depth, collapse_repeats, &figure, cli.json).await
         }
         Command::Attribute(args) => crate::attribution::attribute(&client, args, cli.json).await,
         Command::Compare(args) => crate::attribution::compare(&client, args, cli.json).await,
@@ -154,6 +173,50 @@ async fn models(client: &Client, command: ModelsCommand, as_json: bool) -> anyho
                 println!("{id}");
             }
         }
+    }
+    Ok(())
+}
+
+fn parse_dtype(text: &str) -> anyhow::Result<proto::Dtype> {
+    match text {
+        "float32" => Ok(proto::Dtype::Float32),
+        "int64" => Ok(proto::Dtype::Int64),
+        other => anyhow::bail!("--input-dtype {other}: expected float32 or int64"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn graph(
+    client: &Client,
+    model: &str,
+    input_shape: Vec<i64>,
+    input_dtype: proto::Dtype,
+    depth: Option<u32>,
+    collapse_repeats: bool,
+    figure: &Path,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let format = match figure.extension().and_then(|ext| ext.to_str()) {
+        Some("svg") => FigureFormat::Svg,
+        Some("png") => FigureFormat::Png,
+        _ => anyhow::bail!("--figure {}: the file name must end in .svg or .png", figure.display()),
+    };
+    let request = proto::GraphRequest {
+        model: model.to_string(),
+        input_shape,
+        input_dtype: input_dtype as i32,
+        depth: depth.unwrap_or(0),
+        collapse_repeats,
+        figure_format: format as i32,
+    };
+    let answer = client.graph(request).await.with_context(|| format!("graph of {model}"))?;
+    let rendered = answer.figure.as_ref().context("the daemon answered without a figure")?;
+    std::fs::write(figure, &rendered.data).with_context(|| format!("cannot write {}", figure.display()))?;
+    if as_json {
+        println!("{}", json!({"nodes": answer.nodes.len(), "edges": answer.edges.len(), "figure": figure.display().to_string(), "alt_text": rendered.alt_text}));
+    } else {
+        println!("{}", rendered.alt_text);
+        println!("figure written to {}", figure.display());
     }
     Ok(())
 }

@@ -153,6 +153,10 @@ impl Client {
         Ok(self.explain.clone().attribute(request).await?.into_inner())
     }
 
+    pub async fn graph(&self, request: proto::GraphRequest) -> Result<proto::GraphResponse> {
+        Ok(self.explain.clone().graph(request).await?.into_inner())
+    }
+
     pub async fn compare(&self, request: proto::CompareRequest) -> Result<proto::CompareResponse> {
         Ok(self.explain.clone().compare(request).await?.into_inner())
     }

@@ -8,6 +8,7 @@ pub mod device;
 pub mod error;
 pub mod host_tensor;
 pub mod model;
+pub mod op_graph;
 pub mod structure;
 pub mod summary;
 pub mod taps;

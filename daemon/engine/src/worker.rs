@@ -7,6 +7,7 @@ use crate::attribution::{self, Attribution, AttributionRequest, Chunking, Evalua
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::model::{self, LoadedModel};
+use crate::op_graph::{self, OpGraph};
 use crate::structure::{self, ModuleInfo};
 use crate::summary::{self, CallSummary};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -29,6 +30,7 @@ enum Command {
     Attribute { request: AttributionRequest, reply: oneshot::Sender<Result<Attribution>> },
     ModuleTree { reply: oneshot::Sender<Result<Arc<Vec<ModuleInfo>>>> },
     Evaluate { request: EvaluationRequest, reply: oneshot::Sender<Result<Evaluation>> },
+    OpGraph { input_shape: Vec<i64>, integer: bool, reply: oneshot::Sender<Result<OpGraph>> },
     CallSummary { input_shape: Vec<i64>, integer: bool, max_depth: Option<u32>, reply: oneshot::Sender<Result<CallSummary>> },
     SanityCheck { request: AttributionRequest, seed: i64, signed: bool, reply: oneshot::Sender<Result<SanityCheck>> },
 }
@@ -75,6 +77,11 @@ impl WorkerHandle {
     /// `integer`), rows down to `max_depth`.
     pub async fn call_summary(&self, input_shape: Vec<i64>, integer: bool, max_depth: Option<u32>) -> Result<CallSummary> {
         self.call(|reply| Command::CallSummary { input_shape, integer, max_depth, reply }).await
+    }
+
+    /// The op graph of one run on a zero input of `input_shape`.
+    pub async fn op_graph(&self, input_shape: Vec<i64>, integer: bool) -> Result<OpGraph> {
+        self.call(|reply| Command::OpGraph { input_shape, integer, reply }).await
     }
 
     pub async fn evaluate(&self, request: EvaluationRequest) -> Result<Evaluation> {
@@ -131,6 +138,9 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, command
                     summary::run_call_summary(model, &tree, &input_shape, integer, max_depth)
                 });
                 let _ = reply.send(answer);
+            }
+            Command::OpGraph { input_shape, integer, reply } => {
+                let _ = reply.send(with_model(&loaded, |model| op_graph::op_graph(model, &input_shape, integer)));
             }
             Command::Evaluate { request, reply } => {
                 let answer = with_model(&loaded, |model| {

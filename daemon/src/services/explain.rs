@@ -65,6 +65,38 @@ impl Explain for ExplainService {
         Ok(Response::new(convert::attribute_response(record.id, attribution, figure)))
     }
 
+    async fn graph(&self, request: Request<proto::GraphRequest>) -> Result<Response<proto::GraphResponse>, Status> {
+        let request = request.into_inner();
+        if request.input_shape.is_empty() {
+            return Err(ApiError::bad_input("the graph needs an input shape, e.g. [1, 3, 224, 224]").into());
+        }
+        let (record, worker) = self.state.worker_for(&request.model).await?;
+        let integer = request.input_dtype() == proto::Dtype::Int64;
+        let graph = worker
+            .op_graph(request.input_shape.clone(), integer)
+            .await
+            .map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
+        let figure = match convert::figure_format(request.figure_format) {
+            None => None,
+            Some(format) => {
+                // SVG unless PNG was asked for explicitly: a graph is text-heavy.
+                let format = if request.figure_format == proto::FigureFormat::Png as i32 { format } else { layerlens_render::Format::Svg };
+                let title = record.names.first().cloned().unwrap_or_else(|| record.id[..12].to_string());
+                let model_graph = convert::model_graph(&graph, title);
+                let options = layerlens_render::GraphOptions {
+                    depth: (request.depth > 0).then_some(request.depth),
+                    collapse_repeats: request.collapse_repeats,
+                };
+                let rendered = tokio::task::spawn_blocking(move || layerlens_render::graph_figure(&model_graph, &options, format))
+                    .await
+                    .map_err(ApiError::from)?
+                    .map_err(render_error)?;
+                Some(convert::figure(rendered))
+            }
+        };
+        Ok(Response::new(convert::graph_response(record.id, &graph, figure)))
+    }
+
     async fn compare(&self, request: Request<proto::CompareRequest>) -> Result<Response<proto::CompareResponse>, Status> {
         let request = request.into_inner();
         let base = request.base.ok_or_else(|| ApiError::bad_input("the request has no base (model, input, target)"))?;

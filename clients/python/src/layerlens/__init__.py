@@ -14,7 +14,7 @@ this package imports neither torch nor IPython; each is loaded only when it is u
 
 from layerlens._client import DEFAULT_ADDRESS, Client, Model, connect
 from layerlens._errors import ExportError, LayerlensError
-from layerlens._results import Attribution, Comparison, Evaluation, ModelInfo, ModelList, SanityCheck, Summary
+from layerlens._results import Attribution, Comparison, Evaluation, Graph, ModelInfo, ModelList, SanityCheck, Summary
 
 __version__ = "0.1.0"
 
@@ -24,6 +24,7 @@ __all__ = [
     "Client",
     "Comparison",
     "Evaluation",
+    "Graph",
     "ExportError",
     "LayerlensError",
     "Model",

@@ -15,7 +15,7 @@ import grpc
 
 from layerlens import _export, _wire
 from layerlens._errors import LayerlensError
-from layerlens._results import Attribution, Comparison, Evaluation, ModelInfo, ModelList, SanityCheck, Summary
+from layerlens._results import Attribution, Comparison, Evaluation, Graph, ModelInfo, ModelList, SanityCheck, Summary
 from layerlens.v1 import common_pb2, explain_pb2, explain_pb2_grpc, models_pb2, models_pb2_grpc
 
 DEFAULT_ADDRESS = "http://127.0.0.1:7533"
@@ -269,6 +269,25 @@ class Client:
                 request.target = int(target)
         return request
 
+    def graph(self, model, input_shape, *, depth=None, collapse_repeats=False, input_dtype="float32", figure_format="svg"):
+        """The forward pass as boxes and arrows; see Model.graph()."""
+        handle = self.model(model)
+        dtypes = {"float32": common_pb2.DTYPE_FLOAT32, "int64": common_pb2.DTYPE_INT64}
+        request = explain_pb2.GraphRequest(
+            model=handle.id,
+            input_shape=[int(dim) for dim in input_shape],
+            input_dtype=dtypes[str(input_dtype)],
+            depth=int(depth or 0),
+            collapse_repeats=bool(collapse_repeats),
+            figure_format=_wire.figure_format(figure_format),
+        )
+        answer = self._call(self._explain.Graph, request)
+        return Graph(
+            [(node.op, node.module_path, node.source) for node in answer.nodes],
+            [(edge.__getattribute__("from"), edge.to, list(edge.shape)) for edge in answer.edges],
+            answer.figure if answer.HasField("figure") else None,
+        )
+
     def compare(self, model, x, methods, target=None, *, layer=None, figure_format="png", figure_method=None, figure_sign=None, **params):
         """Several methods on one input; see Model.compare()."""
         request = self._attribute_request(
@@ -367,6 +386,13 @@ class Model:
     def __repr__(self):
         names = f", names={list(self.names)}" if self.names else ""
         return f"Model(id={self.id[:12]!r}{names})"
+
+    def graph(self, input_shape, **kwargs):
+        """The forward pass on one input of `input_shape` as boxes and arrows with tensor
+        shapes, grouped by module (`depth=` folds deeper calls into one box,
+        `collapse_repeats=True` folds identical blocks into one box marked xN); displays
+        as the daemon's SVG in Jupyter."""
+        return self.client.graph(self, input_shape, **kwargs)
 
     def compare(self, x, methods, target=None, **kwargs):
         """Several methods on one input, side by side: methods is a list of names or of

@@ -383,3 +383,16 @@ class SanityCheck(_FigureDisplay):
 
     def __repr__(self):
         return f"SanityCheck({[(layer, round(spearman, 3)) for layer, spearman, _ in self.steps]})"
+
+
+class Graph(_FigureDisplay):
+    """The op graph of one forward pass: `nodes` as (op, module path, source line),
+    `edges` as (from, to, shape); displays as the daemon's figure."""
+
+    def __init__(self, nodes, edges, figure=None):
+        self.nodes = nodes
+        self.edges = edges
+        self._set_figure(figure)
+
+    def __repr__(self):
+        return f"Graph({len(self.nodes)} ops, {len(self.edges)} edges)"

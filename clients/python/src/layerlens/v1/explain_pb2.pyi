@@ -261,3 +261,52 @@ class SanityCheckResponse(_message.Message):
     steps: _containers.RepeatedCompositeFieldContainer[SanityCheckStep]
     figure: _common_pb2.Figure
     def __init__(self, attribution: _Optional[_Union[AttributeResponse, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[SanityCheckStep, _Mapping]]] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ...) -> None: ...
+
+class GraphRequest(_message.Message):
+    __slots__ = ("model", "input_shape", "input_dtype", "depth", "collapse_repeats", "figure_format")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    INPUT_DTYPE_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    COLLAPSE_REPEATS_FIELD_NUMBER: _ClassVar[int]
+    FIGURE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    input_shape: _containers.RepeatedScalarFieldContainer[int]
+    input_dtype: _common_pb2.Dtype
+    depth: int
+    collapse_repeats: bool
+    figure_format: _common_pb2.FigureFormat
+    def __init__(self, model: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., input_dtype: _Optional[_Union[_common_pb2.Dtype, str]] = ..., depth: _Optional[int] = ..., collapse_repeats: _Optional[bool] = ..., figure_format: _Optional[_Union[_common_pb2.FigureFormat, str]] = ...) -> None: ...
+
+class GraphNode(_message.Message):
+    __slots__ = ("id", "op", "module_path", "source")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OP_FIELD_NUMBER: _ClassVar[int]
+    MODULE_PATH_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    op: str
+    module_path: str
+    source: str
+    def __init__(self, id: _Optional[int] = ..., op: _Optional[str] = ..., module_path: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
+
+class GraphEdge(_message.Message):
+    __slots__ = ("to", "shape")
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    to: int
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, to: _Optional[int] = ..., shape: _Optional[_Iterable[int]] = ..., **kwargs) -> None: ...
+
+class GraphResponse(_message.Message):
+    __slots__ = ("model_id", "nodes", "edges", "figure")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    EDGES_FIELD_NUMBER: _ClassVar[int]
+    FIGURE_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    nodes: _containers.RepeatedCompositeFieldContainer[GraphNode]
+    edges: _containers.RepeatedCompositeFieldContainer[GraphEdge]
+    figure: _common_pb2.Figure
+    def __init__(self, model_id: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[GraphNode, _Mapping]]] = ..., edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ...) -> None: ...

@@ -44,6 +44,11 @@ class ExplainStub:
                 request_serializer=layerlens_dot_v1_dot_explain__pb2.AttributeRequest.SerializeToString,
                 response_deserializer=layerlens_dot_v1_dot_explain__pb2.AttributeResponse.FromString,
                 _registered_method=True)
+        self.Graph = channel.unary_unary(
+                '/layerlens.v1.Explain/Graph',
+                request_serializer=layerlens_dot_v1_dot_explain__pb2.GraphRequest.SerializeToString,
+                response_deserializer=layerlens_dot_v1_dot_explain__pb2.GraphResponse.FromString,
+                _registered_method=True)
         self.Compare = channel.unary_unary(
                 '/layerlens.v1.Explain/Compare',
                 request_serializer=layerlens_dot_v1_dot_explain__pb2.CompareRequest.SerializeToString,
@@ -72,6 +77,13 @@ class ExplainServicer:
 
     def Attribute(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Graph(self, request, context):
+        """The forward pass as boxes and arrows with tensor shapes.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -109,6 +121,11 @@ def add_ExplainServicer_to_server(servicer, server):
                     servicer.Attribute,
                     request_deserializer=layerlens_dot_v1_dot_explain__pb2.AttributeRequest.FromString,
                     response_serializer=layerlens_dot_v1_dot_explain__pb2.AttributeResponse.SerializeToString,
+            ),
+            'Graph': grpc.unary_unary_rpc_method_handler(
+                    servicer.Graph,
+                    request_deserializer=layerlens_dot_v1_dot_explain__pb2.GraphRequest.FromString,
+                    response_serializer=layerlens_dot_v1_dot_explain__pb2.GraphResponse.SerializeToString,
             ),
             'Compare': grpc.unary_unary_rpc_method_handler(
                     servicer.Compare,
@@ -180,6 +197,33 @@ class Explain:
             '/layerlens.v1.Explain/Attribute',
             layerlens_dot_v1_dot_explain__pb2.AttributeRequest.SerializeToString,
             layerlens_dot_v1_dot_explain__pb2.AttributeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Graph(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/layerlens.v1.Explain/Graph',
+            layerlens_dot_v1_dot_explain__pb2.GraphRequest.SerializeToString,
+            layerlens_dot_v1_dot_explain__pb2.GraphResponse.FromString,
             options,
             channel_credentials,
             insecure,

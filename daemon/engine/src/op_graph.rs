@@ -1,0 +1,161 @@
+//! The model's forward pass as a graph of data operations for drawing: one node per
+//! tensor-producing ATen op (glue such as list building, tuple packing and shape reads
+//! is looked through), each placed in the module calls it runs in, with the tensor
+//! shapes of one run on a sample input on the edges.
+
+use crate::error::{Error, Result};
+use crate::model::LoadedModel;
+use crate::structure::readable_type_name;
+use crate::taps::TappedModel;
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpNode {
+    pub id: usize,
+    /// The op without its namespace: `conv2d`, `add`, `flatten`.
+    pub label: String,
+    /// `file:line` of the original source.
+    pub source: String,
+    /// Enclosing module calls, outermost first: (path, type name, call index).
+    pub scopes: Vec<(String, String, u32)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpEdge {
+    pub from: usize,
+    pub to: usize,
+    pub shape: Option<Vec<i64>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OpGraph {
+    pub nodes: Vec<OpNode>,
+    pub edges: Vec<OpEdge>,
+    /// (name, shape, nodes fed) per model input.
+    pub inputs: Vec<(String, Vec<i64>, Vec<usize>)>,
+    /// (name, shape, producing node) per model output.
+    pub outputs: Vec<(String, Vec<i64>, usize)>,
+}
+
+/// Runs the model once on a zero input of `input_shape` and builds its op graph.
+pub fn op_graph(model: &LoadedModel, input_shape: &[i64], integer: bool) -> Result<OpGraph> {
+    if input_shape.is_empty() || input_shape.iter().any(|&dim| dim <= 0) {
+        return Err(Error::bad_input(format!("input shape {input_shape:?} needs at least one dimension, all positive")));
+    }
+    let tapped = model.tapped()?;
+    let kind = if integer { tch::Kind::Int64 } else { tch::Kind::Float };
+    let input = tch::Tensor::zeros(input_shape, (kind, model.device.to_tch()));
+    let _no_grad = tch::no_grad_guard();
+    let (output, values) = tapped.forward_all(&[input])?;
+    let mut shapes: HashMap<usize, Vec<i64>> = HashMap::new();
+    for (id, value) in tapped.graph.tensor_values.iter().zip(&values) {
+        if let Some(value) = value {
+            shapes.insert(*id, value.size());
+        }
+    }
+    Ok(build(tapped, &shapes, input_shape, output.size()))
+}
+
+/// Ops that only move data between real ops, or read metadata.
+fn is_glue(kind: &str) -> bool {
+    !kind.starts_with("aten::")
+        || matches!(
+            kind,
+            "aten::size" | "aten::dim" | "aten::Int" | "aten::ScalarImplicit" | "aten::len" | "aten::__getitem__"
+                | "aten::numel" | "aten::format" | "aten::warn" | "aten::eq" | "aten::ne" | "aten::__is__"
+                | "aten::__isnot__" | "aten::list" | "aten::contiguous" | "aten::detach"
+        )
+}
+
+fn build(tapped: &TappedModel, shapes: &HashMap<usize, Vec<i64>>, input_shape: &[i64], output_shape: Vec<i64>) -> OpGraph {
+    let graph = &tapped.graph;
+    let calls = &graph.calls;
+    let scopes_of = |call: i64| {
+        let mut chain = Vec::new();
+        let mut current = call;
+        while current >= 0 {
+            let entry = &calls[current as usize];
+            let type_name = readable_type_name(&entry.qualified_type);
+            let short = type_name.rsplit('.').next().unwrap_or(&type_name).to_string();
+            chain.push((entry.path.clone(), short, entry.index as u32));
+            current = entry.parent;
+        }
+        chain.reverse();
+        chain
+    };
+    // Which node produces each value, and which op nodes each glue value comes from.
+    let mut producer: HashMap<usize, usize> = HashMap::new();
+    for (index, node) in graph.nodes.iter().enumerate() {
+        for &output in &node.outputs {
+            producer.insert(output, index);
+        }
+    }
+    let mut op_id: HashMap<usize, usize> = HashMap::new();
+    let mut result = OpGraph::default();
+    for (index, node) in graph.nodes.iter().enumerate() {
+        if is_glue(&node.kind) || !node.outputs.iter().any(|id| shapes.contains_key(id)) {
+            continue;
+        }
+        let id = result.nodes.len();
+        op_id.insert(index, id);
+        result.nodes.push(OpNode {
+            id,
+            label: node.kind.trim_start_matches("aten::").to_string(),
+            source: node.source.clone(),
+            scopes: scopes_of(node.call),
+        });
+    }
+    // The real sources of a value: its op producer, or through glue nodes the op
+    // producers of their inputs; graph inputs end the walk.
+    let input_ids: Vec<usize> = graph.inputs.clone();
+    let sources = |value: usize| -> (Vec<usize>, bool) {
+        let mut found = Vec::new();
+        let mut from_input = false;
+        let mut stack = vec![value];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(value) = stack.pop() {
+            if !seen.insert(value) {
+                continue;
+            }
+            if input_ids.contains(&value) {
+                from_input = true;
+                continue;
+            }
+            if let Some(&index) = producer.get(&value) {
+                match op_id.get(&index) {
+                    Some(&id) => found.push(id),
+                    None => stack.extend(graph.nodes[index].inputs.iter().copied()),
+                }
+            }
+        }
+        (found, from_input)
+    };
+    let op_shape: HashMap<usize, Vec<i64>> = op_id
+        .iter()
+        .filter_map(|(&index, &id)| graph.nodes[index].outputs.iter().find_map(|value| shapes.get(value)).map(|shape| (id, shape.clone())))
+        .collect();
+    let mut fed_by_input = Vec::new();
+    for (index, node) in graph.nodes.iter().enumerate() {
+        let Some(&to) = op_id.get(&index) else { continue };
+        for &value in &node.inputs {
+            let (from_nodes, from_input) = sources(value);
+            for from in from_nodes {
+                if from != to && !result.edges.iter().any(|edge| edge.from == from && edge.to == to) {
+                    // A value built by glue (a list of tensors) shows its source's shape.
+                    let shape = shapes.get(&value).cloned().or_else(|| op_shape.get(&from).cloned());
+                    result.edges.push(OpEdge { from, to, shape });
+                }
+            }
+            if from_input && !fed_by_input.contains(&to) {
+                fed_by_input.push(to);
+            }
+        }
+    }
+    result.inputs.push(("input".to_string(), input_shape.to_vec(), fed_by_input));
+    if let Some(&output) = graph.outputs.first() {
+        if let Some(&last) = sources(output).0.last() {
+            result.outputs.push(("output".to_string(), output_shape, last));
+        }
+    }
+    result
+}
