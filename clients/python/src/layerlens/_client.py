@@ -284,7 +284,7 @@ class Client:
         answer = self._call(self._explain.Graph, request)
         return Graph(
             [(node.op, node.module_path, node.source) for node in answer.nodes],
-            [(edge.__getattribute__("from"), edge.to, list(edge.shape)) for edge in answer.edges],
+            [(getattr(edge, "from"), edge.to, list(edge.shape)) for edge in answer.edges],
             answer.figure if answer.HasField("figure") else None,
         )
 
