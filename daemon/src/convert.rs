@@ -33,6 +33,16 @@ pub fn host_tensor(tensor: &proto::Tensor, what: &str) -> ApiResult<HostTensor> 
     Ok(HostTensor { shape: tensor.shape.clone(), values, integer: false })
 }
 
+/// The request's input tensors: the first and any extra ones.
+pub fn inputs(first: Option<&proto::Tensor>, extra: &[proto::Tensor]) -> ApiResult<Vec<HostTensor>> {
+    let first = first.ok_or_else(|| ApiError::bad_input("the request has no input tensor"))?;
+    let mut inputs = vec![host_tensor(first, "input")?];
+    for (index, tensor) in extra.iter().enumerate() {
+        inputs.push(host_tensor(tensor, &format!("input {}", index + 1))?);
+    }
+    Ok(inputs)
+}
+
 pub fn attribution_request(request: &proto::AttributeRequest) -> ApiResult<AttributionRequest> {
     let first = request.input.as_ref().ok_or_else(|| ApiError::bad_input("the request has no input tensor"))?;
     let mut inputs = vec![host_tensor(first, "input")?];
@@ -214,5 +224,63 @@ pub fn graph_response(model_id: String, graph: &layerlens_engine::op_graph::OpGr
             .collect(),
         edges: graph.edges.iter().map(|edge| proto::GraphEdge { from: edge.from as u32, to: edge.to as u32, shape: edge.shape.clone().unwrap_or_default() }).collect(),
         figure,
+    }
+}
+
+pub fn tensor_stats(stats: &layerlens_engine::inspection::TensorStats) -> proto::TensorStats {
+    proto::TensorStats {
+        count: stats.count,
+        mean: stats.mean,
+        std: stats.std,
+        min: stats.min,
+        max: stats.max,
+        l2_norm: stats.l2_norm,
+        zero_fraction: stats.zero_fraction,
+        nan_count: stats.nan_count,
+        inf_count: stats.inf_count,
+        histogram_edges: stats.histogram.edges.clone(),
+        histogram_counts: stats.histogram.counts.clone(),
+    }
+}
+
+pub fn parameter_stats(parameter: &layerlens_engine::inspection::ParameterStats) -> proto::ParameterStats {
+    proto::ParameterStats {
+        name: parameter.name.clone(),
+        module_path: parameter.module_path.clone(),
+        shape: parameter.shape.clone(),
+        dtype: parameter.dtype.clone(),
+        requires_grad: parameter.requires_grad,
+        stats: Some(tensor_stats(&parameter.stats)),
+    }
+}
+
+pub fn layer_stats(layer: &layerlens_engine::inspection::LayerStats) -> proto::LayerStats {
+    proto::LayerStats {
+        path: layer.path.clone(),
+        type_name: layer.type_name.clone(),
+        call_index: layer.call_index,
+        call_site: layer.call_site.clone(),
+        shape: layer.shape.clone(),
+        stats: Some(tensor_stats(&layer.stats)),
+        nonpositive_fraction: layer.nonpositive_fraction,
+        saturated_fraction: layer.saturated_fraction,
+        dead_channels: layer.dead_channels.map(|(dead, _)| dead),
+        channels: layer.dead_channels.map(|(_, channels)| channels),
+    }
+}
+
+pub fn anomaly(anomaly: &layerlens_engine::inspection::Anomaly) -> proto::Anomaly {
+    use layerlens_engine::inspection::Severity;
+    let severity = match anomaly.severity {
+        Severity::Info => proto::anomaly::Severity::Info,
+        Severity::Warning => proto::anomaly::Severity::Warning,
+        Severity::Error => proto::anomaly::Severity::Error,
+    };
+    proto::Anomaly {
+        severity: severity as i32,
+        kind: anomaly.kind.clone(),
+        path: anomaly.path.clone(),
+        call_site: anomaly.call_site.clone(),
+        message: anomaly.message.clone(),
     }
 }

@@ -352,16 +352,19 @@ def run_once(call):
     return time.perf_counter() - start, result
 
 
-def time_interleaved(calls, repeats, row_budget_s):
-    """Warms every call once (untimed), then runs them in turn `repeats` times.
+def time_interleaved(calls, repeats, row_budget_s, warm_ups=1):
+    """Warms every call (untimed), then runs them in turn `repeats` times.
 
-    calls: {side: zero-argument callable}. When the warm-up calls show that `repeats`
-    rounds would take longer than row_budget_s, fewer rounds are run (at least one);
-    the table reports how many.
+    calls: {side: zero-argument callable}. TorchScript's profiling executor optimises a
+    graph only after it has run it, on both sides alike, so cheap rows are warmed more
+    than once. When the last warm-up round shows that `repeats` rounds would take
+    longer than row_budget_s, fewer rounds are run (at least one); the table reports
+    how many.
     """
     timed = {side: Timed() for side in calls}
-    for side, call in calls.items():
-        timed[side].warm_up_seconds, timed[side].result = run_once(call)
+    for _ in range(warm_ups):
+        for side, call in calls.items():
+            timed[side].warm_up_seconds, timed[side].result = run_once(call)
     round_seconds = sum(timed[side].warm_up_seconds for side in calls)
     rounds = max(1, min(repeats, int(row_budget_s // max(round_seconds, 1e-9))))
     for _ in range(rounds):
@@ -383,6 +386,7 @@ def log(message):
 
 
 def max_abs_diff(daemon_values, captum_values):
+    """(max |daemon - Captum|, max |Captum|): the difference and the scale it is on."""
     import numpy as np
 
     daemon_values = np.asarray(daemon_values, dtype=np.float64)
@@ -392,31 +396,39 @@ def max_abs_diff(daemon_values, captum_values):
     return float(np.max(np.abs(daemon_values - captum_values))), float(np.max(np.abs(captum_values)))
 
 
-def raw_chunks(client, handle, x, method, target, params):
-    """Rows evaluated and passes (chunks) the daemon used for a request.
+def raw_attribute(client, handle, x, method, target, params):
+    """The wire AttributeResponse of a request, without a figure.
 
-    The Python client's Attribution has n_passes but not n_chunks, so this sends the
-    wire request itself through the client's private helpers; it is the untimed warm-up
-    call. None when those helpers have changed.
+    The Python client's Attribution carries n_passes (rows evaluated) but not n_chunks
+    (forward or forward+backward calls), so the untimed warm-up call goes through the
+    client's request builder and stub to read both.
     """
+    request = client._attribute_request(
+        handle, x, method, target, layer=None, figure_format=None, figure_method=None, figure_sign=None, params=params,
+    )
+    return client._call(client._explain.Attribute, request)
+
+
+def rows_and_passes(client, handle, x, method, target, params):
+    """(rows evaluated, passes) the daemon reports for a request; None if the client's
+    private helpers have changed."""
     try:
-        request = client._attribute_request(
-            handle, x, method, target, layer=None, figure_format=None, figure_method=None, figure_sign=None, params=params,
-        )
-        response = client._call(client._explain.Attribute, request)
-        return int(response.n_passes), int(response.n_chunks)
+        response = raw_attribute(client, handle, x, method, target, params)
     except AttributeError:
         return None
+    return int(response.n_passes), int(response.n_chunks)
 
 
 class Row:
-    def __init__(self, number, name, model, timed_daemon, timed_captum, captum_label, work="", diff=None, note=""):
+    """One line of the table: a daemon configuration against one Captum configuration."""
+
+    def __init__(self, number, name, model, captum_label, daemon, captum, work="", diff=None, note=""):
         self.number = number
         self.name = name
         self.model = model
-        self.daemon = timed_daemon
-        self.captum = timed_captum
         self.captum_label = captum_label
+        self.daemon = daemon
+        self.captum = captum
         self.work = work
         self.diff = diff
         self.note = note
@@ -427,7 +439,7 @@ def format_seconds(timed):
     if timed is None or not timed.seconds:
         return "—"
     low, high = min(timed.seconds), max(timed.seconds)
-    return f"{timed.median:.4f} [{low:.4f}–{high:.4f}] (N={len(timed.seconds)})"
+    return f"{timed.median:.4f} [{low:.4f}–{high:.4f}] N={len(timed.seconds)}"
 
 
 def format_ratio(row):
@@ -444,31 +456,38 @@ def format_diff(diff):
 
 def attribution_table(rows):
     lines = [
-        "| # | benchmark | model, input | daemon s, median [min–max] | Captum s, median [min–max] | daemon / Captum | daemon work | max abs diff daemon vs Captum (of max abs Captum value) | other processes' CPU s during row | notes |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| # | benchmark | model, input | Captum configuration | daemon s, median [min–max] N | Captum s, median [min–max] N "
+        "| daemon / Captum | daemon work | max abs diff daemon − Captum (max abs Captum value) | other processes' CPU s during row | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         foreign = "—" if row.foreign_cpu_s is None else f"{row.foreign_cpu_s:.1f}"
         lines.append(
-            f"| {row.number} | {row.name} | {row.model} | {format_seconds(row.daemon)} | {row.captum_label}: "
+            f"| {row.number} | {row.name} | {row.model} | {row.captum_label} | {format_seconds(row.daemon)} | "
             f"{format_seconds(row.captum)} | {format_ratio(row)} | {row.work} | {format_diff(row.diff)} | {foreign} | {row.note} |"
         )
     return "\n".join(lines)
 
 
-def work_text(result, chunks):
-    parts = []
-    if getattr(result, "n_steps", None):
-        parts.append(f"{result.n_steps} steps")
-    if chunks is not None:
-        parts.append(f"{chunks[0]} rows in {chunks[1]} passes")
-    elif getattr(result, "n_passes", None):
-        parts.append(f"{result.n_passes} rows")
-    return ", ".join(parts)
+def work_text(n_steps, counts):
+    """E.g. "50 steps; 52 rows in 5 passes"."""
+    parts = [f"{n_steps} steps"] if n_steps else []
+    if counts is not None:
+        parts.append(f"{counts[0]} rows in {counts[1]} passes")
+    return "; ".join(parts)
+
+
+def adaptive_steps_tried(final_steps):
+    """The step counts n_steps="auto" runs with Gauss-Legendre: 4, 8, ... up to final."""
+    tried, steps = [], 4
+    while steps < final_steps:
+        tried.append(steps)
+        steps *= 2
+    return tried + [final_steps]
 
 
 def benchmark_attributions(args, daemon, resnet_path, digits_path, resnet_model, digits_model, x, target, digits_x, digits_targets):
-    """Rows 1-3 (and the adaptive rows of 2) on a daemon with the default pass budget."""
+    """The timed rows, on a daemon with the default pass budget; answers (rows, overheads)."""
     import layerlens
     import numpy as np
 
@@ -479,182 +498,186 @@ def benchmark_attributions(args, daemon, resnet_path, digits_path, resnet_model,
     budget = args.row_budget_s
     repeats = args.repeats
     cheap_repeats = max(repeats, 10)
-    digits_target_list = [int(value) for value in digits_targets]
+    cheap_warm_ups = 3
+    digits_targets = [int(value) for value in digits_targets]
+    resnet_label = f"resnet18, 1×3×224×224, target {target}"
+    digits_label = f"digits CNN, {DIGITS_ROWS}×1×8×8 (held-out digits), targets = their labels"
 
     def daemon_call(handle, data, method_name, target_value, params=None, figure_format=None):
         # params= rather than keywords: integrated gradients' quadrature option is
         # called `method`, like attribute()'s own argument.
         return lambda: handle.attribute(data, method_name, target_value, figure_format=figure_format, params=params or {})
 
-    def measured(row_factory, pids=(os.getpid(), daemon.pid)):
-        meter = ForeignCpuMeter(*pids)
-        row = row_factory()
-        row.foreign_cpu_s = meter.seconds()
-        rows.append(row)
-        log(f"row {row.number} {row.name}: daemon {format_seconds(row.daemon)}, Captum {format_seconds(row.captum)}")
-        return row
+    def measured(build_rows):
+        meter = ForeignCpuMeter(os.getpid(), daemon.pid)
+        built = build_rows()
+        foreign = meter.seconds()
+        for row in built:
+            row.foreign_cpu_s = foreign
+            rows.append(row)
+            log(f"row {row.number}: daemon {format_seconds(row.daemon)}, Captum {format_seconds(row.captum)}; "
+                f"other processes {foreign:.1f} CPU s")
+        return built
 
-    # 1. IG, 50 Gauss-Legendre steps, resnet18.
+    # 1. IG, 50 Gauss-Legendre steps, resnet18; Captum in one pass (its default) and
+    #    in passes as large as the daemon's.
     ig_params = {"n_steps": 50, "method": "gausslegendre"}
-    captum_ig50 = {}
+    ig_counts = rows_and_passes(client, resnet, x, "integrated_gradients", target, ig_params)
+    # Two of the daemon's passes are the forward passes of the convergence delta.
+    ig_gradient_passes = ig_counts[1] - 2 if ig_counts else None
+    ig_batch = math.ceil(50 / ig_gradient_passes) if ig_gradient_passes else 16
 
-    def row_ig50():
-        chunks = raw_chunks(client, resnet, x, "integrated_gradients", target, ig_params)
+    def build_ig50():
         timed = time_interleaved({
             "daemon": daemon_call(resnet, x, "integrated_gradients", target, ig_params),
             "captum": lambda: captum_integrated_gradients(resnet_model, x, target, 50),
+            "captum_batched": lambda: captum_integrated_gradients(resnet_model, x, target, 50, internal_batch_size=ig_batch),
         }, repeats, budget)
-        captum_ig50.update(timed=timed["captum"])
-        daemon_result, (captum_values, captum_deltas) = timed["daemon"].result, timed["captum"].result
-        captum_ig50.update(values=captum_values, deltas=captum_deltas)
-        return Row(
-            "1", "IG, n_steps=50, gausslegendre, zero baseline (with convergence delta)",
-            f"resnet18, 1×3×224×224, target {target}", timed["daemon"], timed["captum"],
-            "IntegratedGradients, internal_batch_size=None", work_text(daemon_result, chunks),
-            max_abs_diff(daemon_result.values, captum_values),
-            f"delta daemon {daemon_result.convergence_deltas[0]:.3e}, Captum {captum_deltas[0]:.3e}",
-        )
+        result = timed["daemon"].result
+        values, deltas = timed["captum"].result
+        return [
+            Row("1a", "IG, n_steps=50, gausslegendre, zero baseline, with convergence delta", resnet_label,
+                "IntegratedGradients, internal_batch_size=None (all 50 rows in one pass)", timed["daemon"], timed["captum"],
+                work_text(result.n_steps, ig_counts), max_abs_diff(result.values, values),
+                f"convergence delta: daemon {result.convergence_deltas[0]:.4e}, Captum {deltas[0]:.4e}"),
+            Row("1b", "as 1a (same daemon runs)", resnet_label,
+                f"IntegratedGradients, internal_batch_size={ig_batch}", timed["daemon"], timed["captum_batched"],
+                work_text(result.n_steps, ig_counts), max_abs_diff(result.values, timed["captum_batched"].result[0]),
+                f"internal_batch_size {ig_batch} = 50 rows / the daemon's {ig_gradient_passes} gradient passes, so both sides batch alike"),
+        ]
 
-    measured(row_ig50)
+    ig50 = measured(build_ig50)[0]
 
-    # 2. Adaptive IG against Captum's 50 steps: digits first (cheap), then resnet18.
-    def adaptive_rows(number, handle, model, data, targets, label, captum_timed_50, captum_deltas_50, repeats_here):
+    # 2. Adaptive IG against Captum's 50 steps: digits (with its own 50-step row), then resnet18.
+    def adaptive_row(number, handle, model, data, targets, label, captum_50, repeats_here, warm_ups):
         gaps = target_gaps(model, data, targets)
-        captum_errors = relative_errors(captum_deltas_50, gaps)
+        _, captum_deltas_50 = captum_50.result
         # The daemon stops when the largest relative error over the batch rows is at or
         # below the tolerance; Captum's 50 steps reach this largest error.
-        tolerance = float(np.max(captum_errors))
+        tolerance = float(np.max(relative_errors(captum_deltas_50, gaps)))
         params = {"n_steps": "auto", "tolerance": repr(tolerance), "method": "gausslegendre"}
-        chunks = raw_chunks(client, handle, data, "integrated_gradients", targets, params)
-        timed = time_interleaved({"daemon": daemon_call(handle, data, "integrated_gradients", targets, params)}, repeats_here, budget)
+        counts = rows_and_passes(client, handle, data, "integrated_gradients", targets, params)
+        timed = time_interleaved(
+            {"daemon": daemon_call(handle, data, "integrated_gradients", targets, params)}, repeats_here, budget, warm_ups,
+        )
         result = timed["daemon"].result
-        daemon_errors = relative_errors(result.convergence_deltas, gaps)
+        daemon_error = float(np.max(relative_errors(result.convergence_deltas, gaps)))
         # The same work: Captum with the step count the daemon settled on (untimed).
         same_steps_values, _ = captum_integrated_gradients(model, data, targets, result.n_steps)
-        tried = []
-        steps = 4
-        while steps < result.n_steps:
-            tried.append(steps)
-            steps *= 2
-        tried.append(result.n_steps)
+        tried = adaptive_steps_tried(result.n_steps)
         return Row(
-            number, f"adaptive IG, n_steps=\"auto\", tolerance={tolerance:.4g} (= Captum's 50-step relative completeness error, max over rows)",
-            label, timed["daemon"], captum_timed_50, "IntegratedGradients n_steps=50",
-            f"settled on {result.n_steps} steps (tried {'+'.join(map(str, tried))} = {sum(tried)} steps); "
-            + work_text(None, chunks or (result.n_passes, "?")),
+            number, f"adaptive IG, n_steps=\"auto\", gausslegendre, tolerance={tolerance:.4g} (Captum's 50-step relative "
+            "completeness error, max over rows)", label, "IntegratedGradients, n_steps=50 (Captum runs of the row above)",
+            timed["daemon"], captum_50,
+            f"settled on {result.n_steps} steps after trying {'+'.join(map(str, tried))} = {sum(tried)}; "
+            + work_text(None, counts),
             max_abs_diff(result.values, same_steps_values),
-            f"relative error: daemon {np.max(daemon_errors):.3e} at {result.n_steps} steps, Captum {tolerance:.3e} at 50 steps; "
-            f"diff is against Captum at {result.n_steps} steps",
+            f"max relative error |delta|/|F(x)−F(0)|: daemon {daemon_error:.3e} at {result.n_steps} steps, Captum "
+            f"{tolerance:.3e} at 50 steps; the diff is against Captum run at {result.n_steps} steps",
         )
 
-    def row_digits_ig50():
+    def build_digits():
         params = {"n_steps": 50, "method": "gausslegendre"}
-        chunks = raw_chunks(client, digits, digits_x, "integrated_gradients", digits_target_list, params)
+        counts = rows_and_passes(client, digits, digits_x, "integrated_gradients", digits_targets, params)
         timed = time_interleaved({
-            "daemon": daemon_call(digits, digits_x, "integrated_gradients", digits_target_list, params),
-            "captum": lambda: captum_integrated_gradients(digits_model, digits_x, digits_target_list, 50),
-        }, cheap_repeats * 2, budget)
-        captum_values, captum_deltas = timed["captum"].result
-        row = Row(
-            "2a", "IG, n_steps=50, gausslegendre (reference for 2b)", f"digits CNN, {DIGITS_ROWS}×1×8×8, targets = labels",
-            timed["daemon"], timed["captum"], "IntegratedGradients", work_text(timed["daemon"].result, chunks),
-            max_abs_diff(timed["daemon"].result.values, captum_values), "",
+            "daemon": daemon_call(digits, digits_x, "integrated_gradients", digits_targets, params),
+            "captum": lambda: captum_integrated_gradients(digits_model, digits_x, digits_targets, 50),
+        }, cheap_repeats * 2, budget, cheap_warm_ups)
+        result = timed["daemon"].result
+        fixed = Row(
+            "2a", "IG, n_steps=50, gausslegendre, zero baseline (reference for 2b)", digits_label,
+            "IntegratedGradients, internal_batch_size=None", timed["daemon"], timed["captum"],
+            work_text(result.n_steps, counts), max_abs_diff(result.values, timed["captum"].result[0]),
         )
-        row.captum_deltas = captum_deltas
-        return row
+        adaptive = adaptive_row("2b", digits, digits_model, digits_x, digits_targets, digits_label, timed["captum"],
+                                cheap_repeats * 2, cheap_warm_ups)
+        return [fixed, adaptive]
 
-    digits_ig50 = measured(row_digits_ig50)
-    measured(lambda: adaptive_rows(
-        "2b", digits, digits_model, digits_x, digits_target_list, f"digits CNN, {DIGITS_ROWS}×1×8×8, targets = labels",
-        digits_ig50.captum, digits_ig50.captum_deltas, cheap_repeats * 2,
-    ))
-    measured(lambda: adaptive_rows(
-        "2c", resnet, resnet_model, x, target, f"resnet18, 1×3×224×224, target {target}",
-        captum_ig50["timed"], captum_ig50["deltas"], repeats,
-    ))
+    measured(build_digits)
+    measured(lambda: [adaptive_row("2c", resnet, resnet_model, x, target, resnet_label, ig50.captum, repeats, 1)])
 
-    # 3. Saliency, SmoothGrad, occlusion on resnet18.
-    def row_saliency(figure_format):
-        def build():
-            chunks = raw_chunks(client, resnet, x, "saliency", target, {})
-            timed = time_interleaved({
-                "daemon": daemon_call(resnet, x, "saliency", target, figure_format=figure_format),
-                "captum": lambda: captum_saliency(resnet_model, x, target),
-            }, cheap_repeats, budget)
-            figure_note = "figure_format=None (numbers only)" if figure_format is None else \
-                f"figure_format={figure_format!r} (the client's default): the daemon also renders and sends a figure"
-            return Row(
-                "3a" if figure_format is None else "3b", "saliency (abs=True)", f"resnet18, 1×3×224×224, target {target}",
-                timed["daemon"], timed["captum"], "Saliency", work_text(timed["daemon"].result, chunks),
-                max_abs_diff(timed["daemon"].result.values, timed["captum"].result), figure_note,
-            )
-        return build
+    # 3. Saliency (without and with the client's default PNG figure), SmoothGrad,
+    #    occlusion on resnet18.
+    def build_saliency():
+        counts = rows_and_passes(client, resnet, x, "saliency", target, {})
+        timed = time_interleaved({
+            "daemon": daemon_call(resnet, x, "saliency", target),
+            "daemon_png": daemon_call(resnet, x, "saliency", target, figure_format="png"),
+            "captum": lambda: captum_saliency(resnet_model, x, target),
+        }, cheap_repeats, budget, cheap_warm_ups)
+        captum_values = timed["captum"].result
+        return [
+            Row("3a", "saliency (abs=True), figure_format=None (numbers only)", resnet_label, "Saliency",
+                timed["daemon"], timed["captum"], work_text(None, counts),
+                max_abs_diff(timed["daemon"].result.values, captum_values)),
+            Row("3b", "saliency (abs=True), figure_format=\"png\" (the Python client's default)", resnet_label,
+                "Saliency (same runs as 3a)", timed["daemon_png"], timed["captum"], work_text(None, counts),
+                max_abs_diff(timed["daemon_png"].result.values, captum_values),
+                "the daemon also renders a PNG heat map and sends it"),
+        ]
 
-    measured(row_saliency(None))
-    measured(row_saliency("png"))
+    measured(build_saliency)
 
-    def row_smoothgrad():
+    def build_smoothgrad():
         params = {"nt_samples": SMOOTHGRAD_SAMPLES, "stdevs": SMOOTHGRAD_STDEVS, "seed": NOISE_SEED}
-        chunks = raw_chunks(client, resnet, x, "smoothgrad", target, params)
+        counts = rows_and_passes(client, resnet, x, "smoothgrad", target, params)
         timed = time_interleaved({
             "daemon": daemon_call(resnet, x, "smoothgrad", target, params),
             "captum": lambda: captum_smoothgrad(resnet_model, x, target),
         }, max(repeats, 5), budget)
-        return Row(
-            "3c", f"SmoothGrad (saliency), nt_samples={SMOOTHGRAD_SAMPLES}, stdevs={SMOOTHGRAD_STDEVS}, seed {NOISE_SEED} on both sides",
-            f"resnet18, 1×3×224×224, target {target}", timed["daemon"], timed["captum"],
-            "NoiseTunnel(Saliency), nt_samples_batch_size=None", work_text(timed["daemon"].result, chunks),
-            max_abs_diff(timed["daemon"].result.values, timed["captum"].result), "",
-        )
+        return [Row(
+            "3c", f"SmoothGrad of saliency, nt_samples={SMOOTHGRAD_SAMPLES}, stdevs={SMOOTHGRAD_STDEVS}", resnet_label,
+            "NoiseTunnel(Saliency), nt_samples_batch_size=None", timed["daemon"], timed["captum"],
+            work_text(None, counts), max_abs_diff(timed["daemon"].result.values, timed["captum"].result),
+            f"seed {NOISE_SEED} on both sides: the daemon draws the same noise as Captum",
+        )]
 
-    measured(row_smoothgrad)
+    measured(build_smoothgrad)
 
     occlusion_params = {"sliding_window_shapes": OCCLUSION_WINDOW, "strides": OCCLUSION_STRIDES}
-    occlusion_chunks = raw_chunks(client, resnet, x, "occlusion", target, occlusion_params)
     # Captum's window positions per dimension: ceil((size - window) / stride) + 1.
     n_windows = math.prod(
         math.ceil((size - window) / stride) + 1
         for size, window, stride in zip(RESNET_INPUT_SHAPE[1:], OCCLUSION_WINDOW, OCCLUSION_STRIDES)
     )
-    # The daemon's forward passes: one for the unperturbed input, the rest hold windows.
-    tuned_per_eval = math.ceil(n_windows / (occlusion_chunks[1] - 1)) if occlusion_chunks and occlusion_chunks[1] > 1 else 32
+    occlusion_counts = rows_and_passes(client, resnet, x, "occlusion", target, occlusion_params)
+    # One of the daemon's forward passes is the unperturbed input; the rest hold windows.
+    window_passes = occlusion_counts[1] - 1 if occlusion_counts else None
+    tuned_per_eval = math.ceil(n_windows / window_passes) if window_passes else 32
 
-    def row_occlusion():
+    def build_occlusion():
         timed = time_interleaved({
             "daemon": daemon_call(resnet, x, "occlusion", target, occlusion_params),
             "captum": lambda: captum_occlusion(resnet_model, x, target, 1),
-            "captum_tuned": lambda: captum_occlusion(resnet_model, x, target, tuned_per_eval),
+            "captum_batched": lambda: captum_occlusion(resnet_model, x, target, tuned_per_eval),
         }, repeats, budget * 2)
-        daemon_values = timed["daemon"].result.values
-        row = Row(
-            "3d", f"occlusion, sliding_window_shapes={OCCLUSION_WINDOW}, strides={OCCLUSION_STRIDES}, baseline 0 ({n_windows} windows)",
-            f"resnet18, 1×3×224×224, target {target}", timed["daemon"], timed["captum"],
-            "Occlusion, perturbations_per_eval=1 (Captum's default)", work_text(timed["daemon"].result, occlusion_chunks),
-            max_abs_diff(daemon_values, timed["captum"].result), "",
-        )
-        tuned = Row(
-            "3e", "occlusion, as 3d", f"resnet18, 1×3×224×224, target {target}", timed["daemon"], timed["captum_tuned"],
-            f"Occlusion, perturbations_per_eval={tuned_per_eval}", "same daemon runs as 3d",
-            max_abs_diff(daemon_values, timed["captum_tuned"].result),
-            f"perturbations_per_eval={tuned_per_eval} = the daemon's rows per forward pass ({n_windows} windows / "
-            f"{occlusion_chunks[1] - 1 if occlusion_chunks else '?'} passes), so both sides batch alike",
-        )
-        row.companion = tuned
-        return row
+        values = timed["daemon"].result.values
+        name = f"occlusion, sliding_window_shapes={OCCLUSION_WINDOW}, strides={OCCLUSION_STRIDES}, baseline 0 ({n_windows} windows)"
+        return [
+            Row("3d", name, resnet_label, "Occlusion, perturbations_per_eval=1 (Captum's default)", timed["daemon"],
+                timed["captum"], work_text(None, occlusion_counts), max_abs_diff(values, timed["captum"].result)),
+            Row("3e", "as 3d (same daemon runs)", resnet_label, f"Occlusion, perturbations_per_eval={tuned_per_eval}",
+                timed["daemon"], timed["captum_batched"], work_text(None, occlusion_counts),
+                max_abs_diff(values, timed["captum_batched"].result),
+                f"perturbations_per_eval {tuned_per_eval} = {n_windows} windows / the daemon's {window_passes} window passes, "
+                "so both sides batch alike"),
+        ]
 
-    occlusion_row = measured(row_occlusion)
-    occlusion_row.companion.foreign_cpu_s = occlusion_row.foreign_cpu_s
-    rows.append(occlusion_row.companion)
+    measured(build_occlusion)
 
-    # The fixed cost of a call: a Models.List round trip and saliency on one tiny digit.
-    list_times = [run_once(client.models)[0] for _ in range(21)][1:]
-    tiny = digits_x[:1]
-    tiny_call = daemon_call(digits, tiny, "saliency", digits_target_list[0])
-    tiny_call()
-    tiny_times = [run_once(tiny_call)[0] for _ in range(20)]
+    # The fixed cost of a call: a Models.List round trip, and saliency on 1 and on 256
+    # digits (the second does more work and returns more bytes).
+    def median_ms(call, count=20):
+        for _ in range(cheap_warm_ups):
+            call()
+        return statistics.median(run_once(call)[0] for _ in range(count)) * 1e3
+
+    all_digits = np.load(FIXTURE_DIR / "digits_test_images.npy")[:256].astype(np.float32)
     overheads = {
-        "models_list_median_s": statistics.median(list_times),
-        "digits_saliency_one_row_median_s": statistics.median(tiny_times),
+        "models_list_ms": median_ms(client.models),
+        "digits_saliency_1_ms": median_ms(daemon_call(digits, digits_x[:1], "saliency", digits_targets[0])),
+        "digits_saliency_256_ms": median_ms(daemon_call(digits, all_digits, "saliency", 0)),
+        "digits_rows_256": len(all_digits),
     }
     client.close()
     return rows, overheads
@@ -677,13 +700,11 @@ def memory_daemon(args, work_dir, threads, resnet_path, x, target):
         was_reset = reset_peak_rss(daemon.pid)
         after_reset = proc_status(daemon.pid)
         params = {"n_steps": MEMORY_N_STEPS, "method": "gausslegendre"}
+        meter = ForeignCpuMeter(os.getpid(), daemon.pid)
         start = time.perf_counter()
-        request = client._attribute_request(
-            handle, x, "integrated_gradients", target, layer=None, figure_format=None, figure_method=None, figure_sign=None,
-            params=params,
-        )
-        response = client._call(client._explain.Attribute, request)
+        response = raw_attribute(client, handle, x, "integrated_gradients", target, params)
         seconds = time.perf_counter() - start
+        foreign = meter.seconds()
         peak = proc_status(daemon.pid)
         from layerlens import _wire
 
@@ -699,6 +720,7 @@ def memory_daemon(args, work_dir, threads, resnet_path, x, target):
         "chunks": int(response.n_chunks),
         "values": values,
         "delta": list(response.convergence_deltas)[0],
+        "foreign_cpu_s": foreign,
     }
 
 
@@ -721,6 +743,8 @@ def memory_captum(work_dir, threads, resnet_path, x, target):
         str(target), str(MEMORY_N_STEPS), str(threads), str(output_path),
     ]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=limit_memory)
+    # The child's CPU time is counted as this process's once it has been waited for.
+    meter = ForeignCpuMeter(os.getpid())
     # RLIMIT_DATA makes large allocations fail inside the child; this watchdog is the
     # second line, for memory the limit does not count.
     killed = threading.Event()
@@ -743,6 +767,7 @@ def memory_captum(work_dir, threads, resnet_path, x, target):
     watcher.start()
     stdout, stderr = child.communicate(timeout=CALL_TIMEOUT_S)
     watcher.join()
+    foreign = meter.seconds()
     if killed.is_set():
         return {"failed": f"killed by the watchdog at RSS {highest_rss[0] / GIB:.2f} GiB (limit {limit / GIB:.1f} GiB)", "limit": limit}
     if child.returncode != 0:
@@ -751,6 +776,7 @@ def memory_captum(work_dir, threads, resnet_path, x, target):
     report = json.loads(stdout.strip().splitlines()[-1])
     report["values"] = np.load(output_path)
     report["limit"] = limit
+    report["foreign_cpu_s"] = foreign
     return report
 
 
@@ -780,26 +806,32 @@ def memory_table(daemon_report, captum_report):
     def mib(value):
         return f"{value / MIB:.0f}"
 
+    def reset(report):
+        return "yes" if report["hwm_reset"] else "no (the peak may predate the request)"
+
     lines = [
-        "| side | RSS before request (MiB) | peak RSS, VmHWM (MiB) | peak − before (MiB) | wall s | work | result |",
-        "|---|---|---|---|---|---|---|",
-        f"| daemon, --pass-budget-bytes {MEMORY_PASS_BUDGET_BYTES} | {mib(daemon_report['rss_before'])} | {mib(daemon_report['peak'])} | "
-        f"{mib(daemon_report['peak'] - daemon_report['rss_before'])} | {daemon_report['seconds']:.2f} | "
-        f"{daemon_report['rows']} rows in {daemon_report['chunks']} passes | "
-        f"delta {daemon_report['delta']:.3e}; peak reset before request: {'yes' if daemon_report['hwm_reset'] else 'no'} |",
+        "| side | RSS before request (MiB) | peak RSS, VmHWM (MiB) | peak − before (MiB) | wall s | work | other processes' CPU s | result |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| daemon, `--pass-budget-bytes {MEMORY_PASS_BUDGET_BYTES}`, gRPC call | {mib(daemon_report['rss_before'])} | "
+        f"{mib(daemon_report['peak'])} | {mib(daemon_report['peak'] - daemon_report['rss_before'])} | "
+        f"{daemon_report['seconds']:.2f} | {daemon_report['rows']} rows in {daemon_report['chunks']} passes | "
+        f"{daemon_report['foreign_cpu_s']:.1f} | convergence delta {daemon_report['delta']:.4e}; peak reset before the request: "
+        f"{reset(daemon_report)} |",
     ]
+    captum_side = "Captum IntegratedGradients, internal_batch_size=None, fresh process"
     if "failed" in captum_report:
         lines.append(
-            f"| Captum IntegratedGradients, internal_batch_size=None, fresh process | — | — | — | — | {MEMORY_N_STEPS} rows in 1 pass | "
+            f"| {captum_side} | — | — | — | — | {MEMORY_N_STEPS} rows in 1 pass | — | "
             f"FAILED under a {captum_report['limit'] / GIB:.1f} GiB limit: {captum_report['failed']} |"
         )
     else:
         diff = max_abs_diff(daemon_report["values"], captum_report["values"])
         lines.append(
-            f"| Captum IntegratedGradients, internal_batch_size=None, fresh process | {mib(captum_report['rss_before'])} | "
-            f"{mib(captum_report['peak'])} | {mib(captum_report['peak'] - captum_report['rss_before'])} | "
-            f"{captum_report['seconds']:.2f} | {MEMORY_N_STEPS} rows in 1 pass | delta {captum_report['delta']:.3e}; "
-            f"max abs diff vs daemon {diff[0]:.2e} (of {diff[1]:.2e}); ran under a {captum_report['limit'] / GIB:.1f} GiB limit |"
+            f"| {captum_side} | {mib(captum_report['rss_before'])} | {mib(captum_report['peak'])} | "
+            f"{mib(captum_report['peak'] - captum_report['rss_before'])} | {captum_report['seconds']:.2f} | "
+            f"{MEMORY_N_STEPS} rows in 1 pass | {captum_report['foreign_cpu_s']:.1f} | convergence delta "
+            f"{captum_report['delta']:.4e}; max abs diff daemon − Captum {diff[0]:.2e} (max abs Captum value {diff[1]:.2e}); "
+            f"peak reset before the request: {reset(captum_report)}; ran under a {captum_report['limit'] / GIB:.1f} GiB limit |"
         )
     return "\n".join(lines)
 
@@ -910,9 +942,10 @@ def main(argv):
         "",
         attribution_table(rows),
         "",
-        f"Fixed cost of a call through the Python client on loopback: Models.List round trip "
-        f"{overheads['models_list_median_s'] * 1e3:.2f} ms (median of 20); saliency on one 1×1×8×8 digit "
-        f"{overheads['digits_saliency_one_row_median_s'] * 1e3:.2f} ms (median of 20).",
+        "Fixed cost of a call through the Python client on loopback (medians of 20 after 3 warm-ups): "
+        f"Models.List {overheads['models_list_ms']:.2f} ms; saliency (digits CNN, figure_format=None) on 1 digit "
+        f"{overheads['digits_saliency_1_ms']:.2f} ms, on {overheads['digits_rows_256']} digits "
+        f"{overheads['digits_saliency_256_ms']:.2f} ms.",
     ])
     if memory is not None:
         text += "\n\n" + "\n".join([

@@ -46,6 +46,12 @@ enum Command {
         #[arg(long)]
         figure: Option<PathBuf>,
     },
+    /// Statistics and histograms of every parameter tensor.
+    Params(crate::inspect::ParamsArgs),
+    /// Per-layer activation statistics for an input, and an anomaly report.
+    Activations(crate::inspect::ActivationsArgs),
+    /// The model's output with the top-k classes and probabilities.
+    Predict(crate::inspect::PredictArgs),
     /// The forward pass as boxes and arrows with tensor shapes (SVG or PNG).
     Graph {
         model: String,
@@ -120,6 +126,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let dtype = parse_dtype(&input_dtype)?;
             graph(&client, &model, input_shape.0, dtype, depth, collapse_repeats, &figure, cli.json).await
         }
+        Command::Params(args) => crate::inspect::params(&client, args, cli.json).await,
+        Command::Activations(args) => crate::inspect::activations(&client, args, cli.json).await,
+        Command::Predict(args) => crate::inspect::predict(&client, args, cli.json).await,
         Command::Attribute(args) => crate::attribution::attribute(&client, args, cli.json).await,
         Command::Compare(args) => crate::attribution::compare(&client, args, cli.json).await,
         Command::Evaluate(args) => crate::attribution::evaluate(&client, args, cli.json).await,

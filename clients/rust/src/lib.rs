@@ -153,6 +153,18 @@ impl Client {
         Ok(self.explain.clone().attribute(request).await?.into_inner())
     }
 
+    pub async fn parameters(&self, request: proto::ParametersRequest) -> Result<proto::ParametersResponse> {
+        Ok(self.explain.clone().parameters(request).await?.into_inner())
+    }
+
+    pub async fn activations(&self, request: proto::ActivationsRequest) -> Result<proto::ActivationsResponse> {
+        Ok(self.explain.clone().activations(request).await?.into_inner())
+    }
+
+    pub async fn predict(&self, request: proto::PredictRequest) -> Result<proto::PredictResponse> {
+        Ok(self.explain.clone().predict(request).await?.into_inner())
+    }
+
     pub async fn graph(&self, request: proto::GraphRequest) -> Result<proto::GraphResponse> {
         Ok(self.explain.clone().graph(request).await?.into_inner())
     }

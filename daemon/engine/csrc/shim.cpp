@@ -120,7 +120,7 @@ std::string source_location(const torch::jit::SourceRange& range) {
     auto original = range.findSourceRangeThatGenerated();
     const torch::jit::SourceRange& chosen = original ? *original : range;
     auto location = chosen.file_line_col();
-    if (!location) return "";
+    if (!location || std::get<0>(*location).empty()) return "";
     return std::get<0>(*location) + ":" + std::to_string(std::get<1>(*location));
 }
 

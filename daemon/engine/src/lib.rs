@@ -7,6 +7,7 @@ pub mod attribution;
 pub mod device;
 pub mod error;
 pub mod host_tensor;
+pub mod inspection;
 pub mod model;
 pub mod op_graph;
 pub mod structure;

@@ -134,6 +134,23 @@ impl LoadedModel {
         Ok(groups)
     }
 
+    /// Parameter tensors by owning module: `[("features.0", [("weight", t), ("bias", t)])]`.
+    pub fn named_parameter_tensors(&self) -> Result<Vec<(String, Vec<(String, tch::Tensor)>)>> {
+        let named = self
+            .module
+            .named_parameters()
+            .map_err(|error| Error::from_torch(error, ErrorKind::Internal, "reading the model's parameters"))?;
+        let mut groups: Vec<(String, Vec<(String, tch::Tensor)>)> = Vec::new();
+        for (name, tensor) in named {
+            let (owner, short) = name.rsplit_once('.').map(|(owner, short)| (owner.to_string(), short.to_string())).unwrap_or((String::new(), name.clone()));
+            match groups.last_mut() {
+                Some((last, tensors)) if *last == owner => tensors.push((short, tensor)),
+                _ => groups.push((owner, vec![(short, tensor)])),
+            }
+        }
+        Ok(groups)
+    }
+
     /// The tapped copy of this model (every module's output on the autograd path).
     pub fn tapped(&self) -> Result<&TappedModel> {
         self.tapped.get_or_init(|| TappedModel::load(&self.path, self.device)).as_ref().map_err(Clone::clone)

@@ -138,7 +138,50 @@ impl TappedModel {
             }
         };
         debug_assert_eq!(graph.tensor_values.len(), unsafe { layerlens_tapped_value_count(handle) } as usize);
-        Ok(TappedModel { handle, tap_paths, tap_calls, graph })
+        let mut tapped = TappedModel { handle, tap_paths, tap_calls, graph };
+        if let Ok(tree) = crate::structure::module_tree(path) {
+            tapped.resolve_paths(&tree);
+        }
+        Ok(tapped)
+    }
+
+    /// A call stack names a module by its last attribute only: a block reached through
+    /// a container that is never called itself (`self.layers[0]`, a ModuleList) shows
+    /// as `0`. Rebuild each call's full path from the module tree: the parent's path
+    /// plus the name, or else the shallowest module below the parent with that name and
+    /// the call's type.
+    fn resolve_paths(&mut self, tree: &[crate::structure::ModuleInfo]) {
+        let mut resolved: Vec<String> = Vec::with_capacity(self.graph.calls.len());
+        for call in &self.graph.calls {
+            let name = call.path.rsplit('.').next().unwrap_or(&call.path).to_string();
+            let parent = if call.parent >= 0 { resolved[call.parent as usize].clone() } else { String::new() };
+            let direct = if parent.is_empty() { name.clone() } else { format!("{parent}.{name}") };
+            let path = if tree.iter().any(|module| module.path == direct) {
+                direct
+            } else {
+                let prefix = if parent.is_empty() { String::new() } else { format!("{parent}.") };
+                let suffix = format!(".{name}");
+                tree.iter()
+                    .filter(|module| module.path.starts_with(&prefix) && module.path.ends_with(&suffix) && module.qualified_type == call.qualified_type)
+                    .min_by_key(|module| module.path.split('.').count())
+                    .map(|module| module.path.clone())
+                    .unwrap_or(direct)
+            };
+            resolved.push(path);
+        }
+        for (call, path) in self.graph.calls.iter_mut().zip(&resolved) {
+            call.path = path.clone();
+        }
+        // Recount calls per path now that paths are whole.
+        let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for call in &mut self.graph.calls {
+            let count = counts.entry(call.path.clone()).or_insert(0);
+            call.index = *count;
+            *count += 1;
+        }
+        for (tap_path, call) in self.tap_paths.iter_mut().zip(&self.tap_calls) {
+            *tap_path = resolved[*call].clone();
+        }
     }
 
     /// Runs `forward_taps`: the model output and every tap (`None` where a layer's

@@ -7,6 +7,8 @@ use crate::attribution::{self, Attribution, AttributionRequest, Chunking, Evalua
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::model::{self, LoadedModel};
+use crate::host_tensor::HostTensor;
+use crate::inspection::{self, ActivationReport, ParameterReport, Prediction};
 use crate::op_graph::{self, OpGraph};
 use crate::structure::{self, ModuleInfo};
 use crate::summary::{self, CallSummary};
@@ -30,6 +32,9 @@ enum Command {
     Attribute { request: AttributionRequest, reply: oneshot::Sender<Result<Attribution>> },
     ModuleTree { reply: oneshot::Sender<Result<Arc<Vec<ModuleInfo>>>> },
     Evaluate { request: EvaluationRequest, reply: oneshot::Sender<Result<Evaluation>> },
+    Parameters { bins: usize, reply: oneshot::Sender<Result<ParameterReport>> },
+    Activations { inputs: Vec<HostTensor>, bins: usize, reply: oneshot::Sender<Result<ActivationReport>> },
+    Predict { inputs: Vec<HostTensor>, top_k: usize, reply: oneshot::Sender<Result<Prediction>> },
     OpGraph { input_shape: Vec<i64>, integer: bool, reply: oneshot::Sender<Result<OpGraph>> },
     CallSummary { input_shape: Vec<i64>, integer: bool, max_depth: Option<u32>, reply: oneshot::Sender<Result<CallSummary>> },
     SanityCheck { request: AttributionRequest, seed: i64, signed: bool, reply: oneshot::Sender<Result<SanityCheck>> },
@@ -84,6 +89,18 @@ impl WorkerHandle {
         self.call(|reply| Command::OpGraph { input_shape, integer, reply }).await
     }
 
+    pub async fn parameters(&self, bins: usize) -> Result<ParameterReport> {
+        self.call(|reply| Command::Parameters { bins, reply }).await
+    }
+
+    pub async fn activations(&self, inputs: Vec<HostTensor>, bins: usize) -> Result<ActivationReport> {
+        self.call(|reply| Command::Activations { inputs, bins, reply }).await
+    }
+
+    pub async fn predict(&self, inputs: Vec<HostTensor>, top_k: usize) -> Result<Prediction> {
+        self.call(|reply| Command::Predict { inputs, top_k, reply }).await
+    }
+
     pub async fn evaluate(&self, request: EvaluationRequest) -> Result<Evaluation> {
         self.call(|reply| Command::Evaluate { request, reply }).await
     }
@@ -127,20 +144,26 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, command
             }
             Command::CallSummary { input_shape, integer, max_depth, reply } => {
                 let answer = with_model(&loaded, |model| {
-                    let tree = match &module_tree {
-                        Some(tree) => tree.clone(),
-                        None => {
-                            let tree = Arc::new(structure::module_tree(&spec.path)?);
-                            module_tree = Some(tree.clone());
-                            tree
-                        }
-                    };
+                    let tree = cached_tree(&mut module_tree, &spec)?;
                     summary::run_call_summary(model, &tree, &input_shape, integer, max_depth)
                 });
                 let _ = reply.send(answer);
             }
             Command::OpGraph { input_shape, integer, reply } => {
                 let _ = reply.send(with_model(&loaded, |model| op_graph::op_graph(model, &input_shape, integer)));
+            }
+            Command::Parameters { bins, reply } => {
+                let answer = with_model(&loaded, |model| {
+                    let tree = cached_tree(&mut module_tree, &spec)?;
+                    inspection::parameter_report(model, bins, &tree)
+                });
+                let _ = reply.send(answer);
+            }
+            Command::Activations { inputs, bins, reply } => {
+                let _ = reply.send(with_model(&loaded, |model| inspection::activation_report(model, &inputs, bins)));
+            }
+            Command::Predict { inputs, top_k, reply } => {
+                let _ = reply.send(with_model(&loaded, |model| inspection::predict(model, &inputs, top_k)));
             }
             Command::Evaluate { request, reply } => {
                 let answer = with_model(&loaded, |model| {
@@ -170,6 +193,16 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, command
         }
     }
     tracing::info!(model_id = %spec.model_id, "worker stopped");
+}
+
+/// The module tree, read from the file once per worker.
+fn cached_tree(cache: &mut Option<Arc<Vec<ModuleInfo>>>, spec: &ModelSpec) -> Result<Arc<Vec<ModuleInfo>>> {
+    if let Some(tree) = cache {
+        return Ok(tree.clone());
+    }
+    let tree = Arc::new(structure::module_tree(&spec.path)?);
+    *cache = Some(tree.clone());
+    Ok(tree)
 }
 
 fn with_model<T>(loaded: &Result<LoadedModel>, work: impl FnOnce(&LoadedModel) -> Result<T>) -> Result<T> {

@@ -5,6 +5,7 @@ use crate::convert;
 use crate::error::ApiError;
 use layerlens_proto as proto;
 use proto::explain_server::Explain;
+use super::figures;
 use tonic::{Request, Response, Status};
 
 pub struct ExplainService {
@@ -63,6 +64,61 @@ impl Explain for ExplainService {
             Some(format) => Some(render_attribution(first_input, &attribution, format, figure_options).await?),
         };
         Ok(Response::new(convert::attribute_response(record.id, attribution, figure)))
+    }
+
+    async fn parameters(&self, request: Request<proto::ParametersRequest>) -> Result<Response<proto::ParametersResponse>, Status> {
+        let request = request.into_inner();
+        let (record, worker) = self.state.worker_for(&request.model).await?;
+        let bins = if request.bins == 0 { 30 } else { request.bins.min(1000) as usize };
+        let report = worker.parameters(bins).await.map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
+        let (histograms, filters) = match convert::figure_format(request.figure_format) {
+            None => (None, None),
+            Some(format) => figures::parameter_figures(&report, format).await?,
+        };
+        Ok(Response::new(proto::ParametersResponse {
+            model_id: record.id,
+            parameters: report.parameters.iter().map(convert::parameter_stats).collect(),
+            histograms,
+            filters,
+        }))
+    }
+
+    async fn activations(&self, request: Request<proto::ActivationsRequest>) -> Result<Response<proto::ActivationsResponse>, Status> {
+        let request = request.into_inner();
+        let inputs = convert::inputs(request.input.as_ref(), &request.extra_inputs)?;
+        let (record, worker) = self.state.worker_for(&request.model).await?;
+        let bins = if request.bins == 0 { 30 } else { request.bins.min(1000) as usize };
+        let report = worker.activations(inputs, bins).await.map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
+        let (chart, histograms) = match convert::figure_format(request.figure_format) {
+            None => (None, None),
+            Some(format) => figures::activation_figures(&report, format).await?,
+        };
+        Ok(Response::new(proto::ActivationsResponse {
+            model_id: record.id,
+            layers: report.layers.iter().map(convert::layer_stats).collect(),
+            anomalies: report.anomalies.iter().map(convert::anomaly).collect(),
+            chart,
+            histograms,
+        }))
+    }
+
+    async fn predict(&self, request: Request<proto::PredictRequest>) -> Result<Response<proto::PredictResponse>, Status> {
+        let request = request.into_inner();
+        let inputs = convert::inputs(request.input.as_ref(), &request.extra_inputs)?;
+        let (record, worker) = self.state.worker_for(&request.model).await?;
+        let top_k = if request.top_k == 0 { 5 } else { request.top_k as usize };
+        let prediction = worker.predict(inputs, top_k).await.map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
+        Ok(Response::new(proto::PredictResponse {
+            model_id: record.id,
+            output: Some(convert::tensor(&prediction.output)),
+            rows: prediction
+                .top_k
+                .iter()
+                .map(|row| proto::RowPrediction {
+                    top: row.iter().map(|&(class_index, logit, probability)| proto::TopClass { class_index, logit, probability }).collect(),
+                })
+                .collect(),
+        }))
     }
 
     async fn graph(&self, request: Request<proto::GraphRequest>) -> Result<Response<proto::GraphResponse>, Status> {

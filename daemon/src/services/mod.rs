@@ -2,6 +2,7 @@
 //! the store (on the blocking pool) or a model worker, and converts the answer.
 
 pub mod explain;
+mod figures;
 pub mod models;
 
 use crate::error::ApiResult;

@@ -14,11 +14,14 @@ this package imports neither torch nor IPython; each is loaded only when it is u
 
 from layerlens._client import DEFAULT_ADDRESS, Client, Model, connect
 from layerlens._errors import ExportError, LayerlensError
-from layerlens._results import Attribution, Comparison, Evaluation, Graph, ModelInfo, ModelList, SanityCheck, Summary
+from layerlens._results import ActivationReport, Attribution, Comparison, Evaluation, Graph, ParameterReport, Prediction, ModelInfo, ModelList, SanityCheck, Summary
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActivationReport",
+    "ParameterReport",
+    "Prediction",
     "DEFAULT_ADDRESS",
     "Attribution",
     "Client",

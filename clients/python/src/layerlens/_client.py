@@ -15,7 +15,7 @@ import grpc
 
 from layerlens import _export, _wire
 from layerlens._errors import LayerlensError
-from layerlens._results import Attribution, Comparison, Evaluation, Graph, ModelInfo, ModelList, SanityCheck, Summary
+from layerlens._results import ActivationReport, Attribution, Comparison, Evaluation, Graph, ParameterReport, Prediction, ModelInfo, ModelList, SanityCheck, Summary
 from layerlens.v1 import common_pb2, explain_pb2, explain_pb2_grpc, models_pb2, models_pb2_grpc
 
 DEFAULT_ADDRESS = "http://127.0.0.1:7533"
@@ -269,6 +269,34 @@ class Client:
                 request.target = int(target)
         return request
 
+    def parameters(self, model, *, bins=30, figure_format="png"):
+        """Statistics of every parameter tensor; see Model.parameters()."""
+        handle = self.model(model)
+        request = explain_pb2.ParametersRequest(model=handle.id, bins=int(bins), figure_format=_wire.figure_format(figure_format))
+        return ParameterReport.from_proto(self._call(self._explain.Parameters, request))
+
+    def activations(self, model, x, *, bins=30, figure_format="png"):
+        """Per-layer activation statistics and anomalies; see Model.activations()."""
+        handle = self.model(model)
+        inputs = list(x) if isinstance(x, (tuple, list)) else [x]
+        tensors = [_wire.input_to_tensor(item) for item in inputs]
+        request = explain_pb2.ActivationsRequest(
+            model=handle.id, input=tensors[0], extra_inputs=tensors[1:], bins=int(bins), figure_format=_wire.figure_format(figure_format),
+        )
+        return ActivationReport.from_proto(self._call(self._explain.Activations, request))
+
+    def predict(self, model, x, *, top_k=5):
+        """The model's output with top-k classes; see Model.predict()."""
+        handle = self.model(model)
+        inputs = list(x) if isinstance(x, (tuple, list)) else [x]
+        tensors = [_wire.input_to_tensor(item) for item in inputs]
+        request = explain_pb2.PredictRequest(model=handle.id, input=tensors[0], extra_inputs=tensors[1:], top_k=int(top_k))
+        answer = self._call(self._explain.Predict, request)
+        return Prediction(
+            _wire.tensor_to_array(answer.output),
+            [[(int(top.class_index), float(top.logit), float(top.probability)) for top in row.top] for row in answer.rows],
+        )
+
     def graph(self, model, input_shape, *, depth=None, collapse_repeats=False, input_dtype="float32", figure_format="svg"):
         """The forward pass as boxes and arrows; see Model.graph()."""
         handle = self.model(model)
@@ -386,6 +414,23 @@ class Model:
     def __repr__(self):
         names = f", names={list(self.names)}" if self.names else ""
         return f"Model(id={self.id[:12]!r}{names})"
+
+    def parameters(self, **kwargs):
+        """Per parameter tensor: shape, dtype, count, mean, std, min, max, L2 norm, share
+        of exact zeros, NaN/Inf counts and a histogram; displays as a table with the
+        daemon's histogram figure and the first convolution's filters."""
+        return self.client.parameters(self, **kwargs)
+
+    def activations(self, x, **kwargs):
+        """Per module call, statistics of its output on input x (computed on the daemon's
+        device), and an anomaly report (NaN/Inf, dead units, saturation, exploding
+        scale) with severities and source lines; displays as HTML."""
+        return self.client.activations(self, x, **kwargs)
+
+    def predict(self, x, top_k=5):
+        """The model's output for x and, for classifiers, the top-k classes per row with
+        softmax probabilities."""
+        return self.client.predict(self, x, top_k=top_k)
 
     def graph(self, input_shape, **kwargs):
         """The forward pass on one input of `input_shape` as boxes and arrows with tensor

@@ -396,3 +396,134 @@ class Graph(_FigureDisplay):
 
     def __repr__(self):
         return f"Graph({len(self.nodes)} ops, {len(self.edges)} edges)"
+
+
+def _stats(message):
+    return {
+        "count": int(message.count), "mean": message.mean, "std": message.std, "min": message.min, "max": message.max,
+        "l2_norm": message.l2_norm, "zero_fraction": message.zero_fraction, "nan_count": int(message.nan_count),
+        "inf_count": int(message.inf_count), "histogram_edges": list(message.histogram_edges),
+        "histogram_counts": [int(count) for count in message.histogram_counts],
+    }
+
+
+def _cells(texts):
+    """(escaped text, left-aligned) cells for _html_table: the first column left."""
+    return [(html.escape(str(text)), index == 0) for index, text in enumerate(texts)]
+
+
+def _figure_html(figure, mime, alt_text):
+    if figure is None:
+        return ""
+    encoded = base64.b64encode(figure).decode("ascii")
+    return f'<img src="data:{html.escape(mime)};base64,{encoded}" alt="{html.escape(alt_text)}">'
+
+
+class ParameterReport:
+    """Statistics of every parameter tensor: `parameters` is a list of dicts (name,
+    module_path, shape, dtype, requires_grad, stats); `histograms` and `filters` are the
+    daemon's figures (bytes)."""
+
+    def __init__(self, parameters, histograms=None, filters=None):
+        self.parameters = parameters
+        self.histograms, self.histograms_mime = (histograms.data, histograms.mime) if histograms is not None else (None, None)
+        self.filters, self.filters_mime = (filters.data, filters.mime) if filters is not None else (None, None)
+        self._alt = (histograms.alt_text if histograms is not None else "", filters.alt_text if filters is not None else "")
+
+    @classmethod
+    def from_proto(cls, message):
+        parameters = [
+            {"name": p.name, "module_path": p.module_path, "shape": list(p.shape), "dtype": p.dtype,
+             "requires_grad": p.requires_grad, "stats": _stats(p.stats)}
+            for p in message.parameters
+        ]
+        return cls(
+            parameters,
+            message.histograms if message.HasField("histograms") else None,
+            message.filters if message.HasField("filters") else None,
+        )
+
+    def _repr_html_(self):
+        body = [
+            [p["name"], str(p["shape"]), f'{p["stats"]["mean"]:.3g}', f'{p["stats"]["std"]:.3g}',
+             f'{p["stats"]["min"]:.3g}', f'{p["stats"]["max"]:.3g}', f'{100 * p["stats"]["zero_fraction"]:.1f}%',
+             str(p["stats"]["nan_count"] + p["stats"]["inf_count"])]
+            for p in self.parameters
+        ]
+        table = _html_table(_cells(["parameter", "shape", "mean", "std", "min", "max", "zeros", "NaN/Inf"]), [_cells(row) for row in body])
+        return table + _figure_html(self.histograms, self.histograms_mime, self._alt[0]) + _figure_html(self.filters, self.filters_mime, self._alt[1])
+
+
+_SEVERITY = {0: "info", 1: "info", 2: "warning", 3: "error"}
+_SEVERITY_COLOUR = {"error": "#b91c1c", "warning": "#b45309", "info": "#1d4ed8"}
+
+
+class ActivationReport:
+    """Per module call, statistics of its output (`layers`, dicts in call order) and the
+    anomaly report (`anomalies`: dicts with severity, kind, path, call_site, message,
+    most severe first); `chart` and `histograms` are the daemon's figures."""
+
+    def __init__(self, layers, anomalies, chart=None, histograms=None):
+        self.layers = layers
+        self.anomalies = anomalies
+        self.chart, self.chart_mime = (chart.data, chart.mime) if chart is not None else (None, None)
+        self.histograms, self.histograms_mime = (histograms.data, histograms.mime) if histograms is not None else (None, None)
+        self._alt = (chart.alt_text if chart is not None else "", histograms.alt_text if histograms is not None else "")
+
+    @classmethod
+    def from_proto(cls, message):
+        layers = [
+            {"path": layer.path, "type": layer.type_name, "call_index": int(layer.call_index), "call_site": layer.call_site,
+             "shape": list(layer.shape), "stats": _stats(layer.stats),
+             "nonpositive_fraction": layer.nonpositive_fraction if layer.HasField("nonpositive_fraction") else None,
+             "saturated_fraction": layer.saturated_fraction if layer.HasField("saturated_fraction") else None,
+             "dead_channels": int(layer.dead_channels) if layer.HasField("dead_channels") else None,
+             "channels": int(layer.channels) if layer.HasField("channels") else None}
+            for layer in message.layers
+        ]
+        anomalies = [
+            {"severity": _SEVERITY.get(anomaly.severity, "info"), "kind": anomaly.kind, "path": anomaly.path,
+             "call_site": anomaly.call_site, "message": anomaly.message}
+            for anomaly in message.anomalies
+        ]
+        return cls(
+            layers, anomalies,
+            message.chart if message.HasField("chart") else None,
+            message.histograms if message.HasField("histograms") else None,
+        )
+
+    def _repr_html_(self):
+        if self.anomalies:
+            items = "".join(
+                f'<li><span style="color:{_SEVERITY_COLOUR[a["severity"]]};font-weight:bold">{html.escape(a["severity"])}</span> '
+                f'{html.escape(a["message"])} <code>{html.escape(a["call_site"].rsplit("/", 1)[-1])}</code></li>'
+                for a in self.anomalies
+            )
+            report = f"<p><b>{len(self.anomalies)} anomalies</b></p><ul>{items}</ul>"
+        else:
+            report = "<p><b>no anomalies</b></p>"
+        return report + _figure_html(self.chart, self.chart_mime, self._alt[0]) + _figure_html(self.histograms, self.histograms_mime, self._alt[1])
+
+    def __repr__(self):
+        return f"ActivationReport({len(self.layers)} layers, {len(self.anomalies)} anomalies)"
+
+
+class Prediction:
+    """The model's output (`output`, numpy) and per row the top classes as (class, logit,
+    probability)."""
+
+    def __init__(self, output, top_k):
+        self.output = output
+        self.top_k = top_k
+
+    @property
+    def classes(self):
+        """The best class of each row."""
+        return [row[0][0] for row in self.top_k]
+
+    def _repr_html_(self):
+        body = [[str(index), ", ".join(f"{c} ({100 * p:.1f}%)" for c, _, p in row)] for index, row in enumerate(self.top_k)]
+        return _html_table(_cells(["row", "top classes"]), [_cells(row) for row in body])
+
+    def __repr__(self):
+        return f"Prediction(classes={self.classes})"

@@ -1,5 +1,6 @@
 from layerlens.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -310,3 +311,181 @@ class GraphResponse(_message.Message):
     edges: _containers.RepeatedCompositeFieldContainer[GraphEdge]
     figure: _common_pb2.Figure
     def __init__(self, model_id: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[GraphNode, _Mapping]]] = ..., edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ...) -> None: ...
+
+class TensorStats(_message.Message):
+    __slots__ = ("count", "mean", "std", "min", "max", "l2_norm", "zero_fraction", "nan_count", "inf_count", "histogram_edges", "histogram_counts")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    STD_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    L2_NORM_FIELD_NUMBER: _ClassVar[int]
+    ZERO_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    NAN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    INF_COUNT_FIELD_NUMBER: _ClassVar[int]
+    HISTOGRAM_EDGES_FIELD_NUMBER: _ClassVar[int]
+    HISTOGRAM_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    mean: float
+    std: float
+    min: float
+    max: float
+    l2_norm: float
+    zero_fraction: float
+    nan_count: int
+    inf_count: int
+    histogram_edges: _containers.RepeatedScalarFieldContainer[float]
+    histogram_counts: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, count: _Optional[int] = ..., mean: _Optional[float] = ..., std: _Optional[float] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., l2_norm: _Optional[float] = ..., zero_fraction: _Optional[float] = ..., nan_count: _Optional[int] = ..., inf_count: _Optional[int] = ..., histogram_edges: _Optional[_Iterable[float]] = ..., histogram_counts: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ParametersRequest(_message.Message):
+    __slots__ = ("model", "bins", "figure_format")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    BINS_FIELD_NUMBER: _ClassVar[int]
+    FIGURE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    bins: int
+    figure_format: _common_pb2.FigureFormat
+    def __init__(self, model: _Optional[str] = ..., bins: _Optional[int] = ..., figure_format: _Optional[_Union[_common_pb2.FigureFormat, str]] = ...) -> None: ...
+
+class ParameterStats(_message.Message):
+    __slots__ = ("name", "module_path", "shape", "dtype", "requires_grad", "stats")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODULE_PATH_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    REQUIRES_GRAD_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    module_path: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    dtype: str
+    requires_grad: bool
+    stats: TensorStats
+    def __init__(self, name: _Optional[str] = ..., module_path: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[str] = ..., requires_grad: _Optional[bool] = ..., stats: _Optional[_Union[TensorStats, _Mapping]] = ...) -> None: ...
+
+class ParametersResponse(_message.Message):
+    __slots__ = ("model_id", "parameters", "histograms", "filters")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    HISTOGRAMS_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    parameters: _containers.RepeatedCompositeFieldContainer[ParameterStats]
+    histograms: _common_pb2.Figure
+    filters: _common_pb2.Figure
+    def __init__(self, model_id: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[ParameterStats, _Mapping]]] = ..., histograms: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ..., filters: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ...) -> None: ...
+
+class ActivationsRequest(_message.Message):
+    __slots__ = ("model", "input", "extra_inputs", "bins", "figure_format")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    BINS_FIELD_NUMBER: _ClassVar[int]
+    FIGURE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    input: _common_pb2.Tensor
+    extra_inputs: _containers.RepeatedCompositeFieldContainer[_common_pb2.Tensor]
+    bins: int
+    figure_format: _common_pb2.FigureFormat
+    def __init__(self, model: _Optional[str] = ..., input: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., extra_inputs: _Optional[_Iterable[_Union[_common_pb2.Tensor, _Mapping]]] = ..., bins: _Optional[int] = ..., figure_format: _Optional[_Union[_common_pb2.FigureFormat, str]] = ...) -> None: ...
+
+class LayerStats(_message.Message):
+    __slots__ = ("path", "type_name", "call_index", "call_site", "shape", "stats", "nonpositive_fraction", "saturated_fraction", "dead_channels", "channels")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    TYPE_NAME_FIELD_NUMBER: _ClassVar[int]
+    CALL_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CALL_SITE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    NONPOSITIVE_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    SATURATED_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    DEAD_CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    type_name: str
+    call_index: int
+    call_site: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    stats: TensorStats
+    nonpositive_fraction: float
+    saturated_fraction: float
+    dead_channels: int
+    channels: int
+    def __init__(self, path: _Optional[str] = ..., type_name: _Optional[str] = ..., call_index: _Optional[int] = ..., call_site: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., stats: _Optional[_Union[TensorStats, _Mapping]] = ..., nonpositive_fraction: _Optional[float] = ..., saturated_fraction: _Optional[float] = ..., dead_channels: _Optional[int] = ..., channels: _Optional[int] = ...) -> None: ...
+
+class Anomaly(_message.Message):
+    __slots__ = ("severity", "kind", "path", "call_site", "message")
+    class Severity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        SEVERITY_UNSPECIFIED: _ClassVar[Anomaly.Severity]
+        SEVERITY_INFO: _ClassVar[Anomaly.Severity]
+        SEVERITY_WARNING: _ClassVar[Anomaly.Severity]
+        SEVERITY_ERROR: _ClassVar[Anomaly.Severity]
+    SEVERITY_UNSPECIFIED: Anomaly.Severity
+    SEVERITY_INFO: Anomaly.Severity
+    SEVERITY_WARNING: Anomaly.Severity
+    SEVERITY_ERROR: Anomaly.Severity
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    CALL_SITE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    severity: Anomaly.Severity
+    kind: str
+    path: str
+    call_site: str
+    message: str
+    def __init__(self, severity: _Optional[_Union[Anomaly.Severity, str]] = ..., kind: _Optional[str] = ..., path: _Optional[str] = ..., call_site: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ActivationsResponse(_message.Message):
+    __slots__ = ("model_id", "layers", "anomalies", "chart", "histograms")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    ANOMALIES_FIELD_NUMBER: _ClassVar[int]
+    CHART_FIELD_NUMBER: _ClassVar[int]
+    HISTOGRAMS_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    layers: _containers.RepeatedCompositeFieldContainer[LayerStats]
+    anomalies: _containers.RepeatedCompositeFieldContainer[Anomaly]
+    chart: _common_pb2.Figure
+    histograms: _common_pb2.Figure
+    def __init__(self, model_id: _Optional[str] = ..., layers: _Optional[_Iterable[_Union[LayerStats, _Mapping]]] = ..., anomalies: _Optional[_Iterable[_Union[Anomaly, _Mapping]]] = ..., chart: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ..., histograms: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ...) -> None: ...
+
+class PredictRequest(_message.Message):
+    __slots__ = ("model", "input", "extra_inputs", "top_k")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    input: _common_pb2.Tensor
+    extra_inputs: _containers.RepeatedCompositeFieldContainer[_common_pb2.Tensor]
+    top_k: int
+    def __init__(self, model: _Optional[str] = ..., input: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., extra_inputs: _Optional[_Iterable[_Union[_common_pb2.Tensor, _Mapping]]] = ..., top_k: _Optional[int] = ...) -> None: ...
+
+class TopClass(_message.Message):
+    __slots__ = ("class_index", "logit", "probability")
+    CLASS_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LOGIT_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    class_index: int
+    logit: float
+    probability: float
+    def __init__(self, class_index: _Optional[int] = ..., logit: _Optional[float] = ..., probability: _Optional[float] = ...) -> None: ...
+
+class RowPrediction(_message.Message):
+    __slots__ = ("top",)
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    top: _containers.RepeatedCompositeFieldContainer[TopClass]
+    def __init__(self, top: _Optional[_Iterable[_Union[TopClass, _Mapping]]] = ...) -> None: ...
+
+class PredictResponse(_message.Message):
+    __slots__ = ("model_id", "output", "rows")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    output: _common_pb2.Tensor
+    rows: _containers.RepeatedCompositeFieldContainer[RowPrediction]
+    def __init__(self, model_id: _Optional[str] = ..., output: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., rows: _Optional[_Iterable[_Union[RowPrediction, _Mapping]]] = ...) -> None: ...

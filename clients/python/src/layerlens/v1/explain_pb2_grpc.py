@@ -44,6 +44,21 @@ class ExplainStub:
                 request_serializer=layerlens_dot_v1_dot_explain__pb2.AttributeRequest.SerializeToString,
                 response_deserializer=layerlens_dot_v1_dot_explain__pb2.AttributeResponse.FromString,
                 _registered_method=True)
+        self.Parameters = channel.unary_unary(
+                '/layerlens.v1.Explain/Parameters',
+                request_serializer=layerlens_dot_v1_dot_explain__pb2.ParametersRequest.SerializeToString,
+                response_deserializer=layerlens_dot_v1_dot_explain__pb2.ParametersResponse.FromString,
+                _registered_method=True)
+        self.Activations = channel.unary_unary(
+                '/layerlens.v1.Explain/Activations',
+                request_serializer=layerlens_dot_v1_dot_explain__pb2.ActivationsRequest.SerializeToString,
+                response_deserializer=layerlens_dot_v1_dot_explain__pb2.ActivationsResponse.FromString,
+                _registered_method=True)
+        self.Predict = channel.unary_unary(
+                '/layerlens.v1.Explain/Predict',
+                request_serializer=layerlens_dot_v1_dot_explain__pb2.PredictRequest.SerializeToString,
+                response_deserializer=layerlens_dot_v1_dot_explain__pb2.PredictResponse.FromString,
+                _registered_method=True)
         self.Graph = channel.unary_unary(
                 '/layerlens.v1.Explain/Graph',
                 request_serializer=layerlens_dot_v1_dot_explain__pb2.GraphRequest.SerializeToString,
@@ -77,6 +92,27 @@ class ExplainServicer:
 
     def Attribute(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Parameters(self, request, context):
+        """Statistics and histograms of every parameter tensor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Activations(self, request, context):
+        """Per-layer activation statistics for an input, and an anomaly report.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Predict(self, request, context):
+        """The model's output with top-k classes and probabilities.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -121,6 +157,21 @@ def add_ExplainServicer_to_server(servicer, server):
                     servicer.Attribute,
                     request_deserializer=layerlens_dot_v1_dot_explain__pb2.AttributeRequest.FromString,
                     response_serializer=layerlens_dot_v1_dot_explain__pb2.AttributeResponse.SerializeToString,
+            ),
+            'Parameters': grpc.unary_unary_rpc_method_handler(
+                    servicer.Parameters,
+                    request_deserializer=layerlens_dot_v1_dot_explain__pb2.ParametersRequest.FromString,
+                    response_serializer=layerlens_dot_v1_dot_explain__pb2.ParametersResponse.SerializeToString,
+            ),
+            'Activations': grpc.unary_unary_rpc_method_handler(
+                    servicer.Activations,
+                    request_deserializer=layerlens_dot_v1_dot_explain__pb2.ActivationsRequest.FromString,
+                    response_serializer=layerlens_dot_v1_dot_explain__pb2.ActivationsResponse.SerializeToString,
+            ),
+            'Predict': grpc.unary_unary_rpc_method_handler(
+                    servicer.Predict,
+                    request_deserializer=layerlens_dot_v1_dot_explain__pb2.PredictRequest.FromString,
+                    response_serializer=layerlens_dot_v1_dot_explain__pb2.PredictResponse.SerializeToString,
             ),
             'Graph': grpc.unary_unary_rpc_method_handler(
                     servicer.Graph,
@@ -197,6 +248,87 @@ class Explain:
             '/layerlens.v1.Explain/Attribute',
             layerlens_dot_v1_dot_explain__pb2.AttributeRequest.SerializeToString,
             layerlens_dot_v1_dot_explain__pb2.AttributeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Parameters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/layerlens.v1.Explain/Parameters',
+            layerlens_dot_v1_dot_explain__pb2.ParametersRequest.SerializeToString,
+            layerlens_dot_v1_dot_explain__pb2.ParametersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Activations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/layerlens.v1.Explain/Activations',
+            layerlens_dot_v1_dot_explain__pb2.ActivationsRequest.SerializeToString,
+            layerlens_dot_v1_dot_explain__pb2.ActivationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Predict(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/layerlens.v1.Explain/Predict',
+            layerlens_dot_v1_dot_explain__pb2.PredictRequest.SerializeToString,
+            layerlens_dot_v1_dot_explain__pb2.PredictResponse.FromString,
             options,
             channel_credentials,
             insecure,

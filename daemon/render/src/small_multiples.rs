@@ -1,0 +1,195 @@
+//! Pieces shared by the small-multiple figures ([`crate::histogram_grid`],
+//! [`crate::filter_grid`], [`crate::layer_stat_chart`]): a value axis that is linear
+//! (round ticks from `chart`) or log10 (decade ticks), labels cut to fit, series
+//! colours, and grey note lines between the title and the figure's body.
+
+use crate::chart::{nice_ticks, tick_labels};
+use crate::colour::{AXIS, GRID};
+use crate::font::text_width;
+use crate::scene::{Anchor, Colour, Element, Scene};
+
+pub(crate) const TICK_FONT: f32 = 10.0;
+const NOTE_FONT: f32 = 11.0;
+const NOTE_LINE: f32 = 16.0;
+
+/// A value axis: its range and labelled ticks. Log axes map log10 of the value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ValueScale {
+    pub low: f64,
+    pub high: f64,
+    pub log: bool,
+    pub ticks: Vec<(f64, String)>,
+}
+
+impl ValueScale {
+    /// A linear axis over round ticks covering `low..=high`; an empty range (one value
+    /// everywhere) is widened around its value first.
+    pub fn linear(low: f64, high: f64, target: usize) -> ValueScale {
+        let (low, high) = if high > low {
+            (low, high)
+        } else {
+            let pad = if low == 0.0 { 1.0 } else { low.abs() * 0.1 };
+            (low - pad, high + pad)
+        };
+        let ticks = nice_ticks(low, high, target);
+        let labels = tick_labels(&ticks);
+        ValueScale { low: ticks.low, high: ticks.high, log: false, ticks: ticks.values.into_iter().zip(labels).collect() }
+    }
+
+    /// A log10 axis over whole decades covering `low..=high` (both positive), at least
+    /// one decade wide. Ticks at the decades (every k-th when there are more than
+    /// six); axes of at most two decades also get ticks at 2 and 5 times each decade.
+    pub fn log(low: f64, high: f64) -> ValueScale {
+        let first = low.log10().floor() as i32;
+        let last = (high.log10().ceil() as i32).max(first + 1);
+        let decades = (last - first) as usize;
+        let every = decades.div_ceil(6).max(1);
+        let mut ticks = Vec::new();
+        for exponent in first..=last {
+            if ((exponent - first) as usize).is_multiple_of(every) {
+                ticks.push((10f64.powi(exponent), log_label(1, exponent)));
+            }
+            if decades <= 2 && exponent < last {
+                for mantissa in [2, 5] {
+                    ticks.push((mantissa as f64 * 10f64.powi(exponent), log_label(mantissa, exponent)));
+                }
+            }
+        }
+        ValueScale { low: 10f64.powi(first), high: 10f64.powi(last), log: true, ticks }
+    }
+
+    /// Where `value` lies on the axis: 0 at `low`, 1 at `high` (outside for values
+    /// off the axis; -inf for values that are not positive on a log axis).
+    pub fn fraction(&self, value: f64) -> f64 {
+        if self.log {
+            if value <= 0.0 {
+                return f64::NEG_INFINITY;
+            }
+            (value.log10() - self.low.log10()) / (self.high.log10() - self.low.log10())
+        } else {
+            (value - self.low) / (self.high - self.low)
+        }
+    }
+
+    pub fn widest_label(&self) -> f32 {
+        self.ticks.iter().map(|(_, label)| text_width(label, TICK_FONT)).fold(0.0, f32::max)
+    }
+
+    /// Grid lines across the plot, tick marks and right-aligned labels left of it, and
+    /// the axis line, for a plot whose top-left corner is (`left`, `top`).
+    pub fn draw(&self, scene: &mut Scene, left: f32, top: f32, plot_width: f32, plot_height: f32) {
+        for (value, label) in &self.ticks {
+            let y = (top + (1.0 - self.fraction(*value)) as f32 * plot_height).round() + 0.5;
+            scene.line((left, y), (left + plot_width, y), GRID, 1.0);
+            scene.line((left - 4.0, y), (left, y), AXIS, 1.0);
+            scene.text(left - 7.0, y + 3.5, label.as_str(), TICK_FONT, Anchor::End);
+        }
+        scene.line((left - 0.5, top), (left - 0.5, top + plot_height), AXIS, 1.0);
+    }
+}
+
+/// `mantissa` × 10^`exponent` as a tick label: plain from 0.001 to 5000, `2e-5` style
+/// beyond.
+fn log_label(mantissa: u32, exponent: i32) -> String {
+    if (-3..=3).contains(&exponent) {
+        let value = mantissa as f64 * 10f64.powi(exponent);
+        format!("{value:.*}", (-exponent).max(0) as usize)
+    } else {
+        format!("{mantissa}e{exponent}")
+    }
+}
+
+/// `label`, or its end after an ellipsis when it is wider than `max_width` at `size`:
+/// the end of a module path (`…denselayer16.conv2`) says most about where it is.
+pub(crate) fn fit_end(label: &str, size: f32, max_width: f32) -> String {
+    if text_width(label, size) <= max_width {
+        return label.to_string();
+    }
+    let characters: Vec<char> = label.chars().collect();
+    (1..characters.len())
+        .map(|start| format!("\u{2026}{}", characters[start..].iter().collect::<String>()))
+        .find(|text| text_width(text, size) <= max_width)
+        .unwrap_or_else(|| "\u{2026}".to_string())
+}
+
+/// `text`, or its start and an ellipsis when it is wider than `max_width` at `size`.
+pub(crate) fn fit_start(text: &str, size: f32, max_width: f32) -> String {
+    if text_width(text, size) <= max_width {
+        return text.to_string();
+    }
+    let characters: Vec<char> = text.chars().collect();
+    (1..characters.len())
+        .rev()
+        .map(|end| format!("{}\u{2026}", characters[..end].iter().collect::<String>().trim_end()))
+        .find(|text| text_width(text, size) <= max_width)
+        .unwrap_or_else(|| "\u{2026}".to_string())
+}
+
+/// The colour of series `index`: Tableau 10, repeated after ten series (as in the
+/// step chart).
+pub(crate) fn series_colour(index: usize) -> Colour {
+    let colour = colorous::TABLEAU10[index % colorous::TABLEAU10.len()];
+    [colour.r, colour.g, colour.b]
+}
+
+/// `body` under grey lines of notes (none when `notes` is empty), as wide as the wider.
+pub(crate) fn with_notes(notes: &[String], body: Scene) -> Scene {
+    let notes_width = notes.iter().map(|note| text_width(note, NOTE_FONT)).fold(0.0, f32::max);
+    let notes_height = if notes.is_empty() { 0.0 } else { notes.len() as f32 * NOTE_LINE + 6.0 };
+    let mut scene = Scene::new(body.width.max(notes_width).ceil(), notes_height + body.height);
+    for (line, note) in notes.iter().enumerate() {
+        scene.push(Element::Text {
+            x: 0.0,
+            y: line as f32 * NOTE_LINE + 11.0,
+            text: note.clone(),
+            size: NOTE_FONT,
+            anchor: Anchor::Start,
+            colour: AXIS,
+            rotation: 0.0,
+        });
+    }
+    scene.place(body, 0.0, notes_height);
+    scene
+}
+
+/// `count` and a noun, plural after anything but one: `1 layer`, `3 layers`.
+pub(crate) fn counted(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_axes_span_decades_with_readable_labels() {
+        let labels = |scale: &ValueScale| scale.ticks.iter().map(|(_, label)| label.clone()).collect::<Vec<_>>();
+        let counts = ValueScale::log(1.0, 5000.0);
+        assert_eq!((counts.low, counts.high), (1.0, 1e4));
+        assert_eq!(labels(&counts), ["1", "10", "100", "1000", "1e4"]);
+        // Within one decade: 2 and 5 as well.
+        let narrow = ValueScale::log(0.3, 0.8);
+        assert_eq!((narrow.low, narrow.high), (0.1, 1.0));
+        assert_eq!(labels(&narrow), ["0.1", "0.2", "0.5", "1"]);
+        // Many decades: every other one.
+        let wide = ValueScale::log(1e-6, 1e5);
+        assert_eq!(labels(&wide), ["1e-6", "1e-4", "0.01", "1", "100", "1e4"]);
+        assert!((wide.fraction(1e-6)).abs() < 1e-12 && (wide.fraction(1e5) - 1.0).abs() < 1e-12);
+        assert_eq!(wide.fraction(0.0), f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn labels_are_cut_at_the_right_end() {
+        assert_eq!(fit_end("conv1", 10.0, 200.0), "conv1");
+        let end = fit_end("features.denseblock4.denselayer16.conv2", 10.0, 90.0);
+        assert!(end.starts_with('\u{2026}') && end.ends_with("conv2") && text_width(&end, 10.0) <= 90.0, "{end}");
+        let start = fit_start("mean 0.01, std 0.2, 3% zeros, 0.1% saturated", 10.0, 90.0);
+        assert!(start.starts_with("mean") && start.ends_with('\u{2026}') && text_width(&start, 10.0) <= 90.0, "{start}");
+        assert_eq!(counted(1, "layer"), "1 layer");
+        assert_eq!(counted(0, "layer"), "0 layers");
+    }
+}
