@@ -890,6 +890,10 @@ def main(argv):
     threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     started = time.perf_counter()
+    load_at_start = os.getloadavg()
+    # Daemons and the Captum child are waited-for children, so their CPU time counts as
+    # this process's by the end.
+    run_meter = ForeignCpuMeter(os.getpid())
     ensure_fixtures()
     log(f"threads {threads}; daemon {args.daemon}")
 
@@ -923,6 +927,7 @@ def main(argv):
             memory = memory_table(daemon_memory, captum_memory)
 
     elapsed = time.perf_counter() - started
+    foreign_total = run_meter.seconds()
     load_average = os.getloadavg()
     header = [
         f"Measured {datetime.datetime.now().astimezone().isoformat(timespec='seconds')} on {os.cpu_count()} CPUs "
@@ -931,7 +936,8 @@ def main(argv):
         f"layerlens {git_description()}; daemon `{daemon_command}` with OMP_NUM_THREADS={threads}.",
         f"Intra-op threads: {threads} on both sides (torch.get_num_threads() default here; OMP_NUM_THREADS for the daemon's libtorch).",
         f"Command: `{shlex.join(['python', 'tests/bench/bench_attribution.py', *argv])}`; ran {elapsed:.0f} s; "
-        f"load average at the end {load_average[0]:.2f} / {load_average[1]:.2f} / {load_average[2]:.2f}.",
+        f"1-minute load average {load_at_start[0]:.2f} at the start, {load_average[0]:.2f} at the end; other processes "
+        f"used {foreign_total:.0f} CPU s of the {elapsed * (os.cpu_count() or 1):.0f} the machine had during the run.",
         f"resnet18: weights=None, seed 0, batch-norm statistics from {args.bn_calibration_batches} seeded noise batches, eval, "
         "torch.jit.script; input torch.rand with seed 1. Times are seconds of wall clock per call.",
     ]

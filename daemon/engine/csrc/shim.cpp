@@ -465,7 +465,7 @@ const char* layerlens_tapped_graph_json(void* handle) {
 
 // Runs `forward_taps` (all_values = 0) or `forward_all` (all_values = 1) on `n_inputs`
 // tensors (tch tensor pointers, i.e. at::Tensor*). On success writes a new at::Tensor*
-// for the output to `*out_output` and one per tap (or per tensor value) to
+// for the output to `*out_output` (null when forward returns a tuple, list or dict) and one per tap (or per tensor value) to
 // `out_taps[0 .. count)` (null where a value is not a tensor); the caller owns them.
 // Returns 0, or 1 with `*out_error` set.
 int layerlens_tapped_forward(void* handle, int all_values, at::Tensor** inputs, int n_inputs,
@@ -477,10 +477,8 @@ int layerlens_tapped_forward(void* handle, int all_values, at::Tensor** inputs, 
         for (int i = 0; i < n_inputs; ++i) arguments.emplace_back(*inputs[i]);
         c10::IValue result = tapped->module.get_method(all_values ? "forward_all" : "forward_taps")(arguments);
         auto elements = result.toTupleRef().elements();
-        if (!elements.at(0).isTensor()) {
-            throw std::runtime_error("the model's output is not a single tensor");
-        }
-        *out_output = new at::Tensor(elements.at(0).toTensor());
+        // A model may return a tuple or dict; then there is no single output tensor.
+        *out_output = elements.at(0).isTensor() ? new at::Tensor(elements.at(0).toTensor()) : nullptr;
         for (size_t i = 1; i < elements.size(); ++i) {
             out_taps[i - 1] = elements[i].isTensor() ? new at::Tensor(elements[i].toTensor()) : nullptr;
         }

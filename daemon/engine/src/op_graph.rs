@@ -53,7 +53,7 @@ pub fn op_graph(model: &LoadedModel, input_shape: &[i64], integer: bool) -> Resu
             shapes.insert(*id, value.size());
         }
     }
-    Ok(build(tapped, &shapes, input_shape, output.size()))
+    Ok(build(tapped, &shapes, input_shape, output.map(|output| output.size()).unwrap_or_default()))
 }
 
 /// Ops that only move data between real ops, or read metadata.

@@ -283,5 +283,6 @@ pub fn run_call_summary(model: &LoadedModel, modules: &[ModuleInfo], input_shape
         }
     }
     let element_size = if integer { 8 } else { 4 };
-    Ok(summarize_calls(modules, tapped, &ValueShapes { shapes }, (input_shape, element_size), output.size(), max_depth))
+    let output_shape = output.map(|output| output.size()).unwrap_or_default();
+    Ok(summarize_calls(modules, tapped, &ValueShapes { shapes }, (input_shape, element_size), output_shape, max_depth))
 }

@@ -185,18 +185,20 @@ impl TappedModel {
     }
 
     /// Runs `forward_taps`: the model output and every tap (`None` where a layer's
-    /// output is not a tensor).
+    /// output is not a tensor). Fails when the model's output is not one tensor.
     pub fn forward(&self, inputs: &[Tensor]) -> Result<(Tensor, Vec<Option<Tensor>>)> {
-        self.run(inputs, false)
+        let (output, taps) = self.run(inputs, false)?;
+        let output = output.ok_or_else(|| Error::bad_input("the model returns a tuple, list or dict; this explanation needs a single tensor output"))?;
+        Ok((output, taps))
     }
 
-    /// Runs `forward_all`: the model output and every tensor value of the graph, in
-    /// the order of `graph.tensor_values`.
-    pub fn forward_all(&self, inputs: &[Tensor]) -> Result<(Tensor, Vec<Option<Tensor>>)> {
+    /// Runs `forward_all`: the model output (`None` unless it is one tensor) and every
+    /// tensor value of the graph, in the order of `graph.tensor_values`.
+    pub fn forward_all(&self, inputs: &[Tensor]) -> Result<(Option<Tensor>, Vec<Option<Tensor>>)> {
         self.run(inputs, true)
     }
 
-    fn run(&self, inputs: &[Tensor], all_values: bool) -> Result<(Tensor, Vec<Option<Tensor>>)> {
+    fn run(&self, inputs: &[Tensor], all_values: bool) -> Result<(Option<Tensor>, Vec<Option<Tensor>>)> {
         let pointers: Vec<*mut C_tensor> = inputs.iter().map(|input| input.as_ptr() as *mut C_tensor).collect();
         let mut output: *mut C_tensor = std::ptr::null_mut();
         let count = if all_values { self.graph.tensor_values.len() } else { self.tap_paths.len() };
@@ -213,7 +215,7 @@ impl TappedModel {
             let shapes: Vec<String> = inputs.iter().map(|input| format!("{:?}", input.size())).collect();
             return Err(Error::new(kind, format!("the model rejected an input of shape {}: {reason}", shapes.join(", "))));
         }
-        let output = unsafe { Tensor::from_ptr(output) };
+        let output = (!output.is_null()).then(|| unsafe { Tensor::from_ptr(output) });
         let taps = taps.into_iter().map(|tap| (!tap.is_null()).then(|| unsafe { Tensor::from_ptr(tap) })).collect();
         Ok((output, taps))
     }
