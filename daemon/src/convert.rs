@@ -145,6 +145,9 @@ pub fn tree_summary(summary: &layerlens_engine::Summary) -> proto::SummaryRespon
             trainable_params: row.trainable_params,
             own_params: row.own_params,
             params_percent: if summary.total_params > 0 { row.num_params as f64 / summary.total_params as f64 } else { 0.0 },
+            attributes: row.attributes.iter().cloned().collect(),
+            num_buffers: row.num_buffers,
+            own_buffers: row.own_buffers,
             ..Default::default()
         })
         .collect();
@@ -177,6 +180,9 @@ pub fn call_summary(summary: &layerlens_engine::summary::CallSummary) -> proto::
             call_site: row.call_site.clone(),
             is_leaf: row.is_leaf,
             params_percent: row.params_percent,
+            attributes: row.attributes.iter().cloned().collect(),
+            num_buffers: row.num_buffers,
+            own_buffers: row.own_buffers,
         })
         .collect();
     proto::SummaryResponse {

@@ -265,7 +265,8 @@ async fn summary(
                        "num_params": row.num_params, "trainable_params": row.trainable_params,
                        "params_percent": row.params_percent, "kernel_size": row.kernel_size,
                        "mult_adds": row.mult_adds, "call_index": row.call_index, "call_site": row.call_site,
-                       "is_leaf": row.is_leaf})
+                       "is_leaf": row.is_leaf, "num_buffers": row.num_buffers,
+                       "attributes": row.attributes.iter().map(|(name, value)| (name.clone(), serde_json::from_str::<Value>(value).unwrap_or(Value::Null))).collect::<serde_json::Map<_, _>>()})
             })
             .collect();
         println!(

@@ -29,6 +29,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -63,6 +64,68 @@ void write_json_string(std::ostringstream& out, const std::string& text) {
         }
     }
     out << '"';
+}
+
+// Writes a simple IValue as JSON: numbers, bools, strings, None, and tuples or lists
+// of those. Answers false (writing nothing) for anything else.
+bool write_json_ivalue(std::ostringstream& out, const c10::IValue& value) {
+    if (value.isInt()) { out << value.toInt(); return true; }
+    if (value.isDouble()) {
+        const double number = value.toDouble();
+        if (!std::isfinite(number)) { out << "null"; return true; }
+        out << number;
+        return true;
+    }
+    if (value.isBool()) { out << (value.toBool() ? "true" : "false"); return true; }
+    if (value.isString()) { write_json_string(out, value.toStringRef()); return true; }
+    if (value.isNone()) { out << "null"; return true; }
+    std::vector<c10::IValue> items;
+    if (value.isTuple()) {
+        for (const auto& item : value.toTupleRef().elements()) items.push_back(item);
+    } else if (value.isIntList()) {
+        for (int64_t item : value.toIntVector()) items.emplace_back(item);
+    } else if (value.isDoubleList()) {
+        for (double item : value.toDoubleVector()) items.emplace_back(item);
+    } else if (value.isBoolList()) {
+        for (bool item : value.toBoolList()) items.emplace_back(item);
+    } else {
+        return false;
+    }
+    std::ostringstream inner;
+    inner << '[';
+    for (size_t i = 0; i < items.size(); ++i) {
+        if (i) inner << ',';
+        if (!write_json_ivalue(inner, items[i])) return false;
+    }
+    inner << ']';
+    out << inner.str();
+    return true;
+}
+
+// The attributes of a module that describe it (kernel_size, stride, eps, ...): its
+// class's constants and plain non-tensor attributes, without private names and
+// `training`.
+void write_module_attributes(std::ostringstream& out, const torch::jit::Module& module) {
+    out << '{';
+    bool first = true;
+    auto emit = [&](const std::string& name, const c10::IValue& value) {
+        if (name.empty() || name[0] == '_' || name == "training") return;
+        std::ostringstream text;
+        if (!write_json_ivalue(text, value)) return;
+        out << (first ? "" : ",");
+        first = false;
+        write_json_string(out, name);
+        out << ':' << text.str();
+    };
+    const auto type = module.type();
+    for (size_t i = 0; i < type->numConstants(); ++i) emit(type->getConstantName(i), type->getConstant(i));
+    for (size_t i = 0; i < type->numAttributes(); ++i) {
+        if (type->is_parameter(i) || type->is_buffer(i)) continue;
+        const auto& attribute_type = type->getAttribute(i);
+        if (attribute_type->kind() == c10::TypeKind::ClassType || attribute_type->kind() == c10::TypeKind::TensorType) continue;
+        emit(type->getAttributeName(i), module._ivalue()->getSlot(i));
+    }
+    out << '}';
 }
 
 // JSON array of modules:
@@ -101,7 +164,17 @@ std::string module_tree_json(const torch::jit::Module& root) {
             }
             out << "]}";
         }
-        out << "]}";
+        out << "],\"buffers\":[";
+        bool first_buffer = true;
+        for (const auto& buffer : named.value.named_buffers(/*recurse=*/false)) {
+            out << (first_buffer ? "" : ",") << "{\"name\":";
+            first_buffer = false;
+            write_json_string(out, buffer.name);
+            out << ",\"numel\":" << buffer.value.numel() << "}";
+        }
+        out << "],\"attributes\":";
+        write_module_attributes(out, named.value);
+        out << "}";
     }
     out << ']';
     return out.str();

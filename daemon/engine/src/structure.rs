@@ -23,6 +23,19 @@ pub struct ModuleInfo {
     pub qualified_type: String,
     /// Parameters this module owns directly.
     pub params: Vec<ParamInfo>,
+    /// Buffers this module owns directly (running statistics, ...).
+    #[serde(default)]
+    pub buffers: Vec<BufferInfo>,
+    /// Attributes that describe the module (kernel_size, stride, eps, ...), as JSON
+    /// values. Traced modules keep few of them.
+    #[serde(default)]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BufferInfo {
+    pub name: String,
+    pub numel: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,6 +95,27 @@ pub struct SummaryRow {
     pub trainable_params: u64,
     /// Parameters this module owns directly.
     pub own_params: u64,
+    /// Attributes as (name, JSON value) pairs.
+    pub attributes: Vec<(String, String)>,
+    pub num_buffers: u64,
+    pub own_buffers: u64,
+}
+
+/// A module's describing attributes as (name, JSON text) pairs, sorted by name.
+pub fn attribute_pairs(module: &ModuleInfo) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = module.attributes.iter().map(|(name, value)| (name.clone(), value.to_string())).collect();
+    pairs.sort();
+    pairs
+}
+
+/// Buffer elements of the module at `path` and below.
+pub fn count_buffers(modules: &[ModuleInfo], path: &str) -> u64 {
+    let prefix = format!("{path}.");
+    modules
+        .iter()
+        .filter(|module| path.is_empty() || module.path == path || module.path.starts_with(&prefix))
+        .flat_map(|module| module.buffers.iter().map(|buffer| buffer.numel))
+        .sum()
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +140,9 @@ pub fn summarize(modules: &[ModuleInfo], max_depth: Option<u32>) -> Summary {
                 num_params,
                 trainable_params,
                 own_params: module.params.iter().map(|param| param.numel).sum(),
+                attributes: attribute_pairs(module),
+                num_buffers: count_buffers(modules, &module.path),
+                own_buffers: module.buffers.iter().map(|buffer| buffer.numel).sum(),
             }
         })
         .collect();
@@ -171,10 +208,10 @@ mod tests {
     #[test]
     fn tied_parameters_count_once_and_depth_filters_rows() {
         let modules = vec![
-            ModuleInfo { path: "".into(), qualified_type: "__torch__.Net".into(), params: vec![] },
-            ModuleInfo { path: "encoder".into(), qualified_type: "__torch__.torch.nn.modules.linear.Linear".into(), params: vec![param(12, 1, true), param(3, 2, false)] },
-            ModuleInfo { path: "decoder".into(), qualified_type: "__torch__.torch.nn.modules.linear.Linear".into(), params: vec![param(12, 1, true)] },
-            ModuleInfo { path: "decoder.inner".into(), qualified_type: "__torch__.torch.nn.modules.linear.Linear".into(), params: vec![param(5, 3, true)] },
+            ModuleInfo { path: "".into(), qualified_type: "__torch__.Net".into(), params: vec![], buffers: vec![], attributes: Default::default() },
+            ModuleInfo { path: "encoder".into(), qualified_type: "__torch__.torch.nn.modules.linear.Linear".into(), params: vec![param(12, 1, true), param(3, 2, false)], buffers: vec![], attributes: Default::default() },
+            ModuleInfo { path: "decoder".into(), qualified_type: "__torch__.torch.nn.modules.linear.Linear".into(), params: vec![param(12, 1, true)], buffers: vec![], attributes: Default::default() },
+            ModuleInfo { path: "decoder.inner".into(), qualified_type: "__torch__.torch.nn.modules.linear.Linear".into(), params: vec![param(5, 3, true)], buffers: vec![], attributes: Default::default() },
         ];
         let summary = summarize(&modules, None);
         assert_eq!((summary.total_params, summary.trainable_params), (20, 17));

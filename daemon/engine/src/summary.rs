@@ -31,6 +31,10 @@ pub struct CallRow {
     pub mult_adds: u64,
     pub is_leaf: bool,
     pub params_percent: f64,
+    /// Attributes as (name, JSON text) pairs.
+    pub attributes: Vec<(String, String)>,
+    pub num_buffers: u64,
+    pub own_buffers: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -119,6 +123,9 @@ pub fn summarize_calls(
         mult_adds: 0,
         is_leaf: modules.len() <= 1,
         params_percent: if total_params > 0 { 1.0 } else { 0.0 },
+        attributes: by_path.get("").map(|module| crate::structure::attribute_pairs(module)).unwrap_or_default(),
+        num_buffers: crate::structure::count_buffers(modules, ""),
+        own_buffers: by_path.get("").map(|module| module.buffers.iter().map(|buffer| buffer.numel).sum()).unwrap_or(0),
     });
     let mut counted_param_modules = HashSet::new();
     let mut seen_storage = HashSet::new();
@@ -168,6 +175,9 @@ pub fn summarize_calls(
             mult_adds: if leaf { call_macs[call.id] } else if at_limit { macs_below[call.id] } else { 0 },
             is_leaf: leaf,
             params_percent: if total_params > 0 { shown_params as f64 / total_params as f64 } else { 0.0 },
+            attributes: module.map(|module| crate::structure::attribute_pairs(module)).unwrap_or_default(),
+            num_buffers: crate::structure::count_buffers(modules, &call.path),
+            own_buffers: module.map(|module| module.buffers.iter().map(|buffer| buffer.numel).sum()).unwrap_or(0),
         });
     }
     summary.total_bytes = summary.input_bytes + summary.forward_backward_bytes + summary.params_bytes;
@@ -271,7 +281,11 @@ pub fn run_call_summary(model: &LoadedModel, modules: &[ModuleInfo], input_shape
     if input_shape.iter().product::<i64>() > 1 << 31 {
         return Err(Error::bad_input(format!("input shape {input_shape:?} is too large for a summary run")));
     }
-    let tapped = model.tapped()?;
+    let tapped = match model.tapped() {
+        Ok(tapped) => tapped,
+        // The graph cannot be tapped: still answer with the module tree, and say why.
+        Err(error) => return Ok(tree_only(modules, input_shape, &error.message, max_depth)),
+    };
     let kind = if integer { tch::Kind::Int64 } else { tch::Kind::Float };
     let input = tch::Tensor::zeros(input_shape, (kind, model.device.to_tch()));
     let _no_grad = tch::no_grad_guard();
@@ -285,4 +299,39 @@ pub fn run_call_summary(model: &LoadedModel, modules: &[ModuleInfo], input_shape
     let element_size = if integer { 8 } else { 4 };
     let output_shape = output.map(|output| output.size()).unwrap_or_default();
     Ok(summarize_calls(modules, tapped, &ValueShapes { shapes }, (input_shape, element_size), output_shape, max_depth))
+}
+
+/// A summary from the module tree alone (no shapes, no mult-adds), with a note.
+fn tree_only(modules: &[ModuleInfo], input_shape: &[i64], reason: &str, max_depth: Option<u32>) -> CallSummary {
+    let tree = crate::structure::summarize(modules, max_depth);
+    let rows = tree
+        .rows
+        .iter()
+        .map(|row| CallRow {
+            path: row.path.clone(),
+            type_name: row.type_name.clone(),
+            depth: row.depth,
+            call_index: 0,
+            call_site: String::new(),
+            input_shapes: if row.path.is_empty() { vec![input_shape.to_vec()] } else { Vec::new() },
+            output_shapes: Vec::new(),
+            num_params: row.num_params,
+            trainable_params: row.trainable_params,
+            own_params: row.own_params,
+            kernel_size: Vec::new(),
+            mult_adds: 0,
+            is_leaf: !modules.iter().any(|module| module.path.starts_with(&format!("{}.", row.path)) && !row.path.is_empty()),
+            params_percent: if tree.total_params > 0 { row.num_params as f64 / tree.total_params as f64 } else { 0.0 },
+            attributes: row.attributes.clone(),
+            num_buffers: row.num_buffers,
+            own_buffers: row.own_buffers,
+        })
+        .collect();
+    CallSummary {
+        rows,
+        total_params: tree.total_params,
+        trainable_params: tree.trainable_params,
+        notes: vec![format!("shapes and mult-adds are not available: {reason}; rows come from the module tree")],
+        ..CallSummary::default()
+    }
 }

@@ -133,6 +133,7 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, command
         Err(error) => tracing::warn!(model_id = %spec.model_id, %device, %error, "model failed to load"),
     }
     let mut module_tree: Option<Arc<Vec<ModuleInfo>>> = None;
+    let mut summaries: Vec<((Vec<i64>, bool, Option<u32>), CallSummary)> = Vec::new();
     for command in commands {
         match command {
             Command::Attribute { request, reply } => {
@@ -143,10 +144,22 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, command
                 let _ = reply.send(answer);
             }
             Command::CallSummary { input_shape, integer, max_depth, reply } => {
-                let answer = with_model(&loaded, |model| {
-                    let tree = cached_tree(&mut module_tree, &spec)?;
-                    summary::run_call_summary(model, &tree, &input_shape, integer, max_depth)
-                });
+                // Summaries are cached per input shape and depth: the second request
+                // for the same view (an editor hover) is answered without a run.
+                let key = (input_shape.clone(), integer, max_depth);
+                let answer = match summaries.iter().find(|(cached, _)| *cached == key) {
+                    Some((_, summary)) => Ok(summary.clone()),
+                    None => with_model(&loaded, |model| {
+                        let tree = cached_tree(&mut module_tree, &spec)?;
+                        summary::run_call_summary(model, &tree, &input_shape, integer, max_depth)
+                    })
+                    .inspect(|summary| {
+                        if summaries.len() >= 16 {
+                            summaries.remove(0);
+                        }
+                        summaries.push((key, summary.clone()));
+                    }),
+                };
                 let _ = reply.send(answer);
             }
             Command::OpGraph { input_shape, integer, reply } => {

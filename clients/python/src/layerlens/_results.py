@@ -10,6 +10,7 @@ import base64
 import dataclasses
 import datetime
 import html
+import json
 
 _TABLE_STYLE = "border-collapse: collapse; font-family: monospace; font-size: 12px"
 _CELL_STYLE = "padding: 2px 8px; text-align: right"
@@ -155,6 +156,8 @@ class Summary:
                 "call_index": int(row.call_index),
                 "call_site": row.call_site,
                 "is_leaf": bool(row.is_leaf),
+                "attributes": {name: json.loads(value) for name, value in row.attributes.items()},
+                "num_buffers": int(row.num_buffers),
             })
         figure = message.figure if message.HasField("figure") else None
         return cls(

@@ -23,7 +23,14 @@ class SummaryRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., depth: _Optional[int] = ..., figure_format: _Optional[_Union[_common_pb2.FigureFormat, str]] = ..., input_dtype: _Optional[_Union[_common_pb2.Dtype, str]] = ...) -> None: ...
 
 class SummaryRow(_message.Message):
-    __slots__ = ("path", "type_name", "depth", "num_params", "trainable_params", "own_params", "output_shapes", "mult_adds", "input_shapes", "kernel_size", "call_index", "call_site", "is_leaf", "params_percent")
+    __slots__ = ("path", "type_name", "depth", "num_params", "trainable_params", "own_params", "output_shapes", "mult_adds", "input_shapes", "kernel_size", "call_index", "call_site", "is_leaf", "params_percent", "attributes", "num_buffers", "own_buffers")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     PATH_FIELD_NUMBER: _ClassVar[int]
     TYPE_NAME_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +45,9 @@ class SummaryRow(_message.Message):
     CALL_SITE_FIELD_NUMBER: _ClassVar[int]
     IS_LEAF_FIELD_NUMBER: _ClassVar[int]
     PARAMS_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    NUM_BUFFERS_FIELD_NUMBER: _ClassVar[int]
+    OWN_BUFFERS_FIELD_NUMBER: _ClassVar[int]
     path: str
     type_name: str
     depth: int
@@ -52,7 +62,10 @@ class SummaryRow(_message.Message):
     call_site: str
     is_leaf: bool
     params_percent: float
-    def __init__(self, path: _Optional[str] = ..., type_name: _Optional[str] = ..., depth: _Optional[int] = ..., num_params: _Optional[int] = ..., trainable_params: _Optional[int] = ..., own_params: _Optional[int] = ..., output_shapes: _Optional[_Iterable[_Union[Shape, _Mapping]]] = ..., mult_adds: _Optional[int] = ..., input_shapes: _Optional[_Iterable[_Union[Shape, _Mapping]]] = ..., kernel_size: _Optional[_Iterable[int]] = ..., call_index: _Optional[int] = ..., call_site: _Optional[str] = ..., is_leaf: _Optional[bool] = ..., params_percent: _Optional[float] = ...) -> None: ...
+    attributes: _containers.ScalarMap[str, str]
+    num_buffers: int
+    own_buffers: int
+    def __init__(self, path: _Optional[str] = ..., type_name: _Optional[str] = ..., depth: _Optional[int] = ..., num_params: _Optional[int] = ..., trainable_params: _Optional[int] = ..., own_params: _Optional[int] = ..., output_shapes: _Optional[_Iterable[_Union[Shape, _Mapping]]] = ..., mult_adds: _Optional[int] = ..., input_shapes: _Optional[_Iterable[_Union[Shape, _Mapping]]] = ..., kernel_size: _Optional[_Iterable[int]] = ..., call_index: _Optional[int] = ..., call_site: _Optional[str] = ..., is_leaf: _Optional[bool] = ..., params_percent: _Optional[float] = ..., attributes: _Optional[_Mapping[str, str]] = ..., num_buffers: _Optional[int] = ..., own_buffers: _Optional[int] = ...) -> None: ...
 
 class Shape(_message.Message):
     __slots__ = ("dims",)
