@@ -173,7 +173,7 @@ pub fn activation_report(model: &LoadedModel, inputs: &[HostTensor], bins: usize
     let device = model.device.to_tch();
     let tensors = inputs.iter().map(|input| input.to_tch(device)).collect::<Result<Vec<_>>>()?;
     let _no_grad = tch::no_grad_guard();
-    let (_, taps) = tapped.forward(&tensors)?;
+    let taps = tapped.taps(&tensors)?;
     let mut layers = Vec::new();
     for ((tap, path), call_id) in taps.iter().zip(&tapped.tap_paths).zip(&tapped.tap_calls) {
         let Some(tap) = tap else { continue };

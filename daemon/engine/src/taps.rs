@@ -192,6 +192,11 @@ impl TappedModel {
         Ok((output, taps))
     }
 
+    /// Runs `forward_taps` for the taps alone (the model may return a tuple or dict).
+    pub fn taps(&self, inputs: &[Tensor]) -> Result<Vec<Option<Tensor>>> {
+        Ok(self.run(inputs, false)?.1)
+    }
+
     /// Runs `forward_all`: the model output (`None` unless it is one tensor) and every
     /// tensor value of the graph, in the order of `graph.tensor_values`.
     pub fn forward_all(&self, inputs: &[Tensor]) -> Result<(Option<Tensor>, Vec<Option<Tensor>>)> {

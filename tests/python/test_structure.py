@@ -1,0 +1,85 @@
+"""Structure through a real daemon: module attributes and buffers, the op graph with
+shapes and source lines, its figure, and models with tuple outputs, repeated calls and
+ModuleList blocks (tests/python/structure_models.py)."""
+
+import inspect
+
+import numpy as np
+import pytest
+import torch
+
+import layerlens
+import structure_models
+
+
+@pytest.fixture(scope="module")
+def block_net(client, tmp_path_factory):
+    torch.manual_seed(0)
+    model = structure_models.BlockNet().eval()
+    path = tmp_path_factory.mktemp("structure") / "block_net.pt"
+    torch.jit.script(model).save(str(path))
+    return client.add_model(path, name="block-net"), model
+
+
+def line_of(function, needle):
+    lines, start = inspect.getsourcelines(function)
+    return start + next(index for index, line in enumerate(lines) if needle in line)
+
+
+def test_summary_rows_carry_attributes_buffers_and_every_call(block_net):
+    handle, model = block_net
+    summary = handle.summary((2, 3, 16, 16))
+    rows = {(row["path"], row["call_index"]): row for row in summary.rows}
+    stem = rows[("stem", 0)]
+    assert stem["attributes"]["kernel_size"] == [3, 3]
+    assert stem["attributes"]["stride"] == [2, 2]
+    assert stem["attributes"]["padding"] == [1, 1]
+    assert stem["output_shape"] == [2, 8, 8, 8]
+    norm = rows[("norm", 0)]
+    assert norm["attributes"]["eps"] == pytest.approx(1e-5)
+    # running_mean, running_var (8 each) and num_batches_tracked (1).
+    assert norm["num_buffers"] == 17
+    assert summary.rows[0]["num_buffers"] == 17
+    # Blocks reached through the ModuleList keep their full path; each block's ReLU
+    # is called twice.
+    for block in ("blocks.0", "blocks.1"):
+        assert rows[(f"{block}.act", 0)]["output_shape"] == [2, 8, 8, 8]
+        assert (f"{block}.act", 1) in rows
+        assert rows[(block, 0)]["num_params"] == sum(p.numel() for p in model.blocks[0].parameters())
+    # The call site of `self.stem(x)` in BlockNet.forward.
+    assert rows[("stem", 0)]["call_site"].endswith(f"structure_models.py:{line_of(structure_models.BlockNet.forward, 'self.stem(x)')}")
+    # A tuple output: the root row has no single output shape, the head's is known.
+    assert rows[("head", 0)]["output_shape"] == [2, 4]
+    assert summary.notes == []
+
+
+def test_graph_has_ops_shapes_and_sources(block_net):
+    handle, _ = block_net
+    graph = handle.graph((1, 3, 16, 16))
+    ops = [op for op, _, _ in graph.nodes]
+    assert ops.count("conv2d") == 3 and "batch_norm" in ops and "linear" in ops
+    modules = {module for _, module, _ in graph.nodes}
+    assert {"stem", "norm", "blocks.0.conv", "blocks.1.conv", "head"} <= modules
+    conv = next(index for index, (op, module, _) in enumerate(graph.nodes) if module == "stem")
+    out_shapes = {tuple(shape) for frm, _, shape in graph.edges if frm == conv}
+    assert out_shapes == {(1, 8, 8, 8)}
+    # Every op has a source location in PyTorch's or the model's Python files.
+    assert all(source.rsplit(":", 1)[-1].isdigit() for _, _, source in graph.nodes if source)
+    assert graph.figure_mime == "image/svg+xml"
+    text = graph.figure.decode()
+    assert "1×8×8×8" in text and "<text" in text
+    folded = handle.graph((1, 3, 16, 16), depth=1, collapse_repeats=True)
+    assert folded.figure_mime == "image/svg+xml"
+    assert "×2" in folded.alt_text, folded.alt_text
+
+
+def test_tuple_output_models_refuse_attribution_clearly(block_net):
+    handle, _ = block_net
+    x = np.zeros((1, 3, 16, 16), dtype=np.float32)
+    with pytest.raises(layerlens.LayerlensError) as raised:
+        handle.attribute(x, "saliency", target=0)
+    assert raised.value.code == "INVALID_ARGUMENT"
+    assert "tuple" in str(raised.value)
+    # Activations only need the layers' outputs: they work.
+    report = handle.activations(x)
+    assert [layer["path"] for layer in report.layers][:3] == ["stem", "norm", "act"]
