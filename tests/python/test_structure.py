@@ -83,3 +83,19 @@ def test_tuple_output_models_refuse_attribution_clearly(block_net):
     # Activations only need the layers' outputs: they work.
     report = handle.activations(x)
     assert [layer["path"] for layer in report.layers][:3] == ["stem", "norm", "act"]
+
+
+@pytest.mark.parametrize(
+    "fixture, shape, hint",
+    [
+        ("digits_cnn.pt", (1, 3, 8, 8), "the first layer, features.0 (torch.nn.Conv2d), takes 1 input channels: (N, 1, H, W)"),
+        ("tiny_mlp_scripted.pt", (2, 7), "the first layer, fc1 (torch.nn.Linear), takes 4 input features: (N, ..., 4)"),
+    ],
+)
+def test_rejected_shapes_name_what_the_first_layer_expects(client, fixtures_dir, fixture, shape, hint):
+    handle = client.add_model(fixtures_dir / fixture)
+    with pytest.raises(layerlens.LayerlensError) as raised:
+        handle.predict(np.zeros(shape, dtype=np.float32))
+    assert raised.value.code == "INVALID_ARGUMENT"
+    assert f"input of shape {list(shape)}" in str(raised.value)
+    assert hint in str(raised.value)

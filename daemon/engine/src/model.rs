@@ -70,7 +70,12 @@ impl LoadedModel {
             } else {
                 format!("the model rejected inputs of shapes {}", shapes.join(", "))
             };
-            let error = Error::from_torch(error, ErrorKind::BadInput, &what);
+            let mut error = Error::from_torch(error, ErrorKind::BadInput, &what);
+            if error.kind == ErrorKind::BadInput {
+                if let Some(hint) = self.first_layer_hint() {
+                    error.message = format!("{}; {hint}", error.message);
+                }
+            }
             if error.message.contains("'indices'") || error.message.contains("Expected tensor for argument #1 'indices'") {
                 // An embedding lookup got float inputs: the model takes token ids.
                 return Error::bad_input(format!(
@@ -108,6 +113,35 @@ impl LoadedModel {
             check_finite(input)?;
         }
         Ok(())
+    }
+
+    /// What the first layer expects, for error messages: "the first layer, conv1
+    /// (torch.nn.Conv2d), takes 3 input channels: (N, 3, H, W)".
+    fn first_layer_hint(&self) -> Option<String> {
+        let tapped = self.tapped().ok()?;
+        let tree = crate::structure::module_tree(&self.path).ok()?;
+        let first = tapped.graph.calls.iter().find(|call| {
+            let prefix = format!("{}.", call.path);
+            !tree.iter().any(|module| module.path.starts_with(&prefix))
+        })?;
+        let module = tree.iter().find(|module| module.path == first.path)?;
+        let type_name = crate::structure::readable_type_name(&module.qualified_type);
+        let attribute = |name: &str| module.attributes.get(name).and_then(|value| value.as_i64());
+        let weight_dim = |index: usize| module.params.iter().find(|param| param.name == "weight").and_then(|weight| weight.shape.get(index).copied());
+        let expects = if type_name.contains("Conv") {
+            let channels = attribute("in_channels").or_else(|| weight_dim(1).map(|per_group| per_group * attribute("groups").unwrap_or(1)))?;
+            let spatial = module.params.iter().find(|param| param.name == "weight").map(|weight| weight.shape.len().saturating_sub(2)).unwrap_or(2);
+            let dims = ["L", "H, W", "D, H, W"].get(spatial.saturating_sub(1)).copied().unwrap_or("...");
+            format!("takes {channels} input channels: (N, {channels}, {dims})")
+        } else if type_name.ends_with("Linear") {
+            let features = attribute("in_features").or_else(|| weight_dim(1))?;
+            format!("takes {features} input features: (N, ..., {features})")
+        } else if type_name.ends_with("Embedding") {
+            "takes integer token ids (int64): (N, L)".to_string()
+        } else {
+            return None;
+        };
+        Some(format!("the first layer, {} ({type_name}), {expects}", first.path))
     }
 
     /// A second, independent copy of the model from its file (for experiments that
