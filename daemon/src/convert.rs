@@ -87,8 +87,8 @@ pub fn attribute_response(model_id: String, attribution: Attribution, figure: Op
         extra_attributions: values.map(tensor).collect(),
         n_steps: attribution.n_steps.unwrap_or(0),
         convergence_deltas: attribution.convergence_deltas,
-        n_passes: attribution.n_passes as u32,
-        n_chunks: attribution.n_chunks as u32,
+        rows_evaluated: attribution.rows_evaluated as u32,
+        passes: attribution.passes as u32,
     }
 }
 

@@ -404,27 +404,10 @@ def max_abs_diff(daemon_values, captum_values):
     return float(np.max(np.abs(daemon_values - captum_values))), float(np.max(np.abs(captum_values)))
 
 
-def raw_attribute(client, handle, x, method, target, params):
-    """The wire AttributeResponse of a request, without a figure.
-
-    The Python client's Attribution carries n_passes (rows evaluated) but not n_chunks
-    (forward or forward+backward calls), so the untimed warm-up call goes through the
-    client's request builder and stub to read both.
-    """
-    request = client._attribute_request(
-        handle, x, method, target, layer=None, figure_format=None, figure_method=None, figure_sign=None, params=params,
-    )
-    return client._call(client._explain.Attribute, request)
-
-
 def rows_and_passes(client, handle, x, method, target, params):
-    """(rows evaluated, passes) the daemon reports for a request; None if the client's
-    private helpers have changed."""
-    try:
-        response = raw_attribute(client, handle, x, method, target, params)
-    except AttributeError:
-        return None
-    return int(response.n_passes), int(response.n_chunks)
+    """(rows evaluated, passes) the daemon reports for a request (an untimed call)."""
+    answer = handle.attribute(x, method, target, figure_format=None, params=params)
+    return int(answer.rows_evaluated), int(answer.passes)
 
 
 class Row:
@@ -724,13 +707,11 @@ def memory_daemon(args, work_dir, threads, resnet_path, x, target):
         params = {"n_steps": MEMORY_N_STEPS, "method": "gausslegendre"}
         meter = ForeignCpuMeter(os.getpid(), daemon.pid)
         start = time.perf_counter()
-        response = raw_attribute(client, handle, x, "integrated_gradients", target, params)
+        response = handle.attribute(x, "integrated_gradients", target, figure_format=None, params=params)
         seconds = time.perf_counter() - start
         foreign = meter.seconds()
         peak = proc_status(daemon.pid)
-        from layerlens import _wire
-
-        values = _wire.tensor_to_array(response.attribution)
+        values = response.values
         client.close()
     return {
         "rss_before": before["VmRSS"],
@@ -738,8 +719,8 @@ def memory_daemon(args, work_dir, threads, resnet_path, x, target):
         "hwm_reset": was_reset and after_reset["VmHWM"] <= before["VmRSS"] + 16 * MIB,
         "peak": peak["VmHWM"],
         "seconds": seconds,
-        "rows": int(response.n_passes),
-        "chunks": int(response.n_chunks),
+        "rows": int(response.rows_evaluated),
+        "chunks": int(response.passes),
         "values": values,
         "delta": list(response.convergence_deltas)[0],
         "foreign_cpu_s": foreign,

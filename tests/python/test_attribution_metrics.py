@@ -177,7 +177,7 @@ def test_adaptive_integrated_gradients(digits_model, digits_torchscript, batch, 
     if rule != "gausslegendre":
         # Reuse: the adaptive run evaluated about as many rows as one fixed run at its
         # final step count (plus the forward passes of each round's delta), not their sum.
-        assert adaptive.n_passes < 1.3 * fixed.n_passes, (adaptive.n_passes, fixed.n_passes)
+        assert adaptive.rows_evaluated < 1.3 * fixed.rows_evaluated, (adaptive.rows_evaluated, fixed.rows_evaluated)
 
 
 class TokenClassifier(torch.nn.Module):
@@ -215,3 +215,26 @@ def test_token_ids_attribute_through_the_embedding_layer(client, tmp_path):
     with pytest.raises(layerlens.LayerlensError) as raised:
         handle.attribute(ids.astype(np.float32), "saliency", target=0)
     assert "token ids" in str(raised.value)
+
+
+def test_default_adaptive_integrated_gradients_uses_nested_clenshaw_curtis(digits_model, digits_torchscript, batch):
+    """Without a rule, n_steps="auto" doubles Clenshaw-Curtis grids (N = 8, 16, ...: N + 1
+    nodes, nested, so every gradient is computed once), stops within the tolerance, and
+    lands near the integral (Captum's Gauss-Legendre at 256 steps)."""
+    # A ReLU network's gradient jumps along the path, so no rule converges fast; this
+    # tolerance is met well before max_steps.
+    tolerance = 0.02
+    answer = digits_model.attribute(batch, "integrated_gradients", TARGETS, n_steps="auto", tolerance=tolerance, figure_format=None)
+    assert answer.n_steps in (9, 17, 33, 65, 129, 257)
+    x = torch.from_numpy(batch)
+    with torch.no_grad():
+        gaps = (digits_torchscript(x)[range(3), TARGETS] - digits_torchscript(torch.zeros_like(x))[range(3), TARGETS]).double().numpy()
+    # The deltas are the daemon's own completeness errors: sum of attributions - gap.
+    sums = answer.values.reshape(3, -1).astype(np.float64).sum(1)
+    np.testing.assert_allclose(answer.convergence_deltas, sums - gaps, rtol=1e-4, atol=1e-5)
+    assert (np.abs(answer.convergence_deltas) / np.abs(gaps)).max() <= tolerance
+    reference = IntegratedGradients(digits_torchscript).attribute(x, target=TARGETS, n_steps=256).numpy()
+    assert np.abs(answer.values - reference).max() <= 0.05 * np.abs(reference).max()
+    # Nested nodes: rows evaluated = (N + 1) nodes x 3 rows, plus the forward passes
+    # for the targets and the baseline, with no node evaluated twice.
+    assert answer.rows_evaluated == answer.n_steps * 3 + 3 + 3

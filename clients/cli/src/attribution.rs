@@ -206,7 +206,8 @@ pub async fn attribute(client: &Client, args: AttributeArgs, as_json: bool) -> a
         if answer.n_steps > 0 {
             output["n_steps"] = json!(answer.n_steps);
         }
-        output["n_passes"] = json!(answer.n_passes);
+        output["rows_evaluated"] = json!(answer.rows_evaluated);
+        output["passes"] = json!(answer.passes);
         if !answer.extra_attributions.is_empty() {
             output["shapes"] = json!(all_attributions.iter().map(|tensor| tensor.shape.clone()).collect::<Vec<_>>());
         }

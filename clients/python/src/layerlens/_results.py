@@ -240,7 +240,7 @@ class Attribution:
 
     def __init__(
         self, model_id, method, targets, values, output, convergence_delta=None, figure=None,
-        extra_values=(), convergence_deltas=(), n_steps=None, n_passes=0,
+        extra_values=(), convergence_deltas=(), n_steps=None, rows_evaluated=0, passes=0,
     ):
         self.model_id = model_id
         self.method = method
@@ -254,8 +254,10 @@ class Attribution:
         self.convergence_deltas = list(convergence_deltas)
         # Integrated gradients: the step count used (the one settled on with n_steps="auto").
         self.n_steps = n_steps
-        # Rows evaluated by forward(+backward) passes.
-        self.n_passes = n_passes
+        # Rows evaluated (one input through forward, or forward and backward), and the
+        # passes they were batched into under the daemon's memory budget.
+        self.rows_evaluated = rows_evaluated
+        self.passes = passes
         self.figure = figure.data if figure is not None and figure.data else None
         self.figure_mime = figure.mime if figure is not None and figure.data else None
         self.alt_text = figure.alt_text if figure is not None else ""
@@ -273,7 +275,8 @@ class Attribution:
             extra_values=[tensor_to_array(tensor) for tensor in message.extra_attributions],
             convergence_deltas=list(message.convergence_deltas),
             n_steps=message.n_steps or None,
-            n_passes=message.n_passes,
+            rows_evaluated=message.rows_evaluated,
+            passes=message.passes,
         )
 
     @property

@@ -20,31 +20,46 @@ pub fn integrated_gradients(context: &mut Context<'_>) -> Result<MethodResult> {
     let baselines = baselines(context)?;
     let inputs = shallow(&context.inputs);
     let targets = context.targets.clone();
-    integrated_gradients_on(context, &inputs, &baselines, &targets)
+    // F(input) for the targets is known from the forward pass that resolved them.
+    let at_inputs = context.selected_output()?;
+    integrated_gradients_on(context, &inputs, &baselines, &targets, Some(at_inputs))
 }
 
 /// Integrated gradients of `inputs` against `baselines` (both one tensor per model
 /// input, same shapes) for one target per row; used directly and inside the noise
 /// tunnel.
-pub fn integrated_gradients_on(context: &mut Context<'_>, inputs: &[Tensor], baselines: &[Tensor], targets: &[i64]) -> Result<MethodResult> {
+pub fn integrated_gradients_on(
+    context: &mut Context<'_>,
+    inputs: &[Tensor],
+    baselines: &[Tensor],
+    targets: &[i64],
+    known_at_inputs: Option<Tensor>,
+) -> Result<MethodResult> {
     let rule = context.options.choice("method", "gausslegendre", RULES)?;
     let multiply_by_inputs = context.options.bool("multiply_by_inputs", true)?;
     let auto = context.options.text("n_steps").is_some_and(|text| text.trim() == "auto");
     let minimum = if rule == "gausslegendre" { 1 } else { 2 };
     let differences: Vec<Tensor> = inputs.iter().zip(baselines).map(|(input, baseline)| input - baseline).collect();
-    let finish = |context: &mut Context<'_>, total: Vec<Tensor>| -> Result<(Vec<Tensor>, Vec<f64>)> {
+    // The two ends of the path, evaluated once: F(input) and F(baseline) per row.
+    let at_inputs = match known_at_inputs {
+        Some(known) => known,
+        None => forward_selected(context.model, &mut context.chunking, inputs, targets)?,
+    };
+    let at_baselines = forward_selected(context.model, &mut context.chunking, baselines, targets)?;
+    let ends = (&at_inputs, &at_baselines);
+    let finish = |total: Vec<Tensor>| -> Result<(Vec<Tensor>, Vec<f64>)> {
         let values: Vec<Tensor> = if multiply_by_inputs {
             total.iter().zip(&differences).map(|(gradient, difference)| gradient * difference).collect()
         } else {
             total
         };
-        let deltas = convergence_deltas(context, &values, inputs, baselines, targets)?;
+        let deltas = convergence_deltas(&values, inputs, ends)?;
         Ok((values, deltas))
     };
     if !auto {
         let n_steps = context.options.int("n_steps", 50, minimum, MAX_STEPS)?;
         let total = summed_gradients(context, inputs, baselines, &differences, targets, rule, n_steps)?;
-        let (values, deltas) = finish(context, total)?;
+        let (values, deltas) = finish(total)?;
         return Ok(MethodResult { values, convergence_deltas: deltas, n_steps: Some(n_steps as u32), figure_values: None });
     }
 
@@ -54,18 +69,20 @@ pub fn integrated_gradients_on(context: &mut Context<'_>, inputs: &[Tensor], bas
         return Err(context.options.invalid("tolerance", &tolerance.to_string(), "a positive number"));
     }
     let max_steps = context.options.int("max_steps", 512, minimum, MAX_STEPS)?;
-    let gaps = {
-        let at_inputs = forward_selected(context.model, &mut context.chunking, inputs, targets)?;
-        let at_baselines = forward_selected(context.model, &mut context.chunking, baselines, targets)?;
-        to_f64(&(at_inputs - at_baselines))?
-    };
+    let gaps = to_f64(&(&at_inputs - &at_baselines))?;
+    // Without an explicit rule, adapt with Clenshaw–Curtis: its nodes nest when the
+    // step count doubles, so no gradient is computed twice, and it converges almost
+    // as fast as Gauss–Legendre on smooth paths.
+    if context.options.text("method").is_none() {
+        return clenshaw_curtis_adaptive(context, inputs, baselines, &differences, targets, tolerance, max_steps, &gaps, multiply_by_inputs, ends);
+    }
     if matches!(rule, "riemann_left" | "riemann_right" | "riemann_trapezoid") {
-        return nested_adaptive(context, inputs, baselines, &differences, targets, rule, tolerance, max_steps, &gaps, multiply_by_inputs);
+        return nested_adaptive(context, inputs, baselines, &differences, targets, rule, tolerance, max_steps, &gaps, multiply_by_inputs, ends);
     }
     let mut n_steps = 4.min(max_steps);
     loop {
         let total = summed_gradients(context, inputs, baselines, &differences, targets, rule, n_steps)?;
-        let (values, deltas) = finish(context, total)?;
+        let (values, deltas) = finish(total)?;
         let relative_error = deltas
             .iter()
             .zip(&gaps)
@@ -102,12 +119,52 @@ fn weighted_gradient_sum(
     alphas: &[f64],
     weights: &[f64],
 ) -> Result<Vec<Tensor>> {
-    let n_steps = alphas.len() as i64;
-    let batch = inputs[0].size()[0] as usize;
+    let mut totals: Vec<Tensor> = inputs.iter().map(Tensor::zeros_like).collect();
+    path_gradients(context, baselines, differences, targets, alphas, |step, example, gradients| {
+        for (total, gradient) in totals.iter_mut().zip(gradients) {
+            let mut slot = total.narrow(0, example, gradient.size()[0]);
+            let _ = slot.f_add_(&(gradient * weights[step])).map_err(torch_error("summing gradients"))?;
+        }
+        Ok(())
+    })?;
+    Ok(totals)
+}
+
+/// ∂F/∂x at each node separately: `[node][input]`, each shaped like the input.
+fn node_gradients(
+    context: &mut Context<'_>,
+    inputs: &[Tensor],
+    baselines: &[Tensor],
+    differences: &[Tensor],
+    targets: &[i64],
+    alphas: &[f64],
+) -> Result<Vec<Vec<Tensor>>> {
+    let mut nodes: Vec<Vec<Tensor>> = alphas.iter().map(|_| inputs.iter().map(Tensor::zeros_like).collect()).collect();
+    path_gradients(context, baselines, differences, targets, alphas, |step, example, gradients| {
+        for (slot, gradient) in nodes[step].iter_mut().zip(gradients) {
+            let _ = slot.narrow(0, example, gradient.size()[0]).f_copy_(gradient).map_err(torch_error("keeping node gradients"))?;
+        }
+        Ok(())
+    })?;
+    Ok(nodes)
+}
+
+/// Gradients of F at baseline + alpha (input - baseline) for every alpha and row, in
+/// chunked passes; `sink(step, first example, gradients)` receives each contiguous
+/// piece (one tensor per input, rows `first example..`).
+fn path_gradients(
+    context: &mut Context<'_>,
+    baselines: &[Tensor],
+    differences: &[Tensor],
+    targets: &[i64],
+    alphas: &[f64],
+    mut sink: impl FnMut(usize, i64, &[Tensor]) -> Result<()>,
+) -> Result<()> {
+    let n_steps = alphas.len();
+    let batch = baselines[0].size()[0] as usize;
     // Virtual rows are step-major: row r is example r % batch at step r / batch,
     // and its target is that example's (Captum's `_expand_target`).
-    let expanded_targets: Vec<i64> = (0..n_steps as usize).flat_map(|_| targets.iter().copied()).collect();
-    let mut totals: Vec<Tensor> = inputs.iter().map(Tensor::zeros_like).collect();
+    let expanded_targets: Vec<i64> = (0..n_steps).flat_map(|_| targets.iter().copied()).collect();
     let segments = |start: usize, end: usize| -> Vec<(usize, usize, usize)> {
         // (step, first example, example count) pieces of rows start..end
         let mut pieces = Vec::new();
@@ -144,17 +201,14 @@ fn weighted_gradient_sum(
         |start, gradients| {
             let mut offset = 0i64;
             for (step, example, count) in segments(start, start + gradients[0].size()[0] as usize) {
-                let (example, count) = (example as i64, count as i64);
-                for (total, gradient) in totals.iter_mut().zip(&gradients) {
-                    let mut slot = total.narrow(0, example, count);
-                    let _ = slot.f_add_(&(gradient.narrow(0, offset, count) * weights[step])).map_err(torch_error("summing gradients"))?;
-                }
+                let count = count as i64;
+                let pieces: Vec<Tensor> = gradients.iter().map(|gradient| gradient.narrow(0, offset, count)).collect();
+                sink(step, example as i64, &pieces)?;
                 offset += count;
             }
             Ok(())
         },
-    )?;
-    Ok(totals)
+    )
 }
 
 /// Adaptive steps for the Riemann rules whose nodes nest when the step count grows
@@ -173,6 +227,7 @@ fn nested_adaptive(
     max_steps: i64,
     gaps: &[f64],
     multiply_by_inputs: bool,
+    path_ends: (&Tensor, &Tensor),
 ) -> Result<MethodResult> {
     let trapezoid = rule == "riemann_trapezoid";
     let mut n = if trapezoid { 9 } else { 8 };
@@ -193,7 +248,7 @@ fn nested_adaptive(
             .collect();
         let values: Vec<Tensor> =
             if multiply_by_inputs { totals.iter().zip(differences).map(|(total, difference)| total * difference).collect() } else { totals };
-        let deltas = convergence_deltas(context, &values, inputs, baselines, targets)?;
+        let deltas = convergence_deltas(&values, inputs, path_ends)?;
         let relative_error = deltas.iter().zip(gaps).map(|(delta, gap)| delta.abs() / gap.abs().max(1e-12)).fold(0.0, f64::max);
         let next = if trapezoid { 2 * n - 1 } else { 2 * n };
         if relative_error <= tolerance || next > max_steps {
@@ -213,11 +268,80 @@ fn nested_adaptive(
     }
 }
 
+/// Adaptive Clenshaw–Curtis on [0, 1]: nodes (1 - cos(jπ/N)) / 2 for j = 0..N, N =
+/// 8, 16, 32, ...; each round evaluates only the new (odd) nodes and recombines all
+/// kept node gradients with the new weights. Reports N + 1 steps.
+#[allow(clippy::too_many_arguments)]
+fn clenshaw_curtis_adaptive(
+    context: &mut Context<'_>,
+    inputs: &[Tensor],
+    baselines: &[Tensor],
+    differences: &[Tensor],
+    targets: &[i64],
+    tolerance: f64,
+    max_steps: i64,
+    gaps: &[f64],
+    multiply_by_inputs: bool,
+    path_ends: (&Tensor, &Tensor),
+) -> Result<MethodResult> {
+    let mut n = 8usize;
+    let first: Vec<f64> = (0..=n).map(|j| clenshaw_curtis_node(j, n)).collect();
+    // Node gradients by index on the finest grid seen so far (index j of N).
+    let mut kept: Vec<Vec<Tensor>> = node_gradients(context, inputs, baselines, differences, targets, &first)?;
+    loop {
+        let weights = clenshaw_curtis_weights(n);
+        let totals: Vec<Tensor> = (0..inputs.len())
+            .map(|input| {
+                kept.iter().zip(&weights).fold(inputs[input].zeros_like(), |total, (node, &weight)| total + &node[input] * weight)
+            })
+            .collect();
+        let values: Vec<Tensor> =
+            if multiply_by_inputs { totals.iter().zip(differences).map(|(total, difference)| total * difference).collect() } else { totals };
+        let deltas = convergence_deltas(&values, inputs, path_ends)?;
+        let relative_error = deltas.iter().zip(gaps).map(|(delta, gap)| delta.abs() / gap.abs().max(1e-12)).fold(0.0, f64::max);
+        if relative_error <= tolerance || (2 * n + 1) as i64 > max_steps {
+            return Ok(MethodResult { values, convergence_deltas: deltas, n_steps: Some(n as u32 + 1), figure_values: None });
+        }
+        // Doubling: the old node j becomes node 2j; the new nodes are the odd ones.
+        let new_alphas: Vec<f64> = (0..n).map(|k| clenshaw_curtis_node(2 * k + 1, 2 * n)).collect();
+        let mut added = node_gradients(context, inputs, baselines, differences, targets, &new_alphas)?.into_iter();
+        let mut merged = Vec::with_capacity(2 * n + 1);
+        for (index, node) in kept.into_iter().enumerate() {
+            merged.push(node);
+            if index < n {
+                merged.push(added.next().expect("one new node between each pair"));
+            }
+        }
+        kept = merged;
+        n *= 2;
+    }
+}
+
+/// Node j of the N-interval Clenshaw–Curtis rule, mapped to [0, 1].
+fn clenshaw_curtis_node(j: usize, n: usize) -> f64 {
+    (1.0 - (std::f64::consts::PI * j as f64 / n as f64).cos()) / 2.0
+}
+
+/// Clenshaw–Curtis weights for nodes j = 0..N (N even) on [0, 1]; they sum to 1.
+fn clenshaw_curtis_weights(n: usize) -> Vec<f64> {
+    (0..=n)
+        .map(|j| {
+            let end = j == 0 || j == n;
+            let mut sum = 0.0;
+            for k in 1..=n / 2 {
+                let b = if 2 * k == n { 1.0 } else { 2.0 };
+                sum += b / (4.0 * (k * k) as f64 - 1.0) * (2.0 * std::f64::consts::PI * (k * j) as f64 / n as f64).cos();
+            }
+            let c = if end { 1.0 } else { 2.0 };
+            // The rule on [-1, 1] has weights summing to 2; halve them for [0, 1].
+            c / n as f64 * (1.0 - sum) / 2.0
+        })
+        .collect()
+}
+
 /// Captum's `compute_convergence_delta`: per row, the sum of all attributions minus
 /// (F(input) - F(baseline)).
-fn convergence_deltas(context: &mut Context<'_>, values: &[Tensor], inputs: &[Tensor], baselines: &[Tensor], targets: &[i64]) -> Result<Vec<f64>> {
-    let at_inputs = forward_selected(context.model, &mut context.chunking, inputs, targets)?;
-    let at_baselines = forward_selected(context.model, &mut context.chunking, baselines, targets)?;
+fn convergence_deltas(values: &[Tensor], inputs: &[Tensor], (at_inputs, at_baselines): (&Tensor, &Tensor)) -> Result<Vec<f64>> {
     let batch = inputs[0].size()[0];
     let mut row_sums = Tensor::zeros([batch], (Kind::Double, inputs[0].device()));
     for value in values {
@@ -392,6 +516,21 @@ mod tests {
             assert!((integral - 1.0 / (k as f64 + 1.0)).abs() < 1e-10, "n={n}: {integral}");
             assert!(alphas.windows(2).all(|pair| pair[0] < pair[1]), "ascending");
         }
+    }
+
+    #[test]
+    fn clenshaw_curtis_integrates_polynomials_exactly() {
+        // N + 1 nodes integrate polynomials of degree N exactly: ∫_0^1 x^k dx = 1/(k+1).
+        for n in [2usize, 8, 16, 64] {
+            let weights = clenshaw_curtis_weights(n);
+            assert!((weights.iter().sum::<f64>() - 1.0).abs() < 1e-12, "n={n}");
+            for k in [0, 1, n / 2, n] {
+                let integral: f64 = (0..=n).map(|j| weights[j] * clenshaw_curtis_node(j, n).powi(k as i32)).sum();
+                assert!((integral - 1.0 / (k as f64 + 1.0)).abs() < 1e-12, "n={n} k={k}: {integral}");
+            }
+        }
+        // Nested: node j of N is node 2j of 2N.
+        assert!((clenshaw_curtis_node(3, 8) - clenshaw_curtis_node(6, 16)).abs() < 1e-15);
     }
 
     #[test]

@@ -88,7 +88,7 @@ fn infidelity(context: &mut Context<'_>, attributions: &[Tensor], samples: i64, 
         perturbed.push(&expanded - &noise);
         noises.push(noise);
     }
-    let at_inputs = forward_selected(context.model, &mut context.chunking, &shallow(&context.inputs), &context.targets.clone())?;
+    let at_inputs = context.selected_output()?;
     let at_perturbed = forward_selected(context.model, &mut context.chunking, &perturbed, &expanded_targets)?;
     let differences = (at_inputs.repeat_interleave_self_int(samples, 0, None::<i64>) - at_perturbed).to_kind(Kind::Double).view([batch, samples]);
     let mut products = Tensor::zeros([batch * samples], (Kind::Double, differences.device()));

@@ -70,9 +70,10 @@ pub struct Attribution {
     pub convergence_deltas: Vec<f64>,
     /// Integrated gradients: the number of steps used.
     pub n_steps: Option<u32>,
-    /// Forward(+backward) passes run and the chunks they were split into.
-    pub n_passes: u64,
-    pub n_chunks: u64,
+    /// Rows evaluated (forward, or forward and backward) and the passes they were
+    /// batched into.
+    pub rows_evaluated: u64,
+    pub passes: u64,
     /// For figures: the attribution to draw over input 0 when it is not `values[0]`.
     pub figure_values: Option<HostTensor>,
 }
@@ -112,11 +113,23 @@ pub(crate) struct Context<'a> {
     pub options: Options<'a>,
     pub tensor_params: &'a BTreeMap<String, HostTensor>,
     pub chunking: Chunking,
+    /// The model's output for `inputs` (no gradient), from resolving the targets.
+    pub output: Tensor,
 }
 
 impl Context<'_> {
     pub fn batch(&self) -> i64 {
         self.inputs[0].size()[0]
+    }
+
+    /// output[row, target[row]] for every row, as float32 (no forward pass).
+    pub fn selected_output(&self) -> Result<Tensor> {
+        let index = Tensor::from_slice(&self.targets).to_device(self.output.device()).view([-1, 1]);
+        self.output
+            .f_gather(1, &index, false)
+            .and_then(|picked| picked.f_view([-1]))
+            .and_then(|picked| picked.f_to_kind(tch::Kind::Float))
+            .map_err(torch_error("selecting the target outputs"))
     }
 
     /// A tensor option for input `index` (`name`, `name.1`, ...), on the device and
@@ -150,8 +163,8 @@ pub(crate) fn finish(request: &AttributionRequest, context: Context<'_>, output:
         output: HostTensor::from_tch(output)?,
         convergence_deltas: result.convergence_deltas,
         n_steps: result.n_steps,
-        n_passes: context.chunking.passes,
-        n_chunks: context.chunking.chunks,
+        rows_evaluated: context.chunking.passes,
+        passes: context.chunking.chunks,
         figure_values: result.figure_values.as_ref().map(HostTensor::from_tch).transpose()?,
     })
 }
@@ -205,7 +218,12 @@ pub(crate) fn prepare<'a>(model: &'a LoadedModel, request: &'a AttributionReques
     let inputs = request.inputs.iter().map(|input| input.to_tch(device)).collect::<Result<Vec<_>>>()?;
     let (output, targets) = resolve_targets(model, &inputs, &request.targets)?;
     let options = Options::new(&request.method, &request.params);
-    Ok((Context { model, inputs, targets, options, tensor_params: &request.tensor_params, chunking }, output))
+    let context = Context { model, inputs, targets, options, tensor_params: &request.tensor_params, chunking, output: output.shallow_clone() };
+    // The targets' forward pass is a pass too.
+    let mut context = context;
+    context.chunking.passes += context.batch() as u64;
+    context.chunking.chunks += 1;
+    Ok((context, output))
 }
 
 /// One forward pass without gradients: the output, and one target per row (the

@@ -70,7 +70,7 @@ pub fn noise_tunnel(context: &mut Context<'_>, nt_type: &str) -> Result<MethodRe
                     .iter()
                     .map(|baseline| baseline.repeat_interleave_self_int(samples as i64, 0, None::<i64>))
                     .collect();
-                integrated_gradients_on(context, &noisy, &expanded_baselines, &expanded_targets)?.values
+                integrated_gradients_on(context, &noisy, &expanded_baselines, &expanded_targets, None)?.values
             }
             _ => {
                 let grads = gradients(context.model, &mut context.chunking, &noisy, &expanded_targets)?;

@@ -4,7 +4,7 @@
 //! `feature_ablation` (replace each feature group of a mask by the baseline).
 //! Perturbed copies are batched into forward passes sized to the memory budget.
 
-use super::gradients::{apply_row_cap, for_each_forward_chunk, forward_selected};
+use super::gradients::{apply_row_cap, for_each_forward_chunk};
 use super::integrated::broadcast_to_input;
 use super::{shallow, torch_error, Context, MethodResult};
 use crate::error::{Error, Result};
@@ -114,7 +114,8 @@ fn ablate(context: &mut Context<'_>, count: usize, masks_of: &dyn Fn(usize) -> V
     let batch = context.batch();
     let inputs = shallow(&context.inputs);
     let targets = context.targets.clone();
-    let initial = forward_selected(context.model, &mut context.chunking, &inputs, &targets)?;
+    // F(input) for the targets, from the forward pass that resolved them.
+    let initial = context.selected_output()?;
     let mut totals: Vec<Tensor> = inputs.iter().map(Tensor::zeros_like).collect();
     let mut weights: Vec<Tensor> = inputs.iter().map(Tensor::zeros_like).collect();
     // Virtual rows: feature-major, `batch` rows per feature.

@@ -150,7 +150,7 @@ class FigureOptions(_message.Message):
     def __init__(self, method: _Optional[str] = ..., sign: _Optional[str] = ..., outlier_percent: _Optional[float] = ...) -> None: ...
 
 class AttributeResponse(_message.Message):
-    __slots__ = ("model_id", "method", "targets", "attribution", "convergence_delta", "figure", "output", "extra_attributions", "n_steps", "convergence_deltas", "n_passes", "n_chunks")
+    __slots__ = ("model_id", "method", "targets", "attribution", "convergence_delta", "figure", "output", "extra_attributions", "n_steps", "convergence_deltas", "rows_evaluated", "passes")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
@@ -161,8 +161,8 @@ class AttributeResponse(_message.Message):
     EXTRA_ATTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
     N_STEPS_FIELD_NUMBER: _ClassVar[int]
     CONVERGENCE_DELTAS_FIELD_NUMBER: _ClassVar[int]
-    N_PASSES_FIELD_NUMBER: _ClassVar[int]
-    N_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_EVALUATED_FIELD_NUMBER: _ClassVar[int]
+    PASSES_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     method: str
     targets: _containers.RepeatedScalarFieldContainer[int]
@@ -173,9 +173,9 @@ class AttributeResponse(_message.Message):
     extra_attributions: _containers.RepeatedCompositeFieldContainer[_common_pb2.Tensor]
     n_steps: int
     convergence_deltas: _containers.RepeatedScalarFieldContainer[float]
-    n_passes: int
-    n_chunks: int
-    def __init__(self, model_id: _Optional[str] = ..., method: _Optional[str] = ..., targets: _Optional[_Iterable[int]] = ..., attribution: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., convergence_delta: _Optional[float] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ..., output: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., extra_attributions: _Optional[_Iterable[_Union[_common_pb2.Tensor, _Mapping]]] = ..., n_steps: _Optional[int] = ..., convergence_deltas: _Optional[_Iterable[float]] = ..., n_passes: _Optional[int] = ..., n_chunks: _Optional[int] = ...) -> None: ...
+    rows_evaluated: int
+    passes: int
+    def __init__(self, model_id: _Optional[str] = ..., method: _Optional[str] = ..., targets: _Optional[_Iterable[int]] = ..., attribution: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., convergence_delta: _Optional[float] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ..., output: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., extra_attributions: _Optional[_Iterable[_Union[_common_pb2.Tensor, _Mapping]]] = ..., n_steps: _Optional[int] = ..., convergence_deltas: _Optional[_Iterable[float]] = ..., rows_evaluated: _Optional[int] = ..., passes: _Optional[int] = ...) -> None: ...
 
 class MethodSpec(_message.Message):
     __slots__ = ("method", "params", "tensor_params", "layer")
