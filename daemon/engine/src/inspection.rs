@@ -54,27 +54,38 @@ fn torch_error(doing: &'static str) -> impl Fn(tch::TchError) -> Error {
     move |error| Error::from_torch(error, ErrorKind::Internal, doing)
 }
 
-/// Statistics of a tensor, reduced where it lives.
+/// Statistics of a tensor, reduced where it lives: a handful of single passes in the
+/// tensor's own precision (float32 for activations), with only scalars and the
+/// histogram coming back to the host.
 pub fn tensor_stats(tensor: &Tensor, bins: usize) -> Result<TensorStats> {
     let _no_grad = tch::no_grad_guard();
-    let values = tensor.detach().to_kind(Kind::Double).flatten(0, -1);
+    let values = tensor.detach().flatten(0, -1);
+    let values = if values.is_floating_point() { values } else { values.to_kind(Kind::Float) };
     let count = values.numel() as u64;
-    let nan_count = values.isnan().sum(Kind::Int64).int64_value(&[]) as u64;
-    let inf_count = values.isinf().sum(Kind::Int64).int64_value(&[]) as u64;
-    let finite = values.isfinite();
-    let finite_values = values.masked_select(&finite);
+    if count == 0 {
+        return Ok(TensorStats::default());
+    }
+    let all_finite = values.isfinite().all().int64_value(&[]) != 0;
+    let (nan_count, inf_count, finite_values) = if all_finite {
+        (0, 0, values.shallow_clone())
+    } else {
+        let nan_count = values.isnan().sum(Kind::Int64).int64_value(&[]) as u64;
+        let inf_count = values.isinf().sum(Kind::Int64).int64_value(&[]) as u64;
+        (nan_count, inf_count, values.masked_select(&values.isfinite()))
+    };
     let finite_count = finite_values.numel();
-    let scalar = |tensor: Tensor| tensor.double_value(&[]);
     let (mean, std, min, max, l2_norm, zero_fraction) = if finite_count == 0 {
         (f64::NAN, f64::NAN, f64::NAN, f64::NAN, f64::NAN, 0.0)
     } else {
+        let (std, mean) = finite_values.std_mean(true);
+        let (min, max) = finite_values.aminmax(None::<i64>, false);
         (
-            scalar(finite_values.mean(Kind::Double)),
-            if finite_count > 1 { scalar(finite_values.std(true)) } else { 0.0 },
-            scalar(finite_values.min()),
-            scalar(finite_values.max()),
-            scalar(finite_values.norm()),
-            scalar(values.eq(0.0).sum(Kind::Int64)) / count.max(1) as f64,
+            mean.double_value(&[]),
+            if finite_count > 1 { std.double_value(&[]) } else { 0.0 },
+            min.double_value(&[]),
+            max.double_value(&[]),
+            finite_values.norm().double_value(&[]),
+            values.eq(0.0).sum(Kind::Int64).double_value(&[]) / count as f64,
         )
     };
     let histogram = if finite_count == 0 || bins == 0 {
@@ -82,8 +93,8 @@ pub fn tensor_stats(tensor: &Tensor, bins: usize) -> Result<TensorStats> {
     } else {
         // torch.histc spans the data's min..max, widened by 1 each way when they are equal.
         let (low, high) = if max > min { (min, max) } else { (min - 1.0, max + 1.0) };
-        let counts = finite_values.to_kind(Kind::Float).histc(bins as i64).to_device(tch::Device::Cpu);
-        let counts: Vec<f32> = Vec::<f32>::try_from(&counts).map_err(torch_error("reading a histogram"))?;
+        let counts = finite_values.histc(bins as i64).to_device(tch::Device::Cpu);
+        let counts: Vec<f32> = Vec::<f32>::try_from(&counts.to_kind(Kind::Float)).map_err(torch_error("reading a histogram"))?;
         let step = (high - low) / bins as f64;
         Histogram {
             edges: (0..=bins).map(|index| (low + step * index as f64) as f32).collect(),
@@ -175,6 +186,8 @@ pub fn activation_report(model: &LoadedModel, inputs: &[HostTensor], bins: usize
     let _no_grad = tch::no_grad_guard();
     let taps = tapped.taps(&tensors)?;
     let mut layers = Vec::new();
+    // A block's output is often its last layer's output: reduce each tensor once.
+    let mut reduced: std::collections::HashMap<(usize, Vec<i64>), TensorStats> = std::collections::HashMap::new();
     for ((tap, path), call_id) in taps.iter().zip(&tapped.tap_paths).zip(&tapped.tap_calls) {
         let Some(tap) = tap else { continue };
         if !tap.is_floating_point() {
@@ -183,7 +196,15 @@ pub fn activation_report(model: &LoadedModel, inputs: &[HostTensor], bins: usize
         let call = &tapped.graph.calls[*call_id];
         let type_name = readable_type_name(&call.qualified_type);
         let short = type_name.rsplit('.').next().unwrap_or(&type_name).to_string();
-        let stats = tensor_stats(tap, bins)?;
+        let key = (tap.data_ptr() as usize, tap.size());
+        let stats = match reduced.get(&key) {
+            Some(stats) => stats.clone(),
+            None => {
+                let stats = tensor_stats(tap, bins)?;
+                reduced.insert(key, stats.clone());
+                stats
+            }
+        };
         let count = tap.numel().max(1) as f64;
         let relu_like = is_relu_like(&short);
         let nonpositive_fraction = relu_like.then(|| tap.le(0.0).sum(Kind::Int64).double_value(&[]) / count);
