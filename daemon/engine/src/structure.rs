@@ -153,7 +153,7 @@ pub fn summarize(modules: &[ModuleInfo], max_depth: Option<u32>) -> Summary {
 
 /// (all, trainable) parameters of the module at `path` and its descendants; a tensor
 /// reachable under two names is counted once.
-fn count_params(modules: &[ModuleInfo], path: &str) -> (u64, u64) {
+pub fn count_params(modules: &[ModuleInfo], path: &str) -> (u64, u64) {
     let prefix = format!("{path}.");
     let mut seen = HashSet::new();
     let (mut total, mut trainable) = (0, 0);

@@ -71,7 +71,7 @@ pub fn summarize_calls(
         !modules.iter().any(|module| module.path.starts_with(&prefix))
     };
     let shape_of = |id: &usize| values.shapes.get(id).map(|(shape, _)| shape.clone());
-    let (total_params, trainable_params) = unique_params(modules, "");
+    let (total_params, trainable_params) = crate::structure::count_params(modules, "");
     let calls = &tapped.graph.calls;
 
     // Per call: torchinfo's mult-adds and the output it reports (the first tensor of
@@ -134,7 +134,7 @@ pub fn summarize_calls(
         let depth = call.path.split('.').count() as u32;
         let leaf = leaf_calls[call.id];
         let module = by_path.get(call.path.as_str());
-        let (num_params, trainable) = unique_params(modules, &call.path);
+        let (num_params, trainable) = crate::structure::count_params(modules, &call.path);
         let own_params: u64 = module.map(|module| module.params.iter().map(|param| param.numel).sum()).unwrap_or(0);
         let output_shape = call_outputs[call.id].and_then(|id| shape_of(&id));
         if output_shape.is_none() {
@@ -210,23 +210,6 @@ fn main_output(tapped: &TappedModel, call_id: usize) -> Option<usize> {
     }
 }
 
-/// (all, trainable) parameters of the module at `path` and below, each tensor once.
-fn unique_params(modules: &[ModuleInfo], path: &str) -> (u64, u64) {
-    let prefix = format!("{path}.");
-    let mut seen = HashSet::new();
-    let (mut total, mut trainable) = (0, 0);
-    for module in modules.iter().filter(|module| path.is_empty() || module.path == path || module.path.starts_with(&prefix)) {
-        for param in &module.params {
-            if seen.insert(param.storage) {
-                total += param.numel;
-                if param.requires_grad {
-                    trainable += param.numel;
-                }
-            }
-        }
-    }
-    (total, trainable)
-}
 
 /// torchinfo 1.8's `LayerInfo.calculate_macs`: for every parameter of the module
 /// (recursively, named relative to it), `weight`/`bias` count params × (batch ×
