@@ -51,7 +51,7 @@ def test_parameter_statistics_match_numpy(digits_model, fixtures_dir):
 
 def test_dead_relu_channels_are_reported(planted):
     handle, _ = planted["dead"]
-    x = np.random.default_rng(0).random((4, 1, 8, 8), dtype=np.float32)
+    x = np.random.default_rng(0).random((8, 1, 8, 8), dtype=np.float32)
     report = handle.activations(x)
     act = next(layer for layer in report.layers if layer["path"] == "act")
     assert (act["dead_channels"], act["channels"]) == (5, 8)
@@ -61,6 +61,10 @@ def test_dead_relu_channels_are_reported(planted):
     assert dead[0]["call_site"].endswith(":" + str(_line_of(inspection_models.DeadReluNet, "self.act(")))
     assert not [a for a in report.anomalies if a["kind"] == "nan"]
     assert report.chart[:8] == b"\x89PNG\r\n\x1a\n"
+    # Over a batch of 2 a silent channel is only a hint, not a verdict.
+    small = handle.activations(x[:2])
+    hint = next(a for a in small.anomalies if a["kind"] == "dead_units")
+    assert hint["severity"] == "info" and "batch of 2" in hint["message"]
 
 
 def test_first_nan_layer_is_reported(planted):

@@ -264,12 +264,23 @@ fn find_anomalies(layers: &[LayerStats], tapped: &crate::taps::TappedModel) -> V
         if let Some((dead, channels)) = layer.dead_channels {
             if dead > 0 {
                 let fraction = dead as f64 / channels as f64;
+                let batch = layer.shape.first().copied().unwrap_or(1);
+                // A channel silent for a few inputs is not necessarily dead: with a
+                // small batch this is only a hint.
+                let severity = if batch < 8 {
+                    Severity::Info
+                } else if fraction >= 0.5 {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                };
+                let hint = if batch < 8 { format!("; with a batch of {batch}, explain more inputs to confirm") } else { String::new() };
                 anomalies.push(Anomaly {
-                    severity: if fraction >= 0.5 { Severity::Error } else { Severity::Warning },
+                    severity,
                     kind: "dead_units".into(),
                     path: layer.path.clone(),
                     call_site: layer.call_site.clone(),
-                    message: format!("{dead} of {channels} channels of {} are never positive over the batch (dead units)", layer.path),
+                    message: format!("{dead} of {channels} channels of {} are never positive over the batch (dead units){hint}", layer.path),
                 });
             }
         }
