@@ -9,7 +9,7 @@ use crate::figure::encode;
 use crate::font::text_width;
 use crate::panel::compose;
 use crate::scene::{Anchor, Colour, Element, PanelBox, Scene};
-use crate::small_multiples::{counted, fit_end, series_colour, ValueScale, TICK_FONT};
+use crate::small_multiples::{counted, fit_end, marker, series_colour, ValueScale, TICK_FONT};
 use crate::{Figure, Format, RenderError};
 use std::collections::BTreeSet;
 
@@ -205,11 +205,6 @@ impl LayerLabels {
     }
 }
 
-fn marker(scene: &mut Scene, centre: (f32, f32), colour: Colour) {
-    scene.push(Element::Circle { centre, radius: MARKER_RADIUS + 1.0, fill: [255, 255, 255] });
-    scene.push(Element::Circle { centre, radius: MARKER_RADIUS, fill: colour });
-}
-
 /// An open marker: a value a log axis cannot show, at its bottom edge.
 fn open_marker(scene: &mut Scene, centre: (f32, f32), colour: Colour) {
     scene.push(Element::Circle { centre, radius: MARKER_RADIUS + 0.5, fill: colour });
@@ -314,7 +309,7 @@ fn layer_stat_scene(
                 below_axis[index] += 1;
                 open_marker(&mut scene, centre, colour);
             } else if pitch >= MIN_MARKER_PITCH || flagged.contains(&layer) || layers == 1 {
-                marker(&mut scene, centre, colour);
+                marker(&mut scene, centre, MARKER_RADIUS, colour);
             }
         }
     }

@@ -132,6 +132,13 @@ pub(crate) fn series_colour(index: usize) -> Colour {
     [colour.r, colour.g, colour.b]
 }
 
+/// A filled marker of `radius` on a white ring, which keeps markers apart where lines
+/// cross.
+pub(crate) fn marker(scene: &mut Scene, centre: (f32, f32), radius: f32, colour: Colour) {
+    scene.push(Element::Circle { centre, radius: radius + 1.0, fill: [255, 255, 255] });
+    scene.push(Element::Circle { centre, radius, fill: colour });
+}
+
 /// `body` under grey lines of notes (none when `notes` is empty), as wide as the wider.
 pub(crate) fn with_notes(notes: &[String], body: Scene) -> Scene {
     let notes_width = notes.iter().map(|note| text_width(note, NOTE_FONT)).fold(0.0, f32::max);

@@ -9,7 +9,8 @@ use crate::chart::{format_value, nice_ticks, tick_labels, Ticks};
 use crate::colour::{AXIS, GRID};
 use crate::font::text_width;
 use crate::panel::compose;
-use crate::scene::{Anchor, Colour, Element, Scene};
+use crate::scene::{Anchor, Element, Scene};
+use crate::small_multiples::{fit_end, marker, series_colour};
 use crate::{figure::encode, Figure, Format, RenderError};
 
 /// One line of a [`step_chart`]: its name (shown in the legend when there are several
@@ -146,7 +147,7 @@ struct StepLabels {
 
 impl StepLabels {
     fn new(step_labels: &[String], pitch: f32) -> StepLabels {
-        let texts: Vec<String> = step_labels.iter().map(|label| fit_label(label, MAX_LABEL_WIDTH)).collect();
+        let texts: Vec<String> = step_labels.iter().map(|label| fit_end(label, TICK_FONT, MAX_LABEL_WIDTH)).collect();
         let widths: Vec<f32> = texts.iter().map(|text| text_width(text, TICK_FONT)).collect();
         let widest = widths.iter().copied().fold(0.0, f32::max);
         if widest + 6.0 <= pitch {
@@ -205,31 +206,6 @@ impl StepLabels {
     }
 }
 
-/// `label`, or its end after an ellipsis when it is wider than `max_width`: the end of
-/// a module path (`…denselayer16.conv2`) says most about where it is.
-fn fit_label(label: &str, max_width: f32) -> String {
-    if text_width(label, TICK_FONT) <= max_width {
-        return label.to_string();
-    }
-    let characters: Vec<char> = label.chars().collect();
-    (1..characters.len())
-        .map(|start| format!("\u{2026}{}", characters[start..].iter().collect::<String>()))
-        .find(|text| text_width(text, TICK_FONT) <= max_width)
-        .unwrap_or_else(|| "\u{2026}".to_string())
-}
-
-/// The colour of series `index`: Tableau 10, repeated after ten series.
-fn series_colour(index: usize) -> Colour {
-    let colour = colorous::TABLEAU10[index % colorous::TABLEAU10.len()];
-    [colour.r, colour.g, colour.b]
-}
-
-fn marker(scene: &mut Scene, centre: (f32, f32), colour: Colour) {
-    // A white ring keeps markers apart where lines cross.
-    scene.push(Element::Circle { centre, radius: MARKER_RADIUS + 1.0, fill: [255, 255, 255] });
-    scene.push(Element::Circle { centre, radius: MARKER_RADIUS, fill: colour });
-}
-
 /// Legend entries (swatch and name) in rows no wider than `max_width`: the x of each
 /// entry and its row.
 fn legend_layout(series: &[ChartSeries<'_>], max_width: f32) -> Vec<(f32, usize)> {
@@ -277,7 +253,7 @@ fn step_scene(
         let (x, middle) = (left + x, row as f32 * LEGEND_ROW + 9.0);
         let colour = series_colour(index);
         scene.push(Element::Line { from: (x, middle), to: (x + LEGEND_SWATCH, middle), colour, width: LINE_WIDTH, dash: None });
-        marker(&mut scene, (x + LEGEND_SWATCH / 2.0, middle), colour);
+        marker(&mut scene, (x + LEGEND_SWATCH / 2.0, middle), MARKER_RADIUS, colour);
         scene.text(x + LEGEND_SWATCH + 5.0, middle + 4.0, line.name, LEGEND_FONT, Anchor::Start);
     }
     scene.text(left, plot_top - 9.0, y_label, CAPTION_FONT, Anchor::Start);
@@ -318,7 +294,7 @@ fn step_scene(
         }
         for &point in &points {
             if (plot_top - 0.01..=plot_bottom + 0.01).contains(&point.1) {
-                marker(&mut scene, point, colour);
+                marker(&mut scene, point, MARKER_RADIUS, colour);
             } else {
                 cut += 1;
             }
@@ -430,9 +406,9 @@ mod tests {
 
     #[test]
     fn long_labels_keep_their_end() {
-        assert_eq!(fit_label("layer4.1.conv2", MAX_LABEL_WIDTH), "layer4.1.conv2");
+        assert_eq!(fit_end("layer4.1.conv2", TICK_FONT, MAX_LABEL_WIDTH), "layer4.1.conv2");
         let long = "features.denseblock4.denselayer16.conv2.weight";
-        let fitted = fit_label(long, MAX_LABEL_WIDTH);
+        let fitted = fit_end(long, TICK_FONT, MAX_LABEL_WIDTH);
         assert!(fitted.starts_with('\u{2026}') && long.ends_with(&fitted[3..]), "{fitted}");
         assert!(text_width(&fitted, TICK_FONT) <= MAX_LABEL_WIDTH);
     }
