@@ -132,34 +132,6 @@ fn shapes(shapes: &[Vec<i64>]) -> Vec<proto::Shape> {
     shapes.iter().map(|dims| proto::Shape { dims: dims.clone() }).collect()
 }
 
-/// A summary from the module tree alone (no input shape given).
-pub fn tree_summary(summary: &layerlens_engine::Summary) -> proto::SummaryResponse {
-    let rows = summary
-        .rows
-        .iter()
-        .map(|row| proto::SummaryRow {
-            path: row.path.clone(),
-            type_name: row.type_name.clone(),
-            depth: row.depth,
-            num_params: row.num_params,
-            trainable_params: row.trainable_params,
-            own_params: row.own_params,
-            params_percent: if summary.total_params > 0 { row.num_params as f64 / summary.total_params as f64 } else { 0.0 },
-            attributes: row.attributes.iter().cloned().collect(),
-            num_buffers: row.num_buffers,
-            own_buffers: row.own_buffers,
-            ..Default::default()
-        })
-        .collect();
-    proto::SummaryResponse {
-        rows,
-        total_params: summary.total_params,
-        trainable_params: summary.trainable_params,
-        notes: vec!["no input shape was given, so rows carry no shapes or mult-adds".to_string()],
-        ..Default::default()
-    }
-}
-
 /// The torchinfo-style summary of one run.
 pub fn call_summary(summary: &layerlens_engine::summary::CallSummary) -> proto::SummaryResponse {
     let rows = summary

@@ -267,7 +267,10 @@ pub fn run_call_summary(model: &LoadedModel, modules: &[ModuleInfo], input_shape
     let tapped = match model.tapped() {
         Ok(tapped) => tapped,
         // The graph cannot be tapped: still answer with the module tree, and say why.
-        Err(error) => return Ok(tree_only(modules, input_shape, &error.message, max_depth)),
+        Err(error) => {
+            let note = format!("shapes and mult-adds are not available: {}; rows come from the module tree", error.message);
+            return Ok(from_module_tree(modules, input_shape, note, max_depth));
+        }
     };
     let kind = if integer { tch::Kind::Int64 } else { tch::Kind::Float };
     let input = tch::Tensor::zeros(input_shape, (kind, model.device.to_tch()));
@@ -284,8 +287,9 @@ pub fn run_call_summary(model: &LoadedModel, modules: &[ModuleInfo], input_shape
     Ok(summarize_calls(modules, tapped, &ValueShapes { shapes }, (input_shape, element_size), output_shape, max_depth))
 }
 
-/// A summary from the module tree alone (no shapes, no mult-adds), with a note.
-fn tree_only(modules: &[ModuleInfo], input_shape: &[i64], reason: &str, max_depth: Option<u32>) -> CallSummary {
+/// A summary from the module tree alone (no shapes, no mult-adds), with a note saying
+/// why; used without a sample input and for models that cannot be tapped.
+pub fn from_module_tree(modules: &[ModuleInfo], input_shape: &[i64], note: String, max_depth: Option<u32>) -> CallSummary {
     let tree = crate::structure::summarize(modules, max_depth);
     let rows = tree
         .rows
@@ -296,7 +300,7 @@ fn tree_only(modules: &[ModuleInfo], input_shape: &[i64], reason: &str, max_dept
             depth: row.depth,
             call_index: 0,
             call_site: String::new(),
-            input_shapes: if row.path.is_empty() { vec![input_shape.to_vec()] } else { Vec::new() },
+            input_shapes: if row.path.is_empty() && !input_shape.is_empty() { vec![input_shape.to_vec()] } else { Vec::new() },
             output_shapes: Vec::new(),
             num_params: row.num_params,
             trainable_params: row.trainable_params,
@@ -314,7 +318,7 @@ fn tree_only(modules: &[ModuleInfo], input_shape: &[i64], reason: &str, max_dept
         rows,
         total_params: tree.total_params,
         trainable_params: tree.trainable_params,
-        notes: vec![format!("shapes and mult-adds are not available: {reason}; rows come from the module tree")],
+        notes: vec![note],
         ..CallSummary::default()
     }
 }

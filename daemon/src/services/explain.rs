@@ -20,7 +20,8 @@ impl Explain for ExplainService {
         let depth = (request.depth > 0).then_some(request.depth);
         let mut answer = if request.input_shape.is_empty() {
             let tree = worker.module_tree().await.map_err(ApiError::from)?;
-            convert::tree_summary(&layerlens_engine::structure::summarize(&tree, depth))
+            let note = "no input shape was given, so rows carry no shapes or mult-adds".to_string();
+            convert::call_summary(&layerlens_engine::summary::from_module_tree(&tree, &[], note, depth))
         } else {
             let integer = request.input_dtype() == proto::Dtype::Int64;
             let summary = worker
