@@ -71,27 +71,14 @@ pub fn for_each_gradient_chunk_wrt(
     rows: impl Fn(usize, usize) -> Result<Vec<Tensor>>,
     mut consume: impl FnMut(usize, Vec<Tensor>, Option<Tensor>) -> Result<()>,
 ) -> Result<()> {
-    let total_rows = targets.len();
-    let mut size = chunking.rows_per_chunk(true).min(total_rows).max(1);
-    let mut start = 0;
-    while start < total_rows {
-        let end = (start + size).min(total_rows);
-        match gradient_pass(model, wrt, rows(start, end)?, &targets[start..end]) {
-            Ok((gradients, activation)) => {
-                chunking.passes += (end - start) as u64;
-                chunking.chunks += 1;
-                consume(start, gradients, activation)?;
-                start = end;
-            }
-            // Out of memory: free what the pass held (dropped above) and retry smaller.
-            Err(error) if error.kind == ErrorKind::OutOfMemory && size > 1 => {
-                size /= 2;
-                tracing::warn!(rows = size, "out of memory; retrying in smaller chunks");
-            }
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(())
+    in_chunks(
+        chunking,
+        targets.len(),
+        1,
+        true,
+        |start, end| gradient_pass(model, wrt, rows(start, end)?, &targets[start..end]),
+        |start, (gradients, activation)| consume(start, gradients, activation),
+    )
 }
 
 /// The same for forward passes without gradients: `consume(start, selected)` gets
@@ -106,22 +93,47 @@ pub fn for_each_forward_chunk(
     mut consume: impl FnMut(usize, Tensor) -> Result<()>,
 ) -> Result<()> {
     let _no_grad = tch::no_grad_guard();
-    let total_rows = targets.len();
+    in_chunks(
+        chunking,
+        targets.len(),
+        align,
+        false,
+        |start, end| model.forward(&rows(start, end)?).and_then(|output| select(&output, &targets[start..end])),
+        &mut consume,
+    )
+}
+
+/// The one chunking mechanism: runs `pass(start, end)` over consecutive row ranges of
+/// `0..total_rows`, as many rows at a time as the memory budget allows (whole groups
+/// of `align`), halving the chunk and retrying when a pass runs out of memory, and
+/// hands each successful pass's result to `consume(start, result)`, so a retried chunk
+/// is never consumed twice.
+pub(crate) fn in_chunks<T>(
+    chunking: &mut Chunking,
+    total_rows: usize,
+    align: usize,
+    with_backward: bool,
+    mut pass: impl FnMut(usize, usize) -> Result<T>,
+    mut consume: impl FnMut(usize, T) -> Result<()>,
+) -> Result<()> {
     let align = align.max(1);
     let whole = |rows: usize| (rows / align).max(1) * align;
-    let mut size = whole(chunking.rows_per_chunk(false).min(total_rows));
+    let mut size = whole(chunking.rows_per_chunk(with_backward).min(total_rows));
     let mut start = 0;
     while start < total_rows {
         let end = (start + size).min(total_rows);
-        let attempt = model.forward(&rows(start, end)?).and_then(|output| select(&output, &targets[start..end]));
-        match attempt {
-            Ok(selected) => {
+        match pass(start, end) {
+            Ok(result) => {
                 chunking.passes += (end - start) as u64;
                 chunking.chunks += 1;
-                consume(start, selected)?;
+                consume(start, result)?;
                 start = end;
             }
-            Err(error) if error.kind == ErrorKind::OutOfMemory && size > align => size = whole(size / 2),
+            // Out of memory: what the pass held is dropped; retry smaller.
+            Err(error) if error.kind == ErrorKind::OutOfMemory && size > align => {
+                size = whole(size / 2);
+                tracing::warn!(rows = size, "out of memory; retrying in smaller chunks");
+            }
             Err(error) => return Err(error),
         }
     }

@@ -2,8 +2,7 @@
 //! `LayerGradCam` (Selvaraju et al. 2017), `LayerActivation` and
 //! `LayerGradientXActivation`. Answers have the layer output's shape.
 
-use super::gradients::{apply_row_cap, for_each_gradient_chunk_wrt, Wrt};
-use crate::error::ErrorKind;
+use super::gradients::{apply_row_cap, for_each_gradient_chunk_wrt, in_chunks, Wrt};
 use super::{shallow, torch_error, Context, MethodResult};
 use crate::error::{Error, Result};
 use tch::{Kind, Tensor};
@@ -84,28 +83,26 @@ fn resize(value: &Tensor, size: &[i64], mode: &str) -> Result<Tensor> {
 }
 
 /// The layer's output for every row, in forward-only chunks sized like the other
-/// passes (halved on out-of-memory).
+/// passes.
 fn layer_activations(context: &mut Context<'_>, inputs: &[Tensor], index: usize, layer: &str) -> Result<Tensor> {
     let tapped = context.model.tapped()?;
     let _no_grad = tch::no_grad_guard();
     let rows = inputs[0].size()[0] as usize;
-    let mut size = context.chunking.rows_per_chunk(false).min(rows).max(1);
     let mut pieces = Vec::new();
-    let mut start = 0;
-    while start < rows {
-        let end = (start + size).min(rows);
-        let chunk: Vec<Tensor> = inputs.iter().map(|input| input.narrow(0, start as i64, (end - start) as i64)).collect();
-        match tapped.forward(&chunk) {
-            Ok((_, mut taps)) => {
-                let tap = taps.swap_remove(index).ok_or_else(|| Error::bad_input(format!("the output of layer '{layer}' is not a single tensor")))?;
-                pieces.push(tap);
-                context.chunking.passes += (end - start) as u64;
-                context.chunking.chunks += 1;
-                start = end;
-            }
-            Err(error) if error.kind == ErrorKind::OutOfMemory && size > 1 => size /= 2,
-            Err(error) => return Err(error),
-        }
-    }
+    in_chunks(
+        &mut context.chunking,
+        rows,
+        1,
+        false,
+        |start, end| {
+            let chunk: Vec<Tensor> = inputs.iter().map(|input| input.narrow(0, start as i64, (end - start) as i64)).collect();
+            let mut taps = tapped.taps(&chunk)?;
+            taps.swap_remove(index).ok_or_else(|| Error::bad_input(format!("the output of layer '{layer}' is not a single tensor")))
+        },
+        |_, tap| {
+            pieces.push(tap);
+            Ok(())
+        },
+    )?;
     Tensor::f_cat(&pieces, 0).map_err(torch_error("joining activations"))
 }
