@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=csrc/shim.cpp");
+    println!("cargo:rerun-if-changed=csrc/stats.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let libtorch = PathBuf::from(std::env::var("LIBTORCH").expect(
@@ -21,6 +22,18 @@ fn main() {
         .define("_GLIBCXX_USE_CXX11_ABI", cxx11_abi.as_str())
         .warnings(false)
         .compile("layerlens_shim");
+    // The fused statistics kernel is a hot loop: always optimised, vectorised through
+    // `omp simd` (no OpenMP runtime), with an AVX2 clone picked at load time.
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/stats.cpp")
+        .include(libtorch.join("include"))
+        .flag("-std=c++17")
+        .flag("-fopenmp-simd")
+        .opt_level(3)
+        .define("_GLIBCXX_USE_CXX11_ABI", cxx11_abi.as_str())
+        .warnings(false)
+        .compile("layerlens_stats");
     // The engine's own unit tests link libtorch; let them find it without LD_LIBRARY_PATH.
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", libtorch.join("lib").display());
 }

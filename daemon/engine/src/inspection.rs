@@ -54,24 +54,155 @@ fn torch_error(doing: &'static str) -> impl Fn(tch::TchError) -> Error {
     move |error| Error::from_torch(error, ErrorKind::Internal, doing)
 }
 
-/// Statistics of a tensor, reduced where it lives: a handful of single passes in the
-/// tensor's own precision (float32 for activations), with only scalars and the
-/// histogram coming back to the host.
+/// Everything the reports read from one tensor: its statistics and the counts that
+/// the activation report's ReLU-like and sigmoid/tanh columns need.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Reduction {
+    pub stats: TensorStats,
+    /// Values ≤ 0.
+    pub nonpositive: u64,
+    /// Values < 0.01 or > 0.99 (a sigmoid near the ends of its range).
+    pub sigmoid_saturated: u64,
+    /// Values with |x| > 0.99 (a tanh near the ends of its range).
+    pub tanh_saturated: u64,
+    /// (channels never positive over dimensions other than 1, channels) for ≥ 2-d tensors.
+    pub dead_channels: Option<(u64, u64)>,
+}
+
+/// Statistics of a tensor, reduced where it lives; only scalars and the histogram come
+/// back to the host.
 pub fn tensor_stats(tensor: &Tensor, bins: usize) -> Result<TensorStats> {
-    let _no_grad = tch::no_grad_guard();
-    let values = tensor.detach().flatten(0, -1);
-    let values = if values.is_floating_point() { values } else { values.to_kind(Kind::Float) };
-    let count = values.numel() as u64;
-    if count == 0 {
-        return Ok(TensorStats::default());
-    }
-    let all_finite = values.isfinite().all().int64_value(&[]) != 0;
-    let (nan_count, inf_count, finite_values) = if all_finite {
-        (0, 0, values.shallow_clone())
+    Ok(reduce(tensor, bins, false)?.stats)
+}
+
+/// Reduces a tensor: float32 CPU tensors in two fused passes (`csrc/stats.cpp`), any
+/// other tensor (CUDA, other dtypes) with one libtorch reduction per figure. The
+/// sigmoid/tanh saturation counts are only taken when `saturation` is set (else 0).
+pub fn reduce(tensor: &Tensor, bins: usize, saturation: bool) -> Result<Reduction> {
+    if tensor.device() == tch::Device::Cpu && tensor.kind() == Kind::Float {
+        fused::reduce(tensor, bins, saturation)
     } else {
-        let nan_count = values.isnan().sum(Kind::Int64).int64_value(&[]) as u64;
-        let inf_count = values.isinf().sum(Kind::Int64).int64_value(&[]) as u64;
-        (nan_count, inf_count, values.masked_select(&values.isfinite()))
+        reduce_with_ops(tensor, bins, saturation)
+    }
+}
+
+/// torch.histc's edges: the data's min..max, widened by 1 each way when they are equal.
+fn histogram_edges(min: f64, max: f64, bins: usize) -> Vec<f32> {
+    let (low, high) = if max > min { (min, max) } else { (min - 1.0, max + 1.0) };
+    let step = (high - low) / bins as f64;
+    (0..=bins).map(|index| (low + step * index as f64) as f32).collect()
+}
+
+mod fused {
+    use super::{histogram_edges, Histogram, Reduction, TensorStats};
+    use crate::error::{Error, ErrorKind, Result};
+    use std::os::raw::{c_char, c_int};
+    use torch_sys::C_tensor;
+
+    /// Mirrors `LayerlensFusedStats` in csrc/stats.cpp.
+    #[repr(C)]
+    #[derive(Default)]
+    struct FusedStats {
+        count: i64,
+        finite_count: i64,
+        nan_count: i64,
+        inf_count: i64,
+        zero_count: i64,
+        nonpositive_count: i64,
+        sigmoid_saturated: i64,
+        tanh_saturated: i64,
+        dead_channels: i64,
+        channels: i64,
+        shift: f64,
+        shifted_sum: f64,
+        shifted_sum_squares: f64,
+        min: f64,
+        max: f64,
+    }
+
+    extern "C" {
+        fn layerlens_fused_stats(tensor: *const C_tensor, bins: i64, saturation: c_int, out: *mut FusedStats, histogram: *mut i64, out_error: *mut *mut c_char) -> c_int;
+    }
+
+    pub(super) fn reduce(tensor: &tch::Tensor, bins: usize, saturation: bool) -> Result<Reduction> {
+        let _no_grad = tch::no_grad_guard();
+        let values = tensor.detach();
+        let mut out = FusedStats::default();
+        let mut counts = vec![0i64; bins];
+        let mut error: *mut c_char = std::ptr::null_mut();
+        // SAFETY: `values` is a live tch tensor (an at::Tensor*), `out` and `counts`
+        // have the sizes the kernel writes (one struct, `bins` counts).
+        let status = unsafe { layerlens_fused_stats(values.as_ptr(), bins as i64, c_int::from(saturation), &mut out, counts.as_mut_ptr(), &mut error) };
+        if status != 0 {
+            return Err(Error::new(ErrorKind::Internal, format!("reducing a tensor: {}", crate::taps::take_error(error))));
+        }
+        if out.count == 0 {
+            return Ok(Reduction::default());
+        }
+        let finite = out.finite_count as f64;
+        let stats = if out.finite_count == 0 {
+            TensorStats {
+                count: out.count as u64,
+                mean: f64::NAN,
+                std: f64::NAN,
+                min: f64::NAN,
+                max: f64::NAN,
+                l2_norm: f64::NAN,
+                zero_fraction: 0.0,
+                nan_count: out.nan_count as u64,
+                inf_count: out.inf_count as u64,
+                histogram: Histogram::default(),
+            }
+        } else {
+            // Sums of d = x - shift: mean = shift + Σd/n, (n-1)·var = Σd² - (Σd)²/n,
+            // Σx² = Σd² + 2·shift·Σd + n·shift².
+            let (shift, sum, squares) = (out.shift, out.shifted_sum, out.shifted_sum_squares);
+            let variance = if out.finite_count > 1 { ((squares - sum * sum / finite) / (finite - 1.0)).max(0.0) } else { 0.0 };
+            let l2 = (squares + 2.0 * shift * sum + finite * shift * shift).max(0.0).sqrt();
+            TensorStats {
+                count: out.count as u64,
+                mean: shift + sum / finite,
+                std: variance.sqrt(),
+                min: out.min,
+                max: out.max,
+                l2_norm: l2,
+                zero_fraction: out.zero_count as f64 / out.count as f64,
+                nan_count: out.nan_count as u64,
+                inf_count: out.inf_count as u64,
+                histogram: if bins == 0 {
+                    Histogram::default()
+                } else {
+                    Histogram { edges: histogram_edges(out.min, out.max, bins), counts: counts.into_iter().map(|count| count as u64).collect() }
+                },
+            }
+        };
+        Ok(Reduction {
+            stats,
+            nonpositive: out.nonpositive_count as u64,
+            sigmoid_saturated: out.sigmoid_saturated as u64,
+            tanh_saturated: out.tanh_saturated as u64,
+            dead_channels: (out.dead_channels >= 0).then_some((out.dead_channels as u64, out.channels as u64)),
+        })
+    }
+}
+
+/// The generic path: one libtorch reduction per figure, on the tensor's device.
+fn reduce_with_ops(tensor: &Tensor, bins: usize, saturation: bool) -> Result<Reduction> {
+    let _no_grad = tch::no_grad_guard();
+    let values = tensor.detach();
+    let values = if values.is_floating_point() { values } else { values.to_kind(Kind::Float) };
+    let flat = values.flatten(0, -1);
+    let count = flat.numel() as u64;
+    if count == 0 {
+        return Ok(Reduction::default());
+    }
+    let all_finite = flat.isfinite().all().int64_value(&[]) != 0;
+    let (nan_count, inf_count, finite_values) = if all_finite {
+        (0, 0, flat.shallow_clone())
+    } else {
+        let nan_count = flat.isnan().sum(Kind::Int64).int64_value(&[]) as u64;
+        let inf_count = flat.isinf().sum(Kind::Int64).int64_value(&[]) as u64;
+        (nan_count, inf_count, flat.masked_select(&flat.isfinite()))
     };
     let finite_count = finite_values.numel();
     let (mean, std, min, max, l2_norm, zero_fraction) = if finite_count == 0 {
@@ -85,23 +216,29 @@ pub fn tensor_stats(tensor: &Tensor, bins: usize) -> Result<TensorStats> {
             min.double_value(&[]),
             max.double_value(&[]),
             finite_values.norm().double_value(&[]),
-            values.eq(0.0).sum(Kind::Int64).double_value(&[]) / count as f64,
+            flat.eq(0.0).sum(Kind::Int64).double_value(&[]) / count as f64,
         )
     };
     let histogram = if finite_count == 0 || bins == 0 {
         Histogram::default()
     } else {
-        // torch.histc spans the data's min..max, widened by 1 each way when they are equal.
-        let (low, high) = if max > min { (min, max) } else { (min - 1.0, max + 1.0) };
         let counts = finite_values.histc(bins as i64).to_device(tch::Device::Cpu);
         let counts: Vec<f32> = Vec::<f32>::try_from(&counts.to_kind(Kind::Float)).map_err(torch_error("reading a histogram"))?;
-        let step = (high - low) / bins as f64;
-        Histogram {
-            edges: (0..=bins).map(|index| (low + step * index as f64) as f32).collect(),
-            counts: counts.into_iter().map(|count| count.round() as u64).collect(),
-        }
+        Histogram { edges: histogram_edges(min, max, bins), counts: counts.into_iter().map(|count| count.round() as u64).collect() }
     };
-    Ok(TensorStats { count, mean, std, min, max, l2_norm, zero_fraction, nan_count, inf_count, histogram })
+    let count_where = |mask: Tensor| mask.sum(Kind::Int64).int64_value(&[]) as u64;
+    let dead_channels = (values.dim() >= 2).then(|| {
+        let channels = values.size()[1];
+        let per_channel = values.transpose(0, 1).reshape([channels, -1]).amax([1], false);
+        (count_where(per_channel.le(0.0)), channels as u64)
+    });
+    Ok(Reduction {
+        stats: TensorStats { count, mean, std, min, max, l2_norm, zero_fraction, nan_count, inf_count, histogram },
+        nonpositive: count_where(flat.le(0.0)),
+        sigmoid_saturated: if saturation { count_where(flat.lt(0.01).logical_or(&flat.gt(0.99))) } else { 0 },
+        tanh_saturated: if saturation { count_where(flat.abs().gt(0.99)) } else { 0 },
+        dead_channels,
+    })
 }
 
 /// Every parameter tensor with its statistics, in definition order.
@@ -184,10 +321,13 @@ pub fn activation_report(model: &LoadedModel, inputs: &[HostTensor], bins: usize
     let device = model.device.to_tch();
     let tensors = inputs.iter().map(|input| input.to_tch(device)).collect::<Result<Vec<_>>>()?;
     let _no_grad = tch::no_grad_guard();
+    let started = std::time::Instant::now();
     let taps = tapped.taps(&tensors)?;
+    let forward_done = std::time::Instant::now();
     let mut layers = Vec::new();
     // A block's output is often its last layer's output: reduce each tensor once.
-    let mut reduced: std::collections::HashMap<(usize, Vec<i64>), TensorStats> = std::collections::HashMap::new();
+    // (reduction, whether it has the saturation counts)
+    let mut reduced: std::collections::HashMap<(usize, Vec<i64>), (Reduction, bool)> = std::collections::HashMap::new();
     for ((tap, path), call_id) in taps.iter().zip(&tapped.tap_paths).zip(&tapped.tap_calls) {
         let Some(tap) = tap else { continue };
         if !tap.is_floating_point() {
@@ -197,27 +337,25 @@ pub fn activation_report(model: &LoadedModel, inputs: &[HostTensor], bins: usize
         let type_name = readable_type_name(&call.qualified_type);
         let short = type_name.rsplit('.').next().unwrap_or(&type_name).to_string();
         let key = (tap.data_ptr() as usize, tap.size());
-        let stats = match reduced.get(&key) {
-            Some(stats) => stats.clone(),
-            None => {
-                let stats = tensor_stats(tap, bins)?;
-                reduced.insert(key, stats.clone());
-                stats
+        let saturation = matches!(short.as_str(), "Sigmoid" | "Tanh");
+        let reduction = match reduced.get(&key) {
+            Some((reduction, with_saturation)) if *with_saturation || !saturation => reduction.clone(),
+            _ => {
+                let reduction = reduce(tap, bins, saturation)?;
+                reduced.insert(key, (reduction.clone(), saturation));
+                reduction
             }
         };
-        let count = tap.numel().max(1) as f64;
+        let count = reduction.stats.count.max(1) as f64;
         let relu_like = is_relu_like(&short);
-        let nonpositive_fraction = relu_like.then(|| tap.le(0.0).sum(Kind::Int64).double_value(&[]) / count);
+        let nonpositive_fraction = relu_like.then(|| reduction.nonpositive as f64 / count);
         let saturated_fraction = match short.as_str() {
-            "Sigmoid" => Some((tap.lt(0.01).logical_or(&tap.gt(0.99))).sum(Kind::Int64).double_value(&[]) / count),
-            "Tanh" => Some(tap.abs().gt(0.99).sum(Kind::Int64).double_value(&[]) / count),
+            "Sigmoid" => Some(reduction.sigmoid_saturated as f64 / count),
+            "Tanh" => Some(reduction.tanh_saturated as f64 / count),
             _ => None,
         };
-        let dead_channels = (relu_like && tap.dim() >= 2).then(|| {
-            let channels = tap.size()[1];
-            let per_channel = tap.transpose(0, 1).reshape([channels, -1]).amax([1], false);
-            (per_channel.le(0.0).sum(Kind::Int64).int64_value(&[]) as u64, channels as u64)
-        });
+        let dead_channels = if relu_like { reduction.dead_channels } else { None };
+        let stats = reduction.stats;
         layers.push(LayerStats {
             path: path.clone(),
             type_name,
@@ -230,6 +368,12 @@ pub fn activation_report(model: &LoadedModel, inputs: &[HostTensor], bins: usize
             dead_channels,
         });
     }
+    tracing::debug!(
+        forward_ms = (forward_done - started).as_secs_f64() * 1e3,
+        reduce_ms = forward_done.elapsed().as_secs_f64() * 1e3,
+        tensors = reduced.len(),
+        "activation report"
+    );
     let anomalies = find_anomalies(&layers, tapped);
     Ok(ActivationReport { layers, anomalies })
 }
@@ -349,4 +493,69 @@ pub fn predict(model: &LoadedModel, inputs: &[HostTensor], k: usize) -> Result<P
         }
     }
     Ok(Prediction { output: HostTensor::from_tch(&output)?, top_k })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_same(fused: &Reduction, generic: &Reduction, what: &str) {
+        let (a, b) = (&fused.stats, &generic.stats);
+        assert_eq!((a.count, a.nan_count, a.inf_count), (b.count, b.nan_count, b.inf_count), "{what}: counts");
+        assert_eq!(a.zero_fraction, b.zero_fraction, "{what}: zero fraction");
+        for (name, x, y) in [("mean", a.mean, b.mean), ("std", a.std, b.std), ("min", a.min, b.min), ("max", a.max, b.max), ("l2", a.l2_norm, b.l2_norm)] {
+            if y.is_nan() {
+                assert!(x.is_nan(), "{what}: {name} {x} vs NaN");
+            } else {
+                assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{what}: {name} {x} vs {y}");
+            }
+        }
+        assert_eq!(
+            (fused.nonpositive, fused.sigmoid_saturated, fused.tanh_saturated, fused.dead_channels),
+            (generic.nonpositive, generic.sigmoid_saturated, generic.tanh_saturated, generic.dead_channels),
+            "{what}: fractions and dead channels"
+        );
+        assert_eq!(a.histogram.edges, b.histogram.edges, "{what}: edges");
+        let total: u64 = a.histogram.counts.iter().sum();
+        assert_eq!(total, b.histogram.counts.iter().sum::<u64>(), "{what}: histogram total");
+        // Bins are found in float32 by both; values that sit on an edge may land on
+        // either side of it.
+        let moved: u64 = a.histogram.counts.iter().zip(&b.histogram.counts).map(|(x, y)| x.abs_diff(*y)).sum();
+        assert!(moved as f64 <= 1e-4 * total as f64 + 2.0, "{what}: histograms differ by {moved}: {:?} vs {:?}", a.histogram.counts, b.histogram.counts);
+    }
+
+    #[test]
+    fn fused_reduction_matches_libtorch_ops() {
+        tch::manual_seed(7);
+        let relu_batch = (Tensor::randn([16, 24, 30, 30], (Kind::Float, tch::Device::Cpu)) - 1.5).relu();
+        // Channel 3 never positive: dead over the batch.
+        let _ = relu_batch.narrow(1, 3, 1).fill_(0.0);
+        let mut planted = Tensor::randn([4, 5, 7], (Kind::Float, tch::Device::Cpu)) * 3.0;
+        let flat = planted.view([-1]);
+        let _ = flat.get(3).fill_(f64::NAN);
+        let _ = flat.get(10).fill_(f64::INFINITY);
+        let _ = flat.get(11).fill_(f64::NEG_INFINITY);
+        let _ = flat.get(12).fill_(0.0);
+        planted = planted.contiguous();
+        let cases: Vec<(&str, Tensor)> = vec![
+            ("relu batch, several chunks", relu_batch),
+            ("planted NaN/Inf", planted),
+            ("large offset, small spread", Tensor::randn([3000], (Kind::Float, tch::Device::Cpu)) * 1e-3 + 1000.0),
+            ("all ones", Tensor::ones([64, 3], (Kind::Float, tch::Device::Cpu))),
+            ("sigmoid", (Tensor::randn([8, 100], (Kind::Float, tch::Device::Cpu))* 6.0).sigmoid()),
+            ("tanh, not contiguous", (Tensor::randn([40, 9], (Kind::Float, tch::Device::Cpu))* 4.0).tanh().transpose(0, 1)),
+            ("all NaN", Tensor::full([5, 2], f64::NAN, (Kind::Float, tch::Device::Cpu))),
+            ("one value", Tensor::from_slice(&[2.5f32])),
+            ("empty", Tensor::zeros([0, 4], (Kind::Float, tch::Device::Cpu))),
+        ];
+        for (what, tensor) in &cases {
+            for (bins, saturation) in [(0, true), (1, false), (30, true)] {
+                let fused = reduce(tensor, bins, saturation).unwrap();
+                let generic = reduce_with_ops(tensor, bins, saturation).unwrap();
+                assert_same(&fused, &generic, &format!("{what}, {bins} bins"));
+            }
+        }
+        let dead = reduce(&cases[0].1, 10, false).unwrap().dead_channels.unwrap();
+        assert!(dead.0 >= 1 && dead.1 == 24, "{dead:?}");
+    }
 }

@@ -96,7 +96,7 @@ impl Drop for TappedModel {
     }
 }
 
-fn take_error(error: *mut c_char) -> String {
+pub(crate) fn take_error(error: *mut c_char) -> String {
     if error.is_null() {
         return "unknown error in the C++ shim".to_string();
     }
