@@ -262,3 +262,22 @@ pub fn anomaly(anomaly: &layerlens_engine::inspection::Anomaly) -> proto::Anomal
         message: anomaly.message.clone(),
     }
 }
+
+/// The sample inputs of a structure request: the first from `input_shape` and
+/// `input_dtype`, the rest from `extra_inputs`.
+pub fn sample_inputs(
+    input_shape: &[i64],
+    input_dtype: proto::Dtype,
+    extra_inputs: &[proto::SampleInput],
+) -> Result<Vec<layerlens_engine::model::SampleInput>, ApiError> {
+    let integer = |dtype: proto::Dtype, what: &str| match dtype {
+        proto::Dtype::Float32 | proto::Dtype::Unspecified => Ok(false),
+        proto::Dtype::Int64 => Ok(true),
+        other => Err(ApiError::bad_input(format!("{what}: dtype {} is not supported for a sample input; use float32 or int64 (token ids)", other.as_str_name()))),
+    };
+    let mut inputs = vec![layerlens_engine::model::SampleInput { shape: input_shape.to_vec(), integer: integer(input_dtype, "input 0")? }];
+    for (index, extra) in extra_inputs.iter().enumerate() {
+        inputs.push(layerlens_engine::model::SampleInput { shape: extra.shape.clone(), integer: integer(extra.dtype(), &format!("input {}", index + 1))? });
+    }
+    Ok(inputs)
+}

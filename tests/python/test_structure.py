@@ -99,3 +99,33 @@ def test_rejected_shapes_name_what_the_first_layer_expects(client, fixtures_dir,
     assert raised.value.code == "INVALID_ARGUMENT"
     assert f"input of shape {list(shape)}" in str(raised.value)
     assert hint in str(raised.value)
+
+
+def test_two_input_models_get_summaries_and_graphs_for_both_inputs(client, fixtures_dir):
+    # TwoInputNet: image (N, 1, 6, 6) through conv -> relu -> flatten -> linear, features
+    # (N, 3) through linear -> tanh -> linear, the two logits added.
+    handle = client.add_model(fixtures_dir / "two_input_scripted.pt", name="structure-two-input")
+    summary = handle.summary([(2, 1, 6, 6), (2, 3)])
+    assert summary.notes == []
+    rows = {row["path"]: row for row in summary.rows}
+    assert rows[""]["input_shape"] == [[2, 1, 6, 6], [2, 3]]
+    assert rows[""]["output_shape"] == [2, 4]
+    assert rows["image.0"]["input_shape"] == [2, 1, 6, 6] and rows["image.0"]["output_shape"] == [2, 4, 6, 6]
+    assert rows["tabular.0"]["input_shape"] == [2, 3] and rows["tabular.0"]["output_shape"] == [2, 8]
+    assert summary.input_bytes == (2 * 36 + 2 * 3) * 4
+
+    graph = handle.graph([(1, 1, 6, 6), (1, 3)])
+    ops = [op for op, _, _ in graph.nodes]
+    assert ops.count("conv2d") == 1 and ops.count("linear") == 3 and "add" in ops
+    linear_in = {tuple(shape) for frm, to, shape in graph.edges if graph.nodes[to][1] == "tabular.2"}
+    assert linear_in == {(1, 8)}
+    text = graph.figure.decode()
+    assert "input 0" in text and "input 1" in text
+
+    # One shape for a model that takes two: libtorch's message names the missing argument.
+    with pytest.raises(layerlens.LayerlensError) as error:
+        handle.summary((2, 1, 6, 6))
+    assert "features" in str(error.value), str(error.value)
+    # Mismatched dtype lists are refused before any request.
+    with pytest.raises(ValueError, match="2 input dtypes for 1 input shapes"):
+        handle.summary([(2, 1, 6, 6)], input_dtype=["float32", "int64"])

@@ -66,6 +66,20 @@ class TiedLanguageModel(nn.Module):
         return self.output(torch.tanh(self.hidden(self.embedding(tokens))))
 
 
+class ImageAndFeatures(nn.Module):
+    """Two inputs: an image (batch, 1, 8, 8) through a conv branch and features (batch, 5)
+    through an MLP branch, concatenated into a linear head -> (batch, 3)."""
+
+    def __init__(self):
+        super().__init__()
+        self.image = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten())
+        self.features = nn.Sequential(nn.Linear(5, 6), nn.Tanh())
+        self.head = nn.Linear(4 * 8 * 8 + 6, 3)
+
+    def forward(self, image, features):
+        return self.head(torch.cat([self.image(image), self.features(features)], dim=1))
+
+
 def small_transformer_encoder():
     """Two TransformerEncoderLayers, d_model 32, batch_first: (batch, seq_len, 32) in and out."""
     layer = nn.TransformerEncoderLayer(d_model=32, nhead=4, dim_feedforward=64, batch_first=True)
@@ -79,7 +93,8 @@ class ModelCase:
 
     name: str
     build: object
-    input_shape: tuple
+    # One shape, or a list of shapes for a model with several inputs.
+    input_shape: object
     input_dtype: str
     export: str
     why_export: str
@@ -88,6 +103,10 @@ class ModelCase:
 
     def __str__(self):
         return self.name
+
+    @property
+    def input_shapes(self):
+        return list(self.input_shape) if isinstance(self.input_shape, list) else [self.input_shape]
 
 
 MODEL_CASES = [
@@ -120,6 +139,10 @@ MODEL_CASES = [
         "the trace checker re-traces under torch.no_grad, takes the fast path and reports a "
         "different graph, hence check_trace=False",
         check_trace=False,
+    ),
+    ModelCase(
+        "two_inputs", ImageAndFeatures, [(2, 1, 8, 8), (2, 5)], "float32", "script",
+        "scriptable; two inputs, so the summary gets one sample input per forward argument",
     ),
     ModelCase(
         "tied_embedding", TiedLanguageModel, (2, 7), "int64", "script",
@@ -181,18 +204,21 @@ def measure(case, client, tmp_path_factory):
     dtype = torch.int64 if case.input_dtype == "int64" else torch.float32
     # The daemon runs the model on zeros; torchinfo's input is torch.rand cast to the
     # dtype, which for token ids is zeros too. Shapes do not depend on the values.
-    example_input = torch.zeros(case.input_shape, dtype=dtype)
+    example_inputs = tuple(torch.zeros(shape, dtype=dtype) for shape in case.input_shapes)
     path = tmp_path_factory.mktemp(case.name) / f"{case.name}.pt"
-    export_torchscript(module, example_input, case, path)
+    export_torchscript(module, example_inputs if len(example_inputs) > 1 else example_inputs[0], case, path)
 
     model = client.add_model(path, name=f"torchinfo-{case.name}")
     path.unlink()
-    summary = model.summary(list(case.input_shape), input_dtype=case.input_dtype)
-    summary_depth_one = model.summary(list(case.input_shape), depth=1, input_dtype=case.input_dtype)
+    # One shape as a list of ints; several as a list of lists, one per forward argument.
+    shapes = [list(shape) for shape in case.input_shapes]
+    daemon_shape = shapes if len(shapes) > 1 else shapes[0]
+    summary = model.summary(daemon_shape, input_dtype=case.input_dtype)
+    summary_depth_one = model.summary(daemon_shape, depth=1, input_dtype=case.input_dtype)
     model.delete()
 
     statistics = torchinfo.summary(
-        module, input_size=case.input_shape, dtypes=[dtype], depth=TORCHINFO_DEPTH, verbose=0, device="cpu"
+        module, input_size=case.input_shapes, dtypes=[dtype] * len(shapes), depth=TORCHINFO_DEPTH, verbose=0, device="cpu"
     )
     rows = [
         {
@@ -210,7 +236,7 @@ def measure(case, client, tmp_path_factory):
     ]
     # Module.parameters() yields a tensor shared by two modules once.
     unique = list(module.parameters())
-    storage = example_input.untyped_storage()
+    storage = example_inputs[0].untyped_storage()
     _measured[case.name] = Measured(
         summary=summary,
         summary_depth_one=summary_depth_one,
@@ -228,7 +254,7 @@ def measure(case, client, tmp_path_factory):
         # torchinfo sizes its input with sys.getsizeof(tensor.untyped_storage()), which is
         # the storage's bytes plus the CPython header of the storage object (64 bytes on
         # CPython 3.11). That header is no part of the input a forward pass holds.
-        torchinfo_input_overhead_bytes=sys.getsizeof(storage) - storage.nbytes(),
+        torchinfo_input_overhead_bytes=(sys.getsizeof(storage) - storage.nbytes()) * len(example_inputs),
     )
     return _measured[case.name]
 

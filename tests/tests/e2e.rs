@@ -285,6 +285,23 @@ async fn cli_adds_summarises_explains_and_removes() {
     assert_eq!(conv["depth"], 2);
     assert_eq!(conv["num_params"], 16 * 9 + 16);
 
+    // A model with two inputs: one --input-shape per forward argument.
+    let two_input = fixtures().join("two_input_scripted.pt");
+    let (ok, stdout, stderr) = cli(url, &["--json", "summary", two_input.to_str().unwrap(), "--input-shape", "1,1,6,6", "--input-shape", "1,3"]);
+    assert!(!ok && stderr.contains("two_input_scripted.pt"), "a file path is not a model id: {stdout} {stderr}");
+    let (ok, _, stderr) = cli(url, &["models", "add", two_input.to_str().unwrap(), "--name", "two-input"]);
+    assert!(ok, "{stderr}");
+    let (ok, stdout, stderr) = cli(url, &["--json", "summary", "two-input", "--input-shape", "1,1,6,6", "--input-shape", "1,3"]);
+    assert!(ok, "{stderr}");
+    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["rows"][0]["input_shape"], serde_json::json!([[1, 1, 6, 6], [1, 3]]));
+    let tabular = summary["rows"].as_array().unwrap().iter().find(|row| row["path"] == "tabular.0").unwrap();
+    assert_eq!(tabular["output_shape"], serde_json::json!([1, 8]));
+    let (ok, _, stderr) = cli(url, &["summary", "two-input", "--input-shape", "1,1,6,6", "--input-shape", "1,3", "--input-dtype", "float32", "--input-dtype", "float32", "--input-dtype", "int64"]);
+    assert!(!ok && stderr.contains("3 --input-dtype values for 2 --input-shape values"), "{stderr}");
+    let (ok, _, stderr) = cli(url, &["models", "rm", "two-input"]);
+    assert!(ok, "{stderr}");
+
     let out = work.path().join("saliency.npy");
     let png = work.path().join("saliency.png");
     let svg = work.path().join("saliency.svg");

@@ -33,15 +33,17 @@ enum Command {
     Summary {
         /// Id, id prefix (8+ hex characters) or name.
         model: String,
-        /// Shape of one input, e.g. 1,3,224,224.
+        /// Shape of an input, e.g. 1,3,224,224; repeat it for a model with several
+        /// inputs, in forward's order.
         #[arg(long)]
-        input_shape: Option<Shape>,
+        input_shape: Vec<Shape>,
         /// Show rows down to this depth only (torchinfo's `depth`).
         #[arg(long)]
         depth: Option<u32>,
-        /// Element type of the sample input: float32 (default) or int64 (token ids).
-        #[arg(long, default_value = "float32")]
-        input_dtype: String,
+        /// Element type of the sample inputs: float32 (default) or int64 (token ids);
+        /// once for every input, or once per --input-shape.
+        #[arg(long)]
+        input_dtype: Vec<String>,
         /// Write the summary figure (SVG).
         #[arg(long)]
         figure: Option<PathBuf>,
@@ -55,12 +57,14 @@ enum Command {
     /// The forward pass as boxes and arrows with tensor shapes (SVG or PNG).
     Graph {
         model: String,
-        /// Shape of one input, e.g. 1,3,224,224.
+        /// Shape of an input, e.g. 1,3,224,224; repeat it for a model with several
+        /// inputs, in forward's order.
+        #[arg(long, required = true)]
+        input_shape: Vec<Shape>,
+        /// float32 (default) or int64 (token ids); once for every input, or once per
+        /// --input-shape.
         #[arg(long)]
-        input_shape: Shape,
-        /// float32 (default) or int64 (token ids).
-        #[arg(long, default_value = "float32")]
-        input_dtype: String,
+        input_dtype: Vec<String>,
         /// Fold module calls deeper than this into one box (default: every op).
         #[arg(long)]
         depth: Option<u32>,
@@ -118,13 +122,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Models(command) => models(&client, command, cli.json).await,
         Command::Summary { model, input_shape, depth, input_dtype, figure } => {
-            let dtype = parse_dtype(&input_dtype)?;
-            let shape = input_shape.map(|shape| shape.0).unwrap_or_default();
-            summary(&client, &model, shape, dtype, depth, figure.as_deref(), cli.json).await
+            let inputs = sample_inputs(input_shape, &input_dtype)?;
+            summary(&client, &model, inputs, depth, figure.as_deref(), cli.json).await
         }
         Command::Graph { model, input_shape, input_dtype, depth, collapse_repeats, figure } => {
-            let dtype = parse_dtype(&input_dtype)?;
-            graph(&client, &model, input_shape.0, dtype, depth, collapse_repeats, &figure, cli.json).await
+            let inputs = sample_inputs(input_shape, &input_dtype)?;
+            graph(&client, &model, inputs, depth, collapse_repeats, &figure, cli.json).await
         }
         Command::Params(args) => crate::inspect::params(&client, args, cli.json).await,
         Command::Activations(args) => crate::inspect::activations(&client, args, cli.json).await,
@@ -186,6 +189,30 @@ async fn models(client: &Client, command: ModelsCommand, as_json: bool) -> anyho
     Ok(())
 }
 
+/// `--input-shape` (repeated) and `--input-dtype` (once for all, or once per shape).
+fn sample_inputs(shapes: Vec<Shape>, dtypes: &[String]) -> anyhow::Result<Vec<proto::SampleInput>> {
+    if dtypes.len() > 1 && dtypes.len() != shapes.len() {
+        anyhow::bail!("{} --input-dtype values for {} --input-shape values: give one for every input, or one per shape", dtypes.len(), shapes.len());
+    }
+    shapes
+        .into_iter()
+        .enumerate()
+        .map(|(index, shape)| {
+            let dtype = dtypes.get(index).or(dtypes.first()).map(|text| parse_dtype(text)).transpose()?.unwrap_or(proto::Dtype::Float32);
+            Ok(proto::SampleInput { shape: shape.0, dtype: dtype as i32 })
+        })
+        .collect()
+}
+
+/// The first sample input goes in the request's own fields, the rest in `extra_inputs`.
+fn split_inputs(mut inputs: Vec<proto::SampleInput>) -> (Vec<i64>, i32, Vec<proto::SampleInput>) {
+    if inputs.is_empty() {
+        return (Vec::new(), proto::Dtype::Float32 as i32, Vec::new());
+    }
+    let first = inputs.remove(0);
+    (first.shape, first.dtype, inputs)
+}
+
 fn parse_dtype(text: &str) -> anyhow::Result<proto::Dtype> {
     match text {
         "float32" => Ok(proto::Dtype::Float32),
@@ -198,8 +225,7 @@ fn parse_dtype(text: &str) -> anyhow::Result<proto::Dtype> {
 async fn graph(
     client: &Client,
     model: &str,
-    input_shape: Vec<i64>,
-    input_dtype: proto::Dtype,
+    inputs: Vec<proto::SampleInput>,
     depth: Option<u32>,
     collapse_repeats: bool,
     figure: &Path,
@@ -210,10 +236,12 @@ async fn graph(
         Some("png") => FigureFormat::Png,
         _ => anyhow::bail!("--figure {}: the file name must end in .svg or .png", figure.display()),
     };
+    let (input_shape, input_dtype, extra_inputs) = split_inputs(inputs);
     let request = proto::GraphRequest {
         model: model.to_string(),
         input_shape,
-        input_dtype: input_dtype as i32,
+        input_dtype,
+        extra_inputs,
         depth: depth.unwrap_or(0),
         collapse_repeats,
         figure_format: format as i32,
@@ -233,18 +261,19 @@ async fn graph(
 async fn summary(
     client: &Client,
     model: &str,
-    input_shape: Vec<i64>,
-    input_dtype: proto::Dtype,
+    inputs: Vec<proto::SampleInput>,
     depth: Option<u32>,
     figure: Option<&Path>,
     as_json: bool,
 ) -> anyhow::Result<()> {
+    let (input_shape, input_dtype, extra_inputs) = split_inputs(inputs);
     let request = proto::SummaryRequest {
         model: model.to_string(),
         input_shape,
         depth: depth.unwrap_or(0),
         figure_format: if figure.is_some() { FigureFormat::Svg } else { FigureFormat::None } as i32,
-        input_dtype: input_dtype as i32,
+        input_dtype,
+        extra_inputs,
     };
     let answer = client.summary(request).await.with_context(|| format!("summary of {model}"))?;
     if let (Some(path), Some(rendered)) = (figure, &answer.figure) {

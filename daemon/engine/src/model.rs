@@ -264,3 +264,38 @@ fn ivalue_kind(value: &tch::IValue) -> &'static str {
         _ => "a non-tensor value",
     }
 }
+
+/// A sample input for a structure run (summary, op graph): zeros of `shape`, int64
+/// when `integer` (token ids), float32 otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SampleInput {
+    pub shape: Vec<i64>,
+    pub integer: bool,
+}
+
+impl SampleInput {
+    /// Checks every shape and builds the zero tensors on `device`.
+    pub fn zeros(inputs: &[SampleInput], device: tch::Device) -> Result<Vec<tch::Tensor>> {
+        if inputs.is_empty() {
+            return Err(Error::bad_input("no input shape was given"));
+        }
+        for (index, input) in inputs.iter().enumerate() {
+            let which = if inputs.len() > 1 { format!("input {index}: shape") } else { "input shape".to_string() };
+            if input.shape.is_empty() || input.shape.iter().any(|&dim| dim <= 0) {
+                return Err(Error::bad_input(format!("{which} {:?} needs at least one dimension, all positive", input.shape)));
+            }
+            if input.shape.iter().product::<i64>() > 1 << 31 {
+                return Err(Error::bad_input(format!("{which} {:?} is too large for a structure run", input.shape)));
+            }
+        }
+        Ok(inputs.iter().map(|input| tch::Tensor::zeros(&input.shape[..], (input.kind(), device))).collect())
+    }
+
+    pub fn kind(&self) -> tch::Kind {
+        if self.integer { tch::Kind::Int64 } else { tch::Kind::Float }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.shape.iter().product::<i64>().max(0) as u64 * if self.integer { 8 } else { 4 }
+    }
+}

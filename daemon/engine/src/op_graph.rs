@@ -3,8 +3,8 @@
 //! is looked through), each placed in the module calls it runs in, with the tensor
 //! shapes of one run on a sample input on the edges.
 
-use crate::error::{Error, Result};
-use crate::model::LoadedModel;
+use crate::error::Result;
+use crate::model::{LoadedModel, SampleInput};
 use crate::structure::readable_type_name;
 use crate::taps::TappedModel;
 use std::collections::HashMap;
@@ -37,23 +37,19 @@ pub struct OpGraph {
     pub outputs: Vec<(String, Vec<i64>, usize)>,
 }
 
-/// Runs the model once on a zero input of `input_shape` and builds its op graph.
-pub fn op_graph(model: &LoadedModel, input_shape: &[i64], integer: bool) -> Result<OpGraph> {
-    if input_shape.is_empty() || input_shape.iter().any(|&dim| dim <= 0) {
-        return Err(Error::bad_input(format!("input shape {input_shape:?} needs at least one dimension, all positive")));
-    }
+/// Runs the model once on zero inputs and builds its op graph.
+pub fn op_graph(model: &LoadedModel, inputs: &[SampleInput]) -> Result<OpGraph> {
+    let tensors = SampleInput::zeros(inputs, model.device.to_tch())?;
     let tapped = model.tapped()?;
-    let kind = if integer { tch::Kind::Int64 } else { tch::Kind::Float };
-    let input = tch::Tensor::zeros(input_shape, (kind, model.device.to_tch()));
     let _no_grad = tch::no_grad_guard();
-    let (output, values) = tapped.forward_all(&[input])?;
+    let (output, values) = tapped.forward_all(&tensors)?;
     let mut shapes: HashMap<usize, Vec<i64>> = HashMap::new();
     for (id, value) in tapped.graph.tensor_values.iter().zip(&values) {
         if let Some(value) = value {
             shapes.insert(*id, value.size());
         }
     }
-    Ok(build(tapped, &shapes, input_shape, output.map(|output| output.size()).unwrap_or_default()))
+    Ok(build(tapped, &shapes, inputs, output.map(|output| output.size()).unwrap_or_default()))
 }
 
 /// Ops that only move data between real ops, or read metadata.
@@ -67,7 +63,7 @@ fn is_glue(kind: &str) -> bool {
         )
 }
 
-fn build(tapped: &TappedModel, shapes: &HashMap<usize, Vec<i64>>, input_shape: &[i64], output_shape: Vec<i64>) -> OpGraph {
+fn build(tapped: &TappedModel, shapes: &HashMap<usize, Vec<i64>>, inputs: &[SampleInput], output_shape: Vec<i64>) -> OpGraph {
     let graph = &tapped.graph;
     let calls = &graph.calls;
     let scopes_of = |call: i64| {
@@ -108,17 +104,18 @@ fn build(tapped: &TappedModel, shapes: &HashMap<usize, Vec<i64>>, input_shape: &
     // The real sources of a value: its op producer, or through glue nodes the op
     // producers of their inputs; graph inputs end the walk.
     let input_ids: Vec<usize> = graph.inputs.clone();
-    let sources = |value: usize| -> (Vec<usize>, bool) {
+    // (op nodes, positions of the graph inputs) a value comes from.
+    let sources = |value: usize| -> (Vec<usize>, Vec<usize>) {
         let mut found = Vec::new();
-        let mut from_input = false;
+        let mut from_inputs = Vec::new();
         let mut stack = vec![value];
         let mut seen = std::collections::HashSet::new();
         while let Some(value) = stack.pop() {
             if !seen.insert(value) {
                 continue;
             }
-            if input_ids.contains(&value) {
-                from_input = true;
+            if let Some(position) = input_ids.iter().position(|input| *input == value) {
+                from_inputs.push(position);
                 continue;
             }
             if let Some(&index) = producer.get(&value) {
@@ -128,17 +125,17 @@ fn build(tapped: &TappedModel, shapes: &HashMap<usize, Vec<i64>>, input_shape: &
                 }
             }
         }
-        (found, from_input)
+        (found, from_inputs)
     };
     let op_shape: HashMap<usize, Vec<i64>> = op_id
         .iter()
         .filter_map(|(&index, &id)| graph.nodes[index].outputs.iter().find_map(|value| shapes.get(value)).map(|shape| (id, shape.clone())))
         .collect();
-    let mut fed_by_input = Vec::new();
+    let mut fed_by_input: Vec<Vec<usize>> = vec![Vec::new(); input_ids.len().max(inputs.len())];
     for (index, node) in graph.nodes.iter().enumerate() {
         let Some(&to) = op_id.get(&index) else { continue };
         for &value in &node.inputs {
-            let (from_nodes, from_input) = sources(value);
+            let (from_nodes, from_inputs) = sources(value);
             for from in from_nodes {
                 if from != to && !result.edges.iter().any(|edge| edge.from == from && edge.to == to) {
                     // A value built by glue (a list of tensors) shows its source's shape.
@@ -146,12 +143,18 @@ fn build(tapped: &TappedModel, shapes: &HashMap<usize, Vec<i64>>, input_shape: &
                     result.edges.push(OpEdge { from, to, shape });
                 }
             }
-            if from_input && !fed_by_input.contains(&to) {
-                fed_by_input.push(to);
+            for position in from_inputs {
+                if !fed_by_input[position].contains(&to) {
+                    fed_by_input[position].push(to);
+                }
             }
         }
     }
-    result.inputs.push(("input".to_string(), input_shape.to_vec(), fed_by_input));
+    for (position, fed) in fed_by_input.into_iter().enumerate() {
+        let name = if inputs.len() > 1 { format!("input {position}") } else { "input".to_string() };
+        let shape = inputs.get(position).map(|input| input.shape.clone()).unwrap_or_default();
+        result.inputs.push((name, shape, fed));
+    }
     if let Some(&output) = graph.outputs.first() {
         if let Some(&last) = sources(output).0.last() {
             result.outputs.push(("output".to_string(), output_shape, last));

@@ -6,8 +6,8 @@
 //! Where torchinfo and layerlens differ on purpose: torchinfo counts a parameter
 //! shared by two layers (tied weights) twice in its totals; layerlens counts it once.
 
-use crate::error::{Error, Result};
-use crate::model::LoadedModel;
+use crate::error::Result;
+use crate::model::{LoadedModel, SampleInput};
 use crate::structure::{readable_type_name, ModuleInfo};
 use crate::taps::TappedModel;
 use std::collections::{HashMap, HashSet};
@@ -56,12 +56,12 @@ pub struct ValueShapes {
 }
 
 /// Builds the summary from the module tree, the tapped graph and the value shapes of
-/// one run; `input` is (shape, bytes per element) of the sample input.
+/// one run on the sample `inputs`.
 pub fn summarize_calls(
     modules: &[ModuleInfo],
     tapped: &TappedModel,
     values: &ValueShapes,
-    input: (&[i64], u64),
+    inputs: &[SampleInput],
     output_shape: Vec<i64>,
     max_depth: Option<u32>,
 ) -> CallSummary {
@@ -106,7 +106,8 @@ pub fn summarize_calls(
     }
 
     let mut summary = CallSummary { total_params, trainable_params, ..CallSummary::default() };
-    summary.input_bytes = input.0.iter().product::<i64>().max(0) as u64 * input.1;
+    // torchinfo's "Input size" adds up every input.
+    summary.input_bytes = inputs.iter().map(SampleInput::bytes).sum();
     let root_type = by_path.get("").map(|module| readable_type_name(&module.qualified_type)).unwrap_or_default();
     summary.rows.push(CallRow {
         path: String::new(),
@@ -114,7 +115,7 @@ pub fn summarize_calls(
         depth: 0,
         call_index: 0,
         call_site: String::new(),
-        input_shapes: vec![input.0.to_vec()],
+        input_shapes: inputs.iter().map(|input| input.shape.clone()).collect(),
         output_shapes: if output_shape.is_empty() { Vec::new() } else { vec![output_shape] },
         num_params: total_params,
         trainable_params,
@@ -166,7 +167,7 @@ pub fn summarize_calls(
             depth,
             call_index: call.index as u32,
             call_site: call.site.clone(),
-            input_shapes: call.inputs.iter().filter_map(|id| shape_of(id).or_else(|| graph_input_shape(tapped, *id, input.0))).take(1).collect(),
+            input_shapes: call.inputs.iter().filter_map(|id| shape_of(id).or_else(|| graph_input_shape(tapped, *id, inputs))).take(1).collect(),
             output_shapes: output_shape.into_iter().collect(),
             num_params,
             trainable_params: trainable,
@@ -194,8 +195,10 @@ pub fn summarize_calls(
     summary
 }
 
-fn graph_input_shape(tapped: &TappedModel, id: usize, input_shape: &[i64]) -> Option<Vec<i64>> {
-    (tapped.graph.inputs.first() == Some(&id)).then(|| input_shape.to_vec())
+/// The shape of a graph input value: the sample input at its position.
+fn graph_input_shape(tapped: &TappedModel, id: usize, inputs: &[SampleInput]) -> Option<Vec<i64>> {
+    let position = tapped.graph.inputs.iter().position(|input| *input == id)?;
+    inputs.get(position).map(|input| input.shape.clone())
 }
 
 /// The value torchinfo would report as a call's output: among the call's outputs,
@@ -255,41 +258,33 @@ fn kernel_size(module: Option<&ModuleInfo>, qualified_type: &str) -> Vec<i64> {
         .unwrap_or_default()
 }
 
-/// Runs the model once (through its tapped copy) on a zero input of `input_shape` and
-/// summarises every module call.
-pub fn run_call_summary(model: &LoadedModel, modules: &[ModuleInfo], input_shape: &[i64], integer: bool, max_depth: Option<u32>) -> Result<CallSummary> {
-    if input_shape.is_empty() || input_shape.iter().any(|&dim| dim <= 0) {
-        return Err(Error::bad_input(format!("input shape {input_shape:?} needs at least one dimension, all positive")));
-    }
-    if input_shape.iter().product::<i64>() > 1 << 31 {
-        return Err(Error::bad_input(format!("input shape {input_shape:?} is too large for a summary run")));
-    }
+/// Runs the model once (through its tapped copy) on zero inputs and summarises every
+/// module call.
+pub fn run_call_summary(model: &LoadedModel, modules: &[ModuleInfo], inputs: &[SampleInput], max_depth: Option<u32>) -> Result<CallSummary> {
+    let tensors = SampleInput::zeros(inputs, model.device.to_tch())?;
     let tapped = match model.tapped() {
         Ok(tapped) => tapped,
         // The graph cannot be tapped: still answer with the module tree, and say why.
         Err(error) => {
             let note = format!("shapes and mult-adds are not available: {}; rows come from the module tree", error.message);
-            return Ok(from_module_tree(modules, input_shape, note, max_depth));
+            return Ok(from_module_tree(modules, inputs, note, max_depth));
         }
     };
-    let kind = if integer { tch::Kind::Int64 } else { tch::Kind::Float };
-    let input = tch::Tensor::zeros(input_shape, (kind, model.device.to_tch()));
     let _no_grad = tch::no_grad_guard();
-    let (output, values) = tapped.forward_all(&[input])?;
+    let (output, values) = tapped.forward_all(&tensors)?;
     let mut shapes = HashMap::new();
     for (id, value) in tapped.graph.tensor_values.iter().zip(&values) {
         if let Some(value) = value {
             shapes.insert(*id, (value.size(), value.kind().elt_size_in_bytes() as u64));
         }
     }
-    let element_size = if integer { 8 } else { 4 };
     let output_shape = output.map(|output| output.size()).unwrap_or_default();
-    Ok(summarize_calls(modules, tapped, &ValueShapes { shapes }, (input_shape, element_size), output_shape, max_depth))
+    Ok(summarize_calls(modules, tapped, &ValueShapes { shapes }, inputs, output_shape, max_depth))
 }
 
 /// A summary from the module tree alone (no shapes, no mult-adds), with a note saying
 /// why; used without a sample input and for models that cannot be tapped.
-pub fn from_module_tree(modules: &[ModuleInfo], input_shape: &[i64], note: String, max_depth: Option<u32>) -> CallSummary {
+pub fn from_module_tree(modules: &[ModuleInfo], inputs: &[SampleInput], note: String, max_depth: Option<u32>) -> CallSummary {
     let tree = crate::structure::summarize(modules, max_depth);
     let rows = tree
         .rows
@@ -300,7 +295,7 @@ pub fn from_module_tree(modules: &[ModuleInfo], input_shape: &[i64], note: Strin
             depth: row.depth,
             call_index: 0,
             call_site: String::new(),
-            input_shapes: if row.path.is_empty() && !input_shape.is_empty() { vec![input_shape.to_vec()] } else { Vec::new() },
+            input_shapes: if row.path.is_empty() { inputs.iter().map(|input| input.shape.clone()).collect() } else { Vec::new() },
             output_shapes: Vec::new(),
             num_params: row.num_params,
             trainable_params: row.trainable_params,

@@ -6,7 +6,7 @@
 use crate::attribution::{self, Attribution, AttributionRequest, Chunking, Evaluation, EvaluationRequest, SanityCheck};
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::model::{self, LoadedModel};
+use crate::model::{self, LoadedModel, SampleInput};
 use crate::host_tensor::HostTensor;
 use crate::inspection::{self, ActivationReport, ParameterReport, Prediction};
 use crate::op_graph::{self, OpGraph};
@@ -35,8 +35,8 @@ enum Command {
     Parameters { bins: usize, reply: oneshot::Sender<Result<ParameterReport>> },
     Activations { inputs: Vec<HostTensor>, bins: usize, reply: oneshot::Sender<Result<ActivationReport>> },
     Predict { inputs: Vec<HostTensor>, top_k: usize, reply: oneshot::Sender<Result<Prediction>> },
-    OpGraph { input_shape: Vec<i64>, integer: bool, reply: oneshot::Sender<Result<OpGraph>> },
-    CallSummary { input_shape: Vec<i64>, integer: bool, max_depth: Option<u32>, reply: oneshot::Sender<Result<CallSummary>> },
+    OpGraph { inputs: Vec<SampleInput>, reply: oneshot::Sender<Result<OpGraph>> },
+    CallSummary { inputs: Vec<SampleInput>, max_depth: Option<u32>, reply: oneshot::Sender<Result<CallSummary>> },
     SanityCheck { request: AttributionRequest, seed: i64, signed: bool, reply: oneshot::Sender<Result<SanityCheck>> },
 }
 
@@ -78,15 +78,14 @@ impl WorkerHandle {
         self.call(|reply| Command::Attribute { request, reply }).await
     }
 
-    /// The torchinfo-style summary for a zero input of `input_shape` (int64 when
-    /// `integer`), rows down to `max_depth`.
-    pub async fn call_summary(&self, input_shape: Vec<i64>, integer: bool, max_depth: Option<u32>) -> Result<CallSummary> {
-        self.call(|reply| Command::CallSummary { input_shape, integer, max_depth, reply }).await
+    /// The torchinfo-style summary for zero inputs, rows down to `max_depth`.
+    pub async fn call_summary(&self, inputs: Vec<SampleInput>, max_depth: Option<u32>) -> Result<CallSummary> {
+        self.call(|reply| Command::CallSummary { inputs, max_depth, reply }).await
     }
 
-    /// The op graph of one run on a zero input of `input_shape`.
-    pub async fn op_graph(&self, input_shape: Vec<i64>, integer: bool) -> Result<OpGraph> {
-        self.call(|reply| Command::OpGraph { input_shape, integer, reply }).await
+    /// The op graph of one run on zero inputs.
+    pub async fn op_graph(&self, inputs: Vec<SampleInput>) -> Result<OpGraph> {
+        self.call(|reply| Command::OpGraph { inputs, reply }).await
     }
 
     pub async fn parameters(&self, bins: usize) -> Result<ParameterReport> {
@@ -133,7 +132,7 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, command
         Err(error) => tracing::warn!(model_id = %spec.model_id, %device, %error, "model failed to load"),
     }
     let mut module_tree: Option<Arc<Vec<ModuleInfo>>> = None;
-    let mut summaries: Vec<((Vec<i64>, bool, Option<u32>), CallSummary)> = Vec::new();
+    let mut summaries: Vec<((Vec<SampleInput>, Option<u32>), CallSummary)> = Vec::new();
     for command in commands {
         match command {
             Command::Attribute { request, reply } => {
@@ -143,15 +142,15 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, command
                 });
                 let _ = reply.send(answer);
             }
-            Command::CallSummary { input_shape, integer, max_depth, reply } => {
+            Command::CallSummary { inputs, max_depth, reply } => {
                 // Summaries are cached per input shape and depth: the second request
                 // for the same view (an editor hover) is answered without a run.
-                let key = (input_shape.clone(), integer, max_depth);
+                let key = (inputs.clone(), max_depth);
                 let answer = match summaries.iter().find(|(cached, _)| *cached == key) {
                     Some((_, summary)) => Ok(summary.clone()),
                     None => with_model(&loaded, |model| {
                         let tree = cached_tree(&mut module_tree, &spec)?;
-                        summary::run_call_summary(model, &tree, &input_shape, integer, max_depth)
+                        summary::run_call_summary(model, &tree, &inputs, max_depth)
                     })
                     .inspect(|summary| {
                         if summaries.len() >= 16 {
@@ -162,8 +161,8 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, command
                 };
                 let _ = reply.send(answer);
             }
-            Command::OpGraph { input_shape, integer, reply } => {
-                let _ = reply.send(with_model(&loaded, |model| op_graph::op_graph(model, &input_shape, integer)));
+            Command::OpGraph { inputs, reply } => {
+                let _ = reply.send(with_model(&loaded, |model| op_graph::op_graph(model, &inputs)));
             }
             Command::Parameters { bins, reply } => {
                 let answer = with_model(&loaded, |model| {

@@ -23,9 +23,9 @@ impl Explain for ExplainService {
             let note = "no input shape was given, so rows carry no shapes or mult-adds".to_string();
             convert::call_summary(&layerlens_engine::summary::from_module_tree(&tree, &[], note, depth))
         } else {
-            let integer = request.input_dtype() == proto::Dtype::Int64;
+            let inputs = convert::sample_inputs(&request.input_shape, request.input_dtype(), &request.extra_inputs)?;
             let summary = worker
-                .call_summary(request.input_shape.clone(), integer, depth)
+                .call_summary(inputs, depth)
                 .await
                 .map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
             convert::call_summary(&summary)
@@ -128,9 +128,9 @@ impl Explain for ExplainService {
             return Err(ApiError::bad_input("the graph needs an input shape, e.g. [1, 3, 224, 224]").into());
         }
         let (record, worker) = self.state.worker_for(&request.model).await?;
-        let integer = request.input_dtype() == proto::Dtype::Int64;
+        let inputs = convert::sample_inputs(&request.input_shape, request.input_dtype(), &request.extra_inputs)?;
         let graph = worker
-            .op_graph(request.input_shape.clone(), integer)
+            .op_graph(inputs)
             .await
             .map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
         let figure = match convert::figure_format(request.figure_format) {

@@ -209,15 +209,14 @@ class Client:
         handle = self.model(model)
         if input_shape is None and handle.info.input_shape:
             input_shape = handle.info.input_shape
-        dtypes = {"float32": common_pb2.DTYPE_FLOAT32, "int64": common_pb2.DTYPE_INT64}
-        if str(input_dtype) not in dtypes:
-            raise ValueError(f"input_dtype {input_dtype!r} is not supported; use 'float32' or 'int64' (token ids)")
+        inputs = _sample_inputs(input_shape, input_dtype)
         request = explain_pb2.SummaryRequest(
             model=handle.id,
-            input_shape=[int(dim) for dim in input_shape or ()],
+            input_shape=list(inputs[0].shape) if inputs else [],
             depth=int(depth or 0),
             figure_format=_wire.figure_format(figure_format),
-            input_dtype=dtypes[str(input_dtype)],
+            input_dtype=inputs[0].dtype if inputs else common_pb2.DTYPE_FLOAT32,
+            extra_inputs=inputs[1:],
         )
         return Summary.from_proto(self._call(self._explain.Summary, request))
 
@@ -300,11 +299,14 @@ class Client:
     def graph(self, model, input_shape, *, depth=None, collapse_repeats=False, input_dtype="float32", figure_format="svg"):
         """The forward pass as boxes and arrows; see Model.graph()."""
         handle = self.model(model)
-        dtypes = {"float32": common_pb2.DTYPE_FLOAT32, "int64": common_pb2.DTYPE_INT64}
+        inputs = _sample_inputs(input_shape, input_dtype)
+        if not inputs:
+            raise ValueError("the graph needs an input shape, e.g. (1, 3, 224, 224)")
         request = explain_pb2.GraphRequest(
             model=handle.id,
-            input_shape=[int(dim) for dim in input_shape],
-            input_dtype=dtypes[str(input_dtype)],
+            input_shape=list(inputs[0].shape),
+            input_dtype=inputs[0].dtype,
+            extra_inputs=inputs[1:],
             depth=int(depth or 0),
             collapse_repeats=bool(collapse_repeats),
             figure_format=_wire.figure_format(figure_format),
@@ -433,7 +435,8 @@ class Model:
         return self.client.predict(self, x, top_k=top_k)
 
     def graph(self, input_shape, **kwargs):
-        """The forward pass on one input of `input_shape` as boxes and arrows with tensor
+        """The forward pass on zero inputs of `input_shape` (one shape, or a list of
+        shapes for a model with several inputs) as boxes and arrows with tensor
         shapes, grouped by module (`depth=` folds deeper calls into one box,
         `collapse_repeats=True` folds identical blocks into one box marked xN); displays
         as the daemon's SVG in Jupyter."""
@@ -474,9 +477,11 @@ class Model:
         """torchinfo's summary: one row per module call with input and output shapes,
         parameters and mult-adds, shown as an indented table in Jupyter.
 
-        input_shape: shape of one input, e.g. (1, 3, 224, 224); defaults to the shape
-        stored with the model (without one, rows carry no shapes). depth: leave out rows
-        deeper than this. input_dtype: "int64" for token ids. figure_format: "png" or
+        input_shape: shape of one input, e.g. (1, 3, 224, 224), or a list of shapes for a
+        model with several inputs, in forward's order; defaults to the shape stored
+        with the model (without one, rows carry no shapes). depth: leave out rows
+        deeper than this. input_dtype: "int64" for token ids (one dtype for every
+        input, or a list with one per input). figure_format: "png" or
         "svg" to also get the daemon's figure (none by default: the table is the display).
         """
         return self.client.summary(self, input_shape=input_shape, depth=depth, input_dtype=input_dtype, figure_format=figure_format)
@@ -504,3 +509,24 @@ class Model:
             self, x, method=method, target=target, layer=layer, figure_format=figure_format,
             figure_method=figure_method, figure_sign=figure_sign, params=params, **more_params,
         )
+
+
+_SAMPLE_DTYPES = {"float32": common_pb2.DTYPE_FLOAT32, "int64": common_pb2.DTYPE_INT64}
+
+
+def _sample_inputs(input_shape, input_dtype):
+    """One shape ((1, 3, 32, 32)) or several ([(1, 3, 32, 32), (1, 10)]) with one dtype
+    for all or a list of dtypes, as SampleInput messages; [] without a shape."""
+    if input_shape is None or len(input_shape) == 0:
+        return []
+    several = all(isinstance(item, (list, tuple)) for item in input_shape)
+    shapes = [tuple(shape) for shape in input_shape] if several else [tuple(input_shape)]
+    dtypes = [input_dtype] * len(shapes) if isinstance(input_dtype, str) else list(input_dtype)
+    if len(dtypes) != len(shapes):
+        raise ValueError(f"{len(dtypes)} input dtypes for {len(shapes)} input shapes; give one dtype, or one per shape")
+    inputs = []
+    for shape, dtype in zip(shapes, dtypes):
+        if str(dtype) not in _SAMPLE_DTYPES:
+            raise ValueError(f"input_dtype {dtype!r} is not supported; use 'float32' or 'int64' (token ids)")
+        inputs.append(explain_pb2.SampleInput(shape=[int(dim) for dim in shape], dtype=_SAMPLE_DTYPES[str(dtype)]))
+    return inputs

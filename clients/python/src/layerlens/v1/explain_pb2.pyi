@@ -9,18 +9,28 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SummaryRequest(_message.Message):
-    __slots__ = ("model", "input_shape", "depth", "figure_format", "input_dtype")
+    __slots__ = ("model", "input_shape", "depth", "figure_format", "input_dtype", "extra_inputs")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
     FIGURE_FORMAT_FIELD_NUMBER: _ClassVar[int]
     INPUT_DTYPE_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_INPUTS_FIELD_NUMBER: _ClassVar[int]
     model: str
     input_shape: _containers.RepeatedScalarFieldContainer[int]
     depth: int
     figure_format: _common_pb2.FigureFormat
     input_dtype: _common_pb2.Dtype
-    def __init__(self, model: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., depth: _Optional[int] = ..., figure_format: _Optional[_Union[_common_pb2.FigureFormat, str]] = ..., input_dtype: _Optional[_Union[_common_pb2.Dtype, str]] = ...) -> None: ...
+    extra_inputs: _containers.RepeatedCompositeFieldContainer[SampleInput]
+    def __init__(self, model: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., depth: _Optional[int] = ..., figure_format: _Optional[_Union[_common_pb2.FigureFormat, str]] = ..., input_dtype: _Optional[_Union[_common_pb2.Dtype, str]] = ..., extra_inputs: _Optional[_Iterable[_Union[SampleInput, _Mapping]]] = ...) -> None: ...
+
+class SampleInput(_message.Message):
+    __slots__ = ("shape", "dtype")
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    dtype: _common_pb2.Dtype
+    def __init__(self, shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[_common_pb2.Dtype, str]] = ...) -> None: ...
 
 class SummaryRow(_message.Message):
     __slots__ = ("path", "type_name", "depth", "num_params", "trainable_params", "own_params", "output_shapes", "mult_adds", "input_shapes", "kernel_size", "call_index", "call_site", "is_leaf", "params_percent", "attributes", "num_buffers", "own_buffers")
@@ -277,20 +287,22 @@ class SanityCheckResponse(_message.Message):
     def __init__(self, attribution: _Optional[_Union[AttributeResponse, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[SanityCheckStep, _Mapping]]] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ...) -> None: ...
 
 class GraphRequest(_message.Message):
-    __slots__ = ("model", "input_shape", "input_dtype", "depth", "collapse_repeats", "figure_format")
+    __slots__ = ("model", "input_shape", "input_dtype", "depth", "collapse_repeats", "figure_format", "extra_inputs")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
     INPUT_DTYPE_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
     COLLAPSE_REPEATS_FIELD_NUMBER: _ClassVar[int]
     FIGURE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_INPUTS_FIELD_NUMBER: _ClassVar[int]
     model: str
     input_shape: _containers.RepeatedScalarFieldContainer[int]
     input_dtype: _common_pb2.Dtype
     depth: int
     collapse_repeats: bool
     figure_format: _common_pb2.FigureFormat
-    def __init__(self, model: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., input_dtype: _Optional[_Union[_common_pb2.Dtype, str]] = ..., depth: _Optional[int] = ..., collapse_repeats: _Optional[bool] = ..., figure_format: _Optional[_Union[_common_pb2.FigureFormat, str]] = ...) -> None: ...
+    extra_inputs: _containers.RepeatedCompositeFieldContainer[SampleInput]
+    def __init__(self, model: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., input_dtype: _Optional[_Union[_common_pb2.Dtype, str]] = ..., depth: _Optional[int] = ..., collapse_repeats: _Optional[bool] = ..., figure_format: _Optional[_Union[_common_pb2.FigureFormat, str]] = ..., extra_inputs: _Optional[_Iterable[_Union[SampleInput, _Mapping]]] = ...) -> None: ...
 
 class GraphNode(_message.Message):
     __slots__ = ("id", "op", "module_path", "source")
