@@ -23,17 +23,28 @@ fn main() {
         .warnings(false)
         .compile("layerlens_shim");
     // The fused statistics kernel is a hot loop: always optimised, vectorised through
-    // `omp simd` (no OpenMP runtime), with an AVX2 clone picked at load time.
+    // `omp simd`, with an AVX2 clone picked at load time, and threaded through
+    // at::parallel_for, whose OpenMP pragmas need -fopenmp here.
     cc::Build::new()
         .cpp(true)
         .file("csrc/stats.cpp")
         .include(libtorch.join("include"))
         .flag("-std=c++17")
-        .flag("-fopenmp-simd")
+        .flag("-fopenmp")
         .opt_level(3)
         .define("_GLIBCXX_USE_CXX11_ABI", cxx11_abi.as_str())
         .warnings(false)
         .compile("layerlens_stats");
+    // Link the libgomp that libtorch itself loads (the wheel ships it next to
+    // libtorch_cpu.so under the same soname), so the process has one OpenMP runtime.
+    // Without a bundled copy, libtorch was built against the system's.
+    let bundled_gomp = libtorch.join("lib").join("libgomp.so.1");
+    if bundled_gomp.exists() {
+        println!("cargo:rustc-link-search=native={}", libtorch.join("lib").display());
+        println!("cargo:rustc-link-lib=dylib:+verbatim=libgomp.so.1");
+    } else {
+        println!("cargo:rustc-link-lib=dylib=gomp");
+    }
     // The engine's own unit tests link libtorch; let them find it without LD_LIBRARY_PATH.
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", libtorch.join("lib").display());
 }

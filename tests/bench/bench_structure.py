@@ -59,6 +59,14 @@ def start_daemon(binary, store):
     raise RuntimeError("layerlensd did not start")
 
 
+def peak_rss_gib(pid):
+    """The process's peak resident set size (VmHWM), in GiB."""
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
 def timed(function, repeats):
     samples = []
     for _ in range(repeats):
@@ -107,8 +115,12 @@ def main():
             resnet, _ = models["resnet18"]
             handle = client.model("resnet18")
             x = torch.rand(32, 3, 224, 224, generator=torch.Generator().manual_seed(1)).numpy()
-            handle.activations(x, figure_format=None)
+            # Peak resident memory of the daemon after plain forward passes, then after
+            # activation reports: what holding (or not holding) every layer's output costs.
             handle.predict(x)
+            peak_forward = peak_rss_gib(daemon.pid)
+            handle.activations(x, figure_format=None)
+            peak_activations = peak_rss_gib(daemon.pid)
             activation_samples, forward_samples = [], []
             for _ in range(3):
                 activation_samples += timed(lambda: handle.activations(x, figure_format=None), 1)
@@ -119,7 +131,8 @@ def main():
             report = handle.activations(x, figure_format=None)
             rows.append(("activations resnet18, batch 32 (vs daemon forward)", describe(activation_samples), describe(forward_samples),
                          statistics.median(activation_samples) / statistics.median(forward_samples),
-                         f"{len(report.layers)} layer outputs reduced; eager forward in-process {describe(eager)}"))
+                         f"{len(report.layers)} layer outputs reduced; eager forward in-process {describe(eager)}; "
+                         f"daemon peak RSS {peak_forward:.2f} GiB after forward passes, {peak_activations:.2f} GiB after an activation report"))
             client.close()
         finally:
             daemon.send_signal(signal.SIGTERM)

@@ -129,3 +129,44 @@ def test_two_input_models_get_summaries_and_graphs_for_both_inputs(client, fixtu
     # Mismatched dtype lists are refused before any request.
     with pytest.raises(ValueError, match="2 input dtypes for 1 input shapes"):
         handle.summary([(2, 1, 6, 6)], input_dtype=["float32", "int64"])
+
+
+def test_activation_statistics_match_forward_hooks_on_the_eager_model(block_net):
+    """Every module call's statistics against the same call's output recorded by forward
+    hooks on the eager model: BlockNet calls each block's ReLU twice, and a block's
+    output is its second ReLU's output (one tensor for two layers)."""
+    handle, model = block_net
+    x = np.random.default_rng(3).standard_normal((6, 3, 16, 16)).astype(np.float32)
+    recorded = {}
+
+    def hook(name):
+        def record(module, args, output):
+            if isinstance(output, torch.Tensor):
+                recorded.setdefault(name, []).append(output.detach().clone())
+        return record
+
+    hooks = [module.register_forward_hook(hook(name)) for name, module in model.named_modules() if name]
+    with torch.no_grad():
+        model(torch.from_numpy(x))
+    for registered in hooks:
+        registered.remove()
+
+    report = handle.activations(x, bins=10)
+    compared = 0
+    for layer in report.layers:
+        expected = recorded[layer["path"]][layer["call_index"]].double().numpy()
+        stats, where = layer["stats"], f"{layer['path']} call {layer['call_index']}"
+        assert layer["shape"] == list(expected.shape), where
+        assert stats["count"] == expected.size, where
+        for key, value in [("mean", expected.mean()), ("std", expected.std(ddof=1)), ("min", expected.min()),
+                           ("max", expected.max()), ("l2_norm", np.sqrt((expected ** 2).sum())),
+                           ("zero_fraction", (expected == 0).mean())]:
+            assert stats[key] == pytest.approx(value, rel=1e-4, abs=1e-5), (where, key)
+        assert sum(stats["histogram_counts"]) == expected.size, where
+        if layer["type"].endswith("ReLU"):
+            assert layer["nonpositive_fraction"] == pytest.approx((expected <= 0).mean()), where
+            per_channel_max = expected.transpose(1, 0, 2, 3).reshape(expected.shape[1], -1).max(axis=1)
+            assert layer["dead_channels"] == int((per_channel_max <= 0).sum()), where
+        compared += 1
+    assert compared == sum(len(outputs) for outputs in recorded.values())
+    assert {(layer["path"], layer["call_index"]) for layer in report.layers} >= {("blocks.0.act", 1), ("blocks.1", 0)}

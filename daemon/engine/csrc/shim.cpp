@@ -13,6 +13,12 @@
 // last tensor value its nodes produce that is used outside it (the call's output). A
 // node's module instance comes from its inlined call stack; `SELF` frames are skipped.
 //
+// A third method, `forward_observe`, returns only the model output and hands each tap to
+// a callback as soon as it is produced (through the `layerlens::observe` op inserted
+// after its producer), so statistics of every layer are taken while the forward pass
+// runs and each layer's output is freed when the model is done with it, instead of all
+// of them being held until the end.
+//
 // Rules: C++ exceptions never cross the FFI boundary (every entry point catches and
 // returns an error string); strings handed to Rust are malloc'd and freed with
 // layerlens_free_string.
@@ -455,6 +461,57 @@ void add_method(torch::jit::Module& module, const std::shared_ptr<torch::jit::Gr
     module.type()->addMethod(function);
 }
 
+// The callback `layerlens::observe` calls, set for the duration of one
+// layerlens_tapped_observe call on the thread that runs it. It receives a new
+// at::Tensor* (owned by the callee) and the tap index.
+using ObserveCallback = void (*)(void* user, at::Tensor* tensor, int64_t index);
+thread_local ObserveCallback observe_callback = nullptr;
+thread_local void* observe_user = nullptr;
+
+void observe(const at::Tensor& tensor, int64_t index) {
+    if (observe_callback != nullptr) observe_callback(observe_user, new at::Tensor(tensor), index);
+}
+
+// No outputs: CONSERVATIVE alias analysis marks the op as having side effects, so no
+// dead-code pass of the graph executor removes it.
+TORCH_LIBRARY(layerlens, library) {
+    library.def(torch::schema("observe(Tensor x, int index) -> ()", c10::AliasAnalysisKind::CONSERVATIVE), &observe);
+}
+
+// Adds method `name`: a copy of `base` that returns the original output and calls
+// `layerlens::observe(value, index)` right after each tapped tensor value is produced
+// (graph inputs first), once per distinct value with the index of its first tap.
+void add_observe_method(torch::jit::Module& module, const std::shared_ptr<torch::jit::Graph>& base,
+                        const std::vector<torch::jit::Value*>& taps, const std::string& name) {
+    std::unordered_map<torch::jit::Value*, int64_t> first_tap;
+    for (size_t i = 0; i < taps.size(); ++i) {
+        if (taps[i]->type()->cast<c10::TensorType>()) first_tap.emplace(taps[i], static_cast<int64_t>(i));
+    }
+    const c10::Symbol observe_symbol = c10::Symbol::fromQualString("layerlens::observe");
+    std::unordered_map<torch::jit::Value*, torch::jit::Value*> value_map;
+    auto graph = std::make_shared<torch::jit::Graph>();
+    auto observe_if_tapped = [&](torch::jit::Value* original) {
+        auto found = first_tap.find(original);
+        if (found == first_tap.end()) return;
+        torch::jit::Value* index = graph->insertConstant(found->second);
+        graph->appendNode(graph->create(observe_symbol, {value_map.at(original), index}, 0));
+    };
+    for (torch::jit::Value* input : base->inputs()) {
+        value_map[input] = graph->addInput()->copyMetadata(input);
+    }
+    for (torch::jit::Value* input : base->inputs()) observe_if_tapped(input);
+    for (torch::jit::Node* node : base->nodes()) {
+        torch::jit::Node* copy = graph->createClone(node, [&](torch::jit::Value* value) { return value_map.at(value); });
+        graph->appendNode(copy);
+        for (size_t i = 0; i < node->outputs().size(); ++i) value_map[node->outputs()[i]] = copy->outputs()[i];
+        for (torch::jit::Value* output : node->outputs()) observe_if_tapped(output);
+    }
+    graph->registerOutput(value_map.at(base->outputs().at(0)));
+    auto function = module._ivalue()->compilation_unit()->create_function(
+        c10::QualifiedName(*module.type()->name(), name), graph);
+    module.type()->addMethod(function);
+}
+
 // A loaded module with its tap methods and graph description.
 struct TappedModule {
     torch::jit::Module module;
@@ -462,6 +519,8 @@ struct TappedModule {
     // `forward_taps` returns one tap per module call: the call's last output.
     std::vector<std::string> tap_paths;
     std::vector<int> tap_calls;
+    // Per tap: the first tap with the same value (itself when none comes earlier).
+    std::vector<int> tap_first;
 };
 
 void prepare_tapped(TappedModule& tapped) {
@@ -473,8 +532,12 @@ void prepare_tapped(TappedModule& tapped) {
         tapped.tap_paths.push_back(call.path);
         tapped.tap_calls.push_back(call.id);
     }
+    for (size_t i = 0; i < taps.size(); ++i) {
+        tapped.tap_first.push_back(static_cast<int>(std::find(taps.begin(), taps.end(), taps[i]) - taps.begin()));
+    }
     add_method(tapped.module, tapped.graph.graph, taps, "forward_taps");
     add_method(tapped.module, tapped.graph.graph, tapped.graph.all_values, "forward_all");
+    add_observe_method(tapped.module, tapped.graph.graph, taps, "forward_observe");
 }
 
 }  // namespace
@@ -487,7 +550,7 @@ void* layerlens_tapped_load(const char* path, int device_type, int device_index,
     *out_error = nullptr;
     try {
         c10::Device device = device_type == 1 ? c10::Device(c10::kCUDA, device_index) : c10::Device(c10::kCPU);
-        auto tapped = new TappedModule{torch::jit::load(path, device), {}, {}, {}};
+        auto tapped = new TappedModule{torch::jit::load(path, device), {}, {}, {}, {}};
         tapped->module.eval();
         try {
             prepare_tapped(*tapped);
@@ -518,6 +581,43 @@ const char* layerlens_tapped_path(void* handle, int index) {
 // The call id (see layerlens_tapped_graph_json) of tap `index`.
 int layerlens_tapped_call(void* handle, int index) {
     return static_cast<TappedModule*>(handle)->tap_calls.at(index);
+}
+
+// The first tap whose value is the same as tap `index`'s (a block's output is often its
+// last layer's output); `forward_observe` reports each value once, under that index.
+int layerlens_tapped_first(void* handle, int index) {
+    return static_cast<TappedModule*>(handle)->tap_first.at(index);
+}
+
+// Runs `forward_observe` on `n_inputs` tensors; `callback(user, tensor, index)` gets
+// each distinct tapped tensor as soon as it is produced (a new at::Tensor* the callee
+// owns). Writes the output (null when not a single tensor) to `*out_output`.
+// Returns 0, or 1 with `*out_error` set.
+int layerlens_tapped_observe(void* handle, at::Tensor** inputs, int n_inputs, ObserveCallback callback, void* user,
+                             at::Tensor** out_output, char** out_error) {
+    *out_error = nullptr;
+    *out_output = nullptr;
+    struct Reset {
+        ~Reset() {
+            observe_callback = nullptr;
+            observe_user = nullptr;
+        }
+    } reset;
+    try {
+        auto tapped = static_cast<TappedModule*>(handle);
+        std::vector<c10::IValue> arguments;
+        for (int i = 0; i < n_inputs; ++i) arguments.emplace_back(*inputs[i]);
+        observe_callback = callback;
+        observe_user = user;
+        c10::IValue result = tapped->module.get_method("forward_observe")(arguments);
+        *out_output = result.isTensor() ? new at::Tensor(result.toTensor()) : nullptr;
+        return 0;
+    } catch (const std::exception& error) {
+        *out_error = copy_to_c_string(error_text(error));
+    } catch (...) {
+        *out_error = copy_to_c_string("unknown C++ exception");
+    }
+    return 1;
 }
 
 // Number of tensor values `forward_all` returns after the output.

@@ -13,7 +13,7 @@
 //   2. the histogram over [min, max].
 //
 // Work is split into a fixed number of chunks (of ≥ 64 Ki values) that do not depend on
-// the thread count, spread over libtorch's intra-op thread count, and partial results are merged in chunk order, so answers are the same however many
+// the thread count, spread over libtorch's intra-op threads, and partial results are merged in chunk order, so answers are the same however many
 // threads libtorch runs. Inner loops run over blocks of ≤ 1024 elements with float
 // accumulators (vectorised with `omp simd`), which are added into doubles per block.
 
@@ -22,14 +22,12 @@
 #include <ATen/ops/contiguous.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <string>
-#include <thread>
 #include <vector>
 
 extern "C" {
@@ -178,25 +176,15 @@ void bin_values(const float* data, int64_t length, float low, float scale, int64
     }
 }
 
-// Runs `work(chunk)` for every chunk in [0, n_chunks) on libtorch's intra-op thread
-// count. at::parallel_for cannot be used here: with libtorch's OpenMP backend it is a
-// header template whose `omp parallel` needs -fopenmp in this file, and linking a
-// second OpenMP runtime next to libtorch's is not safe.
+// Runs `work(chunk)` for every chunk in [0, n_chunks) on libtorch's intra-op threads.
+// This file is built with -fopenmp and the binary links the libgomp that libtorch
+// loads (one OpenMP runtime, one thread pool), so at::parallel_for here shares the
+// threads the forward pass uses instead of competing with them while they spin.
 template <typename Work>
 void for_each_chunk(int64_t n_chunks, Work&& work) {
-    const int64_t threads = std::min<int64_t>(n_chunks, std::max(1, at::get_num_threads()));
-    if (threads <= 1) {
-        for (int64_t chunk = 0; chunk < n_chunks; ++chunk) work(chunk);
-        return;
-    }
-    std::atomic<int64_t> next{0};
-    auto drain = [&] {
-        for (int64_t chunk = next++; chunk < n_chunks; chunk = next++) work(chunk);
-    };
-    std::vector<std::thread> helpers;
-    for (int64_t i = 1; i < threads; ++i) helpers.emplace_back(drain);
-    drain();
-    for (auto& helper : helpers) helper.join();
+    at::parallel_for(0, n_chunks, 1, [&](int64_t first, int64_t last) {
+        for (int64_t chunk = first; chunk < last; ++chunk) work(chunk);
+    });
 }
 
 char* copy_message(const std::string& text) {

@@ -313,41 +313,52 @@ fn is_relu_like(type_name: &str) -> bool {
     ["ReLU", "ReLU6", "LeakyReLU", "GELU", "SiLU", "ELU", "Hardswish", "Mish", "Softplus"].iter().any(|name| type_name.ends_with(name))
 }
 
-/// Runs the tapped forward pass on `inputs` and reduces every module call's output
-/// on the device; then looks for anomalies across layers in call order.
+/// Runs the tapped forward pass on `inputs`, reducing every module call's output on
+/// the device as soon as it is produced (so each is freed when the model is done with
+/// it); then looks for anomalies across layers in call order.
 pub fn activation_report(model: &LoadedModel, inputs: &[HostTensor], bins: usize) -> Result<ActivationReport> {
     model.check_inputs(inputs)?;
     let tapped = model.tapped()?;
     let device = model.device.to_tch();
     let tensors = inputs.iter().map(|input| input.to_tch(device)).collect::<Result<Vec<_>>>()?;
+    let short_types: Vec<String> = tapped
+        .tap_calls
+        .iter()
+        .map(|call| {
+            let type_name = readable_type_name(&tapped.graph.calls[*call].qualified_type);
+            type_name.rsplit('.').next().unwrap_or(&type_name).to_string()
+        })
+        .collect();
+    // A value shared by several taps (a block's output is often its last layer's) is
+    // reduced once, with the saturation counts if any of its taps is a sigmoid or tanh.
+    let mut saturation = vec![false; tapped.tap_first.len()];
+    for (index, first) in tapped.tap_first.iter().enumerate() {
+        saturation[*first] |= matches!(short_types[index].as_str(), "Sigmoid" | "Tanh");
+    }
+    let mut reduced: Vec<Option<(Vec<i64>, Reduction)>> = vec![None; tapped.tap_first.len()];
+    let mut failure: Option<Error> = None;
     let _no_grad = tch::no_grad_guard();
     let started = std::time::Instant::now();
-    let taps = tapped.taps(&tensors)?;
-    let forward_done = std::time::Instant::now();
-    let mut layers = Vec::new();
-    // A block's output is often its last layer's output: reduce each tensor once.
-    // (reduction, whether it has the saturation counts)
-    let mut reduced: std::collections::HashMap<(usize, Vec<i64>), (Reduction, bool)> = std::collections::HashMap::new();
-    for ((tap, path), call_id) in taps.iter().zip(&tapped.tap_paths).zip(&tapped.tap_calls) {
-        let Some(tap) = tap else { continue };
-        if !tap.is_floating_point() {
-            continue;
+    tapped.observe(&tensors, &mut |index, tensor| {
+        if failure.is_some() || !tensor.is_floating_point() {
+            return;
         }
+        match reduce(&tensor, bins, saturation[index]) {
+            Ok(reduction) => reduced[index] = Some((tensor.size(), reduction)),
+            Err(error) => failure = Some(error),
+        }
+    })?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    let mut layers = Vec::new();
+    for (index, (path, call_id)) in tapped.tap_paths.iter().zip(&tapped.tap_calls).enumerate() {
+        let Some((shape, reduction)) = &reduced[tapped.tap_first[index]] else { continue };
         let call = &tapped.graph.calls[*call_id];
         let type_name = readable_type_name(&call.qualified_type);
-        let short = type_name.rsplit('.').next().unwrap_or(&type_name).to_string();
-        let key = (tap.data_ptr() as usize, tap.size());
-        let saturation = matches!(short.as_str(), "Sigmoid" | "Tanh");
-        let reduction = match reduced.get(&key) {
-            Some((reduction, with_saturation)) if *with_saturation || !saturation => reduction.clone(),
-            _ => {
-                let reduction = reduce(tap, bins, saturation)?;
-                reduced.insert(key, (reduction.clone(), saturation));
-                reduction
-            }
-        };
+        let short = &short_types[index];
         let count = reduction.stats.count.max(1) as f64;
-        let relu_like = is_relu_like(&short);
+        let relu_like = is_relu_like(short);
         let nonpositive_fraction = relu_like.then(|| reduction.nonpositive as f64 / count);
         let saturated_fraction = match short.as_str() {
             "Sigmoid" => Some(reduction.sigmoid_saturated as f64 / count),
@@ -355,13 +366,14 @@ pub fn activation_report(model: &LoadedModel, inputs: &[HostTensor], bins: usize
             _ => None,
         };
         let dead_channels = if relu_like { reduction.dead_channels } else { None };
-        let stats = reduction.stats;
+        let stats = reduction.stats.clone();
+        let shape = shape.clone();
         layers.push(LayerStats {
             path: path.clone(),
             type_name,
             call_index: call.index as u32,
             call_site: call.site.clone(),
-            shape: tap.size(),
+            shape,
             stats,
             nonpositive_fraction,
             saturated_fraction,
@@ -369,9 +381,8 @@ pub fn activation_report(model: &LoadedModel, inputs: &[HostTensor], bins: usize
         });
     }
     tracing::debug!(
-        forward_ms = (forward_done - started).as_secs_f64() * 1e3,
-        reduce_ms = forward_done.elapsed().as_secs_f64() * 1e3,
-        tensors = reduced.len(),
+        forward_and_reduce_ms = started.elapsed().as_secs_f64() * 1e3,
+        tensors = reduced.iter().filter(|reduction| reduction.is_some()).count(),
         "activation report"
     );
     let anomalies = find_anomalies(&layers, tapped);

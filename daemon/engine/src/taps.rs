@@ -28,7 +28,34 @@ extern "C" {
         out_taps: *mut *mut C_tensor,
         out_error: *mut *mut c_char,
     ) -> c_int;
+    fn layerlens_tapped_first(handle: *mut c_void, index: c_int) -> c_int;
+    fn layerlens_tapped_observe(
+        handle: *mut c_void,
+        inputs: *const *mut C_tensor,
+        n_inputs: c_int,
+        callback: extern "C" fn(*mut c_void, *mut C_tensor, i64),
+        user: *mut c_void,
+        out_output: *mut *mut C_tensor,
+        out_error: *mut *mut c_char,
+    ) -> c_int;
     fn layerlens_free_string(text: *mut c_char);
+}
+
+/// What `forward_observe`'s callback reaches through its `user` pointer.
+struct Observer<'a> {
+    visit: &'a mut dyn FnMut(usize, Tensor),
+    panicked: bool,
+}
+
+extern "C" fn observe_trampoline(user: *mut c_void, tensor: *mut C_tensor, index: i64) {
+    // SAFETY: `user` is the &mut Observer that `TappedModel::observe` passed down for
+    // the duration of the call; `tensor` is a new at::Tensor* we own.
+    let observer = unsafe { &mut *(user as *mut Observer) };
+    let tensor = unsafe { Tensor::from_ptr(tensor) };
+    // A panic must not unwind into C++.
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (observer.visit)(index as usize, tensor))).is_err() {
+        observer.panicked = true;
+    }
 }
 
 /// A second copy of the model, loaded by the shim, with the `forward_taps` and
@@ -39,6 +66,9 @@ pub struct TappedModel {
     pub tap_paths: Vec<String>,
     /// The module call (an index into `graph.calls`) of each tap.
     pub tap_calls: Vec<usize>,
+    /// Per tap: the first tap with the same tensor value (itself when none comes
+    /// earlier); `observe` reports each value once, under that index.
+    pub tap_first: Vec<usize>,
     pub graph: ForwardGraph,
 }
 
@@ -138,7 +168,8 @@ impl TappedModel {
             }
         };
         debug_assert_eq!(graph.tensor_values.len(), unsafe { layerlens_tapped_value_count(handle) } as usize);
-        let mut tapped = TappedModel { handle, tap_paths, tap_calls, graph };
+        let tap_first = (0..count).map(|index| unsafe { layerlens_tapped_first(handle, index) } as usize).collect();
+        let mut tapped = TappedModel { handle, tap_paths, tap_calls, tap_first, graph };
         if let Ok(tree) = crate::structure::module_tree(path) {
             tapped.resolve_paths(&tree);
         }
@@ -203,6 +234,42 @@ impl TappedModel {
         self.run(inputs, true)
     }
 
+    /// Runs `forward_observe`: `visit(tap index, tensor)` is called for each distinct
+    /// tapped tensor as soon as the forward pass produces it (see `tap_first` for taps
+    /// that share a value), and the tensor is freed once the model and `visit` are done
+    /// with it. Returns the output when it is one tensor.
+    pub fn observe(&self, inputs: &[Tensor], visit: &mut dyn FnMut(usize, Tensor)) -> Result<Option<Tensor>> {
+        let pointers: Vec<*mut C_tensor> = inputs.iter().map(|input| input.as_ptr() as *mut C_tensor).collect();
+        let mut observer = Observer { visit, panicked: false };
+        let mut output: *mut C_tensor = std::ptr::null_mut();
+        let mut error: *mut c_char = std::ptr::null_mut();
+        // SAFETY: as in `run`; `observer` outlives the call, which is synchronous.
+        let status = unsafe {
+            layerlens_tapped_observe(
+                self.handle,
+                pointers.as_ptr(),
+                inputs.len() as c_int,
+                observe_trampoline,
+                &mut observer as *mut Observer as *mut c_void,
+                &mut output,
+                &mut error,
+            )
+        };
+        if status != 0 {
+            return Err(self.forward_error(inputs, take_error(error)));
+        }
+        if observer.panicked {
+            return Err(Error::new(ErrorKind::Internal, "a layer statistic panicked during the forward pass"));
+        }
+        Ok((!output.is_null()).then(|| unsafe { Tensor::from_ptr(output) }))
+    }
+
+    fn forward_error(&self, inputs: &[Tensor], reason: String) -> Error {
+        let kind = if reason.to_ascii_lowercase().contains("out of memory") { ErrorKind::OutOfMemory } else { ErrorKind::BadInput };
+        let shapes: Vec<String> = inputs.iter().map(|input| format!("{:?}", input.size())).collect();
+        Error::new(kind, format!("the model rejected an input of shape {}: {reason}", shapes.join(", ")))
+    }
+
     fn run(&self, inputs: &[Tensor], all_values: bool) -> Result<(Option<Tensor>, Vec<Option<Tensor>>)> {
         let pointers: Vec<*mut C_tensor> = inputs.iter().map(|input| input.as_ptr() as *mut C_tensor).collect();
         let mut output: *mut C_tensor = std::ptr::null_mut();
@@ -215,10 +282,7 @@ impl TappedModel {
             layerlens_tapped_forward(self.handle, c_int::from(all_values), pointers.as_ptr(), inputs.len() as c_int, &mut output, taps.as_mut_ptr(), &mut error)
         };
         if status != 0 {
-            let reason = take_error(error);
-            let kind = if reason.to_ascii_lowercase().contains("out of memory") { ErrorKind::OutOfMemory } else { ErrorKind::BadInput };
-            let shapes: Vec<String> = inputs.iter().map(|input| format!("{:?}", input.size())).collect();
-            return Err(Error::new(kind, format!("the model rejected an input of shape {}: {reason}", shapes.join(", "))));
+            return Err(self.forward_error(inputs, take_error(error)));
         }
         let output = (!output.is_null()).then(|| unsafe { Tensor::from_ptr(output) });
         let taps = taps.into_iter().map(|tap| (!tap.is_null()).then(|| unsafe { Tensor::from_ptr(tap) })).collect();
