@@ -17,8 +17,9 @@ torchvision resnet18 and vit_b_16, scripted, input 1x3x224x224.
 - activations: `Model.activations(x)` (per-layer statistics and histograms of every
   module call's output, computed on the daemon, no figure) for resnet18 at batch 32,
   against `Model.predict(x)` (one plain forward pass through the same gRPC path and
-  input transfer); median of 3 after a warm-up each, alternating. The in-process eager
-  forward is reported for scale.
+  input transfer); median of 5 after a warm-up each, alternating. The in-process eager
+  forward is reported for scale, and the daemon's
+  peak RSS (VmHWM) after forward passes and after an activation report.
 
 Threads: torch in this process and libtorch in the daemon both use 2 (the machine's cores).
 """
@@ -122,7 +123,7 @@ def main():
             handle.activations(x, figure_format=None)
             peak_activations = peak_rss_gib(daemon.pid)
             activation_samples, forward_samples = [], []
-            for _ in range(3):
+            for _ in range(5):
                 activation_samples += timed(lambda: handle.activations(x, figure_format=None), 1)
                 forward_samples += timed(lambda: handle.predict(x), 1)
             with torch.no_grad():
