@@ -21,7 +21,7 @@ pub struct Flags {
     #[arg(long)]
     pub device: Option<String>,
     /// TOML file with the same keys as these flags (listen, store, device,
-    /// max_message_bytes, max_model_bytes, pass_budget_bytes).
+    /// max_message_bytes, max_model_bytes, pass_budget_bytes, max_generation_steps).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Largest gRPC message accepted or sent, in bytes [default: 64 MiB].
@@ -34,6 +34,10 @@ pub struct Flags {
     /// samples and perturbations are chunked to fit [default: 1 GiB].
     #[arg(long)]
     pub pass_budget_bytes: Option<u64>,
+    /// Optimisation steps one generation job (visualisation, counterfactual) may ask
+    /// for [default: 10000].
+    #[arg(long)]
+    pub max_generation_steps: Option<u32>,
     /// Store a TorchScript file under a name before serving, e.g. `digits=demo/digits_cnn.pt`
     /// (repeatable). An optional `@1,1,8,8` suffix records the model's input shape.
     #[arg(long = "add-model", value_name = "NAME=PATH[@SHAPE]")]
@@ -50,6 +54,7 @@ struct FileConfig {
     max_message_bytes: Option<usize>,
     max_model_bytes: Option<u64>,
     pass_budget_bytes: Option<u64>,
+    max_generation_steps: Option<u32>,
 }
 
 /// A model to store at start-up.
@@ -68,6 +73,7 @@ pub struct Config {
     pub max_message_bytes: usize,
     pub max_model_bytes: u64,
     pub pass_budget_bytes: u64,
+    pub max_generation_steps: u32,
     pub startup_models: Vec<StartupModel>,
 }
 
@@ -97,6 +103,7 @@ impl Config {
             max_message_bytes: flags.max_message_bytes.or(file.max_message_bytes).unwrap_or(64 << 20),
             max_model_bytes: flags.max_model_bytes.or(file.max_model_bytes).unwrap_or(2 << 30),
             pass_budget_bytes: flags.pass_budget_bytes.or(file.pass_budget_bytes).unwrap_or(1 << 30).max(1),
+            max_generation_steps: flags.max_generation_steps.or(file.max_generation_steps).unwrap_or(10_000).max(1),
             startup_models,
         })
     }

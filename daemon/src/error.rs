@@ -54,6 +54,7 @@ impl From<ApiError> for tonic::Status {
             ErrorKind::NotFound => tonic::Code::NotFound,
             ErrorKind::OutOfMemory => tonic::Code::ResourceExhausted,
             ErrorKind::Internal => tonic::Code::Internal,
+            ErrorKind::Cancelled => tonic::Code::Cancelled,
         };
         if code == tonic::Code::Internal {
             tracing::error!(message = %error.message, "internal error");

@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::registry::Registry;
 use crate::services::explain::ExplainService;
+use crate::services::generate::GenerateService;
 use crate::services::models::ModelsService;
 use crate::services::State;
 use crate::store::Store;
@@ -31,7 +32,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         store,
         registry: Registry::start(
             config.device,
-            layerlens_engine::WorkerSettings { pass_budget_bytes: config.pass_budget_bytes },
+            layerlens_engine::WorkerSettings {
+                pass_budget_bytes: config.pass_budget_bytes,
+                max_generation_steps: config.max_generation_steps,
+            },
         ),
         max_model_bytes: config.max_model_bytes,
     });
@@ -42,9 +46,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let explain = proto::explain_server::ExplainServer::new(ExplainService { state: state.clone() })
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
+    let generate = proto::generate_server::GenerateServer::new(GenerateService { state: state.clone() })
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<proto::models_server::ModelsServer<ModelsService>>().await;
     health_reporter.set_serving::<proto::explain_server::ExplainServer<ExplainService>>().await;
+    health_reporter.set_serving::<proto::generate_server::GenerateServer<GenerateService>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -62,6 +70,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .add_service(reflection)
         .add_service(models)
         .add_service(explain)
+        .add_service(generate)
         // TCP_NODELAY: without it a response's trailers wait for the client's delayed
         // ACK, adding ~40 ms to every small answer.
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown_signal())

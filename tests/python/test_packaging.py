@@ -18,7 +18,7 @@ PIP_TIMEOUT_S = 300
 CHECK_IMPORT = """
 import json, sys
 import layerlens
-from layerlens.v1 import explain_pb2_grpc, models_pb2_grpc, common_pb2
+from layerlens.v1 import explain_pb2_grpc, generate_pb2_grpc, models_pb2_grpc, common_pb2
 import importlib.resources
 v1 = importlib.resources.files("layerlens.v1")
 print(json.dumps({
@@ -63,4 +63,4 @@ def test_pip_install_then_import(tmp_path):
     assert facts["version"] == "0.1.0"
     assert facts["connect"] and facts["extension"]
     assert not facts["torch_imported"], "import layerlens must not import torch"
-    assert facts["pyi"] == ["common_pb2.pyi", "explain_pb2.pyi", "models_pb2.pyi"]
+    assert facts["pyi"] == ["common_pb2.pyi", "explain_pb2.pyi", "generate_pb2.pyi", "models_pb2.pyi"]

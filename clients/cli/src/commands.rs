@@ -83,6 +83,12 @@ enum Command {
     Evaluate(crate::attribution::EvaluateArgs),
     /// Model-parameter randomisation test of an attribution method (Adebayo et al. 2018).
     SanityCheck(crate::attribution::SanityCheckArgs),
+    /// Synthesize inputs that maximise a class, channel or neuron (feature visualisation).
+    Generate(crate::generate::GenerateArgs),
+    /// The smallest change to an input that makes the model predict a chosen class.
+    Counterfactual(crate::generate::CounterfactualArgs),
+    /// Vary latent dimensions of a generator model (or interpolate) and render the grid.
+    Traverse(crate::generate::TraverseArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +142,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compare(args) => crate::attribution::compare(&client, args, cli.json).await,
         Command::Evaluate(args) => crate::attribution::evaluate(&client, args, cli.json).await,
         Command::SanityCheck(args) => crate::attribution::sanity_check(&client, args, cli.json).await,
+        Command::Generate(args) => crate::generate::generate(&client, args, cli.json).await,
+        Command::Counterfactual(args) => crate::generate::counterfactual(&client, args, cli.json).await,
+        Command::Traverse(args) => crate::generate::traverse(&client, args, cli.json).await,
     }
 }
 

@@ -50,7 +50,7 @@ pub struct PredictArgs {
     top_k: u32,
 }
 
-fn figure_format(paths: &[Option<&PathBuf>]) -> anyhow::Result<FigureFormat> {
+pub(crate) fn figure_format(paths: &[Option<&PathBuf>]) -> anyhow::Result<FigureFormat> {
     let mut format = FigureFormat::None;
     for path in paths.iter().flatten() {
         format = match path.extension().and_then(|ext| ext.to_str()) {
@@ -62,7 +62,7 @@ fn figure_format(paths: &[Option<&PathBuf>]) -> anyhow::Result<FigureFormat> {
     Ok(format)
 }
 
-fn write_figure(path: Option<&PathBuf>, figure: Option<&proto::Figure>) -> anyhow::Result<()> {
+pub(crate) fn write_figure(path: Option<&PathBuf>, figure: Option<&proto::Figure>) -> anyhow::Result<()> {
     if let (Some(path), Some(figure)) = (path, figure) {
         std::fs::write(path, &figure.data).with_context(|| format!("cannot write {}", path.display()))?;
     }

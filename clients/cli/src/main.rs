@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 mod attribution;
 mod commands;
+mod generate;
 mod inspect;
 mod npy;
 

@@ -31,6 +31,8 @@ pub enum ClientError {
     File { path: String, reason: String },
     #[error("the token is not valid in an HTTP header")]
     BadToken,
+    #[error("the daemon's {0} stream ended without a result")]
+    NoResult(&'static str),
 }
 
 impl From<Status> for ClientError {
@@ -73,6 +75,7 @@ type AuthChannel = InterceptedService<Channel, Auth>;
 pub struct Client {
     models: proto::models_client::ModelsClient<AuthChannel>,
     explain: proto::explain_client::ExplainClient<AuthChannel>,
+    generate: proto::generate_client::GenerateClient<AuthChannel>,
 }
 
 impl Client {
@@ -91,7 +94,10 @@ impl Client {
             models: proto::models_client::ModelsClient::with_interceptor(channel.clone(), auth.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            explain: proto::explain_client::ExplainClient::with_interceptor(channel, auth)
+            explain: proto::explain_client::ExplainClient::with_interceptor(channel.clone(), auth.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            generate: proto::generate_client::GenerateClient::with_interceptor(channel, auth)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         })
@@ -179,6 +185,47 @@ impl Client {
 
     pub async fn sanity_check(&self, request: proto::SanityCheckRequest) -> Result<proto::SanityCheckResponse> {
         Ok(self.explain.clone().sanity_check(request).await?.into_inner())
+    }
+
+    /// Activation maximisation: `on_progress` sees each progress event; answers the
+    /// result that ends the stream. Dropping the future cancels the job.
+    pub async fn visualize(
+        &self,
+        request: proto::VisualizeRequest,
+        mut on_progress: impl FnMut(&proto::VisualizeProgress),
+    ) -> Result<proto::VisualizeResult> {
+        use proto::visualize_event::Event;
+        let mut stream = self.generate.clone().visualize(request).await?.into_inner();
+        while let Some(event) = stream.message().await? {
+            match event.event {
+                Some(Event::Progress(progress)) => on_progress(&progress),
+                Some(Event::Result(result)) => return Ok(result),
+                None => {}
+            }
+        }
+        Err(ClientError::NoResult("Visualize"))
+    }
+
+    /// The smallest change that flips the prediction; streams like `visualize`.
+    pub async fn counterfactual(
+        &self,
+        request: proto::CounterfactualRequest,
+        mut on_progress: impl FnMut(&proto::CounterfactualProgress),
+    ) -> Result<proto::CounterfactualResult> {
+        use proto::counterfactual_event::Event;
+        let mut stream = self.generate.clone().counterfactual(request).await?.into_inner();
+        while let Some(event) = stream.message().await? {
+            match event.event {
+                Some(Event::Progress(progress)) => on_progress(&progress),
+                Some(Event::Result(result)) => return Ok(result),
+                None => {}
+            }
+        }
+        Err(ClientError::NoResult("Counterfactual"))
+    }
+
+    pub async fn traverse(&self, request: proto::TraverseRequest) -> Result<proto::TraverseResponse> {
+        Ok(self.generate.clone().traverse(request).await?.into_inner())
     }
 }
 

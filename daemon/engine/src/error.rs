@@ -14,6 +14,8 @@ pub enum ErrorKind {
     OutOfMemory,
     /// A bug or an unexpected libtorch failure.
     Internal,
+    /// The client went away and the job stopped.
+    Cancelled,
 }
 
 /// An engine error: kind plus a human-readable message with its context

@@ -6,6 +6,7 @@
 pub mod attribution;
 pub mod device;
 pub mod error;
+pub mod generation;
 pub mod host_tensor;
 pub mod inspection;
 pub mod model;

@@ -6,6 +6,10 @@
 use crate::attribution::{self, Attribution, AttributionRequest, Chunking, Evaluation, EvaluationRequest, SanityCheck};
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::generation::{
+    self, Counterfactual, CounterfactualProgress, CounterfactualRequest, Traversal, TraverseRequest, Visualization, VisualizeProgress,
+    VisualizeRequest,
+};
 use crate::model::{self, LoadedModel, SampleInput};
 use crate::host_tensor::HostTensor;
 use crate::inspection::{self, ActivationReport, ParameterReport, Prediction};
@@ -38,18 +42,26 @@ enum Command {
     OpGraph { inputs: Vec<SampleInput>, reply: oneshot::Sender<Result<OpGraph>> },
     CallSummary { inputs: Vec<SampleInput>, max_depth: Option<u32>, reply: oneshot::Sender<Result<CallSummary>> },
     SanityCheck { request: AttributionRequest, seed: i64, signed: bool, reply: oneshot::Sender<Result<SanityCheck>> },
+    Visualize { request: VisualizeRequest, report: Reporter<VisualizeProgress>, reply: oneshot::Sender<Result<Visualization>> },
+    Counterfactual { request: CounterfactualRequest, report: Reporter<CounterfactualProgress>, reply: oneshot::Sender<Result<Counterfactual>> },
+    Traverse { request: TraverseRequest, reply: oneshot::Sender<Result<Traversal>> },
 }
+
+/// A generation job's progress callback (see `generation::Report`), moved to the worker.
+pub type Reporter<P> = Box<dyn FnMut(Option<P>) -> bool + Send>;
 
 /// Settings every worker of a daemon shares.
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerSettings {
     /// Working memory one forward/backward pass may use, in bytes.
     pub pass_budget_bytes: u64,
+    /// Optimisation steps one generation job may ask for.
+    pub max_generation_steps: u32,
 }
 
 impl Default for WorkerSettings {
     fn default() -> WorkerSettings {
-        WorkerSettings { pass_budget_bytes: 1 << 30 }
+        WorkerSettings { pass_budget_bytes: 1 << 30, max_generation_steps: 10_000 }
     }
 }
 
@@ -106,6 +118,20 @@ impl WorkerHandle {
 
     pub async fn sanity_check(&self, request: AttributionRequest, seed: i64, signed: bool) -> Result<SanityCheck> {
         self.call(|reply| Command::SanityCheck { request, seed, signed, reply }).await
+    }
+
+    /// Activation maximisation; `report` gets progress on the worker thread and stops
+    /// the job by returning false.
+    pub async fn visualize(&self, request: VisualizeRequest, report: Reporter<VisualizeProgress>) -> Result<Visualization> {
+        self.call(|reply| Command::Visualize { request, report, reply }).await
+    }
+
+    pub async fn counterfactual(&self, request: CounterfactualRequest, report: Reporter<CounterfactualProgress>) -> Result<Counterfactual> {
+        self.call(|reply| Command::Counterfactual { request, report, reply }).await
+    }
+
+    pub async fn traverse(&self, request: TraverseRequest) -> Result<Traversal> {
+        self.call(|reply| Command::Traverse { request, reply }).await
     }
 
     /// The model's module tree; read once per worker and shared afterwards.
@@ -190,6 +216,17 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, command
                     attribution::sanity_check(model, &request, chunking, seed, signed)
                 });
                 let _ = reply.send(answer);
+            }
+            Command::Visualize { request, mut report, reply } => {
+                let answer = with_model(&loaded, |model| generation::visualize(model, &request, settings.max_generation_steps, &mut *report));
+                let _ = reply.send(answer);
+            }
+            Command::Counterfactual { request, mut report, reply } => {
+                let answer = with_model(&loaded, |model| generation::counterfactual(model, &request, settings.max_generation_steps, &mut *report));
+                let _ = reply.send(answer);
+            }
+            Command::Traverse { request, reply } => {
+                let _ = reply.send(with_model(&loaded, |model| generation::traverse(model, &request)));
             }
             Command::ModuleTree { reply } => {
                 let answer = match &module_tree {

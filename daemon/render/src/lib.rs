@@ -24,7 +24,10 @@
 //!
 //! Besides attributions, [`step_chart`] draws one or more series of plain numbers
 //! over labelled steps (the Spearman correlation after each randomisation step of a
-//! sanity check), and [`summary_table_svg`] the model summary.
+//! sanity check), and [`summary_table_svg`] the model summary. For generated inputs,
+//! [`image_grid`] draws a captioned contact sheet of synthesized images and
+//! [`counterfactual_figure`] each counterfactual beside its original with their
+//! difference (a heat map for images, a bar chart for tabular rows).
 //!
 //! Every figure is laid out once as a scene of primitives (`scene.rs`) and then drawn
 //! as PNG (text rasterised from a font compiled into the binary, so no system fonts are
@@ -41,6 +44,7 @@ mod graph;
 mod graph_layout;
 mod histogram;
 mod image_attr;
+mod images;
 mod layer_stats;
 mod normalize;
 mod options;
@@ -57,6 +61,7 @@ pub use figure::{attribution_figure, method_grid, AttributionFigure, GridPanel, 
 pub use filters::{filter_grid, MAX_FILTER_TILES};
 pub use graph::{graph_figure, GraphEdge, GraphNode, GraphOptions, ModelGraph};
 pub use histogram::{histogram_grid, HistogramPanel};
+pub use images::{counterfactual_figure, image_grid, CounterfactualPanel, ImageTile, MAX_COUNTERFACTUAL_ROWS, MAX_IMAGE_TILES};
 pub use layer_stats::{layer_stat_chart, LayerStatSeries};
 pub use options::{FigureOptions, Sign, VisualMethod};
 pub use step_chart::{step_chart, ChartSeries};

@@ -3,6 +3,7 @@
 
 pub mod explain;
 mod figures;
+pub mod generate;
 pub mod models;
 
 use crate::error::ApiResult;

@@ -7,6 +7,8 @@
     a = m.attribute(x, method="saliency", target=3)
     a.values                                    # numpy array, same shape as x
     a                                           # displays as the daemon's figure
+    v = m.visualize("class:3")                  # activation maximisation, progress in Jupyter
+    v.images                                    # numpy (N, C, H, W)
 
 `%load_ext layerlens` turns on inline display and adds the `%layerlens` magic. Importing
 this package imports neither torch nor IPython; each is loaded only when it is used.
@@ -14,6 +16,7 @@ this package imports neither torch nor IPython; each is loaded only when it is u
 
 from layerlens._client import DEFAULT_ADDRESS, Client, Model, connect
 from layerlens._errors import ExportError, LayerlensError
+from layerlens._generate import Counterfactual, Traversal, Visualization
 from layerlens._results import ActivationReport, Attribution, Comparison, Evaluation, Graph, ParameterReport, Prediction, ModelInfo, ModelList, SanityCheck, Summary
 
 __version__ = "0.1.0"
@@ -26,6 +29,7 @@ __all__ = [
     "Attribution",
     "Client",
     "Comparison",
+    "Counterfactual",
     "Evaluation",
     "Graph",
     "ExportError",
@@ -35,6 +39,8 @@ __all__ = [
     "ModelList",
     "SanityCheck",
     "Summary",
+    "Traversal",
+    "Visualization",
     "connect",
     "load_ipython_extension",
     "unload_ipython_extension",

@@ -1,9 +1,9 @@
 """The connection to layerlensd and the handle of one stored model.
 
-`connect()` opens a gRPC channel; `Client` wraps the two services (`Models`, `Explain`)
-and `Model` is a handle on one stored model, referred to by its full id so that a name
-moved to another model later does not change what the handle explains. Every gRPC error
-becomes a `LayerlensError`.
+`connect()` opens a gRPC channel; `Client` wraps the three services (`Models`, `Explain`,
+`Generate`) and `Model` is a handle on one stored model, referred to by its full id so
+that a name moved to another model later does not change what the handle explains. Every
+gRPC error becomes a `LayerlensError`.
 """
 
 import hashlib
@@ -12,11 +12,13 @@ import pathlib
 import sys
 
 import grpc
+import numpy as np
 
-from layerlens import _export, _wire
+from layerlens import _export, _generate, _wire
 from layerlens._errors import LayerlensError
 from layerlens._results import ActivationReport, Attribution, Comparison, Evaluation, Graph, ParameterReport, Prediction, ModelInfo, ModelList, SanityCheck, Summary
-from layerlens.v1 import common_pb2, explain_pb2, explain_pb2_grpc, models_pb2, models_pb2_grpc
+from layerlens._generate import Counterfactual, Traversal, Visualization
+from layerlens.v1 import common_pb2, explain_pb2, explain_pb2_grpc, generate_pb2, generate_pb2_grpc, models_pb2, models_pb2_grpc
 
 DEFAULT_ADDRESS = "http://127.0.0.1:7533"
 # Each Upload message carries one chunk; 1 MiB keeps every message far below gRPC's
@@ -78,6 +80,7 @@ class Client:
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._models = models_pb2_grpc.ModelsStub(self._channel)
         self._explain = explain_pb2_grpc.ExplainStub(self._channel)
+        self._generate = generate_pb2_grpc.GenerateStub(self._channel)
 
     def __repr__(self):
         return f"layerlens.Client({self.address!r})"
@@ -99,6 +102,14 @@ class Client:
             # `from None`: grpcio's own exception repeats the message with transport
             # internals that only clutter a notebook's traceback.
             raise _wire.error_from_rpc(error, self.address) from None
+
+    def _stream(self, rpc, request, watcher):
+        """The result of a streaming job (Visualize, Counterfactual); see _generate.collect_stream."""
+        try:
+            call = rpc(request, metadata=self._metadata, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise _wire.error_from_rpc(error, self.address) from None
+        return _generate.collect_stream(call, watcher, self.address)
 
     # --- the model store -------------------------------------------------------------
 
@@ -367,6 +378,101 @@ class Client:
             answer.figure if answer.HasField("figure") else None,
         )
 
+    # --- generation --------------------------------------------------------------------
+
+    def visualize(
+        self, model, objectives, *, images_per_objective=1, input_shape=None, parameterization="fft",
+        decorrelate=None, steps=256, learning_rate=0.05, seed=0, transforms="standard", l2=0.0,
+        total_variation=0.0, blur=0.0, diversity=0.0, diversity_layer=None, mean=None, std=None, low=None,
+        high=None, progress_every=0, image_every=0, figure_format="png", progress=True,
+    ):
+        """Activation maximisation; see Model.visualize()."""
+        # The arguments are checked before the model is looked up, which may be a call.
+        wire_objectives = _generate.objectives_to_proto(objectives)
+        if int(steps) < 1 or int(images_per_objective) < 1:
+            raise ValueError(f"steps ({steps}) and images_per_objective ({images_per_objective}) must be at least 1")
+        handle = self.model(model)
+        request = generate_pb2.VisualizeRequest(
+            model=handle.id,
+            objectives=wire_objectives,
+            images_per_objective=int(images_per_objective),
+            input_shape=[int(dim) for dim in (() if input_shape is None else input_shape)],
+            parameterization=parameterization,
+            steps=int(steps),
+            learning_rate=float(learning_rate),
+            seed=int(seed),
+            transforms=transforms,
+            l2=float(l2),
+            total_variation=float(total_variation),
+            blur=float(blur),
+            diversity=float(diversity),
+            diversity_layer=diversity_layer or "",
+            mean=_wire.as_float32_array(mean).ravel().tolist() if mean is not None else [],
+            std=_wire.as_float32_array(std).ravel().tolist() if std is not None else [],
+            progress_every=int(progress_every),
+            image_every=int(image_every),
+            figure_format=_wire.figure_format(figure_format),
+        )
+        # Optional fields: unset lets the daemon pick (decorrelation on for 3 channels,
+        # the range [0, 1]).
+        if decorrelate is not None:
+            request.decorrelate = bool(decorrelate)
+        if low is not None:
+            request.low = float(low)
+        if high is not None:
+            request.high = float(high)
+        watcher = _generate.VisualizeWatcher(progress)
+        result = self._stream(self._generate.Visualize, request, watcher)
+        return Visualization.from_proto(result, watcher.history)
+
+    def counterfactual(self, model, x, target, *, norm="l2", steps=100, step_size=None, low=None, high=None, figure_format="png", progress=True):
+        """The smallest change to x that flips the prediction; see Model.counterfactual()."""
+        array = _wire.as_float32_array(x)
+        # np.ndim of x itself: as_float32_array turns a scalar into shape (1,).
+        if np.ndim(x) < 1 or array.shape[0] < 1:
+            raise ValueError(f"counterfactual takes a batch of inputs (N, ...), not shape {list(array.shape)}")
+        if int(steps) < 1:
+            raise ValueError(f"steps must be at least 1, not {steps}")
+        if step_size is not None and not float(step_size) > 0:
+            raise ValueError(f"step_size must be positive, not {step_size} (None: the daemon's default)")
+        targets = _generate.counterfactual_targets(target, array.shape[0])
+        handle = self.model(model)
+        request = generate_pb2.CounterfactualRequest(
+            model=handle.id,
+            input=_wire.array_to_tensor(array),
+            target=targets,
+            norm=norm,
+            steps=int(steps),
+            step_size=float(step_size or 0.0),
+            figure_format=_wire.figure_format(figure_format),
+        )
+        if low is not None:
+            request.low = float(low)
+        if high is not None:
+            request.high = float(high)
+        watcher = _generate.CounterfactualWatcher(progress, n_rows=array.shape[0])
+        return Counterfactual.from_proto(self._stream(self._generate.Counterfactual, request, watcher))
+
+    def traverse(self, model, z, dims=None, *, range=3.0, steps=7, z_end=None, figure_format="png"):
+        """Latent traversal or interpolation of a generator; see Model.traverse()."""
+        handle = self.model(model)
+        if dims is not None and z_end is not None:
+            raise ValueError("give dims (a traversal) or z_end (an interpolation), not both")
+        if int(steps) < 1:
+            raise ValueError(f"steps must be at least 1, not {steps}")
+        dims = [dims] if isinstance(dims, int) else list(dims or ())
+        request = generate_pb2.TraverseRequest(
+            model=handle.id,
+            z=_wire.array_to_tensor(_wire.as_float32_array(z)),
+            dims=[int(dim) for dim in dims],
+            range=float(range),
+            steps=int(steps),
+            figure_format=_wire.figure_format(figure_format),
+        )
+        if z_end is not None:
+            request.z_end.CopyFrom(_wire.array_to_tensor(_wire.as_float32_array(z_end)))
+        return Traversal.from_proto(self._call(self._generate.Traverse, request))
+
 
 def common_figure_options(method, sign):
     """The request's figure options (Captum's visualize_image_attr method and sign)."""
@@ -457,6 +563,88 @@ class Model:
         """Adebayo et al.'s parameter randomisation test: `.steps` lists (layer,
         Spearman, per-row Spearman) from the output layer towards the input."""
         return self.client.sanity_check(self, x, method=method, target=target, **kwargs)
+
+    def visualize(
+        self, objectives, *, images_per_objective=1, input_shape=None, parameterization="fft", decorrelate=None,
+        steps=256, learning_rate=0.05, seed=0, transforms="standard", l2=0.0, total_variation=0.0, blur=0.0,
+        diversity=0.0, diversity_layer=None, mean=None, std=None, low=None, high=None, progress_every=0,
+        image_every=0, figure_format="png", progress=True,
+    ):
+        """Feature visualisation: inputs optimised (Adam, as Lucent does) so the model's
+        objectives are as large as possible; one image per objective, all in one batch.
+
+        objectives: one objective or a list of them (a list is always several objectives,
+        one image each). An objective is a term, e.g. "class:3", "class_vs_rest:3",
+        "channel:features.3:5", "neuron:features.3:5" (or "neuron:LAYER:C:Y:X"),
+        "layer:features.8"; or a weighted sum written "class:3 + 0.5*channel:features.0:2"
+        (`+`-separated WEIGHT*TERM pieces; a negative weight as "-0.5*TERM"); or a
+        (term, weight) pair; or a term dict {"term", "weight", "direction"}, the only way to
+        give "direction:LAYER" its direction vector (one value per channel); or a list of
+        such terms, summed. E.g. every channel of a layer as one contact sheet:
+        `[f"channel:features.3:{c}" for c in range(16)]`.
+        images_per_objective: images per objective (with `diversity`, made to differ).
+        input_shape: the shape of one input, (1, C, H, W) or (C, H, W); default the shape
+        stored with the model. parameterization: "fft" (Lucent's default) or "pixel";
+        decorrelate: colour decorrelation (None: on for 3-channel images). steps,
+        learning_rate, seed: the optimisation. transforms: "standard" (Lucent's jitter,
+        scale, rotate) or "none". l2, total_variation, blur: regulariser weights;
+        diversity (at diversity_layer): Lucent's diversity term. mean, std: the model's
+        input normalisation, one value per channel, applied to images in [low, high]
+        (default [0, 1]). progress_every: a progress event every k steps (0: 16 per job);
+        image_every: an intermediate image every m steps (0: none), shown while the job
+        runs. figure_format: "png", "svg" or None. progress: in Jupyter, a line that
+        updates with the step and objective values (and the intermediate images); a tqdm
+        bar in a terminal when tqdm is installed. Interrupting the kernel cancels the job.
+
+        Answers a Visualization: `.images` (N, C, H, W) as fed to the model, `.objective`,
+        `.labels`, `.predicted_class`, `.predicted_probability`, `.history`; displays as
+        the daemon's contact sheet.
+        """
+        return self.client.visualize(
+            self, objectives, images_per_objective=images_per_objective, input_shape=input_shape,
+            parameterization=parameterization, decorrelate=decorrelate, steps=steps, learning_rate=learning_rate,
+            seed=seed, transforms=transforms, l2=l2, total_variation=total_variation, blur=blur, diversity=diversity,
+            diversity_layer=diversity_layer, mean=mean, std=std, low=low, high=high, progress_every=progress_every,
+            image_every=image_every, figure_format=figure_format, progress=progress,
+        )
+
+    def counterfactual(self, x, target, *, norm="l2", steps=100, step_size=None, low=None, high=None, figure_format="png", progress=True):
+        """The smallest change to each row of x that makes the model predict `target`
+        (projected gradient steps, clipped to [low, high], stopping per row once it flips).
+
+        x: the inputs, (batch, ...), a numpy array or torch tensor (sent as float32).
+        target: the class every row should be predicted as, or a sequence with one per
+        row. norm: "l2" or "linf", the distance that is kept small. steps: the most
+        gradient steps. step_size: the L2 length (or L∞ size) of a step; None: 1% of the
+        value range (× sqrt(elements) for L2). low, high: the valid value range (default
+        [0, 1]). figure_format: "png", "svg" or None. progress: in Jupyter, a line that
+        updates with the step and the rows flipped so far. Interrupting the kernel cancels
+        the job.
+
+        Answers a Counterfactual: `.counterfactual` (x's shape), `.rows` (per row:
+        flipped, distance, l2_distance, steps, original_class, final_class,
+        probability_path (steps + 1, classes)), `.flip_rate`, `.mean_l2`; displays as the
+        daemon's original / counterfactual / difference figure.
+        """
+        return self.client.counterfactual(
+            self, x, target, norm=norm, steps=steps, step_size=step_size, low=low, high=high,
+            figure_format=figure_format, progress=progress,
+        )
+
+    def traverse(self, z, dims=None, *, range=3.0, steps=7, z_end=None, figure_format="png"):
+        """For a generator (latent vector -> image): its outputs as latent dimensions vary
+        around z, or along the line from z to z_end.
+
+        z: the latent vector, (1, D) or (D,). dims: the dimensions to vary (an int or a
+        list), each over z[d] + linspace(-range, range, steps); None sends none (the
+        daemon's default).
+        z_end: interpolate from z to z_end in `steps` steps instead (then give no dims).
+        figure_format: "png", "svg" or None.
+
+        Answers a Traversal: `.images` (rows × columns, C, H, W), `.latents` (rows ×
+        columns, D), `.rows`, `.columns`; displays as the daemon's grid.
+        """
+        return self.client.traverse(self, z, dims, range=range, steps=steps, z_end=z_end, figure_format=figure_format)
 
     def __eq__(self, other):
         return isinstance(other, Model) and other.id == self.id

@@ -1,0 +1,346 @@
+//! `layerlens.v1.Generate`: activation maximisation, counterfactuals and latent
+//! traversals. The two long jobs stream progress: the worker thread sends events into
+//! a bounded channel that backs the response stream, and stops within one step once
+//! that channel is closed (the client cancelled or went away).
+
+use super::SharedState;
+use crate::convert;
+use crate::error::{ApiError, ApiResult};
+use layerlens_engine::generation::{
+    CounterfactualProgress, CounterfactualRequest, Norm, Objective, Parameterization, Term, Transforms, TraverseRequest,
+    VisualizeProgress, VisualizeRequest,
+};
+use layerlens_engine::HostTensor;
+use layerlens_proto as proto;
+use proto::generate_server::Generate;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+pub struct GenerateService {
+    pub state: SharedState,
+}
+
+/// Events waiting for a slow client at most; the worker waits when it is full.
+const EVENT_BUFFER: usize = 8;
+/// Rows of a counterfactual figure at most.
+const FIGURE_ROWS: usize = 8;
+
+type EventStream<T> = ReceiverStream<Result<T, Status>>;
+
+fn objectives(request: &proto::VisualizeRequest) -> ApiResult<Vec<Objective>> {
+    request
+        .objectives
+        .iter()
+        .map(|objective| {
+            if objective.terms.is_empty() {
+                return Err(ApiError::bad_input("an objective has no terms"));
+            }
+            let terms = objective
+                .terms
+                .iter()
+                .map(|term| Term::parse(&term.term, f64::from(term.weight), &term.direction))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Objective { terms })
+        })
+        .collect()
+}
+
+fn visualize_request(request: &proto::VisualizeRequest) -> ApiResult<VisualizeRequest> {
+    let parameterization = match request.parameterization.as_str() {
+        "" | "fft" => Parameterization::Fft,
+        "pixel" => Parameterization::Pixel,
+        other => return Err(ApiError::bad_input(format!("parameterization '{other}' is unknown; use 'fft' or 'pixel'"))),
+    };
+    let finite = |value: f32, what: &str| {
+        if value.is_finite() && value >= 0.0 {
+            Ok(f64::from(value))
+        } else {
+            Err(ApiError::bad_input(format!("{what} must be a finite, non-negative weight")))
+        }
+    };
+    Ok(VisualizeRequest {
+        objectives: objectives(request)?,
+        images_per_objective: i64::from(request.images_per_objective.max(1)),
+        input_shape: (!request.input_shape.is_empty()).then(|| request.input_shape.clone()),
+        parameterization,
+        decorrelate: request.decorrelate,
+        steps: request.steps,
+        learning_rate: if request.learning_rate == 0.0 { 0.05 } else { f64::from(request.learning_rate) },
+        seed: request.seed,
+        transforms: Transforms::parse(&request.transforms)?,
+        l2: finite(request.l2, "l2")?,
+        total_variation: finite(request.total_variation, "total_variation")?,
+        blur: finite(request.blur, "blur")?,
+        diversity: finite(request.diversity, "diversity")?,
+        diversity_layer: (!request.diversity_layer.is_empty()).then(|| request.diversity_layer.clone()),
+        mean: request.mean.clone(),
+        std: request.std.clone(),
+        low: request.low.unwrap_or(0.0),
+        high: request.high.unwrap_or(1.0),
+        progress_every: request.progress_every,
+        image_every: request.image_every,
+    })
+}
+
+/// A contact sheet of images in [0, 1], (N, C, H, W), one caption per image; None when
+/// they are not 1- or 3-channel images.
+fn contact_sheet(title: &str, images: &HostTensor, captions: &[String], format: layerlens_render::Format) -> Option<proto::Figure> {
+    let [count, channels, height, width] = <[i64; 4]>::try_from(images.shape.as_slice()).ok()?;
+    if channels != 1 && channels != 3 {
+        return None;
+    }
+    let size = (channels * height * width) as usize;
+    let tiles: Vec<layerlens_render::ImageTile<'_>> = (0..count as usize)
+        .map(|index| layerlens_render::ImageTile {
+            channels: channels as usize,
+            height: height as usize,
+            width: width as usize,
+            values: &images.values[index * size..(index + 1) * size],
+            caption: captions.get(index).cloned().unwrap_or_default(),
+        })
+        .collect();
+    match layerlens_render::image_grid(title, &tiles, 0, format) {
+        Ok(figure) => Some(convert::figure(figure)),
+        Err(error) => {
+            tracing::warn!(%error, "contact sheet not drawn");
+            None
+        }
+    }
+}
+
+/// Runs `job` and sends its last event (the result, or the error as the stream's
+/// status) after the progress events the worker sent through `sender`.
+fn finish<T: Send + 'static>(sender: mpsc::Sender<Result<T, Status>>, job: impl std::future::Future<Output = ApiResult<T>> + Send + 'static) {
+    tokio::spawn(async move {
+        let last = job.await.map_err(Status::from);
+        let _ = sender.send(last).await;
+    });
+}
+
+#[tonic::async_trait]
+impl Generate for GenerateService {
+    type VisualizeStream = EventStream<proto::VisualizeEvent>;
+    type CounterfactualStream = EventStream<proto::CounterfactualEvent>;
+
+    async fn visualize(&self, request: Request<proto::VisualizeRequest>) -> Result<Response<Self::VisualizeStream>, Status> {
+        let request = request.into_inner();
+        let job = visualize_request(&request)?;
+        let (record, worker) = self.state.worker_for(&request.model).await?;
+        let format = convert::figure_format(request.figure_format);
+        let (sender, receiver) = mpsc::channel(EVENT_BUFFER);
+        let progress_sender = sender.clone();
+        let report = Box::new(move |progress: Option<VisualizeProgress>| {
+            let Some(progress) = progress else { return !progress_sender.is_closed() };
+            let figure = progress.images.as_ref().and_then(|images| {
+                let captions: Vec<String> = progress.objective.iter().map(|value| format!("{value:.3}")).collect();
+                contact_sheet(&format!("step {} of {}", progress.step, progress.steps), images, &captions, format.unwrap_or(layerlens_render::Format::Png))
+            });
+            let event = proto::VisualizeEvent {
+                event: Some(proto::visualize_event::Event::Progress(proto::VisualizeProgress {
+                    step: progress.step,
+                    steps: progress.steps,
+                    objective: progress.objective,
+                    figure,
+                })),
+            };
+            progress_sender.blocking_send(Ok(event)).is_ok()
+        });
+        finish(sender, async move {
+            let model_id = record.id.clone();
+            let visualization = worker.visualize(job, report).await.map_err(|error| ApiError::from(error.context(format!("model {}", &model_id[..12]))))?;
+            let figure = match format {
+                None => None,
+                Some(format) => {
+                    let visualization = visualization.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let captions: Vec<String> = visualization
+                            .labels
+                            .iter()
+                            .enumerate()
+                            .map(|(index, label)| match visualization.predictions.get(index) {
+                                Some((class, probability)) => format!("{label} → {class} ({probability:.2})"),
+                                None => format!("{label} · {:.3}", visualization.objective.get(index).copied().unwrap_or(f32::NAN)),
+                            })
+                            .collect();
+                        contact_sheet("activation maximisation", &visualization.images, &captions, format)
+                    })
+                    .await?
+                }
+            };
+            Ok(proto::VisualizeEvent {
+                event: Some(proto::visualize_event::Event::Result(proto::VisualizeResult {
+                    model_id,
+                    images: Some(convert::tensor(&visualization.inputs)),
+                    objective: visualization.objective,
+                    steps: visualization.steps,
+                    predicted_class: visualization.predictions.iter().map(|(class, _)| *class).collect(),
+                    predicted_probability: visualization.predictions.iter().map(|(_, probability)| *probability).collect(),
+                    figure,
+                    labels: visualization.labels,
+                })),
+            })
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+
+    async fn counterfactual(&self, request: Request<proto::CounterfactualRequest>) -> Result<Response<Self::CounterfactualStream>, Status> {
+        let request = request.into_inner();
+        let input = convert::host_tensor(request.input.as_ref().ok_or_else(|| ApiError::bad_input("the request has no input tensor"))?, "input")?;
+        let job = CounterfactualRequest {
+            input,
+            targets: request.target.clone(),
+            norm: Norm::parse(&request.norm).map_err(ApiError::from)?,
+            steps: request.steps,
+            step_size: (request.step_size != 0.0).then_some(f64::from(request.step_size)),
+            low: request.low.unwrap_or(0.0),
+            high: request.high.unwrap_or(1.0),
+        };
+        let (record, worker) = self.state.worker_for(&request.model).await?;
+        let format = convert::figure_format(request.figure_format);
+        let (sender, receiver) = mpsc::channel(EVENT_BUFFER);
+        let progress_sender = sender.clone();
+        let report = Box::new(move |progress: Option<CounterfactualProgress>| {
+            let Some(progress) = progress else { return !progress_sender.is_closed() };
+            let event = proto::CounterfactualEvent {
+                event: Some(proto::counterfactual_event::Event::Progress(proto::CounterfactualProgress {
+                    step: progress.step,
+                    steps: progress.steps,
+                    flipped: progress.flipped,
+                })),
+            };
+            progress_sender.blocking_send(Ok(event)).is_ok()
+        });
+        let (low, high, norm) = (job.low, job.high, job.norm);
+        let original = job.input.clone();
+        finish(sender, async move {
+            let model_id = record.id.clone();
+            let answer = worker.counterfactual(job, report).await.map_err(|error| ApiError::from(error.context(format!("model {}", &model_id[..12]))))?;
+            let figure = match format {
+                None => None,
+                Some(format) => {
+                    let answer = answer.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let row_shape = &original.shape[1..];
+                        let size: usize = row_shape.iter().product::<i64>() as usize;
+                        let panels: Vec<layerlens_render::CounterfactualPanel<'_>> = answer
+                            .rows
+                            .iter()
+                            .take(FIGURE_ROWS)
+                            .enumerate()
+                            .map(|(index, row)| layerlens_render::CounterfactualPanel {
+                                shape: row_shape,
+                                original: &original.values[index * size..(index + 1) * size],
+                                counterfactual: &answer.counterfactual.values[index * size..(index + 1) * size],
+                                low,
+                                high,
+                                caption: format!(
+                                    "{} → {}{} · {} {:.3}",
+                                    row.original_class,
+                                    row.final_class,
+                                    if row.flipped { "" } else { " (not flipped)" },
+                                    if norm == Norm::L2 { "L2" } else { "L∞" },
+                                    row.distance
+                                ),
+                            })
+                            .collect();
+                        match layerlens_render::counterfactual_figure("counterfactuals", &panels, format) {
+                            Ok(figure) => Some(convert::figure(figure)),
+                            Err(error) => {
+                                tracing::warn!(%error, "counterfactual figure not drawn");
+                                None
+                            }
+                        }
+                    })
+                    .await?
+                }
+            };
+            Ok(proto::CounterfactualEvent {
+                event: Some(proto::counterfactual_event::Event::Result(proto::CounterfactualResult {
+                    model_id,
+                    counterfactual: Some(convert::tensor(&answer.counterfactual)),
+                    rows: answer
+                        .rows
+                        .iter()
+                        .map(|row| proto::CounterfactualRow {
+                            flipped: row.flipped,
+                            distance: row.distance,
+                            l2_distance: row.l2_distance,
+                            steps: row.steps,
+                            original_class: row.original_class,
+                            final_class: row.final_class,
+                            classes: row.probability_path.first().map_or(0, |first| first.len() as u32),
+                            probability_path: row.probability_path.concat(),
+                        })
+                        .collect(),
+                    figure,
+                })),
+            })
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+
+    async fn traverse(&self, request: Request<proto::TraverseRequest>) -> Result<Response<proto::TraverseResponse>, Status> {
+        let request = request.into_inner();
+        let z = convert::host_tensor(request.z.as_ref().ok_or_else(|| ApiError::bad_input("the request has no latent z"))?, "z")?;
+        let z_end = request.z_end.as_ref().map(|tensor| convert::host_tensor(tensor, "z_end")).transpose()?;
+        let job = TraverseRequest { z, dims: request.dims.clone(), range: f64::from(request.range), steps: request.steps, z_end };
+        let (record, worker) = self.state.worker_for(&request.model).await?;
+        let traversal = worker.traverse(job.clone()).await.map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
+        let figure = match convert::figure_format(request.figure_format) {
+            None => None,
+            Some(format) => {
+                let traversal = traversal.clone();
+                tokio::task::spawn_blocking(move || {
+                    // A generator's output range is its own: stretch the batch's min..max to [0, 1].
+                    let (low, high) = traversal.images.values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(low, high), value| (low.min(*value), high.max(*value)));
+                    let span = if high > low { high - low } else { 1.0 };
+                    let scaled = HostTensor { values: traversal.images.values.iter().map(|value| (value - low) / span).collect(), ..traversal.images.clone() };
+                    let columns = traversal.columns as usize;
+                    let captions: Vec<String> = (0..traversal.rows as usize * columns)
+                        .map(|index| match job.z_end {
+                            Some(_) => format!("t={:.2}", (index % columns) as f64 / (columns - 1) as f64),
+                            None => {
+                                let dim = job.dims[index / columns];
+                                let offset = -job.range + 2.0 * job.range * (index % columns) as f64 / (columns - 1) as f64;
+                                format!("z[{dim}] {offset:+.2}")
+                            }
+                        })
+                        .collect();
+                    contact_sheet("latent traversal", &scaled, &captions, format)
+                })
+                .await
+                .map_err(ApiError::from)?
+            }
+        };
+        Ok(Response::new(proto::TraverseResponse {
+            model_id: record.id,
+            images: Some(convert::tensor(&traversal.images)),
+            latents: Some(convert::tensor(&traversal.latents)),
+            rows: traversal.rows,
+            columns: traversal.columns,
+            figure,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_visualize_requests_name_the_problem() {
+        let base = proto::VisualizeRequest {
+            model: "m".into(),
+            objectives: vec![proto::Objective { terms: vec![proto::ObjectiveTerm { term: "class:3".into(), weight: 0.0, direction: vec![] }] }],
+            ..Default::default()
+        };
+        assert!(visualize_request(&base).is_ok());
+        let unknown = proto::VisualizeRequest { parameterization: "wavelet".into(), ..base.clone() };
+        assert!(visualize_request(&unknown).unwrap_err().message.contains("wavelet"));
+        let negative = proto::VisualizeRequest { l2: -1.0, ..base.clone() };
+        assert!(visualize_request(&negative).unwrap_err().message.contains("l2"));
+        let empty = proto::VisualizeRequest { objectives: vec![proto::Objective { terms: vec![] }], ..base };
+        assert!(visualize_request(&empty).unwrap_err().message.contains("no terms"));
+    }
+}
