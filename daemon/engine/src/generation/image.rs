@@ -188,22 +188,6 @@ pub fn blur_penalty(images: &Tensor) -> Tensor {
     (images - blurred).square().flatten(1, -1).mean_dim(1, false, Kind::Float)
 }
 
-/// High-frequency energy of images (N, C, H, W): the share of the spectrum's power
-/// (DC left out) at frequencies above half the Nyquist limit, one value per image.
-pub fn high_frequency_share(images: &Tensor) -> Vec<f64> {
-    let (height, width) = (images.size()[2], images.size()[3]);
-    let centred = images - images.mean_dim([2i64, 3].as_slice(), true, Kind::Float);
-    let power = centred.fft_rfftn(None::<&[i64]>, Some([2i64, 3].as_slice()), "ortho").abs().square().sum_dim_intlist(1, false, Kind::Float);
-    let fy = fft_frequencies(height);
-    let fx: Vec<f64> = fft_frequencies(width).into_iter().take((width / 2 + 1) as usize).collect();
-    let high: Vec<f32> = fy.iter().flat_map(|y| fx.iter().map(move |x| f32::from((x * x + y * y).sqrt() > 0.25))).collect();
-    let mask = Tensor::from_slice(&high).reshape([height, fx.len() as i64]).to_device(images.device());
-    let total = power.flatten(1, -1).sum_dim_intlist(1, false, Kind::Double);
-    let upper = (&power * &mask).flatten(1, -1).sum_dim_intlist(1, false, Kind::Double);
-    let share = upper / total.clamp_min(1e-30);
-    Vec::<f64>::try_from(&share.to_device(Device::Cpu)).unwrap_or_default()
-}
-
 /// Adam as torch.optim.Adam computes it (β = (0.9, 0.999), ε = 1e-8, no weight decay).
 pub struct Adam {
     learning_rate: f64,
