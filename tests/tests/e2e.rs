@@ -325,6 +325,36 @@ async fn cli_adds_summarises_explains_and_removes() {
     assert!(ok, "{stderr}");
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
 
+    // generate (CONTRACT.md): --out holds the input exactly as fed to the model, in the
+    // model's input shape; PyTorch classifies it as the class it was made for.
+    let generated = work.path().join("three.npy");
+    let sheet = work.path().join("three.png");
+    let (ok, stdout, stderr) = cli(
+        url,
+        &["--json", "generate", "digits", "--objective", "class_vs_rest:3", "--out", generated.to_str().unwrap(),
+          "--figure", sheet.to_str().unwrap(), "--steps", "64", "--seed", "1", "--parameterization", "pixel"],
+    );
+    assert!(ok, "{stderr}");
+    let answer: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(answer["objective"], "class_vs_rest:3");
+    assert_eq!(answer["steps"], 64);
+    assert!(answer["final_objective"].as_f64().unwrap() > 0.0, "{answer}");
+    assert_eq!(answer["out"], generated.to_str().unwrap());
+    assert_eq!(answer["figure"], sheet.to_str().unwrap());
+    let (shape, _) = read_npy(&generated);
+    assert_eq!(shape, vec![1, 1, 8, 8]);
+    let facts: Value = serde_json::from_str(&run_reference("torch_facts.py", &[digits_path, generated.to_str().unwrap()])).unwrap();
+    assert_eq!(facts["predicted"], serde_json::json!([3]));
+    assert!(std::fs::read(&sheet).unwrap().starts_with(b"\x89PNG\r\n\x1a\n"));
+    let (ok, _, stderr) = cli(url, &["generate", "digits", "--objective", "channel:features.9:0"]);
+    assert!(!ok && stderr.contains("features.9") && stderr.contains("not found"), "{stderr}");
+    let (ok, stdout, stderr) = cli(url, &["--json", "counterfactual", "digits", "--input", input_text, "--target", "1", "--out", work.path().join("cf.npy").to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let answer: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(answer["rows"][0]["final_class"], 1, "{answer}");
+    let facts: Value = serde_json::from_str(&run_reference("torch_facts.py", &[digits_path, work.path().join("cf.npy").to_str().unwrap()])).unwrap();
+    assert_eq!(facts["predicted"], serde_json::json!([1]));
+
     // Errors: non-zero exit, one line on stderr naming what was wrong.
     let missing = work.path().join("missing.npy");
     let wrong_shape = work.path().join("wrong.npy");

@@ -521,7 +521,37 @@ struct TappedModule {
     std::vector<int> tap_calls;
     // Per tap: the first tap with the same value (itself when none comes earlier).
     std::vector<int> tap_first;
+    // The tap values themselves (in the analysed graph), for pruned methods.
+    std::vector<torch::jit::Value*> tap_values;
+    // Pruned methods added so far, by name.
+    std::set<std::string> pruned;
 };
+
+// Adds method `name`: a copy of `base` returning a tuple of `outputs` (values of
+// `base`), with every node none of them needs removed by dead-code elimination (nodes
+// with side effects, such as raising on a bad input, stay).
+void add_pruned_method(torch::jit::Module& module, const std::shared_ptr<torch::jit::Graph>& base,
+                       const std::vector<torch::jit::Value*>& outputs, const std::string& name) {
+    std::unordered_map<torch::jit::Value*, torch::jit::Value*> value_map;
+    auto graph = std::make_shared<torch::jit::Graph>();
+    for (torch::jit::Value* input : base->inputs()) {
+        value_map[input] = graph->addInput()->copyMetadata(input);
+    }
+    for (torch::jit::Node* node : base->nodes()) {
+        torch::jit::Node* copy = graph->createClone(node, [&](torch::jit::Value* value) { return value_map.at(value); });
+        graph->appendNode(copy);
+        for (size_t i = 0; i < node->outputs().size(); ++i) value_map[node->outputs()[i]] = copy->outputs()[i];
+    }
+    std::vector<torch::jit::Value*> mapped;
+    for (torch::jit::Value* value : outputs) mapped.push_back(value_map.at(value));
+    torch::jit::Node* tuple = graph->createTuple(mapped);
+    graph->appendNode(tuple);
+    graph->registerOutput(tuple->output());
+    torch::jit::EliminateDeadCode(graph);
+    auto function = module._ivalue()->compilation_unit()->create_function(
+        c10::QualifiedName(*module.type()->name(), name), graph);
+    module.type()->addMethod(function);
+}
 
 void prepare_tapped(TappedModule& tapped) {
     tapped.graph = analyse(tapped.module);
@@ -532,6 +562,7 @@ void prepare_tapped(TappedModule& tapped) {
         tapped.tap_paths.push_back(call.path);
         tapped.tap_calls.push_back(call.id);
     }
+    tapped.tap_values = taps;
     for (size_t i = 0; i < taps.size(); ++i) {
         tapped.tap_first.push_back(static_cast<int>(std::find(taps.begin(), taps.end(), taps[i]) - taps.begin()));
     }
@@ -611,6 +642,41 @@ int layerlens_tapped_observe(void* handle, at::Tensor** inputs, int n_inputs, Ob
         observe_user = user;
         c10::IValue result = tapped->module.get_method("forward_observe")(arguments);
         *out_output = result.isTensor() ? new at::Tensor(result.toTensor()) : nullptr;
+        return 0;
+    } catch (const std::exception& error) {
+        *out_error = copy_to_c_string(error_text(error));
+    } catch (...) {
+        *out_error = copy_to_c_string("unknown C++ exception");
+    }
+    return 1;
+}
+
+// Runs a pruned copy of the forward pass that computes only what `selection` needs
+// (`n_selected` entries: -1 for the model output, i >= 0 for tap i) and writes one new
+// at::Tensor* per entry to `out_values` (null where the value is not a tensor). The
+// copy is built on first use and kept. Returns 0, or 1 with `*out_error` set.
+int layerlens_tapped_forward_selected(void* handle, at::Tensor** inputs, int n_inputs, const int* selection,
+                                      int n_selected, at::Tensor** out_values, char** out_error) {
+    *out_error = nullptr;
+    try {
+        auto tapped = static_cast<TappedModule*>(handle);
+        std::string name = "forward_selected";
+        std::vector<torch::jit::Value*> outputs;
+        for (int i = 0; i < n_selected; ++i) {
+            int index = selection[i];
+            name += index < 0 ? "_out" : "_" + std::to_string(index);
+            outputs.push_back(index < 0 ? tapped->graph.graph->outputs().at(0) : tapped->tap_values.at(index));
+        }
+        if (tapped->pruned.insert(name).second) {
+            add_pruned_method(tapped->module, tapped->graph.graph, outputs, name);
+        }
+        std::vector<c10::IValue> arguments;
+        for (int i = 0; i < n_inputs; ++i) arguments.emplace_back(*inputs[i]);
+        c10::IValue result = tapped->module.get_method(name)(arguments);
+        auto elements = result.toTupleRef().elements();
+        for (size_t i = 0; i < elements.size(); ++i) {
+            out_values[i] = elements[i].isTensor() ? new at::Tensor(elements[i].toTensor()) : nullptr;
+        }
         return 0;
     } catch (const std::exception& error) {
         *out_error = copy_to_c_string(error_text(error));

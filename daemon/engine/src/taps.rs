@@ -38,7 +38,23 @@ extern "C" {
         out_output: *mut *mut C_tensor,
         out_error: *mut *mut c_char,
     ) -> c_int;
+    fn layerlens_tapped_forward_selected(
+        handle: *mut c_void,
+        inputs: *const *mut C_tensor,
+        n_inputs: c_int,
+        selection: *const c_int,
+        n_selected: c_int,
+        out_values: *mut *mut C_tensor,
+        out_error: *mut *mut c_char,
+    ) -> c_int;
     fn layerlens_free_string(text: *mut c_char);
+}
+
+/// What a pruned forward pass returns: the model output or one tap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Selected {
+    Output,
+    Tap(usize),
 }
 
 /// What `forward_observe`'s callback reaches through its `user` pointer.
@@ -262,6 +278,39 @@ impl TappedModel {
             return Err(Error::new(ErrorKind::Internal, "a layer statistic panicked during the forward pass"));
         }
         Ok((!output.is_null()).then(|| unsafe { Tensor::from_ptr(output) }))
+    }
+
+    /// Runs a copy of the forward pass pruned to what `selection` needs (a channel
+    /// objective at layer3 of a ResNet skips layer4 and the head), on the autograd
+    /// path; one value per selected entry (`None` where it is not a tensor). Each
+    /// selection's copy is built on first use and kept.
+    pub fn forward_selected(&self, inputs: &[Tensor], selection: &[Selected]) -> Result<Vec<Option<Tensor>>> {
+        let pointers: Vec<*mut C_tensor> = inputs.iter().map(|input| input.as_ptr() as *mut C_tensor).collect();
+        let indices: Vec<c_int> = selection
+            .iter()
+            .map(|selected| match selected {
+                Selected::Output => -1,
+                Selected::Tap(index) => *index as c_int,
+            })
+            .collect();
+        let mut values: Vec<*mut C_tensor> = vec![std::ptr::null_mut(); selection.len()];
+        let mut error: *mut c_char = std::ptr::null_mut();
+        // SAFETY: as in `run`; `values` has one slot per selected entry.
+        let status = unsafe {
+            layerlens_tapped_forward_selected(
+                self.handle,
+                pointers.as_ptr(),
+                inputs.len() as c_int,
+                indices.as_ptr(),
+                indices.len() as c_int,
+                values.as_mut_ptr(),
+                &mut error,
+            )
+        };
+        if status != 0 {
+            return Err(self.forward_error(inputs, take_error(error)));
+        }
+        Ok(values.into_iter().map(|value| (!value.is_null()).then(|| unsafe { Tensor::from_ptr(value) })).collect())
     }
 
     fn forward_error(&self, inputs: &[Tensor], reason: String) -> Error {

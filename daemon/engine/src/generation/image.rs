@@ -134,7 +134,7 @@ impl Transforms {
             }
             let (h, w) = (image.size()[2], image.size()[3]);
             let (dy, dx) = (rng.random_range(0..amount), rng.random_range(0..amount));
-            image.narrow(2, dy, h - amount + 1).narrow(3, dx, w - amount + 1)
+            image.narrow(2, dy, h - amount).narrow(3, dx, w - amount)
         };
         let pad = pixels(12.0, 1);
         let mut image = images.pad([pad, pad, pad, pad], "constant", Some(0.5));

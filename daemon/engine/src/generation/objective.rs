@@ -138,6 +138,11 @@ impl LayerIndex {
         Ok(LayerIndex { paths })
     }
 
+    /// The taps the objectives read.
+    pub fn tap_indices(&self) -> impl Iterator<Item = usize> + '_ {
+        self.paths.iter().map(|(_, index)| *index)
+    }
+
     pub fn empty() -> LayerIndex {
         LayerIndex { paths: Vec::new() }
     }

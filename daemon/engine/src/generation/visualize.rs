@@ -9,6 +9,7 @@ use super::{check_steps, Report};
 use crate::error::{Error, ErrorKind, Result};
 use crate::host_tensor::HostTensor;
 use crate::model::LoadedModel;
+use crate::taps::Selected;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
@@ -157,18 +158,30 @@ pub fn visualize(model: &LoadedModel, request: &VisualizeRequest, max_steps: u32
     let mut param = ImageParam::new([batch, channels, height, width], request.parameterization, decorrelate, &mut rng, device);
 
     let layer_names: Vec<&str> = request.objectives.iter().flat_map(Objective::layers).chain(request.diversity_layer.as_deref()).collect();
-    let needs_taps = !layer_names.is_empty();
-    let layers = if needs_taps { LayerIndex::resolve(model.tapped()?, layer_names.into_iter())? } else { LayerIndex::empty() };
+    let tapped = if layer_names.is_empty() { None } else { Some(model.tapped()?) };
+    let layers = match tapped {
+        Some(tapped) => LayerIndex::resolve(tapped, layer_names.into_iter())?,
+        None => LayerIndex::empty(),
+    };
     if request.diversity != 0.0 && request.diversity_layer.is_none() {
         return Err(Error::bad_input("diversity needs a layer (diversity_layer)"));
     }
+    // Layer objectives run a copy of the forward pass pruned to what they read: the
+    // model output only when a class term needs it, and the layers' outputs.
+    let needs_output = request.objectives.iter().flat_map(|objective| &objective.terms).any(|term| term.layer().is_none());
+    let selection: Vec<Selected> = needs_output.then_some(Selected::Output).into_iter().chain(layers.tap_indices().map(Selected::Tap)).collect();
     let forward = |images: &Tensor| -> Result<(Tensor, Vec<Option<Tensor>>)> {
         let inputs = [mapping.apply(images)];
-        if needs_taps {
-            model.tapped()?.forward(&inputs)
-        } else {
-            Ok((model.forward(&inputs)?, Vec::new()))
+        let Some(tapped) = tapped else { return Ok((model.forward(&inputs)?, Vec::new())) };
+        let mut output = None;
+        let mut taps: Vec<Option<Tensor>> = (0..tapped.tap_paths.len()).map(|_| None).collect();
+        for (selected, value) in selection.iter().zip(tapped.forward_selected(&inputs, &selection)?) {
+            match selected {
+                Selected::Output => output = value,
+                Selected::Tap(index) => taps[*index] = value,
+            }
         }
+        Ok((output.unwrap_or_else(|| Tensor::zeros([0], (Kind::Float, device))), taps))
     };
     {
         let _no_grad = tch::no_grad_guard();
@@ -223,8 +236,9 @@ pub fn visualize(model: &LoadedModel, request: &VisualizeRequest, max_steps: u32
     let _no_grad = tch::no_grad_guard();
     let images = param.images();
     let inputs = mapping.apply(&images);
-    let (output, taps) = forward(&images)?;
-    let values = objective::evaluate(&request.objectives, per_objective, &output, &taps, &layers)?;
+    let (selected_output, taps) = forward(&images)?;
+    let values = objective::evaluate(&request.objectives, per_objective, &selected_output, &taps, &layers)?;
+    let output = if needs_output || tapped.is_none() { selected_output } else { model.forward(std::slice::from_ref(&inputs))? };
     let objective = Vec::<f32>::try_from(&values.to_kind(Kind::Float).to_device(tch::Device::Cpu)).unwrap_or_default();
     let predictions = if output.dim() == 2 {
         let probabilities = output.to_kind(Kind::Float).softmax(1, Kind::Float);
