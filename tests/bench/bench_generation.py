@@ -8,7 +8,7 @@ Both sides (random weights, seeded; pretrained weights cannot be downloaded here
 - objective: the mean of channel 7 of `layer3.1` (Lucent's `channel("layer3_1", 7)`);
 - one image, Lucent's FFT parameterisation with colour decorrelation and sigmoid,
   Lucent's standard transforms (pad 12, jitter 8, scale 0.9-1.1, rotate -10..10 deg,
-  jitter 4), resized back to 224x224, Adam at lr 0.05;
+  jitter 4), cropped around the centre back to 224x224, Adam at lr 0.05;
 - the reference reads the layer through a forward hook on the eager model, as Lucent
   does; the daemon through its tapped TorchScript copy.
 
@@ -91,7 +91,16 @@ def lucent_style_job(model, steps, seed):
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         dy, dx = generator.integers(0, 4, 2)
         x = x[:, :, dy:dy + x.shape[2] - 4, dx:dx + x.shape[3] - 4]
-        return F.interpolate(x, size=[height, width], mode="bilinear", align_corners=False)
+        # Back to 224x224: a centred crop, or grey padding when smaller.
+        for dim, target in ((2, height), (3, width)):
+            size = x.shape[dim]
+            if size > target:
+                x = x.narrow(dim, (size - target) // 2, target)
+            elif size < target:
+                before = (target - size) // 2
+                pad = [before, target - size - before, 0, 0] if dim == 3 else [0, 0, before, target - size - before]
+                x = F.pad(x, pad, mode="constant", value=0.5)
+        return x
 
     captured = {}
     module = dict(model.named_modules())[LAYER]

@@ -102,7 +102,10 @@ impl ImageParam {
 /// One draw of Lucent's `standard_transforms`: pad(12, constant 0.5), jitter(8),
 /// random_scale(1 + (i - 5)/50, i = 0..10), random_rotate(-10..10° plus five more 0°),
 /// jitter(4). Pixel amounts are Lucent's for images of 128 px and more and scale down
-/// with smaller images (at least 1 px of padding, 2 px of jitter).
+/// in proportion with smaller images (rounded down: an 8×8 input gets no padding or
+/// jitter, only scaling and rotation, which do not depend on the size). The result is
+/// cropped around its centre (or padded with grey) back to the size the model takes,
+/// so a model with a fixed input size sees its content at the scale it was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transforms {
     Standard,
@@ -118,8 +121,8 @@ impl Transforms {
         }
     }
 
-    /// Applies one random draw to `images` (in [0, 1]) and resizes the result back to
-    /// (height, width), the size the model takes.
+    /// Applies one random draw to `images` (in [0, 1]) and brings the result back to
+    /// (height, width), the size the model takes, by a centred crop or grey padding.
     pub fn apply(self, images: &Tensor, rng: &mut ChaCha8Rng) -> Tensor {
         if self == Transforms::None {
             return images.shallow_clone();
@@ -127,7 +130,7 @@ impl Transforms {
         let size = images.size();
         let (height, width) = (size[2], size[3]);
         let side = height.max(width) as f64;
-        let pixels = |amount: f64, least: i64| ((amount * (side / 128.0).min(1.0)).round() as i64).max(least);
+        let pixels = |amount: f64| (amount * (side / 128.0).min(1.0)).floor() as i64;
         let jitter = |image: Tensor, amount: i64, rng: &mut ChaCha8Rng| {
             if amount <= 1 {
                 return image;
@@ -136,9 +139,9 @@ impl Transforms {
             let (dy, dx) = (rng.random_range(0..amount), rng.random_range(0..amount));
             image.narrow(2, dy, h - amount).narrow(3, dx, w - amount)
         };
-        let pad = pixels(12.0, 1);
-        let mut image = images.pad([pad, pad, pad, pad], "constant", Some(0.5));
-        image = jitter(image, pixels(8.0, 2), rng);
+        let pad = pixels(12.0);
+        let mut image = if pad > 0 { images.pad([pad, pad, pad, pad], "constant", Some(0.5)) } else { images.shallow_clone() };
+        image = jitter(image, pixels(8.0), rng);
         let scales: Vec<f64> = (0..11).map(|index| 1.0 + (index as f64 - 5.0) / 50.0).collect();
         let scale = scales[rng.random_range(0..scales.len())];
         let (h, w) = (image.size()[2], image.size()[3]);
@@ -158,12 +161,27 @@ impl Transforms {
             // Bilinear, zeros outside (kornia's warp_affine, which Lucent uses).
             image = image.grid_sampler(&grid, 0, 0, false);
         }
-        image = jitter(image, pixels(4.0, 2), rng);
-        if image.size()[2] != height || image.size()[3] != width {
-            image = image.upsample_bilinear2d([height, width], false, None, None);
-        }
-        image
+        image = jitter(image, pixels(4.0), rng);
+        fit(image, height, width)
     }
+}
+
+/// `image` cropped around its centre, or padded with grey (0.5) on both sides, to
+/// (height, width).
+fn fit(image: Tensor, height: i64, width: i64) -> Tensor {
+    let mut image = image;
+    for (dim, target) in [(2usize, height), (3usize, width)] {
+        let size = image.size()[dim];
+        if size > target {
+            image = image.narrow(dim as i64, (size - target) / 2, target);
+        } else if size < target {
+            let before = (target - size) / 2;
+            let after = target - size - before;
+            let pad = if dim == 3 { [before, after, 0, 0] } else { [0, 0, before, after] };
+            image = image.pad(pad, "constant", Some(0.5));
+        }
+    }
+    image
 }
 
 /// Per image: mean square distance from mid-range (0.5).
