@@ -24,14 +24,11 @@ Threads: torch in this process and libtorch in the daemon both use 2 (the machin
 """
 
 import argparse
-import os
 import pathlib
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 import torch
@@ -41,26 +38,11 @@ import torchvision
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "clients" / "python" / "src"))
 import layerlens  # noqa: E402
+from bench_structure import start_daemon, timed  # noqa: E402  (same folder)
 
 LAYER, CHANNEL = "layer3.1", 7
 SIZE = 224
 COLOR_CORRELATION_SVD_SQRT = np.asarray([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=np.float32)
-
-
-def start_daemon(binary, store):
-    env = dict(os.environ, OMP_NUM_THREADS="2", LAYERLENS_LOG="warn")
-    process = subprocess.Popen(
-        [str(binary), "--listen", "127.0.0.1:0", "--store", str(store), "--device", "cpu"],
-        stdout=subprocess.PIPE, text=True, env=env,
-    )
-    deadline = time.time() + 60
-    for line in process.stdout:
-        if "listening on" in line:
-            return process, line.split("listening on", 1)[1].strip()
-        if time.time() > deadline:
-            break
-    process.kill()
-    raise RuntimeError("layerlensd did not start")
 
 
 def lucent_style_job(model, steps, seed):
@@ -124,15 +106,6 @@ def per_step(samples, steps):
 
 def describe(samples):
     return f"{statistics.median(samples) * 1e3:.0f} ms ({min(samples) * 1e3:.0f}–{max(samples) * 1e3:.0f}, N={len(samples)})"
-
-
-def timed(function, repeats):
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - start)
-    return samples
 
 
 def main():

@@ -30,6 +30,7 @@
 #include <torch/csrc/jit/passes/remove_mutation.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -437,28 +438,59 @@ GraphInfo analyse(torch::jit::Module& module) {
     return info;
 }
 
-// Adds method `name` to the module's type: a copy of `base` that returns
-// (original output, extra...).
-void add_method(torch::jit::Module& module, const std::shared_ptr<torch::jit::Graph>& base,
-                const std::vector<torch::jit::Value*>& extra, const std::string& name) {
-    std::unordered_map<torch::jit::Value*, torch::jit::Value*> value_map;
+// A callback that may append nodes after a base value's copy exists (its graph, the
+// base value).
+using AfterValue = std::function<void(torch::jit::Graph&, torch::jit::Value*)>;
+
+// A copy of `base`'s inputs and top-level nodes in a new graph (no outputs yet);
+// `value_map` maps base values to their copies. `after`, when set, runs for every
+// input once all are added and for every node output right after its node.
+std::shared_ptr<torch::jit::Graph> copy_body(const std::shared_ptr<torch::jit::Graph>& base,
+                                             std::unordered_map<torch::jit::Value*, torch::jit::Value*>& value_map,
+                                             const AfterValue& after = nullptr) {
     auto graph = std::make_shared<torch::jit::Graph>();
     for (torch::jit::Value* input : base->inputs()) {
         value_map[input] = graph->addInput()->copyMetadata(input);
+    }
+    if (after) {
+        for (torch::jit::Value* input : base->inputs()) after(*graph, input);
     }
     for (torch::jit::Node* node : base->nodes()) {
         torch::jit::Node* copy = graph->createClone(node, [&](torch::jit::Value* value) { return value_map.at(value); });
         graph->appendNode(copy);
         for (size_t i = 0; i < node->outputs().size(); ++i) value_map[node->outputs()[i]] = copy->outputs()[i];
+        if (after) {
+            for (torch::jit::Value* output : node->outputs()) after(*graph, output);
+        }
     }
-    std::vector<torch::jit::Value*> outputs{value_map.at(base->outputs().at(0))};
-    for (torch::jit::Value* value : extra) outputs.push_back(value_map.at(value));
-    torch::jit::Node* tuple = graph->createTuple(outputs);
+    return graph;
+}
+
+// Adds method `name` to the module's type: a copy of `base` that returns a tuple of
+// `outputs` (values of `base`). With `prune`, every node none of them needs is removed
+// by dead-code elimination (nodes with side effects, such as raising on a bad input,
+// stay).
+void add_method(torch::jit::Module& module, const std::shared_ptr<torch::jit::Graph>& base,
+                const std::vector<torch::jit::Value*>& outputs, const std::string& name, bool prune = false) {
+    std::unordered_map<torch::jit::Value*, torch::jit::Value*> value_map;
+    auto graph = copy_body(base, value_map);
+    std::vector<torch::jit::Value*> mapped;
+    for (torch::jit::Value* value : outputs) mapped.push_back(value_map.at(value));
+    torch::jit::Node* tuple = graph->createTuple(mapped);
     graph->appendNode(tuple);
     graph->registerOutput(tuple->output());
+    if (prune) torch::jit::EliminateDeadCode(graph);
     auto function = module._ivalue()->compilation_unit()->create_function(
         c10::QualifiedName(*module.type()->name(), name), graph);
     module.type()->addMethod(function);
+}
+
+// `base`'s output followed by `extra` values: the outputs of forward_taps/forward_all.
+std::vector<torch::jit::Value*> with_output(const std::shared_ptr<torch::jit::Graph>& base,
+                                            const std::vector<torch::jit::Value*>& extra) {
+    std::vector<torch::jit::Value*> outputs{base->outputs().at(0)};
+    outputs.insert(outputs.end(), extra.begin(), extra.end());
+    return outputs;
 }
 
 // The callback `layerlens::observe` calls, set for the duration of one
@@ -489,23 +521,13 @@ void add_observe_method(torch::jit::Module& module, const std::shared_ptr<torch:
     }
     const c10::Symbol observe_symbol = c10::Symbol::fromQualString("layerlens::observe");
     std::unordered_map<torch::jit::Value*, torch::jit::Value*> value_map;
-    auto graph = std::make_shared<torch::jit::Graph>();
-    auto observe_if_tapped = [&](torch::jit::Value* original) {
+    auto observe_if_tapped = [&](torch::jit::Graph& graph, torch::jit::Value* original) {
         auto found = first_tap.find(original);
         if (found == first_tap.end()) return;
-        torch::jit::Value* index = graph->insertConstant(found->second);
-        graph->appendNode(graph->create(observe_symbol, {value_map.at(original), index}, 0));
+        torch::jit::Value* index = graph.insertConstant(found->second);
+        graph.appendNode(graph.create(observe_symbol, {value_map.at(original), index}, 0));
     };
-    for (torch::jit::Value* input : base->inputs()) {
-        value_map[input] = graph->addInput()->copyMetadata(input);
-    }
-    for (torch::jit::Value* input : base->inputs()) observe_if_tapped(input);
-    for (torch::jit::Node* node : base->nodes()) {
-        torch::jit::Node* copy = graph->createClone(node, [&](torch::jit::Value* value) { return value_map.at(value); });
-        graph->appendNode(copy);
-        for (size_t i = 0; i < node->outputs().size(); ++i) value_map[node->outputs()[i]] = copy->outputs()[i];
-        for (torch::jit::Value* output : node->outputs()) observe_if_tapped(output);
-    }
+    auto graph = copy_body(base, value_map, observe_if_tapped);
     graph->registerOutput(value_map.at(base->outputs().at(0)));
     auto function = module._ivalue()->compilation_unit()->create_function(
         c10::QualifiedName(*module.type()->name(), name), graph);
@@ -527,32 +549,6 @@ struct TappedModule {
     std::set<std::string> pruned;
 };
 
-// Adds method `name`: a copy of `base` returning a tuple of `outputs` (values of
-// `base`), with every node none of them needs removed by dead-code elimination (nodes
-// with side effects, such as raising on a bad input, stay).
-void add_pruned_method(torch::jit::Module& module, const std::shared_ptr<torch::jit::Graph>& base,
-                       const std::vector<torch::jit::Value*>& outputs, const std::string& name) {
-    std::unordered_map<torch::jit::Value*, torch::jit::Value*> value_map;
-    auto graph = std::make_shared<torch::jit::Graph>();
-    for (torch::jit::Value* input : base->inputs()) {
-        value_map[input] = graph->addInput()->copyMetadata(input);
-    }
-    for (torch::jit::Node* node : base->nodes()) {
-        torch::jit::Node* copy = graph->createClone(node, [&](torch::jit::Value* value) { return value_map.at(value); });
-        graph->appendNode(copy);
-        for (size_t i = 0; i < node->outputs().size(); ++i) value_map[node->outputs()[i]] = copy->outputs()[i];
-    }
-    std::vector<torch::jit::Value*> mapped;
-    for (torch::jit::Value* value : outputs) mapped.push_back(value_map.at(value));
-    torch::jit::Node* tuple = graph->createTuple(mapped);
-    graph->appendNode(tuple);
-    graph->registerOutput(tuple->output());
-    torch::jit::EliminateDeadCode(graph);
-    auto function = module._ivalue()->compilation_unit()->create_function(
-        c10::QualifiedName(*module.type()->name(), name), graph);
-    module.type()->addMethod(function);
-}
-
 void prepare_tapped(TappedModule& tapped) {
     tapped.graph = analyse(tapped.module);
     std::vector<torch::jit::Value*> taps;
@@ -566,8 +562,8 @@ void prepare_tapped(TappedModule& tapped) {
     for (size_t i = 0; i < taps.size(); ++i) {
         tapped.tap_first.push_back(static_cast<int>(std::find(taps.begin(), taps.end(), taps[i]) - taps.begin()));
     }
-    add_method(tapped.module, tapped.graph.graph, taps, "forward_taps");
-    add_method(tapped.module, tapped.graph.graph, tapped.graph.all_values, "forward_all");
+    add_method(tapped.module, tapped.graph.graph, with_output(tapped.graph.graph, taps), "forward_taps");
+    add_method(tapped.module, tapped.graph.graph, with_output(tapped.graph.graph, tapped.graph.all_values), "forward_all");
     add_observe_method(tapped.module, tapped.graph.graph, taps, "forward_observe");
 }
 
@@ -668,7 +664,7 @@ int layerlens_tapped_forward_selected(void* handle, at::Tensor** inputs, int n_i
             outputs.push_back(index < 0 ? tapped->graph.graph->outputs().at(0) : tapped->tap_values.at(index));
         }
         if (tapped->pruned.insert(name).second) {
-            add_pruned_method(tapped->module, tapped->graph.graph, outputs, name);
+            add_method(tapped->module, tapped->graph.graph, outputs, name, /*prune=*/true);
         }
         std::vector<c10::IValue> arguments;
         for (int i = 0; i < n_inputs; ++i) arguments.emplace_back(*inputs[i]);
