@@ -16,14 +16,15 @@ Two references: "frozen" sets requires_grad=False on the model's parameters, so 
 sides compute gradients for the image only (the same work); "Lucent default" leaves
 them on, as Lucent's render_vis does, and also pays for weight gradients.
 
-Timing: one job of `--steps` steps each (after a warm-up job of 4 steps), median of 3
-jobs, per step. The daemon's figure is turned off and it reports progress 16 times per
+Timing: one job of `--steps` steps each (after a warm-up job of 4 steps), median of 5
+jobs per side, the three sides alternating, per step. The daemon's figure is turned off and it reports progress 16 times per
 job; the time includes the gRPC call.
 
 Threads: torch in this process and libtorch in the daemon both use 2 (the machine's cores).
 """
 
 import argparse
+import copy
 import pathlib
 import signal
 import statistics
@@ -41,6 +42,7 @@ import layerlens  # noqa: E402
 from bench_structure import start_daemon, timed  # noqa: E402  (same folder)
 
 LAYER, CHANNEL = "layer3.1", 7
+REPEATS = 5
 SIZE = 224
 COLOR_CORRELATION_SVD_SQRT = np.asarray([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=np.float32)
 
@@ -117,7 +119,11 @@ def main():
     torch.set_num_threads(2)
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None).eval()
+    frozen_model = copy.deepcopy(model)
+    for parameter in frozen_model.parameters():
+        parameter.requires_grad_(False)
     rows = []
+    ours, frozen, lucent_default = [], [], []
     with tempfile.TemporaryDirectory() as work:
         work = pathlib.Path(work)
         path = work / "resnet18.pt"
@@ -129,18 +135,19 @@ def main():
             job = lambda steps: handle.visualize(f"channel:{LAYER}:{CHANNEL}", input_shape=(1, 3, SIZE, SIZE), steps=steps,
                                                  seed=0, figure_format=None, progress=False)
             job(4)
-            ours = per_step(timed(lambda: job(args.steps), 3), args.steps)
+            lucent_style_job(model, 4, 0)
+            lucent_style_job(frozen_model, 4, 0)
+            # Alternating, so that a busy spell of the machine hits all three alike.
+            for _ in range(REPEATS):
+                ours += per_step(timed(lambda: job(args.steps), 1), args.steps)
+                frozen += per_step(timed(lambda: lucent_style_job(frozen_model, args.steps, 0), 1), args.steps)
+                lucent_default += per_step(timed(lambda: lucent_style_job(model, args.steps, 0), 1), args.steps)
             final = job(args.steps).objective[0]
             client.close()
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=30)
-    lucent_default = per_step(timed(lambda: lucent_style_job(model, args.steps, 0), 3), args.steps)
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    lucent_style_job(model, 4, 0)
-    frozen = per_step(timed(lambda: lucent_style_job(model, args.steps, 0), 3), args.steps)
-    reference_final = lucent_style_job(model, args.steps, 0)
+    reference_final = lucent_style_job(frozen_model, args.steps, 0)
     rows.append((f"channel {LAYER}:{CHANNEL}, resnet18 224x224, per step (vs PyTorch loop, weights frozen)", describe(ours), describe(frozen),
                  statistics.median(ours) / statistics.median(frozen),
                  f"{args.steps} steps per job; final objective {final:.3f} (daemon) vs {reference_final:.3f} (reference)"))

@@ -191,12 +191,22 @@ pub fn visualize(model: &LoadedModel, request: &VisualizeRequest, max_steps: u32
 
     let every = if request.progress_every > 0 { request.progress_every } else { steps.div_ceil(16).max(1) };
     let mut adam = Adam::new(&param.parameter, request.learning_rate);
+    // Seconds spent in each phase of a step, logged at debug level.
+    let mut phases = [0.0f64; 4];
+    let mut clock = std::time::Instant::now();
+    let mut lap = |phase: usize| {
+        let now = std::time::Instant::now();
+        phases[phase] += (now - clock).as_secs_f64();
+        clock = now;
+    };
     for step in 1..=steps {
         if !report(None) {
             return Err(Error::new(ErrorKind::Cancelled, format!("cancelled at step {step} of {steps}")));
         }
+        lap(3);
         let images = param.images();
         let transformed = request.transforms.apply(&images, &mut rng);
+        lap(0);
         let (output, taps) = forward(&transformed)?;
         let values = objective::evaluate(&request.objectives, per_objective, &output, &taps, &layers)?;
         let mut total = values.shallow_clone();
@@ -218,9 +228,11 @@ pub fn visualize(model: &LoadedModel, request: &VisualizeRequest, max_steps: u32
         if !loss_value.is_finite() {
             return Err(Error::bad_input(format!("the objective became {loss_value} at step {step}; try a smaller learning rate")));
         }
+        lap(1);
         let gradient = Tensor::f_run_backward(&[&loss], &[&param.parameter], false, false)
             .map_err(|error| Error::from_torch(error, ErrorKind::Internal, "computing the objective's gradient"))?
             .remove(0);
+        lap(2);
         adam.step(&mut param.parameter, &gradient);
         if step % every == 0 || step == steps {
             let objective = Vec::<f32>::try_from(&values.detach().to_kind(Kind::Float).to_device(tch::Device::Cpu)).unwrap_or_default();
@@ -233,6 +245,15 @@ pub fn visualize(model: &LoadedModel, request: &VisualizeRequest, max_steps: u32
         }
     }
 
+    lap(3);
+    tracing::debug!(
+        steps,
+        image_and_transforms_ms = phases[0] * 1e3,
+        forward_ms = phases[1] * 1e3,
+        backward_ms = phases[2] * 1e3,
+        update_and_report_ms = phases[3] * 1e3,
+        "activation maximisation"
+    );
     let _no_grad = tch::no_grad_guard();
     let images = param.images();
     let inputs = mapping.apply(&images);
