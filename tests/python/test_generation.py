@@ -270,3 +270,73 @@ def test_bad_generation_requests_name_the_problem(digits_model, generator):
     assert "latent dimension 9 is out of range" in dims
     # The daemon keeps serving.
     assert digits_model.predict(np.zeros(DIGITS_SHAPE, dtype=np.float32)).top_k[0][0][0] in range(10)
+
+
+def test_every_channel_of_a_layer_in_one_job(digits_model, digits_torchscript):
+    # channel:LAYER:* expands to one image per channel (features.1: the ReLU after the
+    # first convolution, 16 channels), optimised together and shown as one sheet.
+    result = digits_model.visualize("channel:features.1:*", input_shape=DIGITS_SHAPE, steps=64, seed=0, progress=False)
+    assert result.images.shape == (16, 1, 8, 8)
+    assert result.labels == [f"channel:features.1:{channel}" for channel in range(16)]
+    means = digits_layer_outputs(digits_torchscript, result.images, 1).mean(axis=(2, 3))  # (image, channel)
+    # Image c drives channel c harder than any other image does, for most channels
+    # (neighbouring channels of a first layer respond to similar strokes, and a dead
+    # channel is flat for every image), and harder than the other images on average.
+    own_best = sum(int(means[:, channel].argmax() == channel) for channel in range(16))
+    assert own_best >= 12, means
+    off_diagonal = (means.sum() - np.trace(means)) / (16 * 15)
+    assert np.trace(means) / 16 > 1.2 * off_diagonal, means
+    assert result.figure[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def total_variation(images):
+    return np.abs(np.diff(images, axis=2)).mean(axis=(1, 2, 3)) + np.abs(np.diff(images, axis=3)).mean(axis=(1, 2, 3))
+
+
+def test_regularisers_do_what_they_say(colour_model):
+    run = lambda **weights: colour_model.visualize("channel:act2:1", parameterization="pixel", steps=48, seed=2,
+                                                   transforms="none", figure_format=None, progress=False, **weights).images
+    plain, smooth, near_grey = run(), run(total_variation=2.0), run(l2=20.0)
+    assert total_variation(smooth)[0] < 0.5 * total_variation(plain)[0]
+    assert ((near_grey - 0.5) ** 2).mean() < 0.5 * ((plain - 0.5) ** 2).mean()
+
+
+def test_diversity_spreads_the_images_of_one_objective(colour_model):
+    def spread(diversity):
+        images = colour_model.visualize("channel:act2:3", images_per_objective=4, diversity=diversity, diversity_layer="act1",
+                                        steps=48, seed=4, figure_format=None, progress=False).images.reshape(4, -1)
+        return np.mean([np.linalg.norm(images[i] - images[j]) for i in range(4) for j in range(i + 1, 4)])
+    assert spread(50.0) > 1.2 * spread(0.0)
+
+
+def test_normalisation_and_value_range_are_applied(colour_model):
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    result = colour_model.visualize("channel:act1:0", steps=8, seed=0, mean=mean, std=std, low=-1.0, high=1.0,
+                                    figure_format=None, progress=False)
+    # As fed to the model: ((-1 + 2·image) - mean) / std with image in [0, 1].
+    unnormalised = result.images * np.array(std, dtype=np.float32)[None, :, None, None] + np.array(mean, dtype=np.float32)[None, :, None, None]
+    assert unnormalised.min() >= -1.0 - 1e-5 and unnormalised.max() <= 1.0 + 1e-5
+    assert unnormalised.min() < -0.2 and unnormalised.max() > 0.2
+
+
+def test_other_terms_and_intermediate_images(client, digits_model):
+    for objective in ["neuron:features.3:4", "neuron:features.3:4:1:2", "layer:features.3", "class:2 + 0.5*channel:features.1:3"]:
+        result = digits_model.visualize(objective, input_shape=DIGITS_SHAPE, steps=32, seed=0, transforms="none",
+                                        figure_format=None, progress=False)
+        assert result.objective[0] > result.history[0][1][0], objective
+    direction = [1.0] * 16
+    result = digits_model.visualize({"term": "direction:features.1", "direction": direction}, input_shape=DIGITS_SHAPE,
+                                    steps=32, seed=0, figure_format=None, progress=False)
+    assert 0.0 < result.objective[0] <= 1.0 + 1e-6  # a cosine similarity
+    # Progress events carry a contact sheet every `image_every` steps.
+    request = generate_pb2.VisualizeRequest(
+        model=digits_model.id, input_shape=DIGITS_SHAPE, steps=32, progress_every=8, image_every=16,
+        objectives=[generate_pb2.Objective(terms=[generate_pb2.ObjectiveTerm(term="class:5")])],
+    )
+    events = list(client._generate.Visualize(request))
+    progress = [event.progress for event in events if event.WhichOneof("event") == "progress"]
+    assert [event.step for event in progress] == [8, 16, 24, 32]
+    with_figure = [event.step for event in progress if event.HasField("figure")]
+    assert with_figure == [16, 32]
+    assert progress[1].figure.data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert events[-1].WhichOneof("event") == "result"

@@ -29,7 +29,8 @@ from layerlens.v1 import generate_pb2
 # `channel:features.3:5`. Only this shape is checked here; which kinds exist and what
 # their arguments mean is the daemon's to decide, so a newer daemon's kinds work with
 # this client.
-_TERM_PATTERN = re.compile(r"[a-z_]+:[^\s*+]+")
+# `channel:LAYER:*` (every channel of a layer) ends in the one `*` a term may hold.
+_TERM_PATTERN = re.compile(r"[a-z_]+:[^\s*+]+(:\*)?")
 _TERM_DICT_KEYS = frozenset(("term", "weight", "direction"))
 # Progress lines are redrawn at most this often (an image arriving is always shown):
 # with progress_every=1 a fast job would otherwise spend its time re-rendering output.
@@ -110,7 +111,8 @@ def _parse_objective_text(text):
                 f"objective {text!r} has an empty term; write terms as 'class:3 + 0.5*channel:features.0:2'"
             )
         weight = 1.0
-        if "*" in piece:
+        # A `*` is a weight's unless it is the wildcard ending `channel:LAYER:*`.
+        if "*" in piece.removesuffix(":*"):
             weight_text, piece = (part.strip() for part in piece.split("*", 1))
             try:
                 weight = float(weight_text)

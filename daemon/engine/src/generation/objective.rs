@@ -14,6 +14,8 @@ pub enum TermKind {
     ClassVsRest(i64),
     /// The mean of one channel of a layer's output (one feature of a 2-d output).
     Channel { layer: String, channel: i64 },
+    /// `channel:LAYER:*`: one objective per channel, expanded before the job starts.
+    EveryChannel { layer: String },
     /// One value of a channel: at (y, x), or the centre.
     Neuron { layer: String, channel: i64, position: Option<(i64, i64)> },
     /// The mean square of a layer's output (DeepDream).
@@ -37,7 +39,7 @@ pub struct Objective {
     pub terms: Vec<Term>,
 }
 
-const GRAMMAR: &str = "class:N, class_vs_rest:N, channel:LAYER:C, neuron:LAYER:C[:Y:X], layer:LAYER or direction:LAYER";
+const GRAMMAR: &str = "class:N, class_vs_rest:N, channel:LAYER:C (C = * for every channel), neuron:LAYER:C[:Y:X], layer:LAYER or direction:LAYER";
 
 impl Term {
     /// Parses one term (see the module doc and `GRAMMAR`); `direction` is the vector
@@ -59,10 +61,13 @@ impl Term {
         let kind = match name {
             "class" => TermKind::Class(integer(rest, "class")?),
             "class_vs_rest" => TermKind::ClassVsRest(integer(rest, "class")?),
-            "channel" => {
-                let (layer, numbers) = split_layer(1)?;
-                TermKind::Channel { layer, channel: numbers[0] }
-            }
+            "channel" => match rest.strip_suffix(":*") {
+                Some(layer) if !layer.is_empty() => TermKind::EveryChannel { layer: layer.to_string() },
+                _ => {
+                    let (layer, numbers) = split_layer(1)?;
+                    TermKind::Channel { layer, channel: numbers[0] }
+                }
+            },
             "neuron" => {
                 // neuron:LAYER:C:Y:X when the last three fields are integers, else neuron:LAYER:C.
                 let parts: Vec<&str> = rest.rsplitn(4, ':').collect();
@@ -99,14 +104,41 @@ impl Term {
     pub fn layer(&self) -> Option<&str> {
         match &self.kind {
             TermKind::Class(_) | TermKind::ClassVsRest(_) => None,
-            TermKind::Channel { layer, .. } | TermKind::Neuron { layer, .. } | TermKind::Layer { layer } | TermKind::Direction { layer, .. } => {
-                Some(layer)
-            }
+            TermKind::Channel { layer, .. }
+            | TermKind::EveryChannel { layer }
+            | TermKind::Neuron { layer, .. }
+            | TermKind::Layer { layer }
+            | TermKind::Direction { layer, .. } => Some(layer),
         }
     }
 }
 
 impl Objective {
+    /// The layer of a `channel:LAYER:*` objective, which must be its only term.
+    pub fn every_channel(&self) -> Result<Option<&str>> {
+        let wildcard = self.terms.iter().find_map(|term| match &term.kind {
+            TermKind::EveryChannel { layer } => Some(layer.as_str()),
+            _ => None,
+        });
+        if wildcard.is_some() && self.terms.len() > 1 {
+            return Err(Error::bad_input(format!("'{}': a channel:LAYER:* term stands alone, not in a weighted sum", self.label())));
+        }
+        Ok(wildcard)
+    }
+
+    /// `channel:LAYER:C` for every channel C of a layer with `channels` channels.
+    pub fn channels_of(layer: &str, channels: i64) -> Vec<Objective> {
+        (0..channels)
+            .map(|channel| Objective {
+                terms: vec![Term {
+                    kind: TermKind::Channel { layer: layer.to_string(), channel },
+                    weight: 1.0,
+                    text: format!("channel:{layer}:{channel}"),
+                }],
+            })
+            .collect()
+    }
+
     /// "class 3", "0.5·channel:features.0:2 + class:3".
     pub fn label(&self) -> String {
         self.terms
@@ -207,6 +239,9 @@ pub fn check(objectives: &[Objective], output: &Tensor, taps: &[Option<Tensor>],
             TermKind::Layer { layer } => {
                 layers.tap(taps, layer)?;
             }
+            TermKind::EveryChannel { layer } => {
+                return Err(Error::internal(format!("channel:{layer}:* was not expanded")));
+            }
         }
     }
     Ok(())
@@ -249,6 +284,7 @@ pub fn evaluate(objectives: &[Objective], per_objective: i64, output: &Tensor, t
                     }
                 }
                 TermKind::Layer { layer } => rows(layers.tap(taps, layer)?).square().flatten(1, -1).mean_dim(1, false, Kind::Float),
+                TermKind::EveryChannel { layer } => return Err(Error::internal(format!("channel:{layer}:* was not expanded"))),
                 TermKind::Direction { layer, direction } => {
                     let tap = rows(layers.tap(taps, layer)?);
                     let mut shape = vec![1i64; tap.dim()];
@@ -307,6 +343,7 @@ mod tests {
         assert_eq!(term.weight, 1.0);
         let neuron = Term::parse("neuron:features.3:2:1:4", 2.0, &[]).unwrap();
         assert_eq!(neuron.kind, TermKind::Neuron { layer: "features.3".into(), channel: 2, position: Some((1, 4)) });
+        assert_eq!(Term::parse("channel:layer3.1:*", 1.0, &[]).unwrap().kind, TermKind::EveryChannel { layer: "layer3.1".into() });
         let centre = Term::parse("neuron:features.3:2", 1.0, &[]).unwrap();
         assert_eq!(centre.kind, TermKind::Neuron { layer: "features.3".into(), channel: 2, position: None });
         assert_eq!(Term::parse("class_vs_rest:7", 1.0, &[]).unwrap().kind, TermKind::ClassVsRest(7));

@@ -137,27 +137,51 @@ fn image_shape(request: &VisualizeRequest, model: &LoadedModel) -> Result<[i64; 
     Ok(dims)
 }
 
+/// The objectives with every `channel:LAYER:*` replaced by one objective per channel
+/// of LAYER (counted on one forward pass of a grey image).
+fn expand_every_channel(model: &LoadedModel, objectives: &[Objective], mapping: &InputMapping, [channels, height, width]: [i64; 3]) -> Result<Vec<Objective>> {
+    let mut expanded = Vec::new();
+    for objective in objectives {
+        let Some(layer) = objective.every_channel()? else {
+            expanded.push(objective.clone());
+            continue;
+        };
+        let tapped = model.tapped()?;
+        let tap = tapped.tap_index(layer)?;
+        let grey = Tensor::full([1, channels, height, width], 0.5, (Kind::Float, model.device.to_tch()));
+        let _no_grad = tch::no_grad_guard();
+        let output = tapped.forward_selected(&[mapping.apply(&grey)], &[Selected::Tap(tap)])?.remove(0);
+        let output = output.ok_or_else(|| Error::bad_input(format!("layer {layer} produced no tensor on a grey image")))?;
+        if output.dim() < 2 {
+            return Err(Error::bad_input(format!("layer {layer} has output shape {:?}, which has no channels", output.size())));
+        }
+        expanded.extend(Objective::channels_of(layer, output.size()[1]));
+    }
+    Ok(expanded)
+}
+
 pub fn visualize(model: &LoadedModel, request: &VisualizeRequest, max_steps: u32, report: Report<'_, VisualizeProgress>) -> Result<Visualization> {
     if request.objectives.is_empty() {
         return Err(Error::bad_input("no objective given, e.g. class:3 or channel:layer3:5"));
     }
     let steps = check_steps(request.steps, DEFAULT_STEPS, max_steps)?;
-    let per_objective = request.images_per_objective.max(1);
-    let batch = request.objectives.len() as i64 * per_objective;
-    if batch > MAX_IMAGES {
-        return Err(Error::bad_input(format!("{batch} images in one job; at most {MAX_IMAGES} (objectives × images per objective)")));
-    }
     if !(request.learning_rate > 0.0 && request.learning_rate.is_finite()) {
         return Err(Error::bad_input(format!("learning rate {} must be positive", request.learning_rate)));
     }
     let [channels, height, width] = image_shape(request, model)?;
     let device = model.device.to_tch();
     let mapping = InputMapping::new(request, channels, device)?;
+    let objectives = expand_every_channel(model, &request.objectives, &mapping, [channels, height, width])?;
+    let per_objective = request.images_per_objective.max(1);
+    let batch = objectives.len() as i64 * per_objective;
+    if batch > MAX_IMAGES {
+        return Err(Error::bad_input(format!("{batch} images in one job; at most {MAX_IMAGES} (objectives × images per objective)")));
+    }
     let decorrelate = request.decorrelate.unwrap_or(channels == 3);
     let mut rng = ChaCha8Rng::seed_from_u64(request.seed);
     let mut param = ImageParam::new([batch, channels, height, width], request.parameterization, decorrelate, &mut rng, device);
 
-    let layer_names: Vec<&str> = request.objectives.iter().flat_map(Objective::layers).chain(request.diversity_layer.as_deref()).collect();
+    let layer_names: Vec<&str> = objectives.iter().flat_map(Objective::layers).chain(request.diversity_layer.as_deref()).collect();
     let tapped = if layer_names.is_empty() { None } else { Some(model.tapped()?) };
     let layers = match tapped {
         Some(tapped) => LayerIndex::resolve(tapped, layer_names.into_iter())?,
@@ -168,7 +192,7 @@ pub fn visualize(model: &LoadedModel, request: &VisualizeRequest, max_steps: u32
     }
     // Layer objectives run a copy of the forward pass pruned to what they read: the
     // model output only when a class term needs it, and the layers' outputs.
-    let needs_output = request.objectives.iter().flat_map(|objective| &objective.terms).any(|term| term.layer().is_none());
+    let needs_output = objectives.iter().flat_map(|objective| &objective.terms).any(|term| term.layer().is_none());
     let selection: Vec<Selected> = needs_output.then_some(Selected::Output).into_iter().chain(layers.tap_indices().map(Selected::Tap)).collect();
     let forward = |images: &Tensor| -> Result<(Tensor, Vec<Option<Tensor>>)> {
         let inputs = [mapping.apply(images)];
@@ -186,7 +210,7 @@ pub fn visualize(model: &LoadedModel, request: &VisualizeRequest, max_steps: u32
     {
         let _no_grad = tch::no_grad_guard();
         let (output, taps) = forward(&param.images())?;
-        objective::check(&request.objectives, &output, &taps, &layers)?;
+        objective::check(&objectives, &output, &taps, &layers)?;
     }
 
     let every = if request.progress_every > 0 { request.progress_every } else { steps.div_ceil(16).max(1) };
@@ -208,7 +232,7 @@ pub fn visualize(model: &LoadedModel, request: &VisualizeRequest, max_steps: u32
         let transformed = request.transforms.apply(&images, &mut rng);
         lap(0);
         let (output, taps) = forward(&transformed)?;
-        let values = objective::evaluate(&request.objectives, per_objective, &output, &taps, &layers)?;
+        let values = objective::evaluate(&objectives, per_objective, &output, &taps, &layers)?;
         let mut total = values.shallow_clone();
         if request.l2 != 0.0 {
             total = total - l2_penalty(&images) * request.l2;
@@ -221,7 +245,7 @@ pub fn visualize(model: &LoadedModel, request: &VisualizeRequest, max_steps: u32
         }
         if let (true, Some(layer)) = (request.diversity != 0.0, &request.diversity_layer) {
             let tap = layers.tap_of(&taps, layer)?;
-            total = total + objective::diversity(tap, request.objectives.len() as i64, per_objective)? * request.diversity;
+            total = total + objective::diversity(tap, objectives.len() as i64, per_objective)? * request.diversity;
         }
         let loss = -total.sum(Kind::Float);
         let loss_value = loss.double_value(&[]);
@@ -258,7 +282,7 @@ pub fn visualize(model: &LoadedModel, request: &VisualizeRequest, max_steps: u32
     let images = param.images();
     let inputs = mapping.apply(&images);
     let (selected_output, taps) = forward(&images)?;
-    let values = objective::evaluate(&request.objectives, per_objective, &selected_output, &taps, &layers)?;
+    let values = objective::evaluate(&objectives, per_objective, &selected_output, &taps, &layers)?;
     let output = if needs_output || tapped.is_none() { selected_output } else { model.forward(std::slice::from_ref(&inputs))? };
     let objective = Vec::<f32>::try_from(&values.to_kind(Kind::Float).to_device(tch::Device::Cpu)).unwrap_or_default();
     let predictions = if output.dim() == 2 {
@@ -270,6 +294,6 @@ pub fn visualize(model: &LoadedModel, request: &VisualizeRequest, max_steps: u32
     } else {
         Vec::new()
     };
-    let labels = request.objectives.iter().flat_map(|objective| std::iter::repeat_n(objective.label(), per_objective as usize)).collect();
+    let labels = objectives.iter().flat_map(|objective| std::iter::repeat_n(objective.label(), per_objective as usize)).collect();
     Ok(Visualization { inputs: HostTensor::from_tch(&inputs)?, images: HostTensor::from_tch(&images)?, objective, steps, predictions, labels })
 }
