@@ -18,8 +18,8 @@ use std::path::PathBuf;
 pub struct GenerateArgs {
     model: String,
     /// What to maximise: class:N, class_vs_rest:N, channel:LAYER:C, neuron:LAYER:C[:Y:X],
-    /// layer:LAYER; a weighted sum as "class:3+0.5*channel:conv1:2". Repeat for one
-    /// image per objective.
+    /// layer:LAYER; a weighted sum as "class:3+0.5*channel:conv1:2"; channel:LAYER:* for
+    /// every channel of a layer. Repeat for one image per objective.
     #[arg(long, required = true)]
     objective: Vec<String>,
     /// Write the synthesized inputs, exactly as fed to the model (float32 .npy).
@@ -110,7 +110,9 @@ fn objective(text: &str) -> anyhow::Result<proto::Objective> {
         .split('+')
         .map(|piece| {
             let piece = piece.trim();
-            match piece.split_once('*') {
+            // A `*` is a weight's unless it is the wildcard ending `channel:LAYER:*`.
+            let weighted = piece.strip_suffix(":*").unwrap_or(piece).contains('*');
+            match piece.split_once('*').filter(|_| weighted) {
                 Some((weight, term)) if weight.trim().parse::<f32>().is_ok() => Ok(proto::ObjectiveTerm {
                     term: term.trim().to_string(),
                     weight: weight.trim().parse().expect("checked"),
