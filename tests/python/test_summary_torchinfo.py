@@ -141,6 +141,18 @@ MODEL_CASES = [
         check_trace=False,
     ),
     ModelCase(
+        "token_lstm_scripted", TokenLSTM, (2, 12), "int64", "script",
+        "the scripted nn.LSTM keeps its branches for packed sequences and unbatched inputs; "
+        "the daemon lifts values out of branches and returns tuples' tensors directly, so "
+        "the call that ran has its shape",
+    ),
+    ModelCase(
+        "transformer_encoder_scripted", small_transformer_encoder, (2, 10, 32), "float32", "script",
+        "scripted encoder layers hold the fused fast path and the module calls of the slow "
+        "path in branches; the summary runs with grad mode on, as torchinfo does, so the "
+        "slow path runs and the calls in the branch not taken are left out",
+    ),
+    ModelCase(
         "two_inputs", ImageAndFeatures, [(2, 1, 8, 8), (2, 5)], "float32", "script",
         "scriptable; two inputs, so the summary gets one sample input per forward argument",
     ),

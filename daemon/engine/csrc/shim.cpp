@@ -27,6 +27,7 @@
 #include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/inliner.h>
+#include <torch/csrc/jit/passes/lower_tuples.h>
 #include <torch/csrc/jit/passes/remove_mutation.h>
 
 #include <algorithm>
@@ -290,7 +291,55 @@ struct GraphInfo {
     CallIndex index;
     std::vector<torch::jit::Value*> all_values;  // every tensor value nodes produce, in order
     std::string json;
+    // A tensor produced inside an `if` block -> the output the block now also returns
+    // it through (None from the other block), one level up (see lift_branch_values).
+    std::unordered_map<torch::jit::Value*, torch::jit::Value*> lifted;
+    std::set<torch::jit::Value*> lifted_outputs;
+
+    // The top-level value that carries `value` out of every enclosing `if` (itself when
+    // it is produced at the top level): what a method can return.
+    torch::jit::Value* top_level(torch::jit::Value* value) const {
+        for (auto found = lifted.find(value); found != lifted.end(); found = lifted.find(value)) value = found->second;
+        return value;
+    }
 };
+
+// Makes every tensor produced inside the blocks of an `if` (at any depth; loops are
+// left alone) reachable from the top level: the `if` gets one more output per value,
+// the value's own block returns it and the other block returns None, so the output is
+// an Optional[Tensor] that holds the value when that branch ran. Data-dependent
+// branches in library code (nn.LSTM's input checks, the Transformer fast path) would
+// otherwise hide the module calls inside them from taps and summaries.
+void lift_branch_values(torch::jit::Block* block, GraphInfo& info) {
+    for (torch::jit::Node* node : block->nodes()) {
+        if (node->kind() != c10::prim::If) continue;
+        for (torch::jit::Block* branch : node->blocks()) lift_branch_values(branch, info);
+        std::vector<std::pair<size_t, torch::jit::Value*>> produced;  // (branch, value)
+        for (size_t b = 0; b < node->blocks().size(); ++b) {
+            for (torch::jit::Node* inner : node->blocks()[b]->nodes()) {
+                for (torch::jit::Value* output : inner->outputs()) {
+                    // Tensors, and what nested `if`s lifted (Optional[Tensor]), go up a level.
+                    const bool tensor = output->type()->isSubtypeOf(*c10::TensorType::get());
+                    if (tensor || info.lifted_outputs.count(output)) produced.emplace_back(b, output);
+                }
+            }
+        }
+        for (const auto& [branch, value] : produced) {
+            for (size_t b = 0; b < node->blocks().size(); ++b) {
+                torch::jit::Block* target = node->blocks()[b];
+                if (b == branch) {
+                    target->registerOutput(value);
+                } else {
+                    torch::jit::WithInsertPoint guard(target->return_node());
+                    target->registerOutput(target->owningGraph()->insertNode(target->owningGraph()->createNone())->output());
+                }
+            }
+            torch::jit::Value* output = node->addOutput()->setType(c10::OptionalType::create(c10::TensorType::get()));
+            info.lifted[value] = output;
+            info.lifted_outputs.insert(output);
+        }
+    }
+}
 
 void write_value_ids(std::ostringstream& out, const std::vector<torch::jit::Value*>& values) {
     out << '[';
@@ -324,6 +373,9 @@ GraphInfo analyse(torch::jit::Module& module) {
     GraphInfo info;
     info.graph = module.get_method("forward").graph()->copy();
     torch::jit::Inline(*info.graph);
+    // A module returning a tuple (nn.LSTM's `output, (h, c)`) builds it and the caller
+    // unpacks it; removing such pairs lets the tensors themselves leave the call.
+    torch::jit::LowerSimpleTuples(info.graph);
     // The copy is in eval mode for good: reading `training` gives false. Making that a
     // constant and propagating it removes the training-only branches (batch-norm
     // statistics, dropout), so most module calls end up in straight-line code where
@@ -333,15 +385,29 @@ GraphInfo analyse(torch::jit::Module& module) {
     torch::jit::ConstantPropagation(info.graph);
     torch::jit::RemoveTensorMutation(info.graph);
     torch::jit::EliminateDeadCode(info.graph);
+    lift_branch_values(info.graph->block(), info);
     auto& graph = *info.graph;
     auto& index = info.index;
     const std::vector<int> no_calls;
     // LAYERLENS_SHIM_DUMP=1 prints the rewritten graph to stderr, to see what the shim saw.
     if (std::getenv("LAYERLENS_SHIM_DUMP") != nullptr) graph.dump();
 
+    // Every node in execution order, into the blocks of `if`s (whose values are lifted
+    // out) but not into loop bodies. An `if` comes after its blocks' nodes: its outputs
+    // are produced when the branch is done, so they stay a call's last output.
+    std::vector<torch::jit::Node*> nodes;
+    std::function<void(torch::jit::Block*)> collect = [&](torch::jit::Block* block) {
+        for (torch::jit::Node* node : block->nodes()) {
+            if (node->kind() == c10::prim::If) {
+                for (torch::jit::Block* branch : node->blocks()) collect(branch);
+            }
+            nodes.push_back(node);
+        }
+    };
+    collect(graph.block());
     // Register calls in execution order: constants are pooled at the top of the graph
     // and would otherwise make their module's call come first.
-    for (torch::jit::Node* node : graph.nodes()) {
+    for (torch::jit::Node* node : nodes) {
         if (node->kind() != c10::prim::Constant) index.of(node);
     }
     // The calls a user sits in: its own, else (control flow the inliner left without a
@@ -353,7 +419,7 @@ GraphInfo analyse(torch::jit::Module& module) {
             node = node->owningBlock()->owningNode();
         }
     };
-    for (torch::jit::Node* node : graph.nodes()) {
+    for (torch::jit::Node* node : nodes) {
         const std::vector<int> chain = index.of(node);
         if (reads_metadata_only(node)) {
             for (torch::jit::Value* output : node->outputs()) {
@@ -425,7 +491,10 @@ GraphInfo analyse(torch::jit::Module& module) {
         write_json_string(out, call.type);
         out << ",\"site\":";
         write_json_string(out, call.site);
-        out << ",\"index\":" << call.index << ",\"inputs\":";
+        // A call with an output lifted out of an `if` sits in a data-dependent branch.
+        const bool in_branch = std::any_of(call.outputs.begin(), call.outputs.end(),
+                                           [&](torch::jit::Value* value) { return info.lifted.count(value) > 0; });
+        out << ",\"index\":" << call.index << ",\"in_branch\":" << (in_branch ? "true" : "false") << ",\"inputs\":";
         write_value_ids(out, call.inputs);
         out << ",\"outputs\":";
         write_value_ids(out, call.outputs);
@@ -436,6 +505,17 @@ GraphInfo analyse(torch::jit::Module& module) {
     out << "}";
     info.json = out.str();
     return info;
+}
+
+// Adds `graph` to the module's type as method `name`, with forward's argument names
+// and defaults (`mask=None` in a TransformerEncoder), so it is called like forward.
+void register_method(torch::jit::Module& module, const std::shared_ptr<torch::jit::Graph>& graph, const std::string& name) {
+    auto function = module._ivalue()->compilation_unit()->create_function(
+        c10::QualifiedName(*module.type()->name(), name), graph);
+    const c10::FunctionSchema& forward = module.get_method("forward").function().getSchema();
+    std::vector<c10::Argument> returns{c10::Argument("", graph->outputs().at(0)->type())};
+    torch::jit::toGraphFunction(*function).setSchema(forward.cloneWithName(name, "").cloneWithReturns(std::move(returns)));
+    module.type()->addMethod(function);
 }
 
 // A callback that may append nodes after a base value's copy exists (its graph, the
@@ -480,9 +560,7 @@ void add_method(torch::jit::Module& module, const std::shared_ptr<torch::jit::Gr
     graph->appendNode(tuple);
     graph->registerOutput(tuple->output());
     if (prune) torch::jit::EliminateDeadCode(graph);
-    auto function = module._ivalue()->compilation_unit()->create_function(
-        c10::QualifiedName(*module.type()->name(), name), graph);
-    module.type()->addMethod(function);
+    register_method(module, graph, name);
 }
 
 // `base`'s output followed by `extra` values: the outputs of forward_taps/forward_all.
@@ -500,14 +578,17 @@ using ObserveCallback = void (*)(void* user, at::Tensor* tensor, int64_t index);
 thread_local ObserveCallback observe_callback = nullptr;
 thread_local void* observe_user = nullptr;
 
-void observe(const at::Tensor& tensor, int64_t index) {
-    if (observe_callback != nullptr) observe_callback(observe_user, new at::Tensor(tensor), index);
+// A tap lifted out of an `if` is None when its branch did not run.
+void observe(const std::optional<at::Tensor>& tensor, int64_t index) {
+    if (observe_callback != nullptr && tensor.has_value() && tensor->defined()) {
+        observe_callback(observe_user, new at::Tensor(*tensor), index);
+    }
 }
 
 // No outputs: CONSERVATIVE alias analysis marks the op as having side effects, so no
 // dead-code pass of the graph executor removes it.
 TORCH_LIBRARY(layerlens, library) {
-    library.def(torch::schema("observe(Tensor x, int index) -> ()", c10::AliasAnalysisKind::CONSERVATIVE), &observe);
+    library.def(torch::schema("observe(Tensor? x, int index) -> ()", c10::AliasAnalysisKind::CONSERVATIVE), &observe);
 }
 
 // Adds method `name`: a copy of `base` that returns the original output and calls
@@ -517,7 +598,9 @@ void add_observe_method(torch::jit::Module& module, const std::shared_ptr<torch:
                         const std::vector<torch::jit::Value*>& taps, const std::string& name) {
     std::unordered_map<torch::jit::Value*, int64_t> first_tap;
     for (size_t i = 0; i < taps.size(); ++i) {
-        if (taps[i]->type()->cast<c10::TensorType>()) first_tap.emplace(taps[i], static_cast<int64_t>(i));
+        const bool tensor = taps[i]->type()->isSubtypeOf(*c10::TensorType::get()) ||
+                            taps[i]->type()->isSubtypeOf(*c10::OptionalType::create(c10::TensorType::get()));
+        if (tensor) first_tap.emplace(taps[i], static_cast<int64_t>(i));
     }
     const c10::Symbol observe_symbol = c10::Symbol::fromQualString("layerlens::observe");
     std::unordered_map<torch::jit::Value*, torch::jit::Value*> value_map;
@@ -529,9 +612,7 @@ void add_observe_method(torch::jit::Module& module, const std::shared_ptr<torch:
     };
     auto graph = copy_body(base, value_map, observe_if_tapped);
     graph->registerOutput(value_map.at(base->outputs().at(0)));
-    auto function = module._ivalue()->compilation_unit()->create_function(
-        c10::QualifiedName(*module.type()->name(), name), graph);
-    module.type()->addMethod(function);
+    register_method(module, graph, name);
 }
 
 // A loaded module with its tap methods and graph description.
@@ -554,7 +635,7 @@ void prepare_tapped(TappedModule& tapped) {
     std::vector<torch::jit::Value*> taps;
     for (const ModuleCall& call : tapped.graph.index.calls) {
         if (call.outputs.empty()) continue;
-        taps.push_back(call.outputs.back());
+        taps.push_back(tapped.graph.top_level(call.outputs.back()));
         tapped.tap_paths.push_back(call.path);
         tapped.tap_calls.push_back(call.id);
     }
@@ -563,7 +644,9 @@ void prepare_tapped(TappedModule& tapped) {
         tapped.tap_first.push_back(static_cast<int>(std::find(taps.begin(), taps.end(), taps[i]) - taps.begin()));
     }
     add_method(tapped.module, tapped.graph.graph, with_output(tapped.graph.graph, taps), "forward_taps");
-    add_method(tapped.module, tapped.graph.graph, with_output(tapped.graph.graph, tapped.graph.all_values), "forward_all");
+    std::vector<torch::jit::Value*> all_values;
+    for (torch::jit::Value* value : tapped.graph.all_values) all_values.push_back(tapped.graph.top_level(value));
+    add_method(tapped.module, tapped.graph.graph, with_output(tapped.graph.graph, all_values), "forward_all");
     add_observe_method(tapped.module, tapped.graph.graph, taps, "forward_observe");
 }
 

@@ -131,6 +131,7 @@ pub fn summarize_calls(
     let mut counted_param_modules = HashSet::new();
     let mut seen_storage = HashSet::new();
     let mut untapped = Vec::new();
+    let mut calls_shown: HashMap<&str, u32> = HashMap::new();
     for call in calls {
         let depth = call.path.split('.').count() as u32;
         let leaf = leaf_calls[call.id];
@@ -139,8 +140,19 @@ pub fn summarize_calls(
         let own_params: u64 = module.map(|module| module.params.iter().map(|param| param.numel).sum()).unwrap_or(0);
         let output_shape = call_outputs[call.id].and_then(|id| shape_of(&id));
         if output_shape.is_none() {
+            if call.in_branch {
+                // In a branch this input did not take: the call did not run, and like
+                // torchinfo (which sees only calls that run) the summary leaves it out.
+                continue;
+            }
             untapped.push(call.path.clone());
         }
+        // Calls of a path are numbered among the calls that ran.
+        let call_index = {
+            let count = calls_shown.entry(call.path.as_str()).or_insert(0u32);
+            *count += 1;
+            *count - 1
+        };
         if leaf {
             summary.total_mult_adds += call_macs[call.id];
             if let (Some(id), true) = (call_outputs[call.id], num_params > 0) {
@@ -165,7 +177,7 @@ pub fn summarize_calls(
             path: call.path.clone(),
             type_name: readable_type_name(&call.qualified_type),
             depth,
-            call_index: call.index as u32,
+            call_index,
             call_site: call.site.clone(),
             input_shapes: call.inputs.iter().filter_map(|id| shape_of(id).or_else(|| graph_input_shape(tapped, *id, inputs))).take(1).collect(),
             output_shapes: output_shape.into_iter().collect(),
@@ -186,7 +198,7 @@ pub fn summarize_calls(
         untapped.dedup();
         let shown: Vec<&str> = untapped.iter().take(5).map(String::as_str).collect();
         summary.notes.push(format!(
-            "{} module call(s) run inside data-dependent branches or return no tensor, so their shapes and mult-adds are not shown ({}{}); a traced model has no such branches",
+            "{} module call(s) return no tensor or run inside loops, so their shapes and mult-adds are not shown ({}{}); a traced model unrolls loops",
             untapped.len(),
             shown.join(", "),
             if untapped.len() > 5 { ", ..." } else { "" }
@@ -270,7 +282,9 @@ pub fn run_call_summary(model: &LoadedModel, modules: &[ModuleInfo], inputs: &[S
             return Ok(from_module_tree(modules, inputs, note, max_depth));
         }
     };
-    let _no_grad = tch::no_grad_guard();
+    // With grad mode on, as torchinfo runs it: library code that picks a fused path
+    // under no_grad (the Transformer encoder's fast path) would skip the module calls
+    // the summary is about.
     let (output, values) = tapped.forward_all(&tensors)?;
     let mut shapes = HashMap::new();
     for (id, value) in tapped.graph.tensor_values.iter().zip(&values) {

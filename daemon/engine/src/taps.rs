@@ -126,6 +126,10 @@ pub struct ModuleCall {
     pub site: String,
     /// 0 for the first call of this path, 1 for the second, ...
     pub index: usize,
+    /// The call sits in a data-dependent branch (its outputs are None when the branch
+    /// is not taken).
+    #[serde(default)]
+    pub in_branch: bool,
     /// Tensor values used inside the call and produced outside it, and the reverse.
     pub inputs: Vec<usize>,
     pub outputs: Vec<usize>,
