@@ -468,7 +468,7 @@ GraphInfo analyse(torch::jit::Module& module) {
     write_value_ids(out, {graph.outputs().begin(), graph.outputs().end()});
     out << ",\"nodes\":[";
     bool first = true;
-    for (torch::jit::Node* node : graph.nodes()) {
+    for (torch::jit::Node* node : nodes) {
         const auto kind = node->kind();
         if (kind == c10::prim::Constant || kind == c10::prim::GetAttr) continue;
         out << (first ? "" : ",") << "{\"kind\":";
@@ -477,8 +477,14 @@ GraphInfo analyse(torch::jit::Module& module) {
         const auto& chain = index.of(node);
         out << ",\"call\":" << (chain.empty() ? -1 : chain.back()) << ",\"source\":";
         write_json_string(out, source_location(node->sourceRange()));
+        // An `if` takes what its blocks return as inputs too, so a walk back from its
+        // outputs reaches the ops of both branches.
+        std::vector<torch::jit::Value*> inputs(node->inputs().begin(), node->inputs().end());
+        if (kind == c10::prim::If) {
+            for (torch::jit::Block* branch : node->blocks()) inputs.insert(inputs.end(), branch->outputs().begin(), branch->outputs().end());
+        }
         out << ",\"inputs\":";
-        write_value_ids(out, {node->inputs().begin(), node->inputs().end()});
+        write_value_ids(out, inputs);
         out << ",\"outputs\":";
         write_value_ids(out, {node->outputs().begin(), node->outputs().end()});
         out << "}";

@@ -41,7 +41,7 @@ pub struct OpGraph {
 pub fn op_graph(model: &LoadedModel, inputs: &[SampleInput]) -> Result<OpGraph> {
     let tensors = SampleInput::zeros(inputs, model.device.to_tch())?;
     let tapped = model.tapped()?;
-    let _no_grad = tch::no_grad_guard();
+    // Grad mode on, as for summaries: under no_grad library code takes fused paths.
     let (output, values) = tapped.forward_all(&tensors)?;
     let mut shapes: HashMap<usize, Vec<i64>> = HashMap::new();
     for (id, value) in tapped.graph.tensor_values.iter().zip(&values) {
