@@ -170,3 +170,25 @@ def test_activation_statistics_match_forward_hooks_on_the_eager_model(block_net)
         compared += 1
     assert compared == sum(len(outputs) for outputs in recorded.values())
     assert {(layer["path"], layer["call_index"]) for layer in report.layers} >= {("blocks.0.act", 1), ("blocks.1", 0)}
+
+
+def test_scripted_branches_are_tapped_and_drawn(client, tmp_path):
+    # Scripted TransformerEncoderLayers hold the fused fast path and the slow path's
+    # module calls in the two branches of an `if`; both show in the graph, and the
+    # calls of the path that ran get shapes in the summary.
+    from test_summary_torchinfo import small_transformer_encoder
+
+    torch.manual_seed(0)
+    path = tmp_path / "encoder.pt"
+    torch.jit.script(small_transformer_encoder().eval()).save(str(path))
+    handle = client.add_model(path, name="structure-scripted-encoder")
+    graph = handle.graph((2, 10, 32))
+    ops = [op for op, _, _ in graph.nodes]
+    assert ops.count("linear") >= 4 and ops.count("layer_norm") >= 4, ops
+    modules = {module for _, module, _ in graph.nodes}
+    assert {"layers.0.linear1", "layers.1.norm2"} <= modules
+    summary = handle.summary((2, 10, 32))
+    rows = {row["path"]: row for row in summary.rows}
+    assert rows["layers.0.linear1"]["output_shape"] == [2, 10, 64]
+    assert rows["layers.1.self_attn"]["output_shape"] == [2, 10, 32]
+    assert summary.notes == []
