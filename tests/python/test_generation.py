@@ -84,6 +84,7 @@ def test_channel_objective_beats_the_most_activating_digit(digits_model, digits_
     result = digits_model.visualize(f"channel:{layer}:{channel}", input_shape=DIGITS_SHAPE, steps=128, seed=0, progress=False)
     optimised = digits_layer_outputs(digits_torchscript, result.images, 3)[:, channel].mean()
     dataset = digits_layer_outputs(digits_torchscript, digits_images, 3)[:, channel].mean(axis=(1, 2))
+    print(f"channel {layer}:{channel}: optimised image {optimised:.3f}, most activating held-out digit {dataset.max():.3f}")
     assert optimised > dataset.max(), (optimised, dataset.max())
     # The objective the daemon reports is that same mean.
     assert result.objective[0] == pytest.approx(optimised, rel=1e-4)
