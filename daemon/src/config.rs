@@ -1,8 +1,10 @@
 //! Daemon configuration: command-line flags (CONTRACT.md), optionally layered over a
-//! TOML file given with `--config`. Flags win over the file.
+//! TOML file given with `--config`. Flags win over the file. Also the access rules
+//! that can be checked before anything starts: a daemon without a tokens file only
+//! listens on loopback unless told `--insecure`, and TLS needs both a cert and a key.
 
 use anyhow::{bail, Context};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use layerlens_engine::Device;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -21,7 +23,8 @@ pub struct Flags {
     #[arg(long)]
     pub device: Option<String>,
     /// TOML file with the same keys as these flags (listen, store, device,
-    /// max_message_bytes, max_model_bytes, pass_budget_bytes, max_generation_steps).
+    /// max_message_bytes, max_model_bytes, pass_budget_bytes, max_generation_steps,
+    /// tokens, insecure, tls_cert, tls_key, model_roots).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Largest gRPC message accepted or sent, in bytes [default: 64 MiB].
@@ -42,6 +45,34 @@ pub struct Flags {
     /// (repeatable). An optional `@1,1,8,8` suffix records the model's input shape.
     #[arg(long = "add-model", value_name = "NAME=PATH[@SHAPE]")]
     pub add_models: Vec<String>,
+    /// TOML file of users (`[[user]]` with name, token_sha256, role = "admin" or
+    /// "user"); turns on authentication: every call but health needs
+    /// `authorization: Bearer <token>`.
+    #[arg(long)]
+    pub tokens: Option<PathBuf>,
+    /// Serve a non-loopback address without a tokens file (anyone who reaches the
+    /// port may use and delete models).
+    #[arg(long)]
+    pub insecure: bool,
+    /// PEM certificate chain; with --tls-key the daemon serves TLS (https://) only.
+    #[arg(long, value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// Directory whose files AddFromPath may store (repeatable); without one,
+    /// AddFromPath is refused. `--add-model` is not restricted.
+    #[arg(long = "model-root", value_name = "DIR")]
+    pub model_roots: Vec<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the sha256 hex of a token read from stdin (one trailing newline is
+    /// dropped), for the `token_sha256` of a tokens file.
+    HashToken,
 }
 
 /// The same settings as a TOML file.
@@ -55,6 +86,11 @@ struct FileConfig {
     max_model_bytes: Option<u64>,
     pass_budget_bytes: Option<u64>,
     max_generation_steps: Option<u32>,
+    tokens: Option<PathBuf>,
+    insecure: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    model_roots: Option<Vec<PathBuf>>,
 }
 
 /// A model to store at start-up.
@@ -75,6 +111,18 @@ pub struct Config {
     pub pass_budget_bytes: u64,
     pub max_generation_steps: u32,
     pub startup_models: Vec<StartupModel>,
+    /// The tokens file; `None` means no authentication (loopback or `--insecure`).
+    pub tokens: Option<PathBuf>,
+    pub tls: Option<TlsFiles>,
+    /// AddFromPath's allowed directories, as configured (canonicalized at start-up).
+    pub model_roots: Vec<PathBuf>,
+}
+
+/// The daemon's certificate chain and key, both PEM.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Config {
@@ -96,8 +144,26 @@ impl Config {
             None => default_store_dir()?,
         };
         let startup_models = flags.add_models.iter().map(|spec| parse_startup_model(spec)).collect::<anyhow::Result<_>>()?;
+        let listen = flags.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:7533".parse().expect("valid address"));
+        let tokens = flags.tokens.or(file.tokens);
+        let insecure = flags.insecure || file.insecure.unwrap_or(false);
+        // Without tokens anyone who reaches the port may delete models, so only this
+        // machine may reach it unless the admin says otherwise.
+        if tokens.is_none() && !listen.ip().is_loopback() && !insecure {
+            bail!(
+                "refusing to listen on {listen} without authentication: pass --tokens FILE to require access tokens, \
+                 or --insecure to let anyone who can reach this address use the daemon (or listen on 127.0.0.1)"
+            );
+        }
+        let tls = match (flags.tls_cert.or(file.tls_cert), flags.tls_key.or(file.tls_key)) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => bail!("--tls-cert needs --tls-key (the certificate's private key)"),
+            (None, Some(_)) => bail!("--tls-key needs --tls-cert (the certificate chain)"),
+        };
+        let model_roots = if flags.model_roots.is_empty() { file.model_roots.unwrap_or_default() } else { flags.model_roots };
         Ok(Config {
-            listen: flags.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:7533".parse().expect("valid address")),
+            listen,
             store,
             device,
             max_message_bytes: flags.max_message_bytes.or(file.max_message_bytes).unwrap_or(64 << 20),
@@ -105,6 +171,9 @@ impl Config {
             pass_budget_bytes: flags.pass_budget_bytes.or(file.pass_budget_bytes).unwrap_or(1 << 30).max(1),
             max_generation_steps: flags.max_generation_steps.or(file.max_generation_steps).unwrap_or(10_000).max(1),
             startup_models,
+            tokens,
+            tls,
+            model_roots,
         })
     }
 }

@@ -1,5 +1,7 @@
-//! The daemon's error type and its one conversion to `tonic::Status`. Engine and
-//! store errors arrive here with a kind; the kind alone decides the gRPC code.
+//! The daemon's error types and their conversions to `tonic::Status`. Engine and
+//! store errors arrive here with a kind; the kind alone decides the gRPC code. Refusals
+//! of the access rules (no token, wrong role, a path outside the model roots) are
+//! `AccessError`s: the engine's kinds know nothing of access, so they get their own.
 
 use layerlens_engine::ErrorKind;
 
@@ -60,5 +62,33 @@ impl From<ApiError> for tonic::Status {
             tracing::error!(message = %error.message, "internal error");
         }
         tonic::Status::new(code, error.message)
+    }
+}
+
+/// A call refused by the access rules (auth.rs, model_roots.rs), or an ordinary error
+/// met while checking them.
+#[derive(Debug)]
+pub enum AccessError {
+    /// No token, or a token no user holds.
+    Unauthenticated(String),
+    /// A known caller who may not do this: a role without the right, or a file outside
+    /// the model roots.
+    PermissionDenied(String),
+    Api(ApiError),
+}
+
+impl From<ApiError> for AccessError {
+    fn from(error: ApiError) -> AccessError {
+        AccessError::Api(error)
+    }
+}
+
+impl From<AccessError> for tonic::Status {
+    fn from(error: AccessError) -> tonic::Status {
+        match error {
+            AccessError::Unauthenticated(message) => tonic::Status::unauthenticated(message),
+            AccessError::PermissionDenied(message) => tonic::Status::permission_denied(message),
+            AccessError::Api(error) => error.into(),
+        }
     }
 }

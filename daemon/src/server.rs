@@ -1,8 +1,11 @@
 //! Wires the daemon together: opens the store, stores the start-up models, binds
 //! the listener, serves the layerlens services plus `grpc.health.v1` and server
-//! reflection, and shuts down cleanly on SIGTERM/SIGINT.
+//! reflection behind the access layer (auth.rs), over TLS when configured, and shuts
+//! down cleanly on SIGTERM/SIGINT.
 
+use crate::auth::{AccessLayer, AccessPolicy, Tokens};
 use crate::config::Config;
+use crate::model_roots::ModelRoots;
 use crate::registry::Registry;
 use crate::services::explain::ExplainService;
 use crate::services::generate::GenerateService;
@@ -15,6 +18,18 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // Access settings are read first: a bad tokens file, key or root must stop the
+    // daemon before it serves anything.
+    let tokens = config.tokens.as_deref().map(Tokens::load).transpose()?;
+    let model_roots = ModelRoots::open(&config.model_roots)?;
+    let tls = match &config.tls {
+        Some(files) => {
+            let cert = std::fs::read(&files.cert).with_context(|| format!("reading --tls-cert {}", files.cert.display()))?;
+            let key = std::fs::read(&files.key).with_context(|| format!("reading --tls-key {}", files.key.display()))?;
+            Some(tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert, key)))
+        }
+        None => None,
+    };
     let store = Store::open(&config.store).map_err(|error| anyhow::anyhow!(error.message))?;
     for model in &config.startup_models {
         let staged = store
@@ -38,6 +53,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             },
         ),
         max_model_bytes: config.max_model_bytes,
+        model_roots,
     });
     let limit = config.max_message_bytes;
     let models = proto::models_server::ModelsServer::new(ModelsService { state: state.clone() })
@@ -59,13 +75,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .build_v1()
         .context("building the reflection service")?;
 
+    let mut builder = tonic::transport::Server::builder();
+    let serves_tls = tls.is_some();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).context("--tls-cert/--tls-key: not a usable certificate and private key")?;
+    }
+
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
-    tracing::info!(store = %config.store.display(), device = %config.device, "layerlensd ready");
+    match &tokens {
+        Some(tokens) => tracing::info!(users = tokens.len(), "authentication on: every call but health needs a token"),
+        None if address.ip().is_loopback() => tracing::info!("no --tokens file: open to this machine only"),
+        None => tracing::warn!("no --tokens file (--insecure): every caller that reaches {address} may use and delete models"),
+    }
+    if tokens.is_some() && !serves_tls && !address.ip().is_loopback() {
+        tracing::warn!("tokens travel in clear text on {address}: add --tls-cert and --tls-key");
+    }
+    let roots = state.model_roots.roots().iter().map(|root| root.display().to_string()).collect::<Vec<_>>();
+    tracing::info!(store = %config.store.display(), device = %config.device, tls = serves_tls, model_roots = ?roots, "layerlensd ready");
     // Scripts and tests wait for this exact line (CONTRACT.md).
     println!("layerlensd listening on {address}");
 
-    tonic::transport::Server::builder()
+    builder
+        .layer(AccessLayer::new(AccessPolicy::new(tokens)))
         .add_service(health)
         .add_service(reflection)
         .add_service(models)

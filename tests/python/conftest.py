@@ -103,7 +103,7 @@ def _pump_stdout(stream, lines, ready):
 
 @pytest.fixture(scope="session")
 def daemon(fixtures_dir, tmp_path_factory):
-    """A real layerlensd on 127.0.0.1:<free port> with an empty temporary store."""
+    """A real layerlensd on 127.0.0.1:<free port> with an empty temporary store; AddFromPath may read the fixtures."""
     binary = daemon_binary()
     if not binary.is_file():
         pytest.fail(f"no layerlensd at {binary}: build it with `cargo build --bin layerlensd` or set LAYERLENSD_BIN")
@@ -111,7 +111,8 @@ def daemon(fixtures_dir, tmp_path_factory):
     stderr_path = tmp_path_factory.mktemp("daemon-log") / "stderr.log"
     with stderr_path.open("wb") as stderr_file:
         process = subprocess.Popen(
-            [str(binary), "--listen", "127.0.0.1:0", "--store", str(store_dir), "--device", "cpu"],
+            # The fixtures are the one directory AddFromPath may read (test_models).
+            [str(binary), "--listen", "127.0.0.1:0", "--store", str(store_dir), "--device", "cpu", "--model-root", str(fixtures_dir)],
             stdout=subprocess.PIPE,
             stderr=stderr_file,
             stdin=subprocess.DEVNULL,

@@ -148,7 +148,8 @@ class MetadataRecorder(models_pb2_grpc.ModelsServicer):
 
 @pytest.fixture
 def recording_server():
-    # layerlensd has no token check yet, so the header is observed on a plain gRPC server.
+    # The header exactly as sent is observed on a plain gRPC server; layerlensd's own token
+    # check (and TLS with a CA from this client) is tested in tests/tests/access.rs.
     recorder = MetadataRecorder()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     models_pb2_grpc.add_ModelsServicer_to_server(recorder, server)

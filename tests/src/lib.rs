@@ -60,22 +60,31 @@ pub fn run_reference(script: &str, args: &[&str]) -> String {
 /// A running `layerlensd` process; killed on drop if not stopped.
 pub struct Daemon {
     child: Option<Child>,
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` with TLS)
     pub url: String,
     pub store: PathBuf,
+    stderr_lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Daemon {
     /// Starts the daemon on 127.0.0.1:0 with `store` and extra flags, and waits (at
     /// most 60 s) for its `listening on` line.
     pub fn start(store: &Path, extra_args: &[&str]) -> Daemon {
+        Daemon::try_start(store, "127.0.0.1:0", extra_args, "warn").unwrap_or_else(|stderr| panic!("layerlensd exited before listening: {stderr}"))
+    }
+
+    /// Starts the daemon on `listen` and waits (at most 60 s) for its `listening on`
+    /// line; answers its stderr when it exits before that. The url is `https://` when
+    /// `--tls-cert` is among the flags, and names 127.0.0.1 when the daemon listens on
+    /// 0.0.0.0 (tests only talk to loopback). `log_filter` is its LAYERLENS_LOG.
+    pub fn try_start(store: &Path, listen: &str, extra_args: &[&str], log_filter: &str) -> Result<Daemon, String> {
         let mut child = Command::new(binary("layerlensd"))
-            .args(["--listen", "127.0.0.1:0", "--device", "cpu", "--store"])
+            .args(["--listen", listen, "--device", "cpu", "--store"])
             .arg(store)
             .args(extra_args)
-            .env("LAYERLENS_LOG", "warn")
+            .env("LAYERLENS_LOG", log_filter)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("starting layerlensd");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -87,17 +96,40 @@ impl Daemon {
                 }
             }
         });
+        // stderr is passed on to the test's and kept, to answer a failed start with it.
+        let stderr = child.stderr.take().expect("piped stderr");
+        let stderr_lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr_thread = {
+            let stderr_lines = stderr_lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    eprintln!("{line}");
+                    stderr_lines.lock().expect("stderr lines").push(line);
+                }
+            })
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         let address = loop {
             if let Ok(address) = receiver.recv_timeout(Duration::from_millis(100)) {
                 break address;
             }
-            if let Some(status) = child.try_wait().expect("polling layerlensd") {
-                panic!("layerlensd exited before listening: {status}");
+            if child.try_wait().expect("polling layerlensd").is_some() {
+                let _ = stderr_thread.join();
+                return Err(stderr_lines.lock().expect("stderr lines").join("\n"));
             }
             assert!(Instant::now() < deadline, "layerlensd did not print 'listening on' within 60 s");
         };
-        Daemon { child: Some(child), url: format!("http://{address}"), store: store.to_path_buf() }
+        let address = match address.strip_prefix("0.0.0.0:") {
+            Some(port) => format!("127.0.0.1:{port}"),
+            None => address,
+        };
+        let scheme = if extra_args.contains(&"--tls-cert") { "https" } else { "http" };
+        Ok(Daemon { child: Some(child), url: format!("{scheme}://{address}"), store: store.to_path_buf(), stderr_lines })
+    }
+
+    /// What the daemon has written to stderr (its log) so far.
+    pub fn stderr_text(&self) -> String {
+        self.stderr_lines.lock().expect("stderr lines").join("\n")
     }
 
     /// Sends SIGTERM and waits (at most 30 s); answers whether it exited with status 0.

@@ -11,6 +11,11 @@ use tonic::Code;
 
 const TOLERANCE: f32 = 1e-5;
 
+// Further tests of this binary, one file per area (cargo would build a file directly
+// in tests/tests/ as a separate test binary).
+#[path = "e2e/cli_inspection.rs"]
+mod cli_inspection;
+
 fn digits_batch(dir: &Path, rows: usize) -> (std::path::PathBuf, Vec<i64>, Vec<f32>) {
     let (shape, values) = read_npy(&fixtures().join("digits_test_images.npy"));
     let row_len: usize = shape[1..].iter().product::<i64>() as usize;

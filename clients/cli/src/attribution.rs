@@ -53,6 +53,7 @@ pub struct ExplainArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  layerlens attribute digits --input x.npy --method saliency --out saliency.npy --figure saliency.png\n  layerlens attribute digits --input x.npy --method integrated_gradients --target 3 --steps auto\n  layerlens attribute digits --input x.npy --method occlusion --param sliding_window_shapes=1,3,3 --param strides=1,2,2\n  layerlens attribute digits --input x.npy --method grad_cam --layer features.2 --figure cam.png --figure-method blended_heat_map")]
 pub struct AttributeArgs {
     #[command(flatten)]
     explain: ExplainArgs,
@@ -67,6 +68,7 @@ pub struct AttributeArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  layerlens compare digits --input x.npy --methods saliency,integrated_gradients,occlusion --figure grid.png\n  layerlens compare digits --input x.npy --methods saliency,grad_cam --layer features.2 --param occlusion.sliding_window_shapes=1,2,2")]
 pub struct CompareArgs {
     #[command(flatten)]
     explain: ExplainArgs,
@@ -77,9 +79,11 @@ pub struct CompareArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  layerlens evaluate digits --input x.npy --method saliency --metric infidelity --metric sensitivity_max\n  layerlens --json evaluate digits --input x.npy --method integrated_gradients --metric infidelity --metric-param n_perturb_samples=20")]
 pub struct EvaluateArgs {
     #[command(flatten)]
     explain: ExplainArgs,
+    /// The attribution method to evaluate (see `layerlens attribute --help`).
     #[arg(long)]
     method: String,
     /// infidelity or sensitivity_max (repeatable).
@@ -91,9 +95,11 @@ pub struct EvaluateArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  layerlens sanity-check digits --input x.npy --method saliency --figure sanity.png\n  layerlens --json sanity-check digits --input x.npy --method integrated_gradients --seed 1")]
 pub struct SanityCheckArgs {
     #[command(flatten)]
     explain: ExplainArgs,
+    /// The attribution method to check (see `layerlens attribute --help`).
     #[arg(long)]
     method: String,
     /// Seed of the re-initialisation.
@@ -170,6 +176,13 @@ impl ExplainArgs {
         Ok(())
     }
 
+    /// "figure written to /absolute/path" when --figure was given.
+    fn print_figure_path(&self) {
+        if let Some(path) = &self.figure {
+            println!("figure written to {}", crate::open::absolute(path));
+        }
+    }
+
     fn label(&self, method: &str) -> String {
         format!("{method} of {} on {}", self.model, self.input[0].display())
     }
@@ -229,11 +242,9 @@ pub async fn attribute(client: &Client, args: AttributeArgs, as_json: bool) -> a
             println!("steps: {}", answer.n_steps);
         }
         for path in &args.out {
-            println!("attribution written to {}", path.display());
+            println!("attribution written to {}", crate::open::absolute(path));
         }
-        if let Some(path) = &explain.figure {
-            println!("figure written to {}", path.display());
-        }
+        explain.print_figure_path();
     }
     Ok(())
 }
@@ -292,9 +303,7 @@ pub async fn compare(client: &Client, args: CompareArgs, as_json: bool) -> anyho
         for attribution in &answer.attributions {
             println!("{}: target {}", attribution.method, target_json(&attribution.targets));
         }
-        if let Some(path) = &explain.figure {
-            println!("figure written to {}", path.display());
-        }
+        explain.print_figure_path();
     }
     Ok(())
 }
@@ -344,12 +353,17 @@ pub async fn sanity_check(client: &Client, args: SanityCheckArgs, as_json: bool)
             .iter()
             .map(|step| json!({"layer": step.layer, "spearman": step.spearman, "spearman_per_row": step.spearman_per_row}))
             .collect();
-        println!("{}", json!({"method": args.method, "steps": steps}));
+        let mut output = json!({"method": args.method, "steps": steps});
+        if let Some(path) = &explain.figure {
+            output["figure"] = json!(path.display().to_string());
+        }
+        println!("{output}");
     } else {
         println!("{:<32} {:>10}", "randomised down to", "spearman");
         for step in &answer.steps {
             println!("{:<32} {:>10.3}", step.layer, step.spearman);
         }
+        explain.print_figure_path();
     }
     Ok(())
 }

@@ -9,16 +9,28 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Parser)]
-#[command(name = "layerlens", version, about = "Explain PyTorch models served by layerlensd")]
+#[command(
+    name = "layerlens",
+    version,
+    about = "Explain PyTorch models served by layerlensd",
+    after_help = "Examples:\n  layerlens models add model.pt --name mine --input-shape 1,3,224,224\n  layerlens summary mine\n  layerlens attribute mine --input x.npy --method integrated_gradients --figure ig.png\n  layerlens open ig.png\n  layerlens completions bash > ~/.local/share/bash-completion/completions/layerlens\n\nEvery command takes --json; MODEL is a name, a full id or an id prefix of 8+ hex characters."
+)]
 pub struct Cli {
+    // The global flags come last in every command's help (display_order), after the
+    // command's own; the address's value stays out of --help like the token's, so that
+    // help text does not depend on the environment.
     /// Daemon address.
-    #[arg(long, global = true, env = "LAYERLENS_ADDR", default_value = layerlens_client::DEFAULT_ADDR)]
+    #[arg(long, global = true, env = "LAYERLENS_ADDR", hide_env_values = true, default_value = layerlens_client::DEFAULT_ADDR, display_order = 100)]
     addr: String,
     /// Access token, sent as `authorization: Bearer <token>`.
-    #[arg(long, global = true, env = "LAYERLENS_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, env = "LAYERLENS_TOKEN", hide_env_values = true, display_order = 101)]
     token: Option<String>,
+    /// PEM file of the CA that signed an https:// daemon's certificate (default: the
+    /// system's root certificates).
+    #[arg(long, global = true, env = "LAYERLENS_TLS_CA", hide_env_values = true, display_order = 101)]
+    tls_ca: Option<PathBuf>,
     /// Print machine-readable JSON.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, display_order = 102)]
     json: bool,
     #[command(subcommand)]
     command: Command,
@@ -27,9 +39,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Store, list and delete models.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Examples:\n  layerlens models add model.pt --name mine --input-shape 1,3,224,224\n  layerlens models list\n  layerlens models rm mine")]
     Models(ModelsCommand),
     /// The module tree with parameter counts.
+    #[command(after_help = "Examples:\n  layerlens summary digits\n  layerlens summary resnet --input-shape 1,3,224,224 --depth 2\n  layerlens summary two-input --input-shape 1,1,6,6 --input-shape 1,3 --figure summary.svg\n  layerlens --json summary digits --input-shape 1,1,8,8")]
     Summary {
         /// Id, id prefix (8+ hex characters) or name.
         model: String,
@@ -55,7 +68,9 @@ enum Command {
     /// The model's output with the top-k classes and probabilities.
     Predict(crate::inspect::PredictArgs),
     /// The forward pass as boxes and arrows with tensor shapes (SVG or PNG).
+    #[command(after_help = "Examples:\n  layerlens graph digits --input-shape 1,1,8,8 --figure graph.svg\n  layerlens graph resnet --input-shape 1,3,224,224 --depth 1 --collapse-repeats --figure graph.png")]
     Graph {
+        /// Id, id prefix (8+ hex characters) or name.
         model: String,
         /// Shape of an input, e.g. 1,3,224,224; repeat it for a model with several
         /// inputs, in forward's order.
@@ -89,11 +104,24 @@ enum Command {
     Counterfactual(crate::generate::CounterfactualArgs),
     /// Vary latent dimensions of a generator model (or interpolate) and render the grid.
     Traverse(crate::generate::TraverseArgs),
+    /// Print a shell completion script for bash, zsh, fish, elvish or powershell.
+    #[command(after_help = "Examples:\n  layerlens completions bash > ~/.local/share/bash-completion/completions/layerlens\n  layerlens completions zsh > ~/.zfunc/_layerlens     # with fpath+=(~/.zfunc) in ~/.zshrc\n  layerlens completions fish > ~/.config/fish/completions/layerlens.fish")]
+    Completions {
+        shell: clap_complete::Shell,
+    },
+    /// Open a figure with xdg-open (open on macOS) and print its absolute path; on a
+    /// machine without a display, print the path only.
+    #[command(after_help = "Examples:\n  layerlens attribute digits --input x.npy --method saliency --figure saliency.png\n  layerlens open saliency.png")]
+    Open {
+        /// The file to open.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum ModelsCommand {
     /// Store a TorchScript file.
+    #[command(after_help = "Examples:\n  layerlens models add model.pt --name mine --input-shape 1,3,224,224\n  layerlens --json models add model.pt")]
     Add {
         file: PathBuf,
         #[arg(long)]
@@ -103,9 +131,14 @@ enum ModelsCommand {
         input_shape: Option<Shape>,
     },
     /// List stored models.
+    #[command(after_help = "Examples:\n  layerlens models list\n  layerlens --json models list")]
     List,
     /// Delete a model.
-    Rm { model: String },
+    #[command(after_help = "Examples:\n  layerlens models rm mine\n  layerlens models rm 3f2a9c1e")]
+    Rm {
+        /// Id, id prefix (8+ hex characters) or name.
+        model: String,
+    },
 }
 
 /// A tensor shape written as comma-separated integers: `1,3,224,224`.
@@ -124,8 +157,15 @@ impl std::str::FromStr for Shape {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = Client::connect(&cli.addr, cli.token.as_deref()).await?;
-    match cli.command {
+    // Commands that need no daemon run without connecting, so they work offline.
+    let command = match cli.command {
+        Command::Completions { shell } => return completions(shell),
+        Command::Open { file } => return crate::open::open(&file, cli.json),
+        command => command,
+    };
+    let client = Client::connect_with(&cli.addr, cli.token.as_deref(), cli.tls_ca.as_deref()).await?;
+    match command {
+        Command::Completions { .. } | Command::Open { .. } => Ok(()),
         Command::Models(command) => models(&client, command, cli.json).await,
         Command::Summary { model, input_shape, depth, input_dtype, figure } => {
             let inputs = sample_inputs(input_shape, &input_dtype)?;
@@ -145,6 +185,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => crate::generate::generate(&client, args, cli.json).await,
         Command::Counterfactual(args) => crate::generate::counterfactual(&client, args, cli.json).await,
         Command::Traverse(args) => crate::generate::traverse(&client, args, cli.json).await,
+    }
+}
+
+/// The completion script for `shell` on stdout. A closed pipe (`| head`) is not an
+/// error worth a message.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "layerlens", &mut script);
+    match std::io::stdout().lock().write_all(&script) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error).context("cannot write the completion script"),
+        _ => Ok(()),
     }
 }
 
@@ -262,7 +314,7 @@ async fn graph(
         println!("{}", json!({"nodes": answer.nodes.len(), "edges": answer.edges.len(), "figure": figure.display().to_string(), "alt_text": rendered.alt_text}));
     } else {
         println!("{}", rendered.alt_text);
-        println!("figure written to {}", figure.display());
+        println!("figure written to {}", crate::open::absolute(figure));
     }
     Ok(())
 }
@@ -340,6 +392,9 @@ async fn summary(
         }
         for note in &answer.notes {
             println!("note: {note}");
+        }
+        if let (Some(path), Some(_)) = (figure, &answer.figure) {
+            println!("figure written to {}", crate::open::absolute(path));
         }
     }
     Ok(())

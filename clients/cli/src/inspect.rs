@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  layerlens params digits\n  layerlens params digits --figure params.png --filters filters.png\n  layerlens --json params digits --bins 50")]
 pub struct ParamsArgs {
+    /// Id, id prefix (8+ hex characters) or name.
     model: String,
     /// Histogram bins per tensor.
     #[arg(long, default_value_t = 30)]
@@ -25,11 +27,14 @@ pub struct ParamsArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  layerlens activations digits --input x.npy\n  layerlens activations digits --input x.npy --figure activations.png --histograms hist.svg\n  layerlens --json activations two-input --input a.npy --input b.npy")]
 pub struct ActivationsArgs {
+    /// Id, id prefix (8+ hex characters) or name.
     model: String,
     /// Input tensor (.npy); repeat for a model with several inputs.
     #[arg(long, required = true)]
     input: Vec<PathBuf>,
+    /// Histogram bins per layer.
     #[arg(long, default_value_t = 30)]
     bins: u32,
     /// Write the per-layer statistics chart (.png or .svg).
@@ -41,8 +46,11 @@ pub struct ActivationsArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  layerlens predict digits --input x.npy\n  layerlens --json predict digits --input batch.npy --top-k 3")]
 pub struct PredictArgs {
+    /// Id, id prefix (8+ hex characters) or name.
     model: String,
+    /// Input tensor (.npy); repeat for a model with several inputs.
     #[arg(long, required = true)]
     input: Vec<PathBuf>,
     /// Classes to show per row.
@@ -67,6 +75,47 @@ pub(crate) fn write_figure(path: Option<&PathBuf>, figure: Option<&proto::Figure
         std::fs::write(path, &figure.data).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// "figure written to /absolute/path" for each figure that was asked for.
+fn print_written(paths: &[Option<&PathBuf>]) {
+    for path in paths.iter().flatten() {
+        println!("figure written to {}", crate::open::absolute(path));
+    }
+}
+
+/// Rows of cells printed with every column as wide as its widest cell; the first
+/// `left_columns` columns are left-aligned (names), the rest right-aligned (numbers).
+fn print_table(header: &[&str], rows: &[Vec<String>], left_columns: usize) {
+    let mut widths: Vec<usize> = header.iter().map(|title| title.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let text: Vec<String> = cells
+            .zip(&widths)
+            .enumerate()
+            .map(|(index, (cell, &width))| if index < left_columns { format!("{cell:<width$}") } else { format!("{cell:>width$}") })
+            .collect();
+        println!("{}", text.join("  ").trim_end());
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+}
+
+/// A statistic in a table cell: 4 significant digits, scientific only when the value
+/// is very small or large.
+fn number_cell(value: f64) -> String {
+    if value == 0.0 || !value.is_finite() || (1e-3..1e5).contains(&value.abs()) {
+        let text = format!("{value:.4}");
+        if text.contains('.') && value.is_finite() { text.trim_end_matches('0').trim_end_matches('.').to_string() } else { text }
+    } else {
+        format!("{value:.3e}")
+    }
 }
 
 fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<(proto::Tensor, Vec<proto::Tensor>)> {
@@ -101,21 +150,29 @@ pub async fn params(client: &Client, args: ParamsArgs, as_json: bool) -> anyhow:
             .collect();
         println!("{}", json!({"parameters": rows}));
     } else {
-        println!("{:<36} {:<18} {:>10} {:>10} {:>10} {:>10} {:>7}", "parameter", "shape", "mean", "std", "min", "max", "zeros");
-        for parameter in &answer.parameters {
-            let stats = parameter.stats.clone().unwrap_or_default();
-            println!(
-                "{:<36} {:<18} {:>10.3e} {:>10.3e} {:>10.3e} {:>10.3e} {:>6.1}%{}",
-                parameter.name,
-                format!("{:?}", parameter.shape),
-                stats.mean,
-                stats.std,
-                stats.min,
-                stats.max,
-                stats.zero_fraction * 100.0,
-                if stats.nan_count + stats.inf_count > 0 { format!("  {} NaN, {} inf", stats.nan_count, stats.inf_count) } else { String::new() }
-            );
-        }
+        let rows: Vec<Vec<String>> = answer
+            .parameters
+            .iter()
+            .map(|parameter| {
+                let stats = parameter.stats.clone().unwrap_or_default();
+                let shape: Vec<String> = parameter.shape.iter().map(|dim| dim.to_string()).collect();
+                vec![
+                    parameter.name.clone(),
+                    format!("({})", shape.join(", ")),
+                    stats.count.to_string(),
+                    number_cell(stats.mean),
+                    number_cell(stats.std),
+                    number_cell(stats.min),
+                    number_cell(stats.max),
+                    format!("{:.1}%", stats.zero_fraction * 100.0),
+                    format!("{}/{}", stats.nan_count, stats.inf_count),
+                ]
+            })
+            .collect();
+        print_table(&["parameter", "shape", "count", "mean", "std", "min", "max", "zero%", "NaN/Inf"], &rows, 2);
+        let total: u64 = answer.parameters.iter().map(|parameter| parameter.stats.as_ref().map_or(0, |stats| stats.count)).sum();
+        println!("{} tensors, {total} values", answer.parameters.len());
+        print_written(&[args.figure.as_ref(), args.filters.as_ref()]);
     }
     Ok(())
 }
@@ -163,6 +220,7 @@ pub async fn activations(client: &Client, args: ActivationsArgs, as_json: bool) 
             let site = anomaly.call_site.rsplit('/').next().unwrap_or(&anomaly.call_site);
             println!("{}: {} [{}]", severity(anomaly), anomaly.message, site);
         }
+        print_written(&[args.figure.as_ref(), args.histograms.as_ref()]);
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `layerlens`: the command-line client of layerlensd (CONTRACT.md). `main` parses
 //! flags and maps errors to exit status 1 with one line on stderr; the commands live
-//! in `commands`, `.npy` handling in `npy`.
+//! in `commands`, `.npy` handling in `npy`,
+//! `layerlens open` and printed figure paths in `open`.
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -10,6 +11,7 @@ mod commands;
 mod generate;
 mod inspect;
 mod npy;
+mod open;
 
 fn main() -> ExitCode {
     let cli = commands::Cli::parse();

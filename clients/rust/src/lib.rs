@@ -6,7 +6,7 @@ use layerlens_proto as proto;
 use std::path::Path;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status};
 
 pub use proto::{AttributeRequest, AttributeResponse, FigureFormat, ModelInfo, SummaryRequest, SummaryResponse, Tensor};
@@ -37,6 +37,18 @@ pub enum ClientError {
 
 impl From<Status> for ClientError {
     fn from(status: Status) -> ClientError {
+        // A status made on this side from a transport failure carries the cause as its
+        // source; the daemon's own answers have none.
+        if let Some(source) = std::error::Error::source(&status) {
+            let chain = source_chain(source);
+            let mut reason = if chain.starts_with(status.message()) { chain } else { format!("{}: {chain}", status.message()) };
+            // A plaintext HTTP/2 preface sent to a TLS port gets garbage or a closed
+            // connection back; say what the likely cause is.
+            if looks_like_tls_mismatch(&reason) {
+                reason.push_str(" (if the daemon serves TLS, use an https:// address)");
+            }
+            return ClientError::Rpc(Status::new(status.code(), reason));
+        }
         ClientError::Rpc(status)
     }
 }
@@ -79,12 +91,41 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `addr` (`http://host:port`; a bare `host:port` is accepted).
+    /// Connects to `addr` (`http://host:port` or `https://host:port`; a bare
+    /// `host:port` is accepted). An https daemon's certificate is checked against the
+    /// system's root certificates; see `connect_with` for a private CA.
     pub async fn connect(addr: &str, token: Option<&str>) -> Result<Client> {
+        Client::connect_with(addr, token, None).await
+    }
+
+    /// Like `connect`; `tls_ca` is a PEM file with the certificate(s) of the CA that
+    /// signed an https daemon's certificate (a self-signed certificate is its own CA).
+    /// It is ignored for `http://` addresses.
+    pub async fn connect_with(addr: &str, token: Option<&str>, tls_ca: Option<&Path>) -> Result<Client> {
         let url = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
         let connect_error = |reason: String| ClientError::Connect { addr: url.clone(), reason };
-        let endpoint = Endpoint::from_shared(url.clone()).map_err(|error| connect_error(error.to_string()))?;
-        let channel = endpoint.connect().await.map_err(|error| connect_error(source_chain(&error)))?;
+        let mut endpoint = Endpoint::from_shared(url.clone()).map_err(|error| connect_error(error.to_string()))?;
+        let https = url.starts_with("https://");
+        if https {
+            let tls = match tls_ca {
+                Some(path) => {
+                    let pem = std::fs::read(path)
+                        .map_err(|error| ClientError::File { path: path.display().to_string(), reason: error.to_string() })?;
+                    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
+                }
+                None => ClientTlsConfig::new().with_native_roots(),
+            };
+            endpoint = endpoint.tls_config(tls).map_err(|error| connect_error(source_chain(&error)))?;
+        }
+        let channel = endpoint.connect().await.map_err(|error| {
+            let mut reason = source_chain(&error);
+            // A plaintext HTTP/2 preface sent to a TLS port gets garbage or a closed
+            // connection back; say what the likely cause is.
+            if !https && looks_like_tls_mismatch(&reason) {
+                reason.push_str(" (if the daemon serves TLS, use an https:// address)");
+            }
+            connect_error(reason)
+        })?;
         let header = match token {
             Some(token) => Some(format!("Bearer {token}").parse().map_err(|_| ClientError::BadToken)?),
             None => None,
@@ -227,6 +268,12 @@ impl Client {
     pub async fn traverse(&self, request: proto::TraverseRequest) -> Result<proto::TraverseResponse> {
         Ok(self.generate.clone().traverse(request).await?.into_inner())
     }
+}
+
+fn looks_like_tls_mismatch(reason: &str) -> bool {
+    ["frame with invalid size", "connection closed", "connection reset", "broken pipe", "invalid HTTP version", "protocol error"]
+        .iter()
+        .any(|sign| reason.contains(sign))
 }
 
 /// tonic's transport errors hide the useful part ("connection refused") in sources.

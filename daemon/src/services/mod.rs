@@ -7,6 +7,7 @@ pub mod generate;
 pub mod models;
 
 use crate::error::ApiResult;
+use crate::model_roots::ModelRoots;
 use crate::registry::Registry;
 use crate::store::{ModelRecord, Store};
 use layerlens_engine::{ModelSpec, WorkerHandle};
@@ -18,6 +19,8 @@ pub struct State {
     pub store: Store,
     pub registry: Registry,
     pub max_model_bytes: u64,
+    /// Where AddFromPath may read files.
+    pub model_roots: ModelRoots,
 }
 
 impl State {

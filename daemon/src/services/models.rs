@@ -7,7 +7,6 @@ use crate::store::StagedModel;
 use layerlens_proto as proto;
 use proto::models_server::Models;
 use proto::upload_request::Part;
-use std::path::PathBuf;
 use tonic::{Request, Response, Status, Streaming};
 
 pub struct ModelsService {
@@ -65,7 +64,10 @@ impl Models for ModelsService {
 
     async fn add_from_path(&self, request: Request<proto::AddFromPathRequest>) -> Result<Response<proto::ModelInfo>, Status> {
         let request = request.into_inner();
-        let path = PathBuf::from(&request.path);
+        let roots = self.state.model_roots.clone();
+        let requested = request.path.clone();
+        // Only files under the model roots, by their canonical path (model_roots.rs).
+        let path = tokio::task::spawn_blocking(move || roots.resolve(&requested)).await.map_err(ApiError::from)??;
         let max_bytes = self.state.max_model_bytes;
         let staged = self.state.with_store(move |store| store.stage_file(&path, max_bytes)).await?;
         Ok(Response::new(self.validate_and_commit(staged, request.name, request.input_shape).await?))

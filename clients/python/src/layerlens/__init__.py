@@ -9,6 +9,8 @@
     a                                           # displays as the daemon's figure
     v = m.visualize("class:3")                  # activation maximisation, progress in Jupyter
     v.images                                    # numpy (N, C, H, W)
+    layerlens.explain(module, x, method="integrated_gradients", target=3)
+                                                # one call: export, upload once, attribute
 
 `%load_ext layerlens` turns on inline display and adds the `%layerlens` magic. Importing
 this package imports neither torch nor IPython; each is loaded only when it is used.
@@ -16,6 +18,7 @@ this package imports neither torch nor IPython; each is loaded only when it is u
 
 from layerlens._client import DEFAULT_ADDRESS, Client, Model, connect
 from layerlens._errors import ExportError, LayerlensError
+from layerlens._explain import default_client, explain, set_default_client
 from layerlens._generate import Counterfactual, Traversal, Visualization
 from layerlens._results import ActivationReport, Attribution, Comparison, Evaluation, Graph, ParameterReport, Prediction, ModelInfo, ModelList, SanityCheck, Summary
 
@@ -42,6 +45,9 @@ __all__ = [
     "Traversal",
     "Visualization",
     "connect",
+    "default_client",
+    "explain",
+    "set_default_client",
     "load_ipython_extension",
     "unload_ipython_extension",
 ]

@@ -29,17 +29,21 @@ UPLOAD_CHUNK_BYTES = 1 << 20
 MAX_RECEIVE_BYTES = 1 << 30
 
 
-def connect(addr=None, token=None, *, timeout=None):
+def connect(addr=None, token=None, *, timeout=None, tls_ca=None):
     """Opens a client of layerlensd.
 
     addr: `http://host:port`, `https://host:port` or `host:port`; default LAYERLENS_ADDR,
     else http://127.0.0.1:7533. token: sent as `authorization: Bearer <token>`; default
     LAYERLENS_TOKEN. timeout: seconds allowed for each call (None waits as long as it
-    takes, which long attributions may need). Nothing is sent until the first call.
+    takes, which long attributions may need). tls_ca: for an https address, a PEM file
+    with the certificate of the CA that signed the daemon's certificate (a self-signed
+    certificate is its own CA); default LAYERLENS_TLS_CA, else the system's root
+    certificates; ignored for http. Nothing is sent until the first call.
     """
     address = addr or os.environ.get("LAYERLENS_ADDR") or DEFAULT_ADDRESS
     token = token if token is not None else os.environ.get("LAYERLENS_TOKEN") or None
-    return Client(address, token=token, timeout=timeout)
+    tls_ca = tls_ca if tls_ca is not None else os.environ.get("LAYERLENS_TLS_CA") or None
+    return Client(address, token=token, timeout=timeout, tls_ca=tls_ca)
 
 
 def _is_torch_module(value):
@@ -66,13 +70,16 @@ def _bytes_chunks(data):
 class Client:
     """A connection to one layerlensd; see connect()."""
 
-    def __init__(self, address, token=None, timeout=None):
+    def __init__(self, address, token=None, timeout=None, tls_ca=None):
         self.address = address
         self.timeout = timeout
         target, use_tls = _wire.grpc_target(address)
         options = [("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
         if use_tls:
-            self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(), options=options)
+            # Read here, so a wrong path fails at connect() and names the file.
+            root_certificates = pathlib.Path(tls_ca).read_bytes() if tls_ca is not None else None
+            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            self._channel = grpc.secure_channel(target, credentials, options=options)
         else:
             self._channel = grpc.insecure_channel(target, options=options)
         # Metadata rather than call credentials: grpcio refuses call credentials on a

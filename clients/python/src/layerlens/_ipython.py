@@ -16,7 +16,7 @@ import argparse
 import shlex
 
 import layerlens
-from layerlens._results import Attribution, ModelList, Summary
+from layerlens._results import ActivationReport, Attribution, Comparison, Graph, ModelList, ParameterReport, Prediction, SanityCheck, Summary
 
 _MIME_TYPES = ("text/html", "image/png", "image/svg+xml")
 # (mime type, class, method name) registered with IPython's formatters.
@@ -26,6 +26,19 @@ _FORMATTERS = (
     ("text/html", Attribution, "_repr_html_"),
     ("image/png", Attribution, "_repr_png_"),
     ("image/svg+xml", Attribution, "_repr_svg_"),
+    ("text/html", ParameterReport, "_repr_html_"),
+    ("image/png", ParameterReport, "_repr_png_"),
+    ("text/html", ActivationReport, "_repr_html_"),
+    ("image/png", ActivationReport, "_repr_png_"),
+    ("text/html", Prediction, "_repr_html_"),
+    ("text/html", SanityCheck, "_repr_html_"),
+    ("image/png", SanityCheck, "_repr_png_"),
+    ("image/svg+xml", SanityCheck, "_repr_svg_"),
+    ("text/html", Comparison, "_repr_html_"),
+    ("image/png", Comparison, "_repr_png_"),
+    ("image/svg+xml", Comparison, "_repr_svg_"),
+    ("image/png", Graph, "_repr_png_"),
+    ("image/svg+xml", Graph, "_repr_svg_"),
 )
 
 

@@ -16,6 +16,37 @@ _TABLE_STYLE = "border-collapse: collapse; font-family: monospace; font-size: 12
 _CELL_STYLE = "padding: 2px 8px; text-align: right"
 _TEXT_CELL_STYLE = "padding: 2px 8px; text-align: left"
 _CAPTION_TARGETS = 10
+# Summary tables are split into one table per top-level module; a fixed layout with the
+# same column widths keeps their columns in line.
+_FIXED_TABLE_STYLE = _TABLE_STYLE + "; table-layout: fixed"
+# Summaries with at most this many rows show every top-level module expanded.
+_SUMMARY_ROWS_OPEN = 60
+
+
+def _subtrees(rows):
+    """Rows (in call order, with depths) cut into groups: the root row alone, then each
+    top-level (depth 1) row with the deeper rows that follow it."""
+    groups = []
+    for row in rows:
+        if row["depth"] <= 1 or not groups:
+            groups.append([row])
+        else:
+            groups[-1].append(row)
+    return groups
+
+
+def _dataframe(records, what):
+    """A pandas DataFrame of flat records; pandas is optional, so say how to get it."""
+    try:
+        import pandas
+    except ImportError as error:
+        raise ImportError(f"{what}.to_dataframe() needs pandas, which layerlens does not install: pip install pandas") from error
+    return pandas.DataFrame.from_records(list(records))
+
+
+def _flat_stats(stats):
+    """A statistics dict without its histogram, with the NaN/Inf counts."""
+    return {key: value for key, value in stats.items() if not key.startswith("histogram_")}
 
 
 def _format_count(value):
@@ -31,18 +62,19 @@ def _format_bytes(size_bytes):
     return f"{size_bytes} B"
 
 
-def _html_table(header, body_rows, footer_rows=()):
-    """An HTML table; cells are (text, align_left) pairs whose text is already escaped."""
+def _html_table(header, body_rows, footer_rows=(), *, table_style=_TABLE_STYLE, colgroup=""):
+    """An HTML table; cells are (text, align_left) pairs whose text is already escaped.
+    header None leaves out the head row (a table continuing one above it)."""
 
     def cells(row, tag):
         return "".join(
             f'<{tag} style="{_TEXT_CELL_STYLE if left else _CELL_STYLE}">{text}</{tag}>' for text, left in row
         )
 
-    head = "<tr>" + cells(header, "th") + "</tr>"
+    head = f"<thead><tr>{cells(header, 'th')}</tr></thead>" if header is not None else ""
     body = "".join("<tr>" + cells(row, "td") + "</tr>" for row in body_rows)
     foot = "".join('<tr style="border-top: 1px solid">' + cells(row, "td") + "</tr>" for row in footer_rows)
-    return f'<table style="{_TABLE_STYLE}"><thead>{head}</thead><tbody>{body}{foot}</tbody></table>'
+    return f'<table style="{table_style}">{colgroup}{head}<tbody>{body}{foot}</tbody></table>'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,31 +215,65 @@ class Summary:
         return self.total_mult_adds > 0 or any(row["mult_adds"] for row in self.rows)
 
     def _repr_html_(self):
+        """The table, collapsible by depth: the root row, then one `<details>` per
+        top-level module holding its subtree (open while the model is small), then the
+        totals. Every part is its own table with the same fixed column widths, so the
+        columns line up whether a part is open or closed."""
         header = [("layer", True), ("type", True)]
+        widths = [24, 20]
         if self._show_shapes():
             header.append(("output shape", True))
+            widths.append(16)
         header += [("params", False), ("trainable", False)]
+        widths += [10, 10]
         if self._show_mult_adds():
             header.append(("mult-adds", False))
-        rows = []
-        for row in self.rows:
-            # The root row has path ""; show the model's type there instead of nothing.
-            label = html.escape(row["path"].rsplit(".", 1)[-1] if row["path"] else "(model)")
-            indent = f'<span style="padding-left: {1.5 * row["depth"]:.1f}em" title="{html.escape(row["path"])}">'
-            cells = [(f"{indent}{label}</span>", True), (html.escape(row["type"]), True)]
-            if self._show_shapes():
-                cells.append((html.escape(str(row["output_shape"])) if row["output_shape"] is not None else "", True))
-            cells += [(_format_count(row["num_params"]), False), (_format_count(row["trainable_params"]), False)]
-            if self._show_mult_adds():
-                cells.append((_format_count(row["mult_adds"]), False))
-            rows.append(cells)
+            widths.append(12)
+        colgroup = "<colgroup>" + "".join(f'<col style="width: {width}em">' for width in widths) + "</colgroup>"
+
+        def table(body_rows, head=None, foot=()):
+            return _html_table(head, body_rows, foot, table_style=_FIXED_TABLE_STYLE, colgroup=colgroup)
+
+        groups = _subtrees(self.rows)
+        open_attribute = " open" if len(self.rows) <= _SUMMARY_ROWS_OPEN else ""
+        parts = []
+        for group in groups:
+            cells = [self._html_cells(row) for row in group]
+            if len(group) == 1:
+                parts.append(table(cells, head=header if not parts else None))
+                continue
+            top = group[0]
+            label = html.escape(top["path"])
+            shape = f", output {html.escape(str(top['output_shape']))}" if top["output_shape"] is not None else ""
+            summary_line = (
+                f'{label} <span style="color: #6b7280">({html.escape(top["type"].rsplit(".", 1)[-1])}, '
+                f'{_format_count(top["num_params"])} params{shape}, {len(group) - 1} submodules)</span>'
+            )
+            parts.append(
+                f'<details{open_attribute} style="margin: 0"><summary style="cursor: pointer; font-family: monospace; '
+                f'font-size: 12px; padding: 2px 0">{summary_line}</summary>{table(cells, head=header if not parts else None)}</details>'
+            )
         footer = [("total", True), ("", True)]
         if self._show_shapes():
             footer.append(("", True))
         footer += [(_format_count(self.total_params), False), (_format_count(self.trainable_params), False)]
         if self._show_mult_adds():
             footer.append((_format_count(self.total_mult_adds), False))
-        return _html_table(header, rows, [footer])
+        parts.append(table([], foot=[footer]))
+        notes = "".join(f'<p style="font-size: 12px">note: {html.escape(note)}</p>' for note in self.notes)
+        return f'<div class="layerlens-summary">{"".join(parts)}{notes}</div>'
+
+    def _html_cells(self, row):
+        # The root row has path ""; show the model's type there instead of nothing.
+        label = html.escape(row["path"].rsplit(".", 1)[-1] if row["path"] else "(model)")
+        indent = f'<span style="padding-left: {1.5 * row["depth"]:.1f}em" title="{html.escape(row["path"])}">'
+        cells = [(f"{indent}{label}</span>", True), (html.escape(row["type"]), True)]
+        if self._show_shapes():
+            cells.append((html.escape(str(row["output_shape"])) if row["output_shape"] is not None else "", True))
+        cells += [(_format_count(row["num_params"]), False), (_format_count(row["trainable_params"]), False)]
+        if self._show_mult_adds():
+            cells.append((_format_count(row["mult_adds"]), False))
+        return cells
 
     def __str__(self):
         """A plain-text table for terminals and logs."""
@@ -223,11 +289,7 @@ class Summary:
 
     def to_dataframe(self):
         """The rows as a pandas DataFrame (pandas is not a dependency of layerlens)."""
-        try:
-            import pandas
-        except ImportError as error:
-            raise ImportError("Summary.to_dataframe() needs pandas: pip install pandas") from error
-        return pandas.DataFrame(self.rows)
+        return _dataframe(self.rows, "Summary")
 
 
 class Attribution:
@@ -348,6 +410,23 @@ class Comparison(_FigureDisplay):
                 return attribution
         raise KeyError(method)
 
+    @property
+    def caption(self):
+        """E.g. "saliency | occlusion, target 3": the methods, left to right, and the target(s)."""
+        methods = " | ".join(attribution.method for attribution in self.attributions)
+        targets = sorted({target for attribution in self.attributions for target in attribution.targets})
+        if not targets:
+            return methods
+        return f"{methods}, target{'s' if len(targets) > 1 else ''} {', '.join(str(target) for target in targets)}"
+
+    def _repr_html_(self):
+        if self.figure is None:
+            return f"<p>{html.escape(self.caption)}: no figure requested</p>"
+        return (
+            f'<figure style="margin: 0">{_figure_html(self.figure, self.figure_mime, self.alt_text)}'
+            f"<figcaption>{html.escape(self.caption)}</figcaption></figure>"
+        )
+
     def __repr__(self):
         return f"Comparison({[attribution.method for attribution in self.attributions]})"
 
@@ -459,6 +538,26 @@ class ParameterReport:
         table = _html_table(_cells(["parameter", "shape", "mean", "std", "min", "max", "zeros", "NaN/Inf"]), [_cells(row) for row in body])
         return table + _figure_html(self.histograms, self.histograms_mime, self._alt[0]) + _figure_html(self.filters, self.filters_mime, self._alt[1])
 
+    def _repr_png_(self):
+        # Frontends that cannot show HTML still get the histograms.
+        return self.histograms if self.histograms_mime == "image/png" else None
+
+    def records(self):
+        """One flat dict per parameter tensor: name, module_path, shape, dtype,
+        requires_grad and the statistics (count, mean, std, min, max, l2_norm,
+        zero_fraction, nan_count, inf_count); the histograms stay in `parameters`."""
+        return [
+            {**{key: value for key, value in parameter.items() if key != "stats"}, **_flat_stats(parameter["stats"])}
+            for parameter in self.parameters
+        ]
+
+    def to_dataframe(self):
+        """records() as a pandas DataFrame, one row per parameter tensor (needs pandas)."""
+        return _dataframe(self.records(), "ParameterReport")
+
+    def __repr__(self):
+        return f"ParameterReport({len(self.parameters)} tensors)"
+
 
 _SEVERITY = {0: "info", 1: "info", 2: "warning", 3: "error"}
 _SEVERITY_COLOUR = {"error": "#b91c1c", "warning": "#b45309", "info": "#1d4ed8"}
@@ -508,7 +607,40 @@ class ActivationReport:
             report = f"<p><b>{len(self.anomalies)} anomalies</b></p><ul>{items}</ul>"
         else:
             report = "<p><b>no anomalies</b></p>"
+        rows = [
+            _cells([layer["path"] or "(model)", layer["type"].rsplit(".", 1)[-1], str(layer["shape"]), f'{layer["stats"]["mean"]:.3g}',
+                    f'{layer["stats"]["std"]:.3g}', f'{layer["stats"]["min"]:.3g}', f'{layer["stats"]["max"]:.3g}',
+                    "" if layer["nonpositive_fraction"] is None else f'{100 * layer["nonpositive_fraction"]:.0f}%',
+                    "" if layer["dead_channels"] is None else f'{layer["dead_channels"]}/{layer["channels"]}'])
+            for layer in self.layers
+        ]
+        header = _cells(["layer", "type", "shape", "mean", "std", "min", "max", "<= 0", "dead channels"])
+        report += (
+            f'<details><summary style="cursor: pointer">per-layer statistics ({len(self.layers)} module calls)</summary>'
+            f"{_html_table(header, rows)}</details>"
+        )
         return report + _figure_html(self.chart, self.chart_mime, self._alt[0]) + _figure_html(self.histograms, self.histograms_mime, self._alt[1])
+
+    def _repr_png_(self):
+        return self.chart if self.chart_mime == "image/png" else None
+
+    def records(self):
+        """One flat dict per module call: path, type, call_index, call_site, shape, the
+        output's statistics (count, mean, std, min, max, l2_norm, zero_fraction,
+        nan_count, inf_count), nonpositive_fraction, saturated_fraction, dead_channels,
+        channels, and `anomalies`: the kinds reported for this path."""
+        kinds = {}
+        for anomaly in self.anomalies:
+            kinds.setdefault(anomaly["path"], []).append(anomaly["kind"])
+        return [
+            {**{key: value for key, value in layer.items() if key != "stats"}, **_flat_stats(layer["stats"]),
+             "anomalies": kinds.get(layer["path"], [])}
+            for layer in self.layers
+        ]
+
+    def to_dataframe(self):
+        """records() as a pandas DataFrame, one row per module call (needs pandas)."""
+        return _dataframe(self.records(), "ActivationReport")
 
     def __repr__(self):
         return f"ActivationReport({len(self.layers)} layers, {len(self.anomalies)} anomalies)"

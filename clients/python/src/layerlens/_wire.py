@@ -181,4 +181,7 @@ def error_from_rpc(error, address):
     # and how to change it, which is what a notebook user needs to fix it.
     if code == grpc.StatusCode.UNAVAILABLE:
         message = f"cannot reach layerlensd at {address} (set LAYERLENS_ADDR or pass addr=): {message}"
+        # A TLS daemon closes a plaintext connection at once.
+        if not address.strip().startswith("https://") and ("Socket closed" in message or "Connection reset" in message):
+            message += " (if the daemon serves TLS, use an https:// address)"
     return LayerlensError(code_name, message)
