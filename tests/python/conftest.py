@@ -12,6 +12,7 @@ exit 0 on SIGTERM at the end. The client is imported from clients/python/src, so
 tests need no install into the shared venv (test_packaging checks the install itself).
 """
 
+import json
 import os
 import pathlib
 import queue
@@ -23,6 +24,7 @@ import sys
 import threading
 import warnings
 
+import grpc
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -173,3 +175,73 @@ def digits_images(fixtures_dir):
     import numpy as np
 
     return np.load(fixtures_dir / "digits_test_images.npy")
+
+
+EXAMPLES = REPO_ROOT / "clients" / "python" / "examples"
+NOTEBOOK_CELL_TIMEOUT_S = 120
+NOTEBOOK_KERNEL_START_TIMEOUT_S = 60
+
+
+def outputs_of(notebook):
+    """Every output of the notebook's code cells, in order."""
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            yield from cell.outputs
+
+
+@pytest.fixture
+def run_notebook(daemon, digits_model, fixtures_dir, monkeypatch, tmp_path):
+    """Executes clients/python/examples/<name>.ipynb against the session's daemon and
+    answers the executed notebook; any error output fails the test with its text."""
+    monkeypatch.setenv("LAYERLENS_ADDR", f"http://{daemon.address}")
+    monkeypatch.delenv("LAYERLENS_TOKEN", raising=False)
+    monkeypatch.setenv("LAYERLENS_DEMO_MODEL", str(fixtures_dir / "digits_cnn.pt"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(CLIENT_SOURCE), os.environ.get("PYTHONPATH")])))
+    kernel_dir = tmp_path / "jupyter" / "kernels" / "python3"
+    kernel_dir.mkdir(parents=True)
+    (kernel_dir / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (layerlens tests)",
+        "language": "python",
+    }))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    def run(name):
+        path = EXAMPLES / f"{name}.ipynb"
+        notebook = nbformat.read(path, as_version=4)
+        runner = NotebookClient(
+            notebook, kernel_name="python3", timeout=NOTEBOOK_CELL_TIMEOUT_S, startup_timeout=NOTEBOOK_KERNEL_START_TIMEOUT_S,
+            allow_errors=True, resources={"metadata": {"path": str(EXAMPLES)}},
+        )
+        runner.execute()
+        nbformat.write(notebook, tmp_path / f"{name}.executed.ipynb")
+        errors = [f"{output.ename}: {output.evalue}" for output in outputs_of(notebook) if output.output_type == "error"]
+        assert not errors, f"{name}.ipynb raised {errors}"
+        return notebook
+
+    return run
+
+
+def outputs_of(notebook):
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            yield from cell.outputs
+
+
+
+
+class FakeRpcError(grpc.RpcError):
+    """A gRPC error as a stub raises it, for client tests without a daemon."""
+
+    def __init__(self, code, details):
+        self._code, self._details = code, details
+
+    def code(self):
+        return self._code
+
+    def details(self):
+        return self._details

@@ -8,61 +8,14 @@ with PyTorch on the same TorchScript file — not only that the cells ran.
 """
 
 import base64
-import json
-import os
 import re
-import sys
 
-import nbformat
 import numpy as np
 import pytest
-from nbclient import NotebookClient
 
-from conftest import CLIENT_SOURCE, REPO_ROOT, png_size
+from conftest import REPO_ROOT, outputs_of, png_size
 
 EXAMPLES = REPO_ROOT / "clients" / "python" / "examples"
-CELL_TIMEOUT_S = 120
-KERNEL_START_TIMEOUT_S = 60
-
-
-@pytest.fixture
-def run_notebook(daemon, digits_model, fixtures_dir, monkeypatch, tmp_path):
-    """Executes clients/python/examples/<name>.ipynb against the session's daemon and
-    answers the executed notebook; any error output fails the test with its text."""
-    monkeypatch.setenv("LAYERLENS_ADDR", f"http://{daemon.address}")
-    monkeypatch.delenv("LAYERLENS_TOKEN", raising=False)
-    monkeypatch.setenv("LAYERLENS_DEMO_MODEL", str(fixtures_dir / "digits_cnn.pt"))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(CLIENT_SOURCE), os.environ.get("PYTHONPATH")])))
-    kernel_dir = tmp_path / "jupyter" / "kernels" / "python3"
-    kernel_dir.mkdir(parents=True)
-    (kernel_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (layerlens tests)",
-        "language": "python",
-    }))
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-
-    def run(name):
-        path = EXAMPLES / f"{name}.ipynb"
-        notebook = nbformat.read(path, as_version=4)
-        runner = NotebookClient(
-            notebook, kernel_name="python3", timeout=CELL_TIMEOUT_S, startup_timeout=KERNEL_START_TIMEOUT_S,
-            allow_errors=True, resources={"metadata": {"path": str(EXAMPLES)}},
-        )
-        runner.execute()
-        nbformat.write(notebook, tmp_path / f"{name}.executed.ipynb")
-        errors = [f"{output.ename}: {output.evalue}" for output in outputs_of(notebook) if output.output_type == "error"]
-        assert not errors, f"{name}.ipynb raised {errors}"
-        return notebook
-
-    return run
-
-
-def outputs_of(notebook):
-    for cell in notebook.cells:
-        if cell.cell_type == "code":
-            yield from cell.outputs
 
 
 def code_cells(notebook):

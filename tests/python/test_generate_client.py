@@ -24,6 +24,7 @@ import layerlens
 from layerlens import _generate
 from layerlens._results import ModelInfo
 from layerlens.v1 import common_pb2, generate_pb2, generate_pb2_grpc
+from conftest import FakeRpcError
 
 MODEL_ID = "ab" * 32
 
@@ -45,17 +46,6 @@ class FakeCall:
     def cancel(self):
         self.cancelled = True
         return True
-
-
-class FakeRpcError(grpc.RpcError):
-    def __init__(self, code, details):
-        self._code, self._details = code, details
-
-    def code(self):
-        return self._code
-
-    def details(self):
-        return self._details
 
 
 class FakeGenerateStub:

@@ -14,6 +14,7 @@ import torch
 import layerlens
 from layerlens import _wire
 from layerlens.v1 import common_pb2, models_pb2, models_pb2_grpc
+from conftest import FakeRpcError
 
 
 @pytest.mark.parametrize(
@@ -92,17 +93,6 @@ def test_a_tensor_with_the_wrong_byte_count_is_an_error():
     tensor = common_pb2.Tensor(shape=[2, 2], dtype=common_pb2.DTYPE_FLOAT32, data=b"\0" * 12)
     with pytest.raises(layerlens.LayerlensError, match=r"shape \[2, 2\] with 12 bytes, expected 16"):
         _wire.tensor_to_array(tensor)
-
-
-class FakeRpcError(grpc.RpcError):
-    def __init__(self, code, details):
-        self._code, self._details = code, details
-
-    def code(self):
-        return self._code
-
-    def details(self):
-        return self._details
 
 
 def test_rpc_errors_become_layerlens_errors():

@@ -162,7 +162,16 @@ impl Drop for Daemon {
 
 /// Runs the `layerlens` CLI against `url`; answers (exit success, stdout, stderr).
 pub fn cli(url: &str, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(binary("layerlens"))
+    cli_in(None, url, args)
+}
+
+/// `cli`, run in `dir` when given (for relative paths in arguments).
+pub fn cli_in(dir: Option<&Path>, url: &str, args: &[&str]) -> (bool, String, String) {
+    let mut command = Command::new(binary("layerlens"));
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let output = command
         .arg("--addr")
         .arg(url)
         .args(args)

@@ -54,16 +54,9 @@ async fn cli_inspection_commands_print_json_tables_and_absolute_figure_paths() {
     // Figures: human output names each figure by its absolute path, even when given
     // relative; --json echoes the path as given.
     let cli_in_work = |args: &[&str]| {
-        let output = std::process::Command::new(binary("layerlens"))
-            .current_dir(work.path())
-            .arg("--addr")
-            .arg(url)
-            .args(args)
-            .env_remove("LAYERLENS_TOKEN")
-            .output()
-            .expect("running layerlens");
-        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        let (ok, stdout, stderr) = cli_in(Some(work.path()), url, args);
+        assert!(ok, "{args:?}: {stderr}");
+        stdout
     };
     let stdout = cli_in_work(&["params", "digits", "--figure", "params.png", "--filters", "filters.svg"]);
     for name in ["params.png", "filters.svg"] {
