@@ -209,7 +209,7 @@ fn bearer_token(headers: &http::HeaderMap) -> Result<Option<&str>, String> {
 }
 
 /// `/layerlens.v1.Models/Delete` → `Models.Delete`.
-fn display_method(method: &str) -> String {
+pub fn display_method(method: &str) -> String {
     let trimmed = method.trim_start_matches('/');
     let service_and_method = trimmed.rsplit_once('/').map(|(service, name)| {
         let service = service.rsplit('.').next().unwrap_or(service);
@@ -270,6 +270,7 @@ where
             Ok(caller) => {
                 let span = tracing::info_span!("rpc", request_id, user = %caller.name, method = %method);
                 tracing::info!(parent: &span, role = caller.role.as_str(), "request");
+                crate::metrics::note_user(&caller.name);
                 request.extensions_mut().insert(caller);
                 // The service that was polled ready is the one to call; leave a clone
                 // in its place for the next call (tower's documented pattern).

@@ -16,15 +16,24 @@ pub struct Flags {
     /// Address to listen on (`127.0.0.1:7533`); port 0 picks a free port.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// Serve Prometheus metrics (`GET /metrics`) on this address, e.g.
+    /// `127.0.0.1:9533`; the same loopback rule as --listen. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Size bound of the result cache (encoded answers of repeated deterministic
+    /// explanation requests), in bytes; 0 turns it off [default: 256 MiB].
+    #[arg(long)]
+    pub cache_bytes: Option<u64>,
     /// Model store directory [default: $XDG_DATA_HOME/layerlens or ~/.local/share/layerlens].
     #[arg(long)]
     pub store: Option<PathBuf>,
     /// cpu, cuda or cuda:N [default: cuda:0 when CUDA is usable, else cpu].
     #[arg(long)]
     pub device: Option<String>,
-    /// TOML file with the same keys as these flags (listen, store, device,
-    /// max_message_bytes, max_model_bytes, pass_budget_bytes, max_generation_steps,
-    /// tokens, insecure, tls_cert, tls_key, model_roots).
+    /// TOML file with the same keys as these flags (listen, metrics_listen, store,
+    /// device, max_message_bytes, max_model_bytes, pass_budget_bytes,
+    /// max_generation_steps, cache_bytes, tokens, insecure, tls_cert, tls_key,
+    /// model_roots).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Largest gRPC message accepted or sent, in bytes [default: 64 MiB].
@@ -80,6 +89,8 @@ pub enum Command {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
+    cache_bytes: Option<u64>,
     store: Option<PathBuf>,
     device: Option<String>,
     max_message_bytes: Option<usize>,
@@ -104,6 +115,10 @@ pub struct StartupModel {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Where `GET /metrics` is served; `None`: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Size bound of the result cache in bytes; 0: no cache.
+    pub cache_bytes: u64,
     pub store: PathBuf,
     pub device: Device,
     pub max_message_bytes: usize,
@@ -147,13 +162,10 @@ impl Config {
         let listen = flags.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:7533".parse().expect("valid address"));
         let tokens = flags.tokens.or(file.tokens);
         let insecure = flags.insecure || file.insecure.unwrap_or(false);
-        // Without tokens anyone who reaches the port may delete models, so only this
-        // machine may reach it unless the admin says otherwise.
-        if tokens.is_none() && !listen.ip().is_loopback() && !insecure {
-            bail!(
-                "refusing to listen on {listen} without authentication: pass --tokens FILE to require access tokens, \
-                 or --insecure to let anyone who can reach this address use the daemon (or listen on 127.0.0.1)"
-            );
+        check_exposure("listen on", listen, tokens.is_some(), insecure)?;
+        let metrics_listen = flags.metrics_listen.or(file.metrics_listen);
+        if let Some(address) = metrics_listen {
+            check_exposure("serve metrics on", address, tokens.is_some(), insecure)?;
         }
         let tls = match (flags.tls_cert.or(file.tls_cert), flags.tls_key.or(file.tls_key)) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
@@ -164,6 +176,8 @@ impl Config {
         let model_roots = if flags.model_roots.is_empty() { file.model_roots.unwrap_or_default() } else { flags.model_roots };
         Ok(Config {
             listen,
+            metrics_listen,
+            cache_bytes: flags.cache_bytes.or(file.cache_bytes).unwrap_or(256 << 20),
             store,
             device,
             max_message_bytes: flags.max_message_bytes.or(file.max_message_bytes).unwrap_or(64 << 20),
@@ -176,6 +190,19 @@ impl Config {
             model_roots,
         })
     }
+}
+
+/// The loopback rule for an address the daemon serves on: without tokens anyone who
+/// reaches the port may use (and delete) models, and the metrics port names users and
+/// models, so only this machine may reach either unless the admin says otherwise.
+fn check_exposure(what: &str, address: SocketAddr, has_tokens: bool, insecure: bool) -> anyhow::Result<()> {
+    if !has_tokens && !address.ip().is_loopback() && !insecure {
+        bail!(
+            "refusing to {what} {address} without authentication: pass --tokens FILE to require access tokens, \
+             or --insecure to let anyone who can reach this address use the daemon (or use 127.0.0.1)"
+        );
+    }
+    Ok(())
 }
 
 fn default_store_dir() -> anyhow::Result<PathBuf> {

@@ -89,6 +89,7 @@ pub fn attribute_response(model_id: String, attribution: Attribution, figure: Op
         convergence_deltas: attribution.convergence_deltas,
         rows_evaluated: attribution.rows_evaluated as u32,
         passes: attribution.passes as u32,
+        cached: false,
     }
 }
 
@@ -169,6 +170,7 @@ pub fn call_summary(summary: &layerlens_engine::summary::CallSummary) -> proto::
         params_bytes: summary.params_bytes,
         total_bytes: summary.total_bytes,
         notes: summary.notes.clone(),
+        cached: false,
     }
 }
 
@@ -202,6 +204,7 @@ pub fn graph_response(model_id: String, graph: &layerlens_engine::op_graph::OpGr
             .collect(),
         edges: graph.edges.iter().map(|edge| proto::GraphEdge { from: edge.from as u32, to: edge.to as u32, shape: edge.shape.clone().unwrap_or_default() }).collect(),
         figure,
+        cached: false,
     }
 }
 

@@ -5,9 +5,11 @@ use clap::Parser;
 use std::process::ExitCode;
 
 mod auth;
+mod cache;
 mod config;
 mod convert;
 mod error;
+mod metrics;
 mod model_roots;
 mod registry;
 mod server;

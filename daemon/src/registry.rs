@@ -15,6 +15,8 @@ enum Command {
     Evict { model_id: String },
     /// Ids of the resident models.
     Resident { reply: oneshot::Sender<Vec<String>> },
+    /// The workers of the resident models (for their queue depths and sizes).
+    Workers { reply: oneshot::Sender<Vec<WorkerHandle>> },
 }
 
 #[derive(Clone)]
@@ -45,6 +47,13 @@ impl Registry {
         answer.await.map_err(|_| ApiError::internal("the model registry stopped"))
     }
 
+    /// The workers of the resident models, sorted by model id.
+    pub async fn workers(&self) -> ApiResult<Vec<WorkerHandle>> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Workers { reply }).await?;
+        answer.await.map_err(|_| ApiError::internal("the model registry stopped"))
+    }
+
     async fn send(&self, command: Command) -> ApiResult<()> {
         self.sender.send(command).await.map_err(|_| ApiError::internal("the model registry stopped"))
     }
@@ -71,6 +80,11 @@ async fn run(device: Device, settings: WorkerSettings, mut commands: mpsc::Recei
             }
             Command::Resident { reply } => {
                 let _ = reply.send(workers.keys().cloned().collect());
+            }
+            Command::Workers { reply } => {
+                let mut handles: Vec<WorkerHandle> = workers.values().cloned().collect();
+                handles.sort_by(|a, b| a.model_id.cmp(&b.model_id));
+                let _ = reply.send(handles);
             }
         }
     }

@@ -4,9 +4,12 @@
 //! down cleanly on SIGTERM/SIGINT.
 
 use crate::auth::{AccessLayer, AccessPolicy, Tokens};
+use crate::cache::ResultCache;
 use crate::config::Config;
+use crate::metrics::{Metrics, MetricsLayer};
 use crate::model_roots::ModelRoots;
 use crate::registry::Registry;
+use crate::services::daemon::DaemonService;
 use crate::services::explain::ExplainService;
 use crate::services::generate::GenerateService;
 use crate::services::models::ModelsService;
@@ -43,6 +46,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(name = %model.name, model_id = %staged.id, "start-up model stored");
     }
 
+    let metrics = Arc::new(Metrics::new());
     let state = Arc::new(State {
         store,
         registry: Registry::start(
@@ -54,6 +58,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
         max_model_bytes: config.max_model_bytes,
         model_roots,
+        cache: Arc::new(ResultCache::new(config.cache_bytes, metrics.clone())),
+        device: config.device,
+        started: std::time::Instant::now(),
     });
     let limit = config.max_message_bytes;
     let models = proto::models_server::ModelsServer::new(ModelsService { state: state.clone() })
@@ -65,10 +72,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let generate = proto::generate_server::GenerateServer::new(GenerateService { state: state.clone() })
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
+    let daemon = proto::daemon_server::DaemonServer::new(DaemonService { state: state.clone() })
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<proto::models_server::ModelsServer<ModelsService>>().await;
     health_reporter.set_serving::<proto::explain_server::ExplainServer<ExplainService>>().await;
     health_reporter.set_serving::<proto::generate_server::GenerateServer<GenerateService>>().await;
+    health_reporter.set_serving::<proto::daemon_server::DaemonServer<DaemonService>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -91,23 +102,43 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if tokens.is_some() && !serves_tls && !address.ip().is_loopback() {
         tracing::warn!("tokens travel in clear text on {address}: add --tls-cert and --tls-key");
     }
+    // The metrics port is bound before the gRPC line is printed, so whoever waits for
+    // that line finds both ports ready.
+    let metrics_server = match config.metrics_listen {
+        Some(metrics_address) => {
+            let metrics_listener =
+                TcpListener::bind(metrics_address).await.with_context(|| format!("cannot serve metrics on {metrics_address}"))?;
+            let bound = metrics_listener.local_addr()?;
+            println!("layerlensd metrics on {bound}");
+            tracing::info!(%bound, "Prometheus metrics at GET /metrics");
+            Some(tokio::spawn(crate::metrics::serve(metrics_listener, metrics.clone(), state.clone())))
+        }
+        None => None,
+    };
     let roots = state.model_roots.roots().iter().map(|root| root.display().to_string()).collect::<Vec<_>>();
     tracing::info!(store = %config.store.display(), device = %config.device, tls = serves_tls, model_roots = ?roots, "layerlensd ready");
     // Scripts and tests wait for this exact line (CONTRACT.md).
     println!("layerlensd listening on {address}");
 
-    builder
+    let served = builder
+        // Metrics outside access, so refused calls are counted too.
+        .layer(MetricsLayer::new(metrics))
         .layer(AccessLayer::new(AccessPolicy::new(tokens)))
         .add_service(health)
         .add_service(reflection)
         .add_service(models)
         .add_service(explain)
         .add_service(generate)
+        .add_service(daemon)
         // TCP_NODELAY: without it a response's trailers wait for the client's delayed
         // ACK, adding ~40 ms to every small answer.
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown_signal())
         .await
-        .context("serving gRPC")?;
+        .context("serving gRPC");
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.abort();
+    }
+    served?;
     tracing::info!("layerlensd stopped");
     Ok(())
 }

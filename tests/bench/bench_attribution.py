@@ -179,7 +179,8 @@ class Daemon:
     def __init__(self, binary, work_dir, threads, pass_budget_bytes=None):
         self.store_dir = pathlib.Path(tempfile.mkdtemp(prefix="store-", dir=work_dir))
         self.stderr_path = self.store_dir.with_suffix(".log")
-        arguments = [str(binary), "--listen", "127.0.0.1:0", "--store", str(self.store_dir), "--device", "cpu"]
+        # --cache-bytes 0: every repetition must run, not come from the result cache.
+        arguments = [str(binary), "--listen", "127.0.0.1:0", "--store", str(self.store_dir), "--device", "cpu", "--cache-bytes", "0"]
         if pass_budget_bytes is not None:
             arguments += ["--pass-budget-bytes", str(pass_budget_bytes)]
         self.arguments = arguments

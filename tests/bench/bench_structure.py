@@ -47,7 +47,8 @@ import layerlens  # noqa: E402
 def start_daemon(binary, store):
     env = dict(os.environ, OMP_NUM_THREADS="2", LAYERLENS_LOG="warn")
     process = subprocess.Popen(
-        [str(binary), "--listen", "127.0.0.1:0", "--store", str(store), "--device", "cpu"],
+        # --cache-bytes 0: every repetition must run, not come from the result cache.
+        [str(binary), "--listen", "127.0.0.1:0", "--store", str(store), "--device", "cpu", "--cache-bytes", "0"],
         stdout=subprocess.PIPE, text=True, env=env,
     )
     deadline = time.time() + 60

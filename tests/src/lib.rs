@@ -63,6 +63,8 @@ pub struct Daemon {
     /// `http://127.0.0.1:PORT` (`https://` with TLS)
     pub url: String,
     pub store: PathBuf,
+    /// `127.0.0.1:PORT` of `GET /metrics` when started with `--metrics-listen`.
+    pub metrics_address: Option<String>,
     stderr_lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -91,8 +93,11 @@ impl Daemon {
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some((_, address)) = line.split_once("listening on ") {
-                    let _ = sender.send(address.trim().to_string());
+                // The metrics line, when there is one, comes before the listening line.
+                if let Some((_, address)) = line.split_once("metrics on ") {
+                    let _ = sender.send((true, address.trim().to_string()));
+                } else if let Some((_, address)) = line.split_once("listening on ") {
+                    let _ = sender.send((false, address.trim().to_string()));
                 }
             }
         });
@@ -109,9 +114,12 @@ impl Daemon {
             })
         };
         let deadline = Instant::now() + Duration::from_secs(60);
+        let mut metrics_address = None;
         let address = loop {
-            if let Ok(address) = receiver.recv_timeout(Duration::from_millis(100)) {
-                break address;
+            match receiver.recv_timeout(Duration::from_millis(100)) {
+                Ok((true, address)) => metrics_address = Some(address),
+                Ok((false, address)) => break address,
+                Err(_) => {}
             }
             if child.try_wait().expect("polling layerlensd").is_some() {
                 let _ = stderr_thread.join();
@@ -124,7 +132,7 @@ impl Daemon {
             None => address,
         };
         let scheme = if extra_args.contains(&"--tls-cert") { "https" } else { "http" };
-        Ok(Daemon { child: Some(child), url: format!("{scheme}://{address}"), store: store.to_path_buf(), stderr_lines })
+        Ok(Daemon { child: Some(child), url: format!("{scheme}://{address}"), store: store.to_path_buf(), metrics_address, stderr_lines })
     }
 
     /// What the daemon has written to stderr (its log) so far.

@@ -104,6 +104,10 @@ enum Command {
     Counterfactual(crate::generate::CounterfactualArgs),
     /// Vary latent dimensions of a generator model (or interpolate) and render the grid.
     Traverse(crate::generate::TraverseArgs),
+    /// The daemon's version, uptime, device, resident models (memory, queued
+    /// requests) and result cache.
+    #[command(after_help = "Examples:\n  layerlens status\n  layerlens --json status")]
+    Status,
     /// Print a shell completion script for bash, zsh, fish, elvish or powershell.
     #[command(after_help = "Examples:\n  layerlens completions bash > ~/.local/share/bash-completion/completions/layerlens\n  layerlens completions zsh > ~/.zfunc/_layerlens     # with fpath+=(~/.zfunc) in ~/.zshrc\n  layerlens completions fish > ~/.config/fish/completions/layerlens.fish")]
     Completions {
@@ -185,6 +189,79 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => crate::generate::generate(&client, args, cli.json).await,
         Command::Counterfactual(args) => crate::generate::counterfactual(&client, args, cli.json).await,
         Command::Traverse(args) => crate::generate::traverse(&client, args, cli.json).await,
+        Command::Status => status(&client, cli.json).await,
+    }
+}
+
+/// `layerlens status`: one line about the daemon, one about its cache, then a table
+/// of resident models.
+async fn status(client: &Client, as_json: bool) -> anyhow::Result<()> {
+    let status = client.status().await?;
+    let cache = status.cache.unwrap_or_default();
+    if as_json {
+        let models: Vec<Value> = status
+            .models
+            .iter()
+            .map(|model| json!({"id": model.id, "names": model.names, "resident_bytes": model.resident_bytes, "in_flight": model.in_flight}))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "version": status.version, "uptime_seconds": status.uptime_seconds, "device": status.device,
+                "resident_bytes": status.resident_bytes, "models": models,
+                "cache": {"capacity_bytes": cache.capacity_bytes, "size_bytes": cache.size_bytes, "entries": cache.entries,
+                          "hits": cache.hits, "misses": cache.misses},
+            })
+        );
+        return Ok(());
+    }
+    println!("layerlensd {} on {}, up {}", status.version, status.device, human_duration(status.uptime_seconds));
+    if cache.capacity_bytes == 0 {
+        println!("result cache: off");
+    } else {
+        println!(
+            "result cache: {} answers, {} of {}; {} hits, {} misses",
+            cache.entries,
+            human_bytes(cache.size_bytes),
+            human_bytes(cache.capacity_bytes),
+            cache.hits,
+            cache.misses
+        );
+    }
+    println!("resident models: {} ({})", status.models.len(), human_bytes(status.resident_bytes));
+    if !status.models.is_empty() {
+        println!("{:<14} {:<20} {:>12}  in flight", "id", "names", "resident");
+        for model in &status.models {
+            println!("{:<14} {:<20} {:>12}  {}", &model.id[..12.min(model.id.len())], model.names.join(","), human_bytes(model.resident_bytes), model.in_flight);
+        }
+    }
+    Ok(())
+}
+
+/// 1536 → `1.5 KiB`.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: &[&str] = &["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// 3725.2 → `1h 2m 5s`.
+fn human_duration(seconds: f64) -> String {
+    let total = seconds as u64;
+    let (hours, minutes, seconds) = (total / 3600, total / 60 % 60, total % 60);
+    match (hours, minutes) {
+        (0, 0) => format!("{seconds}s"),
+        (0, _) => format!("{minutes}m {seconds}s"),
+        _ => format!("{hours}h {minutes}m {seconds}s"),
     }
 }
 

@@ -33,6 +33,7 @@ const COMMANDS: &[&[&str]] = &[
     &["generate"],
     &["counterfactual"],
     &["traverse"],
+    &["status"],
     &["completions"],
     &["open"],
 ];

@@ -88,6 +88,7 @@ pub struct Client {
     models: proto::models_client::ModelsClient<AuthChannel>,
     explain: proto::explain_client::ExplainClient<AuthChannel>,
     generate: proto::generate_client::GenerateClient<AuthChannel>,
+    daemon: proto::daemon_client::DaemonClient<AuthChannel>,
 }
 
 impl Client {
@@ -138,9 +139,10 @@ impl Client {
             explain: proto::explain_client::ExplainClient::with_interceptor(channel.clone(), auth.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            generate: proto::generate_client::GenerateClient::with_interceptor(channel, auth)
+            generate: proto::generate_client::GenerateClient::with_interceptor(channel.clone(), auth.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            daemon: proto::daemon_client::DaemonClient::with_interceptor(channel, auth),
         })
     }
 
@@ -185,6 +187,11 @@ impl Client {
     /// `model`: a full id, a unique id prefix (8+ hex characters) or a name.
     pub async fn get_model(&self, model: &str) -> Result<ModelInfo> {
         Ok(self.models.clone().get(proto::GetModelRequest { model: model.to_string() }).await?.into_inner())
+    }
+
+    /// The daemon's version, uptime, device, resident models and result cache.
+    pub async fn status(&self) -> Result<proto::StatusResponse> {
+        Ok(self.daemon.clone().status(proto::StatusRequest {}).await?.into_inner())
     }
 
     /// Deletes a model; answers its id.

@@ -178,7 +178,8 @@ std::string module_tree_json(const torch::jit::Module& root) {
             out << (first_buffer ? "" : ",") << "{\"name\":";
             first_buffer = false;
             write_json_string(out, buffer.name);
-            out << ",\"numel\":" << buffer.value.numel() << "}";
+            out << ",\"numel\":" << buffer.value.numel();
+            out << ",\"element_size\":" << buffer.value.element_size() << "}";
         }
         out << "],\"attributes\":";
         write_module_attributes(out, named.value);

@@ -36,6 +36,9 @@ pub struct ModuleInfo {
 pub struct BufferInfo {
     pub name: String,
     pub numel: u64,
+    /// Bytes per element (8 for a BatchNorm's int64 `num_batches_tracked`).
+    #[serde(default = "four")]
+    pub element_size: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -53,6 +56,23 @@ pub struct ParamInfo {
 
 fn four() -> u64 {
     4
+}
+
+/// Bytes the model's parameters and buffers occupy: every tensor of the module tree
+/// once (tied parameters share one tensor and count once), numel × element size.
+/// This is what keeping the model resident costs, before any working memory.
+pub fn resident_bytes(tree: &[ModuleInfo]) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    let mut bytes = 0;
+    for module in tree {
+        for param in &module.params {
+            if seen.insert(param.storage) {
+                bytes += param.numel * param.element_size;
+            }
+        }
+        bytes += module.buffers.iter().map(|buffer| buffer.numel * buffer.element_size).sum::<u64>();
+    }
+    bytes
 }
 
 /// Reads the module tree of a TorchScript file.

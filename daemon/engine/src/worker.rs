@@ -18,6 +18,7 @@ use crate::structure::{self, ModuleInfo};
 use crate::summary::{self, CallSummary};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -72,6 +73,18 @@ pub struct WorkerHandle {
     sender: mpsc::Sender<Command>,
     pub model_id: String,
     pub device: Device,
+    gauges: Arc<WorkerGauges>,
+}
+
+/// What the daemon's metrics and `Status` read about a worker without asking its
+/// thread (which may be busy for seconds): plain atomics the thread keeps current.
+#[derive(Debug, Default)]
+struct WorkerGauges {
+    /// Commands sent to the worker and not yet answered: its queue depth, the one
+    /// running included.
+    in_flight: AtomicU64,
+    /// Bytes of the model's parameters and buffers once it is loaded, else 0.
+    resident_bytes: AtomicU64,
 }
 
 impl WorkerHandle {
@@ -79,11 +92,24 @@ impl WorkerHandle {
     pub fn spawn(spec: ModelSpec, device: Device, settings: WorkerSettings) -> Result<WorkerHandle> {
         let (sender, receiver) = mpsc::channel();
         let model_id = spec.model_id.clone();
+        let gauges = Arc::new(WorkerGauges::default());
+        let worker_gauges = gauges.clone();
         std::thread::Builder::new()
             .name(format!("model-{}", &spec.model_id[..spec.model_id.len().min(12)]))
-            .spawn(move || run_worker(spec, device, settings, receiver))
+            .spawn(move || run_worker(spec, device, settings, receiver, &worker_gauges))
             .map_err(|error| Error::internal(format!("starting a worker thread: {error}")))?;
-        Ok(WorkerHandle { sender, model_id, device })
+        Ok(WorkerHandle { sender, model_id, device, gauges })
+    }
+
+    /// Commands sent to this worker and not yet answered (queued or running).
+    pub fn in_flight(&self) -> u64 {
+        self.gauges.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of the model's parameters and buffers (tied tensors once); 0 until the
+    /// model has loaded.
+    pub fn resident_bytes(&self) -> u64 {
+        self.gauges.resident_bytes.load(Ordering::Relaxed)
     }
 
     pub async fn attribute(&self, request: AttributionRequest) -> Result<Attribution> {
@@ -141,25 +167,43 @@ impl WorkerHandle {
 
     async fn call<T>(&self, command: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
         let (reply, answer) = oneshot::channel();
-        self.sender
-            .send(command(reply))
-            .map_err(|_| Error::internal(format!("the worker of model {} has stopped", self.model_id)))?;
+        // Counted before sending so the worker never decrements below zero; the worker
+        // thread decrements once it has answered (or dropped) the command.
+        self.gauges.in_flight.fetch_add(1, Ordering::Relaxed);
+        if self.sender.send(command(reply)).is_err() {
+            self.gauges.in_flight.fetch_sub(1, Ordering::Relaxed);
+            return Err(Error::internal(format!("the worker of model {} has stopped", self.model_id)));
+        }
         answer
             .await
             .map_err(|_| Error::internal(format!("the worker of model {} dropped a request", self.model_id)))?
     }
 }
 
-fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, commands: mpsc::Receiver<Command>) {
+fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, commands: mpsc::Receiver<Command>, gauges: &WorkerGauges) {
     let loaded = model::load_torchscript(&spec.path, device, spec.input_shape.clone())
         .map_err(|error| error.context(format!("loading model {}", spec.model_id)));
+    let mut module_tree: Option<Arc<Vec<ModuleInfo>>> = None;
     match &loaded {
-        Ok(_) => tracing::info!(model_id = %spec.model_id, %device, "model resident"),
+        Ok(_) => {
+            // The module tree is read now rather than on first need: it gives the
+            // resident bytes the daemon reports, and most first requests want it anyway.
+            let resident_bytes = match guard(|| cached_tree(&mut module_tree, &spec)) {
+                Ok(tree) => structure::resident_bytes(&tree),
+                Err(error) => {
+                    tracing::warn!(model_id = %spec.model_id, %error, "reading the module tree for the resident size failed");
+                    0
+                }
+            };
+            gauges.resident_bytes.store(resident_bytes, Ordering::Relaxed);
+            tracing::info!(model_id = %spec.model_id, %device, resident_bytes, "model resident");
+        }
         Err(error) => tracing::warn!(model_id = %spec.model_id, %device, %error, "model failed to load"),
     }
-    let mut module_tree: Option<Arc<Vec<ModuleInfo>>> = None;
     let mut summaries: Vec<((Vec<SampleInput>, Option<u32>), CallSummary)> = Vec::new();
     for command in commands {
+        // Whatever the command's outcome, it is answered when this iteration ends.
+        let _answered = InFlightDone(&gauges.in_flight);
         match command {
             Command::Attribute { request, reply } => {
                 let answer = with_model(&loaded, |model| {
@@ -242,6 +286,16 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, command
         }
     }
     tracing::info!(model_id = %spec.model_id, "worker stopped");
+}
+
+/// Decrements the worker's in-flight count when dropped: at the end of each command,
+/// even one whose work panicked past `guard`.
+struct InFlightDone<'a>(&'a AtomicU64);
+
+impl Drop for InFlightDone<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The module tree, read from the file once per worker.

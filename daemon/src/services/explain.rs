@@ -15,7 +15,11 @@ pub struct ExplainService {
 #[tonic::async_trait]
 impl Explain for ExplainService {
     async fn summary(&self, request: Request<proto::SummaryRequest>) -> Result<Response<proto::SummaryResponse>, Status> {
-        let request = request.into_inner();
+        let mut request = request.into_inner();
+        let key = self.state.cache_key("Explain.Summary", &mut request, |request| &mut request.model).await?;
+        if let Some(answer) = self.state.cache.get::<proto::SummaryResponse>(key.as_ref()) {
+            return Ok(Response::new(proto::SummaryResponse { cached: true, ..answer }));
+        }
         let (record, worker) = self.state.worker_for(&request.model).await?;
         let depth = (request.depth > 0).then_some(request.depth);
         let mut answer = if request.input_shape.is_empty() {
@@ -40,11 +44,12 @@ impl Explain for ExplainService {
             answer.figure = Some(convert::figure(layerlens_render::summary_table_svg(&title, &rows, answer.total_params, answer.trainable_params)));
         }
         answer.model_id = record.id;
+        self.state.cache.put(key, &answer);
         Ok(Response::new(answer))
     }
 
     async fn attribute(&self, request: Request<proto::AttributeRequest>) -> Result<Response<proto::AttributeResponse>, Status> {
-        let request = request.into_inner();
+        let mut request = request.into_inner();
         if request.method.is_empty() {
             return Err(ApiError::bad_input(format!(
                 "no attribution method given; available: {}",
@@ -55,6 +60,11 @@ impl Explain for ExplainService {
         let engine_request = convert::attribution_request(&request)?;
         let figure_options = convert::figure_options(request.figure_options.as_ref())?;
         let first_input = engine_request.inputs[0].clone();
+        // Sampling methods without a seed give other numbers each run: never reused.
+        let key = self.state.cache_key("Explain.Attribute", &mut request, |request| &mut request.model).await?.filter(|_| engine_request.is_deterministic());
+        if let Some(answer) = self.state.cache.get::<proto::AttributeResponse>(key.as_ref()) {
+            return Ok(Response::new(proto::AttributeResponse { cached: true, ..answer }));
+        }
         let (record, worker) = self.state.worker_for(&request.model).await?;
         let attribution = worker
             .attribute(engine_request)
@@ -64,11 +74,17 @@ impl Explain for ExplainService {
             None => None,
             Some(format) => Some(render_attribution(first_input, &attribution, format, figure_options).await?),
         };
-        Ok(Response::new(convert::attribute_response(record.id, attribution, figure)))
+        let answer = convert::attribute_response(record.id, attribution, figure);
+        self.state.cache.put(key, &answer);
+        Ok(Response::new(answer))
     }
 
     async fn parameters(&self, request: Request<proto::ParametersRequest>) -> Result<Response<proto::ParametersResponse>, Status> {
-        let request = request.into_inner();
+        let mut request = request.into_inner();
+        let key = self.state.cache_key("Explain.Parameters", &mut request, |request| &mut request.model).await?;
+        if let Some(answer) = self.state.cache.get::<proto::ParametersResponse>(key.as_ref()) {
+            return Ok(Response::new(proto::ParametersResponse { cached: true, ..answer }));
+        }
         let (record, worker) = self.state.worker_for(&request.model).await?;
         let bins = if request.bins == 0 { 30 } else { request.bins.min(1000) as usize };
         let report = worker.parameters(bins).await.map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
@@ -76,16 +92,23 @@ impl Explain for ExplainService {
             None => (None, None),
             Some(format) => figures::parameter_figures(&report, format).await?,
         };
-        Ok(Response::new(proto::ParametersResponse {
+        let answer = proto::ParametersResponse {
             model_id: record.id,
             parameters: report.parameters.iter().map(convert::parameter_stats).collect(),
             histograms,
             filters,
-        }))
+            cached: false,
+        };
+        self.state.cache.put(key, &answer);
+        Ok(Response::new(answer))
     }
 
     async fn activations(&self, request: Request<proto::ActivationsRequest>) -> Result<Response<proto::ActivationsResponse>, Status> {
-        let request = request.into_inner();
+        let mut request = request.into_inner();
+        let key = self.state.cache_key("Explain.Activations", &mut request, |request| &mut request.model).await?;
+        if let Some(answer) = self.state.cache.get::<proto::ActivationsResponse>(key.as_ref()) {
+            return Ok(Response::new(proto::ActivationsResponse { cached: true, ..answer }));
+        }
         let inputs = convert::inputs(request.input.as_ref(), &request.extra_inputs)?;
         let (record, worker) = self.state.worker_for(&request.model).await?;
         let bins = if request.bins == 0 { 30 } else { request.bins.min(1000) as usize };
@@ -94,22 +117,29 @@ impl Explain for ExplainService {
             None => (None, None),
             Some(format) => figures::activation_figures(&report, format).await?,
         };
-        Ok(Response::new(proto::ActivationsResponse {
+        let answer = proto::ActivationsResponse {
             model_id: record.id,
             layers: report.layers.iter().map(convert::layer_stats).collect(),
             anomalies: report.anomalies.iter().map(convert::anomaly).collect(),
             chart,
             histograms,
-        }))
+            cached: false,
+        };
+        self.state.cache.put(key, &answer);
+        Ok(Response::new(answer))
     }
 
     async fn predict(&self, request: Request<proto::PredictRequest>) -> Result<Response<proto::PredictResponse>, Status> {
-        let request = request.into_inner();
+        let mut request = request.into_inner();
+        let key = self.state.cache_key("Explain.Predict", &mut request, |request| &mut request.model).await?;
+        if let Some(answer) = self.state.cache.get::<proto::PredictResponse>(key.as_ref()) {
+            return Ok(Response::new(proto::PredictResponse { cached: true, ..answer }));
+        }
         let inputs = convert::inputs(request.input.as_ref(), &request.extra_inputs)?;
         let (record, worker) = self.state.worker_for(&request.model).await?;
         let top_k = if request.top_k == 0 { 5 } else { request.top_k as usize };
         let prediction = worker.predict(inputs, top_k).await.map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
-        Ok(Response::new(proto::PredictResponse {
+        let answer = proto::PredictResponse {
             model_id: record.id,
             output: Some(convert::tensor(&prediction.output)),
             rows: prediction
@@ -119,11 +149,18 @@ impl Explain for ExplainService {
                     top: row.iter().map(|&(class_index, logit, probability)| proto::TopClass { class_index, logit, probability }).collect(),
                 })
                 .collect(),
-        }))
+            cached: false,
+        };
+        self.state.cache.put(key, &answer);
+        Ok(Response::new(answer))
     }
 
     async fn graph(&self, request: Request<proto::GraphRequest>) -> Result<Response<proto::GraphResponse>, Status> {
-        let request = request.into_inner();
+        let mut request = request.into_inner();
+        let key = self.state.cache_key("Explain.Graph", &mut request, |request| &mut request.model).await?;
+        if let Some(answer) = self.state.cache.get::<proto::GraphResponse>(key.as_ref()) {
+            return Ok(Response::new(proto::GraphResponse { cached: true, ..answer }));
+        }
         if request.input_shape.is_empty() {
             return Err(ApiError::bad_input("the graph needs an input shape, e.g. [1, 3, 224, 224]").into());
         }
@@ -151,7 +188,9 @@ impl Explain for ExplainService {
                 Some(convert::figure(rendered))
             }
         };
-        Ok(Response::new(convert::graph_response(record.id, &graph, figure)))
+        let answer = convert::graph_response(record.id, &graph, figure);
+        self.state.cache.put(key, &answer);
+        Ok(Response::new(answer))
     }
 
     async fn compare(&self, request: Request<proto::CompareRequest>) -> Result<Response<proto::CompareResponse>, Status> {

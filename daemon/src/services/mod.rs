@@ -1,17 +1,20 @@
 //! gRPC service implementations. Each handler validates its input, hands the work to
 //! the store (on the blocking pool) or a model worker, and converts the answer.
 
+pub mod daemon;
 pub mod explain;
 mod figures;
 pub mod generate;
 pub mod models;
 
+use crate::cache::{CacheKey, CanonicalBytes, ResultCache};
 use crate::error::ApiResult;
 use crate::model_roots::ModelRoots;
 use crate::registry::Registry;
 use crate::store::{ModelRecord, Store};
-use layerlens_engine::{ModelSpec, WorkerHandle};
+use layerlens_engine::{Device, ModelSpec, WorkerHandle};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// What every handler shares; cheap to clone.
 #[derive(Clone)]
@@ -21,6 +24,10 @@ pub struct State {
     pub max_model_bytes: u64,
     /// Where AddFromPath may read files.
     pub model_roots: ModelRoots,
+    /// Answers of deterministic explanation requests (cache.rs).
+    pub cache: Arc<ResultCache>,
+    pub device: Device,
+    pub started: Instant,
 }
 
 impl State {
@@ -30,10 +37,34 @@ impl State {
         tokio::task::spawn_blocking(move || work(&store)).await?
     }
 
-    /// Resolves a model reference and returns its record and resident worker.
-    pub async fn worker_for(&self, reference: &str) -> ApiResult<(ModelRecord, WorkerHandle)> {
+    /// Resolves a model reference (name, id or id prefix) to its record, and names
+    /// the model in the request's metrics.
+    pub async fn resolve(&self, reference: &str) -> ApiResult<ModelRecord> {
         let reference = reference.to_string();
         let record = self.with_store(move |store| store.resolve(&reference)).await?;
+        crate::metrics::note_model(&model_label(&record));
+        Ok(record)
+    }
+
+    /// The result-cache key of an explanation request: resolves its model reference
+    /// and writes the resolved id in its place (so a name and an id prefix of the
+    /// same model share entries, and a name moved to another model does not), then
+    /// digests it. `None` when the cache is off.
+    pub async fn cache_key<R: CanonicalBytes>(
+        &self,
+        method: &'static str,
+        request: &mut R,
+        model: impl Fn(&mut R) -> &mut String,
+    ) -> ApiResult<Option<CacheKey>> {
+        let reference = model(request).clone();
+        let record = self.resolve(&reference).await?;
+        *model(request) = record.id.clone();
+        Ok(self.cache.key(method, &record.id, request))
+    }
+
+    /// Resolves a model reference and returns its record and resident worker.
+    pub async fn worker_for(&self, reference: &str) -> ApiResult<(ModelRecord, WorkerHandle)> {
+        let record = self.resolve(reference).await?;
         let spec = ModelSpec {
             model_id: record.id.clone(),
             path: self.store.model_path(&record.id),
@@ -45,3 +76,8 @@ impl State {
 }
 
 pub type SharedState = Arc<State>;
+
+/// How metrics name a model: its first name, else the first 12 hex digits of its id.
+pub fn model_label(record: &ModelRecord) -> String {
+    record.names.first().cloned().unwrap_or_else(|| record.id[..12.min(record.id.len())].to_string())
+}

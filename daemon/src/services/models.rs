@@ -91,6 +91,7 @@ impl Models for ModelsService {
         let reference = request.into_inner().model;
         let record = self.state.with_store(move |store| store.resolve(&reference)).await?;
         self.state.registry.evict(&record.id).await?;
+        self.state.cache.forget_model(&record.id);
         let id = record.id.clone();
         self.state.with_store(move |store| store.delete(&id)).await?;
         tracing::info!(model_id = %record.id, "model deleted");

@@ -18,7 +18,7 @@ from layerlens import _export, _generate, _wire
 from layerlens._errors import LayerlensError
 from layerlens._results import ActivationReport, Attribution, Comparison, Evaluation, Graph, ParameterReport, Prediction, ModelInfo, ModelList, SanityCheck, Summary
 from layerlens._generate import Counterfactual, Traversal, Visualization
-from layerlens.v1 import common_pb2, explain_pb2, explain_pb2_grpc, generate_pb2, generate_pb2_grpc, models_pb2, models_pb2_grpc
+from layerlens.v1 import common_pb2, daemon_pb2, daemon_pb2_grpc, explain_pb2, explain_pb2_grpc, generate_pb2, generate_pb2_grpc, models_pb2, models_pb2_grpc
 
 DEFAULT_ADDRESS = "http://127.0.0.1:7533"
 # Each Upload message carries one chunk; 1 MiB keeps every message far below gRPC's
@@ -88,6 +88,7 @@ class Client:
         self._models = models_pb2_grpc.ModelsStub(self._channel)
         self._explain = explain_pb2_grpc.ExplainStub(self._channel)
         self._generate = generate_pb2_grpc.GenerateStub(self._channel)
+        self._daemon = daemon_pb2_grpc.DaemonStub(self._channel)
 
     def __repr__(self):
         return f"layerlens.Client({self.address!r})"
@@ -117,6 +118,28 @@ class Client:
         except grpc.RpcError as error:
             raise _wire.error_from_rpc(error, self.address) from None
         return _generate.collect_stream(call, watcher, self.address)
+
+    def status(self):
+        """The daemon's state as a dict: `version`, `uptime_seconds`, `device`,
+        `resident_bytes`, `models` (resident ones: `id`, `names`, `resident_bytes`,
+        `in_flight` requests) and `cache` (`capacity_bytes`, `size_bytes`, `entries`,
+        `hits`, `misses`), the same keys as `layerlens --json status`."""
+        answer = self._call(self._daemon.Status, daemon_pb2.StatusRequest())
+        cache = answer.cache
+        return {
+            "version": answer.version,
+            "uptime_seconds": answer.uptime_seconds,
+            "device": answer.device,
+            "resident_bytes": int(answer.resident_bytes),
+            "models": [
+                {"id": model.id, "names": list(model.names), "resident_bytes": int(model.resident_bytes), "in_flight": int(model.in_flight)}
+                for model in answer.models
+            ],
+            "cache": {
+                "capacity_bytes": int(cache.capacity_bytes), "size_bytes": int(cache.size_bytes), "entries": int(cache.entries),
+                "hits": int(cache.hits), "misses": int(cache.misses),
+            },
+        }
 
     # --- the model store -------------------------------------------------------------
 
@@ -236,7 +259,8 @@ class Client:
             input_dtype=inputs[0].dtype if inputs else common_pb2.DTYPE_FLOAT32,
             extra_inputs=inputs[1:],
         )
-        return Summary.from_proto(self._call(self._explain.Summary, request))
+        answer = self._call(self._explain.Summary, request)
+        return _mark_cached(Summary.from_proto(answer), answer)
 
     def attribute(
         self,
@@ -257,7 +281,8 @@ class Client:
             model, x, method, target, layer=layer, figure_format=figure_format, figure_method=figure_method,
             figure_sign=figure_sign, params={**(params or {}), **more_params},
         )
-        return Attribution.from_proto(self._call(self._explain.Attribute, request), _wire.tensor_to_array)
+        answer = self._call(self._explain.Attribute, request)
+        return _mark_cached(Attribution.from_proto(answer, _wire.tensor_to_array), answer)
 
     def _attribute_request(self, model, x, method, target, *, layer, figure_format, figure_method, figure_sign, params):
         """The wire AttributeRequest shared by attribute, compare, evaluate and sanity_check."""
@@ -290,7 +315,8 @@ class Client:
         """Statistics of every parameter tensor; see Model.parameters()."""
         handle = self.model(model)
         request = explain_pb2.ParametersRequest(model=handle.id, bins=int(bins), figure_format=_wire.figure_format(figure_format))
-        return ParameterReport.from_proto(self._call(self._explain.Parameters, request))
+        answer = self._call(self._explain.Parameters, request)
+        return _mark_cached(ParameterReport.from_proto(answer), answer)
 
     def activations(self, model, x, *, bins=30, figure_format="png"):
         """Per-layer activation statistics and anomalies; see Model.activations()."""
@@ -300,7 +326,8 @@ class Client:
         request = explain_pb2.ActivationsRequest(
             model=handle.id, input=tensors[0], extra_inputs=tensors[1:], bins=int(bins), figure_format=_wire.figure_format(figure_format),
         )
-        return ActivationReport.from_proto(self._call(self._explain.Activations, request))
+        answer = self._call(self._explain.Activations, request)
+        return _mark_cached(ActivationReport.from_proto(answer), answer)
 
     def predict(self, model, x, *, top_k=5):
         """The model's output with top-k classes; see Model.predict()."""
@@ -309,10 +336,10 @@ class Client:
         tensors = [_wire.input_to_tensor(item) for item in inputs]
         request = explain_pb2.PredictRequest(model=handle.id, input=tensors[0], extra_inputs=tensors[1:], top_k=int(top_k))
         answer = self._call(self._explain.Predict, request)
-        return Prediction(
+        return _mark_cached(Prediction(
             _wire.tensor_to_array(answer.output),
             [[(int(top.class_index), float(top.logit), float(top.probability)) for top in row.top] for row in answer.rows],
-        )
+        ), answer)
 
     def graph(self, model, input_shape, *, depth=None, collapse_repeats=False, input_dtype="float32", figure_format="svg"):
         """The forward pass as boxes and arrows; see Model.graph()."""
@@ -330,11 +357,11 @@ class Client:
             figure_format=_wire.figure_format(figure_format),
         )
         answer = self._call(self._explain.Graph, request)
-        return Graph(
+        return _mark_cached(Graph(
             [(node.op, node.module_path, node.source) for node in answer.nodes],
             [(getattr(edge, "from"), edge.to, list(edge.shape)) for edge in answer.edges],
             answer.figure if answer.HasField("figure") else None,
-        )
+        ), answer)
 
     def compare(self, model, x, methods, target=None, *, layer=None, figure_format="png", figure_method=None, figure_sign=None, **params):
         """Several methods on one input; see Model.compare()."""
@@ -725,3 +752,10 @@ def _sample_inputs(input_shape, input_dtype):
             raise ValueError(f"input_dtype {dtype!r} is not supported; use 'float32' or 'int64' (token ids)")
         inputs.append(explain_pb2.SampleInput(shape=[int(dim) for dim in shape], dtype=_SAMPLE_DTYPES[str(dtype)]))
     return inputs
+
+
+def _mark_cached(result, answer):
+    """Sets `result.cached`: whether the daemon answered from its result cache (an
+    identical earlier request; sampling methods only with an explicit seed)."""
+    result.cached = bool(answer.cached)
+    return result

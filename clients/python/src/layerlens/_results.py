@@ -147,6 +147,9 @@ class Summary:
     `params_bytes`, `total_bytes`; `notes` says what could not be shown.
     """
 
+    # Whether the daemon answered from its result cache; the client sets it per answer.
+    cached = False
+
     def __init__(self, model_id, rows, total_params, trainable_params, total_mult_adds=0, figure=None, footer=None, notes=()):
         self.model_id = model_id
         self.rows = rows
@@ -299,6 +302,9 @@ class Attribution:
     output shape); `targets` the output index explained for each batch row; `output` the
     model's output for the input, (batch, outputs).
     """
+
+    # Whether the daemon answered from its result cache; the client sets it per answer.
+    cached = False
 
     def __init__(
         self, model_id, method, targets, values, output, convergence_delta=None, figure=None,
@@ -474,6 +480,9 @@ class Graph(_FigureDisplay):
     """The op graph of one forward pass: `nodes` as (op, module path, source line),
     `edges` as (from, to, shape); displays as the daemon's figure."""
 
+    # Whether the daemon answered from its result cache; the client sets it per answer.
+    cached = False
+
     def __init__(self, nodes, edges, figure=None):
         self.nodes = nodes
         self.edges = edges
@@ -508,6 +517,9 @@ class ParameterReport:
     """Statistics of every parameter tensor: `parameters` is a list of dicts (name,
     module_path, shape, dtype, requires_grad, stats); `histograms` and `filters` are the
     daemon's figures (bytes)."""
+
+    # Whether the daemon answered from its result cache; the client sets it per answer.
+    cached = False
 
     def __init__(self, parameters, histograms=None, filters=None):
         self.parameters = parameters
@@ -567,6 +579,9 @@ class ActivationReport:
     """Per module call, statistics of its output (`layers`, dicts in call order) and the
     anomaly report (`anomalies`: dicts with severity, kind, path, call_site, message,
     most severe first); `chart` and `histograms` are the daemon's figures."""
+
+    # Whether the daemon answered from its result cache; the client sets it per answer.
+    cached = False
 
     def __init__(self, layers, anomalies, chart=None, histograms=None):
         self.layers = layers
@@ -649,6 +664,9 @@ class ActivationReport:
 class Prediction:
     """The model's output (`output`, numpy) and per row the top classes as (class, logit,
     probability)."""
+
+    # Whether the daemon answered from its result cache; the client sets it per answer.
+    cached = False
 
     def __init__(self, output, top_k):
         self.output = output

@@ -94,6 +94,32 @@ pub const METHODS: &[&str] = &[
     "layer_gradient_x_activation",
 ];
 
+/// Methods that draw random numbers (noise, baselines, interpolation points) on
+/// every run unless the request sets `seed`.
+const SAMPLING_METHODS: &[&str] = &["smoothgrad", "smoothgrad_sq", "vargrad", "gradient_shap"];
+
+impl AttributionRequest {
+    /// Whether running the request twice gives the same numbers, so an answer may be
+    /// reused: every method is a pure function of its inputs and options except the
+    /// sampling ones and `baselines` = `uniform`, which are only with an explicit
+    /// `seed` (SmoothGrad and its kin with explicit `noise` draw nothing unless their
+    /// baselines are uniform; GradientSHAP always draws baselines and points).
+    pub fn is_deterministic(&self) -> bool {
+        if self.params.contains_key("seed") {
+            return true;
+        }
+        if self.params.get("baselines").is_some_and(|kind| kind == "uniform") {
+            return false;
+        }
+        match self.method.as_str() {
+            "gradient_shap" => false,
+            method if SAMPLING_METHODS.contains(&method) => self.tensor_params.contains_key("noise"),
+            // An unknown method fails; nothing to keep.
+            method => METHODS.contains(&method),
+        }
+    }
+}
+
 /// What a method computed, before the common fields are filled in.
 pub(crate) struct MethodResult {
     pub values: Vec<Tensor>,
@@ -276,4 +302,38 @@ pub(crate) fn torch_error(doing: &'static str) -> impl Fn(tch::TchError) -> Erro
 /// Cheap copies (shared storage) of a list of tensors.
 pub(crate) fn shallow(tensors: &[Tensor]) -> Vec<Tensor> {
     tensors.iter().map(Tensor::shallow_clone).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (method, text params, tensor param names, reusable)
+    #[test]
+    fn only_unseeded_sampling_is_nondeterministic() {
+        let cases: &[(&str, &[(&str, &str)], &[&str], bool)] = &[
+            ("saliency", &[], &[], true),
+            ("integrated_gradients", &[("n_steps", "16")], &[], true),
+            ("integrated_gradients", &[("baselines", "uniform")], &[], false),
+            ("integrated_gradients", &[("baselines", "uniform"), ("seed", "3")], &[], true),
+            ("occlusion", &[], &[], true),
+            ("grad_cam", &[], &[], true),
+            ("smoothgrad", &[], &[], false),
+            ("smoothgrad", &[("seed", "0")], &[], true),
+            ("smoothgrad", &[], &["noise"], true),
+            ("vargrad", &[], &[], false),
+            ("gradient_shap", &[], &["baselines", "noise"], false),
+            ("gradient_shap", &[("seed", "1")], &["baselines"], true),
+            ("no_such_method", &[], &[], false),
+        ];
+        for &(method, params, tensor_params, expected) in cases {
+            let request = AttributionRequest {
+                method: method.to_string(),
+                params: params.iter().map(|&(key, value)| (key.to_string(), value.to_string())).collect(),
+                tensor_params: tensor_params.iter().map(|&key| (key.to_string(), HostTensor { shape: vec![1], values: vec![0.0], integer: false })).collect(),
+                ..AttributionRequest::default()
+            };
+            assert_eq!(request.is_deterministic(), expected, "{method} {params:?} {tensor_params:?}");
+        }
+    }
 }

@@ -84,7 +84,7 @@ class Shape(_message.Message):
     def __init__(self, dims: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class SummaryResponse(_message.Message):
-    __slots__ = ("model_id", "rows", "total_params", "trainable_params", "total_mult_adds", "figure", "input_bytes", "forward_backward_bytes", "params_bytes", "total_bytes", "notes")
+    __slots__ = ("model_id", "rows", "total_params", "trainable_params", "total_mult_adds", "figure", "input_bytes", "forward_backward_bytes", "params_bytes", "total_bytes", "notes", "cached")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_PARAMS_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +96,7 @@ class SummaryResponse(_message.Message):
     PARAMS_BYTES_FIELD_NUMBER: _ClassVar[int]
     TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     rows: _containers.RepeatedCompositeFieldContainer[SummaryRow]
     total_params: int
@@ -107,7 +108,8 @@ class SummaryResponse(_message.Message):
     params_bytes: int
     total_bytes: int
     notes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model_id: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[SummaryRow, _Mapping]]] = ..., total_params: _Optional[int] = ..., trainable_params: _Optional[int] = ..., total_mult_adds: _Optional[int] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ..., input_bytes: _Optional[int] = ..., forward_backward_bytes: _Optional[int] = ..., params_bytes: _Optional[int] = ..., total_bytes: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
+    cached: bool
+    def __init__(self, model_id: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[SummaryRow, _Mapping]]] = ..., total_params: _Optional[int] = ..., trainable_params: _Optional[int] = ..., total_mult_adds: _Optional[int] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ..., input_bytes: _Optional[int] = ..., forward_backward_bytes: _Optional[int] = ..., params_bytes: _Optional[int] = ..., total_bytes: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ..., cached: _Optional[bool] = ...) -> None: ...
 
 class AttributeRequest(_message.Message):
     __slots__ = ("model", "input", "method", "target", "params", "figure_format", "extra_inputs", "tensor_params", "targets", "layer", "figure_options")
@@ -160,7 +162,7 @@ class FigureOptions(_message.Message):
     def __init__(self, method: _Optional[str] = ..., sign: _Optional[str] = ..., outlier_percent: _Optional[float] = ...) -> None: ...
 
 class AttributeResponse(_message.Message):
-    __slots__ = ("model_id", "method", "targets", "attribution", "convergence_delta", "figure", "output", "extra_attributions", "n_steps", "convergence_deltas", "rows_evaluated", "passes")
+    __slots__ = ("model_id", "method", "targets", "attribution", "convergence_delta", "figure", "output", "extra_attributions", "n_steps", "convergence_deltas", "rows_evaluated", "passes", "cached")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
@@ -173,6 +175,7 @@ class AttributeResponse(_message.Message):
     CONVERGENCE_DELTAS_FIELD_NUMBER: _ClassVar[int]
     ROWS_EVALUATED_FIELD_NUMBER: _ClassVar[int]
     PASSES_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     method: str
     targets: _containers.RepeatedScalarFieldContainer[int]
@@ -185,7 +188,8 @@ class AttributeResponse(_message.Message):
     convergence_deltas: _containers.RepeatedScalarFieldContainer[float]
     rows_evaluated: int
     passes: int
-    def __init__(self, model_id: _Optional[str] = ..., method: _Optional[str] = ..., targets: _Optional[_Iterable[int]] = ..., attribution: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., convergence_delta: _Optional[float] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ..., output: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., extra_attributions: _Optional[_Iterable[_Union[_common_pb2.Tensor, _Mapping]]] = ..., n_steps: _Optional[int] = ..., convergence_deltas: _Optional[_Iterable[float]] = ..., rows_evaluated: _Optional[int] = ..., passes: _Optional[int] = ...) -> None: ...
+    cached: bool
+    def __init__(self, model_id: _Optional[str] = ..., method: _Optional[str] = ..., targets: _Optional[_Iterable[int]] = ..., attribution: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., convergence_delta: _Optional[float] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ..., output: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., extra_attributions: _Optional[_Iterable[_Union[_common_pb2.Tensor, _Mapping]]] = ..., n_steps: _Optional[int] = ..., convergence_deltas: _Optional[_Iterable[float]] = ..., rows_evaluated: _Optional[int] = ..., passes: _Optional[int] = ..., cached: _Optional[bool] = ...) -> None: ...
 
 class MethodSpec(_message.Message):
     __slots__ = ("method", "params", "tensor_params", "layer")
@@ -326,16 +330,18 @@ class GraphEdge(_message.Message):
     def __init__(self, to: _Optional[int] = ..., shape: _Optional[_Iterable[int]] = ..., **kwargs) -> None: ...
 
 class GraphResponse(_message.Message):
-    __slots__ = ("model_id", "nodes", "edges", "figure")
+    __slots__ = ("model_id", "nodes", "edges", "figure", "cached")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     EDGES_FIELD_NUMBER: _ClassVar[int]
     FIGURE_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     nodes: _containers.RepeatedCompositeFieldContainer[GraphNode]
     edges: _containers.RepeatedCompositeFieldContainer[GraphEdge]
     figure: _common_pb2.Figure
-    def __init__(self, model_id: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[GraphNode, _Mapping]]] = ..., edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ...) -> None: ...
+    cached: bool
+    def __init__(self, model_id: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[GraphNode, _Mapping]]] = ..., edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ..., cached: _Optional[bool] = ...) -> None: ...
 
 class TensorStats(_message.Message):
     __slots__ = ("count", "mean", "std", "min", "max", "l2_norm", "zero_fraction", "nan_count", "inf_count", "histogram_edges", "histogram_counts")
@@ -390,16 +396,18 @@ class ParameterStats(_message.Message):
     def __init__(self, name: _Optional[str] = ..., module_path: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[str] = ..., requires_grad: _Optional[bool] = ..., stats: _Optional[_Union[TensorStats, _Mapping]] = ...) -> None: ...
 
 class ParametersResponse(_message.Message):
-    __slots__ = ("model_id", "parameters", "histograms", "filters")
+    __slots__ = ("model_id", "parameters", "histograms", "filters", "cached")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     HISTOGRAMS_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     parameters: _containers.RepeatedCompositeFieldContainer[ParameterStats]
     histograms: _common_pb2.Figure
     filters: _common_pb2.Figure
-    def __init__(self, model_id: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[ParameterStats, _Mapping]]] = ..., histograms: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ..., filters: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ...) -> None: ...
+    cached: bool
+    def __init__(self, model_id: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[ParameterStats, _Mapping]]] = ..., histograms: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ..., filters: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ..., cached: _Optional[bool] = ...) -> None: ...
 
 class ActivationsRequest(_message.Message):
     __slots__ = ("model", "input", "extra_inputs", "bins", "figure_format")
@@ -464,18 +472,20 @@ class Anomaly(_message.Message):
     def __init__(self, severity: _Optional[_Union[Anomaly.Severity, str]] = ..., kind: _Optional[str] = ..., path: _Optional[str] = ..., call_site: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ActivationsResponse(_message.Message):
-    __slots__ = ("model_id", "layers", "anomalies", "chart", "histograms")
+    __slots__ = ("model_id", "layers", "anomalies", "chart", "histograms", "cached")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     ANOMALIES_FIELD_NUMBER: _ClassVar[int]
     CHART_FIELD_NUMBER: _ClassVar[int]
     HISTOGRAMS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     layers: _containers.RepeatedCompositeFieldContainer[LayerStats]
     anomalies: _containers.RepeatedCompositeFieldContainer[Anomaly]
     chart: _common_pb2.Figure
     histograms: _common_pb2.Figure
-    def __init__(self, model_id: _Optional[str] = ..., layers: _Optional[_Iterable[_Union[LayerStats, _Mapping]]] = ..., anomalies: _Optional[_Iterable[_Union[Anomaly, _Mapping]]] = ..., chart: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ..., histograms: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ...) -> None: ...
+    cached: bool
+    def __init__(self, model_id: _Optional[str] = ..., layers: _Optional[_Iterable[_Union[LayerStats, _Mapping]]] = ..., anomalies: _Optional[_Iterable[_Union[Anomaly, _Mapping]]] = ..., chart: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ..., histograms: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ..., cached: _Optional[bool] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
     __slots__ = ("model", "input", "extra_inputs", "top_k")
@@ -506,11 +516,13 @@ class RowPrediction(_message.Message):
     def __init__(self, top: _Optional[_Iterable[_Union[TopClass, _Mapping]]] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
-    __slots__ = ("model_id", "output", "rows")
+    __slots__ = ("model_id", "output", "rows", "cached")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     output: _common_pb2.Tensor
     rows: _containers.RepeatedCompositeFieldContainer[RowPrediction]
-    def __init__(self, model_id: _Optional[str] = ..., output: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., rows: _Optional[_Iterable[_Union[RowPrediction, _Mapping]]] = ...) -> None: ...
+    cached: bool
+    def __init__(self, model_id: _Optional[str] = ..., output: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., rows: _Optional[_Iterable[_Union[RowPrediction, _Mapping]]] = ..., cached: _Optional[bool] = ...) -> None: ...
