@@ -9,7 +9,7 @@ use crate::figure::encode;
 use crate::font::text_width;
 use crate::panel::compose;
 use crate::scene::{Anchor, Colour, Element, PanelBox, Scene};
-use crate::small_multiples::{counted, fit_end, marker, series_colour, ValueScale, TICK_FONT};
+use crate::small_multiples::{counted, marker, series_colour, AxisLabels, ValueScale, TICK_FONT};
 use crate::{Figure, Format, RenderError};
 use std::collections::BTreeSet;
 
@@ -38,11 +38,6 @@ const MAX_PLOT_WIDTH: f32 = 960.0;
 const MIN_AXIS_LEFT: f32 = 56.0;
 const AXIS_RIGHT: f32 = 14.0;
 const CAPTION_FONT: f32 = 11.0;
-/// Layer labels longer than this (in pixels) keep their end, after an ellipsis.
-const MAX_LABEL_WIDTH: f32 = 130.0;
-/// Turned labels need this much room between layers to stay apart.
-const MIN_TURNED_PITCH: f32 = 14.0;
-const TURN: f32 = -45.0;
 const LINE_WIDTH: f32 = 1.5;
 const MARKER_RADIUS: f32 = 2.75;
 /// Markers are drawn when layers are at least this far apart (flagged ones always).
@@ -126,85 +121,6 @@ fn series_scale(line: &LayerStatSeries<'_>, ticks: usize) -> ValueScale {
     }
 }
 
-/// How the layer labels are set under the last panel.
-struct LayerLabels {
-    texts: Vec<String>,
-    widths: Vec<f32>,
-    turned: bool,
-    /// Every `every`-th layer gets a long tick mark.
-    every: usize,
-    /// The labelled layers: every `every`-th and the flagged ones, in order; others
-    /// too close to a flagged one are left out, and of flagged layers closer together
-    /// than `every` only the first is labelled.
-    shown: Vec<usize>,
-}
-
-impl LayerLabels {
-    fn new(layer_labels: &[String], pitch: f32, flagged: &BTreeSet<usize>) -> LayerLabels {
-        let texts: Vec<String> = layer_labels.iter().map(|label| fit_end(label, TICK_FONT, MAX_LABEL_WIDTH)).collect();
-        let widths: Vec<f32> = texts.iter().map(|text| text_width(text, TICK_FONT)).collect();
-        let widest = widths.iter().copied().fold(0.0, f32::max);
-        let (turned, every) = if widest + 6.0 <= pitch { (false, 1) } else { (true, (MIN_TURNED_PITCH / pitch).ceil().max(1.0) as usize) };
-        // Flagged layers closer together than `every` keep the first one's label.
-        let mut flagged_shown: Vec<usize> = Vec::new();
-        for &layer in flagged {
-            if flagged_shown.last().is_none_or(|&last| layer - last >= every) {
-                flagged_shown.push(layer);
-            }
-        }
-        let shown = (0..texts.len())
-            .filter(|&layer| {
-                flagged_shown.contains(&layer)
-                    || (layer % every == 0 && !flagged.iter().any(|&flag| flag.abs_diff(layer) < every))
-            })
-            .collect();
-        LayerLabels { texts, widths, turned, every, shown }
-    }
-
-    /// Room under the plot: tick marks and the labels.
-    fn height(&self) -> f32 {
-        if self.turned {
-            let widest = self.shown.iter().map(|&layer| self.widths[layer]).fold(0.0, f32::max);
-            12.0 + widest * std::f32::consts::FRAC_1_SQRT_2 + 10.0
-        } else {
-            24.0
-        }
-    }
-
-    /// Where the label of the layer at `x` is anchored (its end, when turned).
-    fn anchor(&self, x: f32, plot_bottom: f32) -> (f32, f32) {
-        if self.turned {
-            (x + 3.0, plot_bottom + 12.0)
-        } else {
-            (x, plot_bottom + 16.0)
-        }
-    }
-
-    /// How far left of the plot the labels reach, at the given pitch.
-    fn overhang_left(&self, pitch: f32) -> f32 {
-        self.shown
-            .iter()
-            .map(|&layer| {
-                let centre = (layer as f32 + 0.5) * pitch;
-                if self.turned {
-                    // The text runs down-left from its end; its glyphs rise up-left of
-                    // the baseline by up to the ascent (about 0.75 em).
-                    (self.widths[layer] + 0.75 * TICK_FONT) * std::f32::consts::FRAC_1_SQRT_2 - 3.0 - centre
-                } else {
-                    self.widths[layer] / 2.0 - centre
-                }
-            })
-            .fold(0.0, f32::max)
-    }
-
-    fn overhang_right(&self, pitch: f32, plot_width: f32) -> f32 {
-        if self.turned {
-            return 3.0;
-        }
-        self.shown.iter().map(|&layer| (layer as f32 + 0.5) * pitch + self.widths[layer] / 2.0 - plot_width).fold(0.0, f32::max)
-    }
-}
-
 /// An open marker: a value a log axis cannot show, at its bottom edge.
 fn open_marker(scene: &mut Scene, centre: (f32, f32), colour: Colour) {
     scene.push(Element::Circle { centre, radius: MARKER_RADIUS + 0.5, fill: colour });
@@ -230,7 +146,7 @@ fn layer_stat_scene(
     let scales: Vec<ValueScale> = series.iter().map(|line| series_scale(line, if series.len() == 1 { 5 } else { 3 })).collect();
     let plot_width = (layers as f32 * STEP_WIDTH).clamp(MIN_PLOT_WIDTH, MAX_PLOT_WIDTH);
     let pitch = plot_width / layers as f32;
-    let labels = LayerLabels::new(layer_labels, pitch, &flagged);
+    let labels = AxisLabels::new(layer_labels, pitch, &flagged);
     let widest_tick = scales.iter().map(ValueScale::widest_label).fold(0.0, f32::max);
     let left = MIN_AXIS_LEFT.max(widest_tick + 12.0).max(labels.overhang_left(pitch) + 2.0).ceil();
     let right = AXIS_RIGHT.max(labels.overhang_right(pitch, plot_width) + 2.0).ceil();
@@ -317,10 +233,8 @@ fn layer_stat_scene(
     // Layer labels under the last panel, flagged ones in red.
     let plot_bottom = key + panels_height;
     for &layer in &labels.shown {
-        let (x, y) = labels.anchor(x_of(layer), plot_bottom);
-        let (anchor, rotation) = if labels.turned { (Anchor::End, TURN) } else { (Anchor::Middle, 0.0) };
         let colour = if flagged.contains(&layer) { FLAG } else { TEXT };
-        scene.push(Element::Text { x, y, text: labels.texts[layer].clone(), size: TICK_FONT, anchor, colour, rotation });
+        scene.push(labels.text(layer, x_of(layer), plot_bottom, colour));
     }
     for (index, line) in series.iter().enumerate() {
         let panel_top = key + index as f32 * (panel_height + PANEL_GAP);
@@ -400,7 +314,7 @@ mod tests {
         let labels: Vec<String> = (0..200).map(|layer| format!("blocks.{layer}.mlp.act")).collect();
         let pitch = MAX_PLOT_WIDTH / 200.0;
         let flagged: BTreeSet<usize> = [7, 101, 102].into_iter().collect();
-        let shown = LayerLabels::new(&labels, pitch, &flagged);
+        let shown = AxisLabels::new(&labels, pitch, &flagged);
         assert!(shown.turned && shown.every == 3, "{} {}", shown.turned, shown.every);
         assert!(shown.shown.contains(&7) && shown.shown.contains(&101) && shown.shown.contains(&0) && shown.shown.contains(&198));
         // Regular labels next to a flagged one make way for it.

@@ -7,8 +7,14 @@ use crate::chart::{nice_ticks, tick_labels};
 use crate::colour::{AXIS, GRID};
 use crate::font::text_width;
 use crate::scene::{Anchor, Colour, Element, Scene};
+use std::collections::BTreeSet;
 
 pub(crate) const TICK_FONT: f32 = 10.0;
+/// Axis labels longer than this (in pixels) keep their end, after an ellipsis.
+pub(crate) const MAX_LABEL_WIDTH: f32 = 130.0;
+/// Turned labels need this much room between positions to stay apart.
+const MIN_TURNED_PITCH: f32 = 14.0;
+const TURN: f32 = -45.0;
 const NOTE_FONT: f32 = 11.0;
 const NOTE_LINE: f32 = 16.0;
 
@@ -198,5 +204,93 @@ mod tests {
         assert!(start.starts_with("mean") && start.ends_with('\u{2026}') && text_width(&start, 10.0) <= 90.0, "{start}");
         assert_eq!(counted(1, "layer"), "1 layer");
         assert_eq!(counted(0, "layer"), "0 layers");
+    }
+}
+
+/// How labels of an x axis of evenly spaced positions (layers, steps) are set under a
+/// plot: upright when they fit the pitch, else turned by 45 degrees and, when they
+/// are many, every k-th; flagged positions are always labelled.
+pub(crate) struct AxisLabels {
+    pub texts: Vec<String>,
+    widths: Vec<f32>,
+    pub turned: bool,
+    /// Every `every`-th layer gets a long tick mark.
+    pub every: usize,
+    /// The labelled layers: every `every`-th and the flagged ones, in order; others
+    /// too close to a flagged one are left out, and of flagged layers closer together
+    /// than `every` only the first is labelled.
+    pub shown: Vec<usize>,
+}
+
+impl AxisLabels {
+    pub fn new(layer_labels: &[String], pitch: f32, flagged: &BTreeSet<usize>) -> AxisLabels {
+        let texts: Vec<String> = layer_labels.iter().map(|label| fit_end(label, TICK_FONT, MAX_LABEL_WIDTH)).collect();
+        let widths: Vec<f32> = texts.iter().map(|text| text_width(text, TICK_FONT)).collect();
+        let widest = widths.iter().copied().fold(0.0, f32::max);
+        let (turned, every) = if widest + 6.0 <= pitch { (false, 1) } else { (true, (MIN_TURNED_PITCH / pitch).ceil().max(1.0) as usize) };
+        // Flagged layers closer together than `every` keep the first one's label.
+        let mut flagged_shown: Vec<usize> = Vec::new();
+        for &layer in flagged {
+            if flagged_shown.last().is_none_or(|&last| layer - last >= every) {
+                flagged_shown.push(layer);
+            }
+        }
+        let shown = (0..texts.len())
+            .filter(|&layer| {
+                flagged_shown.contains(&layer)
+                    || (layer % every == 0 && !flagged.iter().any(|&flag| flag.abs_diff(layer) < every))
+            })
+            .collect();
+        AxisLabels { texts, widths, turned, every, shown }
+    }
+
+    /// Room under the plot: tick marks and the labels.
+    pub fn height(&self) -> f32 {
+        if self.turned {
+            let widest = self.shown.iter().map(|&layer| self.widths[layer]).fold(0.0, f32::max);
+            12.0 + widest * std::f32::consts::FRAC_1_SQRT_2 + 10.0
+        } else {
+            24.0
+        }
+    }
+
+    /// Where the label of the layer at `x` is anchored (its end, when turned).
+    pub fn anchor(&self, x: f32, plot_bottom: f32) -> (f32, f32) {
+        if self.turned {
+            (x + 3.0, plot_bottom + 12.0)
+        } else {
+            (x, plot_bottom + 16.0)
+        }
+    }
+
+    /// How far left of the plot the labels reach, at the given pitch.
+    pub fn overhang_left(&self, pitch: f32) -> f32 {
+        self.shown
+            .iter()
+            .map(|&layer| {
+                let centre = (layer as f32 + 0.5) * pitch;
+                if self.turned {
+                    // The text runs down-left from its end; its glyphs rise up-left of
+                    // the baseline by up to the ascent (about 0.75 em).
+                    (self.widths[layer] + 0.75 * TICK_FONT) * std::f32::consts::FRAC_1_SQRT_2 - 3.0 - centre
+                } else {
+                    self.widths[layer] / 2.0 - centre
+                }
+            })
+            .fold(0.0, f32::max)
+    }
+
+    pub fn overhang_right(&self, pitch: f32, plot_width: f32) -> f32 {
+        if self.turned {
+            return 3.0;
+        }
+        self.shown.iter().map(|&layer| (layer as f32 + 0.5) * pitch + self.widths[layer] / 2.0 - plot_width).fold(0.0, f32::max)
+    }
+
+    /// The label of position `index` at `x`, under a plot ending at `plot_bottom`.
+    pub fn text(&self, index: usize, x: f32, plot_bottom: f32, colour: Colour) -> Element {
+        let (x, y) = self.anchor(x, plot_bottom);
+        let (anchor, rotation) = if self.turned { (Anchor::End, TURN) } else { (Anchor::Middle, 0.0) };
+        Element::Text { x, y, text: self.texts[index].clone(), size: TICK_FONT, anchor, colour, rotation }
     }
 }

@@ -10,7 +10,8 @@ use crate::colour::{AXIS, GRID};
 use crate::font::text_width;
 use crate::panel::compose;
 use crate::scene::{Anchor, Element, Scene};
-use crate::small_multiples::{fit_end, marker, series_colour};
+use crate::small_multiples::{marker, series_colour, AxisLabels};
+use std::collections::BTreeSet;
 use crate::{figure::encode, Figure, Format, RenderError};
 
 /// One line of a [`step_chart`]: its name (shown in the legend when there are several
@@ -38,11 +39,6 @@ const LEGEND_GAP: f32 = 16.0;
 const TICK_FONT: f32 = 10.0;
 const CAPTION_FONT: f32 = 11.0;
 const LEGEND_FONT: f32 = 11.0;
-/// Step labels longer than this (in pixels) keep their end, after an ellipsis.
-const MAX_LABEL_WIDTH: f32 = 130.0;
-/// Turned labels need this much room between steps to stay apart.
-const MIN_TURNED_PITCH: f32 = 14.0;
-const TURN: f32 = -45.0;
 const LINE_WIDTH: f32 = 1.75;
 const MARKER_RADIUS: f32 = 3.0;
 
@@ -136,76 +132,6 @@ fn value_axis(series: &[ChartSeries<'_>], y_range: Option<(f32, f32)>) -> ValueA
     }
 }
 
-/// How the step labels are set under the plot.
-struct StepLabels {
-    texts: Vec<String>,
-    widths: Vec<f32>,
-    turned: bool,
-    /// Every `every`-th step (from the first) is labelled.
-    every: usize,
-}
-
-impl StepLabels {
-    fn new(step_labels: &[String], pitch: f32) -> StepLabels {
-        let texts: Vec<String> = step_labels.iter().map(|label| fit_end(label, TICK_FONT, MAX_LABEL_WIDTH)).collect();
-        let widths: Vec<f32> = texts.iter().map(|text| text_width(text, TICK_FONT)).collect();
-        let widest = widths.iter().copied().fold(0.0, f32::max);
-        if widest + 6.0 <= pitch {
-            StepLabels { texts, widths, turned: false, every: 1 }
-        } else {
-            let every = (MIN_TURNED_PITCH / pitch).ceil().max(1.0) as usize;
-            StepLabels { texts, widths, turned: true, every }
-        }
-    }
-
-    fn shown(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.texts.len()).step_by(self.every)
-    }
-
-    /// Room under the plot: tick marks and the labels.
-    fn height(&self) -> f32 {
-        if self.turned {
-            let widest = self.shown().map(|step| self.widths[step]).fold(0.0, f32::max);
-            12.0 + widest * std::f32::consts::FRAC_1_SQRT_2 + 10.0
-        } else {
-            24.0
-        }
-    }
-
-    /// Where the label of the step at `x` is anchored (its end, when turned).
-    fn anchor(&self, x: f32, plot_bottom: f32) -> (f32, f32) {
-        if self.turned {
-            (x + 3.0, plot_bottom + 12.0)
-        } else {
-            (x, plot_bottom + 16.0)
-        }
-    }
-
-    /// How far left of the plot the labels reach, at the given step pitch.
-    fn overhang_left(&self, pitch: f32) -> f32 {
-        self.shown()
-            .map(|step| {
-                let centre = (step as f32 + 0.5) * pitch;
-                if self.turned {
-                    // The text runs down-left from its end; its glyphs rise up-left of
-                    // the baseline by up to the ascent (about 0.75 em).
-                    self.widths[step] * std::f32::consts::FRAC_1_SQRT_2 + 0.75 * TICK_FONT * std::f32::consts::FRAC_1_SQRT_2 - 3.0 - centre
-                } else {
-                    self.widths[step] / 2.0 - centre
-                }
-            })
-            .fold(0.0, f32::max)
-    }
-
-    /// How far right of the plot the labels reach.
-    fn overhang_right(&self, pitch: f32, plot_width: f32) -> f32 {
-        if self.turned {
-            return 3.0;
-        }
-        self.shown().map(|step| (step as f32 + 0.5) * pitch + self.widths[step] / 2.0 - plot_width).fold(0.0, f32::max)
-    }
-}
-
 /// Legend entries (swatch and name) in rows no wider than `max_width`: the x of each
 /// entry and its row.
 fn legend_layout(series: &[ChartSeries<'_>], max_width: f32) -> Vec<(f32, usize)> {
@@ -234,7 +160,7 @@ fn step_scene(
     let axis = value_axis(series, y_range);
     let plot_width = (steps as f32 * STEP_WIDTH).clamp(MIN_PLOT_WIDTH, MAX_PLOT_WIDTH);
     let pitch = plot_width / steps as f32;
-    let labels = StepLabels::new(step_labels, pitch);
+    let labels = AxisLabels::new(step_labels, pitch, &BTreeSet::new());
     let widest_tick = axis.labels.iter().map(|label| text_width(label, TICK_FONT)).fold(0.0, f32::max);
     let left = AXIS_LEFT.max(widest_tick + 12.0).max(labels.overhang_left(pitch) + 2.0).ceil();
     let right = AXIS_RIGHT.max(labels.overhang_right(pitch, plot_width) + 2.0).ceil();
@@ -278,10 +204,8 @@ fn step_scene(
         let length = if step % labels.every == 0 { 5.0 } else { 3.0 };
         scene.line((x, plot_bottom + 1.0), (x, plot_bottom + 1.0 + length), AXIS, 1.0);
     }
-    for step in labels.shown() {
-        let (x, y) = labels.anchor(x_of(step), plot_bottom);
-        let (anchor, rotation) = if labels.turned { (Anchor::End, TURN) } else { (Anchor::Middle, 0.0) };
-        scene.push(Element::Text { x, y, text: labels.texts[step].clone(), size: TICK_FONT, anchor, colour: crate::colour::TEXT, rotation });
+    for &step in &labels.shown {
+        scene.push(labels.text(step, x_of(step), plot_bottom, crate::colour::TEXT));
     }
 
     // The series, first one at the bottom; parts outside a fixed range are cut off.
@@ -391,6 +315,7 @@ fn alt_text(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::small_multiples::{fit_end, MAX_LABEL_WIDTH};
 
     #[test]
     fn segments_outside_a_fixed_range_are_cut() {
