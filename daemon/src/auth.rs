@@ -12,6 +12,9 @@
 //! says who made it, and puts the `Caller` in the request's extensions for handlers.
 
 use crate::error::AccessError;
+use layerlens_engine::scheduler::TICKET;
+use layerlens_engine::{Priority, Ticket};
+use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -27,7 +30,7 @@ use tonic::codegen::http;
 use tracing::Instrument;
 
 /// Methods only an admin may call (full gRPC paths): they destroy what others use.
-const ADMIN_ONLY: &[&str] = &["/layerlens.v1.Models/Delete"];
+const ADMIN_ONLY: &[&str] = &["/layerlens.v1.Models/Delete", "/layerlens.v1.Models/Pin", "/layerlens.v1.Models/Unpin"];
 
 /// Services anyone may call without a token: load balancers and orchestrators probe
 /// health without credentials.
@@ -54,6 +57,8 @@ impl Role {
 pub struct Caller {
     pub name: String,
     pub role: Role,
+    /// The user's share of a model's worker while others wait too (scheduler.rs).
+    pub weight: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +74,13 @@ struct UserEntry {
     name: String,
     token_sha256: String,
     role: Role,
+    /// Share of a busy model's time against other users; 1 when left out.
+    #[serde(default = "default_weight")]
+    weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
 }
 
 struct User {
@@ -115,7 +127,10 @@ impl Tokens {
             if !hashes.insert(token_sha256) {
                 bail!("user {} has the same token as another user", entry.name);
             }
-            users.push(User { caller: Arc::new(Caller { name: entry.name, role: entry.role }), token_sha256 });
+            if entry.weight == 0 {
+                bail!("user {}: weight must be at least 1", entry.name);
+            }
+            users.push(User { caller: Arc::new(Caller { name: entry.name, role: entry.role, weight: entry.weight }), token_sha256 });
         }
         Ok(Tokens { users })
     }
@@ -153,7 +168,7 @@ impl AccessPolicy {
         // Without tokens nothing is checked, so the anonymous caller may do everything;
         // with tokens it only ever reaches the open (health) services.
         let role = if tokens.is_some() { Role::User } else { Role::Admin };
-        AccessPolicy { tokens, anonymous: Arc::new(Caller { name: "anonymous".to_string(), role }) }
+        AccessPolicy { tokens, anonymous: Arc::new(Caller { name: "anonymous".to_string(), role, weight: 1 }) }
     }
 
     /// The caller of `method` (a gRPC path such as `/layerlens.v1.Models/Delete`), or
@@ -193,6 +208,46 @@ impl AccessPolicy {
         }
         Ok(caller)
     }
+}
+
+/// How the worker queues order this call (scheduler.rs): the caller's name and
+/// weight, `x-layerlens-priority` (`interactive`, the default, or `batch`) and the
+/// gRPC deadline (`grpc-timeout`). Without a tokens file anyone may name themselves
+/// with `x-layerlens-user` (nothing is checked there anyway), so a shared loopback
+/// daemon can still be fair between people and jobs.
+fn ticket(caller: &Caller, authenticated: bool, headers: &http::HeaderMap) -> Result<Ticket, String> {
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let priority = match header("x-layerlens-priority") {
+        None => Priority::Interactive,
+        Some(text) => Priority::parse(text).ok_or_else(|| format!("x-layerlens-priority is '{text}'; expected interactive or batch"))?,
+    };
+    let user = match header("x-layerlens-user").filter(|name| !authenticated && !name.is_empty()) {
+        Some(name) => name.chars().take(64).collect::<String>(),
+        None => caller.name.clone(),
+    };
+    let deadline = match header("grpc-timeout") {
+        None => None,
+        Some(text) => Some(Instant::now() + parse_grpc_timeout(text).ok_or_else(|| format!("grpc-timeout '{text}' is not a gRPC timeout"))?),
+    };
+    Ok(Ticket { user: Arc::from(user), weight: caller.weight, priority, deadline })
+}
+
+/// A `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(text: &str) -> Option<Duration> {
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
 }
 
 /// The token of an `authorization: Bearer <token>` header; `Ok(None)` without one.
@@ -268,15 +323,22 @@ where
         let request_id = NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed);
         match self.policy.check(&method, request.headers()) {
             Ok(caller) => {
-                let span = tracing::info_span!("rpc", request_id, user = %caller.name, method = %method);
-                tracing::info!(parent: &span, role = caller.role.as_str(), "request");
-                crate::metrics::note_user(&caller.name);
+                let ticket = match ticket(&caller, self.policy.tokens.is_some(), request.headers()) {
+                    Ok(ticket) => ticket,
+                    Err(message) => {
+                        tracing::warn!(request_id, method = %method, "refused: {message}");
+                        return Box::pin(std::future::ready(Ok(tonic::Status::invalid_argument(message).into_http())));
+                    }
+                };
+                let span = tracing::info_span!("rpc", request_id, user = %ticket.user, method = %method);
+                tracing::info!(parent: &span, role = caller.role.as_str(), priority = ticket.priority.as_str(), "request");
+                crate::metrics::note_user(&ticket.user);
                 request.extensions_mut().insert(caller);
                 // The service that was polled ready is the one to call; leave a clone
                 // in its place for the next call (tower's documented pattern).
                 let ready = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, ready);
-                Box::pin(async move { inner.call(request).await }.instrument(span))
+                Box::pin(TICKET.scope(ticket, async move { inner.call(request).await }).instrument(span))
             }
             Err(error) => {
                 let status = tonic::Status::from(error);

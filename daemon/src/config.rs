@@ -33,7 +33,8 @@ pub struct Flags {
     /// TOML file with the same keys as these flags (listen, metrics_listen, store,
     /// device, max_message_bytes, max_model_bytes, pass_budget_bytes,
     /// max_generation_steps, cache_bytes, tokens, insecure, tls_cert, tls_key,
-    /// model_roots).
+    /// model_roots, max_queue, max_batch_size, max_batch_delay_ms,
+    /// memory_budget_bytes).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Largest gRPC message accepted or sent, in bytes [default: 64 MiB].
@@ -50,6 +51,22 @@ pub struct Flags {
     /// for [default: 10000].
     #[arg(long)]
     pub max_generation_steps: Option<u32>,
+    /// Requests one model's queue holds (waiting, not running); one more is refused at
+    /// once with RESOURCE_EXHAUSTED and a retry hint [default: 256].
+    #[arg(long)]
+    pub max_queue: Option<usize>,
+    /// Most compatible requests (same model, method, options and row shape) run as
+    /// one pass; 1 turns cross-request batching off [default: 8].
+    #[arg(long)]
+    pub max_batch_size: Option<usize>,
+    /// How long a batchable request waits for companions, in milliseconds [default: 2].
+    #[arg(long)]
+    pub max_batch_delay_ms: Option<u64>,
+    /// Bytes the resident models' parameters and buffers may take on the device;
+    /// least recently used unpinned models are evicted to make room [default: no
+    /// budget].
+    #[arg(long)]
+    pub memory_budget_bytes: Option<u64>,
     /// Store a TorchScript file under a name before serving, e.g. `digits=demo/digits_cnn.pt`
     /// (repeatable). An optional `@1,1,8,8` suffix records the model's input shape.
     #[arg(long = "add-model", value_name = "NAME=PATH[@SHAPE]")]
@@ -102,6 +119,10 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     model_roots: Option<Vec<PathBuf>>,
+    max_queue: Option<usize>,
+    max_batch_size: Option<usize>,
+    max_batch_delay_ms: Option<u64>,
+    memory_budget_bytes: Option<u64>,
 }
 
 /// A model to store at start-up.
@@ -131,6 +152,9 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// AddFromPath's allowed directories, as configured (canonicalized at start-up).
     pub model_roots: Vec<PathBuf>,
+    pub queue: layerlens_engine::QueueSettings,
+    /// Bytes resident models may take; `None`: no budget.
+    pub memory_budget_bytes: Option<u64>,
 }
 
 /// The daemon's certificate chain and key, both PEM.
@@ -188,6 +212,12 @@ impl Config {
             tokens,
             tls,
             model_roots,
+            queue: layerlens_engine::QueueSettings {
+                max_queue: flags.max_queue.or(file.max_queue).unwrap_or(256).max(1),
+                max_batch_size: flags.max_batch_size.or(file.max_batch_size).unwrap_or(8).max(1),
+                max_batch_delay: std::time::Duration::from_millis(flags.max_batch_delay_ms.or(file.max_batch_delay_ms).unwrap_or(2)),
+            },
+            memory_budget_bytes: flags.memory_budget_bytes.or(file.memory_budget_bytes),
         })
     }
 }

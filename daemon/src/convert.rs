@@ -7,7 +7,7 @@ use crate::store::ModelRecord;
 use layerlens_engine::{Attribution, AttributionRequest, HostTensor, Targets};
 use layerlens_proto as proto;
 
-pub fn model_info(record: &ModelRecord, resident: bool) -> proto::ModelInfo {
+pub fn model_info(record: &ModelRecord, resident: bool, pinned: bool) -> proto::ModelInfo {
     proto::ModelInfo {
         id: record.id.clone(),
         names: record.names.clone(),
@@ -16,6 +16,7 @@ pub fn model_info(record: &ModelRecord, resident: bool) -> proto::ModelInfo {
         format: record.format.clone(),
         input_shape: record.input_shape.clone(),
         created_unix: record.created_unix,
+        pinned,
     }
 }
 
@@ -68,6 +69,7 @@ pub fn attribution_request(request: &proto::AttributeRequest) -> ApiResult<Attri
         params: request.params.iter().map(|(key, value)| (key.clone(), value.clone())).collect(),
         tensor_params,
         layer: (!request.layer.is_empty()).then(|| request.layer.clone()),
+        progress: None,
     })
 }
 

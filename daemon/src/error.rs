@@ -57,11 +57,20 @@ impl From<ApiError> for tonic::Status {
             ErrorKind::OutOfMemory => tonic::Code::ResourceExhausted,
             ErrorKind::Internal => tonic::Code::Internal,
             ErrorKind::Cancelled => tonic::Code::Cancelled,
+            ErrorKind::Busy { .. } => tonic::Code::ResourceExhausted,
+            ErrorKind::DeadlineExceeded => tonic::Code::DeadlineExceeded,
         };
         if code == tonic::Code::Internal {
             tracing::error!(message = %error.message, "internal error");
         }
-        tonic::Status::new(code, error.message)
+        let mut status = tonic::Status::new(code, error.message);
+        if let ErrorKind::Busy { retry_after_ms } = error.kind {
+            // The machine-readable retry hint; the message says it in words too.
+            if let Ok(value) = retry_after_ms.to_string().parse() {
+                status.metadata_mut().insert("retry-after-ms", value);
+            }
+        }
+        status
     }
 }
 

@@ -31,6 +31,12 @@ pub struct Metrics {
     resident_models: IntGauge,
     resident_bytes: IntGaugeVec,
     in_flight: IntGaugeVec,
+    queue_depth: IntGaugeVec,
+    queue_seconds: HistogramVec,
+    run_seconds: HistogramVec,
+    batch_size: HistogramVec,
+    evictions: IntGauge,
+    memory_budget_bytes: IntGauge,
 }
 
 impl Metrics {
@@ -75,6 +81,32 @@ impl Metrics {
             &["model", "model_id"],
         )
         .expect("valid metric");
+        let queue_depth = IntGaugeVec::new(
+            Opts::new("layerlens_queue_depth", "Requests waiting in a model's queue (the running one not counted)"),
+            &["model", "model_id"],
+        )
+        .expect("valid metric");
+        let job_buckets = prometheus::exponential_buckets(0.0005, 2.5, 16).expect("valid buckets");
+        let queue_seconds = HistogramVec::new(
+            HistogramOpts::new("layerlens_queue_seconds", "Time a request waited in its model's queue, by model id and work")
+                .buckets(job_buckets.clone()),
+            &["model_id", "work"],
+        )
+        .expect("valid metric");
+        let run_seconds = HistogramVec::new(
+            HistogramOpts::new("layerlens_run_seconds", "Time a model's worker spent on one job (a batch counts once), by model id and work")
+                .buckets(job_buckets),
+            &["model_id", "work"],
+        )
+        .expect("valid metric");
+        let batch_size = HistogramVec::new(
+            HistogramOpts::new("layerlens_batch_size", "Requests run as one pass (1: alone), by work").buckets(vec![1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0]),
+            &["work"],
+        )
+        .expect("valid metric");
+        let evictions = IntGauge::new("layerlens_evictions_total", "Models evicted to make room under the memory budget").expect("valid metric");
+        let memory_budget_bytes =
+            IntGauge::new("layerlens_memory_budget_bytes", "The memory budget for resident models (0: none)").expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_seconds.clone()),
@@ -85,10 +117,41 @@ impl Metrics {
             Box::new(resident_models.clone()),
             Box::new(resident_bytes.clone()),
             Box::new(in_flight.clone()),
+            Box::new(queue_depth.clone()),
+            Box::new(queue_seconds.clone()),
+            Box::new(run_seconds.clone()),
+            Box::new(batch_size.clone()),
+            Box::new(evictions.clone()),
+            Box::new(memory_budget_bytes.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
-        Metrics { registry, requests, request_seconds, rejections, cache_lookups, cache_bytes, cache_entries, resident_models, resident_bytes, in_flight }
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            rejections,
+            cache_lookups,
+            cache_bytes,
+            cache_entries,
+            resident_models,
+            resident_bytes,
+            in_flight,
+            queue_depth,
+            queue_seconds,
+            run_seconds,
+            batch_size,
+            evictions,
+            memory_budget_bytes,
+        }
+    }
+
+    /// A job a worker finished (WorkerObserver, through server.rs).
+    pub fn job_finished(&self, model_id: &str, work: &str, waited: std::time::Duration, ran: std::time::Duration, batch_size: usize) {
+        let model_id = &model_id[..12.min(model_id.len())];
+        self.queue_seconds.with_label_values(&[model_id, work]).observe(waited.as_secs_f64());
+        self.run_seconds.with_label_values(&[model_id, work]).observe(ran.as_secs_f64());
+        self.batch_size.with_label_values(&[work]).observe(batch_size as f64);
     }
 
     /// Counts one lookup of the result cache.
@@ -109,11 +172,15 @@ impl Metrics {
     /// The text exposition, after reading the gauges that live elsewhere (resident
     /// models, their queues, the cache's size).
     async fn render(&self, state: &SharedState) -> String {
-        let workers = state.registry.workers().await.unwrap_or_default();
+        let (residents, memory) = state.registry.residents().await.unwrap_or_default();
+        let workers: Vec<_> = residents.into_iter().map(|resident| resident.worker).collect();
         let records = state.with_store(|store| store.list()).await.unwrap_or_default();
         self.resident_bytes.reset();
         self.in_flight.reset();
+        self.queue_depth.reset();
         self.resident_models.set(workers.len() as i64);
+        self.evictions.set(memory.evictions as i64);
+        self.memory_budget_bytes.set(memory.budget_bytes.unwrap_or(0) as i64);
         for worker in &workers {
             let model = records
                 .iter()
@@ -123,6 +190,7 @@ impl Metrics {
             let labels = [model.as_str(), worker.model_id.as_str()];
             self.resident_bytes.with_label_values(&labels).set(worker.resident_bytes() as i64);
             self.in_flight.with_label_values(&labels).set(worker.in_flight() as i64);
+            self.queue_depth.with_label_values(&labels).set(worker.queued() as i64);
         }
         let cache = state.cache.stats();
         self.cache_bytes.set(cache.size_bytes as i64);
@@ -185,6 +253,8 @@ fn method_label(path: &str) -> String {
 struct RequestLabels {
     user: Mutex<Option<String>>,
     model: Mutex<Option<String>>,
+    /// Response headers the handler asked for (how the model was found, ...).
+    headers: Mutex<Vec<(&'static str, String)>>,
 }
 
 tokio::task_local! {
@@ -199,6 +269,12 @@ pub fn note_user(user: &str) {
 /// Names the model of the current request (handlers call this once resolved).
 pub fn note_model(model: &str) {
     let _ = CURRENT_REQUEST.try_with(|labels| *labels.model.lock().expect("labels") = Some(model.to_string()));
+}
+
+/// Adds a header to the current request's response (the metrics layer writes it),
+/// e.g. `x-layerlens-model-load: reloaded`; handlers keep their signatures.
+pub fn note_header(name: &'static str, value: impl Into<String>) {
+    let _ = CURRENT_REQUEST.try_with(|labels| labels.headers.lock().expect("labels").push((name, value.into())));
 }
 
 /// Tower layer that counts and times every call of the gRPC server.
@@ -250,7 +326,14 @@ where
         let mut inner = std::mem::replace(&mut self.inner, ready);
         let started = Instant::now();
         Box::pin(CURRENT_REQUEST.scope(labels.clone(), async move {
-            let result = inner.call(request).await;
+            let mut result = inner.call(request).await;
+            if let Ok(response) = &mut result {
+                for (name, value) in labels.headers.lock().expect("labels").drain(..) {
+                    if let Ok(value) = http::HeaderValue::from_str(&value) {
+                        response.headers_mut().insert(name, value);
+                    }
+                }
+            }
             // An error before the response (a refusal, a handler's Status) travels as
             // a grpc-status header; a successful unary answer has none until its
             // trailers, which carry OK.

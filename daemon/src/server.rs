@@ -8,7 +8,7 @@ use crate::cache::ResultCache;
 use crate::config::Config;
 use crate::metrics::{Metrics, MetricsLayer};
 use crate::model_roots::ModelRoots;
-use crate::registry::Registry;
+use crate::registry::{Registry, RegistrySettings};
 use crate::services::daemon::DaemonService;
 use crate::services::explain::ExplainService;
 use crate::services::generate::GenerateService;
@@ -47,21 +47,41 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     let metrics = Arc::new(Metrics::new());
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    let observer = Arc::new(Observer { metrics: metrics.clone(), health: health_reporter.clone(), runtime: tokio::runtime::Handle::current() });
+    let (registry, pinned) = Registry::start(RegistrySettings {
+        device: config.device,
+        worker: layerlens_engine::WorkerSettings {
+            pass_budget_bytes: config.pass_budget_bytes,
+            max_generation_steps: config.max_generation_steps,
+            queue: config.queue,
+            observer: Some(observer),
+        },
+        memory_budget_bytes: config.memory_budget_bytes,
+        pins_file: config.store.join("pins.json"),
+    })?;
     let state = Arc::new(State {
         store,
-        registry: Registry::start(
-            config.device,
-            layerlens_engine::WorkerSettings {
-                pass_budget_bytes: config.pass_budget_bytes,
-                max_generation_steps: config.max_generation_steps,
-            },
-        ),
+        registry,
         max_model_bytes: config.max_model_bytes,
         model_roots,
         cache: Arc::new(ResultCache::new(config.cache_bytes, metrics.clone())),
         device: config.device,
         started: std::time::Instant::now(),
+        queue: config.queue,
     });
+    // Pinned models load now, so their first request finds them warm.
+    for model_id in pinned {
+        let reference = model_id.clone();
+        match state.with_store(move |store| store.resolve(&reference)).await {
+            Ok(record) => {
+                if let Err(error) = state.registry.acquire(state.spec_for(&record), record.size_bytes).await {
+                    tracing::warn!(%model_id, message = %error.message, "a pinned model did not load");
+                }
+            }
+            Err(error) => tracing::warn!(%model_id, message = %error.message, "a pinned model is no longer in the store"),
+        }
+    }
     let limit = config.max_message_bytes;
     let models = proto::models_server::ModelsServer::new(ModelsService { state: state.clone() })
         .max_decoding_message_size(limit)
@@ -75,7 +95,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let daemon = proto::daemon_server::DaemonServer::new(DaemonService { state: state.clone() })
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
-    let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<proto::models_server::ModelsServer<ModelsService>>().await;
     health_reporter.set_serving::<proto::explain_server::ExplainServer<ExplainService>>().await;
     health_reporter.set_serving::<proto::generate_server::GenerateServer<GenerateService>>().await;
@@ -141,6 +160,39 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     served?;
     tracing::info!("layerlensd stopped");
     Ok(())
+}
+
+/// What the daemon does with news from the model workers: metrics, and per-model
+/// health (`grpc.health.v1` service `layerlens.model/<id>` is SERVING once the model
+/// has loaded and run its warm-up pass, unknown before and after it is resident).
+struct Observer {
+    metrics: Arc<Metrics>,
+    health: tonic_health::server::HealthReporter,
+    runtime: tokio::runtime::Handle,
+}
+
+/// The health service name of a model.
+pub fn model_health_service(model_id: &str) -> String {
+    format!("layerlens.model/{model_id}")
+}
+
+impl layerlens_engine::WorkerObserver for Observer {
+    fn model_ready(&self, model_id: &str, outcome: &layerlens_engine::Result<()>) {
+        let status = if outcome.is_ok() { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+        let health = self.health.clone();
+        let service = model_health_service(model_id);
+        self.runtime.spawn(async move { health.set_service_status(service, status).await });
+    }
+
+    fn job_finished(&self, model_id: &str, command: &'static str, waited: std::time::Duration, ran: std::time::Duration, batch_size: usize) {
+        self.metrics.job_finished(model_id, command, waited, ran, batch_size);
+    }
+
+    fn model_unloaded(&self, model_id: &str) {
+        let mut health = self.health.clone();
+        let service = model_health_service(model_id);
+        self.runtime.spawn(async move { health.clear_service_status(&service).await });
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT; tonic then stops accepting and lets in-flight

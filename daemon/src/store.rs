@@ -4,11 +4,20 @@
 //! <store>/models/<sha256>        the TorchScript file, named by the sha256 of its bytes
 //! <store>/meta/<sha256>.json     size, creation time, format, example input shape
 //! <store>/names/<name>           a name: the id it refers to
-//! <store>/staging/               uploads being received; never read as models
+//! <store>/staging/<owner>.<random>.part   uploads being received; never read as models
+//! <store>/locks/<owner>.lock     one per open store (per daemon), locked (flock) while open
 //! ```
 //! Every write is a temp file in the same directory followed by a rename, so a crash
 //! never leaves a half-written model, record or name. A model is committed only after
 //! libtorch loaded it (the caller validates before `commit`).
+//!
+//! Several daemons may share one store directory (replicas behind a proxy). Renames
+//! make their commits safe against each other: the same bytes committed twice replace
+//! a file by an identical one, and a name points at whichever id was written last.
+//! What they must not do is delete each other's uploads: each open store takes an
+//! owner id, holds the lock on `locks/<owner>.lock` and names its staged files after
+//! it; at start a daemon removes only staged files whose owner's lock is gone or free
+//! (the kernel drops a lock when its process dies, even by `kill -9`).
 //!
 //! All methods block on file-system calls; async callers use `spawn_blocking`.
 
@@ -19,8 +28,14 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tempfile::NamedTempFile;
+
+/// Temp files in `meta/` and `names/` (a record or name being written) and unfinished
+/// lock claims older than this belong to a process that died while writing them: a
+/// live writer renames them within milliseconds.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
 
 /// What the store knows about a model.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -39,6 +54,24 @@ pub struct ModelRecord {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    owner: Arc<OwnerLock>,
+}
+
+/// This store's owner id and its lock, held while the store is open; the lock file
+/// is removed when the last clone of the store is dropped.
+#[derive(Debug)]
+struct OwnerLock {
+    /// `<pid>-<random>`: the prefix of this store's staged files.
+    id: String,
+    lock_path: PathBuf,
+    /// Holds the exclusive lock on `lock_path`; closing it releases the lock.
+    _lock: fs::File,
+}
+
+impl Drop for OwnerLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.lock_path);
+    }
 }
 
 /// A file received into the staging area, hashed but not yet committed. Dropping it
@@ -81,18 +114,27 @@ impl StagingWriter {
 }
 
 impl Store {
-    /// Opens (creating if needed) a store directory and clears stale staging files.
+    /// Opens (creating if needed) a store directory, clears what crashed processes left
+    /// behind (their uploads, half-written records and names) and takes an owner id
+    /// and its lock for this store's uploads.
     pub fn open(root: &Path) -> ApiResult<Store> {
-        for directory in ["models", "meta", "names", "staging"] {
+        for directory in ["models", "meta", "names", "staging", "locks"] {
             fs::create_dir_all(root.join(directory)).map_err(|error| {
                 ApiError::internal(format!("cannot create store directory {}: {error}", root.join(directory).display()))
             })?;
         }
-        // Uploads interrupted by a crash leave files here; they were never models.
-        for entry in fs::read_dir(root.join("staging"))?.flatten() {
-            let _ = fs::remove_file(entry.path());
+        // Leftovers are never read as models, names or records, so failing to remove
+        // one is worth a warning, not a refusal to start.
+        if let Err(error) = clean_staging(root) {
+            tracing::warn!(store = %root.display(), "cannot clear leftover uploads: {}", error.message);
         }
-        Ok(Store { root: root.to_path_buf() })
+        for directory in ["meta", "names"] {
+            if let Err(error) = remove_stale_temp_files(&root.join(directory)) {
+                tracing::warn!(directory = %root.join(directory).display(), "cannot clear leftover temp files: {}", error.message);
+            }
+        }
+        let owner = claim_owner(&root.join("locks"))?;
+        Ok(Store { root: root.to_path_buf(), owner: Arc::new(owner) })
     }
 
     pub fn model_path(&self, id: &str) -> PathBuf {
@@ -100,7 +142,11 @@ impl Store {
     }
 
     pub fn staging_writer(&self) -> ApiResult<StagingWriter> {
-        Ok(StagingWriter { file: NamedTempFile::new_in(self.root.join("staging"))?, hasher: Sha256::new(), size_bytes: 0 })
+        let file = tempfile::Builder::new()
+            .prefix(&format!("{}.", self.owner.id))
+            .suffix(".part")
+            .tempfile_in(self.root.join("staging"))?;
+        Ok(StagingWriter { file, hasher: Sha256::new(), size_bytes: 0 })
     }
 
     /// Copies a file on the daemon's machine into staging, hashing it.
@@ -290,6 +336,110 @@ impl Store {
     }
 }
 
+/// Whether the owner of staged files still runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum OwnerState {
+    Alive,
+    /// Gone; its lock file, if there still is one, is removed after its files.
+    Gone,
+}
+
+/// Removes what dead processes left in `staging/` (files whose owner's lock is gone or
+/// can be taken, and files of the layout before owners) and in `locks/` (their lock
+/// files, and claims older than `STALE_TEMP_AGE` that were never renamed). Files of
+/// live daemons sharing the store are left alone.
+fn clean_staging(root: &Path) -> ApiResult<()> {
+    let locks = root.join("locks");
+    let mut owners: BTreeMap<String, (OwnerState, Option<fs::File>)> = BTreeMap::new();
+    for entry in fs::read_dir(root.join("staging"))?.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let owner = file_name.split('.').next().unwrap_or_default().to_string();
+        if !owners.contains_key(&owner) {
+            let checked = check_owner(&locks, &owner)?;
+            owners.insert(owner.clone(), checked);
+        }
+        if owners[&owner].0 == OwnerState::Gone {
+            tracing::info!(file = %entry.path().display(), "removing an upload left by a daemon that stopped");
+            remove_if_present(&entry.path())?;
+        }
+    }
+    for entry in fs::read_dir(&locks)?.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if file_name.starts_with('.') {
+            if is_older_than(&entry.path(), STALE_TEMP_AGE) {
+                remove_if_present(&entry.path())?;
+            }
+            continue;
+        }
+        let Some(owner) = file_name.strip_suffix(".lock") else { continue };
+        if !owners.contains_key(owner) {
+            let checked = check_owner(&locks, owner)?;
+            owners.insert(owner.to_string(), checked);
+        }
+        // Removed while its lock is held here, so no other daemon mistakes it for live.
+        if owners[owner].0 == OwnerState::Gone {
+            remove_if_present(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `owner` runs: its lock file exists and its lock is held. A live owner's
+/// lock file exists before its first staged file (`claim_owner`), so a staged file
+/// without one is debris. A lock taken here is returned, to be held until its file
+/// is removed.
+fn check_owner(locks: &Path, owner: &str) -> ApiResult<(OwnerState, Option<fs::File>)> {
+    if owner.is_empty() {
+        return Ok((OwnerState::Gone, None));
+    }
+    let lock = match fs::File::open(locks.join(format!("{owner}.lock"))) {
+        Ok(lock) => lock,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok((OwnerState::Gone, None)),
+        Err(error) => return Err(error.into()),
+    };
+    match lock.try_lock() {
+        Ok(()) => Ok((OwnerState::Gone, Some(lock))),
+        Err(fs::TryLockError::WouldBlock) => Ok((OwnerState::Alive, None)),
+        Err(fs::TryLockError::Error(error)) => {
+            Err(ApiError::internal(format!("cannot lock {}: {error}", locks.join(format!("{owner}.lock")).display())))
+        }
+    }
+}
+
+/// Takes an owner id and its lock. The lock file is made under a dot name and renamed
+/// into place with the lock already held, so no other daemon ever sees a live owner's
+/// lock file free.
+fn claim_owner(locks: &Path) -> ApiResult<OwnerLock> {
+    let claim = tempfile::Builder::new().prefix(".claim").tempfile_in(locks)?;
+    claim.as_file().try_lock().map_err(|error| {
+        ApiError::internal(format!("cannot lock a new owner file in {}: {error}", locks.display()))
+    })?;
+    let random = claim.path().file_name().unwrap_or_default().to_string_lossy().trim_start_matches(".claim").to_string();
+    let owner = format!("{}-{}", std::process::id(), random.replace('.', ""));
+    let lock_path = locks.join(format!("{owner}.lock"));
+    let lock = claim.persist(&lock_path).map_err(|error| ApiError::from(error.error))?;
+    Ok(OwnerLock { id: owner, lock_path, _lock: lock })
+}
+
+/// Removes `.tmp*` files (tempfile's names, never a model id or an allowed name) that
+/// are older than `STALE_TEMP_AGE`: a record or name whose writer died before its rename.
+fn remove_stale_temp_files(directory: &Path) -> ApiResult<()> {
+    for entry in fs::read_dir(directory)?.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(".tmp") && is_older_than(&entry.path(), STALE_TEMP_AGE) {
+            remove_if_present(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn is_older_than(path: &Path, age: Duration) -> bool {
+    fs::symlink_metadata(path)
+        .and_then(|metadata| metadata.modified())
+        .ok()
+        .and_then(|modified| modified.elapsed().ok())
+        .is_some_and(|elapsed| elapsed > age)
+}
+
 fn is_model_id(text: &str) -> bool {
     text.len() == 64 && text.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
 }
@@ -327,5 +477,181 @@ fn remove_if_present(path: &Path) -> ApiResult<()> {
     match fs::remove_file(path) {
         Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error.into()),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Crash and sharing safety at the file level: what a killed process or a second
+    //! daemon on the same directory leaves behind must never show up as a model or a
+    //! name, and must never take away another daemon's upload.
+
+    use super::*;
+
+    fn stage(store: &Store, bytes: &[u8]) -> StagedModel {
+        let mut writer = store.staging_writer().unwrap();
+        writer.write(bytes).unwrap();
+        writer.finish().unwrap()
+    }
+
+    fn sha256_hex(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    fn files_in(directory: &Path) -> Vec<String> {
+        let mut names: Vec<String> =
+            fs::read_dir(directory).unwrap().flatten().map(|entry| entry.file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+
+    fn backdate(path: &Path) {
+        let old = SystemTime::now() - STALE_TEMP_AGE - Duration::from_secs(60);
+        fs::File::options().write(true).open(path).unwrap().set_modified(old).unwrap();
+    }
+
+    fn lock_file_name(store: &Store) -> String {
+        format!("{}.lock", store.owner.id)
+    }
+
+    #[test]
+    fn leftovers_of_a_crash_are_never_models_or_names_and_are_cleared_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let kept_id = {
+            let store = Store::open(root).unwrap();
+            store.commit(stage(&store, b"the kept model"), Some("kept"), &[1, 4]).unwrap().id
+        };
+        let orphan_record_id = sha256_hex(b"a record whose model file never arrived");
+        let orphan_model_id = sha256_hex(b"a model file whose record never arrived");
+        let record = |id: &str| format!("{{\"id\":\"{id}\",\"size_bytes\":3,\"created_unix\":0,\"format\":\"torchscript\"}}");
+        // A crash between writing a record and renaming the model file into place, and
+        // a model file without a record (written by hand: the store never does that).
+        fs::write(root.join("meta").join(format!("{orphan_record_id}.json")), record(&orphan_record_id)).unwrap();
+        fs::write(root.join("models").join(&orphan_model_id), b"abc").unwrap();
+        // Records and names killed before their rename: one old, one that a live
+        // writer could still be about to rename.
+        for (directory, contents) in [("meta", record(&orphan_model_id)), ("names", kept_id.clone())] {
+            fs::write(root.join(directory).join(".tmpOLD123"), &contents).unwrap();
+            backdate(&root.join(directory).join(".tmpOLD123"));
+            fs::write(root.join(directory).join(".tmpNEW456"), &contents).unwrap();
+        }
+        // A daemon killed mid-upload: its lock file, never locked again, and its
+        // half-written upload; an upload whose owner's lock file is gone; a claim
+        // that never got renamed; a file of the layout before owners.
+        fs::write(root.join("locks").join("4242-dead.lock"), b"").unwrap();
+        fs::write(root.join("staging").join("4242-dead.abc123.part"), vec![7u8; 4096]).unwrap();
+        fs::write(root.join("staging").join("4343-gone.def456.part"), vec![7u8; 4096]).unwrap();
+        fs::write(root.join("locks").join(".claimDEAD"), b"").unwrap();
+        backdate(&root.join("locks").join(".claimDEAD"));
+        fs::write(root.join("staging").join(".tmpFLAT"), b"partial").unwrap();
+
+        let store = Store::open(root).unwrap();
+        let listed: Vec<(String, Vec<String>)> = store.list().unwrap().into_iter().map(|record| (record.id, record.names)).collect();
+        assert_eq!(listed, vec![(kept_id.clone(), vec!["kept".to_string()])]);
+        assert!(store.get(&orphan_record_id).unwrap().is_none());
+        assert!(store.get(&orphan_model_id).unwrap().is_none());
+        for reference in [".tmpOLD123", ".tmpNEW456", &orphan_model_id[..12], &orphan_record_id[..12]] {
+            let error = store.resolve(reference).unwrap_err();
+            assert_eq!(error.kind, layerlens_engine::ErrorKind::NotFound, "{reference}: {}", error.message);
+        }
+        assert_eq!(store.resolve("kept").unwrap().input_shape, vec![1, 4]);
+        // Old temp files are gone; fresh ones are left to their (possibly live) writers.
+        assert_eq!(files_in(&root.join("names")), vec![".tmpNEW456", "kept"]);
+        let mut expected_meta = vec![".tmpNEW456".to_string(), format!("{kept_id}.json"), format!("{orphan_record_id}.json")];
+        expected_meta.sort();
+        assert_eq!(files_in(&root.join("meta")), expected_meta);
+        // Every staged leftover is gone, and only this store's own lock is left.
+        assert_eq!(files_in(&root.join("staging")), Vec::<String>::new());
+        assert_eq!(files_in(&root.join("locks")), vec![lock_file_name(&store)]);
+        drop(store);
+        assert_eq!(files_in(&root.join("locks")), Vec::<String>::new(), "a closed store left its lock file");
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_directory_keeps_the_first_ones_upload() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        let mut writer = first.staging_writer().unwrap();
+        writer.write(b"half of a model, ").unwrap();
+        // A second daemon starts on the store while the first is receiving bytes.
+        let second = Store::open(dir.path()).unwrap();
+        assert_ne!(first.owner.id, second.owner.id);
+        assert_eq!(files_in(&dir.path().join("staging")).len(), 1, "the second store removed the first one's upload");
+        writer.write(b"and the other half").unwrap();
+        let staged = writer.finish().unwrap();
+        let record = first.commit(staged, Some("shared"), &[]).unwrap();
+        assert_eq!(record.id, sha256_hex(b"half of a model, and the other half"));
+        assert_eq!(fs::read(second.model_path(&record.id)).unwrap(), b"half of a model, and the other half");
+        assert_eq!(second.resolve("shared").unwrap().id, record.id);
+        assert_eq!(files_in(&dir.path().join("staging")), Vec::<String>::new());
+        // A store whose owner died (its lock released, the file left) loses its upload
+        // at the next open; a live one does not.
+        let mut live_writer = second.staging_writer().unwrap();
+        live_writer.write(b"live").unwrap();
+        let mut dead_writer = first.staging_writer().unwrap();
+        dead_writer.write(b"dead").unwrap();
+        let dead_path = dead_writer.file.path().to_path_buf();
+        let dead_lock = dir.path().join("locks").join(lock_file_name(&first));
+        std::mem::forget(dead_writer);
+        // As if its process had died: the kernel releases the lock, the files stay.
+        first.owner._lock.unlock().unwrap();
+        assert!(dead_path.is_file() && dead_lock.is_file());
+        let third = Store::open(dir.path()).unwrap();
+        assert!(!dead_path.exists(), "an upload of a stopped store was kept");
+        assert!(!dead_lock.exists(), "a stopped store's lock file was kept");
+        assert!(live_writer.file.path().is_file(), "a live store's upload was removed");
+        assert_eq!(files_in(&dir.path().join("locks")), {
+            let mut expected = vec![lock_file_name(&second), lock_file_name(&third)];
+            expected.sort();
+            expected
+        });
+        let staged = live_writer.finish().unwrap();
+        assert_eq!(second.commit(staged, None, &[]).unwrap().id, sha256_hex(b"live"));
+    }
+
+    #[test]
+    fn concurrent_commits_from_two_stores_on_one_directory_are_safe() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = [Store::open(dir.path()).unwrap(), Store::open(dir.path()).unwrap()];
+        let shared_bytes = vec![42u8; 300_000];
+        let rounds = 20;
+        std::thread::scope(|scope| {
+            for (index, store) in stores.iter().enumerate() {
+                let shared_bytes = &shared_bytes;
+                scope.spawn(move || {
+                    for round in 0..rounds {
+                        // The same model under the same name from both stores at once...
+                        let shared = store.commit(stage(store, shared_bytes), Some("shared"), &[1, 2]).unwrap();
+                        assert_eq!(shared.id, sha256_hex(shared_bytes));
+                        // ...and a model of each store's own.
+                        let own = format!("store {index} round {round}").into_bytes();
+                        let record = store.commit(stage(store, &own), Some(&format!("own-{index}-{round}")), &[]).unwrap();
+                        assert_eq!(record.id, sha256_hex(&own));
+                        // Every read in between sees whole models only.
+                        for listed in store.list().unwrap() {
+                            let bytes = fs::read(store.model_path(&listed.id)).unwrap();
+                            assert_eq!(bytes.len() as u64, listed.size_bytes);
+                            assert_eq!(sha256_hex(&bytes), listed.id);
+                        }
+                    }
+                });
+            }
+        });
+        let store = &stores[0];
+        assert_eq!(store.list().unwrap().len(), 1 + 2 * rounds);
+        let shared = store.resolve("shared").unwrap();
+        assert_eq!(shared.input_shape, vec![1, 2]);
+        assert_eq!(fs::read(store.model_path(&shared.id)).unwrap(), shared_bytes);
+        for index in 0..2 {
+            for round in 0..rounds {
+                let record = store.resolve(&format!("own-{index}-{round}")).unwrap();
+                assert_eq!(record.id, sha256_hex(format!("store {index} round {round}").as_bytes()));
+            }
+        }
+        // Nothing staged is left over, and every file in models/ is a listed model.
+        assert_eq!(files_in(&dir.path().join("staging")), Vec::<String>::new());
+        let listed: Vec<String> = store.list().unwrap().into_iter().map(|record| record.id).collect();
+        assert_eq!(files_in(&dir.path().join("models")), listed);
     }
 }

@@ -159,6 +159,25 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Kills the daemon with SIGKILL, as a crash would (no shutdown, no clean-up), and
+    /// waits (at most 10 s) until the process is gone.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().expect("running daemon");
+        child.kill().expect("kill -9 layerlensd");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().expect("waiting for layerlensd").is_none() {
+            assert!(Instant::now() < deadline, "layerlensd was still running 10 s after SIGKILL");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running daemon").id()
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {

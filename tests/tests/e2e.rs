@@ -15,6 +15,8 @@ const TOLERANCE: f32 = 1e-5;
 // in tests/tests/ as a separate test binary).
 #[path = "e2e/cli_inspection.rs"]
 mod cli_inspection;
+#[path = "e2e/attribute_stream.rs"]
+mod attribute_stream;
 
 fn digits_batch(dir: &Path, rows: usize) -> (std::path::PathBuf, Vec<i64>, Vec<f32>) {
     let (shape, values) = read_npy(&fixtures().join("digits_test_images.npy"));

@@ -5,6 +5,7 @@ use crate::commands::Shape;
 use crate::npy;
 use anyhow::{bail, Context};
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 use layerlens_client::{Client, FigureFormat};
 use layerlens_proto as proto;
 use serde_json::{json, Value};
@@ -195,13 +196,35 @@ fn target_json(targets: &[i64]) -> Value {
     }
 }
 
+/// Runs one attribution over AttributeStream with a progress bar on stderr (shown only
+/// when `show` and stderr is a terminal; indicatif hides it otherwise). Ctrl-C drops
+/// the stream, which tells the daemon to stop the work, and ends with an error.
+async fn attribute_with_progress(client: &Client, request: proto::AttributeRequest, show: bool) -> anyhow::Result<proto::AttributeResponse> {
+    let bar = if show { ProgressBar::new(0) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} rows · {msg}").expect("a valid template").progress_chars("=> "),
+    );
+    bar.set_prefix(request.method.clone());
+    let job = client.attribute_stream(request, |progress| {
+        bar.set_length(progress.rows_total);
+        bar.set_position(progress.rows_done);
+        bar.set_message(format!("{} · pass {}/{} · {:.1} s", progress.phase, progress.passes_done, progress.passes_total, progress.elapsed_seconds));
+    });
+    let outcome = tokio::select! {
+        answer = job => answer.map_err(anyhow::Error::from),
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted (Ctrl-C); the daemon was told to stop")),
+    };
+    bar.finish_and_clear();
+    outcome
+}
+
 pub async fn attribute(client: &Client, args: AttributeArgs, as_json: bool) -> anyhow::Result<()> {
     let explain = &args.explain;
     if !args.out.is_empty() && args.out.len() != explain.input.len() {
         bail!("--out was given {} times for {} inputs; give one per input", args.out.len(), explain.input.len());
     }
     let request = explain.request(&args.method, key_values(&explain.params, "--param")?)?;
-    let answer = client.attribute(request).await.with_context(|| explain.label(&args.method))?;
+    let answer = attribute_with_progress(client, request, !as_json).await.with_context(|| explain.label(&args.method))?;
     let attribution = answer.attribution.clone().context("the daemon answered without an attribution")?;
     let all_attributions: Vec<&proto::Tensor> = std::iter::once(&attribution).chain(answer.extra_attributions.iter()).collect();
     for (path, tensor) in args.out.iter().zip(&all_attributions) {

@@ -29,6 +29,10 @@ pub struct Cli {
     /// system's root certificates).
     #[arg(long, global = true, env = "LAYERLENS_TLS_CA", hide_env_values = true, display_order = 101)]
     tls_ca: Option<PathBuf>,
+    /// Queue priority of this command's requests: batch requests wait behind
+    /// interactive ones (use it for sweeps and CI jobs).
+    #[arg(long, global = true, env = "LAYERLENS_PRIORITY", hide_env_values = true, value_parser = ["interactive", "batch"], display_order = 101)]
+    priority: Option<String>,
     /// Print machine-readable JSON.
     #[arg(long, global = true, display_order = 102)]
     json: bool,
@@ -143,6 +147,19 @@ enum ModelsCommand {
         /// Id, id prefix (8+ hex characters) or name.
         model: String,
     },
+    /// Keep a model resident: it loads now and is never evicted to make room for
+    /// another under the daemon's memory budget (admin only; survives restarts).
+    #[command(after_help = "Examples:\n  layerlens models pin digits")]
+    Pin {
+        /// Id, id prefix (8+ hex characters) or name.
+        model: String,
+    },
+    /// Let a pinned model be evicted again (admin only).
+    #[command(after_help = "Examples:\n  layerlens models unpin digits")]
+    Unpin {
+        /// Id, id prefix (8+ hex characters) or name.
+        model: String,
+    },
 }
 
 /// A tensor shape written as comma-separated integers: `1,3,224,224`.
@@ -167,7 +184,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Open { file } => return crate::open::open(&file, cli.json),
         command => command,
     };
-    let client = Client::connect_with(&cli.addr, cli.token.as_deref(), cli.tls_ca.as_deref()).await?;
+    let client = Client::connect_with_priority(&cli.addr, cli.token.as_deref(), cli.tls_ca.as_deref(), cli.priority.as_deref()).await?;
     match command {
         Command::Completions { .. } | Command::Open { .. } => Ok(()),
         Command::Models(command) => models(&client, command, cli.json).await,
@@ -202,8 +219,13 @@ async fn status(client: &Client, as_json: bool) -> anyhow::Result<()> {
         let models: Vec<Value> = status
             .models
             .iter()
-            .map(|model| json!({"id": model.id, "names": model.names, "resident_bytes": model.resident_bytes, "in_flight": model.in_flight}))
+            .map(|model| {
+                json!({"id": model.id, "names": model.names, "resident_bytes": model.resident_bytes, "in_flight": model.in_flight,
+                       "queued": model.queued, "pinned": model.pinned, "ready": model.ready, "idle_seconds": model.idle_seconds})
+            })
             .collect();
+        let memory = status.memory.unwrap_or_default();
+        let queue = status.queue.unwrap_or_default();
         println!(
             "{}",
             json!({
@@ -211,6 +233,8 @@ async fn status(client: &Client, as_json: bool) -> anyhow::Result<()> {
                 "resident_bytes": status.resident_bytes, "models": models,
                 "cache": {"capacity_bytes": cache.capacity_bytes, "size_bytes": cache.size_bytes, "entries": cache.entries,
                           "hits": cache.hits, "misses": cache.misses},
+                "memory": {"budget_bytes": memory.budget_bytes, "used_bytes": memory.used_bytes, "evictions": memory.evictions},
+                "queue": {"max_queue": queue.max_queue, "max_batch_size": queue.max_batch_size, "max_batch_delay_ms": queue.max_batch_delay_ms},
             })
         );
         return Ok(());
@@ -228,11 +252,33 @@ async fn status(client: &Client, as_json: bool) -> anyhow::Result<()> {
             cache.misses
         );
     }
-    println!("resident models: {} ({})", status.models.len(), human_bytes(status.resident_bytes));
+    let memory = status.memory.unwrap_or_default();
+    let budget = if memory.budget_bytes == 0 { "no budget".to_string() } else { format!("budget {}", human_bytes(memory.budget_bytes)) };
+    println!(
+        "resident models: {} ({}; {budget}; {} evictions)",
+        status.models.len(),
+        human_bytes(status.resident_bytes),
+        memory.evictions
+    );
+    if let Some(queue) = &status.queue {
+        println!("queues: {} per model; batches of up to {} within {} ms", queue.max_queue, queue.max_batch_size, queue.max_batch_delay_ms);
+    }
     if !status.models.is_empty() {
-        println!("{:<14} {:<20} {:>12}  in flight", "id", "names", "resident");
+        println!("{:<14} {:<20} {:>12}  {:>9}  {:>6}  state", "id", "names", "resident", "in flight", "queued");
         for model in &status.models {
-            println!("{:<14} {:<20} {:>12}  {}", &model.id[..12.min(model.id.len())], model.names.join(","), human_bytes(model.resident_bytes), model.in_flight);
+            let state = match (model.ready, model.pinned) {
+                (false, _) => "loading",
+                (true, true) => "ready, pinned",
+                (true, false) => "ready",
+            };
+            println!(
+                "{:<14} {:<20} {:>12}  {:>9}  {:>6}  {state}",
+                &model.id[..12.min(model.id.len())],
+                model.names.join(","),
+                human_bytes(model.resident_bytes),
+                model.in_flight,
+                model.queued
+            );
         }
     }
     Ok(())
@@ -298,7 +344,7 @@ async fn models(client: &Client, command: ModelsCommand, as_json: bool) -> anyho
                     .map(|model| {
                         json!({"id": model.id, "name": model.names.first(), "names": model.names,
                                "size_bytes": model.size_bytes, "resident": model.resident,
-                               "input_shape": model.input_shape})
+                               "pinned": model.pinned, "input_shape": model.input_shape})
                     })
                     .collect();
                 println!("{}", Value::Array(rows));
@@ -306,11 +352,12 @@ async fn models(client: &Client, command: ModelsCommand, as_json: bool) -> anyho
                 println!("{:<14} {:<20} {:>12}  resident", "id", "name", "bytes");
                 for model in models {
                     println!(
-                        "{:<14} {:<20} {:>12}  {}",
+                        "{:<14} {:<20} {:>12}  {}{}",
                         &model.id[..12],
                         model.names.join(","),
                         model.size_bytes,
-                        if model.resident { "yes" } else { "no" }
+                        if model.resident { "yes" } else { "no" },
+                        if model.pinned { ", pinned" } else { "" }
                     );
                 }
             }
@@ -323,8 +370,24 @@ async fn models(client: &Client, command: ModelsCommand, as_json: bool) -> anyho
                 println!("{id}");
             }
         }
+        ModelsCommand::Pin { model } => {
+            let info = client.pin_model(&model).await.with_context(|| format!("pinning {model}"))?;
+            print_pin(&info, as_json);
+        }
+        ModelsCommand::Unpin { model } => {
+            let info = client.unpin_model(&model).await.with_context(|| format!("unpinning {model}"))?;
+            print_pin(&info, as_json);
+        }
     }
     Ok(())
+}
+
+fn print_pin(info: &layerlens_client::ModelInfo, as_json: bool) {
+    if as_json {
+        println!("{}", json!({"id": info.id, "pinned": info.pinned, "resident": info.resident}));
+    } else {
+        println!("{} {}", info.id, if info.pinned { "pinned" } else { "unpinned" });
+    }
 }
 
 /// `--input-shape` (repeated) and `--input-dtype` (once for all, or once per shape).

@@ -21,6 +21,8 @@ const COMMANDS: &[&[&str]] = &[
     &["models", "add"],
     &["models", "list"],
     &["models", "rm"],
+    &["models", "pin"],
+    &["models", "unpin"],
     &["summary"],
     &["params"],
     &["activations"],

@@ -3,6 +3,10 @@
 //! cached is opened (summary, parameters, activations — then kept), so a hover is a
 //! table lookup and a string format.
 //!
+//! Saving a document fetches its model's view again (the model may have been
+//! re-exported and stored under the same name, or its sample input changed) and
+//! republishes diagnostics; editors that allow it are asked to re-request inlay hints.
+//!
 //! Quiet by design: a file that belongs to no model gets `null` hovers and no
 //! diagnostics; an unreachable daemon is reported once (where it tried, how to start
 //! one) and retried at most every `RETRY_AFTER`.
@@ -61,6 +65,14 @@ pub fn run(connection: Connection) -> anyhow::Result<()> {
     });
     let result = json!({ "capabilities": capabilities, "serverInfo": { "name": "layerlens-lsp", "version": env!("CARGO_PKG_VERSION") } });
     connection.initialize_finish(id, result).context("answering initialize")?;
+    // Only a client that says it handles `workspace/inlayHint/refresh` may be sent it.
+    let inlay_hint_refresh = params
+        .capabilities
+        .workspace
+        .as_ref()
+        .and_then(|workspace| workspace.inlay_hint.as_ref())
+        .and_then(|inlay_hint| inlay_hint.refresh_support)
+        .unwrap_or(false);
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("starting the tokio runtime")?;
     let mut server = Server {
@@ -75,6 +87,8 @@ pub fn run(connection: Connection) -> anyhow::Result<()> {
         reported_models: HashSet::new(),
         discovered: None,
         documents: HashMap::new(),
+        inlay_hint_refresh,
+        requests_sent: 0,
     };
     if let Some(error) = server.settings.workspace_error.clone() {
         server.show_message(MessageType::WARNING, format!("layerlens: {error}"));
@@ -112,6 +126,10 @@ struct Server {
     /// Source file -> models whose call sites name it, from the last discovery.
     discovered: Option<(Instant, HashMap<PathBuf, Vec<ModelSource>>)>,
     documents: HashMap<Url, Document>,
+    /// Whether the client takes `workspace/inlayHint/refresh` requests.
+    inlay_hint_refresh: bool,
+    /// Requests this server sent the client, for their ids.
+    requests_sent: u64,
 }
 
 impl Server {
@@ -164,6 +182,11 @@ impl Server {
                     }
                 }
             }
+            lsp_types::notification::DidSaveTextDocument::METHOD => {
+                if let Ok(params) = serde_json::from_value::<lsp_types::DidSaveTextDocumentParams>(notification.params) {
+                    self.refresh(params.text_document.uri, params.text.as_deref());
+                }
+            }
             lsp_types::notification::DidCloseTextDocument::METHOD => {
                 if let Ok(params) = serde_json::from_value::<lsp_types::DidCloseTextDocumentParams>(notification.params) {
                     self.documents.remove(&params.text_document.uri);
@@ -182,6 +205,47 @@ impl Server {
         self.documents.insert(uri.clone(), Document { path, index, model });
         let diagnostics = self.diagnostics(&uri);
         self.publish(uri, diagnostics);
+    }
+
+    /// On save: fetches the view of the document's model again (summary, parameters
+    /// and the activation report), republishes the diagnostics of every open document
+    /// of that model and asks the editor to re-request inlay hints. When the fetch
+    /// fails the previous view stays, so hovers keep working, and the error is reported
+    /// like any failed fetch.
+    fn refresh(&mut self, uri: Url, text: Option<&str>) {
+        let Some(document) = self.documents.get_mut(&uri) else { return };
+        if let Some(text) = text {
+            document.index = SourceIndex::scan(text);
+        }
+        let path = document.path.clone();
+        let source = match self.settings.mapping_for(&path) {
+            Some(mapping) => Some(mapping_source(mapping)),
+            None => self.discover(&path),
+        };
+        let Some(source) = source else { return };
+        let previous = self.models.remove(&source.key);
+        self.failed_models.remove(&source.key);
+        if !self.ensure_model(&source) {
+            match previous {
+                Some(previous) => {
+                    self.models.insert(source.key.clone(), previous);
+                }
+                None => return,
+            }
+        }
+        if let Some(document) = self.documents.get_mut(&uri) {
+            document.model = Some(source.key.clone());
+        }
+        let affected: Vec<Url> = self.documents.iter().filter(|(_, document)| document.model.as_deref() == Some(source.key.as_str())).map(|(uri, _)| uri.clone()).collect();
+        for uri in affected {
+            let diagnostics = self.diagnostics(&uri);
+            self.publish(uri, diagnostics);
+        }
+        if self.inlay_hint_refresh {
+            self.requests_sent += 1;
+            let request = Request::new(RequestId::from(format!("layerlens-{}", self.requests_sent)), lsp_types::request::InlayHintRefreshRequest::METHOD.into(), Value::Null);
+            let _ = self.connection.sender.send(Message::Request(request));
+        }
     }
 
     /// The model a file belongs to (fetched and cached), if any.

@@ -31,6 +31,8 @@ pub enum ClientError {
     File { path: String, reason: String },
     #[error("the token is not valid in an HTTP header")]
     BadToken,
+    #[error("priority '{0}' is not one of interactive, batch")]
+    BadPriority(String),
     #[error("the daemon's {0} stream ended without a result")]
     NoResult(&'static str),
 }
@@ -65,16 +67,21 @@ impl ClientError {
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
-/// Adds `authorization: Bearer <token>` to every call when a token is set.
+/// Adds `authorization: Bearer <token>` to every call when a token is set, and
+/// `x-layerlens-priority` when a priority is.
 #[derive(Clone)]
 pub struct Auth {
     header: Option<MetadataValue<tonic::metadata::Ascii>>,
+    priority: Option<MetadataValue<tonic::metadata::Ascii>>,
 }
 
 impl tonic::service::Interceptor for Auth {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(header) = &self.header {
             request.metadata_mut().insert("authorization", header.clone());
+        }
+        if let Some(priority) = &self.priority {
+            request.metadata_mut().insert("x-layerlens-priority", priority.clone());
         }
         Ok(request)
     }
@@ -103,6 +110,17 @@ impl Client {
     /// signed an https daemon's certificate (a self-signed certificate is its own CA).
     /// It is ignored for `http://` addresses.
     pub async fn connect_with(addr: &str, token: Option<&str>, tls_ca: Option<&Path>) -> Result<Client> {
+        Client::connect_with_priority(addr, token, tls_ca, None).await
+    }
+
+    /// Like `connect_with`; `priority` is `interactive` (the daemon's default) or
+    /// `batch`: the daemon runs a model's queued interactive requests first.
+    pub async fn connect_with_priority(addr: &str, token: Option<&str>, tls_ca: Option<&Path>, priority: Option<&str>) -> Result<Client> {
+        let priority = match priority {
+            None => None,
+            Some(text @ ("interactive" | "batch")) => Some(MetadataValue::from_static(if text == "batch" { "batch" } else { "interactive" })),
+            Some(other) => return Err(ClientError::BadPriority(other.to_string())),
+        };
         let url = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
         let connect_error = |reason: String| ClientError::Connect { addr: url.clone(), reason };
         let mut endpoint = Endpoint::from_shared(url.clone()).map_err(|error| connect_error(error.to_string()))?;
@@ -131,7 +149,7 @@ impl Client {
             Some(token) => Some(format!("Bearer {token}").parse().map_err(|_| ClientError::BadToken)?),
             None => None,
         };
-        let auth = Auth { header };
+        let auth = Auth { header, priority };
         Ok(Client {
             models: proto::models_client::ModelsClient::with_interceptor(channel.clone(), auth.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -186,7 +204,8 @@ impl Client {
 
     /// `model`: a full id, a unique id prefix (8+ hex characters) or a name.
     pub async fn get_model(&self, model: &str) -> Result<ModelInfo> {
-        Ok(self.models.clone().get(proto::GetModelRequest { model: model.to_string() }).await?.into_inner())
+        let request = proto::GetModelRequest { model: model.to_string() };
+        routed_call(&self.models, model, request, |mut client, request| async move { client.get(request).await }).await
     }
 
     /// The daemon's version, uptime, device, resident models and result cache.
@@ -196,43 +215,88 @@ impl Client {
 
     /// Deletes a model; answers its id.
     pub async fn delete_model(&self, model: &str) -> Result<String> {
-        Ok(self.models.clone().delete(proto::DeleteModelRequest { model: model.to_string() }).await?.into_inner().id)
+        let request = routed(model, proto::DeleteModelRequest { model: model.to_string() });
+        Ok(self.models.clone().delete(request).await?.into_inner().id)
+    }
+
+    /// Pins a model (admin only): it loads now and is never evicted to make room.
+    pub async fn pin_model(&self, model: &str) -> Result<ModelInfo> {
+        let request = proto::PinModelRequest { model: model.to_string() };
+        routed_call(&self.models, model, request, |mut client, request| async move { client.pin(request).await }).await
+    }
+
+    /// Unpins a model (admin only): it may be evicted again.
+    pub async fn unpin_model(&self, model: &str) -> Result<ModelInfo> {
+        let request = proto::PinModelRequest { model: model.to_string() };
+        routed_call(&self.models, model, request, |mut client, request| async move { client.unpin(request).await }).await
     }
 
     pub async fn summary(&self, request: SummaryRequest) -> Result<SummaryResponse> {
-        Ok(self.explain.clone().summary(request).await?.into_inner())
+        let model = request.model.clone();
+        routed_call(&self.explain, &model, request, |mut client, request| async move { client.summary(request).await }).await
     }
 
     pub async fn attribute(&self, request: AttributeRequest) -> Result<AttributeResponse> {
-        Ok(self.explain.clone().attribute(request).await?.into_inner())
+        let model = request.model.clone();
+        routed_call(&self.explain, &model, request, |mut client, request| async move { client.attribute(request).await }).await
+    }
+
+    /// Attribute with progress: `on_progress` sees each progress event; answers the
+    /// result that ends the stream (the same answer `attribute` gives). Dropping the
+    /// future cancels the call, and the daemon stops the work within one pass.
+    pub async fn attribute_stream(
+        &self,
+        request: AttributeRequest,
+        mut on_progress: impl FnMut(&proto::AttributeProgress),
+    ) -> Result<AttributeResponse> {
+        use proto::attribute_event::Event;
+        let model = request.model.clone();
+        let (mut next, mut stream) =
+            routed_stream(&self.explain, &model, request, |mut client, request| async move { client.attribute_stream(request).await }).await?;
+        while let Some(event) = next.take() {
+            match event.event {
+                Some(Event::Progress(progress)) => on_progress(&progress),
+                Some(Event::Result(result)) => return Ok(result),
+                None => {}
+            }
+            next = stream.message().await?;
+        }
+        Err(ClientError::NoResult("AttributeStream"))
     }
 
     pub async fn parameters(&self, request: proto::ParametersRequest) -> Result<proto::ParametersResponse> {
-        Ok(self.explain.clone().parameters(request).await?.into_inner())
+        let model = request.model.clone();
+        routed_call(&self.explain, &model, request, |mut client, request| async move { client.parameters(request).await }).await
     }
 
     pub async fn activations(&self, request: proto::ActivationsRequest) -> Result<proto::ActivationsResponse> {
-        Ok(self.explain.clone().activations(request).await?.into_inner())
+        let model = request.model.clone();
+        routed_call(&self.explain, &model, request, |mut client, request| async move { client.activations(request).await }).await
     }
 
     pub async fn predict(&self, request: proto::PredictRequest) -> Result<proto::PredictResponse> {
-        Ok(self.explain.clone().predict(request).await?.into_inner())
+        let model = request.model.clone();
+        routed_call(&self.explain, &model, request, |mut client, request| async move { client.predict(request).await }).await
     }
 
     pub async fn graph(&self, request: proto::GraphRequest) -> Result<proto::GraphResponse> {
-        Ok(self.explain.clone().graph(request).await?.into_inner())
+        let model = request.model.clone();
+        routed_call(&self.explain, &model, request, |mut client, request| async move { client.graph(request).await }).await
     }
 
     pub async fn compare(&self, request: proto::CompareRequest) -> Result<proto::CompareResponse> {
-        Ok(self.explain.clone().compare(request).await?.into_inner())
+        let model = request.base.as_ref().map(|base| base.model.clone()).unwrap_or_default();
+        routed_call(&self.explain, &model, request, |mut client, request| async move { client.compare(request).await }).await
     }
 
     pub async fn evaluate(&self, request: proto::EvaluateRequest) -> Result<proto::EvaluateResponse> {
-        Ok(self.explain.clone().evaluate(request).await?.into_inner())
+        let model = request.attribution.as_ref().map(|attribution| attribution.model.clone()).unwrap_or_default();
+        routed_call(&self.explain, &model, request, |mut client, request| async move { client.evaluate(request).await }).await
     }
 
     pub async fn sanity_check(&self, request: proto::SanityCheckRequest) -> Result<proto::SanityCheckResponse> {
-        Ok(self.explain.clone().sanity_check(request).await?.into_inner())
+        let model = request.attribution.as_ref().map(|attribution| attribution.model.clone()).unwrap_or_default();
+        routed_call(&self.explain, &model, request, |mut client, request| async move { client.sanity_check(request).await }).await
     }
 
     /// Activation maximisation: `on_progress` sees each progress event; answers the
@@ -243,13 +307,16 @@ impl Client {
         mut on_progress: impl FnMut(&proto::VisualizeProgress),
     ) -> Result<proto::VisualizeResult> {
         use proto::visualize_event::Event;
-        let mut stream = self.generate.clone().visualize(request).await?.into_inner();
-        while let Some(event) = stream.message().await? {
+        let model = request.model.clone();
+        let (mut next, mut stream) =
+            routed_stream(&self.generate, &model, request, |mut client, request| async move { client.visualize(request).await }).await?;
+        while let Some(event) = next.take() {
             match event.event {
                 Some(Event::Progress(progress)) => on_progress(&progress),
                 Some(Event::Result(result)) => return Ok(result),
                 None => {}
             }
+            next = stream.message().await?;
         }
         Err(ClientError::NoResult("Visualize"))
     }
@@ -261,19 +328,23 @@ impl Client {
         mut on_progress: impl FnMut(&proto::CounterfactualProgress),
     ) -> Result<proto::CounterfactualResult> {
         use proto::counterfactual_event::Event;
-        let mut stream = self.generate.clone().counterfactual(request).await?.into_inner();
-        while let Some(event) = stream.message().await? {
+        let model = request.model.clone();
+        let (mut next, mut stream) =
+            routed_stream(&self.generate, &model, request, |mut client, request| async move { client.counterfactual(request).await }).await?;
+        while let Some(event) = next.take() {
             match event.event {
                 Some(Event::Progress(progress)) => on_progress(&progress),
                 Some(Event::Result(result)) => return Ok(result),
                 None => {}
             }
+            next = stream.message().await?;
         }
         Err(ClientError::NoResult("Counterfactual"))
     }
 
     pub async fn traverse(&self, request: proto::TraverseRequest) -> Result<proto::TraverseResponse> {
-        Ok(self.generate.clone().traverse(request).await?.into_inner())
+        let model = request.model.clone();
+        routed_call(&self.generate, &model, request, |mut client, request| async move { client.traverse(request).await }).await
     }
 }
 
@@ -293,4 +364,84 @@ fn source_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+// --- Routing and retries (scale-out behind a proxy; deploy/README.md) -----------------
+
+/// The header a proxy hashes to keep each model on one replica (nginx: `hash
+/// $http_x_layerlens_model consistent`). It carries the model reference as the caller
+/// gave it: a name and the id of the same model may hash to different replicas, so
+/// callers that share a model should refer to it the same way (best: by its full id).
+pub const MODEL_HEADER: &str = "x-layerlens-model";
+
+/// Pauses before the second and third try of a call answered UNAVAILABLE (a replica
+/// that died, a proxy with no replica to send to yet). Three tries within about half a
+/// second cover a proxy moving a model to another replica without hiding a daemon that
+/// is really gone.
+const RETRY_PAUSES: [std::time::Duration; 2] = [std::time::Duration::from_millis(100), std::time::Duration::from_millis(300)];
+
+/// A request carrying the model header (none for an empty reference, or one that is not
+/// valid header text: the daemon then answers the bad reference itself).
+fn routed<M>(model: &str, message: M) -> Request<M> {
+    let mut request = Request::new(message);
+    if let Ok(value) = MetadataValue::try_from(model) {
+        if !model.is_empty() {
+            request.metadata_mut().insert(MODEL_HEADER, value);
+        }
+    }
+    request
+}
+
+/// Sends an idempotent unary call about `model` with the model header, again after a
+/// pause (RETRY_PAUSES) while the answer is UNAVAILABLE. Only for calls that change
+/// nothing or change it to the same state twice: never Upload, AddFromPath or Delete.
+async fn routed_call<C, M, R, Fut>(client: &C, model: &str, message: M, mut send: impl FnMut(C, Request<M>) -> Fut) -> Result<R>
+where
+    C: Clone,
+    M: Clone,
+    Fut: std::future::Future<Output = Result<tonic::Response<R>, Status>>,
+{
+    let mut pauses = RETRY_PAUSES.iter();
+    loop {
+        match send(client.clone(), routed(model, message.clone())).await {
+            Ok(response) => return Ok(response.into_inner()),
+            Err(status) => match pauses.next() {
+                Some(pause) if status.code() == tonic::Code::Unavailable => tokio::time::sleep(*pause).await,
+                _ => return Err(status.into()),
+            },
+        }
+    }
+}
+
+/// Opens a server stream about `model` with the model header and waits for its first
+/// message, opening it again (RETRY_PAUSES) while that fails with UNAVAILABLE. Once a
+/// message has arrived the job runs on a replica and is never started twice; a later
+/// failure is the caller's. Answers the first message (None: the stream ended at once)
+/// and the stream.
+async fn routed_stream<C, M, E, Fut>(
+    client: &C,
+    model: &str,
+    message: M,
+    mut open: impl FnMut(C, Request<M>) -> Fut,
+) -> Result<(Option<E>, tonic::Streaming<E>)>
+where
+    C: Clone,
+    M: Clone,
+    Fut: std::future::Future<Output = Result<tonic::Response<tonic::Streaming<E>>, Status>>,
+{
+    let mut pauses = RETRY_PAUSES.iter();
+    loop {
+        let attempt = async {
+            let mut stream = open(client.clone(), routed(model, message.clone())).await?.into_inner();
+            let first = stream.message().await?;
+            Ok::<_, Status>((first, stream))
+        };
+        match attempt.await {
+            Ok(opened) => return Ok(opened),
+            Err(status) => match pauses.next() {
+                Some(pause) if status.code() == tonic::Code::Unavailable => tokio::time::sleep(*pause).await,
+                _ => return Err(status.into()),
+            },
+        }
+    }
 }

@@ -16,6 +16,11 @@ pub enum ErrorKind {
     Internal,
     /// The client went away and the job stopped.
     Cancelled,
+    /// The model's queue is full; the caller may retry after about this long.
+    Busy { retry_after_ms: u64 },
+    /// The caller's deadline passed before the work was done; work not yet started
+    /// is dropped.
+    DeadlineExceeded,
 }
 
 /// An engine error: kind plus a human-readable message with its context
@@ -57,7 +62,7 @@ impl Error {
     pub fn from_torch(error: tch::TchError, when_rejected: ErrorKind, doing: &str) -> Error {
         let full = error.to_string();
         let reason = torch_reason(&full);
-        let kind = if reason.to_ascii_lowercase().contains("out of memory") {
+        let kind = if is_out_of_memory(&reason) {
             ErrorKind::OutOfMemory
         } else {
             when_rejected
@@ -73,6 +78,13 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// Whether a libtorch message reports an exhausted allocator: CUDA's caching
+/// allocator says "out of memory", the CPU allocator "can't allocate memory".
+pub fn is_out_of_memory(reason: &str) -> bool {
+    let lower = reason.to_ascii_lowercase();
+    lower.contains("out of memory") || lower.contains("can't allocate memory") || lower.contains("cannot allocate memory")
+}
 
 /// libtorch messages carry a C++ backtrace and, from the TorchScript interpreter, a
 /// TorchScript traceback; people need the one line that says what failed.

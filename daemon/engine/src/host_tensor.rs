@@ -34,6 +34,39 @@ impl HostTensor {
         Ok(())
     }
 
+    /// Rows (first dimension) of the tensor.
+    pub fn rows(&self) -> usize {
+        self.shape.first().copied().unwrap_or(0).max(0) as usize
+    }
+
+    /// The tensors stacked along their first dimension; they must agree in the rest of
+    /// their shape and in `integer` (the batcher only joins tensors that do).
+    pub fn concat_rows(parts: &[&HostTensor]) -> HostTensor {
+        let mut shape = parts.first().map(|part| part.shape.clone()).unwrap_or_default();
+        if let Some(rows) = shape.first_mut() {
+            *rows = parts.iter().map(|part| part.shape[0]).sum();
+        }
+        let values = parts.iter().flat_map(|part| part.values.iter().copied()).collect();
+        HostTensor { shape, values, integer: parts.first().is_some_and(|part| part.integer) }
+    }
+
+    /// Splits along the first dimension into pieces of `rows[i]` rows each (their sum
+    /// is this tensor's row count).
+    pub fn split_rows(&self, rows: &[usize]) -> Vec<HostTensor> {
+        let row_len: usize = self.shape.iter().skip(1).product::<i64>().max(0) as usize;
+        let mut start = 0;
+        rows.iter()
+            .map(|&count| {
+                let mut shape = self.shape.clone();
+                shape[0] = count as i64;
+                let end = start + count * row_len;
+                let part = HostTensor { shape, values: self.values[start..end].to_vec(), integer: self.integer };
+                start = end;
+                part
+            })
+            .collect()
+    }
+
     pub(crate) fn to_tch(&self, device: tch::Device) -> Result<tch::Tensor> {
         let kind = if self.integer { tch::Kind::Int64 } else { tch::Kind::Float };
         tch::Tensor::f_from_slice(&self.values)

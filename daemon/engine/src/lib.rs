@@ -4,6 +4,7 @@
 //! here knows about gRPC or the network.
 
 pub mod attribution;
+mod batching;
 pub mod device;
 pub mod error;
 pub mod generation;
@@ -11,6 +12,7 @@ pub mod host_tensor;
 pub mod inspection;
 pub mod model;
 pub mod op_graph;
+pub mod scheduler;
 pub mod structure;
 pub mod summary;
 pub mod taps;
@@ -23,4 +25,5 @@ pub use device::Device;
 pub use error::{Error, ErrorKind, Result};
 pub use host_tensor::HostTensor;
 pub use structure::{ModuleInfo, Summary, SummaryRow};
-pub use worker::{ModelSpec, WorkerHandle, WorkerSettings};
+pub use scheduler::{Priority, QueueSettings, Ticket};
+pub use worker::{ModelSpec, WorkerHandle, WorkerObserver, WorkerSettings};

@@ -71,6 +71,10 @@ impl LoadedModel {
                 format!("the model rejected inputs of shapes {}", shapes.join(", "))
             };
             let mut error = Error::from_torch(error, ErrorKind::BadInput, &what);
+            if error.kind == ErrorKind::OutOfMemory {
+                let shapes = shapes.join(", ");
+                return Error::new(ErrorKind::OutOfMemory, error.message.replacen(&what, &format!("running the model on {shapes} ran out of memory"), 1));
+            }
             if error.kind == ErrorKind::BadInput {
                 if let Some(hint) = self.first_layer_hint() {
                     error.message = format!("{}; {hint}", error.message);

@@ -1,7 +1,10 @@
 //! One worker thread per resident model and device. The thread owns the loaded model
 //! (libtorch work never runs on tokio's threads, and grad mode is thread-local) and
-//! takes commands from a closed enum over a channel; answers go back on oneshot
-//! channels so async callers can await them.
+//! takes commands from a closed enum through its job queue (scheduler.rs: bounded,
+//! priorities, fair across users, deadlines, cancellation); answers go back on
+//! oneshot channels so async callers can await them. Compatible queued requests are
+//! run as one pass (batching.rs), and a request that runs out of memory is retried
+//! in smaller passes before it fails alone.
 
 use crate::attribution::{self, Attribution, AttributionRequest, Chunking, Evaluation, EvaluationRequest, SanityCheck};
 use crate::device::Device;
@@ -18,8 +21,12 @@ use crate::structure::{self, ModuleInfo};
 use crate::summary::{self, CallSummary};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use crate::attribution::Progress;
+use crate::batching::{self, BatchKey};
+use crate::error::ErrorKind;
+use crate::scheduler::{Job, JobQueue, QueueFull, QueueSettings, Ticket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
@@ -48,21 +55,74 @@ enum Command {
     Traverse { request: TraverseRequest, reply: oneshot::Sender<Result<Traversal>> },
 }
 
+impl Command {
+    /// The command's name in metrics and logs.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Attribute { .. } => "attribute",
+            Command::ModuleTree { .. } => "module_tree",
+            Command::Evaluate { .. } => "evaluate",
+            Command::Parameters { .. } => "parameters",
+            Command::Activations { .. } => "activations",
+            Command::Predict { .. } => "predict",
+            Command::OpGraph { .. } => "op_graph",
+            Command::CallSummary { .. } => "summary",
+            Command::SanityCheck { .. } => "sanity_check",
+            Command::Visualize { .. } => "visualize",
+            Command::Counterfactual { .. } => "counterfactual",
+            Command::Traverse { .. } => "traverse",
+        }
+    }
+
+    /// What the command must share with others to run in one pass with them.
+    fn batch_key(&self) -> Option<BatchKey> {
+        match self {
+            Command::Attribute { request, .. } => batching::attribute_key(request),
+            Command::Predict { inputs, top_k, .. } => batching::predict_key(inputs, *top_k),
+            _ => None,
+        }
+    }
+}
+
 /// A generation job's progress callback (see `generation::Report`), moved to the worker.
 pub type Reporter<P> = Box<dyn FnMut(Option<P>) -> bool + Send>;
 
+/// What the daemon learns from its workers as they go (metrics, health): called on
+/// the worker thread, so implementations must be quick.
+pub trait WorkerObserver: Send + Sync {
+    /// The model loaded and its warm-up pass ran (`Ok`), or it failed to load.
+    fn model_ready(&self, model_id: &str, outcome: &Result<()>);
+    /// A job ran: time it waited in the queue, time it ran, and how many requests
+    /// shared its pass (1 when it ran alone).
+    fn job_finished(&self, model_id: &str, command: &'static str, waited: Duration, ran: Duration, batch_size: usize);
+    /// The worker stopped and freed the model.
+    fn model_unloaded(&self, model_id: &str);
+}
+
 /// Settings every worker of a daemon shares.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct WorkerSettings {
     /// Working memory one forward/backward pass may use, in bytes.
     pub pass_budget_bytes: u64,
     /// Optimisation steps one generation job may ask for.
     pub max_generation_steps: u32,
+    pub queue: QueueSettings,
+    pub observer: Option<Arc<dyn WorkerObserver>>,
 }
 
 impl Default for WorkerSettings {
     fn default() -> WorkerSettings {
-        WorkerSettings { pass_budget_bytes: 1 << 30, max_generation_steps: 10_000 }
+        WorkerSettings { pass_budget_bytes: 1 << 30, max_generation_steps: 10_000, queue: QueueSettings::default(), observer: None }
+    }
+}
+
+impl std::fmt::Debug for WorkerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerSettings")
+            .field("pass_budget_bytes", &self.pass_budget_bytes)
+            .field("max_generation_steps", &self.max_generation_steps)
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
     }
 }
 
@@ -70,46 +130,88 @@ impl Default for WorkerSettings {
 /// last handle is dropped, after finishing the commands already queued.
 #[derive(Clone)]
 pub struct WorkerHandle {
-    sender: mpsc::Sender<Command>,
+    queue: Arc<JobQueue<Command>>,
     pub model_id: String,
     pub device: Device,
     gauges: Arc<WorkerGauges>,
+    /// Closes the queue when the last handle goes.
+    _open: Arc<QueueOpen>,
+}
+
+struct QueueOpen(Arc<JobQueue<Command>>);
+
+impl Drop for QueueOpen {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// What the daemon's metrics and `Status` read about a worker without asking its
 /// thread (which may be busy for seconds): plain atomics the thread keeps current.
 #[derive(Debug, Default)]
 struct WorkerGauges {
-    /// Commands sent to the worker and not yet answered: its queue depth, the one
-    /// running included.
-    in_flight: AtomicU64,
+    /// 1 while a job runs.
+    running: AtomicU64,
     /// Bytes of the model's parameters and buffers once it is loaded, else 0.
     resident_bytes: AtomicU64,
+    /// The model loaded and its warm-up pass ran.
+    ready: AtomicBool,
+    /// Moving average of a job's run time, in microseconds (for retry hints).
+    mean_run_micros: AtomicU64,
+}
+
+/// Raises a queued job's cancelled flag when its caller stops waiting (the request
+/// future is dropped, or its deadline passed), so the worker skips it.
+struct CallerGone<'a> {
+    cancelled: Arc<AtomicBool>,
+    queue: &'a JobQueue<Command>,
+    answered: bool,
+}
+
+impl Drop for CallerGone<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.cancelled.store(true, Ordering::Relaxed);
+            self.queue.forget_cancelled();
+        }
+    }
 }
 
 impl WorkerHandle {
-    /// Starts the worker thread; it loads the model before taking its first command.
+    /// Starts the worker thread; it loads the model and runs a warm-up pass before
+    /// taking its first command (commands sent meanwhile wait in the queue).
     pub fn spawn(spec: ModelSpec, device: Device, settings: WorkerSettings) -> Result<WorkerHandle> {
-        let (sender, receiver) = mpsc::channel();
+        let queue = Arc::new(JobQueue::new(settings.queue));
         let model_id = spec.model_id.clone();
         let gauges = Arc::new(WorkerGauges::default());
         let worker_gauges = gauges.clone();
+        let worker_queue = queue.clone();
         std::thread::Builder::new()
             .name(format!("model-{}", &spec.model_id[..spec.model_id.len().min(12)]))
-            .spawn(move || run_worker(spec, device, settings, receiver, &worker_gauges))
+            .spawn(move || run_worker(spec, device, settings, &worker_queue, &worker_gauges))
             .map_err(|error| Error::internal(format!("starting a worker thread: {error}")))?;
-        Ok(WorkerHandle { sender, model_id, device, gauges })
+        Ok(WorkerHandle { _open: Arc::new(QueueOpen(queue.clone())), queue, model_id, device, gauges })
     }
 
     /// Commands sent to this worker and not yet answered (queued or running).
     pub fn in_flight(&self) -> u64 {
-        self.gauges.in_flight.load(Ordering::Relaxed)
+        self.queue.depth() as u64 + self.gauges.running.load(Ordering::Relaxed)
+    }
+
+    /// Commands waiting in the queue (the running one not counted).
+    pub fn queued(&self) -> u64 {
+        self.queue.depth() as u64
     }
 
     /// Bytes of the model's parameters and buffers (tied tensors once); 0 until the
     /// model has loaded.
     pub fn resident_bytes(&self) -> u64 {
         self.gauges.resident_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether the model has loaded and run its warm-up pass.
+    pub fn is_ready(&self) -> bool {
+        self.gauges.ready.load(Ordering::Relaxed)
     }
 
     pub async fn attribute(&self, request: AttributionRequest) -> Result<Attribution> {
@@ -165,136 +267,370 @@ impl WorkerHandle {
         self.call(|reply| Command::ModuleTree { reply }).await
     }
 
+    /// Queues a command under the current request's ticket and waits for its answer,
+    /// at most until the ticket's deadline.
     async fn call<T>(&self, command: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
-        let (reply, answer) = oneshot::channel();
-        // Counted before sending so the worker never decrements below zero; the worker
-        // thread decrements once it has answered (or dropped) the command.
-        self.gauges.in_flight.fetch_add(1, Ordering::Relaxed);
-        if self.sender.send(command(reply)).is_err() {
-            self.gauges.in_flight.fetch_sub(1, Ordering::Relaxed);
-            return Err(Error::internal(format!("the worker of model {} has stopped", self.model_id)));
+        let ticket = Ticket::current();
+        let deadline = ticket.deadline;
+        if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+            return Err(deadline_passed("before it was queued"));
         }
-        answer
-            .await
-            .map_err(|_| Error::internal(format!("the worker of model {} dropped a request", self.model_id)))?
+        let (reply, answer) = oneshot::channel();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        if let Err((_, full)) = self.queue.push(command(reply), ticket, cancelled.clone()) {
+            return Err(self.busy(full));
+        }
+        let mut gone = CallerGone { cancelled, queue: &self.queue, answered: false };
+        let answer = match deadline {
+            None => answer.await,
+            Some(deadline) => match tokio::time::timeout_at(deadline.into(), answer).await {
+                Ok(answer) => answer,
+                // `gone` raises the cancelled flag: a queued job is dropped, a running
+                // attribution stops at its next pass.
+                Err(_) => return Err(deadline_passed("while it was queued or running")),
+            },
+        };
+        gone.answered = true;
+        answer.map_err(|_| Error::internal(format!("the worker of model {} dropped a request", self.model_id)))?
+    }
+
+    fn busy(&self, full: QueueFull) -> Error {
+        let mean = Duration::from_micros(self.gauges.mean_run_micros.load(Ordering::Relaxed).max(1_000));
+        // Half the queue should have drained by then; never advise less than 50 ms.
+        let retry_after = (mean * (full.queued as u32 / 2).max(1)).max(Duration::from_millis(50));
+        let retry_after_ms = retry_after.as_millis().min(u128::from(u64::MAX)) as u64;
+        Error::new(
+            ErrorKind::Busy { retry_after_ms },
+            format!(
+                "model {} is busy: {} requests are queued, the most it holds (--max-queue {}); retry in about {retry_after_ms} ms",
+                &self.model_id[..self.model_id.len().min(12)],
+                full.queued,
+                self.queue.settings.max_queue
+            ),
+        )
     }
 }
 
-fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, commands: mpsc::Receiver<Command>, gauges: &WorkerGauges) {
+fn deadline_passed(when: &str) -> Error {
+    Error::new(ErrorKind::DeadlineExceeded, format!("the request's deadline passed {when}; work not yet started was dropped"))
+}
+
+/// The loaded model and what the worker keeps between commands.
+struct Worker {
+    spec: ModelSpec,
+    settings: WorkerSettings,
+    loaded: Result<LoadedModel>,
+    module_tree: Option<Arc<Vec<ModuleInfo>>>,
+    summaries: Vec<((Vec<SampleInput>, Option<u32>), CallSummary)>,
+}
+
+fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: &JobQueue<Command>, gauges: &WorkerGauges) {
     let loaded = model::load_torchscript(&spec.path, device, spec.input_shape.clone())
         .map_err(|error| error.context(format!("loading model {}", spec.model_id)));
-    let mut module_tree: Option<Arc<Vec<ModuleInfo>>> = None;
-    match &loaded {
-        Ok(_) => {
-            // The module tree is read now rather than on first need: it gives the
-            // resident bytes the daemon reports, and most first requests want it anyway.
-            let resident_bytes = match guard(|| cached_tree(&mut module_tree, &spec)) {
-                Ok(tree) => structure::resident_bytes(&tree),
-                Err(error) => {
-                    tracing::warn!(model_id = %spec.model_id, %error, "reading the module tree for the resident size failed");
-                    0
-                }
-            };
-            gauges.resident_bytes.store(resident_bytes, Ordering::Relaxed);
-            tracing::info!(model_id = %spec.model_id, %device, resident_bytes, "model resident");
+    let mut worker = Worker { spec, settings, loaded, module_tree: None, summaries: Vec::new() };
+    let model_id = worker.spec.model_id.clone();
+    let ready = worker.warm_up();
+    match &ready {
+        Ok(resident_bytes) => {
+            gauges.resident_bytes.store(*resident_bytes, Ordering::Relaxed);
+            gauges.ready.store(true, Ordering::Relaxed);
+            tracing::info!(%model_id, %device, resident_bytes, "model resident");
         }
-        Err(error) => tracing::warn!(model_id = %spec.model_id, %device, %error, "model failed to load"),
+        Err(error) => tracing::warn!(%model_id, %device, %error, "model failed to load"),
     }
-    let mut summaries: Vec<((Vec<SampleInput>, Option<u32>), CallSummary)> = Vec::new();
-    for command in commands {
-        // Whatever the command's outcome, it is answered when this iteration ends.
-        let _answered = InFlightDone(&gauges.in_flight);
+    let observer = worker.settings.observer.clone();
+    if let Some(observer) = &observer {
+        observer.model_ready(&model_id, &ready.map(|_| ()));
+    }
+    while let Some(job) = queue.pop() {
+        gauges.running.store(1, Ordering::Relaxed);
+        let waited = job.enqueued.elapsed();
+        let name = job.command.name();
+        let started = Instant::now();
+        let companions = match job.command.batch_key() {
+            Some(key) if queue.settings.max_batch_size > 1 => queue.take_matching(
+                |command| command.batch_key().as_ref() == Some(&key),
+                queue.settings.max_batch_size - 1,
+                Instant::now() + queue.settings.max_batch_delay,
+            ),
+            _ => Vec::new(),
+        };
+        let batch_size = 1 + companions.len();
+        if companions.is_empty() {
+            worker.run(job.command, &job.cancelled);
+        } else {
+            worker.run_batch(job, companions);
+        }
+        let ran = started.elapsed();
+        let previous = gauges.mean_run_micros.load(Ordering::Relaxed);
+        let micros = ran.as_micros().min(u128::from(u64::MAX)) as u64;
+        gauges.mean_run_micros.store(if previous == 0 { micros } else { (previous * 7 + micros) / 8 }, Ordering::Relaxed);
+        gauges.running.store(0, Ordering::Relaxed);
+        if let Some(observer) = &observer {
+            observer.job_finished(&model_id, name, waited, ran, batch_size);
+        }
+    }
+    drop(worker);
+    if let Some(observer) = &observer {
+        observer.model_unloaded(&model_id);
+    }
+    tracing::info!(%model_id, "worker stopped");
+}
+
+impl Worker {
+    /// Reads the module tree (it gives the resident bytes the daemon reports, and
+    /// most first requests want it anyway) and runs one forward pass on zeros when
+    /// the model's input shape is known, so the first real request does not pay for
+    /// TorchScript's first-run optimisation. Returns the resident bytes.
+    fn warm_up(&mut self) -> Result<u64> {
+        let loaded = match &self.loaded {
+            Ok(model) => model,
+            Err(error) => return Err(error.clone()),
+        };
+        let resident_bytes = match guard(|| cached_tree(&mut self.module_tree, &self.spec)) {
+            Ok(tree) => structure::resident_bytes(&tree),
+            Err(error) => {
+                tracing::warn!(model_id = %self.spec.model_id, %error, "reading the module tree for the resident size failed");
+                0
+            }
+        };
+        if let Some(shape) = &self.spec.input_shape {
+            let zeros = HostTensor { shape: shape.clone(), values: vec![0.0; shape.iter().product::<i64>().max(0) as usize], integer: false };
+            let started = Instant::now();
+            match guard(|| inspection::predict(loaded, &[zeros], 0)) {
+                Ok(_) => tracing::info!(model_id = %self.spec.model_id, seconds = started.elapsed().as_secs_f64(), "warm-up pass done"),
+                // A model whose recorded shape is not what it takes still serves
+                // requests with the right shape.
+                Err(error) => tracing::warn!(model_id = %self.spec.model_id, %error, "warm-up pass failed"),
+            }
+        }
+        Ok(resident_bytes)
+    }
+
+    /// A pass budget for a request, with the request's progress handle joined by the
+    /// caller-gone flag so a running attribution stops when nobody waits for it.
+    fn chunking(&self, model: &LoadedModel, inputs: &[HostTensor], budget: u64, cancelled: &Arc<AtomicBool>) -> Chunking {
+        let mut chunking = Chunking::new(budget, model.estimate_bytes_per_row(inputs));
+        chunking.progress = Some(Progress::cancelled_when(cancelled.clone()));
+        chunking
+    }
+
+    /// Runs a chunked request; when it runs out of memory, frees what it held (its
+    /// tensors are dropped with the error) and retries with a quarter of the pass
+    /// budget, three times at most (1/64 of it), before failing with the
+    /// out-of-memory error.
+    fn with_memory_retry<T>(&self, mut work: impl FnMut(u64) -> Result<T>) -> Result<T> {
+        let mut budget = self.settings.pass_budget_bytes;
+        let mut retries = 0;
+        loop {
+            match work(budget) {
+                Err(error) if error.kind == ErrorKind::OutOfMemory && retries < 3 && budget >= 4 => {
+                    retries += 1;
+                    let smaller = budget / 4;
+                    tracing::warn!(model_id = %self.spec.model_id, budget, smaller, %error, "out of memory; retrying in smaller passes");
+                    budget = smaller;
+                }
+                answer => return answer,
+            }
+        }
+    }
+
+    fn run(&mut self, command: Command, cancelled: &Arc<AtomicBool>) {
         match command {
             Command::Attribute { request, reply } => {
-                let answer = with_model(&loaded, |model| {
-                    let chunking = Chunking::new(settings.pass_budget_bytes, model.estimate_bytes_per_row(&request.inputs));
-                    attribution::attribute(model, &request, chunking)
-                });
-                let _ = reply.send(answer);
+                let _ = reply.send(self.attribute(&request, cancelled));
             }
             Command::CallSummary { inputs, max_depth, reply } => {
                 // Summaries are cached per input shape and depth: the second request
                 // for the same view (an editor hover) is answered without a run.
                 let key = (inputs.clone(), max_depth);
-                let answer = match summaries.iter().find(|(cached, _)| *cached == key) {
+                let answer = match self.summaries.iter().find(|(cached, _)| *cached == key) {
                     Some((_, summary)) => Ok(summary.clone()),
-                    None => with_model(&loaded, |model| {
-                        let tree = cached_tree(&mut module_tree, &spec)?;
-                        summary::run_call_summary(model, &tree, &inputs, max_depth)
-                    })
-                    .inspect(|summary| {
-                        if summaries.len() >= 16 {
-                            summaries.remove(0);
-                        }
-                        summaries.push((key, summary.clone()));
-                    }),
+                    None => {
+                        let (spec, tree_cache) = (&self.spec, &mut self.module_tree);
+                        with_model(&self.loaded, |model| {
+                            let tree = cached_tree(tree_cache, spec)?;
+                            summary::run_call_summary(model, &tree, &inputs, max_depth)
+                        })
+                        .inspect(|summary| {
+                            if self.summaries.len() >= 16 {
+                                self.summaries.remove(0);
+                            }
+                            self.summaries.push((key, summary.clone()));
+                        })
+                    }
                 };
                 let _ = reply.send(answer);
             }
             Command::OpGraph { inputs, reply } => {
-                let _ = reply.send(with_model(&loaded, |model| op_graph::op_graph(model, &inputs)));
+                let _ = reply.send(with_model(&self.loaded, |model| op_graph::op_graph(model, &inputs)));
             }
             Command::Parameters { bins, reply } => {
-                let answer = with_model(&loaded, |model| {
-                    let tree = cached_tree(&mut module_tree, &spec)?;
+                let (spec, tree_cache) = (&self.spec, &mut self.module_tree);
+                let answer = with_model(&self.loaded, |model| {
+                    let tree = cached_tree(tree_cache, spec)?;
                     inspection::parameter_report(model, bins, &tree)
                 });
                 let _ = reply.send(answer);
             }
             Command::Activations { inputs, bins, reply } => {
-                let _ = reply.send(with_model(&loaded, |model| inspection::activation_report(model, &inputs, bins)));
+                let _ = reply.send(with_model(&self.loaded, |model| inspection::activation_report(model, &inputs, bins)));
             }
             Command::Predict { inputs, top_k, reply } => {
-                let _ = reply.send(with_model(&loaded, |model| inspection::predict(model, &inputs, top_k)));
+                let _ = reply.send(self.predict(&inputs, top_k));
             }
             Command::Evaluate { request, reply } => {
-                let answer = with_model(&loaded, |model| {
-                    let chunking = Chunking::new(settings.pass_budget_bytes, model.estimate_bytes_per_row(&request.attribution.inputs));
-                    attribution::evaluate(model, &request, chunking)
+                let answer = with_model(&self.loaded, |model| {
+                    self.with_memory_retry(|budget| {
+                        let chunking = self.chunking(model, &request.attribution.inputs, budget, cancelled);
+                        attribution::evaluate(model, &request, chunking)
+                    })
                 });
                 let _ = reply.send(answer);
             }
             Command::SanityCheck { request, seed, signed, reply } => {
-                let answer = with_model(&loaded, |model| {
-                    let chunking = Chunking::new(settings.pass_budget_bytes, model.estimate_bytes_per_row(&request.inputs));
-                    attribution::sanity_check(model, &request, chunking, seed, signed)
+                let answer = with_model(&self.loaded, |model| {
+                    self.with_memory_retry(|budget| {
+                        let chunking = self.chunking(model, &request.inputs, budget, cancelled);
+                        attribution::sanity_check(model, &request, chunking, seed, signed)
+                    })
                 });
                 let _ = reply.send(answer);
             }
             Command::Visualize { request, mut report, reply } => {
-                let answer = with_model(&loaded, |model| generation::visualize(model, &request, settings.max_generation_steps, &mut *report));
+                let steps = self.settings.max_generation_steps;
+                let answer = with_model(&self.loaded, |model| generation::visualize(model, &request, steps, &mut *report));
                 let _ = reply.send(answer);
             }
             Command::Counterfactual { request, mut report, reply } => {
-                let answer = with_model(&loaded, |model| generation::counterfactual(model, &request, settings.max_generation_steps, &mut *report));
+                let steps = self.settings.max_generation_steps;
+                let answer = with_model(&self.loaded, |model| generation::counterfactual(model, &request, steps, &mut *report));
                 let _ = reply.send(answer);
             }
             Command::Traverse { request, reply } => {
-                let _ = reply.send(with_model(&loaded, |model| generation::traverse(model, &request)));
+                let _ = reply.send(with_model(&self.loaded, |model| generation::traverse(model, &request)));
             }
             Command::ModuleTree { reply } => {
-                let answer = match &module_tree {
-                    Some(tree) => Ok(tree.clone()),
-                    None => guard(|| structure::module_tree(&spec.path)).map(|tree| {
-                        let tree = Arc::new(tree);
-                        module_tree = Some(tree.clone());
-                        tree
-                    }),
-                };
+                let answer = guard(|| cached_tree(&mut self.module_tree, &self.spec));
                 let _ = reply.send(answer);
             }
         }
     }
-    tracing::info!(model_id = %spec.model_id, "worker stopped");
-}
 
-/// Decrements the worker's in-flight count when dropped: at the end of each command,
-/// even one whose work panicked past `guard`.
-struct InFlightDone<'a>(&'a AtomicU64);
+    /// An attribution; one that still runs out of memory in smaller passes is, when
+    /// its rows are computed independently (batching.rs), attributed in halves.
+    fn attribute(&self, request: &AttributionRequest, cancelled: &Arc<AtomicBool>) -> Result<Attribution> {
+        let answer = with_model(&self.loaded, |model| {
+            self.with_memory_retry(|budget| {
+                let chunking = self.chunking(model, &request.inputs, budget, cancelled);
+                attribution::attribute(model, request, chunking)
+            })
+        });
+        let rows = request.inputs.first().map_or(0, HostTensor::rows);
+        match answer {
+            Err(error) if error.kind == ErrorKind::OutOfMemory && rows > 1 && batching::attribute_key(request).is_some() => {
+                tracing::warn!(model_id = %self.spec.model_id, rows, %error, "out of memory; attributing in halves");
+                let halves = [rows / 2, rows - rows / 2];
+                let parts = batching::split_attribution_request(request, &halves);
+                let first = self.attribute(&parts[0], cancelled)?;
+                let second = self.attribute(&parts[1], cancelled)?;
+                Ok(batching::join_attributions(vec![first, second]))
+            }
+            answer => answer,
+        }
+    }
 
-impl Drop for InFlightDone<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+    /// A prediction; a batch that does not fit in memory is predicted in halves.
+    fn predict(&self, inputs: &[HostTensor], top_k: usize) -> Result<Prediction> {
+        let answer = with_model(&self.loaded, |model| inspection::predict(model, inputs, top_k));
+        let rows = inputs.first().map_or(0, HostTensor::rows);
+        match answer {
+            Err(error) if error.kind == ErrorKind::OutOfMemory && rows > 1 => {
+                tracing::warn!(model_id = %self.spec.model_id, rows, %error, "out of memory; predicting in halves");
+                let halves = [rows / 2, rows - rows / 2];
+                let parts: Vec<Vec<HostTensor>> = {
+                    let split: Vec<Vec<HostTensor>> = inputs.iter().map(|input| input.split_rows(&halves)).collect();
+                    (0..2).map(|half| split.iter().map(|pieces| pieces[half].clone()).collect()).collect()
+                };
+                let first = self.predict(&parts[0], top_k)?;
+                let second = self.predict(&parts[1], top_k)?;
+                Ok(Prediction {
+                    output: HostTensor::concat_rows(&[&first.output, &second.output]),
+                    top_k: first.top_k.into_iter().chain(second.top_k).collect(),
+                })
+            }
+            answer => answer,
+        }
+    }
+
+    /// Runs `first` and `companions` (which share its batch key) as one request and
+    /// answers each with its rows. If the joined run fails, each runs alone, so each
+    /// caller gets the answer (or the error) its own request deserves.
+    fn run_batch(&mut self, first: Job<Command>, companions: Vec<Job<Command>>) {
+        let jobs: Vec<Job<Command>> = std::iter::once(first).chain(companions).collect();
+        let all_gone = Arc::new(AtomicBool::new(false));
+        match &jobs[0].command {
+            Command::Attribute { .. } => {
+                let mut requests = Vec::new();
+                let mut replies = Vec::new();
+                let mut flags = Vec::new();
+                for job in jobs {
+                    if let Command::Attribute { request, reply } = job.command {
+                        requests.push(request);
+                        replies.push(reply);
+                        flags.push(job.cancelled);
+                    }
+                }
+                let rows: Vec<usize> = requests.iter().map(|request| request.inputs[0].rows()).collect();
+                let joined = batching::join_attribution(&requests.iter().collect::<Vec<_>>());
+                match self.attribute(&joined, &all_gone) {
+                    Ok(answer) => {
+                        for (reply, part) in replies.into_iter().zip(batching::split_attribution(answer, &rows)) {
+                            let _ = reply.send(Ok(part));
+                        }
+                    }
+                    Err(error) => {
+                        tracing::info!(model_id = %self.spec.model_id, %error, "a joined request failed; running its parts alone");
+                        for ((request, reply), cancelled) in requests.iter().zip(replies).zip(flags) {
+                            if !cancelled.load(Ordering::Relaxed) {
+                                let _ = reply.send(self.attribute(request, &cancelled));
+                            }
+                        }
+                    }
+                }
+            }
+            Command::Predict { top_k, .. } => {
+                let top_k = *top_k;
+                let mut inputs = Vec::new();
+                let mut replies = Vec::new();
+                for job in jobs {
+                    if let Command::Predict { inputs: own, reply, .. } = job.command {
+                        inputs.push(own);
+                        replies.push(reply);
+                    }
+                }
+                let rows: Vec<usize> = inputs.iter().map(|own| own[0].rows()).collect();
+                let joined = batching::join_inputs(&inputs.iter().map(Vec::as_slice).collect::<Vec<_>>());
+                match self.predict(&joined, top_k) {
+                    Ok(answer) => {
+                        for (reply, part) in replies.into_iter().zip(batching::split_prediction(answer, &rows)) {
+                            let _ = reply.send(Ok(part));
+                        }
+                    }
+                    Err(_) => {
+                        for (own, reply) in inputs.iter().zip(replies) {
+                            let _ = reply.send(self.predict(own, top_k));
+                        }
+                    }
+                }
+            }
+            _ => {
+                // Only attributions and predictions have batch keys.
+                for job in jobs {
+                    self.run(job.command, &job.cancelled);
+                }
+            }
+        }
     }
 }
 

@@ -14,17 +14,25 @@ pub struct DaemonService {
 #[tonic::async_trait]
 impl Daemon for DaemonService {
     async fn status(&self, _request: Request<proto::StatusRequest>) -> Result<Response<proto::StatusResponse>, Status> {
-        let workers = self.state.registry.workers().await?;
+        let (residents, memory) = self.state.registry.residents().await?;
         let records = self.state.with_store(|store| store.list()).await?;
-        let models: Vec<proto::ResidentModel> = workers
+        let models: Vec<proto::ResidentModel> = residents
             .iter()
-            .map(|worker| proto::ResidentModel {
-                id: worker.model_id.clone(),
-                names: records.iter().find(|record| record.id == worker.model_id).map(|record| record.names.clone()).unwrap_or_default(),
-                resident_bytes: worker.resident_bytes(),
-                in_flight: worker.in_flight(),
+            .map(|resident| {
+                let worker = &resident.worker;
+                proto::ResidentModel {
+                    id: worker.model_id.clone(),
+                    names: records.iter().find(|record| record.id == worker.model_id).map(|record| record.names.clone()).unwrap_or_default(),
+                    resident_bytes: worker.resident_bytes(),
+                    in_flight: worker.in_flight(),
+                    queued: worker.queued(),
+                    pinned: resident.pinned,
+                    ready: worker.is_ready(),
+                    idle_seconds: resident.idle_seconds,
+                }
             })
             .collect();
+        let queue = self.state.queue;
         let cache = self.state.cache.stats();
         Ok(Response::new(proto::StatusResponse {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -38,6 +46,16 @@ impl Daemon for DaemonService {
                 entries: cache.entries,
                 hits: cache.hits,
                 misses: cache.misses,
+            }),
+            memory: Some(proto::MemoryStatus {
+                budget_bytes: memory.budget_bytes.unwrap_or(0),
+                used_bytes: memory.used_bytes,
+                evictions: memory.evictions,
+            }),
+            queue: Some(proto::QueueStatus {
+                max_queue: queue.max_queue as u64,
+                max_batch_size: queue.max_batch_size as u64,
+                max_batch_delay_ms: queue.max_batch_delay.as_secs_f64() * 1000.0,
             }),
         }))
     }

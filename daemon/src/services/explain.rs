@@ -1,15 +1,113 @@
 //! `layerlens.v1.Explain`: the module summary and attributions of a stored model.
+//!
+//! Attributions can take minutes (occlusion of a large image, integrated gradients
+//! with many steps). AttributeStream gives its attribution request a progress handle
+//! that the engine asks after each pass whether to go on: it sends the updates to the
+//! client and says stop once the client went away. (Unary calls need no handle of
+//! their own: the worker stops a job whose caller stopped waiting, worker.rs.)
 
 use super::SharedState;
+use crate::cache::CacheKey;
 use crate::convert;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
+use layerlens_engine::attribution::{Progress, ProgressUpdate};
 use layerlens_proto as proto;
 use proto::explain_server::Explain;
 use super::figures;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 pub struct ExplainService {
     pub state: SharedState,
+}
+
+/// Progress events waiting for a slow client at most; further ones are dropped (the
+/// worker never waits for a client).
+const EVENT_BUFFER: usize = 8;
+/// Progress events are sent at most this often, plus the last of each phase: an
+/// attribution on a small model runs hundreds of passes a second.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// An Attribute request, checked and converted, with its result-cache key.
+struct AttributeJob {
+    request: proto::AttributeRequest,
+    engine_request: layerlens_engine::AttributionRequest,
+    figure_options: layerlens_render::FigureOptions,
+    key: Option<CacheKey>,
+}
+
+impl ExplainService {
+    /// Checks and converts an Attribute request (errors here fail the call before
+    /// any work starts).
+    async fn attribute_job(&self, mut request: proto::AttributeRequest) -> ApiResult<AttributeJob> {
+        if request.method.is_empty() {
+            return Err(ApiError::bad_input(format!(
+                "no attribution method given; available: {}",
+                layerlens_engine::METHODS.join(", ")
+            )));
+        }
+        let engine_request = convert::attribution_request(&request)?;
+        let figure_options = convert::figure_options(request.figure_options.as_ref())?;
+        // Sampling methods without a seed give other numbers each run: never reused.
+        let key = self.state.cache_key("Explain.Attribute", &mut request, |request| &mut request.model).await?.filter(|_| engine_request.is_deterministic());
+        Ok(AttributeJob { request, engine_request, figure_options, key })
+    }
+}
+
+/// The answer to an Attribute request, shared by Attribute and AttributeStream: the
+/// cached answer when there is one, else the worker's (with its figure), then cached.
+async fn run_attribute(state: &SharedState, job: AttributeJob) -> ApiResult<proto::AttributeResponse> {
+    let AttributeJob { request, engine_request, figure_options, key } = job;
+    if let Some(answer) = state.cache.get::<proto::AttributeResponse>(key.as_ref()) {
+        return Ok(proto::AttributeResponse { cached: true, ..answer });
+    }
+    let first_input = engine_request.inputs[0].clone();
+    let (record, worker) = state.worker_for(&request.model).await?;
+    let attribution = worker
+        .attribute(engine_request)
+        .await
+        .map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
+    let figure = match convert::figure_format(request.figure_format) {
+        None => None,
+        Some(format) => Some(render_attribution(first_input, &attribution, format, figure_options).await?),
+    };
+    let answer = convert::attribute_response(record.id, attribution, figure);
+    state.cache.put(key, &answer);
+    Ok(answer)
+}
+
+/// A progress handle that sends AttributeStream progress events (at most one per
+/// PROGRESS_INTERVAL, plus the last of each phase) and says stop once the client
+/// went away (the stream's receiver was dropped).
+fn stream_progress(sender: mpsc::Sender<Result<proto::AttributeEvent, Status>>, started: Instant) -> Progress {
+    let last_sent: Mutex<Option<Instant>> = Mutex::new(None);
+    Progress::new(move |update: &ProgressUpdate| {
+        if sender.is_closed() {
+            return false;
+        }
+        let now = Instant::now();
+        let phase_done = update.rows_done == update.rows_total;
+        let mut last_sent = last_sent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !phase_done && last_sent.is_some_and(|sent| now - sent < PROGRESS_INTERVAL) {
+            return true;
+        }
+        *last_sent = Some(now);
+        let event = proto::AttributeEvent {
+            event: Some(proto::attribute_event::Event::Progress(proto::AttributeProgress {
+                passes_done: update.passes_done,
+                passes_total: update.passes_total.unwrap_or_default(),
+                rows_done: update.rows_done,
+                rows_total: update.rows_total,
+                phase: update.phase.clone(),
+                elapsed_seconds: started.elapsed().as_secs_f64(),
+            })),
+        };
+        // A full buffer (a slow client) drops this event; only a closed stream stops.
+        !matches!(sender.try_send(Ok(event)), Err(mpsc::error::TrySendError::Closed(_)))
+    })
 }
 
 #[tonic::async_trait]
@@ -49,34 +147,28 @@ impl Explain for ExplainService {
     }
 
     async fn attribute(&self, request: Request<proto::AttributeRequest>) -> Result<Response<proto::AttributeResponse>, Status> {
-        let mut request = request.into_inner();
-        if request.method.is_empty() {
-            return Err(ApiError::bad_input(format!(
-                "no attribution method given; available: {}",
-                layerlens_engine::METHODS.join(", ")
-            ))
-            .into());
-        }
-        let engine_request = convert::attribution_request(&request)?;
-        let figure_options = convert::figure_options(request.figure_options.as_ref())?;
-        let first_input = engine_request.inputs[0].clone();
-        // Sampling methods without a seed give other numbers each run: never reused.
-        let key = self.state.cache_key("Explain.Attribute", &mut request, |request| &mut request.model).await?.filter(|_| engine_request.is_deterministic());
-        if let Some(answer) = self.state.cache.get::<proto::AttributeResponse>(key.as_ref()) {
-            return Ok(Response::new(proto::AttributeResponse { cached: true, ..answer }));
-        }
-        let (record, worker) = self.state.worker_for(&request.model).await?;
-        let attribution = worker
-            .attribute(engine_request)
-            .await
-            .map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
-        let figure = match convert::figure_format(request.figure_format) {
-            None => None,
-            Some(format) => Some(render_attribution(first_input, &attribution, format, figure_options).await?),
-        };
-        let answer = convert::attribute_response(record.id, attribution, figure);
-        self.state.cache.put(key, &answer);
-        Ok(Response::new(answer))
+        // A dropped call stops the work through the worker's own cancel flag (worker.rs).
+        let job = self.attribute_job(request.into_inner()).await?;
+        Ok(Response::new(run_attribute(&self.state, job).await?))
+    }
+
+    type AttributeStreamStream = ReceiverStream<Result<proto::AttributeEvent, Status>>;
+
+    async fn attribute_stream(&self, request: Request<proto::AttributeRequest>) -> Result<Response<Self::AttributeStreamStream>, Status> {
+        let started = Instant::now();
+        let mut job = self.attribute_job(request.into_inner()).await?;
+        let (sender, receiver) = mpsc::channel(EVENT_BUFFER);
+        job.engine_request.progress = Some(stream_progress(sender.clone(), started));
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let last = run_attribute(&state, job)
+                .await
+                .map(|answer| proto::AttributeEvent { event: Some(proto::attribute_event::Event::Result(answer)) })
+                .map_err(Status::from);
+            // The result waits for room like any event; a client that left gets nothing.
+            let _ = sender.send(last).await;
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
     }
 
     async fn parameters(&self, request: Request<proto::ParametersRequest>) -> Result<Response<proto::ParametersResponse>, Status> {

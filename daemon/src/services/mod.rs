@@ -10,7 +10,7 @@ pub mod models;
 use crate::cache::{CacheKey, CanonicalBytes, ResultCache};
 use crate::error::ApiResult;
 use crate::model_roots::ModelRoots;
-use crate::registry::Registry;
+use crate::registry::{Load, Registry};
 use crate::store::{ModelRecord, Store};
 use layerlens_engine::{Device, ModelSpec, WorkerHandle};
 use std::sync::Arc;
@@ -28,6 +28,8 @@ pub struct State {
     pub cache: Arc<ResultCache>,
     pub device: Device,
     pub started: Instant,
+    /// The queue settings every worker uses (for Status).
+    pub queue: layerlens_engine::QueueSettings,
 }
 
 impl State {
@@ -62,16 +64,31 @@ impl State {
         Ok(self.cache.key(method, &record.id, request))
     }
 
-    /// Resolves a model reference and returns its record and resident worker.
+    /// Resolves a model reference and returns its record and resident worker. A model
+    /// that had to be loaded says so in the response's `x-layerlens-model-load` header
+    /// (`loaded`, or `reloaded` after an eviction).
     pub async fn worker_for(&self, reference: &str) -> ApiResult<(ModelRecord, WorkerHandle)> {
         let record = self.resolve(reference).await?;
-        let spec = ModelSpec {
+        let (worker, load) = self.registry.acquire(self.spec_for(&record), record.size_bytes).await?;
+        if load != Load::Resident {
+            crate::metrics::note_header("x-layerlens-model-load", load.as_str());
+        }
+        Ok((record, worker))
+    }
+
+    /// The wire description of a stored model, with whether it is resident and pinned.
+    pub async fn model_info(&self, record: &ModelRecord) -> ApiResult<layerlens_proto::ModelInfo> {
+        let (resident, pinned) = self.registry.ids().await?;
+        Ok(crate::convert::model_info(record, resident.contains(&record.id), pinned.contains(&record.id)))
+    }
+
+    /// What a worker needs to load the stored model.
+    pub fn spec_for(&self, record: &ModelRecord) -> ModelSpec {
+        ModelSpec {
             model_id: record.id.clone(),
             path: self.store.model_path(&record.id),
             input_shape: (!record.input_shape.is_empty()).then(|| record.input_shape.clone()),
-        };
-        let worker = self.registry.acquire(spec).await?;
-        Ok((record, worker))
+        }
     }
 }
 

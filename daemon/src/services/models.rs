@@ -28,8 +28,14 @@ impl ModelsService {
                 store.commit(staged, (!name.is_empty()).then_some(name.as_str()), &input_shape)
             })
             .await?;
-        let resident = state.registry.resident().await?.contains(&record.id);
-        Ok(convert::model_info(&record, resident))
+        state.model_info(&record).await
+    }
+
+    async fn set_pinned(&self, reference: String, pinned: bool) -> ApiResult<proto::ModelInfo> {
+        let record = self.state.with_store(move |store| store.resolve(&reference)).await?;
+        self.state.registry.set_pinned(self.state.spec_for(&record), record.size_bytes, pinned).await?;
+        tracing::info!(model_id = %record.id, pinned, "pin changed");
+        self.state.model_info(&record).await
     }
 }
 
@@ -75,26 +81,34 @@ impl Models for ModelsService {
 
     async fn list(&self, _request: Request<proto::ListModelsRequest>) -> Result<Response<proto::ListModelsResponse>, Status> {
         let records = self.state.with_store(|store| store.list()).await?;
-        let resident = self.state.registry.resident().await?;
-        let models = records.iter().map(|record| convert::model_info(record, resident.contains(&record.id))).collect();
+        let (resident, pinned) = self.state.registry.ids().await?;
+        let models =
+            records.iter().map(|record| convert::model_info(record, resident.contains(&record.id), pinned.contains(&record.id))).collect();
         Ok(Response::new(proto::ListModelsResponse { models }))
     }
 
     async fn get(&self, request: Request<proto::GetModelRequest>) -> Result<Response<proto::ModelInfo>, Status> {
         let reference = request.into_inner().model;
         let record = self.state.with_store(move |store| store.resolve(&reference)).await?;
-        let resident = self.state.registry.resident().await?.contains(&record.id);
-        Ok(Response::new(convert::model_info(&record, resident)))
+        Ok(Response::new(self.state.model_info(&record).await?))
     }
 
     async fn delete(&self, request: Request<proto::DeleteModelRequest>) -> Result<Response<proto::DeleteModelResponse>, Status> {
         let reference = request.into_inner().model;
         let record = self.state.with_store(move |store| store.resolve(&reference)).await?;
-        self.state.registry.evict(&record.id).await?;
+        self.state.registry.remove(&record.id).await?;
         self.state.cache.forget_model(&record.id);
         let id = record.id.clone();
         self.state.with_store(move |store| store.delete(&id)).await?;
         tracing::info!(model_id = %record.id, "model deleted");
         Ok(Response::new(proto::DeleteModelResponse { id: record.id }))
+    }
+
+    async fn pin(&self, request: Request<proto::PinModelRequest>) -> Result<Response<proto::ModelInfo>, Status> {
+        Ok(Response::new(self.set_pinned(request.into_inner().model, true).await?))
+    }
+
+    async fn unpin(&self, request: Request<proto::PinModelRequest>) -> Result<Response<proto::ModelInfo>, Status> {
+        Ok(Response::new(self.set_pinned(request.into_inner().model, false).await?))
     }
 }

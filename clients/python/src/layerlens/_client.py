@@ -14,7 +14,7 @@ import sys
 import grpc
 import numpy as np
 
-from layerlens import _export, _generate, _wire
+from layerlens import _export, _generate, _progress, _routing, _wire
 from layerlens._errors import LayerlensError
 from layerlens._results import ActivationReport, Attribution, Comparison, Evaluation, Graph, ParameterReport, Prediction, ModelInfo, ModelList, SanityCheck, Summary
 from layerlens._generate import Counterfactual, Traversal, Visualization
@@ -29,7 +29,7 @@ UPLOAD_CHUNK_BYTES = 1 << 20
 MAX_RECEIVE_BYTES = 1 << 30
 
 
-def connect(addr=None, token=None, *, timeout=None, tls_ca=None):
+def connect(addr=None, token=None, *, timeout=None, tls_ca=None, priority=None, user=None):
     """Opens a client of layerlensd.
 
     addr: `http://host:port`, `https://host:port` or `host:port`; default LAYERLENS_ADDR,
@@ -38,12 +38,18 @@ def connect(addr=None, token=None, *, timeout=None, tls_ca=None):
     takes, which long attributions may need). tls_ca: for an https address, a PEM file
     with the certificate of the CA that signed the daemon's certificate (a self-signed
     certificate is its own CA); default LAYERLENS_TLS_CA, else the system's root
-    certificates; ignored for http. Nothing is sent until the first call.
+    certificates; ignored for http. priority: "interactive" (the default) or "batch"
+    (sweeps and CI jobs: they wait behind interactive requests); default
+    LAYERLENS_PRIORITY. user: the name the daemon's fair queuing counts this client
+    under when it runs without tokens (with tokens, the token's user is used);
+    default LAYERLENS_USER. Nothing is sent until the first call.
     """
     address = addr or os.environ.get("LAYERLENS_ADDR") or DEFAULT_ADDRESS
     token = token if token is not None else os.environ.get("LAYERLENS_TOKEN") or None
     tls_ca = tls_ca if tls_ca is not None else os.environ.get("LAYERLENS_TLS_CA") or None
-    return Client(address, token=token, timeout=timeout, tls_ca=tls_ca)
+    priority = priority or os.environ.get("LAYERLENS_PRIORITY") or None
+    user = user or os.environ.get("LAYERLENS_USER") or None
+    return Client(address, token=token, timeout=timeout, tls_ca=tls_ca, priority=priority, user=user)
 
 
 def _is_torch_module(value):
@@ -70,7 +76,7 @@ def _bytes_chunks(data):
 class Client:
     """A connection to one layerlensd; see connect()."""
 
-    def __init__(self, address, token=None, timeout=None, tls_ca=None):
+    def __init__(self, address, token=None, timeout=None, tls_ca=None, priority=None, user=None):
         self.address = address
         self.timeout = timeout
         target, use_tls = _wire.grpc_target(address)
@@ -85,6 +91,12 @@ class Client:
         # Metadata rather than call credentials: grpcio refuses call credentials on a
         # plaintext channel, and a team daemon on a private network is usually plaintext.
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        if priority is not None:
+            if priority not in ("interactive", "batch"):
+                raise ValueError(f"priority is {priority!r}; expected 'interactive' or 'batch'")
+            self._metadata += (("x-layerlens-priority", priority),)
+        if user is not None:
+            self._metadata += (("x-layerlens-user", str(user)),)
         self._models = models_pb2_grpc.ModelsStub(self._channel)
         self._explain = explain_pb2_grpc.ExplainStub(self._channel)
         self._generate = generate_pb2_grpc.GenerateStub(self._channel)
@@ -104,26 +116,32 @@ class Client:
         self._channel.close()
 
     def _call(self, rpc, request):
+        # The model header and retries on UNAVAILABLE: _routing.py.
         try:
-            return rpc(request, metadata=self._metadata, timeout=self.timeout)
+            return _routing.call_with_retry(
+                lambda message, metadata: rpc(message, metadata=metadata, timeout=self.timeout), request, self._metadata
+            )
         except grpc.RpcError as error:
             # `from None`: grpcio's own exception repeats the message with transport
             # internals that only clutter a notebook's traceback.
             raise _wire.error_from_rpc(error, self.address) from None
 
     def _stream(self, rpc, request, watcher):
-        """The result of a streaming job (Visualize, Counterfactual); see _generate.collect_stream."""
-        try:
-            call = rpc(request, metadata=self._metadata, timeout=self.timeout)
-        except grpc.RpcError as error:
-            raise _wire.error_from_rpc(error, self.address) from None
+        """The result of a streaming job (Visualize, Counterfactual, AttributeStream); see _generate.collect_stream."""
+        # Opened with the model header, and again on UNAVAILABLE before any event (_routing.py).
+        call = _routing.RetryingStream(
+            lambda metadata: rpc(request, metadata=metadata, timeout=self.timeout), request, self._metadata
+        )
         return _generate.collect_stream(call, watcher, self.address)
 
     def status(self):
         """The daemon's state as a dict: `version`, `uptime_seconds`, `device`,
         `resident_bytes`, `models` (resident ones: `id`, `names`, `resident_bytes`,
-        `in_flight` requests) and `cache` (`capacity_bytes`, `size_bytes`, `entries`,
-        `hits`, `misses`), the same keys as `layerlens --json status`."""
+        `in_flight` and `queued` requests, `pinned`, `ready`, `idle_seconds`), `cache`
+        (`capacity_bytes`, `size_bytes`, `entries`, `hits`, `misses`), `memory`
+        (`budget_bytes`, `used_bytes`, `evictions`) and `queue` (`max_queue`,
+        `max_batch_size`, `max_batch_delay_ms`), the same keys as
+        `layerlens --json status`."""
         answer = self._call(self._daemon.Status, daemon_pb2.StatusRequest())
         cache = answer.cache
         return {
@@ -132,9 +150,21 @@ class Client:
             "device": answer.device,
             "resident_bytes": int(answer.resident_bytes),
             "models": [
-                {"id": model.id, "names": list(model.names), "resident_bytes": int(model.resident_bytes), "in_flight": int(model.in_flight)}
+                {
+                    "id": model.id, "names": list(model.names), "resident_bytes": int(model.resident_bytes),
+                    "in_flight": int(model.in_flight), "queued": int(model.queued), "pinned": bool(model.pinned),
+                    "ready": bool(model.ready), "idle_seconds": float(model.idle_seconds),
+                }
                 for model in answer.models
             ],
+            "memory": {
+                "budget_bytes": int(answer.memory.budget_bytes), "used_bytes": int(answer.memory.used_bytes),
+                "evictions": int(answer.memory.evictions),
+            },
+            "queue": {
+                "max_queue": int(answer.queue.max_queue), "max_batch_size": int(answer.queue.max_batch_size),
+                "max_batch_delay_ms": float(answer.queue.max_batch_delay_ms),
+            },
             "cache": {
                 "capacity_bytes": int(cache.capacity_bytes), "size_bytes": int(cache.size_bytes), "entries": int(cache.entries),
                 "hits": int(cache.hits), "misses": int(cache.misses),
@@ -162,6 +192,15 @@ class Client:
         """Deletes a stored model (handle, id, id prefix or name); returns its full id."""
         response = self._call(self._models.Delete, models_pb2.DeleteModelRequest(model=_model_ref(model)))
         return response.id
+
+    def pin(self, model):
+        """Pins a model (admin only): it loads now and is never evicted to make room
+        under the daemon's memory budget. Returns its ModelInfo."""
+        return ModelInfo.from_proto(self._call(self._models.Pin, models_pb2.PinModelRequest(model=_model_ref(model))))
+
+    def unpin(self, model):
+        """Unpins a model (admin only): it may be evicted again. Returns its ModelInfo."""
+        return ModelInfo.from_proto(self._call(self._models.Unpin, models_pb2.PinModelRequest(model=_model_ref(model))))
 
     def add_model(self, module_or_path, example_input=None, name=None):
         """Stores a model in the daemon and returns its handle.
@@ -274,6 +313,7 @@ class Client:
         figure_method=None,
         figure_sign=None,
         params=None,
+        progress=True,
         **more_params,
     ):
         """Attribution of one output to the input(s) x; see Model.attribute()."""
@@ -281,7 +321,12 @@ class Client:
             model, x, method, target, layer=layer, figure_format=figure_format, figure_method=figure_method,
             figure_sign=figure_sign, params={**(params or {}), **more_params},
         )
-        answer = self._call(self._explain.Attribute, request)
+        if progress is None:
+            answer = self._call(self._explain.Attribute, request)
+        else:
+            # The stream ends with the answer Attribute gives; on the way it reports
+            # progress, and an interrupt cancels the call so the daemon stops the work.
+            answer = self._stream(self._explain.AttributeStream, request, _progress.AttributeWatcher(progress, method))
         return _mark_cached(Attribution.from_proto(answer, _wire.tensor_to_array), answer)
 
     def _attribute_request(self, model, x, method, target, *, layer, figure_format, figure_method, figure_sign, params):
@@ -695,6 +740,16 @@ class Model:
         """Deletes the model from the daemon."""
         return self.client.delete(self.id)
 
+    def pin(self):
+        """Keeps the model resident (admin only); see Client.pin."""
+        self.info = self.client.pin(self.id)
+        return self
+
+    def unpin(self):
+        """Lets the model be evicted again (admin only); see Client.unpin."""
+        self.info = self.client.unpin(self.id)
+        return self
+
     def summary(self, input_shape=None, depth=None, *, input_dtype="float32", figure_format=None):
         """torchinfo's summary: one row per module call with input and output shapes,
         parameters and mult-adds, shown as an indented table in Jupyter.
@@ -710,7 +765,7 @@ class Model:
 
     def attribute(
         self, x, method="saliency", target=None, *, layer=None, figure_format="png", figure_method=None,
-        figure_sign=None, params=None, **more_params,
+        figure_sign=None, params=None, progress=True, **more_params,
     ):
         """Which input elements drove one output of the model.
 
@@ -726,10 +781,15 @@ class Model:
         "svg" or None; figure_method/figure_sign: Captum's visualize_image_attr options.
         params: a dict of further options, for names that clash with this signature
         (integrated gradients' quadrature: `params={"method": "riemann_trapezoid"}`).
+        progress: True (default) shows a progress bar for attributions that run longer
+        than half a second (a line in Jupyter, a tqdm bar on a terminal); False shows
+        none; both run over the daemon's progress stream, so interrupting the kernel
+        (or Ctrl-C) cancels the request on the daemon. None uses the plain unary call.
+        The result is the same either way.
         """
         return self.client.attribute(
             self, x, method=method, target=target, layer=layer, figure_format=figure_format,
-            figure_method=figure_method, figure_sign=figure_sign, params=params, **more_params,
+            figure_method=figure_method, figure_sign=figure_sign, params=params, progress=progress, **more_params,
         )
 
 

@@ -88,6 +88,7 @@ class ModelInfo:
     format: str = "torchscript"
     input_shape: tuple = ()
     created_unix: int = 0
+    pinned: bool = False
 
     @classmethod
     def from_proto(cls, message):
@@ -99,6 +100,7 @@ class ModelInfo:
             format=message.format,
             input_shape=tuple(int(dim) for dim in message.input_shape),
             created_unix=int(message.created_unix),
+            pinned=bool(message.pinned),
         )
 
     @property

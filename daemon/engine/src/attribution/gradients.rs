@@ -4,6 +4,7 @@
 //! device runs out of memory, and hands each chunk's gradients to the caller. Rows
 //! are independent (eval mode), so the result equals the unchunked computation.
 
+use super::progress::{Progress, ProgressUpdate};
 use super::{torch_error, Context, MethodResult};
 use crate::error::{ErrorKind, Result};
 use crate::model::LoadedModel;
@@ -22,11 +23,40 @@ pub struct Chunking {
     pub passes: u64,
     /// Forward(+backward) calls made so far.
     pub chunks: u64,
+    /// Told after every pass; stops the request when it says so (progress.rs).
+    pub progress: Option<Progress>,
+    /// Names the part of a composite request that runs now (a sanity check's
+    /// randomised layer), for progress reports.
+    pub stage: Option<String>,
 }
 
 impl Chunking {
     pub fn new(budget_bytes: u64, bytes_per_row: u64) -> Chunking {
-        Chunking { budget_bytes, bytes_per_row: bytes_per_row.max(1), max_rows: None, passes: 0, chunks: 0 }
+        Chunking { budget_bytes, bytes_per_row: bytes_per_row.max(1), max_rows: None, passes: 0, chunks: 0, progress: None, stage: None }
+    }
+
+    /// A fresh chunking for a sub-request of the same request (same budget, progress
+    /// handle and stage), whose pass counts continue from this one's.
+    pub(crate) fn continued(&self) -> Chunking {
+        Chunking { max_rows: None, ..self.clone() }
+    }
+
+    /// Tells the progress handle where the current phase stands; `Err(Cancelled)`
+    /// when it says stop.
+    fn report(&self, with_backward: bool, rows_done: usize, total_rows: usize, rows_per_pass: usize) -> Result<()> {
+        let Some(progress) = &self.progress else { return Ok(()) };
+        let kind = if with_backward { "gradient passes" } else { "forward passes" };
+        let remaining = total_rows.saturating_sub(rows_done).div_ceil(rows_per_pass.max(1)) as u64;
+        progress.check(&ProgressUpdate {
+            passes_done: self.chunks,
+            passes_total: Some(self.chunks + remaining),
+            rows_done: rows_done as u64,
+            rows_total: total_rows as u64,
+            phase: match &self.stage {
+                Some(stage) => format!("{stage}: {kind}"),
+                None => kind.to_string(),
+            },
+        })
     }
 
     /// Rows per pass; forward-only passes keep no activations for backward and
@@ -107,7 +137,8 @@ pub fn for_each_forward_chunk(
 /// `0..total_rows`, as many rows at a time as the memory budget allows (whole groups
 /// of `align`), halving the chunk and retrying when a pass runs out of memory, and
 /// hands each successful pass's result to `consume(start, result)`, so a retried chunk
-/// is never consumed twice.
+/// is never consumed twice. The progress handle hears of the phase before its first
+/// pass and after every pass, and can stop it there.
 pub(crate) fn in_chunks<T>(
     chunking: &mut Chunking,
     total_rows: usize,
@@ -120,6 +151,7 @@ pub(crate) fn in_chunks<T>(
     let whole = |rows: usize| (rows / align).max(1) * align;
     let mut size = whole(chunking.rows_per_chunk(with_backward).min(total_rows));
     let mut start = 0;
+    chunking.report(with_backward, 0, total_rows, size)?;
     while start < total_rows {
         let end = (start + size).min(total_rows);
         match pass(start, end) {
@@ -128,6 +160,7 @@ pub(crate) fn in_chunks<T>(
                 chunking.chunks += 1;
                 consume(start, result)?;
                 start = end;
+                chunking.report(with_backward, start, total_rows, size)?;
             }
             // Out of memory: what the pass held is dropped; retry smaller.
             Err(error) if error.kind == ErrorKind::OutOfMemory && size > align => {

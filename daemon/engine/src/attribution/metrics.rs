@@ -141,12 +141,15 @@ fn sensitivity_max(context: &mut Context<'_>, request: &AttributionRequest, expl
         params: request.params.clone(),
         tensor_params,
         layer: request.layer.clone(),
+        progress: None,
     };
-    let chunking = Chunking::new(context.chunking.budget_bytes, context.chunking.bytes_per_row);
+    // The request's progress handle travels on the chunking, with the counts so far.
+    let mut chunking = context.chunking.continued();
+    chunking.stage = Some("sensitivity".to_string());
     let (mut perturbed_context, _) = prepare(context.model, &expanded_request, chunking)?;
     let perturbed_explanations = run_method(&mut perturbed_context, &request.method, request.layer.as_deref())?.values;
-    context.chunking.passes += perturbed_context.chunking.passes;
-    context.chunking.chunks += perturbed_context.chunking.chunks;
+    context.chunking.passes = perturbed_context.chunking.passes;
+    context.chunking.chunks = perturbed_context.chunking.chunks;
     let rows = batch * samples;
     let differences: Vec<Tensor> = explanations
         .iter()

@@ -15,6 +15,7 @@ mod sanity;
 mod noise_tunnel;
 mod options;
 mod perturbation;
+mod progress;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::host_tensor::HostTensor;
@@ -22,6 +23,7 @@ use crate::model::LoadedModel;
 pub use gradients::Chunking;
 pub use metrics::{evaluate, Evaluation, EvaluationRequest, METRICS};
 pub use options::Options;
+pub use progress::{Progress, ProgressUpdate};
 pub use sanity::{sanity_check, SanityCheck, SanityStep};
 use std::collections::BTreeMap;
 use tch::Tensor;
@@ -43,6 +45,10 @@ pub struct AttributionRequest {
     pub tensor_params: BTreeMap<String, HostTensor>,
     /// Module path for layer methods.
     pub layer: Option<String>,
+    /// Told after every pass; stops the request when it answers `false` (progress.rs).
+    /// Not part of what is computed: two requests that differ only here give the
+    /// same answer.
+    pub progress: Option<Progress>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -244,6 +250,13 @@ pub(crate) fn prepare<'a>(model: &'a LoadedModel, request: &'a AttributionReques
     let inputs = request.inputs.iter().map(|input| input.to_tch(device)).collect::<Result<Vec<_>>>()?;
     let (output, targets) = resolve_targets(model, &inputs, &request.targets)?;
     let options = Options::new(&request.method, &request.params);
+    let mut chunking = chunking;
+    // A handle the caller put on the chunking (a scheduler's cancel flag) and the
+    // request's own both apply.
+    chunking.progress = match (chunking.progress.take(), request.progress.clone()) {
+        (Some(first), Some(second)) => Some(first.and(second)),
+        (first, second) => first.or(second),
+    };
     let context = Context { model, inputs, targets, options, tensor_params: &request.tensor_params, chunking, output: output.shallow_clone() };
     // The targets' forward pass is a pass too.
     let mut context = context;

@@ -33,7 +33,14 @@ pub fn sanity_check(model: &LoadedModel, request: &AttributionRequest, chunking:
     if request.layer.is_some() {
         return Err(Error::bad_input("the sanity check compares input attributions; layer methods are not supported"));
     }
+    // Each randomised step continues the original's pass counts, so progress reports
+    // span the whole check. `chunking` keeps the caller's handle only; `prepare` joins
+    // the request's to it for every attribution.
+    let mut chunking = chunking;
+    chunking.stage = Some("original".to_string());
     let original = super::attribute(model, request, chunking.clone())?;
+    chunking.passes += original.rows_evaluated;
+    chunking.chunks += original.passes;
     let copy = model.fresh_copy()?;
     let groups = copy.parameter_groups()?;
     if groups.is_empty() {
@@ -51,8 +58,12 @@ pub fn sanity_check(model: &LoadedModel, request: &AttributionRequest, chunking:
                 let _ = parameter.copy_(&(parameter.randn_like() * scale));
             }
         });
-        let (mut context, _) = prepare(&copy, request, Chunking::new(chunking.budget_bytes, chunking.bytes_per_row))?;
+        let mut step_chunking = chunking.continued();
+        step_chunking.stage = Some(format!("randomised {layer}"));
+        let (mut context, _) = prepare(&copy, request, step_chunking)?;
         let randomised = run_method(&mut context, &request.method, None)?;
+        chunking.passes = context.chunking.passes;
+        chunking.chunks = context.chunking.chunks;
         let per_row = spearman_per_row(&original.values, &randomised.values, signed)?;
         let mean = per_row.iter().sum::<f64>() / per_row.len().max(1) as f64;
         steps.push(SanityStep { layer: layer.clone(), spearman: mean, spearman_per_row: per_row });

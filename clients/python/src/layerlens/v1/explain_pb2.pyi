@@ -191,6 +191,30 @@ class AttributeResponse(_message.Message):
     cached: bool
     def __init__(self, model_id: _Optional[str] = ..., method: _Optional[str] = ..., targets: _Optional[_Iterable[int]] = ..., attribution: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., convergence_delta: _Optional[float] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ..., output: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., extra_attributions: _Optional[_Iterable[_Union[_common_pb2.Tensor, _Mapping]]] = ..., n_steps: _Optional[int] = ..., convergence_deltas: _Optional[_Iterable[float]] = ..., rows_evaluated: _Optional[int] = ..., passes: _Optional[int] = ..., cached: _Optional[bool] = ...) -> None: ...
 
+class AttributeEvent(_message.Message):
+    __slots__ = ("progress", "result")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    progress: AttributeProgress
+    result: AttributeResponse
+    def __init__(self, progress: _Optional[_Union[AttributeProgress, _Mapping]] = ..., result: _Optional[_Union[AttributeResponse, _Mapping]] = ...) -> None: ...
+
+class AttributeProgress(_message.Message):
+    __slots__ = ("passes_done", "passes_total", "rows_done", "rows_total", "phase", "elapsed_seconds")
+    PASSES_DONE_FIELD_NUMBER: _ClassVar[int]
+    PASSES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ROWS_DONE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    passes_done: int
+    passes_total: int
+    rows_done: int
+    rows_total: int
+    phase: str
+    elapsed_seconds: float
+    def __init__(self, passes_done: _Optional[int] = ..., passes_total: _Optional[int] = ..., rows_done: _Optional[int] = ..., rows_total: _Optional[int] = ..., phase: _Optional[str] = ..., elapsed_seconds: _Optional[float] = ...) -> None: ...
+
 class MethodSpec(_message.Message):
     __slots__ = ("method", "params", "tensor_params", "layer")
     class ParamsEntry(_message.Message):

@@ -44,6 +44,11 @@ class ExplainStub:
                 request_serializer=layerlens_dot_v1_dot_explain__pb2.AttributeRequest.SerializeToString,
                 response_deserializer=layerlens_dot_v1_dot_explain__pb2.AttributeResponse.FromString,
                 _registered_method=True)
+        self.AttributeStream = channel.unary_stream(
+                '/layerlens.v1.Explain/AttributeStream',
+                request_serializer=layerlens_dot_v1_dot_explain__pb2.AttributeRequest.SerializeToString,
+                response_deserializer=layerlens_dot_v1_dot_explain__pb2.AttributeEvent.FromString,
+                _registered_method=True)
         self.Parameters = channel.unary_unary(
                 '/layerlens.v1.Explain/Parameters',
                 request_serializer=layerlens_dot_v1_dot_explain__pb2.ParametersRequest.SerializeToString,
@@ -92,6 +97,15 @@ class ExplainServicer:
 
     def Attribute(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AttributeStream(self, request, context):
+        """Attribute with progress: progress events while the passes run, then one event
+        with the same answer Attribute gives (a cached answer is that one event alone).
+        Cancelling the call (or going away) stops the work within one pass.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -157,6 +171,11 @@ def add_ExplainServicer_to_server(servicer, server):
                     servicer.Attribute,
                     request_deserializer=layerlens_dot_v1_dot_explain__pb2.AttributeRequest.FromString,
                     response_serializer=layerlens_dot_v1_dot_explain__pb2.AttributeResponse.SerializeToString,
+            ),
+            'AttributeStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.AttributeStream,
+                    request_deserializer=layerlens_dot_v1_dot_explain__pb2.AttributeRequest.FromString,
+                    response_serializer=layerlens_dot_v1_dot_explain__pb2.AttributeEvent.SerializeToString,
             ),
             'Parameters': grpc.unary_unary_rpc_method_handler(
                     servicer.Parameters,
@@ -248,6 +267,33 @@ class Explain:
             '/layerlens.v1.Explain/Attribute',
             layerlens_dot_v1_dot_explain__pb2.AttributeRequest.SerializeToString,
             layerlens_dot_v1_dot_explain__pb2.AttributeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttributeStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/layerlens.v1.Explain/AttributeStream',
+            layerlens_dot_v1_dot_explain__pb2.AttributeRequest.SerializeToString,
+            layerlens_dot_v1_dot_explain__pb2.AttributeEvent.FromString,
             options,
             channel_credentials,
             insecure,

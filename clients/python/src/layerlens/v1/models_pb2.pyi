@@ -6,6 +6,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class PinModelRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
+
 class UploadHeader(_message.Message):
     __slots__ = ("name", "input_shape")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -33,7 +39,7 @@ class AddFromPathRequest(_message.Message):
     def __init__(self, path: _Optional[str] = ..., name: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("id", "names", "size_bytes", "resident", "format", "input_shape", "created_unix")
+    __slots__ = ("id", "names", "size_bytes", "resident", "format", "input_shape", "created_unix", "pinned")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAMES_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +47,7 @@ class ModelInfo(_message.Message):
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    PINNED_FIELD_NUMBER: _ClassVar[int]
     id: str
     names: _containers.RepeatedScalarFieldContainer[str]
     size_bytes: int
@@ -48,7 +55,8 @@ class ModelInfo(_message.Message):
     format: str
     input_shape: _containers.RepeatedScalarFieldContainer[int]
     created_unix: int
-    def __init__(self, id: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ..., size_bytes: _Optional[int] = ..., resident: _Optional[bool] = ..., format: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., created_unix: _Optional[int] = ...) -> None: ...
+    pinned: bool
+    def __init__(self, id: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ..., size_bytes: _Optional[int] = ..., resident: _Optional[bool] = ..., format: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., created_unix: _Optional[int] = ..., pinned: _Optional[bool] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

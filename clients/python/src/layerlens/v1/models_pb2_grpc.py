@@ -59,6 +59,16 @@ class ModelsStub:
                 request_serializer=layerlens_dot_v1_dot_models__pb2.DeleteModelRequest.SerializeToString,
                 response_deserializer=layerlens_dot_v1_dot_models__pb2.DeleteModelResponse.FromString,
                 _registered_method=True)
+        self.Pin = channel.unary_unary(
+                '/layerlens.v1.Models/Pin',
+                request_serializer=layerlens_dot_v1_dot_models__pb2.PinModelRequest.SerializeToString,
+                response_deserializer=layerlens_dot_v1_dot_models__pb2.ModelInfo.FromString,
+                _registered_method=True)
+        self.Unpin = channel.unary_unary(
+                '/layerlens.v1.Models/Unpin',
+                request_serializer=layerlens_dot_v1_dot_models__pb2.PinModelRequest.SerializeToString,
+                response_deserializer=layerlens_dot_v1_dot_models__pb2.ModelInfo.FromString,
+                _registered_method=True)
 
 
 class ModelsServicer:
@@ -97,6 +107,21 @@ class ModelsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Pin(self, request, context):
+        """Admin only. A pinned model is loaded now, stays resident and is never evicted
+        to make room for another; the pin outlives daemon restarts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Unpin(self, request, context):
+        """Admin only. The model may be evicted again (it stays resident until then).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -124,6 +149,16 @@ def add_ModelsServicer_to_server(servicer, server):
                     servicer.Delete,
                     request_deserializer=layerlens_dot_v1_dot_models__pb2.DeleteModelRequest.FromString,
                     response_serializer=layerlens_dot_v1_dot_models__pb2.DeleteModelResponse.SerializeToString,
+            ),
+            'Pin': grpc.unary_unary_rpc_method_handler(
+                    servicer.Pin,
+                    request_deserializer=layerlens_dot_v1_dot_models__pb2.PinModelRequest.FromString,
+                    response_serializer=layerlens_dot_v1_dot_models__pb2.ModelInfo.SerializeToString,
+            ),
+            'Unpin': grpc.unary_unary_rpc_method_handler(
+                    servicer.Unpin,
+                    request_deserializer=layerlens_dot_v1_dot_models__pb2.PinModelRequest.FromString,
+                    response_serializer=layerlens_dot_v1_dot_models__pb2.ModelInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -261,6 +296,60 @@ class Models:
             '/layerlens.v1.Models/Delete',
             layerlens_dot_v1_dot_models__pb2.DeleteModelRequest.SerializeToString,
             layerlens_dot_v1_dot_models__pb2.DeleteModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/layerlens.v1.Models/Pin',
+            layerlens_dot_v1_dot_models__pb2.PinModelRequest.SerializeToString,
+            layerlens_dot_v1_dot_models__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Unpin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/layerlens.v1.Models/Unpin',
+            layerlens_dot_v1_dot_models__pb2.PinModelRequest.SerializeToString,
+            layerlens_dot_v1_dot_models__pb2.ModelInfo.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,295 @@
+//! Cross-request batching: requests for the same model that would run the same
+//! computation on different rows (same method, options and per-row input shape) are
+//! joined into one request, run as one pass, and split back.
+//!
+//! Only requests whose rows are computed independently are joined, so each caller's
+//! answer is what it would get alone: gradient methods with a fixed step count
+//! (saliency, input × gradient, integrated gradients) and the layer methods, plus
+//! Predict. Left out: adaptive integrated gradients (its step count depends on the
+//! worst row of the batch), sampling methods (their draws depend on the batch),
+//! perturbation methods (already batched over perturbations), tensor options such as
+//! explicit baselines (per-request tensors), and predicted targets mixed with
+//! explicit ones. Requests with progress handles are joined: every handle sees the
+//! joined run's progress, and the run stops only when every caller has gone. A model whose rows interact (batch
+//! statistics in eval mode, which no standard layer has) would break the promise; the
+//! daemon's `--max-batch-size 1` turns batching off.
+
+use crate::attribution::{Attribution, AttributionRequest, Progress, Targets};
+use crate::host_tensor::HostTensor;
+use crate::inspection::Prediction;
+use std::collections::BTreeMap;
+
+const BATCHABLE_METHODS: &[&str] = &[
+    "saliency",
+    "input_x_gradient",
+    "integrated_gradients",
+    "grad_cam",
+    "layer_activation",
+    "layer_gradient_x_activation",
+];
+
+/// What two requests must share to run as one pass.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum BatchKey {
+    Attribute {
+        method: String,
+        params: BTreeMap<String, String>,
+        layer: Option<String>,
+        /// Per input: its shape without the batch dimension, and whether it holds ids.
+        row_shapes: Vec<(Vec<i64>, bool)>,
+        /// Predicted targets are joined only with predicted targets.
+        predicted: bool,
+    },
+    Predict {
+        top_k: usize,
+        row_shapes: Vec<(Vec<i64>, bool)>,
+    },
+}
+
+/// Per input, the shape of one row; `None` when the inputs disagree on the row count
+/// or are not valid tensors (such a request runs alone and gets its own error).
+fn row_shapes(inputs: &[HostTensor]) -> Option<Vec<(Vec<i64>, bool)>> {
+    let rows = inputs.first()?.rows();
+    if rows == 0 {
+        return None;
+    }
+    inputs
+        .iter()
+        .map(|input| {
+            (input.validate("input").is_ok() && input.rows() == rows).then(|| (input.shape[1..].to_vec(), input.integer))
+        })
+        .collect()
+}
+
+pub(crate) fn attribute_key(request: &AttributionRequest) -> Option<BatchKey> {
+    if !BATCHABLE_METHODS.contains(&request.method.as_str())
+        || !request.tensor_params.is_empty()
+        || request.params.get("n_steps").is_some_and(|steps| steps == "auto")
+        || request.params.contains_key("seed")
+    {
+        return None;
+    }
+    let row_shapes = row_shapes(&request.inputs)?;
+    let rows = request.inputs[0].rows();
+    if let Targets::PerRow(targets) = &request.targets {
+        if targets.len() != rows {
+            return None;
+        }
+    }
+    Some(BatchKey::Attribute {
+        method: request.method.clone(),
+        params: request.params.clone(),
+        layer: request.layer.clone(),
+        row_shapes,
+        predicted: request.targets == Targets::Predicted,
+    })
+}
+
+pub(crate) fn predict_key(inputs: &[HostTensor], top_k: usize) -> Option<BatchKey> {
+    Some(BatchKey::Predict { top_k, row_shapes: row_shapes(inputs)? })
+}
+
+/// The inputs of several requests stacked input by input.
+pub(crate) fn join_inputs(parts: &[&[HostTensor]]) -> Vec<HostTensor> {
+    (0..parts[0].len()).map(|index| HostTensor::concat_rows(&parts.iter().map(|inputs| &inputs[index]).collect::<Vec<_>>())).collect()
+}
+
+/// One request doing the work of all of `requests` (which share a `BatchKey`).
+pub(crate) fn join_attribution(requests: &[&AttributionRequest]) -> AttributionRequest {
+    let first = requests[0];
+    let targets = if first.targets == Targets::Predicted {
+        Targets::Predicted
+    } else {
+        Targets::PerRow(
+            requests
+                .iter()
+                .flat_map(|request| match &request.targets {
+                    Targets::All(target) => vec![*target; request.inputs[0].rows()],
+                    Targets::PerRow(targets) => targets.clone(),
+                    Targets::Predicted => unreachable!("predicted targets are only joined with predicted targets"),
+                })
+                .collect(),
+        )
+    };
+    AttributionRequest {
+        method: first.method.clone(),
+        inputs: join_inputs(&requests.iter().map(|request| request.inputs.as_slice()).collect::<Vec<_>>()),
+        targets,
+        params: first.params.clone(),
+        tensor_params: BTreeMap::new(),
+        layer: first.layer.clone(),
+        progress: any_of(requests.iter().filter_map(|request| request.progress.clone()).collect()),
+    }
+}
+
+/// One handle for a joined run: it tells every request's handle each update and says
+/// go on while any of them does (a caller that left stops only its own share, and the
+/// worker does not answer it).
+fn any_of(handles: Vec<Progress>) -> Option<Progress> {
+    if handles.is_empty() {
+        return None;
+    }
+    Some(Progress::new(move |update| handles.iter().map(|handle| handle.check(update).is_ok()).fold(false, |any, go_on| any || go_on)))
+}
+
+/// Splits a joined answer back into one answer per request (`rows[i]` rows each).
+/// The pass counts describe the shared run and are the same in every part.
+pub(crate) fn split_attribution(joined: Attribution, rows: &[usize]) -> Vec<Attribution> {
+    let total: usize = rows.iter().sum();
+    let split = |tensor: &HostTensor| tensor.split_rows(rows);
+    let values: Vec<Vec<HostTensor>> = joined.values.iter().map(split).collect();
+    let outputs = split(&joined.output);
+    let figure_values = joined.figure_values.as_ref().filter(|figure| figure.rows() == total).map(split);
+    let mut start = 0;
+    rows.iter()
+        .enumerate()
+        .map(|(part, &count)| {
+            let range = start..start + count;
+            start += count;
+            Attribution {
+                method: joined.method.clone(),
+                targets: joined.targets[range.clone()].to_vec(),
+                values: values.iter().map(|pieces| pieces[part].clone()).collect(),
+                output: outputs[part].clone(),
+                convergence_deltas: joined.convergence_deltas.get(range).map(<[f64]>::to_vec).unwrap_or_default(),
+                n_steps: joined.n_steps,
+                rows_evaluated: joined.rows_evaluated,
+                passes: joined.passes,
+                figure_values: figure_values.as_ref().map(|pieces| pieces[part].clone()),
+            }
+        })
+        .collect()
+}
+
+/// A request for only some rows: `rows[i]` rows each, in order (the inverse of
+/// `join_attribution` for one request).
+pub(crate) fn split_attribution_request(request: &AttributionRequest, rows: &[usize]) -> Vec<AttributionRequest> {
+    let inputs: Vec<Vec<HostTensor>> = request.inputs.iter().map(|input| input.split_rows(rows)).collect();
+    let mut start = 0;
+    rows.iter()
+        .enumerate()
+        .map(|(part, &count)| {
+            let targets = match &request.targets {
+                Targets::PerRow(targets) => Targets::PerRow(targets[start..start + count].to_vec()),
+                other => other.clone(),
+            };
+            start += count;
+            AttributionRequest { inputs: inputs.iter().map(|pieces| pieces[part].clone()).collect(), targets, ..request.clone() }
+        })
+        .collect()
+}
+
+/// Answers for consecutive row ranges of one request, as one answer; the pass counts
+/// add up.
+pub(crate) fn join_attributions(parts: Vec<Attribution>) -> Attribution {
+    let first = &parts[0];
+    let join = |pick: &dyn Fn(&Attribution) -> &HostTensor| HostTensor::concat_rows(&parts.iter().map(pick).collect::<Vec<_>>());
+    Attribution {
+        method: first.method.clone(),
+        targets: parts.iter().flat_map(|part| part.targets.iter().copied()).collect(),
+        values: (0..first.values.len()).map(|index| join(&|part: &Attribution| &part.values[index])).collect(),
+        output: join(&|part: &Attribution| &part.output),
+        convergence_deltas: parts.iter().flat_map(|part| part.convergence_deltas.iter().copied()).collect(),
+        n_steps: first.n_steps,
+        rows_evaluated: parts.iter().map(|part| part.rows_evaluated).sum(),
+        passes: parts.iter().map(|part| part.passes).sum(),
+        figure_values: parts
+            .iter()
+            .map(|part| part.figure_values.as_ref())
+            .collect::<Option<Vec<_>>>()
+            .map(|figures| HostTensor::concat_rows(&figures)),
+    }
+}
+
+pub(crate) fn split_prediction(joined: Prediction, rows: &[usize]) -> Vec<Prediction> {
+    let outputs = joined.output.split_rows(rows);
+    let mut top_k = joined.top_k.into_iter();
+    outputs
+        .into_iter()
+        .zip(rows)
+        .map(|(output, &count)| Prediction { output, top_k: top_k.by_ref().take(count).collect() })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tensor(rows: i64, start: f32) -> HostTensor {
+        HostTensor { shape: vec![rows, 2], values: (0..rows * 2).map(|index| start + index as f32).collect(), integer: false }
+    }
+
+    fn request(method: &str, rows: i64, targets: Targets) -> AttributionRequest {
+        AttributionRequest { method: method.into(), inputs: vec![tensor(rows, 0.0)], targets, ..AttributionRequest::default() }
+    }
+
+    #[test]
+    fn keys_join_only_compatible_requests() {
+        let saliency = attribute_key(&request("saliency", 1, Targets::All(3)));
+        assert!(saliency.is_some());
+        assert_eq!(saliency, attribute_key(&request("saliency", 4, Targets::PerRow(vec![1, 2, 3, 4]))));
+        assert_ne!(saliency, attribute_key(&request("input_x_gradient", 1, Targets::All(3))));
+        assert_ne!(saliency, attribute_key(&request("saliency", 1, Targets::Predicted)));
+        assert!(attribute_key(&request("occlusion", 1, Targets::All(3))).is_none());
+        assert!(attribute_key(&request("saliency", 2, Targets::PerRow(vec![1]))).is_none(), "a wrong target count runs alone");
+        let mut adaptive = request("integrated_gradients", 1, Targets::All(0));
+        adaptive.params.insert("n_steps".into(), "auto".into());
+        assert!(attribute_key(&adaptive).is_none());
+    }
+
+    #[test]
+    fn joined_requests_split_back_row_for_row() {
+        let a = request("saliency", 1, Targets::All(7));
+        let b = AttributionRequest { inputs: vec![tensor(2, 100.0)], targets: Targets::PerRow(vec![1, 2]), ..a.clone() };
+        let joined = join_attribution(&[&a, &b]);
+        assert_eq!(joined.inputs[0].shape, vec![3, 2]);
+        assert_eq!(joined.inputs[0].values, vec![0.0, 1.0, 100.0, 101.0, 102.0, 103.0]);
+        assert_eq!(joined.targets, Targets::PerRow(vec![7, 1, 2]));
+
+        let answer = Attribution {
+            method: "saliency".into(),
+            targets: vec![7, 1, 2],
+            values: joined.inputs.clone(),
+            output: HostTensor { shape: vec![3, 1], values: vec![0.5, 1.5, 2.5], integer: false },
+            convergence_deltas: vec![],
+            n_steps: None,
+            rows_evaluated: 3,
+            passes: 1,
+            figure_values: None,
+        };
+        let parts = split_attribution(answer, &[1, 2]);
+        assert_eq!(parts[0].values[0], a.inputs[0]);
+        assert_eq!(parts[1].values[0], b.inputs[0]);
+        assert_eq!(parts[1].targets, vec![1, 2]);
+        assert_eq!(parts[1].output.values, vec![1.5, 2.5]);
+    }
+
+    #[test]
+    fn a_request_split_in_row_ranges_joins_back() {
+        let request = AttributionRequest { inputs: vec![tensor(3, 0.0)], targets: Targets::PerRow(vec![4, 5, 6]), ..request("saliency", 3, Targets::Predicted) };
+        let parts = split_attribution_request(&request, &[1, 2]);
+        assert_eq!(parts[1].targets, Targets::PerRow(vec![5, 6]));
+        assert_eq!(parts[1].inputs[0].values, vec![2.0, 3.0, 4.0, 5.0]);
+        let answers: Vec<Attribution> = parts
+            .iter()
+            .map(|part| Attribution {
+                method: "saliency".into(),
+                targets: match &part.targets {
+                    Targets::PerRow(targets) => targets.clone(),
+                    _ => unreachable!(),
+                },
+                values: part.inputs.clone(),
+                output: part.inputs[0].clone(),
+                convergence_deltas: vec![0.5; part.inputs[0].rows()],
+                n_steps: None,
+                rows_evaluated: part.inputs[0].rows() as u64,
+                passes: 1,
+                figure_values: None,
+            })
+            .collect();
+        let joined = join_attributions(answers);
+        assert_eq!(joined.values[0], request.inputs[0]);
+        assert_eq!(joined.targets, vec![4, 5, 6]);
+        assert_eq!((joined.rows_evaluated, joined.passes, joined.convergence_deltas.len()), (3, 2, 3));
+    }
+}
