@@ -436,29 +436,23 @@ async fn daemons_sharing_one_store_upload_concurrently_without_losing_anything()
     held.release.send(()).expect("the held upload's feeder is waiting");
 
     // Meanwhile: the same model under the same name through both daemons, three times
-    // each, and models of their own.
-    let mut uploads = Vec::new();
-    for round in 0..3 {
-        for (index, client) in clients.iter().enumerate() {
-            let client = client.clone();
-            let fixture = if round == 0 { [Fixture::cnn(), Fixture::mlp()][index].file } else { Fixture::digits().file };
-            let (name, shape) = match fixture {
-                "tiny_cnn_traced.pt" => ("cnn", vec![1, 3, 8, 8]),
-                "tiny_mlp_scripted.pt" => ("mlp", vec![1, 4]),
-                _ => ("digits", vec![1, 1, 8, 8]),
-            };
-            uploads.push(tokio::spawn(async move {
-                let bytes = std::fs::read(fixtures().join(fixture)).unwrap();
-                let id = sha256_hex(&bytes);
-                let model = client.upload_model(bytes, Some(name), &shape).await;
-                (fixture, id, model)
-            }));
-        }
-    }
+    // each, and a model of each daemon's own, all at once.
+    let mut jobs = vec![(0, Fixture::cnn()), (1, Fixture::mlp())];
+    jobs.extend((0..6).map(|round| (round % 2, Fixture::digits())));
+    let uploads: Vec<_> = jobs
+        .into_iter()
+        .map(|(daemon_index, fixture)| {
+            let client = clients[daemon_index].clone();
+            tokio::spawn(async move {
+                let model = client.upload_model(fixture.bytes(), Some(fixture.name), &fixture.input_shape).await;
+                (fixture, model)
+            })
+        })
+        .collect();
     for upload in uploads {
-        let (fixture, id, model) = bounded("an upload", CALL_BOUND, upload).await.expect("upload task");
-        let model = model.unwrap_or_else(|error| panic!("uploading {fixture}: {error}"));
-        assert_eq!(model.id, id, "{fixture}");
+        let (fixture, model) = bounded("an upload", CALL_BOUND, upload).await.expect("upload task");
+        let model = model.unwrap_or_else(|error| panic!("uploading {}: {error}", fixture.file));
+        assert_eq!(model.id, sha256_hex(&fixture.bytes()), "{}", fixture.file);
     }
     let traced = bounded("the held upload", CALL_BOUND, held.call).await.expect("upload task").expect("the held upload failed");
     assert_eq!(traced.id, sha256_hex(&traced_bytes));

@@ -106,7 +106,7 @@ async fn one_request(client: &Client, models: &[LoadModel], client_index: usize,
                 method: "saliency".into(),
                 target: Some(target),
                 // One in four asks for the heat map too, so rendering is part of the load.
-                figure_format: if request % 4 == 0 { proto::FigureFormat::Png as i32 } else { no_figure },
+                figure_format: if request.is_multiple_of(4) { proto::FigureFormat::Png as i32 } else { no_figure },
                 ..Default::default()
             };
             ("Attribute saliency", client.attribute(request).await.map(|response| Some(response.cached)))

@@ -70,6 +70,11 @@ struct LspClient {
 
 impl LspClient {
     fn start(root: &Path, addr: &str) -> LspClient {
+        LspClient::start_with(root, addr, json!({}))
+    }
+
+    /// `start`, announcing the client capabilities `capabilities`.
+    fn start_with(root: &Path, addr: &str, capabilities: Value) -> LspClient {
         let mut child = Command::new(binary("layerlens-lsp"))
             .env_remove("LAYERLENS_ADDR")
             .env_remove("LAYERLENS_TOKEN")
@@ -106,7 +111,7 @@ impl LspClient {
         });
         let mut client = LspClient { child, stdin, messages, next_id: 0, notifications: Vec::new() };
         let root_uri = format!("file://{}", root.display());
-        client.request("initialize", json!({ "processId": null, "rootUri": root_uri, "capabilities": {}, "initializationOptions": { "addr": addr } }));
+        client.request("initialize", json!({ "processId": null, "rootUri": root_uri, "capabilities": capabilities, "initializationOptions": { "addr": addr } }));
         client.notify("initialized", json!({}));
         client
     }
@@ -263,6 +268,51 @@ fn hover_diagnostics_inlay_hints_and_latency_over_stdio() {
     let card = card_text(&lsp.hover(&uri, workspace.position(needle, offset)));
     assert_card(&card, expected);
     assert_card(&card, &["model `lensnet`"]);
+    lsp.stop();
+    assert!(daemon.stop(), "layerlensd did not stop cleanly");
+}
+
+/// The diagnostics of the last publishDiagnostics for `uri` among `notifications`.
+fn last_diagnostics<'a>(notifications: &[&'a Value], uri: &str) -> Vec<&'a Value> {
+    let published = notifications.iter().rev().find(|n| n["params"]["uri"] == uri).unwrap_or_else(|| panic!("no diagnostics published for {uri}"));
+    published["params"]["diagnostics"].as_array().unwrap().iter().collect()
+}
+
+#[test]
+fn saving_fetches_the_activation_report_again() {
+    let store = tempfile::tempdir().expect("temp store");
+    let daemon = Daemon::start(store.path(), &[]);
+    let workspace = Workspace::new();
+    store_model(&daemon, &workspace);
+    std::fs::write(workspace.root.join("layerlens.toml"), "[[model]]\nname = \"lensnet\"\nfiles = [\"model.py\"]\ninput_shape = [1, 1, 8, 8]\n").unwrap();
+    let capabilities = json!({ "workspace": { "inlayHint": { "refreshSupport": true } } });
+    let mut lsp = LspClient::start_with(&workspace.root, &daemon.url, capabilities);
+    let uri = workspace.uri();
+    lsp.open(&uri, &workspace.text);
+    let conv1 = workspace.position("x = self.conv1(x)", 10);
+    // On the zero input conv1 outputs its bias, -100, and act1 is dead.
+    assert_card(&card_text(&lsp.hover(&uri, conv1)), &["**conv1**", "mean -100.0000"]);
+    let act1_line = workspace.position("x = self.act1(x)", 0).0;
+    let diagnostics = last_diagnostics(&lsp.notifications_named("textDocument/publishDiagnostics"), &uri);
+    assert!(diagnostics.iter().any(|d| d["range"]["start"]["line"] == act1_line && d["code"] == "dead_units"), "{diagnostics:?}");
+
+    // The model is fixed (bias +100: act1 passes everything on the zero input),
+    // scripted again and stored under the same name; then the file is saved.
+    let fixed = workspace.text.replace("fill_(-100.0)", "fill_(100.0)");
+    assert_ne!(fixed, workspace.text, "the fixture no longer sets conv1's bias to -100");
+    std::fs::write(&workspace.source, &fixed).unwrap();
+    let status = Command::new(python()).arg(&workspace.source).arg(workspace.root.join("model.pt")).status().expect("running python");
+    assert!(status.success(), "scripting the fixed model failed");
+    store_model(&daemon, &workspace);
+    lsp.notifications.clear();
+    lsp.notify("textDocument/didSave", json!({ "textDocument": { "uri": uri } }));
+
+    // The hover waits behind the save's fetch: the card shows the new activations.
+    assert_card(&card_text(&lsp.hover(&uri, conv1)), &["**conv1**", "mean 100.0000"]);
+    let diagnostics = last_diagnostics(&lsp.notifications_named("textDocument/publishDiagnostics"), &uri);
+    assert!(diagnostics.iter().all(|d| d["code"] != "dead_units"), "act1 is still reported dead after the save: {diagnostics:?}");
+    assert_eq!(lsp.notifications_named("workspace/inlayHint/refresh").len(), 1, "{:?}", lsp.notifications);
+    assert!(lsp.notifications_named("window/showMessage").is_empty(), "unexpected messages: {:?}", lsp.notifications);
     lsp.stop();
     assert!(daemon.stop(), "layerlensd did not stop cleanly");
 }

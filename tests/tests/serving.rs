@@ -418,6 +418,8 @@ async fn the_memory_budget_evicts_least_recently_used_unpinned_models() {
         "0",
         "--memory-budget-bytes",
         "10000000",
+        "--metrics-listen",
+        "127.0.0.1:0",
     ];
     let daemon = Daemon::start(&store, &flags);
     let alice = Client::connect(&daemon.url, Some(ALICE)).await.unwrap();
@@ -444,6 +446,11 @@ async fn the_memory_budget_evicts_least_recently_used_unpinned_models() {
     let memory = status.memory.unwrap();
     assert_eq!((memory.budget_bytes, memory.evictions), (10_000_000, 1));
     assert!(memory.used_bytes <= 10_000_000 && memory.used_bytes >= 8_000_000, "used {}", memory.used_bytes);
+    let metrics = scrape(daemon.metrics_address.as_deref().unwrap());
+    assert_eq!(metric(&metrics, "layerlens_evictions_total", &[]), 1.0);
+    assert_eq!(metric(&metrics, "layerlens_memory_budget_bytes", &[]), 10_000_000.0);
+    assert_eq!(metric(&metrics, "layerlens_queue_depth", &["model=\"c\""]), 0.0);
+    assert!(metrics.contains("layerlens_queue_depth{model=\"c\""), "no queue depth for c");
     // a comes back (reported as a reload) with the same answer; b, now the least
     // recently used, goes.
     let (again, load) = predict_with_load(&url, ALICE, "a").await.unwrap();

@@ -160,7 +160,7 @@ impl Explain for ExplainService {
         let (sender, receiver) = mpsc::channel(EVENT_BUFFER);
         job.engine_request.progress = Some(stream_progress(sender.clone(), started));
         let state = self.state.clone();
-        tokio::spawn(async move {
+        super::spawn_for_request(async move {
             let last = run_attribute(&state, job)
                 .await
                 .map(|answer| proto::AttributeEvent { event: Some(proto::attribute_event::Event::Result(answer)) })

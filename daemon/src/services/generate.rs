@@ -112,13 +112,10 @@ fn contact_sheet(title: &str, images: &HostTensor, captions: &[String], format: 
 /// Runs `job` and sends its last event (the result, or the error as the stream's
 /// status) after the progress events the worker sent through `sender`.
 fn finish<T: Send + 'static>(sender: mpsc::Sender<Result<T, Status>>, job: impl std::future::Future<Output = ApiResult<T>> + Send + 'static) {
-    // The spawned task carries on the request's ticket (user, priority, deadline),
-    // which the worker queue orders by.
-    let ticket = layerlens_engine::Ticket::current();
-    tokio::spawn(layerlens_engine::scheduler::TICKET.scope(ticket, async move {
+    super::spawn_for_request(async move {
         let last = job.await.map_err(Status::from);
         let _ = sender.send(last).await;
-    }));
+    });
 }
 
 #[tonic::async_trait]

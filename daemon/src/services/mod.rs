@@ -94,6 +94,14 @@ impl State {
 
 pub type SharedState = Arc<State>;
 
+/// Spawns the rest of a streaming request's work (the response stream is returned at
+/// once). The task keeps the request's ticket (user, priority, deadline), which the
+/// worker queues order by.
+pub fn spawn_for_request(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    let ticket = layerlens_engine::Ticket::current();
+    tokio::spawn(layerlens_engine::scheduler::TICKET.scope(ticket, work));
+}
+
 /// How metrics name a model: its first name, else the first 12 hex digits of its id.
 pub fn model_label(record: &ModelRecord) -> String {
     record.names.first().cloned().unwrap_or_else(|| record.id[..12.min(record.id.len())].to_string())

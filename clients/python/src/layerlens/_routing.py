@@ -43,11 +43,18 @@ def model_reference(request):
     if "model" in descriptor.fields_by_name:
         return request.model or None
     for field in descriptor.fields:
-        if field.message_type is not None and field.label != field.LABEL_REPEATED and request.HasField(field.name):
+        if field.message_type is not None and not _is_repeated(field) and request.HasField(field.name):
             inner = getattr(request, field.name)
             if "model" in inner.DESCRIPTOR.fields_by_name and inner.model:
                 return inner.model
     return None
+
+
+def _is_repeated(field):
+    # protobuf 7 dropped FieldDescriptor.label for `is_repeated`; older ones lack that.
+    if hasattr(field, "is_repeated"):
+        return field.is_repeated
+    return field.label == field.LABEL_REPEATED
 
 
 def call_metadata(metadata, request):
