@@ -34,7 +34,7 @@ pub struct Flags {
     /// device, max_message_bytes, max_model_bytes, pass_budget_bytes,
     /// max_generation_steps, cache_bytes, tokens, insecure, tls_cert, tls_key,
     /// model_roots, max_queue, max_batch_size, max_batch_delay_ms,
-    /// memory_budget_bytes).
+    /// memory_budget_bytes, allow_tf32).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Largest gRPC message accepted or sent, in bytes [default: 64 MiB].
@@ -51,6 +51,11 @@ pub struct Flags {
     /// for [default: 10000].
     #[arg(long)]
     pub max_generation_steps: Option<u32>,
+    /// Let cuDNN convolutions on a GPU round to TF32 (PyTorch's default). Off by
+    /// default: in TF32 a conv's result depends on the batch it ran in, so batched and
+    /// lone explanations would differ.
+    #[arg(long)]
+    pub allow_tf32: bool,
     /// Requests one model's queue holds (waiting, not running); one more is refused at
     /// once with RESOURCE_EXHAUSTED and a retry hint [default: 256].
     #[arg(long)]
@@ -123,6 +128,7 @@ struct FileConfig {
     max_batch_size: Option<usize>,
     max_batch_delay_ms: Option<u64>,
     memory_budget_bytes: Option<u64>,
+    allow_tf32: Option<bool>,
 }
 
 /// A model to store at start-up.
@@ -155,6 +161,7 @@ pub struct Config {
     pub queue: layerlens_engine::QueueSettings,
     /// Bytes resident models may take; `None`: no budget.
     pub memory_budget_bytes: Option<u64>,
+    pub allow_tf32: bool,
 }
 
 /// The daemon's certificate chain and key, both PEM.
@@ -218,6 +225,7 @@ impl Config {
                 max_batch_delay: std::time::Duration::from_millis(flags.max_batch_delay_ms.or(file.max_batch_delay_ms).unwrap_or(2)),
             },
             memory_budget_bytes: flags.memory_budget_bytes.or(file.memory_budget_bytes),
+            allow_tf32: flags.allow_tf32 || file.allow_tf32.unwrap_or(false),
         })
     }
 }

@@ -46,6 +46,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(name = %model.name, model_id = %staged.id, "start-up model stored");
     }
 
+    if matches!(config.device, layerlens_engine::Device::Cuda(_)) {
+        layerlens_engine::Device::set_cudnn_tf32(config.allow_tf32);
+    }
     let metrics = Arc::new(Metrics::new());
     let (health_reporter, health) = tonic_health::server::health_reporter();
     let observer = Arc::new(Observer { metrics: metrics.clone(), health: health_reporter.clone(), runtime: tokio::runtime::Handle::current() });

@@ -837,4 +837,10 @@ int layerlens_module_tree(const char* path, char** out_json, char** out_error) {
 
 void layerlens_free_string(char* text) { std::free(text); }
 
+// Whether cuDNN convolutions may round float32 to TF32 (PyTorch's default: yes). cuDNN
+// picks other algorithms for other batch sizes, and in TF32 their results differ by
+// far more than float32 rounding, so an explanation would depend on the batch it ran
+// in; the daemon turns it off unless told otherwise (--allow-tf32).
+void layerlens_set_cudnn_tf32(int allow) { at::globalContext().setAllowTF32CuDNN(allow != 0); }
+
 }  // extern "C"

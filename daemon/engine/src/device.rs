@@ -37,6 +37,16 @@ impl Device {
         }
     }
 
+    /// Whether cuDNN convolutions may use TF32 (csrc/shim.cpp says why the daemon
+    /// turns it off). Process-wide; a no-op without CUDA.
+    pub fn set_cudnn_tf32(allow: bool) {
+        extern "C" {
+            fn layerlens_set_cudnn_tf32(allow: std::os::raw::c_int);
+        }
+        // SAFETY: sets one flag of libtorch's global context; no pointers.
+        unsafe { layerlens_set_cudnn_tf32(std::os::raw::c_int::from(allow)) }
+    }
+
     pub(crate) fn to_tch(self) -> tch::Device {
         match self {
             Device::Cpu => tch::Device::Cpu,
