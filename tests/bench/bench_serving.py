@@ -53,6 +53,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "clients" / "python" / "src"))
 import grpc  # noqa: E402
 from layerlens.v1 import common_pb2, daemon_pb2, daemon_pb2_grpc, explain_pb2, explain_pb2_grpc, models_pb2, models_pb2_grpc  # noqa: E402
+from bench_structure import timed  # noqa: E402  (same folder)
 
 FIXTURES = REPO / "tests" / "fixtures" / "out"
 CLIENTS = 32
@@ -259,15 +260,6 @@ def saliency_reference(model, inputs, targets):
     output = model(x)
     (gradient,) = torch.autograd.grad(output[torch.arange(len(targets)), torch.tensor(targets)].sum(), x)
     return gradient.abs()
-
-
-def timed(function, repeats):
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - start)
-    return samples
 
 
 def describe(samples):

@@ -109,6 +109,16 @@ async fn wait_for_queue(client: &Client, count: u64) {
     }
 }
 
+/// Waits (at most 20 s) until no model has work queued or running; a worker counts a
+/// job in its metrics before it stops counting it as running.
+async fn wait_until_idle(client: &Client) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.status().await.unwrap().models.iter().map(|model| model.in_flight).sum::<u64>() > 0 {
+        assert!(Instant::now() < deadline, "the worker never became idle");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fair_queuing_priorities_deadlines_and_the_queue_bound() {
     let dir = tempfile::tempdir().unwrap();
@@ -187,6 +197,8 @@ async fn fair_queuing_priorities_deadlines_and_the_queue_bound() {
     // have expired, so no timing of this machine decides the outcome.
     let metrics_address = daemon.metrics_address.clone().expect("a metrics address");
     let runs = |text: &str| metric(text, "layerlens_run_seconds_count", &["work=\"attribute\""]);
+    // Every earlier job has answered; wait until the worker has also counted it.
+    wait_until_idle(&alice).await;
     let before = scrape(&metrics_address);
     let blocker = {
         let alice = alice.clone();
@@ -234,6 +246,7 @@ async fn fair_queuing_priorities_deadlines_and_the_queue_bound() {
     request.set_timeout(Duration::from_secs(60));
     request.metadata_mut().insert("authorization", MetadataValue::try_from(format!("Bearer {BOB}")).unwrap());
     raw.attribute(request).await.expect("a request after the expired ones (the cancelled blocker freed the worker)");
+    wait_until_idle(&alice).await;
     let after = scrape(&metrics_address);
     assert_eq!(runs(&after) - runs(&before), 1.0, "only the last request ran; the 5 expired ones must not have");
     assert_eq!(metric(&after, "layerlens_run_seconds_count", &["work=\"visualize\""]), 1.0);
@@ -319,6 +332,7 @@ async fn compatible_requests_are_batched_and_answers_match_running_alone() {
         alone_predictions.push(client.predict(predict(seed)).await.unwrap());
     }
     let metrics_address = daemon.metrics_address.clone().unwrap();
+    wait_until_idle(&client).await;
     let before = scrape(&metrics_address);
     let together: Vec<_> = (0..8)
         .map(|seed| {
@@ -330,6 +344,7 @@ async fn compatible_requests_are_batched_and_answers_match_running_alone() {
     for task in together {
         batched.push(task.await.unwrap());
     }
+    wait_until_idle(&client).await;
     let after = scrape(&metrics_address);
     let jobs = metric(&after, "layerlens_batch_size_count", &["work=\"attribute\""]) - metric(&before, "layerlens_batch_size_count", &["work=\"attribute\""]);
     let requests = metric(&after, "layerlens_batch_size_sum", &["work=\"attribute\""]) - metric(&before, "layerlens_batch_size_sum", &["work=\"attribute\""]);

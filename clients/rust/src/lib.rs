@@ -247,21 +247,18 @@ impl Client {
     pub async fn attribute_stream(
         &self,
         request: AttributeRequest,
-        mut on_progress: impl FnMut(&proto::AttributeProgress),
+        on_progress: impl FnMut(&proto::AttributeProgress),
     ) -> Result<AttributeResponse> {
         use proto::attribute_event::Event;
         let model = request.model.clone();
-        let (mut next, mut stream) =
+        let (next, stream) =
             routed_stream(&self.explain, &model, request, |mut client, request| async move { client.attribute_stream(request).await }).await?;
-        while let Some(event) = next.take() {
-            match event.event {
-                Some(Event::Progress(progress)) => on_progress(&progress),
-                Some(Event::Result(result)) => return Ok(result),
-                None => {}
-            }
-            next = stream.message().await?;
-        }
-        Err(ClientError::NoResult("AttributeStream"))
+        until_result(next, stream, "AttributeStream", on_progress, |event| match event.event {
+            Some(Event::Progress(progress)) => StreamEvent::Progress(progress),
+            Some(Event::Result(result)) => StreamEvent::Result(result),
+            None => StreamEvent::Empty,
+        })
+        .await
     }
 
     pub async fn parameters(&self, request: proto::ParametersRequest) -> Result<proto::ParametersResponse> {
@@ -304,48 +301,71 @@ impl Client {
     pub async fn visualize(
         &self,
         request: proto::VisualizeRequest,
-        mut on_progress: impl FnMut(&proto::VisualizeProgress),
+        on_progress: impl FnMut(&proto::VisualizeProgress),
     ) -> Result<proto::VisualizeResult> {
         use proto::visualize_event::Event;
         let model = request.model.clone();
-        let (mut next, mut stream) =
+        let (next, stream) =
             routed_stream(&self.generate, &model, request, |mut client, request| async move { client.visualize(request).await }).await?;
-        while let Some(event) = next.take() {
-            match event.event {
-                Some(Event::Progress(progress)) => on_progress(&progress),
-                Some(Event::Result(result)) => return Ok(result),
-                None => {}
-            }
-            next = stream.message().await?;
-        }
-        Err(ClientError::NoResult("Visualize"))
+        until_result(next, stream, "Visualize", on_progress, |event| match event.event {
+            Some(Event::Progress(progress)) => StreamEvent::Progress(progress),
+            Some(Event::Result(result)) => StreamEvent::Result(result),
+            None => StreamEvent::Empty,
+        })
+        .await
     }
 
     /// The smallest change that flips the prediction; streams like `visualize`.
     pub async fn counterfactual(
         &self,
         request: proto::CounterfactualRequest,
-        mut on_progress: impl FnMut(&proto::CounterfactualProgress),
+        on_progress: impl FnMut(&proto::CounterfactualProgress),
     ) -> Result<proto::CounterfactualResult> {
         use proto::counterfactual_event::Event;
         let model = request.model.clone();
-        let (mut next, mut stream) =
+        let (next, stream) =
             routed_stream(&self.generate, &model, request, |mut client, request| async move { client.counterfactual(request).await }).await?;
-        while let Some(event) = next.take() {
-            match event.event {
-                Some(Event::Progress(progress)) => on_progress(&progress),
-                Some(Event::Result(result)) => return Ok(result),
-                None => {}
-            }
-            next = stream.message().await?;
-        }
-        Err(ClientError::NoResult("Counterfactual"))
+        until_result(next, stream, "Counterfactual", on_progress, |event| match event.event {
+            Some(Event::Progress(progress)) => StreamEvent::Progress(progress),
+            Some(Event::Result(result)) => StreamEvent::Result(result),
+            None => StreamEvent::Empty,
+        })
+        .await
     }
 
     pub async fn traverse(&self, request: proto::TraverseRequest) -> Result<proto::TraverseResponse> {
         let model = request.model.clone();
         routed_call(&self.generate, &model, request, |mut client, request| async move { client.traverse(request).await }).await
     }
+}
+
+/// One event of a progress-then-result stream (Visualize, Counterfactual,
+/// AttributeStream), as `until_result` sees it.
+enum StreamEvent<P, R> {
+    Progress(P),
+    Result(R),
+    Empty,
+}
+
+/// Reads a progress-then-result stream from its first event on: each progress event
+/// goes to `on_progress`, the result ends it; a stream that ends without one is an
+/// error naming the call.
+async fn until_result<E, P, R>(
+    mut next: Option<E>,
+    mut stream: tonic::Streaming<E>,
+    call: &'static str,
+    mut on_progress: impl FnMut(&P),
+    split: impl Fn(E) -> StreamEvent<P, R>,
+) -> Result<R> {
+    while let Some(event) = next.take() {
+        match split(event) {
+            StreamEvent::Progress(progress) => on_progress(&progress),
+            StreamEvent::Result(result) => return Ok(result),
+            StreamEvent::Empty => {}
+        }
+        next = stream.message().await?;
+    }
+    Err(ClientError::NoResult(call))
 }
 
 fn looks_like_tls_mismatch(reason: &str) -> bool {

@@ -365,10 +365,12 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: 
         let previous = gauges.mean_run_micros.load(Ordering::Relaxed);
         let micros = ran.as_micros().min(u128::from(u64::MAX)) as u64;
         gauges.mean_run_micros.store(if previous == 0 { micros } else { (previous * 7 + micros) / 8 }, Ordering::Relaxed);
-        gauges.running.store(0, Ordering::Relaxed);
+        // Reported before the job stops counting as running, so whoever sees the model
+        // idle also sees the job in the metrics.
         if let Some(observer) = &observer {
             observer.job_finished(&model_id, name, waited, ran, batch_size);
         }
+        gauges.running.store(0, Ordering::Relaxed);
     }
     drop(worker);
     if let Some(observer) = &observer {

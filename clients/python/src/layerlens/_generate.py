@@ -300,19 +300,20 @@ def _objective_text(values):
     )
 
 
-def _open_progress_view(name):
+def _open_progress_view(name, notebook_view=None, tqdm_view=None):
     """A notebook line under IPython's kernel, a tqdm bar in a terminal that has tqdm,
-    otherwise None (nothing is printed)."""
+    otherwise None (nothing is printed). The view classes default to this module's
+    (generation steps); _progress.py passes its own (attribution passes)."""
     shell = _kernel_shell()
     if shell is not None:
-        return _NotebookView(name)
+        return (notebook_view or _NotebookView)(name)
     if not sys.stderr.isatty():
         return None
     try:
         import tqdm
     except ImportError:
         return None
-    return _TqdmView(tqdm.tqdm, name)
+    return (tqdm_view or _TqdmView)(tqdm.tqdm, name)
 
 
 def _kernel_shell():

@@ -10,7 +10,6 @@ clutter a notebook. The line appears once a job has run for DISPLAY_DELAY_S, and
 stays with its final state ("done", "cancelled") so the cell shows what happened.
 """
 
-import sys
 import time
 
 from layerlens import _generate
@@ -66,15 +65,7 @@ def describe(progress):
 def _open_view(name):
     """A notebook line under IPython's kernel, a tqdm bar on a terminal that has tqdm,
     otherwise None (nothing is shown)."""
-    if _generate._kernel_shell() is not None:
-        return _NotebookView(name)
-    if not sys.stderr.isatty():
-        return None
-    try:
-        import tqdm
-    except ImportError:
-        return None
-    return _TqdmView(tqdm.tqdm, name)
+    return _generate._open_progress_view(name, _NotebookView, _TqdmView)
 
 
 class _NotebookView:

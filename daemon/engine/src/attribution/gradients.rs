@@ -173,6 +173,31 @@ pub(crate) fn in_chunks<T>(
     Ok(())
 }
 
+/// Gradients of `output[row, targets[row]]` for every row, and the model's output for
+/// the inputs, taken from the same passes (saliency with explicit targets needs no
+/// separate forward pass for its output).
+pub fn gradients_with_output(model: &LoadedModel, chunking: &mut Chunking, inputs: &[Tensor], targets: &[i64]) -> Result<(Vec<Tensor>, Tensor)> {
+    let mut pieces: Vec<Vec<Tensor>> = (0..inputs.len()).map(|_| Vec::new()).collect();
+    let mut outputs = Vec::new();
+    for_each_gradient_chunk_wrt(
+        model,
+        Wrt::Inputs,
+        chunking,
+        targets,
+        |start, end| Ok(inputs.iter().map(|input| input.narrow(0, start as i64, (end - start) as i64)).collect()),
+        |_, gradients, output| {
+            for (piece, gradient) in pieces.iter_mut().zip(gradients) {
+                piece.push(gradient);
+            }
+            outputs.extend(output);
+            Ok(())
+        },
+    )?;
+    let gradients = pieces.iter().map(|piece| Tensor::f_cat(piece, 0).map_err(torch_error("joining gradients"))).collect::<Result<_>>()?;
+    let output = Tensor::f_cat(&outputs, 0).map_err(torch_error("joining outputs"))?;
+    Ok((gradients, output))
+}
+
 /// `output[row, targets[row]]` for every row of one batch of inputs, chunked.
 pub fn forward_selected(model: &LoadedModel, chunking: &mut Chunking, inputs: &[Tensor], targets: &[i64]) -> Result<Tensor> {
     let mut pieces = Vec::new();
@@ -209,6 +234,7 @@ pub fn gradients(model: &LoadedModel, chunking: &mut Chunking, inputs: &[Tensor]
 }
 
 fn select(output: &Tensor, targets: &[i64]) -> Result<Tensor> {
+    super::check_targets(output, targets.len() as i64, targets)?;
     let index = Tensor::from_slice(targets).to_device(output.device()).view([-1, 1]);
     output
         .f_gather(1, &index, false)
@@ -239,7 +265,10 @@ fn gradient_pass_with_grad(model: &LoadedModel, wrt: Wrt, inputs: Vec<Tensor>, t
     let output = model.forward(&inputs)?;
     let selected = select(&output, targets)?.f_sum(Kind::Float).map_err(torch_error("summing the target outputs"))?;
     let input_refs: Vec<&Tensor> = inputs.iter().collect();
-    Tensor::f_run_backward(&[selected], &input_refs, false, false).map(|gradients| (gradients, None)).map_err(|error| {
+    // For input gradients the second part is the model's output (for a layer it is
+    // the layer's activation, above).
+    let output = output.detach();
+    Tensor::f_run_backward(&[selected], &input_refs, false, false).map(|gradients| (gradients, Some(output))).map_err(|error| {
         let error = crate::Error::from_torch(error, ErrorKind::Internal, "computing input gradients");
         if error.message.contains("does not require grad") || error.message.contains("not have a grad_fn") {
             crate::Error::bad_input(
@@ -252,11 +281,22 @@ fn gradient_pass_with_grad(model: &LoadedModel, wrt: Wrt, inputs: Vec<Tensor>, t
     })
 }
 
+/// Input gradients of the context's targets; when `prepare` left the output to the
+/// method (explicit targets), the output comes from the same passes.
+fn gradients_filling_output(context: &mut Context<'_>) -> Result<Vec<Tensor>> {
+    if context.output.defined() {
+        return gradients(context.model, &mut context.chunking, &context.inputs, &context.targets);
+    }
+    let (gradients, output) = gradients_with_output(context.model, &mut context.chunking, &context.inputs, &context.targets)?;
+    context.output = output;
+    Ok(gradients)
+}
+
 /// Captum's `Saliency`: |gradient| unless `abs=false`.
 pub fn saliency(context: &mut Context<'_>) -> Result<MethodResult> {
     let absolute = context.options.bool("abs", true)?;
     apply_row_cap(context)?;
-    let gradients = gradients(context.model, &mut context.chunking, &context.inputs, &context.targets)?;
+    let gradients = gradients_filling_output(context)?;
     let values = gradients.into_iter().map(|gradient| if absolute { gradient.abs() } else { gradient }).collect();
     Ok(MethodResult { values, convergence_deltas: Vec::new(), n_steps: None, figure_values: None })
 }
@@ -264,7 +304,7 @@ pub fn saliency(context: &mut Context<'_>) -> Result<MethodResult> {
 /// Captum's `InputXGradient`: input × gradient.
 pub fn input_x_gradient(context: &mut Context<'_>) -> Result<MethodResult> {
     apply_row_cap(context)?;
-    let gradients = gradients(context.model, &mut context.chunking, &context.inputs, &context.targets)?;
+    let gradients = gradients_filling_output(context)?;
     let values = gradients.iter().zip(&context.inputs).map(|(gradient, input)| gradient * input).collect();
     Ok(MethodResult { values, convergence_deltas: Vec::new(), n_steps: None, figure_values: None })
 }

@@ -180,9 +180,16 @@ impl Context<'_> {
 
 /// Runs one attribution on a loaded model. Called on the model's worker thread.
 pub fn attribute(model: &LoadedModel, request: &AttributionRequest, chunking: Chunking) -> Result<Attribution> {
-    let (mut context, output) = prepare(model, request, chunking)?;
+    let (mut context, _) = prepare_deferring(model, request, chunking, defers_output(request))?;
     let result = run_method(&mut context, &request.method, request.layer.as_deref())?;
+    let output = context.output.shallow_clone();
     finish(request, context, &output, result)
+}
+
+/// Saliency and input × gradient with explicit targets need the model's output only
+/// to return it, and their gradient passes compute it anyway: no separate forward.
+fn defers_output(request: &AttributionRequest) -> bool {
+    matches!(request.method.as_str(), "saliency" | "input_x_gradient") && request.targets != Targets::Predicted
 }
 
 /// The answer from a method's result.
@@ -226,6 +233,13 @@ pub(crate) fn run_method(context: &mut Context<'_>, method: &str, layer: Option<
 /// the sanity check. Answers the context (inputs on the device, targets) and the
 /// model's output.
 pub(crate) fn prepare<'a>(model: &'a LoadedModel, request: &'a AttributionRequest, chunking: Chunking) -> Result<(Context<'a>, Tensor)> {
+    prepare_deferring(model, request, chunking, false)
+}
+
+/// `prepare`; with `defer_output`, the targets must be explicit and no forward pass
+/// runs here: the context's output is left undefined for the method to fill in, and
+/// the targets are checked against the output's shape in the method's passes.
+fn prepare_deferring<'a>(model: &'a LoadedModel, request: &'a AttributionRequest, chunking: Chunking, defer_output: bool) -> Result<(Context<'a>, Tensor)> {
     if !METHODS.contains(&request.method.as_str()) {
         return Err(Error::bad_input(format!(
             "unknown attribution method '{}'; available: {}",
@@ -248,7 +262,11 @@ pub(crate) fn prepare<'a>(model: &'a LoadedModel, request: &'a AttributionReques
     }
     let device = model.device.to_tch();
     let inputs = request.inputs.iter().map(|input| input.to_tch(device)).collect::<Result<Vec<_>>>()?;
-    let (output, targets) = resolve_targets(model, &inputs, &request.targets)?;
+    let (output, targets) = if defer_output {
+        (Tensor::new(), explicit_targets(&request.targets, inputs[0].size()[0])?)
+    } else {
+        resolve_targets(model, &inputs, &request.targets)?
+    };
     let options = Options::new(&request.method, &request.params);
     let mut chunking = chunking;
     // A handle the caller put on the chunking (a scheduler's cancel flag) and the
@@ -260,8 +278,10 @@ pub(crate) fn prepare<'a>(model: &'a LoadedModel, request: &'a AttributionReques
     let context = Context { model, inputs, targets, options, tensor_params: &request.tensor_params, chunking, output: output.shallow_clone() };
     // The targets' forward pass is a pass too.
     let mut context = context;
-    context.chunking.passes += context.batch() as u64;
-    context.chunking.chunks += 1;
+    if !defer_output {
+        context.chunking.passes += context.batch() as u64;
+        context.chunking.chunks += 1;
+    }
     Ok((context, output))
 }
 
@@ -273,20 +293,24 @@ fn resolve_targets(model: &LoadedModel, inputs: &[Tensor], targets: &Targets) ->
         model.forward(inputs)?
     };
     let batch = inputs[0].size()[0];
-    let output_shape = output.size();
-    if output_shape.len() != 2 || output_shape[0] != batch {
-        return Err(Error::bad_input(format!(
-            "the model's output has shape {output_shape:?}; attribution needs (batch, outputs) with batch {batch}"
-        )));
-    }
-    let n_outputs = output_shape[1];
     let resolved = match targets {
         Targets::Predicted => {
+            check_targets(&output, batch, &[])?;
             let predicted = output.argmax(1, false).to_device(tch::Device::Cpu);
             Vec::<i64>::try_from(&predicted)
                 .map_err(|error| Error::from_torch(error, ErrorKind::Internal, "reading the predicted classes"))?
         }
-        Targets::All(target) => vec![*target; batch as usize],
+        explicit => explicit_targets(explicit, batch)?,
+    };
+    check_targets(&output, batch, &resolved)?;
+    Ok((output, resolved))
+}
+
+/// One target per row from explicit targets (`Predicted` needs the output).
+fn explicit_targets(targets: &Targets, batch: i64) -> Result<Vec<i64>> {
+    match targets {
+        Targets::Predicted => Err(Error::internal("predicted targets need the model's output")),
+        Targets::All(target) => Ok(vec![*target; batch as usize]),
         Targets::PerRow(targets) => {
             if targets.len() as i64 != batch {
                 return Err(Error::bad_input(format!(
@@ -294,16 +318,27 @@ fn resolve_targets(model: &LoadedModel, inputs: &[Tensor], targets: &Targets) ->
                     targets.len()
                 )));
             }
-            targets.clone()
+            Ok(targets.clone())
         }
-    };
-    if let Some(bad) = resolved.iter().find(|&&target| target < 0 || target >= n_outputs) {
+    }
+}
+
+/// The output must be (batch, outputs) and every target one of the outputs.
+pub(crate) fn check_targets(output: &Tensor, batch: i64, targets: &[i64]) -> Result<()> {
+    let output_shape = output.size();
+    if output_shape.len() != 2 || output_shape[0] != batch {
+        return Err(Error::bad_input(format!(
+            "the model's output has shape {output_shape:?}; attribution needs (batch, outputs) with batch {batch}"
+        )));
+    }
+    let n_outputs = output_shape[1];
+    if let Some(bad) = targets.iter().find(|&&target| target < 0 || target >= n_outputs) {
         return Err(Error::bad_input(format!(
             "target {bad} is out of range: the model has {n_outputs} outputs (0..={})",
             n_outputs - 1
         )));
     }
-    Ok((output, resolved))
+    Ok(())
 }
 
 /// Maps libtorch failures inside a method: out-of-memory keeps its kind, anything
