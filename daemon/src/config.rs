@@ -18,7 +18,8 @@ pub struct Flags {
     pub listen: Option<SocketAddr>,
     /// Serve Prometheus metrics (`GET /metrics`) on this address, e.g.
     /// `127.0.0.1:9533`; the same loopback rule as --listen. Off by default.
-    #[arg(long, value_name = "ADDR")]
+    /// `--metrics ADDR` (CONTRACT.md) is the same flag.
+    #[arg(long, visible_alias = "metrics", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
     /// Size bound of the result cache (encoded answers of repeated deterministic
     /// explanation requests), in bytes; 0 turns it off [default: 256 MiB].
@@ -64,7 +65,8 @@ pub struct Flags {
     /// one pass; 1 turns cross-request batching off [default: 8].
     #[arg(long)]
     pub max_batch_size: Option<usize>,
-    /// How long a batchable request waits for companions, in milliseconds [default: 2].
+    /// How long a batchable request that found companions waits for more, in
+    /// milliseconds; a request that finds none runs at once [default: 2].
     #[arg(long)]
     pub max_batch_delay_ms: Option<u64>,
     /// Bytes the resident models' parameters and buffers may take on the device;

@@ -433,7 +433,8 @@ async fn the_memory_budget_evicts_least_recently_used_unpinned_models() {
         "0",
         "--memory-budget-bytes",
         "10000000",
-        "--metrics-listen",
+        // CONTRACT.md's spelling of --metrics-listen.
+        "--metrics",
         "127.0.0.1:0",
     ];
     let daemon = Daemon::start(&store, &flags);

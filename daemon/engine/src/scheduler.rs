@@ -21,8 +21,9 @@
 //! `cancelled` flag, and the worker drops flagged jobs instead of running them; long
 //! jobs also poll the flag between passes.
 //!
-//! **Batching**: after taking a job the worker may take more queued jobs that can
-//! share its pass (`take_matching`), waiting up to the batch delay for them.
+//! **Batching**: after taking a job the worker takes the queued jobs that can share
+//! its pass (`take_matching`); when it found some, it waits up to the batch delay for
+//! more.
 //!
 //! The queue is a mutex and a condition variable: the worker is an OS thread (libtorch
 //! work never runs on tokio's threads) and callers only push, which never blocks.

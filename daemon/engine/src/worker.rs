@@ -348,11 +348,19 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: 
         let name = job.command.name();
         let started = Instant::now();
         let companions = match job.command.batch_key() {
-            Some(key) if queue.settings.max_batch_size > 1 => queue.take_matching(
-                |command| command.batch_key().as_ref() == Some(&key),
-                queue.settings.max_batch_size - 1,
-                Instant::now() + queue.settings.max_batch_delay,
-            ),
+            Some(key) if queue.settings.max_batch_size > 1 => {
+                let matches = |command: &Command| command.batch_key().as_ref() == Some(&key);
+                let room = queue.settings.max_batch_size - 1;
+                // Companions already queued are taken at once. Only when there are some
+                // (a burst is arriving) does the job wait up to the batch delay for
+                // more: a lone request never pays the delay.
+                let mut companions = queue.take_matching(matches, room, Instant::now());
+                if !companions.is_empty() && companions.len() < room {
+                    let more = queue.take_matching(matches, room - companions.len(), Instant::now() + queue.settings.max_batch_delay);
+                    companions.extend(more);
+                }
+                companions
+            }
             _ => Vec::new(),
         };
         let batch_size = 1 + companions.len();
