@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Sets up (scripts/setup.sh) and runs every test: the Rust unit tests, the
-# cross-component tests that start the real layerlensd and CLI (tests/tests/e2e.rs),
-# and the Python client suite with its headless notebook (tests/python).
+# Sets up (scripts/setup.sh: a venv with torch==2.11.0 and the test tools from
+# tests/requirements.txt) and runs every test: the Rust unit tests, the cross-component
+# tests that start the real layerlensd, CLI, editor server and nginx (tests/tests/*.rs),
+# and the Python client suite with its headless notebooks (tests/python).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

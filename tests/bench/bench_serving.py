@@ -34,12 +34,9 @@ Threads: torch in this process and libtorch in the daemon both use 2 (the machin
 """
 
 import argparse
-import os
 import pathlib
 import shlex
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -53,7 +50,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "clients" / "python" / "src"))
 import grpc  # noqa: E402
 from layerlens.v1 import common_pb2, daemon_pb2, daemon_pb2_grpc, explain_pb2, explain_pb2_grpc, models_pb2, models_pb2_grpc  # noqa: E402
-from bench_structure import timed  # noqa: E402  (same folder)
+from bench_structure import start_daemon, stop_daemon, timed  # noqa: E402  (same folder)
 
 FIXTURES = REPO / "tests" / "fixtures" / "out"
 CLIENTS = 32
@@ -63,32 +60,6 @@ BATCH_ROWS = 8
 REPEATS = 5
 MAX_MESSAGE = 256 << 20
 NO_FIGURE = common_pb2.FIGURE_FORMAT_NONE
-
-
-def start_daemon(binary, store, extra_args=()):
-    """Starts layerlensd on a free loopback port; answers (process, address)."""
-    env = dict(os.environ, OMP_NUM_THREADS="2", LAYERLENS_LOG="warn")
-    process = subprocess.Popen(
-        [str(binary), "--listen", "127.0.0.1:0", "--store", str(store), "--device", "cpu", *extra_args],
-        stdout=subprocess.PIPE, text=True, env=env,
-    )
-    deadline = time.time() + 60
-    for line in process.stdout:
-        if "listening on" in line:
-            return process, line.split("listening on", 1)[1].strip()
-        if time.time() > deadline:
-            break
-    process.kill()
-    raise RuntimeError(f"{binary} did not start with {' '.join(extra_args)}")
-
-
-def stop_daemon(process):
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 class Stubs:
@@ -196,7 +167,7 @@ def percentile(sorted_values, fraction):
 def run_load(binary, work, label, extra_args, requests_per_client):
     """One phase of the load; answers markdown rows."""
     models = load_models()
-    process, address = start_daemon(binary, work / f"store-{label.replace(' ', '-')}", extra_args)
+    process, address = start_daemon(binary, work / f"store-{label.replace(' ', '-')}", tuple(extra_args))
     try:
         setup = Stubs(address)
         for model in models:
@@ -281,7 +252,7 @@ def batching_rows(binary, work, unbatched_flags, batched_flags):
         """A daemon with resnet18 stored and warm, and one channel per concurrent row."""
 
         def __init__(self, flags, store_name):
-            self.process, address = start_daemon(binary, work / store_name, ["--cache-bytes", "0", *flags])
+            self.process, address = start_daemon(binary, work / store_name, ("--cache-bytes", "0", *flags))
             self.setup = Stubs(address)
             upload(self.setup, path, "resnet18", [1, 3, 224, 224])
             self.stubs = [Stubs(address) for _ in range(BATCH_ROWS)]

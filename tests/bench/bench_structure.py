@@ -44,21 +44,35 @@ sys.path.insert(0, str(REPO / "clients" / "python" / "src"))
 import layerlens  # noqa: E402
 
 
-def start_daemon(binary, store):
-    env = dict(os.environ, OMP_NUM_THREADS="2", LAYERLENS_LOG="warn")
+def start_daemon(binary, store, extra_args=("--cache-bytes", "0"), device="cpu", threads="2"):
+    """layerlensd on a free loopback port; answers (process, HOST:PORT). The default
+    `--cache-bytes 0`: every repetition must run, not come from the result cache.
+    `threads` is the daemon's OMP_NUM_THREADS (None: libtorch's default, for GPU hosts)."""
+    env = dict(os.environ, LAYERLENS_LOG="warn")
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = threads
     process = subprocess.Popen(
-        # --cache-bytes 0: every repetition must run, not come from the result cache.
-        [str(binary), "--listen", "127.0.0.1:0", "--store", str(store), "--device", "cpu", "--cache-bytes", "0"],
+        [str(binary), "--listen", "127.0.0.1:0", "--store", str(store), "--device", device, *extra_args],
         stdout=subprocess.PIPE, text=True, env=env,
     )
-    deadline = time.time() + 60
+    deadline = time.time() + 120
     for line in process.stdout:
         if "listening on" in line:
             return process, line.split("listening on", 1)[1].strip()
         if time.time() > deadline:
             break
     process.kill()
-    raise RuntimeError("layerlensd did not start")
+    raise RuntimeError(f"{binary} did not start on {device} with {' '.join(extra_args)}")
+
+
+def stop_daemon(process):
+    """SIGTERM, then SIGKILL if it has not exited within 30 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def peak_rss_gib(pid):

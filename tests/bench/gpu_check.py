@@ -24,7 +24,6 @@ runs the same checks smaller, to test the script itself.
 
 import argparse
 import json
-import os
 import pathlib
 import statistics
 import subprocess
@@ -41,32 +40,16 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "clients" / "python" / "src"))
 import grpc  # noqa: E402
 import layerlens  # noqa: E402
+from bench_structure import start_daemon, stop_daemon  # noqa: E402  (same folder)
 
 REPEATS = 5
 
 
-def start_daemon(binary, store, device, *flags):
-    """layerlensd on a free loopback port, result cache off; answers (process, address)."""
-    process = subprocess.Popen(
-        [str(binary), "--listen", "127.0.0.1:0", "--store", str(store), "--device", device, "--cache-bytes", "0", *flags],
-        stdout=subprocess.PIPE, text=True, env=dict(os.environ, LAYERLENS_LOG="warn"),
-    )
-    deadline = time.time() + 120
-    for line in process.stdout:
-        if "listening on" in line:
-            return process, "http://" + line.split("listening on", 1)[1].strip()
-        if time.time() > deadline:
-            break
-    process.kill()
-    raise RuntimeError(f"{binary} did not start on {device}")
-
-
-def stop_daemon(process):
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+def start_daemon_on(binary, store, device, *flags):
+    """layerlensd on `device` with the result cache off (bench_structure.start_daemon);
+    libtorch keeps its own thread count. Answers (process, http:// address)."""
+    process, address = start_daemon(binary, store, ("--cache-bytes", "0", *flags), device=device, threads=None)
+    return process, f"http://{address}"
 
 
 def sync(device):
@@ -171,7 +154,7 @@ def main():
     # The batched daemon also gets an 8 GiB pass budget (the default is 1 GiB), to see
     # what larger passes buy integrated gradients on a GPU.
     big_budget = ("--pass-budget-bytes", str(8 << 30)) if on_gpu else ()
-    batched_process, batched_address = start_daemon(
+    batched_process, batched_address = start_daemon_on(
         args.daemon, work / "store", args.device, "--max-batch-size", "8", "--max-batch-delay-ms", "5", *big_budget)
     processes = [batched_process]
     try:
@@ -214,7 +197,7 @@ def main():
             rows.append((f"IG, 50 steps, gausslegendre, resnet18 1x3x{side}x{side}{budget_note}", daemon_seconds, "Captum IntegratedGradients, internal_batch_size=None", captum_seconds))
 
         # 2. Batching: 8 concurrent saliency requests, batched and not.
-        unbatched_process, unbatched_address = start_daemon(args.daemon, work / "store", args.device, "--max-batch-size", "1")
+        unbatched_process, unbatched_address = start_daemon_on(args.daemon, work / "store", args.device, "--max-batch-size", "1")
         processes.append(unbatched_process)
         unbatched_client = layerlens.connect(unbatched_address, timeout=600)
         unbatched_model = unbatched_client.model(model.id)
@@ -223,7 +206,7 @@ def main():
             report["ig_passes_default_budget"] = f"{unbatched_ig.rows_evaluated} rows in {unbatched_ig.passes} passes"
             default_seconds = median_seconds(
                 lambda: unbatched_model.attribute(x.numpy(), method="integrated_gradients", target=target, figure_format=None, n_steps=50), device)
-            rows.append((f"IG, 50 steps, default 1 GiB pass budget", default_seconds, "Captum IntegratedGradients, internal_batch_size=None", captum_seconds))
+            rows.append(("IG, 50 steps, default 1 GiB pass budget", default_seconds, "Captum IntegratedGradients, internal_batch_size=None", captum_seconds))
         arrays = [row.numpy() for row in inputs]
         timings = {}
         answers = {}
@@ -260,27 +243,26 @@ def main():
 
 
 def out_of_memory(client, work, report):
-    if True:
-        if True:
-            blowup_path = work / "blowup.pt"
-            script = work / "make_blowup.py"
-            script.write_text(BLOWUP_SOURCE)
-            subprocess.run([sys.executable, str(script), str(blowup_path)], check=True)
-            blowup = client.add_model(blowup_path, name="blowup")
-            small = blowup.predict(np.full((1, 1, 8, 8), 0.5, dtype=np.float32), top_k=1).output
-            started = time.perf_counter()
-            eight = blowup.predict(np.full((8, 1, 32, 32), 0.5, dtype=np.float32), top_k=1).output
-            report["oom_retry_seconds"] = time.perf_counter() - started
-            report["oom_retry_rows_equal"] = bool(all(np.allclose(row, eight[0]) for row in eight))
-            try:
-                blowup.predict(np.full((1, 1, 128, 128), 0.5, dtype=np.float32), top_k=1)
-                report["oom_refused"] = "not refused"
-            except layerlens.LayerlensError as error:
-                report["oom_refused"] = f"{error.code}: {str(error)[:300]}"
-            except grpc.RpcError as error:
-                report["oom_refused"] = f"{error.code()}: {error.details()[:300]}"
-            again = blowup.predict(np.full((1, 1, 8, 8), 0.5, dtype=np.float32), top_k=1).output
-            report["oom_model_serves_after"] = bool(np.array_equal(again, small))
+    """Section 3 of the docstring: CUDA out of memory retried, then refused."""
+    blowup_path = work / "blowup.pt"
+    script = work / "make_blowup.py"
+    script.write_text(BLOWUP_SOURCE)
+    subprocess.run([sys.executable, str(script), str(blowup_path)], check=True)
+    blowup = client.add_model(blowup_path, name="blowup")
+    small = blowup.predict(np.full((1, 1, 8, 8), 0.5, dtype=np.float32), top_k=1).output
+    started = time.perf_counter()
+    eight = blowup.predict(np.full((8, 1, 32, 32), 0.5, dtype=np.float32), top_k=1).output
+    report["oom_retry_seconds"] = time.perf_counter() - started
+    report["oom_retry_rows_equal"] = bool(all(np.allclose(row, eight[0]) for row in eight))
+    try:
+        blowup.predict(np.full((1, 1, 128, 128), 0.5, dtype=np.float32), top_k=1)
+        report["oom_refused"] = "not refused"
+    except layerlens.LayerlensError as error:
+        report["oom_refused"] = f"{error.code}: {str(error)[:300]}"
+    except grpc.RpcError as error:
+        report["oom_refused"] = f"{error.code()}: {error.details()[:300]}"
+    again = blowup.predict(np.full((1, 1, 8, 8), 0.5, dtype=np.float32), top_k=1).output
+    report["oom_model_serves_after"] = bool(np.array_equal(again, small))
 
 
 def write_report(args, report, rows):

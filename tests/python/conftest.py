@@ -189,13 +189,11 @@ def outputs_of(notebook):
             yield from cell.outputs
 
 
-@pytest.fixture
-def run_notebook(daemon, digits_model, fixtures_dir, monkeypatch, tmp_path):
-    """Executes clients/python/examples/<name>.ipynb against the session's daemon and
-    answers the executed notebook; any error output fails the test with its text."""
+def use_test_kernel(daemon, tmp_path, monkeypatch):
+    """Makes the `python3` kernel this venv's ipykernel (interrupted by SIGINT), which
+    imports the client from the source tree and talks to the session's daemon."""
     monkeypatch.setenv("LAYERLENS_ADDR", f"http://{daemon.address}")
     monkeypatch.delenv("LAYERLENS_TOKEN", raising=False)
-    monkeypatch.setenv("LAYERLENS_DEMO_MODEL", str(fixtures_dir / "digits_cnn.pt"))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(CLIENT_SOURCE), os.environ.get("PYTHONPATH")])))
     kernel_dir = tmp_path / "jupyter" / "kernels" / "python3"
     kernel_dir.mkdir(parents=True)
@@ -203,9 +201,18 @@ def run_notebook(daemon, digits_model, fixtures_dir, monkeypatch, tmp_path):
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "Python 3 (layerlens tests)",
         "language": "python",
+        "interrupt_mode": "signal",
     }))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+
+
+@pytest.fixture
+def run_notebook(daemon, digits_model, fixtures_dir, monkeypatch, tmp_path):
+    """Executes clients/python/examples/<name>.ipynb against the session's daemon and
+    answers the executed notebook; any error output fails the test with its text."""
+    use_test_kernel(daemon, tmp_path, monkeypatch)
+    monkeypatch.setenv("LAYERLENS_DEMO_MODEL", str(fixtures_dir / "digits_cnn.pt"))
 
     import nbformat
     from nbclient import NotebookClient
@@ -224,12 +231,6 @@ def run_notebook(daemon, digits_model, fixtures_dir, monkeypatch, tmp_path):
         return notebook
 
     return run
-
-
-def outputs_of(notebook):
-    for cell in notebook.cells:
-        if cell.cell_type == "code":
-            yield from cell.outputs
 
 
 

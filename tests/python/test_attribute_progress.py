@@ -9,19 +9,15 @@ What each check stands on:
   long occlusion runs; the daemon's worker must then answer the next request at once.
 """
 
-import json
-import os
 import queue
-import sys
 import time
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import CLIENT_SOURCE
+from conftest import use_test_kernel
 from layerlens import _progress
-from layerlens.v1 import common_pb2
 
 DIGITS_SHAPE = (1, 8, 8)
 # Occlusion with 1x1 windows over this many rows runs 64 passes of this many rows each:
@@ -75,19 +71,7 @@ def kernel(daemon, tmp_path, monkeypatch):
     """A real ipykernel (this venv's Python) that imports the client from the source tree."""
     from jupyter_client.manager import KernelManager
 
-    kernel_dir = tmp_path / "jupyter" / "kernels" / "python3"
-    kernel_dir.mkdir(parents=True)
-    (kernel_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (layerlens tests)",
-        "language": "python",
-        "interrupt_mode": "signal",
-    }))
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(CLIENT_SOURCE), os.environ.get("PYTHONPATH")])))
-    monkeypatch.setenv("LAYERLENS_ADDR", f"http://{daemon.address}")
-    monkeypatch.delenv("LAYERLENS_TOKEN", raising=False)
+    use_test_kernel(daemon, tmp_path, monkeypatch)
     manager = KernelManager(kernel_name="python3")
     manager.start_kernel()
     kernel_client = manager.client()

@@ -233,3 +233,31 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "compared tensors differ in length");
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
+
+/// Whether `program` runs (`program version_flag` succeeds), installing the Debian
+/// `package` with apt-get first when it is missing and we are root. Off CI a test
+/// whose program cannot be had is skipped, saying why; on CI (`CI` set) that fails.
+pub fn ensure_debian_program(program: &str, version_flag: &str, package: &str, test_name: &str) -> bool {
+    let runs = || Command::new(program).arg(version_flag).output().is_ok_and(|output| output.status.success());
+    if runs() {
+        return true;
+    }
+    let is_root = Command::new("id").arg("-u").output().is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0");
+    if is_root {
+        let install = || {
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", package])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|status| status.success())
+        };
+        let updated = || Command::new("apt-get").args(["update", "-q"]).status().is_ok_and(|status| status.success());
+        if (install() || (updated() && install())) && runs() {
+            return true;
+        }
+    }
+    let why = format!("{program} is not installed and cannot be installed here (needs root and apt-get: apt-get install -y {package})");
+    assert!(std::env::var_os("CI").is_none(), "{why}");
+    eprintln!("SKIPPED {test_name}: {why}");
+    false
+}

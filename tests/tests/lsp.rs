@@ -5,7 +5,7 @@
 //! latency (200 hovers, p50/p99), (2) the unreachable-daemon and unmapped-file paths
 //! stay quiet, and (3) real Neovim (headless) requests a hover and the card is checked.
 
-use layerlens_e2e::{binary, cli, python, workspace_root, Daemon};
+use layerlens_e2e::{binary, cli, ensure_debian_program, python, workspace_root, Daemon};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -384,28 +384,10 @@ end)
 if not ok then finish(vim.fn.json_encode({ error = tostring(error) })) end
 "#;
 
-/// Installs Neovim with apt when it is missing and we are root; answers false (the
-/// test skips, saying why) only off CI, where it cannot be installed.
-fn ensure_neovim() -> bool {
-    if Command::new("nvim").arg("--version").output().is_ok_and(|output| output.status.success()) {
-        return true;
-    }
-    let is_root = Command::new("id").arg("-u").output().is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0");
-    if is_root {
-        let install = || Command::new("apt-get").args(["install", "-y", "-q", "neovim"]).env("DEBIAN_FRONTEND", "noninteractive").status().is_ok_and(|s| s.success());
-        if install() || (Command::new("apt-get").args(["update", "-q"]).status().is_ok_and(|s| s.success()) && install()) {
-            return true;
-        }
-    }
-    let why = "nvim is not installed and cannot be installed here (needs root and apt-get: apt-get install -y neovim)";
-    assert!(std::env::var_os("CI").is_none(), "{why}");
-    eprintln!("SKIPPED neovim_hover_shows_the_layer_card: {why}");
-    false
-}
 
 #[test]
 fn neovim_hover_shows_the_layer_card() {
-    if !ensure_neovim() {
+    if !ensure_debian_program("nvim", "--version", "neovim", "neovim_hover_shows_the_layer_card") {
         return;
     }
     let store = tempfile::tempdir().expect("temp store");

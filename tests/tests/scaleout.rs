@@ -12,7 +12,7 @@
 //! when it fails (the `Daemon` and `Nginx` guards).
 
 use layerlens_client::{Client, ClientError};
-use layerlens_e2e::{cli, fixtures, workspace_root, Daemon};
+use layerlens_e2e::{cli, ensure_debian_program, fixtures, workspace_root, Daemon};
 use layerlens_proto as proto;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -21,31 +21,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Installs a Debian package with apt when `program` is missing and we are root;
-/// answers false (the test skips, saying why) only off CI, where it cannot be
-/// installed. The same approach as the Neovim check of tests/tests/lsp.rs.
-fn ensure_program(program: &str, package: &str, test_name: &str) -> bool {
-    if Command::new(program).arg("-v").output().is_ok_and(|output| output.status.success()) {
-        return true;
-    }
-    let is_root = Command::new("id").arg("-u").output().is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0");
-    if is_root {
-        let install = || {
-            Command::new("apt-get")
-                .args(["install", "-y", "-q", package])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .is_ok_and(|status| status.success())
-        };
-        if install() || (Command::new("apt-get").args(["update", "-q"]).status().is_ok_and(|status| status.success()) && install()) {
-            return true;
-        }
-    }
-    let why = format!("{program} is not installed and cannot be installed here (needs root and apt-get: apt-get install -y {package})");
-    assert!(std::env::var_os("CI").is_none(), "{why}");
-    eprintln!("SKIPPED {test_name}: {why}");
-    false
-}
 
 /// A port on 127.0.0.1 that was free a moment ago (nginx takes a fixed port).
 fn free_port() -> u16 {
@@ -204,7 +179,7 @@ async fn residents(replicas: &[Option<Daemon>]) -> BTreeMap<String, Vec<usize>> 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn models_stay_on_one_replica_and_move_when_it_dies() {
-    if !ensure_program("nginx", "nginx", "models_stay_on_one_replica_and_move_when_it_dies") {
+    if !ensure_debian_program("nginx", "-v", "nginx", "models_stay_on_one_replica_and_move_when_it_dies") {
         return;
     }
     let started = Instant::now();

@@ -161,46 +161,6 @@ pub(crate) fn split_attribution(joined: Attribution, rows: &[usize]) -> Vec<Attr
         .collect()
 }
 
-/// A request for only some rows: `rows[i]` rows each, in order (the inverse of
-/// `join_attribution` for one request).
-pub(crate) fn split_attribution_request(request: &AttributionRequest, rows: &[usize]) -> Vec<AttributionRequest> {
-    let inputs: Vec<Vec<HostTensor>> = request.inputs.iter().map(|input| input.split_rows(rows)).collect();
-    let mut start = 0;
-    rows.iter()
-        .enumerate()
-        .map(|(part, &count)| {
-            let targets = match &request.targets {
-                Targets::PerRow(targets) => Targets::PerRow(targets[start..start + count].to_vec()),
-                other => other.clone(),
-            };
-            start += count;
-            AttributionRequest { inputs: inputs.iter().map(|pieces| pieces[part].clone()).collect(), targets, ..request.clone() }
-        })
-        .collect()
-}
-
-/// Answers for consecutive row ranges of one request, as one answer; the pass counts
-/// add up.
-pub(crate) fn join_attributions(parts: Vec<Attribution>) -> Attribution {
-    let first = &parts[0];
-    let join = |pick: &dyn Fn(&Attribution) -> &HostTensor| HostTensor::concat_rows(&parts.iter().map(pick).collect::<Vec<_>>());
-    Attribution {
-        method: first.method.clone(),
-        targets: parts.iter().flat_map(|part| part.targets.iter().copied()).collect(),
-        values: (0..first.values.len()).map(|index| join(&|part: &Attribution| &part.values[index])).collect(),
-        output: join(&|part: &Attribution| &part.output),
-        convergence_deltas: parts.iter().flat_map(|part| part.convergence_deltas.iter().copied()).collect(),
-        n_steps: first.n_steps,
-        rows_evaluated: parts.iter().map(|part| part.rows_evaluated).sum(),
-        passes: parts.iter().map(|part| part.passes).sum(),
-        figure_values: parts
-            .iter()
-            .map(|part| part.figure_values.as_ref())
-            .collect::<Option<Vec<_>>>()
-            .map(|figures| HostTensor::concat_rows(&figures)),
-    }
-}
-
 pub(crate) fn split_prediction(joined: Prediction, rows: &[usize]) -> Vec<Prediction> {
     let outputs = joined.output.split_rows(rows);
     let mut top_k = joined.top_k.into_iter();
@@ -262,34 +222,5 @@ mod tests {
         assert_eq!(parts[1].values[0], b.inputs[0]);
         assert_eq!(parts[1].targets, vec![1, 2]);
         assert_eq!(parts[1].output.values, vec![1.5, 2.5]);
-    }
-
-    #[test]
-    fn a_request_split_in_row_ranges_joins_back() {
-        let request = AttributionRequest { inputs: vec![tensor(3, 0.0)], targets: Targets::PerRow(vec![4, 5, 6]), ..request("saliency", 3, Targets::Predicted) };
-        let parts = split_attribution_request(&request, &[1, 2]);
-        assert_eq!(parts[1].targets, Targets::PerRow(vec![5, 6]));
-        assert_eq!(parts[1].inputs[0].values, vec![2.0, 3.0, 4.0, 5.0]);
-        let answers: Vec<Attribution> = parts
-            .iter()
-            .map(|part| Attribution {
-                method: "saliency".into(),
-                targets: match &part.targets {
-                    Targets::PerRow(targets) => targets.clone(),
-                    _ => unreachable!(),
-                },
-                values: part.inputs.clone(),
-                output: part.inputs[0].clone(),
-                convergence_deltas: vec![0.5; part.inputs[0].rows()],
-                n_steps: None,
-                rows_evaluated: part.inputs[0].rows() as u64,
-                passes: 1,
-                figure_values: None,
-            })
-            .collect();
-        let joined = join_attributions(answers);
-        assert_eq!(joined.values[0], request.inputs[0]);
-        assert_eq!(joined.targets, vec![4, 5, 6]);
-        assert_eq!((joined.rows_evaluated, joined.passes, joined.convergence_deltas.len()), (3, 2, 3));
     }
 }

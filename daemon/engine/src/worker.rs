@@ -3,8 +3,9 @@
 //! takes commands from a closed enum through its job queue (scheduler.rs: bounded,
 //! priorities, fair across users, deadlines, cancellation); answers go back on
 //! oneshot channels so async callers can await them. Compatible queued requests are
-//! run as one pass (batching.rs), and a request that runs out of memory is retried
-//! in smaller passes before it fails alone.
+//! run as one pass (batching.rs). A request that runs out of memory is retried in
+//! smaller chunks (attributions: `in_chunks`; predictions: halves here) before it
+//! fails alone.
 
 use crate::attribution::{self, Attribution, AttributionRequest, Chunking, Evaluation, EvaluationRequest, SanityCheck};
 use crate::device::Device;
@@ -417,32 +418,14 @@ impl Worker {
         Ok(resident_bytes)
     }
 
-    /// A pass budget for a request, with the request's progress handle joined by the
-    /// caller-gone flag so a running attribution stops when nobody waits for it.
-    fn chunking(&self, model: &LoadedModel, inputs: &[HostTensor], budget: u64, cancelled: &Arc<AtomicBool>) -> Chunking {
-        let mut chunking = Chunking::new(budget, model.estimate_bytes_per_row(inputs));
+    /// A pass budget for a request, with the caller-gone flag as its progress handle
+    /// (joined with the request's own in `prepare`), so a running attribution stops
+    /// when nobody waits for it. Out of memory in a pass is handled where the passes
+    /// run: `in_chunks` halves the chunk and retries.
+    fn chunking(&self, model: &LoadedModel, inputs: &[HostTensor], cancelled: &Arc<AtomicBool>) -> Chunking {
+        let mut chunking = Chunking::new(self.settings.pass_budget_bytes, model.estimate_bytes_per_row(inputs));
         chunking.progress = Some(Progress::cancelled_when(cancelled.clone()));
         chunking
-    }
-
-    /// Runs a chunked request; when it runs out of memory, frees what it held (its
-    /// tensors are dropped with the error) and retries with a quarter of the pass
-    /// budget, three times at most (1/64 of it), before failing with the
-    /// out-of-memory error.
-    fn with_memory_retry<T>(&self, mut work: impl FnMut(u64) -> Result<T>) -> Result<T> {
-        let mut budget = self.settings.pass_budget_bytes;
-        let mut retries = 0;
-        loop {
-            match work(budget) {
-                Err(error) if error.kind == ErrorKind::OutOfMemory && retries < 3 && budget >= 4 => {
-                    retries += 1;
-                    let smaller = budget / 4;
-                    tracing::warn!(model_id = %self.spec.model_id, budget, smaller, %error, "out of memory; retrying in smaller passes");
-                    budget = smaller;
-                }
-                answer => return answer,
-            }
-        }
     }
 
     fn run(&mut self, command: Command, cancelled: &Arc<AtomicBool>) {
@@ -491,19 +474,13 @@ impl Worker {
             }
             Command::Evaluate { request, reply } => {
                 let answer = with_model(&self.loaded, |model| {
-                    self.with_memory_retry(|budget| {
-                        let chunking = self.chunking(model, &request.attribution.inputs, budget, cancelled);
-                        attribution::evaluate(model, &request, chunking)
-                    })
+                    attribution::evaluate(model, &request, self.chunking(model, &request.attribution.inputs, cancelled))
                 });
                 let _ = reply.send(answer);
             }
             Command::SanityCheck { request, seed, signed, reply } => {
                 let answer = with_model(&self.loaded, |model| {
-                    self.with_memory_retry(|budget| {
-                        let chunking = self.chunking(model, &request.inputs, budget, cancelled);
-                        attribution::sanity_check(model, &request, chunking, seed, signed)
-                    })
+                    attribution::sanity_check(model, &request, self.chunking(model, &request.inputs, cancelled), seed, signed)
                 });
                 let _ = reply.send(answer);
             }
@@ -527,30 +504,12 @@ impl Worker {
         }
     }
 
-    /// An attribution; one that still runs out of memory in smaller passes is, when
-    /// its rows are computed independently (batching.rs), attributed in halves.
     fn attribute(&self, request: &AttributionRequest, cancelled: &Arc<AtomicBool>) -> Result<Attribution> {
-        let answer = with_model(&self.loaded, |model| {
-            self.with_memory_retry(|budget| {
-                let chunking = self.chunking(model, &request.inputs, budget, cancelled);
-                attribution::attribute(model, request, chunking)
-            })
-        });
-        let rows = request.inputs.first().map_or(0, HostTensor::rows);
-        match answer {
-            Err(error) if error.kind == ErrorKind::OutOfMemory && rows > 1 && batching::attribute_key(request).is_some() => {
-                tracing::warn!(model_id = %self.spec.model_id, rows, %error, "out of memory; attributing in halves");
-                let halves = [rows / 2, rows - rows / 2];
-                let parts = batching::split_attribution_request(request, &halves);
-                let first = self.attribute(&parts[0], cancelled)?;
-                let second = self.attribute(&parts[1], cancelled)?;
-                Ok(batching::join_attributions(vec![first, second]))
-            }
-            answer => answer,
-        }
+        with_model(&self.loaded, |model| attribution::attribute(model, request, self.chunking(model, &request.inputs, cancelled)))
     }
 
-    /// A prediction; a batch that does not fit in memory is predicted in halves.
+    /// A prediction; a batch that does not fit in memory is predicted in halves
+    /// (predictions run one forward pass, not `in_chunks`).
     fn predict(&self, inputs: &[HostTensor], top_k: usize) -> Result<Prediction> {
         let answer = with_model(&self.loaded, |model| inspection::predict(model, inputs, top_k));
         let rows = inputs.first().map_or(0, HostTensor::rows);

@@ -6,7 +6,7 @@
 //! client and says stop once the client went away. (Unary calls need no handle of
 //! their own: the worker stops a job whose caller stopped waiting, worker.rs.)
 
-use super::SharedState;
+use super::{finish_stream, EventStream, SharedState, EVENT_BUFFER};
 use crate::cache::CacheKey;
 use crate::convert;
 use crate::error::{ApiError, ApiResult};
@@ -24,9 +24,6 @@ pub struct ExplainService {
     pub state: SharedState,
 }
 
-/// Progress events waiting for a slow client at most; further ones are dropped (the
-/// worker never waits for a client).
-const EVENT_BUFFER: usize = 8;
 /// Progress events are sent at most this often, plus the last of each phase: an
 /// attribution on a small model runs hundreds of passes a second.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
@@ -152,7 +149,7 @@ impl Explain for ExplainService {
         Ok(Response::new(run_attribute(&self.state, job).await?))
     }
 
-    type AttributeStreamStream = ReceiverStream<Result<proto::AttributeEvent, Status>>;
+    type AttributeStreamStream = EventStream<proto::AttributeEvent>;
 
     async fn attribute_stream(&self, request: Request<proto::AttributeRequest>) -> Result<Response<Self::AttributeStreamStream>, Status> {
         let started = Instant::now();
@@ -160,13 +157,10 @@ impl Explain for ExplainService {
         let (sender, receiver) = mpsc::channel(EVENT_BUFFER);
         job.engine_request.progress = Some(stream_progress(sender.clone(), started));
         let state = self.state.clone();
-        super::spawn_for_request(async move {
-            let last = run_attribute(&state, job)
-                .await
-                .map(|answer| proto::AttributeEvent { event: Some(proto::attribute_event::Event::Result(answer)) })
-                .map_err(Status::from);
-            // The result waits for room like any event; a client that left gets nothing.
-            let _ = sender.send(last).await;
+        // Progress events that find the buffer full are dropped (the worker never waits
+        // for a client); the result waits for room.
+        finish_stream(sender, async move {
+            run_attribute(&state, job).await.map(|answer| proto::AttributeEvent { event: Some(proto::attribute_event::Event::Result(answer)) })
         });
         Ok(Response::new(ReceiverStream::new(receiver)))
     }

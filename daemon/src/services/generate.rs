@@ -3,7 +3,7 @@
 //! a bounded channel that backs the response stream, and stops within one step once
 //! that channel is closed (the client cancelled or went away).
 
-use super::SharedState;
+use super::{finish_stream, EventStream, SharedState, EVENT_BUFFER};
 use crate::convert;
 use crate::error::{ApiError, ApiResult};
 use layerlens_engine::generation::{
@@ -21,12 +21,8 @@ pub struct GenerateService {
     pub state: SharedState,
 }
 
-/// Events waiting for a slow client at most; the worker waits when it is full.
-const EVENT_BUFFER: usize = 8;
 /// Rows of a counterfactual figure at most.
 const FIGURE_ROWS: usize = 8;
-
-type EventStream<T> = ReceiverStream<Result<T, Status>>;
 
 fn objectives(request: &proto::VisualizeRequest) -> ApiResult<Vec<Objective>> {
     request
@@ -109,15 +105,6 @@ fn contact_sheet(title: &str, images: &HostTensor, captions: &[String], format: 
     }
 }
 
-/// Runs `job` and sends its last event (the result, or the error as the stream's
-/// status) after the progress events the worker sent through `sender`.
-fn finish<T: Send + 'static>(sender: mpsc::Sender<Result<T, Status>>, job: impl std::future::Future<Output = ApiResult<T>> + Send + 'static) {
-    super::spawn_for_request(async move {
-        let last = job.await.map_err(Status::from);
-        let _ = sender.send(last).await;
-    });
-}
-
 #[tonic::async_trait]
 impl Generate for GenerateService {
     type VisualizeStream = EventStream<proto::VisualizeEvent>;
@@ -146,7 +133,7 @@ impl Generate for GenerateService {
             };
             progress_sender.blocking_send(Ok(event)).is_ok()
         });
-        finish(sender, async move {
+        finish_stream(sender, async move {
             let model_id = record.id.clone();
             let visualization = worker.visualize(job, report).await.map_err(|error| ApiError::from(error.context(format!("model {}", &model_id[..12]))))?;
             let figure = match format {
@@ -213,7 +200,7 @@ impl Generate for GenerateService {
         });
         let (low, high, norm) = (job.low, job.high, job.norm);
         let original = job.input.clone();
-        finish(sender, async move {
+        finish_stream(sender, async move {
             let model_id = record.id.clone();
             let answer = worker.counterfactual(job, report).await.map_err(|error| ApiError::from(error.context(format!("model {}", &model_id[..12]))))?;
             let figure = match format {

@@ -94,12 +94,27 @@ impl State {
 
 pub type SharedState = Arc<State>;
 
+/// Events a streaming response holds for a slow client at most.
+pub const EVENT_BUFFER: usize = 8;
+
+/// The response stream of the progress-then-result calls (Visualize, Counterfactual,
+/// AttributeStream).
+pub type EventStream<T> = tokio_stream::wrappers::ReceiverStream<Result<T, tonic::Status>>;
+
 /// Spawns the rest of a streaming request's work (the response stream is returned at
-/// once). The task keeps the request's ticket (user, priority, deadline), which the
-/// worker queues order by.
-pub fn spawn_for_request(work: impl std::future::Future<Output = ()> + Send + 'static) {
+/// once): runs `job` and sends its last event (the result, or the error as the
+/// stream's status) after the progress events sent through `sender`. The task keeps
+/// the request's ticket (user, priority, deadline), which the worker queues order by.
+pub fn finish_stream<T: Send + 'static>(
+    sender: tokio::sync::mpsc::Sender<Result<T, tonic::Status>>,
+    job: impl std::future::Future<Output = ApiResult<T>> + Send + 'static,
+) {
     let ticket = layerlens_engine::Ticket::current();
-    tokio::spawn(layerlens_engine::scheduler::TICKET.scope(ticket, work));
+    tokio::spawn(layerlens_engine::scheduler::TICKET.scope(ticket, async move {
+        let last = job.await.map_err(tonic::Status::from);
+        // The result waits for room like any event; a client that left gets nothing.
+        let _ = sender.send(last).await;
+    }));
 }
 
 /// How metrics name a model: its first name, else the first 12 hex digits of its id.

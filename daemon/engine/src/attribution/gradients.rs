@@ -198,6 +198,36 @@ pub fn gradients_with_output(model: &LoadedModel, chunking: &mut Chunking, input
     Ok((gradients, output))
 }
 
+/// The model's output for every row of a batch, without gradients, in chunks like
+/// every other pass (so a batch too large for one pass is split, not refused).
+pub fn forward_output(model: &LoadedModel, chunking: &mut Chunking, inputs: &[Tensor]) -> Result<Tensor> {
+    let _no_grad = tch::no_grad_guard();
+    let rows = inputs[0].size()[0].max(0) as usize;
+    let mut pieces = Vec::new();
+    // The output's pass comes before the method's phases and is not one of them:
+    // progress reports (and their stop checks) start with the method's own passes.
+    let progress = chunking.progress.take();
+    let passes = in_chunks(
+        chunking,
+        rows,
+        1,
+        false,
+        |start, end| model.forward(&inputs.iter().map(|input| input.narrow(0, start as i64, (end - start) as i64)).collect::<Vec<_>>()),
+        |_, output| {
+            pieces.push(output);
+            Ok(())
+        },
+    );
+    chunking.progress = progress;
+    passes?;
+    // One pass (the usual case) keeps the output as the model returned it, so a
+    // malformed output is reported by the shape check, not by the join.
+    if pieces.len() == 1 {
+        return Ok(pieces.remove(0));
+    }
+    Tensor::f_cat(&pieces, 0).map_err(torch_error("joining outputs"))
+}
+
 /// `output[row, targets[row]]` for every row of one batch of inputs, chunked.
 pub fn forward_selected(model: &LoadedModel, chunking: &mut Chunking, inputs: &[Tensor], targets: &[i64]) -> Result<Tensor> {
     let mut pieces = Vec::new();

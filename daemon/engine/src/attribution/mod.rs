@@ -262,12 +262,6 @@ fn prepare_deferring<'a>(model: &'a LoadedModel, request: &'a AttributionRequest
     }
     let device = model.device.to_tch();
     let inputs = request.inputs.iter().map(|input| input.to_tch(device)).collect::<Result<Vec<_>>>()?;
-    let (output, targets) = if defer_output {
-        (Tensor::new(), explicit_targets(&request.targets, inputs[0].size()[0])?)
-    } else {
-        resolve_targets(model, &inputs, &request.targets)?
-    };
-    let options = Options::new(&request.method, &request.params);
     let mut chunking = chunking;
     // A handle the caller put on the chunking (a scheduler's cancel flag) and the
     // request's own both apply.
@@ -275,23 +269,21 @@ fn prepare_deferring<'a>(model: &'a LoadedModel, request: &'a AttributionRequest
         (Some(first), Some(second)) => Some(first.and(second)),
         (first, second) => first.or(second),
     };
+    // The targets' forward pass is chunked and counted like every other pass.
+    let (output, targets) = if defer_output {
+        (Tensor::new(), explicit_targets(&request.targets, inputs[0].size()[0])?)
+    } else {
+        resolve_targets(model, &mut chunking, &inputs, &request.targets)?
+    };
+    let options = Options::new(&request.method, &request.params);
     let context = Context { model, inputs, targets, options, tensor_params: &request.tensor_params, chunking, output: output.shallow_clone() };
-    // The targets' forward pass is a pass too.
-    let mut context = context;
-    if !defer_output {
-        context.chunking.passes += context.batch() as u64;
-        context.chunking.chunks += 1;
-    }
     Ok((context, output))
 }
 
-/// One forward pass without gradients: the output, and one target per row (the
+/// The forward pass without gradients: the output, and one target per row (the
 /// predicted class where none was given), checked against the output's width.
-fn resolve_targets(model: &LoadedModel, inputs: &[Tensor], targets: &Targets) -> Result<(Tensor, Vec<i64>)> {
-    let output = {
-        let _no_grad = tch::no_grad_guard();
-        model.forward(inputs)?
-    };
+fn resolve_targets(model: &LoadedModel, chunking: &mut Chunking, inputs: &[Tensor], targets: &Targets) -> Result<(Tensor, Vec<i64>)> {
+    let output = gradients::forward_output(model, chunking, inputs)?;
     let batch = inputs[0].size()[0];
     let resolved = match targets {
         Targets::Predicted => {
