@@ -38,10 +38,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let staged = store
             .stage_file(&model.path, config.max_model_bytes)
             .and_then(|staged| {
-                layerlens_engine::model::validate_torchscript(staged.path())?;
-                Ok(staged)
+                let example = layerlens_engine::model::validate(staged.path())?;
+                let input_shape = if model.input_shape.is_empty() { example.unwrap_or_default() } else { model.input_shape.clone() };
+                Ok((staged, input_shape))
             })
-            .and_then(|staged| store.commit(staged, Some(&model.name), &model.input_shape))
+            .and_then(|(staged, input_shape)| store.commit(staged, Some(&model.name), &input_shape))
             .map_err(|error| anyhow::anyhow!("--add-model {}: {}", model.name, error.message))?;
         tracing::info!(name = %model.name, model_id = %staged.id, "start-up model stored");
     }

@@ -207,7 +207,7 @@ impl Store {
                     id: id.clone(),
                     size_bytes: staged.size_bytes,
                     created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0),
-                    format: "torchscript".to_string(),
+                    format: layerlens_engine::model::ModelKind::of_file(staged.path()).name().to_string(),
                     input_shape: input_shape.to_vec(),
                     names: Vec::new(),
                 };

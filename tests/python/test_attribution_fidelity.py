@@ -87,6 +87,10 @@ MODELS = {
     "mlp_traced": ModelSpec("tiny_mlp_traced.pt", "TinyMLP", _mlp_inputs),
     "two_input": ModelSpec("two_input_scripted.pt", "TwoInputNet", _two_input_inputs),
     "two_input_traced": ModelSpec("two_input_traced.pt", "TwoInputNet", _two_input_inputs),
+    # The same modules as torch.export archives, run by the daemon's executor.
+    "digits_pt2": ModelSpec("digits_cnn.pt2", "DigitsCNN", _digits_inputs),
+    "mlp_pt2": ModelSpec("tiny_mlp.pt2", "TinyMLP", _mlp_inputs),
+    "two_input_pt2": ModelSpec("two_input.pt2", "TwoInputNet", _two_input_inputs),
 }
 
 
@@ -114,7 +118,11 @@ class FidelityModels:
         if key not in self.loaded:
             spec = MODELS[key]
             path = self.fixtures_dir / spec.file
-            torchscript = load_torchscript(path).eval()
+            if path.suffix == ".pt2":
+                # PyTorch's own module for the archive: the reference runs what the file holds.
+                torchscript = torch.export.load(str(path)).module()
+            else:
+                torchscript = load_torchscript(path).eval()
             eager = getattr(self.classes, spec.eager_class)()
             eager.load_state_dict(torchscript.state_dict())
             eager.eval()
@@ -357,6 +365,15 @@ CASES = [
          MLP_TARGETS, {"multiply_by_inputs": False}, layer="fc1"),
     Case("layer-gradient-x-activation-two-input-traced", "two_input_traced", "layer_gradient_x_activation",
          TWO_INPUT_TARGETS, layer="tabular.1"),
+]
+
+
+# Every case on a scripted model runs again on the same module exported with torch.export.
+_EXPORTED_TWINS = {"digits": "digits_pt2", "mlp": "mlp_pt2", "two_input": "two_input_pt2"}
+CASES += [
+    dataclasses.replace(case, id=f"{case.id}-pt2", model=_EXPORTED_TWINS[case.model])
+    for case in list(CASES)
+    if case.model in _EXPORTED_TWINS
 ]
 
 

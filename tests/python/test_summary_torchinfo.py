@@ -161,6 +161,28 @@ MODEL_CASES = [
         "scriptable; the saved file keeps the embedding and output weight as one tensor",
         tied_weights=True,
     ),
+    # The same networks as torch.export archives (.pt2), run by the daemon's own executor:
+    # module calls come from each node's nn_module_stack instead of TorchScript call stacks.
+    ModelCase(
+        "resnet18_exported", lambda: torchvision.models.resnet18(weights=None), (1, 3, 224, 224), "float32", "export",
+        "torch.export records every module call; in-place ReLUs and additions run out of place",
+    ),
+    ModelCase(
+        "mobilenet_v3_small_exported", lambda: torchvision.models.mobilenet_v3_small(weights=None), (1, 3, 224, 224),
+        "float32", "export", "squeeze-excitation blocks and Hardswish through the executor",
+    ),
+    ModelCase(
+        "transformer_encoder_exported", small_transformer_encoder, (2, 10, 32), "float32", "export",
+        "export traces the slow path with grad enabled, so every module call of the encoder layers is a node run",
+    ),
+    ModelCase(
+        "token_lstm_exported", TokenLSTM, (2, 12), "int64", "export",
+        "an embedding over int64 token ids and aten::lstm with its weights passed as a tensor list",
+    ),
+    ModelCase(
+        "two_inputs_exported", ImageAndFeatures, [(2, 1, 8, 8), (2, 5)], "float32", "export",
+        "two user inputs bound in the order of the program's signature",
+    ),
 ]
 
 
@@ -199,6 +221,10 @@ def export_torchscript(module, example_input, case, path):
     # in nn.functional; exporting TorchScript is the point here.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if case.export == "export":
+            program = torch.export.export(module, example_input if isinstance(example_input, tuple) else (example_input,), strict=False)
+            torch.export.save(program, str(path))
+            return
         if case.export == "script":
             exported = torch.jit.script(module)
         else:
@@ -217,7 +243,7 @@ def measure(case, client, tmp_path_factory):
     # The daemon runs the model on zeros; torchinfo's input is torch.rand cast to the
     # dtype, which for token ids is zeros too. Shapes do not depend on the values.
     example_inputs = tuple(torch.zeros(shape, dtype=dtype) for shape in case.input_shapes)
-    path = tmp_path_factory.mktemp(case.name) / f"{case.name}.pt"
+    path = tmp_path_factory.mktemp(case.name) / (f"{case.name}.pt2" if case.export == "export" else f"{case.name}.pt")
     export_torchscript(module, example_inputs if len(example_inputs) > 1 else example_inputs[0], case, path)
 
     model = client.add_model(path, name=f"torchinfo-{case.name}")

@@ -331,7 +331,7 @@ async fn models(client: &Client, command: ModelsCommand, as_json: bool) -> anyho
                 .await
                 .with_context(|| format!("adding {}", file.display()))?;
             if as_json {
-                println!("{}", json!({"id": info.id, "name": name}));
+                println!("{}", json!({"id": info.id, "name": name, "kind": info.format, "input_shape": info.input_shape}));
             } else {
                 println!("{}", info.id);
             }
@@ -344,17 +344,18 @@ async fn models(client: &Client, command: ModelsCommand, as_json: bool) -> anyho
                     .map(|model| {
                         json!({"id": model.id, "name": model.names.first(), "names": model.names,
                                "size_bytes": model.size_bytes, "resident": model.resident,
-                               "pinned": model.pinned, "input_shape": model.input_shape})
+                               "pinned": model.pinned, "input_shape": model.input_shape, "kind": model.format})
                     })
                     .collect();
                 println!("{}", Value::Array(rows));
             } else {
-                println!("{:<14} {:<20} {:>12}  resident", "id", "name", "bytes");
+                println!("{:<14} {:<20} {:<12} {:>12}  resident", "id", "name", "kind", "bytes");
                 for model in models {
                     println!(
-                        "{:<14} {:<20} {:>12}  {}{}",
+                        "{:<14} {:<20} {:<12} {:>12}  {}{}",
                         &model.id[..12],
                         model.names.join(","),
+                        model.format,
                         model.size_bytes,
                         if model.resident { "yes" } else { "no" },
                         if model.pinned { ", pinned" } else { "" }

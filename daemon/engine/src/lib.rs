@@ -7,6 +7,7 @@ pub mod attribution;
 mod batching;
 pub mod device;
 pub mod error;
+pub mod exported;
 pub mod generation;
 pub mod host_tensor;
 pub mod inspection;

@@ -1,5 +1,7 @@
-//! A TorchScript model loaded on one device, and the checks every request's input
-//! goes through before it reaches libtorch.
+//! A model loaded on one device, whatever its kind (TorchScript, or an exported
+//! `.pt2` program run by the executor in exported/), and the checks every request's
+//! input goes through before it reaches libtorch. Every feature works through
+//! `LoadedModel` and its `TappedModel`, never on a kind directly.
 
 use crate::device::Device;
 use crate::error::{Error, ErrorKind, Result};
@@ -8,10 +10,41 @@ use crate::taps::TappedModel;
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use crate::exported::ExportedProgram;
 
-/// A TorchScript module resident on a device, in eval mode.
+/// How a model file is stored and run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    TorchScript,
+    /// A `torch.export` archive (`.pt2`).
+    Exported,
+}
+
+impl ModelKind {
+    /// The kind of a model file: a zip with `<root>/archive_format` is an exported
+    /// program, anything else is treated as TorchScript.
+    pub fn of_file(path: &Path) -> ModelKind {
+        if crate::exported::is_exported_archive(path) { ModelKind::Exported } else { ModelKind::TorchScript }
+    }
+
+    /// The name clients see: "torchscript" or "exported".
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::TorchScript => "torchscript",
+            ModelKind::Exported => "exported",
+        }
+    }
+}
+
+enum Backend {
+    Script(tch::CModule),
+    Exported(Arc<ExportedProgram>),
+}
+
+/// A model resident on a device, in eval mode.
 pub struct LoadedModel {
-    module: tch::CModule,
+    backend: Backend,
     pub device: Device,
     /// Shape of one example input when the model was stored with one, e.g. `[1, 1, 8, 8]`;
     /// the batch dimension is not checked.
@@ -21,6 +54,43 @@ pub struct LoadedModel {
     tapped: OnceCell<Result<TappedModel>>,
     /// Measured bytes per row by input row shapes.
     bytes_per_row: RefCell<HashMap<Vec<Vec<i64>>, u64>>,
+}
+
+/// Loads a model file of either kind on `device`.
+pub fn load(path: &Path, device: Device, input_shape: Option<Vec<i64>>) -> Result<LoadedModel> {
+    match ModelKind::of_file(path) {
+        ModelKind::TorchScript => load_torchscript(path, device, input_shape),
+        ModelKind::Exported => {
+            let program = Arc::new(ExportedProgram::load(path, device)?);
+            Ok(LoadedModel {
+                backend: Backend::Exported(program),
+                device,
+                input_shape,
+                path: path.to_path_buf(),
+                tapped: OnceCell::new(),
+                bytes_per_row: RefCell::new(HashMap::new()),
+            })
+        }
+    }
+}
+
+/// Checks that a file loads as a model (on the CPU), so the store only ever accepts
+/// loadable models. Returns the example input shape an exported program records
+/// (its first input; a dynamic size at the example's value).
+pub fn validate(path: &Path) -> Result<Option<Vec<i64>>> {
+    let model = load(path, Device::Cpu, None)?;
+    Ok(match &model.backend {
+        Backend::Script(_) => None,
+        Backend::Exported(program) => program.example_shapes.first().cloned(),
+    })
+}
+
+/// The module tree of a model file of either kind.
+pub fn module_tree(path: &Path) -> Result<Vec<crate::structure::ModuleInfo>> {
+    match ModelKind::of_file(path) {
+        ModelKind::TorchScript => crate::structure::module_tree(path),
+        ModelKind::Exported => crate::exported::module_tree(path),
+    }
 }
 
 /// Loads a TorchScript file on `device` and switches it to eval mode.
@@ -43,7 +113,7 @@ pub fn load_torchscript(path: &Path, device: Device, input_shape: Option<Vec<i64
     })?;
     module.set_eval();
     Ok(LoadedModel {
-        module,
+        backend: Backend::Script(module),
         device,
         input_shape,
         path: path.to_path_buf(),
@@ -52,18 +122,26 @@ pub fn load_torchscript(path: &Path, device: Device, input_shape: Option<Vec<i64
     })
 }
 
-/// Checks that libtorch can load the file as TorchScript (on the CPU), so the store
-/// only ever accepts loadable models.
-pub fn validate_torchscript(path: &Path) -> Result<()> {
-    load_torchscript(path, Device::Cpu, None).map(drop)
-}
-
 impl LoadedModel {
     /// Runs `forward` on the inputs (one tensor per argument). An error from inside
     /// the model is reported as bad input: the model rejected what it was given.
     pub fn forward(&self, inputs: &[tch::Tensor]) -> Result<tch::Tensor> {
+        let module = match &self.backend {
+            Backend::Script(module) => module,
+            Backend::Exported(program) => {
+                let shapes: Vec<Vec<i64>> = inputs.iter().map(|input| input.size()).collect();
+                program.check_shapes(&shapes, true)?;
+                return program.forward(inputs).map_err(|mut error| {
+                    if error.kind == ErrorKind::BadInput {
+                        let shapes: Vec<String> = shapes.iter().map(|shape| format!("{shape:?}")).collect();
+                        error.message = format!("the model rejected an input of shape {}: {}", shapes.join(", "), error.message);
+                    }
+                    error
+                });
+            }
+        };
         let arguments: Vec<tch::IValue> = inputs.iter().map(|input| tch::IValue::Tensor(input.shallow_clone())).collect();
-        let output = self.module.forward_is(&arguments).map_err(|error| {
+        let output = module.forward_is(&arguments).map_err(|error| {
             let shapes: Vec<String> = inputs.iter().map(|input| format!("{:?}", input.size())).collect();
             let what = if inputs.len() == 1 {
                 format!("the model rejected an input of shape {}", shapes[0])
@@ -116,6 +194,10 @@ impl LoadedModel {
         for input in &inputs[1..] {
             check_finite(input)?;
         }
+        if let Backend::Exported(program) = &self.backend {
+            let shapes: Vec<Vec<i64>> = inputs.iter().map(|input| input.shape.clone()).collect();
+            program.check_shapes(&shapes, false)?;
+        }
         Ok(())
     }
 
@@ -123,7 +205,7 @@ impl LoadedModel {
     /// (torch.nn.Conv2d), takes 3 input channels: (N, 3, H, W)".
     fn first_layer_hint(&self) -> Option<String> {
         let tapped = self.tapped().ok()?;
-        let tree = crate::structure::module_tree(&self.path).ok()?;
+        let tree = self.module_tree().ok()?;
         let first = tapped.graph.calls.iter().find(|call| {
             let prefix = format!("{}.", call.path);
             !tree.iter().any(|module| module.path.starts_with(&prefix))
@@ -151,16 +233,42 @@ impl LoadedModel {
     /// A second, independent copy of the model from its file (for experiments that
     /// change parameters, such as the sanity check).
     pub fn fresh_copy(&self) -> Result<LoadedModel> {
-        load_torchscript(&self.path, self.device, self.input_shape.clone())
+        match &self.backend {
+            Backend::Script(_) => load_torchscript(&self.path, self.device, self.input_shape.clone()),
+            Backend::Exported(_) => load(&self.path, self.device, self.input_shape.clone()),
+        }
+    }
+
+    /// The model's kind.
+    pub fn kind(&self) -> ModelKind {
+        match self.backend {
+            Backend::Script(_) => ModelKind::TorchScript,
+            Backend::Exported(_) => ModelKind::Exported,
+        }
+    }
+
+    /// Every module with the parameters and buffers it owns.
+    pub fn module_tree(&self) -> Result<Vec<crate::structure::ModuleInfo>> {
+        match &self.backend {
+            Backend::Script(_) => crate::structure::module_tree(&self.path),
+            Backend::Exported(program) => Ok(program.modules.clone()),
+        }
+    }
+
+    /// Parameters by fully qualified name (`layer1.0.conv1.weight`), in definition order.
+    fn named_parameters(&self) -> Result<Vec<(String, tch::Tensor)>> {
+        match &self.backend {
+            Backend::Script(module) => {
+                module.named_parameters().map_err(|error| Error::from_torch(error, ErrorKind::Internal, "reading the model's parameters"))
+            }
+            Backend::Exported(program) => Ok(program.parameters.iter().map(|(name, tensor)| (name.clone(), tensor.shallow_clone())).collect()),
+        }
     }
 
     /// Parameters grouped by the module that owns them, in definition order:
     /// `[("features.0", [weight, bias]), ...]`.
     pub fn parameter_groups(&self) -> Result<Vec<(String, Vec<tch::Tensor>)>> {
-        let named = self
-            .module
-            .named_parameters()
-            .map_err(|error| Error::from_torch(error, ErrorKind::Internal, "reading the model's parameters"))?;
+        let named = self.named_parameters()?;
         let mut groups: Vec<(String, Vec<tch::Tensor>)> = Vec::new();
         for (name, tensor) in named {
             let owner = name.rsplit_once('.').map(|(owner, _)| owner.to_string()).unwrap_or_default();
@@ -174,10 +282,7 @@ impl LoadedModel {
 
     /// Parameter tensors by owning module: `[("features.0", [("weight", t), ("bias", t)])]`.
     pub fn named_parameter_tensors(&self) -> Result<Vec<(String, Vec<(String, tch::Tensor)>)>> {
-        let named = self
-            .module
-            .named_parameters()
-            .map_err(|error| Error::from_torch(error, ErrorKind::Internal, "reading the model's parameters"))?;
+        let named = self.named_parameters()?;
         let mut groups: Vec<(String, Vec<(String, tch::Tensor)>)> = Vec::new();
         for (name, tensor) in named {
             let (owner, short) = name.rsplit_once('.').map(|(owner, short)| (owner.to_string(), short.to_string())).unwrap_or((String::new(), name.clone()));
@@ -191,7 +296,13 @@ impl LoadedModel {
 
     /// The tapped copy of this model (every module's output on the autograd path).
     pub fn tapped(&self) -> Result<&TappedModel> {
-        self.tapped.get_or_init(|| TappedModel::load(&self.path, self.device)).as_ref().map_err(Clone::clone)
+        self.tapped
+            .get_or_init(|| match &self.backend {
+                Backend::Script(_) => TappedModel::load(&self.path, self.device),
+                Backend::Exported(program) => Ok(TappedModel::from_exported(program.clone())),
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// Estimated working memory of one input row's forward and backward pass, used

@@ -10,6 +10,9 @@ use serde::Deserialize;
 use std::path::Path;
 use tch::Tensor;
 use torch_sys::C_tensor;
+use crate::exported::ExportedProgram;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 extern "C" {
     fn layerlens_tapped_load(path: *const c_char, device_type: c_int, device_index: c_int, out_error: *mut *mut c_char) -> *mut c_void;
@@ -77,7 +80,7 @@ extern "C" fn observe_trampoline(user: *mut c_void, tensor: *mut C_tensor, index
 /// A second copy of the model, loaded by the shim, with the `forward_taps` and
 /// `forward_all` methods and a description of its inlined forward graph.
 pub struct TappedModel {
-    handle: *mut c_void,
+    backend: Backend,
     /// Module path of each tap (one per module call), in the order the calls begin.
     pub tap_paths: Vec<String>,
     /// The module call (an index into `graph.calls`) of each tap.
@@ -86,6 +89,13 @@ pub struct TappedModel {
     /// earlier); `observe` reports each value once, under that index.
     pub tap_first: Vec<usize>,
     pub graph: ForwardGraph,
+}
+
+/// What runs the taps: the shim's rewritten TorchScript copy, or the executor of an
+/// exported program (whose every value can be a tap without rewriting).
+enum Backend {
+    Script(*mut c_void),
+    Exported { program: Arc<ExportedProgram>, pruned: Mutex<HashMap<Vec<usize>, Arc<Vec<bool>>>> },
 }
 
 /// The inlined forward graph as the shim describes it. Value ids are the graph's own.
@@ -141,8 +151,10 @@ unsafe impl Send for TappedModel {}
 
 impl Drop for TappedModel {
     fn drop(&mut self) {
-        // SAFETY: the handle came from layerlens_tapped_load and is freed once.
-        unsafe { layerlens_tapped_free(self.handle) };
+        if let Backend::Script(handle) = self.backend {
+            // SAFETY: the handle came from layerlens_tapped_load and is freed once.
+            unsafe { layerlens_tapped_free(handle) };
+        }
     }
 }
 
@@ -189,11 +201,23 @@ impl TappedModel {
         };
         debug_assert_eq!(graph.tensor_values.len(), unsafe { layerlens_tapped_value_count(handle) } as usize);
         let tap_first = (0..count).map(|index| unsafe { layerlens_tapped_first(handle, index) } as usize).collect();
-        let mut tapped = TappedModel { handle, tap_paths, tap_calls, tap_first, graph };
+        let mut tapped = TappedModel { backend: Backend::Script(handle), tap_paths, tap_calls, tap_first, graph };
         if let Ok(tree) = crate::structure::module_tree(path) {
             tapped.resolve_paths(&tree);
         }
         Ok(tapped)
+    }
+
+    /// The taps of an exported program: every module call's output is a value the
+    /// executor can keep, so nothing is rewritten.
+    pub fn from_exported(program: Arc<ExportedProgram>) -> TappedModel {
+        TappedModel {
+            tap_paths: program.tap_paths.clone(),
+            tap_calls: program.tap_calls.clone(),
+            tap_first: program.tap_first.clone(),
+            graph: program.graph.clone(),
+            backend: Backend::Exported { program, pruned: Mutex::new(HashMap::new()) },
+        }
     }
 
     /// A call stack names a module by its last attribute only: a block reached through
@@ -259,6 +283,24 @@ impl TappedModel {
     /// that share a value), and the tensor is freed once the model and `visit` are done
     /// with it. Returns the output when it is one tensor.
     pub fn observe(&self, inputs: &[Tensor], visit: &mut dyn FnMut(usize, Tensor)) -> Result<Option<Tensor>> {
+        let handle = match &self.backend {
+            Backend::Script(handle) => *handle,
+            Backend::Exported { program, .. } => {
+                let slots: Vec<usize> = program.tap_slots.iter().enumerate().filter(|(index, _)| self.tap_first[*index] == *index).map(|(_, slot)| *slot).collect();
+                let tap_of: HashMap<usize, usize> = program.tap_slots.iter().enumerate().rev().map(|(index, slot)| (*slot, index)).collect();
+                let mut panicked = false;
+                let output = program.observe(inputs, &slots, &mut |slot, tensor| {
+                    let index = tap_of[&slot];
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| visit(index, tensor.shallow_clone()))).is_err() {
+                        panicked = true;
+                    }
+                })?;
+                if panicked {
+                    return Err(Error::new(ErrorKind::Internal, "a layer statistic panicked during the forward pass"));
+                }
+                return Ok(output);
+            }
+        };
         let pointers: Vec<*mut C_tensor> = inputs.iter().map(|input| input.as_ptr() as *mut C_tensor).collect();
         let mut observer = Observer { visit, panicked: false };
         let mut output: *mut C_tensor = std::ptr::null_mut();
@@ -266,7 +308,7 @@ impl TappedModel {
         // SAFETY: as in `run`; `observer` outlives the call, which is synchronous.
         let status = unsafe {
             layerlens_tapped_observe(
-                self.handle,
+                handle,
                 pointers.as_ptr(),
                 inputs.len() as c_int,
                 observe_trampoline,
@@ -289,6 +331,23 @@ impl TappedModel {
     /// path; one value per selected entry (`None` where it is not a tensor). Each
     /// selection's copy is built on first use and kept.
     pub fn forward_selected(&self, inputs: &[Tensor], selection: &[Selected]) -> Result<Vec<Option<Tensor>>> {
+        let handle = match &self.backend {
+            Backend::Script(handle) => *handle,
+            Backend::Exported { program, pruned } => {
+                let slots: Vec<usize> = selection
+                    .iter()
+                    .map(|selected| match selected {
+                        Selected::Output => self.graph.outputs.first().copied().unwrap_or(0),
+                        Selected::Tap(index) => program.tap_slots[*index],
+                    })
+                    .collect();
+                let needed = {
+                    let mut pruned = pruned.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    pruned.entry(slots.clone()).or_insert_with(|| Arc::new(program.needed_nodes(&slots))).clone()
+                };
+                return program.run_slots(inputs, &slots, Some(&needed));
+            }
+        };
         let pointers: Vec<*mut C_tensor> = inputs.iter().map(|input| input.as_ptr() as *mut C_tensor).collect();
         let indices: Vec<c_int> = selection
             .iter()
@@ -302,7 +361,7 @@ impl TappedModel {
         // SAFETY: as in `run`; `values` has one slot per selected entry.
         let status = unsafe {
             layerlens_tapped_forward_selected(
-                self.handle,
+                handle,
                 pointers.as_ptr(),
                 inputs.len() as c_int,
                 indices.as_ptr(),
@@ -324,6 +383,18 @@ impl TappedModel {
     }
 
     fn run(&self, inputs: &[Tensor], all_values: bool) -> Result<(Option<Tensor>, Vec<Option<Tensor>>)> {
+        let handle = match &self.backend {
+            Backend::Script(handle) => *handle,
+            Backend::Exported { program, .. } => {
+                let slots = if all_values { &self.graph.tensor_values } else { &program.tap_slots };
+                let mut wanted: Vec<usize> = self.graph.outputs.clone();
+                wanted.extend(slots);
+                let mut values = program.run_slots(inputs, &wanted, None)?;
+                let values_after = values.split_off(self.graph.outputs.len());
+                let output = if values.len() == 1 { values.pop().flatten() } else { None };
+                return Ok((output, values_after));
+            }
+        };
         let pointers: Vec<*mut C_tensor> = inputs.iter().map(|input| input.as_ptr() as *mut C_tensor).collect();
         let mut output: *mut C_tensor = std::ptr::null_mut();
         let count = if all_values { self.graph.tensor_values.len() } else { self.tap_paths.len() };
@@ -332,7 +403,7 @@ impl TappedModel {
         // SAFETY: the input pointers are live tch tensors (at::Tensor*); the shim fills
         // `output` and `taps` with new at::Tensor* that we own from here on.
         let status = unsafe {
-            layerlens_tapped_forward(self.handle, c_int::from(all_values), pointers.as_ptr(), inputs.len() as c_int, &mut output, taps.as_mut_ptr(), &mut error)
+            layerlens_tapped_forward(handle, c_int::from(all_values), pointers.as_ptr(), inputs.len() as c_int, &mut output, taps.as_mut_ptr(), &mut error)
         };
         if status != 0 {
             return Err(self.forward_error(inputs, take_error(error)));

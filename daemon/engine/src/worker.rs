@@ -326,7 +326,7 @@ struct Worker {
 }
 
 fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: &JobQueue<Command>, gauges: &WorkerGauges) {
-    let loaded = model::load_torchscript(&spec.path, device, spec.input_shape.clone())
+    let loaded = model::load(&spec.path, device, spec.input_shape.clone())
         .map_err(|error| error.context(format!("loading model {}", spec.model_id)));
     let mut worker = Worker { spec, settings, loaded, module_tree: None, summaries: Vec::new() };
     let model_id = worker.spec.model_id.clone();
@@ -608,7 +608,7 @@ fn cached_tree(cache: &mut Option<Arc<Vec<ModuleInfo>>>, spec: &ModelSpec) -> Re
     if let Some(tree) = cache {
         return Ok(tree.clone());
     }
-    let tree = Arc::new(structure::module_tree(&spec.path)?);
+    let tree = Arc::new(model::module_tree(&spec.path)?);
     *cache = Some(tree.clone());
     Ok(tree)
 }

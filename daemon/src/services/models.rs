@@ -24,7 +24,10 @@ impl ModelsService {
                 if let Some(&bad) = input_shape.iter().find(|&&dim| dim <= 0) {
                     return Err(ApiError::bad_input(format!("input shape {input_shape:?} has a non-positive dimension {bad}")));
                 }
-                layerlens_engine::model::validate_torchscript(staged.path())?;
+                let example = layerlens_engine::model::validate(staged.path())?;
+                // An exported program knows its example input: stored as the default
+                // input shape when the caller gives none.
+                let input_shape = if input_shape.is_empty() { example.unwrap_or_default() } else { input_shape };
                 store.commit(staged, (!name.is_empty()).then_some(name.as_str()), &input_shape)
             })
             .await?;

@@ -205,8 +205,11 @@ class Client:
     def add_model(self, module_or_path, example_input=None, name=None):
         """Stores a model in the daemon and returns its handle.
 
-        module_or_path: a TorchScript file (str or path), or a live torch.nn.Module, which
-        is scripted, or traced with example_input when scripting fails. The bytes are sent
+        module_or_path: a model file (str or path: a torch.export `.pt2` archive or
+        TorchScript), or a live torch.nn.Module, which is exported with torch.export when
+        example_input is given (TorchScript scripting or tracing is the fallback); the
+        returned handle's `exported_as` says which was used ("exported", "scripted",
+        "traced"; None when the daemon already held the module). The bytes are sent
         only when the daemon does not already hold them (models are stored by sha256), and a
         module is exported only once while its weights stay the same. example_input's shape
         is stored with the model so the daemon can check inputs before running it.
@@ -248,13 +251,15 @@ class Client:
             info = self._stored_as(sha256, name)
             if info is not None:
                 return Model(self, info)
-        data, _how = _export.export_module(module, example_input)
+        data, how = _export.export_module(module, example_input)
         sha256 = _export.sha256_hex(data)
         _export.remember(module, sha256)
         info = self._stored_as(sha256, name)
         if info is None:
             info = self._upload(_bytes_chunks(data), name, input_shape)
-        return Model(self, info)
+        model = Model(self, info)
+        model.exported_as = how
+        return model
 
     def _stored_as(self, sha256, name):
         """The ModelInfo when the daemon holds these bytes under the wanted name, else None.
@@ -576,11 +581,19 @@ class Model:
     def __init__(self, client, info):
         self.client = client
         self.info = info
+        # How add_model() turned a live module into a file ("exported", "scripted",
+        # "traced"), or None.
+        self.exported_as = None
 
     @property
     def id(self):
-        """The full model id: the sha256 of the TorchScript file, 64 hex characters."""
+        """The full model id: the sha256 of the model file, 64 hex characters."""
         return self.info.id
+
+    @property
+    def kind(self):
+        """"exported" for a torch.export archive (.pt2), "torchscript" otherwise."""
+        return self.info.format
 
     @property
     def names(self):

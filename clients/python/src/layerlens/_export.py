@@ -1,7 +1,9 @@
-"""Turns a live torch.nn.Module into TorchScript bytes the daemon can store.
+"""Turns a live torch.nn.Module into model bytes the daemon can store.
 
-The daemon runs TorchScript only, so a module from a notebook is scripted (or, failing
-that, traced with the example input) and saved to bytes here. torch is imported only in
+With an example input, a module from a notebook is exported with `torch.export.export`
+(non-strict, batch dimension dynamic where export allows it) and saved as a `.pt2`
+archive; TorchScript is deprecated since PyTorch 2.11, so it is only the fallback: when
+export fails, or without an example input, the module is scripted (or traced). torch is imported only in
 this module and only when it is called, so that `import layerlens` stays light.
 
 Exporting a large model takes seconds, so the sha256 of each module's export is remembered
@@ -77,8 +79,32 @@ def _trace_inputs(example_input):
     return convert(example_input)
 
 
+def _export_program(torch, module, example_input):
+    """torch.export archive bytes, with the batch dimension dynamic when export accepts it.
+
+    Export specialises size-1 dimensions, so a dynamic batch needs an example of two rows:
+    the example is repeated to two rows for the export only."""
+    examples = _trace_inputs(example_input)
+    examples = examples if isinstance(examples, tuple) else (examples,)
+    doubled = tuple(torch.cat([item, item]) if item.dim() > 0 else item for item in examples)
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    try:
+        program = torch.export.export(
+            module, doubled, dynamic_shapes=tuple({0: batch} if item.dim() > 0 else None for item in doubled), strict=False
+        )
+    except Exception:
+        program = torch.export.export(module, examples, strict=False)
+    leaves = [spec for spec in program.graph_signature.output_specs if spec.kind.name == "USER_OUTPUT"]
+    if not leaves or any(not hasattr(spec.arg, "name") or type(spec.arg).__name__ != "TensorArgument" for spec in leaves):
+        raise ValueError("the module returns values that are not tensors")
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    return buffer.getvalue()
+
+
 def export_module(module, example_input=None):
-    """Returns (TorchScript bytes, how) for a module; how is "scripted", "traced" or "torchscript".
+    """Returns (model bytes, how) for a module; how is "exported" (a torch.export `.pt2`
+    archive), "scripted", "traced" or "torchscript".
 
     Scripting keeps data-dependent control flow, so it is tried first; tracing records one
     run on example_input and is the fallback for Python that TorchScript cannot compile.
@@ -103,7 +129,18 @@ def _export_module(module, example_input):
         if isinstance(module, torch.jit.ScriptModule):
             exported, how = module, "torchscript"
         else:
-            exported, how = _script_or_trace(torch, module, type(module).__name__, example_input)
+            export_reason = None
+            if example_input is not None:
+                try:
+                    return _export_program(torch, module, example_input), "exported"
+                except Exception as export_error:  # noqa: BLE001 - any export failure falls back to TorchScript
+                    export_reason = _first_line(export_error)
+            exported, how = _script_or_trace(torch, module, type(module).__name__, example_input, export_reason)
+            if export_reason is not None:
+                warnings.warn(
+                    f"torch.export could not export {type(module).__name__} ({export_reason}); it was {how} as TorchScript instead",
+                    stacklevel=4,
+                )
         buffer = io.BytesIO()
         torch.jit.save(exported, buffer)
     finally:
@@ -112,7 +149,7 @@ def _export_module(module, example_input):
     return buffer.getvalue(), how
 
 
-def _script_or_trace(torch, module, name, example_input):
+def _script_or_trace(torch, module, name, example_input, export_reason=None):
     try:
         return torch.jit.script(module), "scripted"
     except Exception as script_error:
@@ -125,8 +162,9 @@ def _script_or_trace(torch, module, name, example_input):
     try:
         return torch.jit.trace(module, _trace_inputs(example_input)), "traced"
     except Exception as trace_error:
+        exported_first = f"torch.export failed ({export_reason}), " if export_reason else ""
         raise ExportError(
-            f"cannot export {name} to TorchScript: torch.jit.script failed ({script_reason}) "
+            f"cannot export {name}: {exported_first}torch.jit.script failed ({script_reason}) "
             f"and torch.jit.trace with the example input failed ({_first_line(trace_error)})"
         ) from trace_error
 

@@ -108,6 +108,11 @@ class ModelInfo:
         """The first name referring to this model, or None when it has none."""
         return self.names[0] if self.names else None
 
+    @property
+    def kind(self):
+        """"exported" (a torch.export .pt2 archive) or "torchscript"."""
+        return self.format
+
 
 class ModelList(list):
     """The daemon's models (a list of ModelInfo) that displays as a table in Jupyter."""
