@@ -97,7 +97,12 @@ def test_layer_methods_and_activations_reach_module_paths(zoo, fixtures_dir):
     assert cam.values.shape == (1, 1, 2, 2)
     # Grad-CAM by hand on the eager module: channel means of d score / d layer4.1.conv2,
     # times that layer's output, summed over channels.
-    eager = eager_program(fixtures_dir / "resnet18.pt2")
+    # The archive's own module is one flat graph whose submodules run no hooks: the
+    # reference is torchvision's resnet18 carrying the archive's weights.
+    import torchvision
+
+    eager = torchvision.models.resnet18(num_classes=10).eval()
+    eager.load_state_dict(eager_program(fixtures_dir / "resnet18.pt2").state_dict())
     captured = {}
     handle = eager.get_submodule("layer4.1.conv2").register_forward_hook(lambda module, inputs, output: captured.update(out=output))
     score = eager(torch.from_numpy(x))[0, 3]
