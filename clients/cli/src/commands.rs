@@ -77,8 +77,8 @@ enum Command {
         /// Id, id prefix (8+ hex characters) or name.
         model: String,
         /// Shape of an input, e.g. 1,3,224,224; repeat it for a model with several
-        /// inputs, in forward's order.
-        #[arg(long, required = true)]
+        /// inputs, in forward's order. Default: the shape stored with the model.
+        #[arg(long)]
         input_shape: Vec<Shape>,
         /// float32 (default) or int64 (token ids); once for every input, or once per
         /// --input-shape.
@@ -221,7 +221,8 @@ async fn status(client: &Client, as_json: bool) -> anyhow::Result<()> {
             .iter()
             .map(|model| {
                 json!({"id": model.id, "names": model.names, "resident_bytes": model.resident_bytes, "in_flight": model.in_flight,
-                       "queued": model.queued, "pinned": model.pinned, "ready": model.ready, "idle_seconds": model.idle_seconds})
+                       "queued": model.queued, "pinned": model.pinned, "ready": model.ready, "idle_seconds": model.idle_seconds,
+                       "kind": model.kind})
             })
             .collect();
         let memory = status.memory.unwrap_or_default();
@@ -272,12 +273,13 @@ async fn status(client: &Client, as_json: bool) -> anyhow::Result<()> {
                 (true, false) => "ready",
             };
             println!(
-                "{:<14} {:<20} {:>12}  {:>9}  {:>6}  {state}",
+                "{:<14} {:<20} {:>12}  {:>9}  {:>6}  {state} ({})",
                 &model.id[..12.min(model.id.len())],
                 model.names.join(","),
                 human_bytes(model.resident_bytes),
                 model.in_flight,
-                model.queued
+                model.queued,
+                model.kind
             );
         }
     }

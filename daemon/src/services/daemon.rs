@@ -20,9 +20,11 @@ impl Daemon for DaemonService {
             .iter()
             .map(|resident| {
                 let worker = &resident.worker;
+                let record = records.iter().find(|record| record.id == worker.model_id);
                 proto::ResidentModel {
                     id: worker.model_id.clone(),
-                    names: records.iter().find(|record| record.id == worker.model_id).map(|record| record.names.clone()).unwrap_or_default(),
+                    names: record.map(|record| record.names.clone()).unwrap_or_default(),
+                    kind: record.map(|record| record.format.clone()).unwrap_or_default(),
                     resident_bytes: worker.resident_bytes(),
                     in_flight: worker.in_flight(),
                     queued: worker.queued(),

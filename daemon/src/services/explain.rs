@@ -111,6 +111,10 @@ fn stream_progress(sender: mpsc::Sender<Result<proto::AttributeEvent, Status>>, 
 impl Explain for ExplainService {
     async fn summary(&self, request: Request<proto::SummaryRequest>) -> Result<Response<proto::SummaryResponse>, Status> {
         let mut request = request.into_inner();
+        let stored_shape = request.input_shape.is_empty() && request.extra_inputs.is_empty();
+        if stored_shape {
+            request.input_shape = self.state.resolve(&request.model).await?.input_shape;
+        }
         let key = self.state.cache_key("Explain.Summary", &mut request, |request| &mut request.model).await?;
         if let Some(answer) = self.state.cache.get::<proto::SummaryResponse>(key.as_ref()) {
             return Ok(Response::new(proto::SummaryResponse { cached: true, ..answer }));
@@ -123,11 +127,18 @@ impl Explain for ExplainService {
             convert::call_summary(&layerlens_engine::summary::from_module_tree(&tree, &[], note, depth))
         } else {
             let inputs = convert::sample_inputs(&request.input_shape, request.input_dtype(), &request.extra_inputs)?;
-            let summary = worker
-                .call_summary(inputs, depth)
-                .await
-                .map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
-            convert::call_summary(&summary)
+            match worker.call_summary(inputs, depth).await {
+                Ok(summary) => convert::call_summary(&summary),
+                // The shape stored with the model is a default, not the caller's request:
+                // when the model cannot run on it alone (a second input is missing), the
+                // rows still come from the module tree.
+                Err(error) if stored_shape && error.kind == layerlens_engine::ErrorKind::BadInput => {
+                    let tree = worker.module_tree().await.map_err(ApiError::from)?;
+                    let note = format!("the stored input shape {:?} did not run ({}), so rows carry no shapes or mult-adds", request.input_shape, error.message);
+                    convert::call_summary(&layerlens_engine::summary::from_module_tree(&tree, &[], note, depth))
+                }
+                Err(error) => return Err(ApiError::from(error.context(format!("model {}", &record.id[..12]))).into()),
+            }
         };
         if convert::figure_format(request.figure_format).is_some() {
             let rows: Vec<layerlens_render::TableRow> = answer
@@ -243,12 +254,15 @@ impl Explain for ExplainService {
 
     async fn graph(&self, request: Request<proto::GraphRequest>) -> Result<Response<proto::GraphResponse>, Status> {
         let mut request = request.into_inner();
+        if request.input_shape.is_empty() && request.extra_inputs.is_empty() {
+            request.input_shape = self.state.resolve(&request.model).await?.input_shape;
+        }
         let key = self.state.cache_key("Explain.Graph", &mut request, |request| &mut request.model).await?;
         if let Some(answer) = self.state.cache.get::<proto::GraphResponse>(key.as_ref()) {
             return Ok(Response::new(proto::GraphResponse { cached: true, ..answer }));
         }
         if request.input_shape.is_empty() {
-            return Err(ApiError::bad_input("the graph needs an input shape, e.g. [1, 3, 224, 224]").into());
+            return Err(ApiError::bad_input("the graph needs an input shape, e.g. [1, 3, 224, 224] (none is stored with the model)").into());
         }
         let (record, worker) = self.state.worker_for(&request.model).await?;
         let inputs = convert::sample_inputs(&request.input_shape, request.input_dtype(), &request.extra_inputs)?;

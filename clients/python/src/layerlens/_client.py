@@ -153,7 +153,7 @@ class Client:
                 {
                     "id": model.id, "names": list(model.names), "resident_bytes": int(model.resident_bytes),
                     "in_flight": int(model.in_flight), "queued": int(model.queued), "pinned": bool(model.pinned),
-                    "ready": bool(model.ready), "idle_seconds": float(model.idle_seconds),
+                    "ready": bool(model.ready), "idle_seconds": float(model.idle_seconds), "kind": model.kind,
                 }
                 for model in answer.models
             ],
@@ -391,12 +391,14 @@ class Client:
             [[(int(top.class_index), float(top.logit), float(top.probability)) for top in row.top] for row in answer.rows],
         ), answer)
 
-    def graph(self, model, input_shape, *, depth=None, collapse_repeats=False, input_dtype="float32", figure_format="svg"):
+    def graph(self, model, input_shape=None, *, depth=None, collapse_repeats=False, input_dtype="float32", figure_format="svg"):
         """The forward pass as boxes and arrows; see Model.graph()."""
         handle = self.model(model)
+        if input_shape is None and handle.info.input_shape:
+            input_shape = handle.info.input_shape
         inputs = _sample_inputs(input_shape, input_dtype)
         if not inputs:
-            raise ValueError("the graph needs an input shape, e.g. (1, 3, 224, 224)")
+            raise ValueError("the graph needs an input shape, e.g. (1, 3, 224, 224); none is stored with the model")
         request = explain_pb2.GraphRequest(
             model=handle.id,
             input_shape=list(inputs[0].shape),
@@ -632,9 +634,10 @@ class Model:
         softmax probabilities."""
         return self.client.predict(self, x, top_k=top_k)
 
-    def graph(self, input_shape, **kwargs):
+    def graph(self, input_shape=None, **kwargs):
         """The forward pass on zero inputs of `input_shape` (one shape, or a list of
-        shapes for a model with several inputs) as boxes and arrows with tensor
+        shapes for a model with several inputs; default: the shape stored with the
+        model) as boxes and arrows with tensor
         shapes, grouped by module (`depth=` folds deeper calls into one box,
         `collapse_repeats=True` folds identical blocks into one box marked xN); displays
         as the daemon's SVG in Jupyter."""

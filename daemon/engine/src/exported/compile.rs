@@ -151,7 +151,6 @@ pub struct Binding {
 pub struct Compiled {
     pub nodes: Vec<Node>,
     pub slot_count: usize,
-    pub slot_names: Vec<String>,
     /// Slots that hold tensors (from the graph's tensor_values).
     pub slot_is_tensor: Vec<bool>,
     pub input_slots: Vec<usize>,
@@ -399,7 +398,6 @@ pub fn compile(archive: &Archive, device: Device) -> Result<Compiled> {
     Ok(Compiled {
         nodes,
         slot_count,
-        slot_names: names.names,
         slot_is_tensor,
         input_slots,
         input_dims,

@@ -88,8 +88,6 @@ extern "C" {
 #[derive(Debug, Clone, Deserialize)]
 pub struct SchemaArgument {
     pub name: String,
-    #[serde(rename = "type")]
-    pub type_name: String,
     pub has_default: bool,
     #[allow(dead_code)]
     pub kwarg_only: bool,

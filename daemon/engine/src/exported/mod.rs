@@ -40,19 +40,6 @@ enum Value {
     Tensors(Vec<Tensor>),
 }
 
-impl Value {
-    fn shallow_clone(&self) -> Value {
-        match self {
-            Value::None => Value::None,
-            Value::Tensor(tensor) => Value::Tensor(tensor.shallow_clone()),
-            Value::Int(value) => Value::Int(*value),
-            Value::Float(value) => Value::Float(*value),
-            Value::Bool(value) => Value::Bool(*value),
-            Value::Tensors(tensors) => Value::Tensors(tensors.iter().map(Tensor::shallow_clone).collect()),
-        }
-    }
-}
-
 /// One dimension of a user input as the program was exported: a fixed size, or a
 /// symbol with its allowed range.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,8 +93,6 @@ struct RunPlan<'a> {
     keep: &'a [bool],
     /// Nodes to run (None: all).
     needed: Option<&'a [bool]>,
-    /// Called with (slot, tensor) as soon as a kept tensor slot is produced.
-    observe: Option<&'a mut dyn FnMut(usize, &Tensor)>,
 }
 
 impl ExportedProgram {
@@ -242,7 +227,7 @@ impl ExportedProgram {
         for &slot in slots.iter().chain(&self.output_slots) {
             keep[slot] = true;
         }
-        let env = self.run_batched(inputs, RunPlan { keep: &keep, needed, observe: None })?;
+        let env = self.run_batched(inputs, RunPlan { keep: &keep, needed })?;
         Ok(slots.iter().map(|&slot| env.get(&slot).and_then(|value| value.as_ref().map(Tensor::shallow_clone))).collect())
     }
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19layerlens/v1/daemon.proto\x12\x0clayerlens.v1\"\x0f\n\rStatusRequest\"\x9a\x01\n\rResidentModel\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05names\x18\x02 \x03(\t\x12\x16\n\x0eresident_bytes\x18\x03 \x01(\x04\x12\x11\n\tin_flight\x18\x04 \x01(\x04\x12\x0e\n\x06queued\x18\x05 \x01(\x04\x12\x0e\n\x06pinned\x18\x06 \x01(\x08\x12\r\n\x05ready\x18\x07 \x01(\x08\x12\x14\n\x0cidle_seconds\x18\x08 \x01(\x01\"K\n\x0cMemoryStatus\x12\x14\n\x0c\x62udget_bytes\x18\x01 \x01(\x04\x12\x12\n\nused_bytes\x18\x02 \x01(\x04\x12\x11\n\tevictions\x18\x03 \x01(\x04\"T\n\x0bQueueStatus\x12\x11\n\tmax_queue\x18\x01 \x01(\x04\x12\x16\n\x0emax_batch_size\x18\x02 \x01(\x04\x12\x1a\n\x12max_batch_delay_ms\x18\x03 \x01(\x01\"h\n\x0b\x43\x61\x63heStatus\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x01 \x01(\x04\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x0f\n\x07\x65ntries\x18\x03 \x01(\x04\x12\x0c\n\x04hits\x18\x04 \x01(\x04\x12\x0e\n\x06misses\x18\x05 \x01(\x04\"\x8e\x02\n\x0eStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x02 \x01(\x01\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12+\n\x06models\x18\x04 \x03(\x0b\x32\x1b.layerlens.v1.ResidentModel\x12(\n\x05\x63\x61\x63he\x18\x05 \x01(\x0b\x32\x19.layerlens.v1.CacheStatus\x12\x16\n\x0eresident_bytes\x18\x06 \x01(\x04\x12*\n\x06memory\x18\x07 \x01(\x0b\x32\x1a.layerlens.v1.MemoryStatus\x12(\n\x05queue\x18\x08 \x01(\x0b\x32\x19.layerlens.v1.QueueStatus2M\n\x06\x44\x61\x65mon\x12\x43\n\x06Status\x12\x1b.layerlens.v1.StatusRequest\x1a\x1c.layerlens.v1.StatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19layerlens/v1/daemon.proto\x12\x0clayerlens.v1\"\x0f\n\rStatusRequest\"\xa8\x01\n\rResidentModel\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05names\x18\x02 \x03(\t\x12\x16\n\x0eresident_bytes\x18\x03 \x01(\x04\x12\x11\n\tin_flight\x18\x04 \x01(\x04\x12\x0e\n\x06queued\x18\x05 \x01(\x04\x12\x0e\n\x06pinned\x18\x06 \x01(\x08\x12\r\n\x05ready\x18\x07 \x01(\x08\x12\x14\n\x0cidle_seconds\x18\x08 \x01(\x01\x12\x0c\n\x04kind\x18\t \x01(\t\"K\n\x0cMemoryStatus\x12\x14\n\x0c\x62udget_bytes\x18\x01 \x01(\x04\x12\x12\n\nused_bytes\x18\x02 \x01(\x04\x12\x11\n\tevictions\x18\x03 \x01(\x04\"T\n\x0bQueueStatus\x12\x11\n\tmax_queue\x18\x01 \x01(\x04\x12\x16\n\x0emax_batch_size\x18\x02 \x01(\x04\x12\x1a\n\x12max_batch_delay_ms\x18\x03 \x01(\x01\"h\n\x0b\x43\x61\x63heStatus\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x01 \x01(\x04\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x0f\n\x07\x65ntries\x18\x03 \x01(\x04\x12\x0c\n\x04hits\x18\x04 \x01(\x04\x12\x0e\n\x06misses\x18\x05 \x01(\x04\"\x8e\x02\n\x0eStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x02 \x01(\x01\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12+\n\x06models\x18\x04 \x03(\x0b\x32\x1b.layerlens.v1.ResidentModel\x12(\n\x05\x63\x61\x63he\x18\x05 \x01(\x0b\x32\x19.layerlens.v1.CacheStatus\x12\x16\n\x0eresident_bytes\x18\x06 \x01(\x04\x12*\n\x06memory\x18\x07 \x01(\x0b\x32\x1a.layerlens.v1.MemoryStatus\x12(\n\x05queue\x18\x08 \x01(\x0b\x32\x19.layerlens.v1.QueueStatus2M\n\x06\x44\x61\x65mon\x12\x43\n\x06Status\x12\x1b.layerlens.v1.StatusRequest\x1a\x1c.layerlens.v1.StatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,15 +34,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STATUSREQUEST']._serialized_start=43
   _globals['_STATUSREQUEST']._serialized_end=58
   _globals['_RESIDENTMODEL']._serialized_start=61
-  _globals['_RESIDENTMODEL']._serialized_end=215
-  _globals['_MEMORYSTATUS']._serialized_start=217
-  _globals['_MEMORYSTATUS']._serialized_end=292
-  _globals['_QUEUESTATUS']._serialized_start=294
-  _globals['_QUEUESTATUS']._serialized_end=378
-  _globals['_CACHESTATUS']._serialized_start=380
-  _globals['_CACHESTATUS']._serialized_end=484
-  _globals['_STATUSRESPONSE']._serialized_start=487
-  _globals['_STATUSRESPONSE']._serialized_end=757
-  _globals['_DAEMON']._serialized_start=759
-  _globals['_DAEMON']._serialized_end=836
+  _globals['_RESIDENTMODEL']._serialized_end=229
+  _globals['_MEMORYSTATUS']._serialized_start=231
+  _globals['_MEMORYSTATUS']._serialized_end=306
+  _globals['_QUEUESTATUS']._serialized_start=308
+  _globals['_QUEUESTATUS']._serialized_end=392
+  _globals['_CACHESTATUS']._serialized_start=394
+  _globals['_CACHESTATUS']._serialized_end=498
+  _globals['_STATUSRESPONSE']._serialized_start=501
+  _globals['_STATUSRESPONSE']._serialized_end=771
+  _globals['_DAEMON']._serialized_start=773
+  _globals['_DAEMON']._serialized_end=850
 # @@protoc_insertion_point(module_scope)

@@ -11,7 +11,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ResidentModel(_message.Message):
-    __slots__ = ("id", "names", "resident_bytes", "in_flight", "queued", "pinned", "ready", "idle_seconds")
+    __slots__ = ("id", "names", "resident_bytes", "in_flight", "queued", "pinned", "ready", "idle_seconds", "kind")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAMES_FIELD_NUMBER: _ClassVar[int]
     RESIDENT_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,7 @@ class ResidentModel(_message.Message):
     PINNED_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
     IDLE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     id: str
     names: _containers.RepeatedScalarFieldContainer[str]
     resident_bytes: int
@@ -28,7 +29,8 @@ class ResidentModel(_message.Message):
     pinned: bool
     ready: bool
     idle_seconds: float
-    def __init__(self, id: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ..., resident_bytes: _Optional[int] = ..., in_flight: _Optional[int] = ..., queued: _Optional[int] = ..., pinned: _Optional[bool] = ..., ready: _Optional[bool] = ..., idle_seconds: _Optional[float] = ...) -> None: ...
+    kind: str
+    def __init__(self, id: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ..., resident_bytes: _Optional[int] = ..., in_flight: _Optional[int] = ..., queued: _Optional[int] = ..., pinned: _Optional[bool] = ..., ready: _Optional[bool] = ..., idle_seconds: _Optional[float] = ..., kind: _Optional[str] = ...) -> None: ...
 
 class MemoryStatus(_message.Message):
     __slots__ = ("budget_bytes", "used_bytes", "evictions")
