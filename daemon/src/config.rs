@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "layerlensd", version, about = "Serves explanations of PyTorch (TorchScript) models over gRPC")]
+#[command(name = "layerlensd", version, about = "Serves explanations of PyTorch models (torch.export .pt2 and TorchScript) over gRPC")]
 pub struct Flags {
     /// Address to listen on (`127.0.0.1:7533`); port 0 picks a free port.
     #[arg(long)]
@@ -35,7 +35,7 @@ pub struct Flags {
     /// device, max_message_bytes, max_model_bytes, pass_budget_bytes,
     /// max_generation_steps, cache_bytes, tokens, insecure, tls_cert, tls_key,
     /// model_roots, max_queue, max_batch_size, max_batch_delay_ms,
-    /// memory_budget_bytes, allow_tf32).
+    /// memory_budget_bytes, allow_tf32, op_libraries).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Largest gRPC message accepted or sent, in bytes [default: 64 MiB].
@@ -74,6 +74,10 @@ pub struct Flags {
     /// budget].
     #[arg(long)]
     pub memory_budget_bytes: Option<u64>,
+    /// Shared library of custom operators (TORCH_LIBRARY) to load before any model, so
+    /// exported programs that call them run (repeatable).
+    #[arg(long = "op-library", value_name = "PATH")]
+    pub op_libraries: Vec<PathBuf>,
     /// Store a TorchScript file under a name before serving, e.g. `digits=demo/digits_cnn.pt`
     /// (repeatable). An optional `@1,1,8,8` suffix records the model's input shape.
     #[arg(long = "add-model", value_name = "NAME=PATH[@SHAPE]")]
@@ -131,6 +135,7 @@ struct FileConfig {
     max_batch_delay_ms: Option<u64>,
     memory_budget_bytes: Option<u64>,
     allow_tf32: Option<bool>,
+    op_libraries: Option<Vec<PathBuf>>,
 }
 
 /// A model to store at start-up.
@@ -164,6 +169,8 @@ pub struct Config {
     /// Bytes resident models may take; `None`: no budget.
     pub memory_budget_bytes: Option<u64>,
     pub allow_tf32: bool,
+    /// Custom-operator libraries loaded before any model.
+    pub op_libraries: Vec<PathBuf>,
 }
 
 /// The daemon's certificate chain and key, both PEM.
@@ -228,6 +235,7 @@ impl Config {
             },
             memory_budget_bytes: flags.memory_budget_bytes.or(file.memory_budget_bytes),
             allow_tf32: flags.allow_tf32 || file.allow_tf32.unwrap_or(false),
+            op_libraries: if flags.op_libraries.is_empty() { file.op_libraries.unwrap_or_default() } else { flags.op_libraries },
         })
     }
 }

@@ -33,6 +33,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // Custom operators register with the dispatcher when their library loads; models
+    // that call them are checked and loaded after this.
+    for library in &config.op_libraries {
+        layerlens_engine::exported::load_op_library(library).map_err(|error| anyhow::anyhow!("--op-library {}: {}", library.display(), error.message))?;
+    }
     let store = Store::open(&config.store).map_err(|error| anyhow::anyhow!(error.message))?;
     for model in &config.startup_models {
         let staged = store

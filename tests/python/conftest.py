@@ -13,6 +13,7 @@ tests need no install into the shared venv (test_packaging checks the install it
 """
 
 import json
+import contextlib
 import os
 import pathlib
 import queue
@@ -106,6 +107,15 @@ def _pump_stdout(stream, lines, ready):
 @pytest.fixture(scope="session")
 def daemon(fixtures_dir, tmp_path_factory):
     """A real layerlensd on 127.0.0.1:<free port> with an empty temporary store; AddFromPath may read the fixtures."""
+    # The fixtures are the one directory AddFromPath may read (test_models).
+    with running_daemon(tmp_path_factory, ["--model-root", str(fixtures_dir)]) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def running_daemon(tmp_path_factory, extra_args=()):
+    """Starts a layerlensd on a free loopback port with its own empty store and the given
+    extra flags, yields it once it listens, and stops it with SIGTERM (which must exit 0)."""
     binary = daemon_binary()
     if not binary.is_file():
         pytest.fail(f"no layerlensd at {binary}: build it with `cargo build --bin layerlensd` or set LAYERLENSD_BIN")
@@ -113,8 +123,7 @@ def daemon(fixtures_dir, tmp_path_factory):
     stderr_path = tmp_path_factory.mktemp("daemon-log") / "stderr.log"
     with stderr_path.open("wb") as stderr_file:
         process = subprocess.Popen(
-            # The fixtures are the one directory AddFromPath may read (test_models).
-            [str(binary), "--listen", "127.0.0.1:0", "--store", str(store_dir), "--device", "cpu", "--model-root", str(fixtures_dir)],
+            [str(binary), "--listen", "127.0.0.1:0", "--store", str(store_dir), "--device", "cpu", *extra_args],
             stdout=subprocess.PIPE,
             stderr=stderr_file,
             stdin=subprocess.DEVNULL,

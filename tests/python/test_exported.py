@@ -13,6 +13,7 @@ torchinfo's rows in test_summary_torchinfo.py (its `*_exported` cases).
 
 import io
 import json
+import pathlib
 import zipfile
 
 import numpy as np
@@ -224,3 +225,64 @@ def test_a_live_module_with_an_example_is_exported(client):
     inputs = x.clone().requires_grad_(True)
     module(inputs)[:, 2].sum().backward()
     close(answer.values, (inputs.grad * x).numpy(), "input x gradient of a live module")
+
+
+# --- custom operators ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def custom_op_program(tmp_path_factory):
+    """tests/fixtures/custom_op/scaled_relu.cpp built against this torch, loaded here, and a
+    module calling it exported to a .pt2: (library path, archive path, eager module)."""
+    import subprocess
+
+    from conftest import REPO_ROOT
+
+    torch_dir = pathlib.Path(torch.__file__).parent
+    scratch = tmp_path_factory.mktemp("custom-op")
+    library = scratch / "libscaled_relu.so"
+    subprocess.run(
+        ["g++", "-shared", "-fPIC", "-std=c++17", "-O1", f"-D_GLIBCXX_USE_CXX11_ABI={int(torch.compiled_with_cxx11_abi())}",
+         f"-I{torch_dir / 'include'}", f"-I{torch_dir / 'include' / 'torch' / 'csrc' / 'api' / 'include'}",
+         str(REPO_ROOT / "tests" / "fixtures" / "custom_op" / "scaled_relu.cpp"),
+         f"-L{torch_dir / 'lib'}", "-ltorch_cpu", "-lc10", f"-Wl,-rpath,{torch_dir / 'lib'}", "-o", str(library)],
+        check=True,
+    )
+    torch.ops.load_library(str(library))
+
+    class UsesCustomOp(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = torch.nn.Linear(4, 6)
+            self.fc2 = torch.nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.fc2(torch.ops.layerlens_test.scaled_relu(self.fc1(x), 1.5))
+
+    torch.manual_seed(7)
+    module = UsesCustomOp().eval()
+    archive = scratch / "uses_custom_op.pt2"
+    torch.export.save(torch.export.export(module, (torch.randn(2, 4),), strict=False), str(archive))
+    return library, archive, module
+
+
+def test_a_custom_operator_is_named_until_its_library_is_loaded(client, custom_op_program, tmp_path_factory):
+    from conftest import running_daemon
+
+    library, archive, module = custom_op_program
+    with pytest.raises(layerlens.LayerlensError) as caught:
+        client.add_model(archive)
+    assert caught.value.code == "INVALID_ARGUMENT"
+    assert "layerlens_test::scaled_relu" in str(caught.value) and "--op-library" in str(caught.value)
+
+    # Exported from a two-row example without a dynamic batch: requests have two rows.
+    x = torch.randn(2, 4)
+    with running_daemon(tmp_path_factory, ["--op-library", str(library)]) as other:
+        with layerlens.connect(f"http://{other.address}") as other_client:
+            model = other_client.add_model(archive, name="custom-op")
+            answer = model.attribute(x.numpy(), method="saliency", target=2, abs=False, figure_format=None)
+    inputs = x.clone().requires_grad_(True)
+    output = module(inputs)
+    output[:, 2].sum().backward()
+    close(answer.output, output.detach().numpy(), "output through the custom operator")
+    close(answer.values, inputs.grad.numpy(), "gradient through the custom operator")

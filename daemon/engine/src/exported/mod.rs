@@ -513,6 +513,20 @@ fn single_output(mut values: Vec<Option<Tensor>>, count: usize) -> Result<Tensor
     values.pop().flatten().ok_or_else(|| Error::bad_input("the program's output is not a tensor; this explanation needs a single tensor output"))
 }
 
+/// Loads a shared library of custom operators (`TORCH_LIBRARY` registrations run as it
+/// loads), for exported programs that call them. The library stays loaded for the life
+/// of the process: its operators are registered globally.
+pub fn load_op_library(path: &Path) -> Result<()> {
+    // SAFETY: loading a library runs its initialisers; the daemon's operator names the
+    // file on purpose, as with torch.ops.load_library in Python.
+    let library = unsafe {
+        libloading::os::unix::Library::open(Some(path), libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL)
+    }
+    .map_err(|error| Error::bad_input(format!("cannot load the operator library {}: {error}", path.display())))?;
+    std::mem::forget(library);
+    Ok(())
+}
+
 /// The module tree of an archive, without placing its weights anywhere.
 pub fn module_tree(path: &Path) -> Result<Vec<ModuleInfo>> {
     let archive = archive::Archive::read(path)?;
