@@ -31,7 +31,8 @@ if [ ! -f "$venv/.layerlens-ready" ]; then
     touch "$venv/.layerlens-ready"
 fi
 
-libtorch="$("$venv/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')"
+# The real path: a venv reached through a symlink must give builds the same LIBTORCH.
+libtorch="$("$venv/bin/python" -c 'import os, torch; print(os.path.realpath(os.path.dirname(torch.__file__)))')"
 mkdir -p "$root/.cargo"
 config="$root/.cargo/config.toml"
 new_config="$(cat <<TOML

@@ -286,3 +286,42 @@ def test_a_custom_operator_is_named_until_its_library_is_loaded(client, custom_o
     output[:, 2].sum().backward()
     close(answer.output, output.detach().numpy(), "output through the custom operator")
     close(answer.values, inputs.grad.numpy(), "gradient through the custom operator")
+
+
+# --- a transformers text classifier ---------------------------------------------------------
+
+
+def test_a_transformers_text_classifier_explains_its_tokens_like_captum(client, fixtures_dir):
+    import importlib.util
+
+    from captum.attr import LayerGradientXActivation
+
+    from conftest import FIXTURE_SCRIPT
+
+    spec = importlib.util.spec_from_file_location("make_fixtures", FIXTURE_SCRIPT)
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)
+    path = fixtures_dir / "text_classifier.pt2"
+    eager = fixtures.text_classifier().eval()
+    eager.load_state_dict(eager_program(path).state_dict())
+    model = client.add_model(path, name="text-classifier")
+    ids = np.random.default_rng(3).integers(0, 100, size=(3, 8)).astype(np.int64)
+
+    prediction = model.predict(ids)
+    with torch.no_grad():
+        close(prediction.output, eager(torch.from_numpy(ids)).numpy(), "logits")
+
+    # The stored example is int64 token ids: the summary runs on them without being told.
+    summary = model.summary()
+    assert summary.notes == []
+    rows = {row["path"]: row for row in summary.rows}
+    assert rows["model.bert.embeddings.word_embeddings"]["output_shape"] == [2, 8, 32]
+
+    layer = "model.bert.embeddings.word_embeddings"
+    answer = model.attribute(ids, method="layer_gradient_x_activation", target=[0, 1, 2], layer=layer, figure_format=None)
+    reference = LayerGradientXActivation(eager, eager.get_submodule(layer)).attribute(torch.from_numpy(ids), target=[0, 1, 2])
+    close(answer.values, reference.detach().numpy(), "layer gradient x activation of the word embeddings")
+
+    with pytest.raises(layerlens.LayerlensError) as caught:
+        model.attribute(ids, method="saliency", target=0)
+    assert caught.value.code == "INVALID_ARGUMENT" and "embedding" in str(caught.value)

@@ -239,6 +239,21 @@ impl LoadedModel {
         }
     }
 
+    /// Zero tensors for a structure run (summary, op graph). An exported program
+    /// records its inputs' dtypes, so token-id inputs are int64 there even when the
+    /// request did not say so.
+    pub fn sample_tensors(&self, inputs: &[SampleInput]) -> Result<Vec<tch::Tensor>> {
+        let tensors = SampleInput::zeros(inputs, self.device.to_tch())?;
+        Ok(match &self.backend {
+            Backend::Exported(program) => tensors
+                .into_iter()
+                .zip(&program.input_kinds)
+                .map(|(tensor, kind)| if tensor.kind() == *kind { tensor } else { tensor.to_kind(*kind) })
+                .collect(),
+            Backend::Script(_) => tensors,
+        })
+    }
+
     /// The model's kind.
     pub fn kind(&self) -> ModelKind {
         match self.backend {

@@ -39,7 +39,7 @@ pub struct OpGraph {
 
 /// Runs the model once on zero inputs and builds its op graph.
 pub fn op_graph(model: &LoadedModel, inputs: &[SampleInput]) -> Result<OpGraph> {
-    let tensors = SampleInput::zeros(inputs, model.device.to_tch())?;
+    let tensors = model.sample_tensors(inputs)?;
     let tapped = model.tapped()?;
     // Grad mode on, as for summaries: under no_grad library code takes fused paths.
     let (output, values) = tapped.forward_all(&tensors)?;

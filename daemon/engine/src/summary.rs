@@ -273,7 +273,7 @@ fn kernel_size(module: Option<&ModuleInfo>, qualified_type: &str) -> Vec<i64> {
 /// Runs the model once (through its tapped copy) on zero inputs and summarises every
 /// module call.
 pub fn run_call_summary(model: &LoadedModel, modules: &[ModuleInfo], inputs: &[SampleInput], max_depth: Option<u32>) -> Result<CallSummary> {
-    let tensors = SampleInput::zeros(inputs, model.device.to_tch())?;
+    let tensors = model.sample_tensors(inputs)?;
     let tapped = match model.tapped() {
         Ok(tapped) => tapped,
         // The graph cannot be tapped: still answer with the module tree, and say why.

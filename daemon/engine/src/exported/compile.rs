@@ -156,6 +156,7 @@ pub struct Compiled {
     pub input_slots: Vec<usize>,
     pub input_dims: Vec<Vec<Dimension>>,
     pub example_shapes: Vec<Vec<i64>>,
+    pub input_kinds: Vec<tch::Kind>,
     pub bindings: Vec<Binding>,
     pub output_slots: Vec<usize>,
     pub frees_after: Vec<Vec<usize>>,
@@ -255,6 +256,10 @@ pub fn compile(archive: &Archive, device: Device) -> Result<Compiled> {
                 .map(|size| size.get("as_int").and_then(Json::as_i64).or_else(|| size["as_expr"]["hint"]["as_int"].as_i64()).unwrap_or(1))
                 .collect()
         })
+        .collect();
+    let input_kinds = input_names
+        .iter()
+        .map(|name| tensor_values[name.as_str()]["dtype"].as_i64().and_then(super::archive::kind_from_code).unwrap_or(tch::Kind::Float))
         .collect();
 
     let device_text = CString::new(match device {
@@ -402,6 +407,7 @@ pub fn compile(archive: &Archive, device: Device) -> Result<Compiled> {
         input_slots,
         input_dims,
         example_shapes,
+        input_kinds,
         bindings,
         output_slots,
         frees_after,

@@ -59,6 +59,8 @@ pub struct ExportedProgram {
     pub input_dims: Vec<Vec<Dimension>>,
     /// The shapes of the example inputs the program was exported with.
     pub example_shapes: Vec<Vec<i64>>,
+    /// The dtype of each user input (int64 for token ids).
+    pub input_kinds: Vec<tch::Kind>,
     /// Parameters, buffers and constants: their slots and tensors on the device.
     bound: Vec<(usize, Tensor)>,
     /// Slots of the user outputs.
@@ -135,6 +137,7 @@ impl ExportedProgram {
             input_slots: compiled.input_slots,
             input_dims: compiled.input_dims,
             example_shapes: compiled.example_shapes,
+            input_kinds: compiled.input_kinds,
             bound,
             output_slots: compiled.output_slots,
             frees_after: compiled.frees_after,
