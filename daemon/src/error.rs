@@ -63,7 +63,9 @@ impl From<ApiError> for tonic::Status {
         if code == tonic::Code::Internal {
             tracing::error!(message = %error.message, "internal error");
         }
-        let mut status = tonic::Status::new(code, error.message);
+        // The message travels in the `grpc-message` trailer, which clients cap (8 KiB by
+        // default in gRPC core): a message echoing a long request value is cut here, once.
+        let mut status = tonic::Status::new(code, shorten_message(error.message));
         if let ErrorKind::Busy { retry_after_ms } = error.kind {
             // The machine-readable retry hint; the message says it in words too.
             if let Ok(value) = retry_after_ms.to_string().parse() {
@@ -72,6 +74,18 @@ impl From<ApiError> for tonic::Status {
         }
         status
     }
+}
+
+/// Messages longer than this are cut (with the full text in the log).
+const MAX_MESSAGE_CHARS: usize = 1000;
+
+fn shorten_message(message: String) -> String {
+    if message.chars().count() <= MAX_MESSAGE_CHARS {
+        return message;
+    }
+    tracing::info!(%message, "error message shortened for the client");
+    let kept: String = message.chars().take(MAX_MESSAGE_CHARS).collect();
+    format!("{kept}... (message cut at {MAX_MESSAGE_CHARS} characters)")
 }
 
 /// A call refused by the access rules (auth.rs, model_roots.rs), or an ordinary error
@@ -99,5 +113,20 @@ impl From<AccessError> for tonic::Status {
             AccessError::PermissionDenied(message) => tonic::Status::permission_denied(message),
             AccessError::Api(error) => error.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_before_they_reach_the_trailer() {
+        let status = tonic::Status::from(ApiError::bad_input("x".repeat(20_000)));
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().len() < 1100, "{} characters", status.message().len());
+        assert!(status.message().ends_with("(message cut at 1000 characters)"));
+        let short = tonic::Status::from(ApiError::bad_input("input shape [1, 3] is wrong"));
+        assert_eq!(short.message(), "input shape [1, 3] is wrong");
     }
 }

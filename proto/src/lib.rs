@@ -14,14 +14,29 @@ pub use v1::*;
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/layerlens_descriptor.bin"));
 
+/// A shape for messages, shortened when long: `[1, 3, 224, 224]`, or
+/// `[1, 1, 1, 1, 1, 1, 1, 1, ... (1000 dimensions)]`. A request's shape is echoed in
+/// errors, and a whole 1000-dimension shape would overflow a client's metadata limit.
+pub fn short_shape(shape: &[i64]) -> String {
+    const SHOWN: usize = 8;
+    let dims: Vec<String> = shape.iter().take(SHOWN).map(i64::to_string).collect();
+    if shape.len() > SHOWN {
+        format!("[{}, ... ({} dimensions)]", dims.join(", "), shape.len())
+    } else {
+        format!("[{}]", dims.join(", "))
+    }
+}
+
 /// Why a wire `Tensor` could not be read.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum TensorError {
-    #[error("tensor shape {shape:?} has a negative dimension")]
+    #[error("tensor shape {} has a negative dimension", short_shape(shape))]
     NegativeDimension { shape: Vec<i64> },
+    #[error("tensor shape {} has more elements than this machine can address", short_shape(shape))]
+    TooLarge { shape: Vec<i64> },
     #[error("tensor dtype {found} is not supported here; expected {expected}")]
     WrongDtype { found: String, expected: &'static str },
-    #[error("tensor of shape {shape:?} and dtype {dtype} needs {expected} bytes but carries {found}")]
+    #[error("tensor of shape {} and dtype {dtype} needs {expected} bytes but carries {found}", short_shape(shape))]
     WrongByteLength { shape: Vec<i64>, dtype: String, expected: usize, found: usize },
 }
 
@@ -59,12 +74,17 @@ impl Tensor {
         Tensor { shape: shape.to_vec(), dtype: Dtype::Float32 as i32, data }
     }
 
-    /// Number of elements the shape describes.
+    /// Number of elements the shape describes (checked: a shape such as
+    /// `[2^62, 2^62, 4]` is refused, not wrapped around).
     pub fn element_count(&self) -> Result<usize, TensorError> {
         if self.shape.iter().any(|&dim| dim < 0) {
             return Err(TensorError::NegativeDimension { shape: self.shape.clone() });
         }
-        Ok(self.shape.iter().map(|&dim| dim as usize).product())
+        self.shape
+            .iter()
+            .try_fold(1usize, |count, &dim| count.checked_mul(dim as usize))
+            .filter(|count| count.checked_mul(8).is_some())
+            .ok_or_else(|| TensorError::TooLarge { shape: self.shape.clone() })
     }
 
     /// Row-major int64 values; the dtype must be int64 and the byte length must match.
@@ -110,6 +130,18 @@ impl Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_and_long_shapes_are_refused_with_short_messages() {
+        let huge = Tensor { shape: vec![1 << 62, 1 << 62, 4], dtype: Dtype::Float32 as i32, data: Vec::new() };
+        assert_eq!(huge.element_count(), Err(TensorError::TooLarge { shape: huge.shape.clone() }));
+        assert!(huge.to_f32().unwrap_err().to_string().contains("more elements than this machine can address"));
+        let long = Tensor { shape: vec![1; 1000], dtype: Dtype::Float32 as i32, data: Vec::new() };
+        let message = long.to_f32().unwrap_err().to_string();
+        assert!(message.len() < 200, "{message}");
+        assert!(message.contains("(1000 dimensions)"), "{message}");
+        assert_eq!(short_shape(&[1, 3, 8, 8]), "[1, 3, 8, 8]");
+    }
 
     #[test]
     fn float32_round_trip_and_checks() {

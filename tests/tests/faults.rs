@@ -549,6 +549,14 @@ async fn bad_requests_of_every_kind_get_clear_errors_and_leave_the_store_intact(
         ..Default::default()
     };
     let parameters_no_model = proto::ParametersRequest { model: String::new(), ..Default::default() };
+    // Tensors libtorch must never see: they once reached it and panicked the engine.
+    let with_input = |input: proto::Tensor, method: &str| proto::AttributeRequest { input: Some(input), ..attribute(method, &[], "", 1) };
+    let raw = |shape: Vec<i64>, data: Vec<u8>| proto::Tensor { shape, dtype: proto::Dtype::Float32 as i32, data };
+    let scalar_saliency = with_input(raw(vec![], 1f32.to_le_bytes().to_vec()), "saliency");
+    let scalar_ig = with_input(raw(vec![], 1f32.to_le_bytes().to_vec()), "integrated_gradients");
+    let empty_saliency = with_input(raw(vec![0, 1, 8, 8], Vec::new()), "saliency");
+    let overflowing = with_input(raw(vec![1 << 62, 1 << 62, 4], Vec::new()), "saliency");
+    let thousand_dimensions = with_input(raw(vec![1; 1000], 1f32.to_le_bytes().to_vec()), "saliency");
     // (what is wrong, the call, the code, a word of the request the message must name)
     let cases: Vec<(&str, Case, Code, &str)> = vec![
         (
@@ -603,6 +611,31 @@ async fn bad_requests_of_every_kind_get_clear_errors_and_leave_the_store_intact(
             Code::InvalidArgument,
             "model",
         ),
+        ("a 0-d input to saliency", case(move |c| async move { c.attribute(scalar_saliency).await }), Code::InvalidArgument, "0-d"),
+        (
+            "a 0-d input to integrated gradients",
+            case(move |c| async move { c.attribute(scalar_ig).await }),
+            Code::InvalidArgument,
+            "0-d",
+        ),
+        (
+            "an input with no rows",
+            case(move |c| async move { c.attribute(empty_saliency).await }),
+            Code::InvalidArgument,
+            "[0, 1, 8, 8]",
+        ),
+        (
+            "a shape whose element count overflows",
+            case(move |c| async move { c.attribute(overflowing).await }),
+            Code::InvalidArgument,
+            "more elements than this machine can address",
+        ),
+        (
+            "a 1000-dimension input",
+            case(move |c| async move { c.attribute(thousand_dimensions).await }),
+            Code::InvalidArgument,
+            "(1000 dimensions)",
+        ),
         (
             "deleting a model that is not stored",
             case(move |c| async move { c.delete_model("no-such-model").await }),
@@ -621,6 +654,10 @@ async fn bad_requests_of_every_kind_get_clear_errors_and_leave_the_store_intact(
         eprintln!("{label}: {:?} '{error}'", error.code());
         assert_eq!(error.code(), Some(code), "{label}: {error}");
         assert!(error.to_string().contains(needle), "{label}: '{error}' does not name '{needle}'");
+        // One line naming the problem: no panic text, no libtorch backtrace, nothing long.
+        let message = error.to_string();
+        assert!(!message.contains("panicked") && !message.contains("frame #") && !message.contains("Exception raised"), "{label}: '{message}'");
+        assert!(message.len() < 1100, "{label}: a message of {} characters", message.len());
         // The daemon keeps serving after every bad request.
         let predict = proto::PredictRequest { model: "digits".into(), input: Some(digits.input()), ..Default::default() };
         bounded("Predict", CALL_BOUND, client.predict(predict)).await.unwrap_or_else(|error| panic!("after {label}: {error}"));

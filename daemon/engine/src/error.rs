@@ -79,6 +79,18 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// A shape for messages, shortened when long (`[1, 1, 1, 1, 1, 1, 1, 1, ... (1000
+/// dimensions)]`): requests' shapes are echoed in errors, which must stay one line.
+pub fn shape_text(shape: &[i64]) -> String {
+    const SHOWN: usize = 8;
+    let dims: Vec<String> = shape.iter().take(SHOWN).map(i64::to_string).collect();
+    if shape.len() > SHOWN {
+        format!("[{}, ... ({} dimensions)]", dims.join(", "), shape.len())
+    } else {
+        format!("[{}]", dims.join(", "))
+    }
+}
+
 /// Whether a libtorch message reports an exhausted allocator: CUDA's caching
 /// allocator says "out of memory", the CPU allocator "can't allocate memory".
 pub fn is_out_of_memory(reason: &str) -> bool {

@@ -17,19 +17,17 @@ impl HostTensor {
     /// Checks that the shape is non-empty, has no zero or negative dimension and
     /// matches the number of values.
     pub fn validate(&self, what: &str) -> Result<()> {
+        let shape = crate::error::shape_text(&self.shape);
         if self.shape.is_empty() {
-            return Err(Error::bad_input(format!("{what} is a scalar; expected at least a batch dimension")));
+            return Err(Error::bad_input(format!("{what} is a scalar (0-d); expected at least a batch dimension")));
         }
-        if self.shape.iter().any(|&dim| dim <= 0) {
-            return Err(Error::bad_input(format!("{what} shape {:?} has an empty or negative dimension", self.shape)));
+        if let Some(axis) = self.shape.iter().position(|&dim| dim <= 0) {
+            return Err(Error::bad_input(format!("{what} shape {shape} has size {} in dimension {axis}; every dimension needs at least one element", self.shape[axis])));
         }
-        let expected: i64 = self.shape.iter().product();
-        if expected as usize != self.values.len() {
-            return Err(Error::bad_input(format!(
-                "{what} shape {:?} needs {expected} values but {} were given",
-                self.shape,
-                self.values.len()
-            )));
+        let expected = self.shape.iter().try_fold(1usize, |count, &dim| count.checked_mul(dim as usize));
+        if expected != Some(self.values.len()) {
+            let expected = expected.map(|count| count.to_string()).unwrap_or_else(|| "more".to_string());
+            return Err(Error::bad_input(format!("{what} shape {shape} needs {expected} values but {} were given", self.values.len())));
         }
         Ok(())
     }

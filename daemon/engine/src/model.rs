@@ -133,7 +133,7 @@ impl LoadedModel {
                 program.check_shapes(&shapes, true)?;
                 return program.forward(inputs).map_err(|mut error| {
                     if error.kind == ErrorKind::BadInput {
-                        let shapes: Vec<String> = shapes.iter().map(|shape| format!("{shape:?}")).collect();
+                        let shapes: Vec<String> = shapes.iter().map(|shape| crate::error::shape_text(shape)).collect();
                         error.message = format!("the model rejected an input of shape {}: {}", shapes.join(", "), error.message);
                     }
                     error
@@ -142,7 +142,7 @@ impl LoadedModel {
         };
         let arguments: Vec<tch::IValue> = inputs.iter().map(|input| tch::IValue::Tensor(input.shallow_clone())).collect();
         let output = module.forward_is(&arguments).map_err(|error| {
-            let shapes: Vec<String> = inputs.iter().map(|input| format!("{:?}", input.size())).collect();
+            let shapes: Vec<String> = inputs.iter().map(|input| crate::error::shape_text(&input.size())).collect();
             let what = if inputs.len() == 1 {
                 format!("the model rejected an input of shape {}", shapes[0])
             } else {
@@ -364,8 +364,8 @@ impl LoadedModel {
                     *batch = "N".to_string();
                 }
                 return Err(Error::bad_input(format!(
-                    "input shape {:?} does not match the model's input shape [{}]",
-                    input.shape,
+                    "input shape {} does not match the model's input shape [{}]",
+                    crate::error::shape_text(&input.shape),
                     expected_text.join(", ")
                 )));
             }
@@ -412,10 +412,10 @@ impl SampleInput {
         for (index, input) in inputs.iter().enumerate() {
             let which = if inputs.len() > 1 { format!("input {index}: shape") } else { "input shape".to_string() };
             if input.shape.is_empty() || input.shape.iter().any(|&dim| dim <= 0) {
-                return Err(Error::bad_input(format!("{which} {:?} needs at least one dimension, all positive", input.shape)));
+                return Err(Error::bad_input(format!("{which} {} needs at least one dimension, all positive", crate::error::shape_text(&input.shape))));
             }
-            if input.shape.iter().product::<i64>() > 1 << 31 {
-                return Err(Error::bad_input(format!("{which} {:?} is too large for a structure run", input.shape)));
+            if input.shape.iter().try_fold(1i64, |count, &dim| count.checked_mul(dim)).is_none_or(|count| count > 1 << 31) {
+                return Err(Error::bad_input(format!("{which} {} is too large for a structure run", crate::error::shape_text(&input.shape))));
             }
         }
         Ok(inputs.iter().map(|input| tch::Tensor::zeros(&input.shape[..], (input.kind(), device))).collect())

@@ -422,10 +422,13 @@ impl Worker {
     /// (joined with the request's own in `prepare`), so a running attribution stops
     /// when nobody waits for it. Out of memory in a pass is handled where the passes
     /// run: `in_chunks` halves the chunk and retries.
-    fn chunking(&self, model: &LoadedModel, inputs: &[HostTensor], cancelled: &Arc<AtomicBool>) -> Chunking {
+    fn chunking(&self, model: &LoadedModel, inputs: &[HostTensor], cancelled: &Arc<AtomicBool>) -> Result<Chunking> {
+        // The inputs are checked before anything measures them: a 0-d or empty tensor
+        // must be a named bad input, never a panic in the row-size estimate.
+        model.check_inputs(inputs)?;
         let mut chunking = Chunking::new(self.settings.pass_budget_bytes, model.estimate_bytes_per_row(inputs));
         chunking.progress = Some(Progress::cancelled_when(cancelled.clone()));
-        chunking
+        Ok(chunking)
     }
 
     fn run(&mut self, command: Command, cancelled: &Arc<AtomicBool>) {
@@ -474,13 +477,13 @@ impl Worker {
             }
             Command::Evaluate { request, reply } => {
                 let answer = with_model(&self.loaded, |model| {
-                    attribution::evaluate(model, &request, self.chunking(model, &request.attribution.inputs, cancelled))
+                    attribution::evaluate(model, &request, self.chunking(model, &request.attribution.inputs, cancelled)?)
                 });
                 let _ = reply.send(answer);
             }
             Command::SanityCheck { request, seed, signed, reply } => {
                 let answer = with_model(&self.loaded, |model| {
-                    attribution::sanity_check(model, &request, self.chunking(model, &request.inputs, cancelled), seed, signed)
+                    attribution::sanity_check(model, &request, self.chunking(model, &request.inputs, cancelled)?, seed, signed)
                 });
                 let _ = reply.send(answer);
             }
@@ -505,7 +508,7 @@ impl Worker {
     }
 
     fn attribute(&self, request: &AttributionRequest, cancelled: &Arc<AtomicBool>) -> Result<Attribution> {
-        with_model(&self.loaded, |model| attribution::attribute(model, request, self.chunking(model, &request.inputs, cancelled)))
+        with_model(&self.loaded, |model| attribution::attribute(model, request, self.chunking(model, &request.inputs, cancelled)?))
     }
 
     /// A prediction; a batch that does not fit in memory is predicted in halves
