@@ -3,10 +3,11 @@
 
 use crate::commands::Shape;
 use crate::npy;
+use crate::output::outln;
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use layerlens_client::{Client, FigureFormat};
+use layerlens_client::Client;
 use layerlens_proto as proto;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -22,16 +23,16 @@ pub struct ExplainArgs {
     #[arg(long, required = true)]
     input: Vec<PathBuf>,
     /// Output index to explain; default: the predicted class.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     target: Option<i64>,
     /// One target per batch row, comma-separated (overrides --target).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     targets: Option<Shape>,
     /// Baseline tensor (.npy) for the first input (Captum's `baselines`).
     #[arg(long)]
     baseline: Option<PathBuf>,
     /// Integration steps (Captum's `n_steps`); `auto` adapts them.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     steps: Option<String>,
     /// Module path for layer methods (grad_cam, layer_activation, layer_gradient_x_activation).
     #[arg(long)]
@@ -104,7 +105,7 @@ pub struct SanityCheckArgs {
     #[arg(long)]
     method: String,
     /// Seed of the re-initialisation.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     seed: i64,
     /// Rank signed attributions instead of their absolute values.
     #[arg(long)]
@@ -141,14 +142,7 @@ impl ExplainArgs {
         if let Some(path) = &self.baseline {
             tensor_params.insert("baselines".to_string(), read_tensor(path)?);
         }
-        let figure_format = match &self.figure {
-            None => FigureFormat::None,
-            Some(path) => match path.extension().and_then(|ext| ext.to_str()) {
-                Some("png") => FigureFormat::Png,
-                Some("svg") => FigureFormat::Svg,
-                _ => bail!("--figure {}: the file name must end in .png or .svg", path.display()),
-            },
-        };
+        let figure_format = crate::figure::format_of_all(&[("--figure", self.figure.as_deref())])?;
         let first_input = inputs.remove(0);
         Ok(proto::AttributeRequest {
             model: self.model.clone(),
@@ -178,10 +172,11 @@ impl ExplainArgs {
     }
 
     /// "figure written to /absolute/path" when --figure was given.
-    fn print_figure_path(&self) {
+    fn print_figure_path(&self) -> anyhow::Result<()> {
         if let Some(path) = &self.figure {
-            println!("figure written to {}", crate::open::absolute(path));
+            outln!("figure written to {}", crate::open::absolute(path))?;
         }
+        Ok(())
     }
 
     fn label(&self, method: &str) -> String {
@@ -198,7 +193,8 @@ fn target_json(targets: &[i64]) -> Value {
 
 /// Runs one attribution over AttributeStream with a progress bar on stderr (shown only
 /// when `show` and stderr is a terminal; indicatif hides it otherwise). Ctrl-C drops
-/// the stream, which tells the daemon to stop the work, and ends with an error.
+/// the stream, which tells the daemon to stop the work, and ends with an error
+/// (`interrupt`).
 async fn attribute_with_progress(client: &Client, request: proto::AttributeRequest, show: bool) -> anyhow::Result<proto::AttributeResponse> {
     let bar = if show { ProgressBar::new(0) } else { ProgressBar::hidden() };
     bar.set_style(
@@ -210,10 +206,9 @@ async fn attribute_with_progress(client: &Client, request: proto::AttributeReque
         bar.set_position(progress.rows_done);
         bar.set_message(format!("{} · pass {}/{} · {:.1} s", progress.phase, progress.passes_done, progress.passes_total, progress.elapsed_seconds));
     });
-    let outcome = tokio::select! {
-        answer = job => answer.map_err(anyhow::Error::from),
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted (Ctrl-C); the daemon was told to stop")),
-    };
+    // `job` sends nothing until it is polled, and `cancel_on_ctrl_c` listens for
+    // Ctrl-C before it polls it.
+    let outcome = crate::interrupt::cancel_on_ctrl_c(job).await;
     bar.finish_and_clear();
     outcome
 }
@@ -255,19 +250,19 @@ pub async fn attribute(client: &Client, args: AttributeArgs, as_json: bool) -> a
         if let Some(path) = &explain.figure {
             output["figure"] = json!(path.display().to_string());
         }
-        println!("{output}");
+        outln!("{output}")?;
     } else {
-        println!("{} for target {} of model {}: shape {:?}", answer.method, target, &answer.model_id[..12], attribution.shape);
+        outln!("{} for target {} of model {}: shape {:?}", answer.method, target, &answer.model_id[..12], attribution.shape)?;
         if let Some(delta) = answer.convergence_delta {
-            println!("convergence delta (largest over the batch): {delta:.3e}");
+            outln!("convergence delta (largest over the batch): {delta:.3e}")?;
         }
         if answer.n_steps > 0 {
-            println!("steps: {}", answer.n_steps);
+            outln!("steps: {}", answer.n_steps)?;
         }
         for path in &args.out {
-            println!("attribution written to {}", crate::open::absolute(path));
+            outln!("attribution written to {}", crate::open::absolute(path))?;
         }
-        explain.print_figure_path();
+        explain.print_figure_path()?;
     }
     Ok(())
 }
@@ -321,12 +316,12 @@ pub async fn compare(client: &Client, args: CompareArgs, as_json: bool) -> anyho
         if let Some(path) = &explain.figure {
             output["figure"] = json!(path.display().to_string());
         }
-        println!("{output}");
+        outln!("{output}")?;
     } else {
         for attribution in &answer.attributions {
-            println!("{}: target {}", attribution.method, target_json(&attribution.targets));
+            outln!("{}: target {}", attribution.method, target_json(&attribution.targets))?;
         }
-        explain.print_figure_path();
+        explain.print_figure_path()?;
     }
     Ok(())
 }
@@ -350,13 +345,13 @@ pub async fn evaluate(client: &Client, args: EvaluateArgs, as_json: bool) -> any
         if !answer.sensitivity_max.is_empty() {
             output["sensitivity_max"] = json!(answer.sensitivity_max);
         }
-        println!("{output}");
+        outln!("{output}")?;
     } else {
         if !answer.infidelity.is_empty() {
-            println!("infidelity per row: {:?}", answer.infidelity);
+            outln!("infidelity per row: {:?}", answer.infidelity)?;
         }
         if !answer.sensitivity_max.is_empty() {
-            println!("sensitivity_max per row: {:?}", answer.sensitivity_max);
+            outln!("sensitivity_max per row: {:?}", answer.sensitivity_max)?;
         }
     }
     Ok(())
@@ -380,13 +375,13 @@ pub async fn sanity_check(client: &Client, args: SanityCheckArgs, as_json: bool)
         if let Some(path) = &explain.figure {
             output["figure"] = json!(path.display().to_string());
         }
-        println!("{output}");
+        outln!("{output}")?;
     } else {
-        println!("{:<32} {:>10}", "randomised down to", "spearman");
+        outln!("{:<32} {:>10}", "randomised down to", "spearman")?;
         for step in &answer.steps {
-            println!("{:<32} {:>10.3}", step.layer, step.spearman);
+            outln!("{:<32} {:>10.3}", step.layer, step.spearman)?;
         }
-        explain.print_figure_path();
+        explain.print_figure_path()?;
     }
     Ok(())
 }

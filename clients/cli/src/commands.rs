@@ -1,6 +1,15 @@
 //! The CLI's commands: each builds a request, calls the daemon through
 //! `layerlens-client`, and prints plain text or, with `--json`, the JSON of CONTRACT.md.
+//!
+//! Every numeric flag accepts a leading minus, so that `--target -1` or `--steps -4`
+//! reaches the daemon, which names what is wrong with the value, instead of clap
+//! refusing it as an unknown flag with a usage dump. Integer flags carry
+//! `allow_negative_numbers`. Float flags and comma-separated lists (`Shape`,
+//! `value_delimiter` flags) carry `allow_hyphen_values`, because clap's negative-number
+//! test takes neither a negative exponent (`-1e-3`) nor a list (`-1,3`) and would read
+//! them as flags. The tests at the end of this file hold every numeric flag to this.
 
+use crate::output::outln;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use layerlens_client::{Client, FigureFormat};
@@ -52,10 +61,10 @@ enum Command {
         model: String,
         /// Shape of an input, e.g. 1,3,224,224; repeat it for a model with several
         /// inputs, in forward's order.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         input_shape: Vec<Shape>,
         /// Show rows down to this depth only (torchinfo's `depth`).
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         depth: Option<u32>,
         /// Element type of the sample inputs: float32 (default) or int64 (token ids);
         /// once for every input, or once per --input-shape.
@@ -78,14 +87,14 @@ enum Command {
         model: String,
         /// Shape of an input, e.g. 1,3,224,224; repeat it for a model with several
         /// inputs, in forward's order. Default: the shape stored with the model.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         input_shape: Vec<Shape>,
         /// float32 (default) or int64 (token ids); once for every input, or once per
         /// --input-shape.
         #[arg(long)]
         input_dtype: Vec<String>,
         /// Fold module calls deeper than this into one box (default: every op).
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         depth: Option<u32>,
         /// Fold runs of identical blocks into one box marked ×N.
         #[arg(long)]
@@ -135,7 +144,7 @@ enum ModelsCommand {
         #[arg(long)]
         name: Option<String>,
         /// Shape of one example input, e.g. 1,1,8,8; lets the daemon check inputs.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         input_shape: Option<Shape>,
     },
     /// List stored models.
@@ -227,7 +236,7 @@ async fn status(client: &Client, as_json: bool) -> anyhow::Result<()> {
             .collect();
         let memory = status.memory.unwrap_or_default();
         let queue = status.queue.unwrap_or_default();
-        println!(
+        outln!(
             "{}",
             json!({
                 "version": status.version, "uptime_seconds": status.uptime_seconds, "device": status.device,
@@ -237,42 +246,42 @@ async fn status(client: &Client, as_json: bool) -> anyhow::Result<()> {
                 "memory": {"budget_bytes": memory.budget_bytes, "used_bytes": memory.used_bytes, "evictions": memory.evictions},
                 "queue": {"max_queue": queue.max_queue, "max_batch_size": queue.max_batch_size, "max_batch_delay_ms": queue.max_batch_delay_ms},
             })
-        );
+        )?;
         return Ok(());
     }
-    println!("layerlensd {} on {}, up {}", status.version, status.device, human_duration(status.uptime_seconds));
+    outln!("layerlensd {} on {}, up {}", status.version, status.device, human_duration(status.uptime_seconds))?;
     if cache.capacity_bytes == 0 {
-        println!("result cache: off");
+        outln!("result cache: off")?;
     } else {
-        println!(
+        outln!(
             "result cache: {} answers, {} of {}; {} hits, {} misses",
             cache.entries,
             human_bytes(cache.size_bytes),
             human_bytes(cache.capacity_bytes),
             cache.hits,
             cache.misses
-        );
+        )?;
     }
     let memory = status.memory.unwrap_or_default();
     let budget = if memory.budget_bytes == 0 { "no budget".to_string() } else { format!("budget {}", human_bytes(memory.budget_bytes)) };
-    println!(
+    outln!(
         "resident models: {} ({}; {budget}; {} evictions)",
         status.models.len(),
         human_bytes(status.resident_bytes),
         memory.evictions
-    );
+    )?;
     if let Some(queue) = &status.queue {
-        println!("queues: {} per model; batches of up to {} within {} ms", queue.max_queue, queue.max_batch_size, queue.max_batch_delay_ms);
+        outln!("queues: {} per model; batches of up to {} within {} ms", queue.max_queue, queue.max_batch_size, queue.max_batch_delay_ms)?;
     }
     if !status.models.is_empty() {
-        println!("{:<14} {:<20} {:>12}  {:>9}  {:>6}  state", "id", "names", "resident", "in flight", "queued");
+        outln!("{:<14} {:<20} {:>12}  {:>9}  {:>6}  state", "id", "names", "resident", "in flight", "queued")?;
         for model in &status.models {
             let state = match (model.ready, model.pinned) {
                 (false, _) => "loading",
                 (true, true) => "ready, pinned",
                 (true, false) => "ready",
             };
-            println!(
+            outln!(
                 "{:<14} {:<20} {:>12}  {:>9}  {:>6}  {state} ({})",
                 &model.id[..12.min(model.id.len())],
                 model.names.join(","),
@@ -280,7 +289,7 @@ async fn status(client: &Client, as_json: bool) -> anyhow::Result<()> {
                 model.in_flight,
                 model.queued,
                 model.kind
-            );
+            )?;
         }
     }
     Ok(())
@@ -313,16 +322,11 @@ fn human_duration(seconds: f64) -> String {
     }
 }
 
-/// The completion script for `shell` on stdout. A closed pipe (`| head`) is not an
-/// error worth a message.
+/// The completion script for `shell` on stdout.
 fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
-    use std::io::Write;
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "layerlens", &mut script);
-    match std::io::stdout().lock().write_all(&script) {
-        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error).context("cannot write the completion script"),
-        _ => Ok(()),
-    }
+    crate::output::write_stdout(&script).context("cannot write the completion script")
 }
 
 async fn models(client: &Client, command: ModelsCommand, as_json: bool) -> anyhow::Result<()> {
@@ -333,9 +337,9 @@ async fn models(client: &Client, command: ModelsCommand, as_json: bool) -> anyho
                 .await
                 .with_context(|| format!("adding {}", file.display()))?;
             if as_json {
-                println!("{}", json!({"id": info.id, "name": name, "kind": info.format, "input_shape": info.input_shape}));
+                outln!("{}", json!({"id": info.id, "name": name, "kind": info.format, "input_shape": info.input_shape}))?;
             } else {
-                println!("{}", info.id);
+                outln!("{}", info.id)?;
             }
         }
         ModelsCommand::List => {
@@ -349,11 +353,11 @@ async fn models(client: &Client, command: ModelsCommand, as_json: bool) -> anyho
                                "pinned": model.pinned, "input_shape": model.input_shape, "kind": model.format})
                     })
                     .collect();
-                println!("{}", Value::Array(rows));
+                outln!("{}", Value::Array(rows))?;
             } else {
-                println!("{:<14} {:<20} {:<12} {:>12}  resident", "id", "name", "kind", "bytes");
+                outln!("{:<14} {:<20} {:<12} {:>12}  resident", "id", "name", "kind", "bytes")?;
                 for model in models {
-                    println!(
+                    outln!(
                         "{:<14} {:<20} {:<12} {:>12}  {}{}",
                         &model.id[..12],
                         model.names.join(","),
@@ -361,35 +365,35 @@ async fn models(client: &Client, command: ModelsCommand, as_json: bool) -> anyho
                         model.size_bytes,
                         if model.resident { "yes" } else { "no" },
                         if model.pinned { ", pinned" } else { "" }
-                    );
+                    )?;
                 }
             }
         }
         ModelsCommand::Rm { model } => {
             let id = client.delete_model(&model).await.with_context(|| format!("deleting {model}"))?;
             if as_json {
-                println!("{}", json!({"id": id}));
+                outln!("{}", json!({"id": id}))?;
             } else {
-                println!("{id}");
+                outln!("{id}")?;
             }
         }
         ModelsCommand::Pin { model } => {
             let info = client.pin_model(&model).await.with_context(|| format!("pinning {model}"))?;
-            print_pin(&info, as_json);
+            print_pin(&info, as_json)?;
         }
         ModelsCommand::Unpin { model } => {
             let info = client.unpin_model(&model).await.with_context(|| format!("unpinning {model}"))?;
-            print_pin(&info, as_json);
+            print_pin(&info, as_json)?;
         }
     }
     Ok(())
 }
 
-fn print_pin(info: &layerlens_client::ModelInfo, as_json: bool) {
+fn print_pin(info: &layerlens_client::ModelInfo, as_json: bool) -> anyhow::Result<()> {
     if as_json {
-        println!("{}", json!({"id": info.id, "pinned": info.pinned, "resident": info.resident}));
+        outln!("{}", json!({"id": info.id, "pinned": info.pinned, "resident": info.resident}))
     } else {
-        println!("{} {}", info.id, if info.pinned { "pinned" } else { "unpinned" });
+        outln!("{} {}", info.id, if info.pinned { "pinned" } else { "unpinned" })
     }
 }
 
@@ -435,11 +439,7 @@ async fn graph(
     figure: &Path,
     as_json: bool,
 ) -> anyhow::Result<()> {
-    let format = match figure.extension().and_then(|ext| ext.to_str()) {
-        Some("svg") => FigureFormat::Svg,
-        Some("png") => FigureFormat::Png,
-        _ => anyhow::bail!("--figure {}: the file name must end in .svg or .png", figure.display()),
-    };
+    let format = crate::figure::format_of("--figure", figure)?;
     let (input_shape, input_dtype, extra_inputs) = split_inputs(inputs);
     let request = proto::GraphRequest {
         model: model.to_string(),
@@ -454,10 +454,10 @@ async fn graph(
     let rendered = answer.figure.as_ref().context("the daemon answered without a figure")?;
     std::fs::write(figure, &rendered.data).with_context(|| format!("cannot write {}", figure.display()))?;
     if as_json {
-        println!("{}", json!({"nodes": answer.nodes.len(), "edges": answer.edges.len(), "figure": figure.display().to_string(), "alt_text": rendered.alt_text}));
+        outln!("{}", json!({"nodes": answer.nodes.len(), "edges": answer.edges.len(), "figure": figure.display().to_string(), "alt_text": rendered.alt_text}))?;
     } else {
-        println!("{}", rendered.alt_text);
-        println!("figure written to {}", crate::open::absolute(figure));
+        outln!("{}", rendered.alt_text)?;
+        outln!("figure written to {}", crate::open::absolute(figure))?;
     }
     Ok(())
 }
@@ -502,44 +502,95 @@ async fn summary(
                        "attributes": row.attributes.iter().map(|(name, value)| (name.clone(), serde_json::from_str::<Value>(value).unwrap_or(Value::Null))).collect::<serde_json::Map<_, _>>()})
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             json!({"rows": rows, "total_params": answer.total_params,
                    "trainable_params": answer.trainable_params, "total_mult_adds": answer.total_mult_adds,
                    "input_bytes": answer.input_bytes, "forward_backward_bytes": answer.forward_backward_bytes,
                    "params_bytes": answer.params_bytes, "total_bytes": answer.total_bytes, "notes": answer.notes})
-        );
+        )?;
     } else {
         let shape_text = |shapes: &[proto::Shape]| match shapes.first() {
             Some(shape) => format!("{:?}", shape.dims),
             None => "--".to_string(),
         };
-        println!("{:<44} {:<22} {:>12} {:>16}", "Layer (type)", "Output Shape", "Param #", "Mult-Adds");
+        outln!("{:<44} {:<22} {:>12} {:>16}", "Layer (type)", "Output Shape", "Param #", "Mult-Adds")?;
         for row in &answer.rows {
             let name = if row.path.is_empty() { "(root)" } else { row.path.rsplit('.').next().unwrap_or(&row.path) };
             let short_type = row.type_name.rsplit('.').next().unwrap_or(&row.type_name);
             let label = format!("{}{} ({})", "  ".repeat(row.depth as usize), name, short_type);
             let macs = if row.mult_adds > 0 { row.mult_adds.to_string() } else { "--".to_string() };
-            println!("{label:<44} {:<22} {:>12} {macs:>16}", shape_text(&row.output_shapes), row.num_params);
+            outln!("{label:<44} {:<22} {:>12} {macs:>16}", shape_text(&row.output_shapes), row.num_params)?;
         }
-        println!("Total params: {}", answer.total_params);
-        println!("Trainable params: {}", answer.trainable_params);
-        println!("Non-trainable params: {}", answer.total_params - answer.trainable_params);
+        outln!("Total params: {}", answer.total_params)?;
+        outln!("Trainable params: {}", answer.trainable_params)?;
+        outln!("Non-trainable params: {}", answer.total_params - answer.trainable_params)?;
         if answer.total_mult_adds > 0 {
-            println!("Total mult-adds: {}", answer.total_mult_adds);
+            outln!("Total mult-adds: {}", answer.total_mult_adds)?;
             let megabytes = |bytes: u64| bytes as f64 / 1e6;
-            println!("Input size (MB): {:.2}", megabytes(answer.input_bytes));
-            println!("Forward/backward pass size (MB): {:.2}", megabytes(answer.forward_backward_bytes));
-            println!("Params size (MB): {:.2}", megabytes(answer.params_bytes));
-            println!("Estimated Total Size (MB): {:.2}", megabytes(answer.total_bytes));
+            outln!("Input size (MB): {:.2}", megabytes(answer.input_bytes))?;
+            outln!("Forward/backward pass size (MB): {:.2}", megabytes(answer.forward_backward_bytes))?;
+            outln!("Params size (MB): {:.2}", megabytes(answer.params_bytes))?;
+            outln!("Estimated Total Size (MB): {:.2}", megabytes(answer.total_bytes))?;
         }
         for note in &answer.notes {
-            println!("note: {note}");
+            outln!("note: {note}")?;
         }
         if let (Some(path), Some(_)) = (figure, &answer.figure) {
-            println!("figure written to {}", crate::open::absolute(path));
+            outln!("figure written to {}", crate::open::absolute(path))?;
         }
     }
     Ok(())
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use std::any::TypeId;
+
+    #[test]
+    fn negative_numbers_parse_as_values() {
+        let cli = Cli::try_parse_from(["layerlens", "attribute", "digits", "--input", "x.npy", "--method", "integrated_gradients", "--target", "-1", "--steps", "-4", "--targets", "-1,2"])
+            .expect("negative numbers are values");
+        let Command::Attribute(args) = cli.command else { panic!("parsed as {:?}", cli.command) };
+        let explain = format!("{args:?}");
+        assert!(explain.contains("target: Some(-1)"), "{explain}");
+        assert!(explain.contains("steps: Some(\"-4\")"), "{explain}");
+        assert!(explain.contains("targets: Some(Shape([-1, 2]))"), "{explain}");
+        let cli = Cli::try_parse_from(["layerlens", "generate", "digits", "--objective", "class:0", "--learning-rate", "-0.5", "--l2", "-1e-3", "--mean", "-0.5,0.25"])
+            .expect("negative numbers are values");
+        let generate = format!("{:?}", cli.command);
+        assert!(generate.contains("learning_rate: -0.5") && generate.contains("l2: -0.001") && generate.contains("mean: [-0.5, 0.25]"), "{generate}");
+    }
+
+    /// Every flag whose values are numbers (or lists of numbers) takes a leading minus,
+    /// so a numeric flag added later cannot bring the usage dump back.
+    #[test]
+    fn every_numeric_flag_accepts_a_leading_minus() {
+        let numeric = [TypeId::of::<i64>(), TypeId::of::<u64>(), TypeId::of::<u32>(), TypeId::of::<f32>(), TypeId::of::<Shape>()];
+        let mut checked = 0;
+        let mut pending = vec![Cli::command()];
+        while let Some(mut command) = pending.pop() {
+            command.build();
+            for arg in command.get_arguments().filter(|arg| arg.get_long().is_some()) {
+                let value_type = arg.get_value_parser().type_id();
+                if !numeric.iter().any(|type_id| value_type == *type_id) {
+                    continue;
+                }
+                let takes_any_hyphen = value_type == TypeId::of::<Shape>() || value_type == TypeId::of::<f32>() || arg.get_value_delimiter().is_some();
+                let accepts_minus = if takes_any_hyphen { arg.is_allow_hyphen_values_set() } else { arg.is_allow_negative_numbers_set() };
+                assert!(
+                    accepts_minus,
+                    "layerlens {} --{} refuses a leading minus: add {}",
+                    command.get_name(),
+                    arg.get_long().unwrap_or_default(),
+                    if takes_any_hyphen { "allow_hyphen_values = true" } else { "allow_negative_numbers = true" }
+                );
+                checked += 1;
+            }
+            pending.extend(command.get_subcommands().cloned());
+        }
+        assert!(checked > 20, "found only {checked} numeric flags; is the walk broken?");
+    }
+}

@@ -1,10 +1,13 @@
 //! The generation commands: `generate` (activation maximisation), `counterfactual`
 //! (the smallest change that flips a prediction) and `traverse` (latent traversals of
 //! generator models). Long jobs show a progress bar on stderr fed by the daemon's
-//! progress events; Ctrl-C drops the stream, which cancels the job on the daemon.
+//! progress events; Ctrl-C drops the stream, which cancels the job on the daemon, and
+//! ends the command with an error (`interrupt`).
 
-use crate::inspect::{figure_format, write_figure};
+use crate::figure::format_of_all;
+use crate::inspect::write_figure;
 use crate::npy;
+use crate::output::outln;
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -29,9 +32,9 @@ pub struct GenerateArgs {
     #[arg(long)]
     figure: Option<PathBuf>,
     /// Optimisation steps [default: 256].
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     steps: u32,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     seed: u64,
     /// fft (Lucent's default) or pixel.
     #[arg(long, default_value = "fft")]
@@ -40,22 +43,22 @@ pub struct GenerateArgs {
     #[arg(long, default_value = "standard")]
     transforms: String,
     /// Shape of one model input, e.g. 1,3,224,224 [default: the shape stored with the model].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     input_shape: Option<crate::commands::Shape>,
     /// Adam's learning rate [default: 0.05].
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0.0)]
     learning_rate: f32,
     /// Regularisers (weights): mean square distance from grey, total variation, blur.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0.0)]
     l2: f32,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0.0)]
     total_variation: f32,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0.0)]
     blur: f32,
     /// The model's input normalisation, one value or one per channel: 0.485,0.456,0.406.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, allow_hyphen_values = true, value_delimiter = ',')]
     mean: Vec<f32>,
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, allow_hyphen_values = true, value_delimiter = ',')]
     std: Vec<f32>,
 }
 
@@ -67,13 +70,13 @@ pub struct CounterfactualArgs {
     #[arg(long)]
     input: PathBuf,
     /// Target class, for every row or one per row: 3 or 3,1,4.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, allow_hyphen_values = true, value_delimiter = ',', required = true)]
     target: Vec<i64>,
     /// l2 or linf.
     #[arg(long, default_value = "l2")]
     norm: String,
     /// Gradient steps at most [default: 100].
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     steps: u32,
     #[arg(long)]
     out: Option<PathBuf>,
@@ -89,11 +92,11 @@ pub struct TraverseArgs {
     #[arg(long)]
     z: PathBuf,
     /// Latent dimensions to vary.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, allow_hyphen_values = true, value_delimiter = ',')]
     dims: Vec<u32>,
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 3.0)]
     range: f32,
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 7)]
     steps: u32,
     /// Interpolate from z to this latent instead (.npy).
     #[arg(long)]
@@ -158,20 +161,19 @@ pub async fn generate(client: &Client, args: GenerateArgs, as_json: bool) -> any
         blur: args.blur,
         mean: args.mean,
         std: args.std,
-        figure_format: figure_format(&[args.figure.as_ref()])? as i32,
+        figure_format: format_of_all(&[("--figure", args.figure.as_deref())])? as i32,
         ..Default::default()
     };
     let bar = progress_bar(0, "generate");
-    let result = client
-        .visualize(request, |progress| {
-            bar.set_length(u64::from(progress.steps));
-            bar.set_position(u64::from(progress.step));
-            let mean = progress.objective.iter().sum::<f32>() / progress.objective.len().max(1) as f32;
-            bar.set_message(format!("objective {mean:.3}"));
-        })
-        .await
-        .with_context(|| format!("generate for {}", args.model))?;
+    let job = client.visualize(request, |progress| {
+        bar.set_length(u64::from(progress.steps));
+        bar.set_position(u64::from(progress.step));
+        let mean = progress.objective.iter().sum::<f32>() / progress.objective.len().max(1) as f32;
+        bar.set_message(format!("objective {mean:.3}"));
+    });
+    let outcome = crate::interrupt::cancel_on_ctrl_c(job).await;
     bar.finish_and_clear();
+    let result = outcome.with_context(|| format!("generate for {}", args.model))?;
     write_tensor(args.out.as_ref(), result.images.as_ref())?;
     write_figure(args.figure.as_ref(), result.figure.as_ref())?;
     if as_json {
@@ -185,18 +187,18 @@ pub async fn generate(client: &Client, args: GenerateArgs, as_json: bool) -> any
         if let Some(figure) = &args.figure {
             answer["figure"] = json!(figure.display().to_string());
         }
-        println!("{answer}");
+        outln!("{answer}")?;
     } else {
         for (index, label) in result.labels.iter().enumerate() {
             let predicted = match (result.predicted_class.get(index), result.predicted_probability.get(index)) {
                 (Some(class), Some(probability)) => format!("; predicted {class} (p={probability:.3})"),
                 _ => String::new(),
             };
-            println!("{label}: objective {:.4} after {} steps{predicted}", result.objective.get(index).copied().unwrap_or(f32::NAN), result.steps);
+            outln!("{label}: objective {:.4} after {} steps{predicted}", result.objective.get(index).copied().unwrap_or(f32::NAN), result.steps)?;
         }
         for (flag, path) in [("inputs", &args.out), ("figure", &args.figure)] {
             if let Some(path) = path {
-                println!("{flag} written to {}", path.display());
+                outln!("{flag} written to {}", path.display())?;
             }
         }
     }
@@ -210,19 +212,18 @@ pub async fn counterfactual(client: &Client, args: CounterfactualArgs, as_json: 
         target: args.target,
         norm: args.norm,
         steps: args.steps,
-        figure_format: figure_format(&[args.figure.as_ref()])? as i32,
+        figure_format: format_of_all(&[("--figure", args.figure.as_deref())])? as i32,
         ..Default::default()
     };
     let bar = progress_bar(0, "counterfactual");
-    let result = client
-        .counterfactual(request, |progress| {
-            bar.set_length(u64::from(progress.steps));
-            bar.set_position(u64::from(progress.step));
-            bar.set_message(format!("{} flipped", progress.flipped));
-        })
-        .await
-        .with_context(|| format!("counterfactual for {}", args.model))?;
+    let job = client.counterfactual(request, |progress| {
+        bar.set_length(u64::from(progress.steps));
+        bar.set_position(u64::from(progress.step));
+        bar.set_message(format!("{} flipped", progress.flipped));
+    });
+    let outcome = crate::interrupt::cancel_on_ctrl_c(job).await;
     bar.finish_and_clear();
+    let result = outcome.with_context(|| format!("counterfactual for {}", args.model))?;
     write_tensor(args.out.as_ref(), result.counterfactual.as_ref())?;
     write_figure(args.figure.as_ref(), result.figure.as_ref())?;
     let flipped = result.rows.iter().filter(|row| row.flipped).count();
@@ -234,15 +235,15 @@ pub async fn counterfactual(client: &Client, args: CounterfactualArgs, as_json: 
             .map(|row| json!({"flipped": row.flipped, "distance": row.distance, "l2_distance": row.l2_distance, "steps": row.steps,
                               "original_class": row.original_class, "final_class": row.final_class}))
             .collect();
-        println!("{}", json!({"rows": rows, "flipped": flipped, "mean_l2_distance": mean_l2,
+        outln!("{}", json!({"rows": rows, "flipped": flipped, "mean_l2_distance": mean_l2,
                                "out": args.out.map(|path| path.display().to_string()),
-                               "figure": args.figure.map(|path| path.display().to_string())}));
+                               "figure": args.figure.map(|path| path.display().to_string())}))?;
     } else {
         for (index, row) in result.rows.iter().enumerate() {
             let outcome = if row.flipped { format!("flipped after {} steps", row.steps) } else { "not flipped within the budget".to_string() };
-            println!("row {index}: {} -> {} ({outcome}), distance {:.4}, L2 {:.4}", row.original_class, row.final_class, row.distance, row.l2_distance);
+            outln!("row {index}: {} -> {} ({outcome}), distance {:.4}, L2 {:.4}", row.original_class, row.final_class, row.distance, row.l2_distance)?;
         }
-        println!("{flipped} of {} rows flipped; mean L2 distance of those {mean_l2:.4}", result.rows.len());
+        outln!("{flipped} of {} rows flipped; mean L2 distance of those {mean_l2:.4}", result.rows.len())?;
     }
     Ok(())
 }
@@ -255,18 +256,18 @@ pub async fn traverse(client: &Client, args: TraverseArgs, as_json: bool) -> any
         range: args.range,
         steps: args.steps,
         z_end: args.z_end.as_deref().map(npy::read_input).transpose()?,
-        figure_format: figure_format(&[args.figure.as_ref()])? as i32,
+        figure_format: format_of_all(&[("--figure", args.figure.as_deref())])? as i32,
     };
     let result = client.traverse(request).await.with_context(|| format!("traverse for {}", args.model))?;
     write_tensor(args.out.as_ref(), result.images.as_ref())?;
     write_figure(args.figure.as_ref(), result.figure.as_ref())?;
     let shape = result.images.as_ref().map(|images| images.shape.clone()).unwrap_or_default();
     if as_json {
-        println!("{}", json!({"rows": result.rows, "columns": result.columns, "shape": shape,
+        outln!("{}", json!({"rows": result.rows, "columns": result.columns, "shape": shape,
                                "out": args.out.map(|path| path.display().to_string()),
-                               "figure": args.figure.map(|path| path.display().to_string())}));
+                               "figure": args.figure.map(|path| path.display().to_string())}))?;
     } else {
-        println!("{} × {} outputs of shape {:?}", result.rows, result.columns, &shape[1.min(shape.len())..]);
+        outln!("{} × {} outputs of shape {:?}", result.rows, result.columns, &shape[1.min(shape.len())..])?;
     }
     Ok(())
 }

@@ -2,10 +2,12 @@
 //! `activations` (per-layer statistics for an input and the anomaly report) and
 //! `predict` (outputs with top-k probabilities).
 
+use crate::figure::format_of_all;
 use crate::npy;
+use crate::output::outln;
 use anyhow::Context;
 use clap::Args;
-use layerlens_client::{Client, FigureFormat};
+use layerlens_client::Client;
 use layerlens_proto as proto;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -16,7 +18,7 @@ pub struct ParamsArgs {
     /// Id, id prefix (8+ hex characters) or name.
     model: String,
     /// Histogram bins per tensor.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 30)]
     bins: u32,
     /// Write the parameter histograms (.png or .svg).
     #[arg(long)]
@@ -35,7 +37,7 @@ pub struct ActivationsArgs {
     #[arg(long, required = true)]
     input: Vec<PathBuf>,
     /// Histogram bins per layer.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 30)]
     bins: u32,
     /// Write the per-layer statistics chart (.png or .svg).
     #[arg(long)]
@@ -54,20 +56,8 @@ pub struct PredictArgs {
     #[arg(long, required = true)]
     input: Vec<PathBuf>,
     /// Classes to show per row.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 5)]
     top_k: u32,
-}
-
-pub(crate) fn figure_format(paths: &[Option<&PathBuf>]) -> anyhow::Result<FigureFormat> {
-    let mut format = FigureFormat::None;
-    for path in paths.iter().flatten() {
-        format = match path.extension().and_then(|ext| ext.to_str()) {
-            Some("png") => FigureFormat::Png,
-            Some("svg") => FigureFormat::Svg,
-            _ => anyhow::bail!("{}: a figure's file name must end in .png or .svg", path.display()),
-        };
-    }
-    Ok(format)
 }
 
 pub(crate) fn write_figure(path: Option<&PathBuf>, figure: Option<&proto::Figure>) -> anyhow::Result<()> {
@@ -78,15 +68,16 @@ pub(crate) fn write_figure(path: Option<&PathBuf>, figure: Option<&proto::Figure
 }
 
 /// "figure written to /absolute/path" for each figure that was asked for.
-fn print_written(paths: &[Option<&PathBuf>]) {
+fn print_written(paths: &[Option<&PathBuf>]) -> anyhow::Result<()> {
     for path in paths.iter().flatten() {
-        println!("figure written to {}", crate::open::absolute(path));
+        outln!("figure written to {}", crate::open::absolute(path))?;
     }
+    Ok(())
 }
 
 /// Rows of cells printed with every column as wide as its widest cell; the first
 /// `left_columns` columns are left-aligned (names), the rest right-aligned (numbers).
-fn print_table(header: &[&str], rows: &[Vec<String>], left_columns: usize) {
+fn print_table(header: &[&str], rows: &[Vec<String>], left_columns: usize) -> anyhow::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|title| title.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -99,12 +90,13 @@ fn print_table(header: &[&str], rows: &[Vec<String>], left_columns: usize) {
             .enumerate()
             .map(|(index, (cell, &width))| if index < left_columns { format!("{cell:<width$}") } else { format!("{cell:>width$}") })
             .collect();
-        println!("{}", text.join("  ").trim_end());
+        outln!("{}", text.join("  ").trim_end())
     };
-    line(&mut header.iter().copied());
+    line(&mut header.iter().copied())?;
     for row in rows {
-        line(&mut row.iter().map(String::as_str));
+        line(&mut row.iter().map(String::as_str))?;
     }
+    Ok(())
 }
 
 /// A statistic in a table cell: 4 significant digits, scientific only when the value
@@ -134,7 +126,7 @@ fn stats_json(stats: Option<&proto::TensorStats>) -> Value {
 }
 
 pub async fn params(client: &Client, args: ParamsArgs, as_json: bool) -> anyhow::Result<()> {
-    let format = figure_format(&[args.figure.as_ref(), args.filters.as_ref()])?;
+    let format = format_of_all(&[("--figure", args.figure.as_deref()), ("--filters", args.filters.as_deref())])?;
     let answer = client
         .parameters(proto::ParametersRequest { model: args.model.clone(), bins: args.bins, figure_format: format as i32 })
         .await
@@ -148,7 +140,7 @@ pub async fn params(client: &Client, args: ParamsArgs, as_json: bool) -> anyhow:
             .map(|parameter| json!({"name": parameter.name, "module_path": parameter.module_path, "shape": parameter.shape,
                                     "dtype": parameter.dtype, "requires_grad": parameter.requires_grad, "stats": stats_json(parameter.stats.as_ref())}))
             .collect();
-        println!("{}", json!({"parameters": rows}));
+        outln!("{}", json!({"parameters": rows}))?;
     } else {
         let rows: Vec<Vec<String>> = answer
             .parameters
@@ -169,16 +161,16 @@ pub async fn params(client: &Client, args: ParamsArgs, as_json: bool) -> anyhow:
                 ]
             })
             .collect();
-        print_table(&["parameter", "shape", "count", "mean", "std", "min", "max", "zero%", "NaN/Inf"], &rows, 2);
+        print_table(&["parameter", "shape", "count", "mean", "std", "min", "max", "zero%", "NaN/Inf"], &rows, 2)?;
         let total: u64 = answer.parameters.iter().map(|parameter| parameter.stats.as_ref().map_or(0, |stats| stats.count)).sum();
-        println!("{} tensors, {total} values", answer.parameters.len());
-        print_written(&[args.figure.as_ref(), args.filters.as_ref()]);
+        outln!("{} tensors, {total} values", answer.parameters.len())?;
+        print_written(&[args.figure.as_ref(), args.filters.as_ref()])?;
     }
     Ok(())
 }
 
 pub async fn activations(client: &Client, args: ActivationsArgs, as_json: bool) -> anyhow::Result<()> {
-    let format = figure_format(&[args.figure.as_ref(), args.histograms.as_ref()])?;
+    let format = format_of_all(&[("--figure", args.figure.as_deref()), ("--histograms", args.histograms.as_deref())])?;
     let (input, extra_inputs) = read_inputs(&args.input)?;
     let answer = client
         .activations(proto::ActivationsRequest { model: args.model.clone(), input: Some(input), extra_inputs, bins: args.bins, figure_format: format as i32 })
@@ -205,22 +197,22 @@ pub async fn activations(client: &Client, args: ActivationsArgs, as_json: bool) 
             .iter()
             .map(|anomaly| json!({"severity": severity(anomaly), "kind": anomaly.kind, "path": anomaly.path, "call_site": anomaly.call_site, "message": anomaly.message}))
             .collect();
-        println!("{}", json!({"layers": layers, "anomalies": anomalies}));
+        outln!("{}", json!({"layers": layers, "anomalies": anomalies}))?;
     } else {
-        println!("{:<36} {:<20} {:>10} {:>10} {:>8}", "layer", "shape", "mean", "std", "<= 0");
+        outln!("{:<36} {:<20} {:>10} {:>10} {:>8}", "layer", "shape", "mean", "std", "<= 0")?;
         for layer in &answer.layers {
             let stats = layer.stats.clone().unwrap_or_default();
             let share = layer.nonpositive_fraction.map(|share| format!("{:.0}%", share * 100.0)).unwrap_or_default();
-            println!("{:<36} {:<20} {:>10.3e} {:>10.3e} {share:>8}", layer.path, format!("{:?}", layer.shape), stats.mean, stats.std);
+            outln!("{:<36} {:<20} {:>10.3e} {:>10.3e} {share:>8}", layer.path, format!("{:?}", layer.shape), stats.mean, stats.std)?;
         }
         if answer.anomalies.is_empty() {
-            println!("no anomalies");
+            outln!("no anomalies")?;
         }
         for anomaly in &answer.anomalies {
             let site = anomaly.call_site.rsplit('/').next().unwrap_or(&anomaly.call_site);
-            println!("{}: {} [{}]", severity(anomaly), anomaly.message, site);
+            outln!("{}: {} [{}]", severity(anomaly), anomaly.message, site)?;
         }
-        print_written(&[args.figure.as_ref(), args.histograms.as_ref()]);
+        print_written(&[args.figure.as_ref(), args.histograms.as_ref()])?;
     }
     Ok(())
 }
@@ -238,15 +230,15 @@ pub async fn predict(client: &Client, args: PredictArgs, as_json: bool) -> anyho
             .map(|row| Value::Array(row.top.iter().map(|top| json!({"class": top.class_index, "logit": top.logit, "probability": top.probability})).collect()))
             .collect();
         let output = answer.output.as_ref().map(|tensor| json!({"shape": tensor.shape, "values": tensor.to_f32().unwrap_or_default()}));
-        println!("{}", json!({"output": output, "top_k": rows}));
+        outln!("{}", json!({"output": output, "top_k": rows}))?;
     } else {
         for (index, row) in answer.rows.iter().enumerate() {
             let text: Vec<String> = row.top.iter().map(|top| format!("{} ({:.1}%)", top.class_index, top.probability * 100.0)).collect();
-            println!("row {index}: {}", text.join(", "));
+            outln!("row {index}: {}", text.join(", "))?;
         }
         if answer.rows.is_empty() {
             if let Some(output) = &answer.output {
-                println!("output of shape {:?}", output.shape);
+                outln!("output of shape {:?}", output.shape)?;
             }
         }
     }

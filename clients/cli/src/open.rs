@@ -7,6 +7,7 @@
 //! on, and that is not an error. `LAYERLENS_OPENER` names another program (a viewer, or
 //! `true` to never open anything).
 
+use crate::output::outln;
 use anyhow::Context;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -64,9 +65,9 @@ pub fn open(file: &Path, as_json: bool) -> anyhow::Result<()> {
         }
     }
     if as_json {
-        println!("{}", json!({"path": path, "opened": opened, "opener": opener.map(|program| program.display().to_string())}));
+        outln!("{}", json!({"path": path, "opened": opened, "opener": opener.map(|program| program.display().to_string())}))?;
     } else {
-        println!("{path}");
+        outln!("{path}")?;
     }
     if let Some(problem) = problem {
         // Still a success: the path is printed, which is what a headless user needs.
