@@ -286,3 +286,15 @@ pub fn sample_inputs(
     }
     Ok(inputs)
 }
+
+/// One entry of the engine's method table on the wire.
+pub fn attribution_method(method: &layerlens_engine::MethodInfo) -> proto::AttributionMethod {
+    proto::AttributionMethod {
+        name: method.name.to_string(),
+        summary: method.summary.to_string(),
+        options: method.options.iter().map(|option| option.to_string()).collect(),
+        layer: method.layer,
+        sampling: method.sampling != layerlens_engine::Sampling::Never,
+        batchable: method.batchable,
+    }
+}

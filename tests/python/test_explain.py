@@ -163,3 +163,26 @@ def test_bad_requests_fail_clearly_and_the_daemon_keeps_serving(
     # Still serving, and still right.
     assert digits_model.id in {info.id for info in client.models()}
     assert digits_model.attribute(digits_images[:1], target=3, figure_format=None).values.shape == (1, 1, 8, 8)
+
+
+def test_every_method_the_daemon_serves_runs_from_python(client, digits_model, digits_images):
+    """The daemon's method table (Explain.Methods) is the Python client's only list of
+    methods: every entry runs through Model.attribute, layer methods with `layer=`, and
+    compare() sends the layer once for the daemon to give to the layer methods."""
+    methods = client.methods()
+    names = [method["name"] for method in methods]
+    assert {"saliency", "integrated_gradients", "grad_cam"} <= set(names)
+    assert len(names) == len(set(names))
+    x = digits_images[:2]
+    needs = {
+        "gradient_shap": {"baselines": np.zeros((2, 1, 8, 8), dtype=np.float32), "seed": 0},
+        "occlusion": {"sliding_window_shapes": (1, 2, 2)},
+    }
+    for method in methods:
+        layer = "features.2" if method["layer"] else None
+        answer = digits_model.attribute(x, method=method["name"], target=3, layer=layer, figure_format=None, **needs.get(method["name"], {}))
+        assert answer.method == method["name"]
+        assert np.isfinite(answer.values).all(), method["name"]
+        assert all(option for option in method["options"]), method["name"]
+    comparison = digits_model.compare(x, ["saliency", "grad_cam"], target=3, layer="features.2", figure_format=None)
+    assert [item.method for item in comparison.attributions] == ["saliency", "grad_cam"]

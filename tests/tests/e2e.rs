@@ -537,3 +537,68 @@ async fn chunked_passes_give_the_unchunked_answer() {
     }
     assert!(roomy.stop() && tight.stop());
 }
+
+/// The method table is the one list of methods: the daemon serves exactly it (`methods`),
+/// every entry runs from the CLI, and the CLI's help offers every entry. Run on a
+/// torch.export archive, which the CLI stores like any model file.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_method_in_the_table_runs_from_the_cli_on_an_exported_program() {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&work.path().join("store"), &[]);
+    let url = daemon.url.as_str();
+    let archive = fixtures().join("digits_cnn.pt2");
+    let (ok, stdout, stderr) = cli(url, &["--json", "models", "add", archive.to_str().unwrap(), "--name", "digits"]);
+    assert!(ok, "{stderr}");
+    let added: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(added["kind"], "exported");
+    // The archive's example input (two rows, dynamic batch) is the stored default shape,
+    // so a summary needs no --input-shape.
+    assert_eq!(added["input_shape"], serde_json::json!([2, 1, 8, 8]));
+    let (ok, stdout, stderr) = cli(url, &["--json", "summary", "digits"]);
+    assert!(ok, "{stderr}");
+    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    let conv = summary["rows"].as_array().unwrap().iter().find(|row| row["path"] == "features.0").unwrap();
+    assert_eq!(conv["output_shape"], serde_json::json!([2, 16, 8, 8]));
+
+    let (ok, stdout, stderr) = cli(url, &["--json", "methods"]);
+    assert!(ok, "{stderr}");
+    let served: Vec<String> = serde_json::from_str::<Value>(&stdout).unwrap().as_array().unwrap().iter().map(|row| row["name"].as_str().unwrap().to_string()).collect();
+    let table: Vec<String> = layerlens_methods::METHODS.iter().map(|method| method.name.to_string()).collect();
+    assert_eq!(served, table, "the daemon serves the method table");
+    let (ok, help, _) = cli(url, &["attribute", "--help"]);
+    assert!(ok);
+
+    let (input, _, _) = digits_batch(work.path(), 1);
+    let baselines = work.path().join("baselines.npy");
+    write_npy(&baselines, &[2, 1, 8, 8], &[0.0; 128]);
+    for method in layerlens_methods::METHODS {
+        assert!(help.contains(method.name), "`attribute --help` does not offer {}", method.name);
+        let out = work.path().join(format!("{}.npy", method.name));
+        let mut args = vec!["--json", "attribute", "digits", "--input", input.to_str().unwrap(), "--method", method.name, "--target", "3"];
+        args.extend(["--out", out.to_str().unwrap()]);
+        if method.layer {
+            args.extend(["--layer", "features.2"]);
+        }
+        // The options some methods cannot do without.
+        match method.name {
+            "gradient_shap" => args.extend(["--tensor-param", "baselines=", "--param", "seed=0"]),
+            "occlusion" => args.extend(["--param", "sliding_window_shapes=1,2,2"]),
+            _ => {}
+        }
+        let baseline_arg = format!("baselines={}", baselines.display());
+        if let Some(slot) = args.iter().position(|arg| *arg == "baselines=") {
+            args[slot] = &baseline_arg;
+        }
+        let (ok, stdout, stderr) = cli(url, &args);
+        assert!(ok, "{}: {stderr}", method.name);
+        let answer: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(answer["method"], method.name);
+        let (shape, values) = read_npy(&out);
+        let expected_shape: Vec<i64> = if method.layer { vec![1, 32, 8, 8] } else { vec![1, 1, 8, 8] };
+        if method.name != "grad_cam" {
+            assert_eq!(shape, expected_shape, "{}", method.name);
+        }
+        assert!(values.iter().all(|value| value.is_finite()), "{}", method.name);
+    }
+    assert!(daemon.stop());
+}

@@ -34,7 +34,7 @@ pub struct ExplainArgs {
     /// Integration steps (Captum's `n_steps`); `auto` adapts them.
     #[arg(long, allow_negative_numbers = true)]
     steps: Option<String>,
-    /// Module path for layer methods (grad_cam, layer_activation, layer_gradient_x_activation).
+    /// Module path, for layer methods (the ones `layerlens methods` marks "layer").
     #[arg(long)]
     layer: Option<String>,
     /// Further options under Captum's names, KEY=VALUE (repeatable).
@@ -54,15 +54,22 @@ pub struct ExplainArgs {
     figure_sign: Option<String>,
 }
 
+/// `--method` values: the method table shared with the engine (crate
+/// layerlens-methods), each with its one-line summary, so help texts and shell
+/// completions list exactly what the daemon serves.
+fn method_values() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        layerlens_methods::METHODS.iter().map(|method| clap::builder::PossibleValue::new(method.name).help(method.summary)),
+    )
+}
+
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  layerlens attribute digits --input x.npy --method saliency --out saliency.npy --figure saliency.png\n  layerlens attribute digits --input x.npy --method integrated_gradients --target 3 --steps auto\n  layerlens attribute digits --input x.npy --method occlusion --param sliding_window_shapes=1,3,3 --param strides=1,2,2\n  layerlens attribute digits --input x.npy --method grad_cam --layer features.2 --figure cam.png --figure-method blended_heat_map")]
 pub struct AttributeArgs {
     #[command(flatten)]
     explain: ExplainArgs,
-    /// Method: saliency, input_x_gradient, integrated_gradients, smoothgrad, smoothgrad_sq,
-    /// vargrad, gradient_shap, occlusion, feature_ablation, grad_cam, layer_activation,
-    /// layer_gradient_x_activation.
-    #[arg(long)]
+    /// The attribution method (`layerlens methods` lists them with their options).
+    #[arg(long, value_parser = method_values())]
     method: String,
     /// Write the attribution as float32 .npy; repeat once per input.
     #[arg(long)]
@@ -76,7 +83,7 @@ pub struct CompareArgs {
     explain: ExplainArgs,
     /// Methods to compare, comma-separated. Options for one method only are written
     /// METHOD.KEY=VALUE, e.g. --param occlusion.sliding_window_shapes=1,3,3.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required = true, value_parser = method_values())]
     methods: Vec<String>,
 }
 
@@ -85,8 +92,8 @@ pub struct CompareArgs {
 pub struct EvaluateArgs {
     #[command(flatten)]
     explain: ExplainArgs,
-    /// The attribution method to evaluate (see `layerlens attribute --help`).
-    #[arg(long)]
+    /// The attribution method to evaluate (`layerlens methods` lists them).
+    #[arg(long, value_parser = method_values())]
     method: String,
     /// infidelity or sensitivity_max (repeatable).
     #[arg(long = "metric", required = true)]
@@ -101,8 +108,8 @@ pub struct EvaluateArgs {
 pub struct SanityCheckArgs {
     #[command(flatten)]
     explain: ExplainArgs,
-    /// The attribution method to check (see `layerlens attribute --help`).
-    #[arg(long)]
+    /// The attribution method to check (`layerlens methods` lists them).
+    #[arg(long, value_parser = method_values())]
     method: String,
     /// Seed of the re-initialisation.
     #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
@@ -289,15 +296,10 @@ pub async fn compare(client: &Client, args: CompareArgs, as_json: bool) -> anyho
                 }
             }
         }
-        let is_layer_method = matches!(method.as_str(), "grad_cam" | "layer_activation" | "layer_gradient_x_activation");
-        methods.push(proto::MethodSpec {
-            method: method.clone(),
-            params,
-            tensor_params: Default::default(),
-            layer: if is_layer_method { explain.layer.clone().unwrap_or_default() } else { String::new() },
-        });
+        // The layer travels once, in the base: the daemon's method table decides which
+        // methods use it.
+        methods.push(proto::MethodSpec { method: method.clone(), params, tensor_params: Default::default(), layer: String::new() });
     }
-    base.layer.clear();
     let answer = client
         .compare(proto::CompareRequest { base: Some(base), methods })
         .await

@@ -121,6 +121,9 @@ enum Command {
     /// requests) and result cache.
     #[command(after_help = "Examples:\n  layerlens status\n  layerlens --json status")]
     Status,
+    /// The attribution methods the daemon serves, with their options.
+    #[command(after_help = "Examples:\n  layerlens methods\n  layerlens --json methods")]
+    Methods,
     /// Print a shell completion script for bash, zsh, fish, elvish or powershell.
     #[command(after_help = "Examples:\n  layerlens completions bash > ~/.local/share/bash-completion/completions/layerlens\n  layerlens completions zsh > ~/.zfunc/_layerlens     # with fpath+=(~/.zfunc) in ~/.zshrc\n  layerlens completions fish > ~/.config/fish/completions/layerlens.fish")]
     Completions {
@@ -216,7 +219,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Counterfactual(args) => crate::generate::counterfactual(&client, args, cli.json).await,
         Command::Traverse(args) => crate::generate::traverse(&client, args, cli.json).await,
         Command::Status => status(&client, cli.json).await,
+        Command::Methods => methods(&client, cli.json).await,
     }
+}
+
+/// The daemon's method table: name, kind (layer or input), sampling, options.
+async fn methods(client: &Client, as_json: bool) -> anyhow::Result<()> {
+    let answer = client.methods().await.context("listing the attribution methods")?;
+    if as_json {
+        let rows: Vec<Value> = answer
+            .methods
+            .iter()
+            .map(|method| {
+                json!({"name": method.name, "summary": method.summary, "options": method.options, "layer": method.layer,
+                       "sampling": method.sampling, "batchable": method.batchable})
+            })
+            .collect();
+        outln!("{}", Value::Array(rows))?;
+        return Ok(());
+    }
+    for method in &answer.methods {
+        let kind = if method.layer { "layer" } else { "input" };
+        let sampling = if method.sampling { ", samples (pass --param seed=N to repeat)" } else { "" };
+        outln!("{:<28} {kind}{sampling}: {}", method.name, method.summary)?;
+        if !method.options.is_empty() {
+            outln!("{:<28} options: {}", "", method.options.join(", "))?;
+        }
+    }
+    Ok(())
 }
 
 /// `layerlens status`: one line about the daemon, one about its cache, then a table

@@ -41,6 +41,7 @@ const COMMANDS: &[&[&str]] = &[
     &["counterfactual"],
     &["traverse"],
     &["status"],
+    &["methods"],
     &["completions"],
     &["open"],
 ];

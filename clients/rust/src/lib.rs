@@ -296,6 +296,11 @@ impl Client {
         routed_call(&self.explain, &model, request, |mut client, request| async move { client.sanity_check(request).await }).await
     }
 
+    /// The attribution methods the daemon serves (its method table).
+    pub async fn methods(&self) -> Result<proto::MethodsResponse> {
+        routed_call(&self.explain, "", proto::MethodsRequest {}, |mut client, request| async move { client.methods(request).await }).await
+    }
+
     /// Activation maximisation: `on_progress` sees each progress event; answers the
     /// result that ends the stream. Dropping the future cancels the job.
     pub async fn visualize(

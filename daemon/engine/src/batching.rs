@@ -19,15 +19,6 @@ use crate::host_tensor::HostTensor;
 use crate::inspection::Prediction;
 use std::collections::BTreeMap;
 
-const BATCHABLE_METHODS: &[&str] = &[
-    "saliency",
-    "input_x_gradient",
-    "integrated_gradients",
-    "grad_cam",
-    "layer_activation",
-    "layer_gradient_x_activation",
-];
-
 /// What two requests must share to run as one pass.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum BatchKey {
@@ -62,7 +53,8 @@ fn row_shapes(inputs: &[HostTensor]) -> Option<Vec<(Vec<i64>, bool)>> {
 }
 
 pub(crate) fn attribute_key(request: &AttributionRequest) -> Option<BatchKey> {
-    if !BATCHABLE_METHODS.contains(&request.method.as_str())
+    // Which methods may share a pass is a property in the method table.
+    if !crate::attribution::find_method(&request.method).is_ok_and(|method| method.batchable)
         || !request.tensor_params.is_empty()
         || request.params.get("n_steps").is_some_and(|steps| steps == "auto")
         || request.params.contains_key("seed")

@@ -20,7 +20,7 @@ pub mod taps;
 pub mod worker;
 
 pub use attribution::{
-    Attribution, AttributionRequest, Evaluation, EvaluationRequest, SanityCheck, SanityStep, Targets, METHODS, METRICS,
+    Attribution, AttributionRequest, Evaluation, EvaluationRequest, SanityCheck, SanityStep, Targets, METHODS, METRICS, MethodInfo, Sampling,
 };
 pub use device::Device;
 pub use error::{Error, ErrorKind, Result};

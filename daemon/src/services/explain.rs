@@ -43,7 +43,7 @@ impl ExplainService {
         if request.method.is_empty() {
             return Err(ApiError::bad_input(format!(
                 "no attribution method given; available: {}",
-                layerlens_engine::METHODS.join(", ")
+                layerlens_engine::METHODS.iter().map(|method| method.name).collect::<Vec<_>>().join(", ")
             )));
         }
         let engine_request = convert::attribution_request(&request)?;
@@ -293,6 +293,11 @@ impl Explain for ExplainService {
         Ok(Response::new(answer))
     }
 
+    async fn methods(&self, _request: Request<proto::MethodsRequest>) -> Result<Response<proto::MethodsResponse>, Status> {
+        let methods = layerlens_engine::METHODS.iter().map(convert::attribution_method).collect();
+        Ok(Response::new(proto::MethodsResponse { methods }))
+    }
+
     async fn compare(&self, request: Request<proto::CompareRequest>) -> Result<Response<proto::CompareResponse>, Status> {
         let request = request.into_inner();
         let base = request.base.ok_or_else(|| ApiError::bad_input("the request has no base (model, input, target)"))?;
@@ -301,15 +306,21 @@ impl Explain for ExplainService {
         }
         let figure_options = convert::figure_options(base.figure_options.as_ref())?;
         let (record, worker) = self.state.worker_for(&base.model).await?;
+        // The base is decoded once; each method gets a copy with its own options.
+        let base_request = convert::attribution_request(&base)?;
         let mut attributions = Vec::new();
         for spec in &request.methods {
-            let mut engine_request = convert::attribution_request(&base)?;
+            let method = layerlens_engine::attribution::find_method(&spec.method).map_err(ApiError::from)?;
+            let mut engine_request = base_request.clone();
             engine_request.method = spec.method.clone();
             engine_request.params = spec.params.iter().map(|(key, value)| (key.clone(), value.clone())).collect();
             for (key, tensor) in &spec.tensor_params {
                 engine_request.tensor_params.insert(key.clone(), convert::host_tensor(tensor, key)?);
             }
-            engine_request.layer = (!spec.layer.is_empty()).then(|| spec.layer.clone());
+            // The method table says which methods take the layer: the spec's own, else
+            // the base's.
+            let layer = if spec.layer.is_empty() { &base.layer } else { &spec.layer };
+            engine_request.layer = (method.layer && !layer.is_empty()).then(|| layer.clone());
             let attribution = worker
                 .attribute(engine_request)
                 .await
@@ -319,7 +330,7 @@ impl Explain for ExplainService {
         let figure = match convert::figure_format(base.figure_format) {
             None => None,
             Some(format) => {
-                let input = convert::attribution_request(&base)?.inputs.swap_remove(0);
+                let input = base_request.inputs[0].clone();
                 let drawn: Vec<(String, layerlens_engine::HostTensor)> = attributions
                     .iter()
                     .map(|attribution| {

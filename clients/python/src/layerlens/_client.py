@@ -415,10 +415,21 @@ class Client:
             answer.figure if answer.HasField("figure") else None,
         ), answer)
 
+    def methods(self):
+        """The attribution methods the daemon serves (its method table), as a list of dicts:
+        name, summary, options, layer (explains a layer: needs `layer=`), sampling (draws
+        random numbers unless given a seed), batchable."""
+        answer = self._call(self._explain.Methods, explain_pb2.MethodsRequest())
+        return [
+            {"name": method.name, "summary": method.summary, "options": list(method.options), "layer": method.layer,
+             "sampling": method.sampling, "batchable": method.batchable}
+            for method in answer.methods
+        ]
+
     def compare(self, model, x, methods, target=None, *, layer=None, figure_format="png", figure_method=None, figure_sign=None, **params):
         """Several methods on one input; see Model.compare()."""
         request = self._attribute_request(
-            model, x, "", target, layer=None, figure_format=figure_format, figure_method=figure_method,
+            model, x, "", target, layer=layer, figure_format=figure_format, figure_method=figure_method,
             figure_sign=figure_sign, params={},
         )
         specs = []
@@ -426,10 +437,9 @@ class Client:
             name, options = (entry, {}) if isinstance(entry, str) else (entry[0], dict(entry[1]))
             shared = {key: value for key, value in params.items()}
             text_params, tensor_params = _wire.split_params({**shared, **options})
-            is_layer = name in ("grad_cam", "layer_activation", "layer_gradient_x_activation")
-            specs.append(explain_pb2.MethodSpec(
-                method=name, params=text_params, tensor_params=tensor_params, layer=(layer or "") if is_layer else "",
-            ))
+            # The layer travels once, in the base: the daemon's method table decides which
+            # methods use it.
+            specs.append(explain_pb2.MethodSpec(method=name, params=text_params, tensor_params=tensor_params))
         answer = self._call(self._explain.Compare, explain_pb2.CompareRequest(base=request, methods=specs))
         return Comparison(
             [Attribution.from_proto(item, _wire.tensor_to_array) for item in answer.attributions],

@@ -9,13 +9,7 @@ use tch::{Kind, Tensor};
 
 pub const RULES: &[&str] = &["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"];
 const MAX_STEPS: i64 = 100_000;
-pub const OPTIONS: &[&str] = &[
-    "n_steps", "method", "baselines", "blur_sigma", "baseline_low", "baseline_high", "seed",
-    "multiply_by_inputs", "tolerance", "max_steps",
-];
-
 pub fn integrated_gradients(context: &mut Context<'_>) -> Result<MethodResult> {
-    context.options.accept(OPTIONS)?;
     apply_row_cap(context)?;
     let baselines = baselines(context)?;
     let inputs = shallow(&context.inputs);

@@ -8,11 +8,6 @@ use crate::error::{Error, Result};
 use tch::{Kind, Tensor};
 
 pub fn layer_method(context: &mut Context<'_>, method: &str, layer: Option<&str>) -> Result<MethodResult> {
-    match method {
-        "grad_cam" => context.options.accept(&["relu_attributions", "attr_dim_summation", "upsample", "interpolate_mode"])?,
-        "layer_gradient_x_activation" => context.options.accept(&["multiply_by_inputs"])?,
-        _ => context.options.accept(&[])?,
-    }
     apply_row_cap(context)?;
     let layer = layer.ok_or_else(|| {
         Error::bad_input(format!("{method} needs a layer: pass the module path, e.g. --layer features.2"))

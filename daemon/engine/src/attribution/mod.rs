@@ -10,6 +10,7 @@
 mod gradients;
 mod integrated;
 mod layer;
+mod methods;
 mod metrics;
 mod sanity;
 mod noise_tunnel;
@@ -21,6 +22,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::host_tensor::HostTensor;
 use crate::model::LoadedModel;
 pub use gradients::Chunking;
+pub use methods::{find as find_method, MethodInfo, Sampling, METHODS};
 pub use metrics::{evaluate, Evaluation, EvaluationRequest, METRICS};
 pub use options::Options;
 pub use progress::{Progress, ProgressUpdate};
@@ -84,26 +86,6 @@ pub struct Attribution {
     pub figure_values: Option<HostTensor>,
 }
 
-/// Method names this engine serves.
-pub const METHODS: &[&str] = &[
-    "saliency",
-    "input_x_gradient",
-    "integrated_gradients",
-    "smoothgrad",
-    "smoothgrad_sq",
-    "vargrad",
-    "gradient_shap",
-    "occlusion",
-    "feature_ablation",
-    "grad_cam",
-    "layer_activation",
-    "layer_gradient_x_activation",
-];
-
-/// Methods that draw random numbers (noise, baselines, interpolation points) on
-/// every run unless the request sets `seed`.
-const SAMPLING_METHODS: &[&str] = &["smoothgrad", "smoothgrad_sq", "vargrad", "gradient_shap"];
-
 impl AttributionRequest {
     /// Whether running the request twice gives the same numbers, so an answer may be
     /// reused: every method is a pure function of its inputs and options except the
@@ -111,17 +93,19 @@ impl AttributionRequest {
     /// `seed` (SmoothGrad and its kin with explicit `noise` draw nothing unless their
     /// baselines are uniform; GradientSHAP always draws baselines and points).
     pub fn is_deterministic(&self) -> bool {
+        // An unknown method fails; nothing to keep. Every known one says how it samples
+        // in the table, so none can be cached by omission.
+        let Ok(method) = methods::find(&self.method) else { return false };
         if self.params.contains_key("seed") {
             return true;
         }
         if self.params.get("baselines").is_some_and(|kind| kind == "uniform") {
             return false;
         }
-        match self.method.as_str() {
-            "gradient_shap" => false,
-            method if SAMPLING_METHODS.contains(&method) => self.tensor_params.contains_key("noise"),
-            // An unknown method fails; nothing to keep.
-            method => METHODS.contains(&method),
+        match method.sampling {
+            Sampling::Never => true,
+            Sampling::UnlessNoiseGiven => self.tensor_params.contains_key("noise"),
+            Sampling::Always => false,
         }
     }
 }
@@ -180,16 +164,14 @@ impl Context<'_> {
 
 /// Runs one attribution on a loaded model. Called on the model's worker thread.
 pub fn attribute(model: &LoadedModel, request: &AttributionRequest, chunking: Chunking) -> Result<Attribution> {
-    let (mut context, _) = prepare_deferring(model, request, chunking, defers_output(request))?;
+    let method = methods::find(&request.method)?;
+    // Methods whose gradient passes compute the output anyway need no separate forward
+    // pass for it when the targets are explicit.
+    let defer_output = method.output_from_gradient_passes && request.targets != Targets::Predicted;
+    let (mut context, _) = prepare_deferring(model, request, chunking, defer_output)?;
     let result = run_method(&mut context, &request.method, request.layer.as_deref())?;
     let output = context.output.shallow_clone();
     finish(request, context, &output, result)
-}
-
-/// Saliency and input × gradient with explicit targets need the model's output only
-/// to return it, and their gradient passes compute it anyway: no separate forward.
-fn defers_output(request: &AttributionRequest) -> bool {
-    matches!(request.method.as_str(), "saliency" | "input_x_gradient") && request.targets != Targets::Predicted
 }
 
 /// The answer from a method's result.
@@ -208,25 +190,13 @@ pub(crate) fn finish(request: &AttributionRequest, context: Context<'_>, output:
     })
 }
 
-/// Dispatches to the method; the context holds inputs and resolved targets.
+/// Dispatches to the method through the table: its options are checked against the
+/// entry, then its run function computes it on the prepared context.
 pub(crate) fn run_method(context: &mut Context<'_>, method: &str, layer: Option<&str>) -> Result<MethodResult> {
-    match method {
-        "saliency" => {
-            context.options.accept(&["abs"])?;
-            gradients::saliency(context)
-        }
-        "input_x_gradient" => {
-            context.options.accept(&[])?;
-            gradients::input_x_gradient(context)
-        }
-        "integrated_gradients" => integrated::integrated_gradients(context),
-        "smoothgrad" | "smoothgrad_sq" | "vargrad" => noise_tunnel::noise_tunnel(context, method),
-        "gradient_shap" => noise_tunnel::gradient_shap(context),
-        "occlusion" => perturbation::occlusion(context),
-        "feature_ablation" => perturbation::feature_ablation(context),
-        "grad_cam" | "layer_activation" | "layer_gradient_x_activation" => layer::layer_method(context, method, layer),
-        other => Err(Error::bad_input(format!("unknown attribution method '{other}'; available: {}", METHODS.join(", ")))),
-    }
+    let method = methods::find(method)?;
+    context.options.accept(method.options)?;
+    let run = methods::run_function(method.name).ok_or_else(|| Error::internal(format!("{} has no run function", method.name)))?;
+    run(context, method, layer)
 }
 
 /// Checks the request and runs it: the common start of attribute, evaluate and
@@ -240,24 +210,17 @@ pub(crate) fn prepare<'a>(model: &'a LoadedModel, request: &'a AttributionReques
 /// runs here: the context's output is left undefined for the method to fill in, and
 /// the targets are checked against the output's shape in the method's passes.
 fn prepare_deferring<'a>(model: &'a LoadedModel, request: &'a AttributionRequest, chunking: Chunking, defer_output: bool) -> Result<(Context<'a>, Tensor)> {
-    if !METHODS.contains(&request.method.as_str()) {
-        return Err(Error::bad_input(format!(
-            "unknown attribution method '{}'; available: {}",
-            request.method,
-            METHODS.join(", ")
-        )));
-    }
+    let method = methods::find(&request.method)?;
     if request.inputs.is_empty() {
         return Err(Error::bad_input("the request has no input tensor"));
     }
     model.check_inputs(&request.inputs)?;
-    let is_layer_method = matches!(request.method.as_str(), "grad_cam" | "layer_activation" | "layer_gradient_x_activation");
-    if !is_layer_method && request.inputs.iter().any(|input| input.integer) {
+    if !method.layer && request.inputs.iter().any(|input| input.integer) {
         return Err(Error::bad_input(format!(
             "{} needs gradients or perturbations of the inputs, but integer inputs (token ids) have neither; \
-             attribute to the model's embedding layer instead with a layer method (layer_gradient_x_activation, \
-             layer_activation, grad_cam) and --layer PATH",
-            request.method
+             attribute to the model's embedding layer instead with a layer method ({}) and --layer PATH",
+            request.method,
+            METHODS.iter().filter(|method| method.layer).map(|method| method.name).collect::<Vec<_>>().join(", ")
         )));
     }
     let device = model.device.to_tch();

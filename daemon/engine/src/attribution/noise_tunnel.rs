@@ -19,12 +19,9 @@ const BASE_METHODS: &[&str] = &["saliency", "input_x_gradient", "integrated_grad
 
 pub fn noise_tunnel(context: &mut Context<'_>, nt_type: &str) -> Result<MethodResult> {
     let base = context.options.choice("base_method", "saliency", BASE_METHODS)?;
+    // The table accepts every base method's options; only the chosen base's apply.
     let mut accepted = vec!["nt_samples", "nt_samples_batch_size", "stdevs", "seed", "base_method"];
-    match base {
-        "saliency" => accepted.push("abs"),
-        "integrated_gradients" => accepted.extend_from_slice(integrated::OPTIONS),
-        _ => {}
-    }
+    accepted.extend_from_slice(super::methods::find(base)?.options);
     context.options.accept(&accepted)?;
     apply_row_cap(context)?;
     let nt_samples = context.options.int("nt_samples", 5, 1, 100_000)? as usize;
@@ -112,7 +109,6 @@ pub fn noise_tunnel(context: &mut Context<'_>, nt_type: &str) -> Result<MethodRe
 /// them is differentiated; attribution = mean over draws of (noisy input -
 /// baseline) × gradient.
 pub fn gradient_shap(context: &mut Context<'_>) -> Result<MethodResult> {
-    context.options.accept(&["n_samples", "stdevs", "seed"])?;
     apply_row_cap(context)?;
     let n_samples = context.options.int("n_samples", 5, 1, 100_000)?;
     let stdevs = per_input(context, "stdevs", 0.0)?;

@@ -14,7 +14,6 @@ use tch::{Kind, Tensor};
 const MAX_PERTURBATIONS: usize = 2_000_000;
 
 pub fn occlusion(context: &mut Context<'_>) -> Result<MethodResult> {
-    context.options.accept(&["sliding_window_shapes", "strides", "baselines", "perturbations_per_eval"])?;
     apply_row_cap(context)?;
     let mut masks_per_input = Vec::new();
     for (index, input) in context.inputs.iter().enumerate() {
@@ -64,7 +63,6 @@ pub fn occlusion(context: &mut Context<'_>) -> Result<MethodResult> {
 }
 
 pub fn feature_ablation(context: &mut Context<'_>) -> Result<MethodResult> {
-    context.options.accept(&["baselines", "perturbations_per_eval"])?;
     apply_row_cap(context)?;
     let mut feature_masks = Vec::new();
     let mut next_default_id = 0i64;

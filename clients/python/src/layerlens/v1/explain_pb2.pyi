@@ -550,3 +550,29 @@ class PredictResponse(_message.Message):
     rows: _containers.RepeatedCompositeFieldContainer[RowPrediction]
     cached: bool
     def __init__(self, model_id: _Optional[str] = ..., output: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., rows: _Optional[_Iterable[_Union[RowPrediction, _Mapping]]] = ..., cached: _Optional[bool] = ...) -> None: ...
+
+class MethodsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AttributionMethod(_message.Message):
+    __slots__ = ("name", "summary", "options", "layer", "sampling", "batchable")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    BATCHABLE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    summary: str
+    options: _containers.RepeatedScalarFieldContainer[str]
+    layer: bool
+    sampling: bool
+    batchable: bool
+    def __init__(self, name: _Optional[str] = ..., summary: _Optional[str] = ..., options: _Optional[_Iterable[str]] = ..., layer: _Optional[bool] = ..., sampling: _Optional[bool] = ..., batchable: _Optional[bool] = ...) -> None: ...
+
+class MethodsResponse(_message.Message):
+    __slots__ = ("methods",)
+    METHODS_FIELD_NUMBER: _ClassVar[int]
+    methods: _containers.RepeatedCompositeFieldContainer[AttributionMethod]
+    def __init__(self, methods: _Optional[_Iterable[_Union[AttributionMethod, _Mapping]]] = ...) -> None: ...

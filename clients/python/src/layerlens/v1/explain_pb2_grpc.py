@@ -84,6 +84,11 @@ class ExplainStub:
                 request_serializer=layerlens_dot_v1_dot_explain__pb2.SanityCheckRequest.SerializeToString,
                 response_deserializer=layerlens_dot_v1_dot_explain__pb2.SanityCheckResponse.FromString,
                 _registered_method=True)
+        self.Methods = channel.unary_unary(
+                '/layerlens.v1.Explain/Methods',
+                request_serializer=layerlens_dot_v1_dot_explain__pb2.MethodsRequest.SerializeToString,
+                response_deserializer=layerlens_dot_v1_dot_explain__pb2.MethodsResponse.FromString,
+                _registered_method=True)
 
 
 class ExplainServicer:
@@ -159,6 +164,14 @@ class ExplainServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Methods(self, request, context):
+        """The attribution methods this daemon serves, from its method table: what clients
+        offer and check instead of lists of their own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExplainServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -211,6 +224,11 @@ def add_ExplainServicer_to_server(servicer, server):
                     servicer.SanityCheck,
                     request_deserializer=layerlens_dot_v1_dot_explain__pb2.SanityCheckRequest.FromString,
                     response_serializer=layerlens_dot_v1_dot_explain__pb2.SanityCheckResponse.SerializeToString,
+            ),
+            'Methods': grpc.unary_unary_rpc_method_handler(
+                    servicer.Methods,
+                    request_deserializer=layerlens_dot_v1_dot_explain__pb2.MethodsRequest.FromString,
+                    response_serializer=layerlens_dot_v1_dot_explain__pb2.MethodsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -483,6 +501,33 @@ class Explain:
             '/layerlens.v1.Explain/SanityCheck',
             layerlens_dot_v1_dot_explain__pb2.SanityCheckRequest.SerializeToString,
             layerlens_dot_v1_dot_explain__pb2.SanityCheckResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Methods(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/layerlens.v1.Explain/Methods',
+            layerlens_dot_v1_dot_explain__pb2.MethodsRequest.SerializeToString,
+            layerlens_dot_v1_dot_explain__pb2.MethodsResponse.FromString,
             options,
             channel_credentials,
             insecure,
