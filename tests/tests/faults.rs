@@ -418,6 +418,50 @@ async fn a_client_that_goes_away_mid_generation_frees_the_worker() {
     assert!(daemon.stop());
 }
 
+/// A client that starts a generation with a contact sheet at every step and then never
+/// reads its stream must not hold the model's worker: the worker hands progress to a
+/// relay that drops what the client cannot take, so the job runs to its end at full
+/// speed and the next request is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_does_not_stall_the_model() {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&work.path().join("store"), &[]);
+    let client = Client::connect(&daemon.url, None).await.unwrap();
+    let digits = Fixture::digits();
+    upload(&client, &digits).await;
+    answers(&client, &digits).await;
+
+    // Far more image events than the response stream's buffer and the HTTP/2 window
+    // hold: a worker that waited for the client would stop after a few dozen.
+    let steps = 400u32;
+    let request = proto::VisualizeRequest {
+        model: "digits".into(),
+        objectives: (0..10)
+            .map(|class| proto::Objective { terms: vec![proto::ObjectiveTerm { term: format!("class:{class}"), ..Default::default() }] })
+            .collect(),
+        steps,
+        parameterization: "pixel".into(),
+        progress_every: 1,
+        image_every: 1,
+        figure_format: proto::FigureFormat::Png as i32,
+        ..Default::default()
+    };
+    let channel = tonic::transport::Endpoint::from_shared(daemon.url.clone()).unwrap().connect().await.unwrap();
+    let mut generate = proto::generate_client::GenerateClient::new(channel);
+    // The stream is held, never read.
+    let held = bounded("Visualize", CALL_BOUND, generate.visualize(request)).await.expect("Visualize").into_inner();
+
+    // Queued behind the generation on the same worker: answered once the job is done.
+    let started = Instant::now();
+    let predict = proto::PredictRequest { model: "digits".into(), input: Some(digits.input()), ..Default::default() };
+    bounded("Predict behind a generation nobody reads", Duration::from_secs(90), client.predict(predict))
+        .await
+        .expect("Predict after the unread generation");
+    eprintln!("Predict answered {:?} after a {steps}-step generation whose client never read", started.elapsed());
+    drop(held);
+    assert!(daemon.stop());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn daemons_sharing_one_store_upload_concurrently_without_losing_anything() {
     let work = tempfile::tempdir().unwrap();

@@ -14,7 +14,7 @@
 //! statistics in eval mode, which no standard layer has) would break the promise; the
 //! daemon's `--max-batch-size 1` turns batching off.
 
-use crate::attribution::{Attribution, AttributionRequest, Progress, Targets};
+use crate::attribution::{Attribution, AttributionRequest, Targets};
 use crate::host_tensor::HostTensor;
 use crate::inspection::Prediction;
 use std::collections::BTreeMap;
@@ -110,20 +110,15 @@ pub(crate) fn join_attribution(requests: &[&AttributionRequest]) -> AttributionR
         params: first.params.clone(),
         tensor_params: BTreeMap::new(),
         layer: first.layer.clone(),
-        progress: any_of(requests.iter().filter_map(|request| request.progress.clone()).collect()),
+        // Who may stop a joined run is the worker's decision (every caller's own handle
+        // and cancel flag, `Progress::any`); the joined request carries none itself.
+        progress: None,
     }
 }
 
 /// One handle for a joined run: it tells every request's handle each update and says
 /// go on while any of them does (a caller that left stops only its own share, and the
 /// worker does not answer it).
-fn any_of(handles: Vec<Progress>) -> Option<Progress> {
-    if handles.is_empty() {
-        return None;
-    }
-    Some(Progress::new(move |update| handles.iter().map(|handle| handle.check(update).is_ok()).fold(false, |any, go_on| any || go_on)))
-}
-
 /// Splits a joined answer back into one answer per request (`rows[i]` rows each).
 /// The pass counts describe the shared run and are the same in every part.
 pub(crate) fn split_attribution(joined: Attribution, rows: &[usize]) -> Vec<Attribution> {

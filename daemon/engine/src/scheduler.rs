@@ -132,6 +132,12 @@ impl<C> Job<C> {
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
     }
+
+    /// A job outside any queue, for tests of what runs jobs (the worker's joined runs).
+    #[cfg(test)]
+    pub(crate) fn detached(command: C) -> Job<C> {
+        Job { command, ticket: Ticket::default(), enqueued: Instant::now(), cancelled: Arc::new(AtomicBool::new(false)), start_tag: 0.0, sequence: 0 }
+    }
 }
 
 /// Why a job was refused: the queue is full.

@@ -422,19 +422,19 @@ impl Worker {
     /// (joined with the request's own in `prepare`), so a running attribution stops
     /// when nobody waits for it. Out of memory in a pass is handled where the passes
     /// run: `in_chunks` halves the chunk and retries.
-    fn chunking(&self, model: &LoadedModel, inputs: &[HostTensor], cancelled: &Arc<AtomicBool>) -> Result<Chunking> {
+    fn chunking(&self, model: &LoadedModel, inputs: &[HostTensor], cancel: Progress) -> Result<Chunking> {
         // The inputs are checked before anything measures them: a 0-d or empty tensor
         // must be a named bad input, never a panic in the row-size estimate.
         model.check_inputs(inputs)?;
         let mut chunking = Chunking::new(self.settings.pass_budget_bytes, model.estimate_bytes_per_row(inputs));
-        chunking.progress = Some(Progress::cancelled_when(cancelled.clone()));
+        chunking.progress = Some(cancel);
         Ok(chunking)
     }
 
     fn run(&mut self, command: Command, cancelled: &Arc<AtomicBool>) {
         match command {
             Command::Attribute { request, reply } => {
-                let _ = reply.send(self.attribute(&request, cancelled));
+                let _ = reply.send(self.attribute(&request, Progress::cancelled_when(cancelled.clone())));
             }
             Command::CallSummary { inputs, max_depth, reply } => {
                 // Summaries are cached per input shape and depth: the second request
@@ -477,13 +477,13 @@ impl Worker {
             }
             Command::Evaluate { request, reply } => {
                 let answer = with_model(&self.loaded, |model| {
-                    attribution::evaluate(model, &request, self.chunking(model, &request.attribution.inputs, cancelled)?)
+                    attribution::evaluate(model, &request, self.chunking(model, &request.attribution.inputs, Progress::cancelled_when(cancelled.clone()))?)
                 });
                 let _ = reply.send(answer);
             }
             Command::SanityCheck { request, seed, signed, reply } => {
                 let answer = with_model(&self.loaded, |model| {
-                    attribution::sanity_check(model, &request, self.chunking(model, &request.inputs, cancelled)?, seed, signed)
+                    attribution::sanity_check(model, &request, self.chunking(model, &request.inputs, Progress::cancelled_when(cancelled.clone()))?, seed, signed)
                 });
                 let _ = reply.send(answer);
             }
@@ -507,8 +507,10 @@ impl Worker {
         }
     }
 
-    fn attribute(&self, request: &AttributionRequest, cancelled: &Arc<AtomicBool>) -> Result<Attribution> {
-        with_model(&self.loaded, |model| attribution::attribute(model, request, self.chunking(model, &request.inputs, cancelled)?))
+    /// An attribution; `cancel` stops it between passes (the caller's flag, or for a
+    /// joined batch: every caller gone).
+    fn attribute(&self, request: &AttributionRequest, cancel: Progress) -> Result<Attribution> {
+        with_model(&self.loaded, |model| attribution::attribute(model, request, self.chunking(model, &request.inputs, cancel)?))
     }
 
     /// A prediction; a batch that does not fit in memory is predicted in halves
@@ -535,71 +537,117 @@ impl Worker {
         }
     }
 
-    /// Runs `first` and `companions` (which share its batch key) as one request and
-    /// answers each with its rows. If the joined run fails, each runs alone, so each
-    /// caller gets the answer (or the error) its own request deserves.
+    /// Runs `first` and `companions` (which share its batch key) as one request: see
+    /// `run_joined`.
     fn run_batch(&mut self, first: Job<Command>, companions: Vec<Job<Command>>) {
         let jobs: Vec<Job<Command>> = std::iter::once(first).chain(companions).collect();
-        let all_gone = Arc::new(AtomicBool::new(false));
-        match &jobs[0].command {
-            Command::Attribute { .. } => {
-                let mut requests = Vec::new();
-                let mut replies = Vec::new();
-                let mut flags = Vec::new();
-                for job in jobs {
-                    if let Command::Attribute { request, reply } = job.command {
-                        requests.push(request);
-                        replies.push(reply);
-                        flags.push(job.cancelled);
-                    }
+        if matches!(jobs[0].command, Command::Attribute { .. } | Command::Predict { .. }) {
+            run_joined(self, jobs);
+        } else {
+            // Only attributions and predictions have batch keys.
+            for job in jobs {
+                self.run(job.command, &job.cancelled);
+            }
+        }
+    }
+}
+
+/// What a joined run needs from the model. The worker runs it on its loaded model;
+/// the tests below on a fake, so the join, split, fallback and cancellation logic is
+/// tested without a model file.
+trait JoinedRuns {
+    fn model_id(&self) -> &str;
+    fn attribute(&self, request: &AttributionRequest, cancel: Progress) -> Result<Attribution>;
+    fn predict(&self, inputs: &[HostTensor], top_k: usize) -> Result<Prediction>;
+}
+
+impl JoinedRuns for Worker {
+    fn model_id(&self) -> &str {
+        &self.spec.model_id
+    }
+
+    fn attribute(&self, request: &AttributionRequest, cancel: Progress) -> Result<Attribution> {
+        Worker::attribute(self, request, cancel)
+    }
+
+    fn predict(&self, inputs: &[HostTensor], top_k: usize) -> Result<Prediction> {
+        Worker::predict(self, inputs, top_k)
+    }
+}
+
+/// Runs jobs that share a batch key (all attributions or all predictions) as one
+/// request and answers each with its rows. The joined run goes on while any caller
+/// waits (its cancel flag unset and, for a streaming caller, its progress handle
+/// saying go on) and stops when all have gone. Joining and splitting run under the
+/// panic guard like the work itself. If the joined run fails, each job that still has
+/// a caller runs alone, so each gets the answer (or the error) its own request
+/// deserves.
+fn run_joined(runs: &impl JoinedRuns, jobs: Vec<Job<Command>>) {
+    let mut attributions = Vec::new();
+    let mut predictions = Vec::new();
+    let mut top_k = 0;
+    for job in jobs {
+        match job.command {
+            Command::Attribute { request, reply } => attributions.push((request, reply, job.cancelled)),
+            Command::Predict { inputs, top_k: own_top_k, reply } => {
+                top_k = own_top_k;
+                predictions.push((inputs, reply, job.cancelled));
+            }
+            // The caller groups by batch key; anything else would be a bug there.
+            _ => tracing::error!("a job without a batch key reached a joined run"),
+        }
+    }
+    if !attributions.is_empty() {
+        let alive: Vec<Progress> = attributions
+            .iter()
+            .map(|(request, _, cancelled)| {
+                let flag = Progress::cancelled_when(cancelled.clone());
+                match &request.progress {
+                    Some(own) => flag.and(own.clone()),
+                    None => flag,
                 }
-                let rows: Vec<usize> = requests.iter().map(|request| request.inputs[0].rows()).collect();
-                let joined = batching::join_attribution(&requests.iter().collect::<Vec<_>>());
-                match self.attribute(&joined, &all_gone) {
-                    Ok(answer) => {
-                        for (reply, part) in replies.into_iter().zip(batching::split_attribution(answer, &rows)) {
-                            let _ = reply.send(Ok(part));
-                        }
-                    }
-                    Err(error) => {
-                        tracing::info!(model_id = %self.spec.model_id, %error, "a joined request failed; running its parts alone");
-                        for ((request, reply), cancelled) in requests.iter().zip(replies).zip(flags) {
-                            if !cancelled.load(Ordering::Relaxed) {
-                                let _ = reply.send(self.attribute(request, &cancelled));
-                            }
-                        }
+            })
+            .collect();
+        let rows: Vec<usize> = attributions.iter().map(|(request, _, _)| request.inputs[0].rows()).collect();
+        let joined = guard(|| {
+            let joined = batching::join_attribution(&attributions.iter().map(|(request, _, _)| request).collect::<Vec<_>>());
+            let answer = runs.attribute(&joined, Progress::any(alive))?;
+            Ok(batching::split_attribution(answer, &rows))
+        });
+        match joined {
+            Ok(parts) => {
+                for ((_, reply, _), part) in attributions.into_iter().zip(parts) {
+                    let _ = reply.send(Ok(part));
+                }
+            }
+            Err(error) => {
+                tracing::info!(model_id = %runs.model_id(), %error, "a joined request failed; running its parts alone");
+                for (request, reply, cancelled) in attributions {
+                    if !cancelled.load(Ordering::Relaxed) {
+                        let _ = reply.send(runs.attribute(&request, Progress::cancelled_when(cancelled.clone())));
                     }
                 }
             }
-            Command::Predict { top_k, .. } => {
-                let top_k = *top_k;
-                let mut inputs = Vec::new();
-                let mut replies = Vec::new();
-                for job in jobs {
-                    if let Command::Predict { inputs: own, reply, .. } = job.command {
-                        inputs.push(own);
-                        replies.push(reply);
-                    }
-                }
-                let rows: Vec<usize> = inputs.iter().map(|own| own[0].rows()).collect();
-                let joined = batching::join_inputs(&inputs.iter().map(Vec::as_slice).collect::<Vec<_>>());
-                match self.predict(&joined, top_k) {
-                    Ok(answer) => {
-                        for (reply, part) in replies.into_iter().zip(batching::split_prediction(answer, &rows)) {
-                            let _ = reply.send(Ok(part));
-                        }
-                    }
-                    Err(_) => {
-                        for (own, reply) in inputs.iter().zip(replies) {
-                            let _ = reply.send(self.predict(own, top_k));
-                        }
-                    }
+        }
+    }
+    if !predictions.is_empty() {
+        let rows: Vec<usize> = predictions.iter().map(|(inputs, _, _)| inputs[0].rows()).collect();
+        let joined = guard(|| {
+            let joined = batching::join_inputs(&predictions.iter().map(|(inputs, _, _)| inputs.as_slice()).collect::<Vec<_>>());
+            Ok(batching::split_prediction(runs.predict(&joined, top_k)?, &rows))
+        });
+        match joined {
+            Ok(parts) => {
+                for ((_, reply, _), part) in predictions.into_iter().zip(parts) {
+                    let _ = reply.send(Ok(part));
                 }
             }
-            _ => {
-                // Only attributions and predictions have batch keys.
-                for job in jobs {
-                    self.run(job.command, &job.cancelled);
+            Err(_) => {
+                for (inputs, reply, cancelled) in predictions {
+                    // A caller that has gone is not answered (nobody reads it) nor run for.
+                    if !cancelled.load(Ordering::Relaxed) {
+                        let _ = reply.send(runs.predict(&inputs, top_k));
+                    }
                 }
             }
         }
@@ -632,6 +680,200 @@ fn guard<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
             .map(String::as_str)
             .or_else(|| panic.downcast_ref::<&str>().copied())
             .unwrap_or("unknown panic");
-        Err(Error::internal(format!("the engine panicked: {}", crate::error::torch_reason(message))))
+        // Some tch calls panic on a libtorch error; an allocator's failure keeps its kind,
+        // so it is retried smaller or answered RESOURCE_EXHAUSTED, not INTERNAL.
+        let reason = crate::error::torch_reason(message);
+        let kind = if crate::error::is_out_of_memory(&reason) { ErrorKind::OutOfMemory } else { ErrorKind::Internal };
+        tracing::error!(panic = %message, "the engine panicked");
+        Err(Error::new(kind, format!("the engine panicked: {reason}")))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! The joined-run logic on a fake model: no model file, no libtorch pass.
+    use super::*;
+    use crate::attribution::{ProgressUpdate, Targets};
+    use std::sync::Mutex;
+
+    /// Attributions are the inputs doubled (so each caller's rows are recognisable);
+    /// runs over more than `max_rows` rows fail as if out of memory; every attribution
+    /// reports `passes` passes to its cancel handle and stops when told to.
+    struct Fake {
+        max_rows: usize,
+        passes: u64,
+        /// Rows of every run, in order.
+        runs: Mutex<Vec<usize>>,
+        /// Called between passes, to raise flags while a run is under way.
+        between_passes: Box<dyn Fn(u64) + Send + Sync>,
+        /// Answers a run over several rows with one row too few (a bug in a method),
+        /// so splitting the joined answer panics.
+        short_joined_answers: bool,
+    }
+
+    impl Fake {
+        fn new(max_rows: usize) -> Fake {
+            Fake { max_rows, passes: 3, runs: Mutex::new(Vec::new()), between_passes: Box::new(|_| {}), short_joined_answers: false }
+        }
+
+        fn check_rows(&self, rows: usize) -> Result<()> {
+            self.runs.lock().unwrap().push(rows);
+            if rows > self.max_rows {
+                return Err(Error::new(ErrorKind::OutOfMemory, format!("{rows} rows do not fit")));
+            }
+            Ok(())
+        }
+    }
+
+    impl JoinedRuns for Fake {
+        fn model_id(&self) -> &str {
+            "fake"
+        }
+
+        fn attribute(&self, request: &AttributionRequest, cancel: Progress) -> Result<Attribution> {
+            let input = &request.inputs[0];
+            self.check_rows(input.rows())?;
+            for pass in 1..=self.passes {
+                (self.between_passes)(pass);
+                let update = ProgressUpdate { passes_done: pass, passes_total: Some(self.passes), rows_done: 0, rows_total: 0, phase: "fake passes".into() };
+                cancel.check(&update)?;
+            }
+            let mut doubled = HostTensor { values: input.values.iter().map(|value| value * 2.0).collect(), ..input.clone() };
+            if self.short_joined_answers && input.rows() > 1 {
+                let row_len = doubled.values.len() / input.rows();
+                doubled.values.truncate(doubled.values.len() - row_len);
+                doubled.shape[0] -= 1;
+            }
+            Ok(Attribution {
+                method: request.method.clone(),
+                targets: vec![0; input.rows()],
+                values: vec![doubled],
+                output: input.clone(),
+                convergence_deltas: Vec::new(),
+                n_steps: None,
+                rows_evaluated: input.rows() as u64,
+                passes: self.passes,
+                figure_values: None,
+            })
+        }
+
+        fn predict(&self, inputs: &[HostTensor], _top_k: usize) -> Result<Prediction> {
+            self.check_rows(inputs[0].rows())?;
+            Ok(Prediction { output: inputs[0].clone(), top_k: vec![Vec::new(); inputs[0].rows()] })
+        }
+    }
+
+    fn rows(count: i64, first: f32) -> HostTensor {
+        HostTensor { shape: vec![count, 2], values: (0..count * 2).map(|index| first + index as f32).collect(), integer: false }
+    }
+
+    type Reply<T> = oneshot::Receiver<Result<T>>;
+
+    fn attribute_job(input: HostTensor) -> (Job<Command>, Reply<Attribution>) {
+        let (reply, answer) = oneshot::channel();
+        let request = AttributionRequest { method: "saliency".into(), inputs: vec![input], targets: Targets::All(0), ..Default::default() };
+        (Job::detached(Command::Attribute { request, reply }), answer)
+    }
+
+    fn predict_job(input: HostTensor) -> (Job<Command>, Reply<Prediction>) {
+        let (reply, answer) = oneshot::channel();
+        (Job::detached(Command::Predict { inputs: vec![input], top_k: 1, reply }), answer)
+    }
+
+    fn answer<T>(mut receiver: Reply<T>) -> Option<Result<T>> {
+        receiver.try_recv().ok()
+    }
+
+    #[test]
+    fn a_joined_run_answers_each_caller_with_its_own_rows() {
+        let fake = Fake::new(100);
+        let (jobs, answers): (Vec<_>, Vec<_>) = [rows(1, 0.0), rows(2, 10.0), rows(1, 20.0)].into_iter().map(attribute_job).unzip();
+        run_joined(&fake, jobs);
+        assert_eq!(*fake.runs.lock().unwrap(), vec![4], "one pass over all four rows");
+        let values: Vec<Vec<f32>> = answers.into_iter().map(|receiver| answer(receiver).unwrap().unwrap().values[0].values.clone()).collect();
+        assert_eq!(values, vec![vec![0.0, 2.0], vec![20.0, 22.0, 24.0, 26.0], vec![40.0, 42.0]]);
+    }
+
+    #[test]
+    fn a_failed_joined_run_reruns_each_caller_alone_except_the_ones_gone() {
+        let fake = Fake::new(2);
+        let (first, first_answer) = attribute_job(rows(2, 0.0));
+        let (gone, gone_answer) = attribute_job(rows(1, 5.0));
+        let (last, last_answer) = attribute_job(rows(1, 9.0));
+        gone.cancelled.store(true, Ordering::Relaxed);
+        run_joined(&fake, vec![first, gone, last]);
+        assert_eq!(*fake.runs.lock().unwrap(), vec![4, 2, 1], "the joined run, then each caller still waiting");
+        assert_eq!(answer(first_answer).unwrap().unwrap().values[0].values, vec![0.0, 2.0, 4.0, 6.0]);
+        assert!(answer(gone_answer).is_none(), "a caller that left is neither run for nor answered");
+        assert_eq!(answer(last_answer).unwrap().unwrap().values[0].values, vec![18.0, 20.0]);
+    }
+
+    #[test]
+    fn unary_callers_cancel_a_joined_attribution_once_all_have_gone() {
+        let flags: Arc<Mutex<Vec<Arc<AtomicBool>>>> = Arc::new(Mutex::new(Vec::new()));
+        let mut fake = Fake::new(100);
+        let raised = flags.clone();
+        // Every caller goes away after the first pass.
+        fake.between_passes = Box::new(move |pass| {
+            if pass == 2 {
+                raised.lock().unwrap().iter().for_each(|flag| flag.store(true, Ordering::Relaxed));
+            }
+        });
+        let (first, first_answer) = attribute_job(rows(1, 0.0));
+        let (second, second_answer) = attribute_job(rows(1, 1.0));
+        flags.lock().unwrap().extend([first.cancelled.clone(), second.cancelled.clone()]);
+        run_joined(&fake, vec![first, second]);
+        // The joined run stopped; nobody is left to rerun for.
+        assert_eq!(*fake.runs.lock().unwrap(), vec![2]);
+        assert!(answer(first_answer).is_none() && answer(second_answer).is_none());
+    }
+
+    #[test]
+    fn a_joined_attribution_goes_on_while_one_caller_still_waits() {
+        let mut fake = Fake::new(100);
+        let stream_gone = Arc::new(AtomicBool::new(false));
+        let leaving = stream_gone.clone();
+        fake.between_passes = Box::new(move |pass| {
+            if pass == 2 {
+                leaving.store(true, Ordering::Relaxed);
+            }
+        });
+        // A streaming caller whose stream closes mid-run, and a unary caller who waits.
+        let (mut streaming, streaming_answer) = attribute_job(rows(1, 0.0));
+        if let Command::Attribute { request, .. } = &mut streaming.command {
+            let gone = stream_gone.clone();
+            request.progress = Some(Progress::new(move |_| !gone.load(Ordering::Relaxed)));
+        }
+        let (unary, unary_answer) = attribute_job(rows(1, 3.0));
+        run_joined(&fake, vec![streaming, unary]);
+        assert_eq!(*fake.runs.lock().unwrap(), vec![2], "the joined run finished for the caller still waiting");
+        assert_eq!(answer(unary_answer).unwrap().unwrap().values[0].values, vec![6.0, 8.0]);
+        assert!(answer(streaming_answer).unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_failed_joined_prediction_skips_callers_that_have_gone() {
+        let fake = Fake::new(1);
+        let (first, first_answer) = predict_job(rows(1, 0.0));
+        let (gone, gone_answer) = predict_job(rows(1, 1.0));
+        gone.cancelled.store(true, Ordering::Relaxed);
+        run_joined(&fake, vec![first, gone]);
+        assert_eq!(*fake.runs.lock().unwrap(), vec![2, 1]);
+        assert_eq!(answer(first_answer).unwrap().unwrap().output.values, vec![0.0, 1.0]);
+        assert!(answer(gone_answer).is_none());
+    }
+
+    #[test]
+    fn a_panic_while_splitting_falls_back_to_lone_runs() {
+        // The joined answer is one row short: splitting it panics inside the guard, the
+        // worker survives, and each caller is served alone.
+        let mut fake = Fake::new(100);
+        fake.short_joined_answers = true;
+        let (first, first_answer) = attribute_job(rows(1, 0.0));
+        let (second, second_answer) = attribute_job(rows(1, 1.0));
+        run_joined(&fake, vec![first, second]);
+        assert_eq!(*fake.runs.lock().unwrap(), vec![2, 1, 1]);
+        assert_eq!(answer(first_answer).unwrap().unwrap().values[0].values, vec![0.0, 2.0]);
+        assert_eq!(answer(second_answer).unwrap().unwrap().values[0].values, vec![2.0, 4.0]);
+    }
 }

@@ -1,9 +1,10 @@
 //! `layerlens.v1.Generate`: activation maximisation, counterfactuals and latent
-//! traversals. The two long jobs stream progress: the worker thread sends events into
-//! a bounded channel that backs the response stream, and stops within one step once
-//! that channel is closed (the client cancelled or went away).
+//! traversals. The two long jobs stream progress through a `ProgressRelay`: the worker
+//! thread hands over plain numbers without waiting, the relay renders and sends the
+//! events, and the job stops within one step once the response stream is closed (the
+//! client cancelled or went away).
 
-use super::{finish_stream, EventStream, SharedState, EVENT_BUFFER};
+use super::{finish_stream, EventStream, ProgressRelay, SharedState, EVENT_BUFFER};
 use crate::convert;
 use crate::error::{ApiError, ApiResult};
 use layerlens_engine::generation::{
@@ -116,26 +117,27 @@ impl Generate for GenerateService {
         let (record, worker) = self.state.worker_for(&request.model).await?;
         let format = convert::figure_format(request.figure_format);
         let (sender, receiver) = mpsc::channel(EVENT_BUFFER);
-        let progress_sender = sender.clone();
-        let report = Box::new(move |progress: Option<VisualizeProgress>| {
-            let Some(progress) = progress else { return !progress_sender.is_closed() };
+        // Contact sheets of intermediate images are drawn by the relay, off the worker.
+        let (relay, report) = ProgressRelay::start(sender.clone(), move |progress: VisualizeProgress| {
             let figure = progress.images.as_ref().and_then(|images| {
                 let captions: Vec<String> = progress.objective.iter().map(|value| format!("{value:.3}")).collect();
                 contact_sheet(&format!("step {} of {}", progress.step, progress.steps), images, &captions, format.unwrap_or(layerlens_render::Format::Png))
             });
-            let event = proto::VisualizeEvent {
+            proto::VisualizeEvent {
                 event: Some(proto::visualize_event::Event::Progress(proto::VisualizeProgress {
                     step: progress.step,
                     steps: progress.steps,
                     objective: progress.objective,
                     figure,
                 })),
-            };
-            progress_sender.blocking_send(Ok(event)).is_ok()
+            }
         });
+        let report = Box::new(report);
         finish_stream(sender, async move {
             let model_id = record.id.clone();
-            let visualization = worker.visualize(job, report).await.map_err(|error| ApiError::from(error.context(format!("model {}", &model_id[..12]))))?;
+            let visualization = worker.visualize(job, report).await;
+            relay.finish().await;
+            let visualization = visualization.map_err(|error| ApiError::from(error.context(format!("model {}", &model_id[..12]))))?;
             let figure = match format {
                 None => None,
                 Some(format) => {
@@ -186,23 +188,21 @@ impl Generate for GenerateService {
         let (record, worker) = self.state.worker_for(&request.model).await?;
         let format = convert::figure_format(request.figure_format);
         let (sender, receiver) = mpsc::channel(EVENT_BUFFER);
-        let progress_sender = sender.clone();
-        let report = Box::new(move |progress: Option<CounterfactualProgress>| {
-            let Some(progress) = progress else { return !progress_sender.is_closed() };
-            let event = proto::CounterfactualEvent {
-                event: Some(proto::counterfactual_event::Event::Progress(proto::CounterfactualProgress {
-                    step: progress.step,
-                    steps: progress.steps,
-                    flipped: progress.flipped,
-                })),
-            };
-            progress_sender.blocking_send(Ok(event)).is_ok()
+        let (relay, report) = ProgressRelay::start(sender.clone(), |progress: CounterfactualProgress| proto::CounterfactualEvent {
+            event: Some(proto::counterfactual_event::Event::Progress(proto::CounterfactualProgress {
+                step: progress.step,
+                steps: progress.steps,
+                flipped: progress.flipped,
+            })),
         });
+        let report = Box::new(report);
         let (low, high, norm) = (job.low, job.high, job.norm);
         let original = job.input.clone();
         finish_stream(sender, async move {
             let model_id = record.id.clone();
-            let answer = worker.counterfactual(job, report).await.map_err(|error| ApiError::from(error.context(format!("model {}", &model_id[..12]))))?;
+            let answer = worker.counterfactual(job, report).await;
+            relay.finish().await;
+            let answer = answer.map_err(|error| ApiError::from(error.context(format!("model {}", &model_id[..12]))))?;
             let figure = match format {
                 None => None,
                 Some(format) => {

@@ -117,6 +117,87 @@ pub fn finish_stream<T: Send + 'static>(
     }));
 }
 
+/// Carries progress from a model's worker thread to a response stream without ever
+/// blocking the worker. The worker's callback hands the raw progress (plain numbers)
+/// to a small bounded channel with `try_send`: when the relay is behind (a slow
+/// client), that update is dropped and a later one supersedes it. A task turns each
+/// update into an event — `render` runs on the blocking pool, since drawing a contact
+/// sheet takes milliseconds — and waits for room in the response stream. The worker
+/// thread itself never renders and never waits for a client.
+pub struct ProgressRelay {
+    finished: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// How many raw updates wait for the relay before new ones are dropped.
+const RELAY_BUFFER: usize = 2;
+
+impl ProgressRelay {
+    /// The relay and the callback to give the worker: `Some(progress)` is relayed,
+    /// `None` only asks whether anyone still listens; the answer is false once the
+    /// response stream is gone, which stops the job.
+    pub fn start<P, T>(
+        sender: tokio::sync::mpsc::Sender<Result<T, tonic::Status>>,
+        render: impl Fn(P) -> T + Send + Sync + 'static,
+    ) -> (ProgressRelay, impl FnMut(Option<P>) -> bool + Send + 'static)
+    where
+        P: Send + 'static,
+        T: Send + 'static,
+    {
+        let (raw_sender, mut raw_receiver) = tokio::sync::mpsc::channel::<P>(RELAY_BUFFER);
+        let (finished, mut finish) = tokio::sync::oneshot::channel::<()>();
+        let render = std::sync::Arc::new(render);
+        let stream = sender.clone();
+        let task = tokio::spawn(async move {
+            let send = |progress: P| {
+                let render = render.clone();
+                let sender = sender.clone();
+                async move {
+                    let Ok(event) = tokio::task::spawn_blocking(move || render(progress)).await else { return true };
+                    sender.send(Ok(event)).await.is_ok()
+                }
+            };
+            loop {
+                tokio::select! {
+                    biased;
+                    Some(progress) = raw_receiver.recv() => {
+                        if !send(progress).await {
+                            return;
+                        }
+                    }
+                    _ = &mut finish => {
+                        // The job is done: what is already queued goes out, then the
+                        // caller sends the result after it.
+                        while let Ok(progress) = raw_receiver.try_recv() {
+                            if !send(progress).await {
+                                return;
+                            }
+                        }
+                        return;
+                    }
+                }
+            }
+        });
+        let report = move |progress: Option<P>| {
+            if stream.is_closed() {
+                return false;
+            }
+            match progress {
+                None => true,
+                Some(progress) => !matches!(raw_sender.try_send(progress), Err(tokio::sync::mpsc::error::TrySendError::Closed(_))),
+            }
+        };
+        (ProgressRelay { finished, task }, report)
+    }
+
+    /// Waits until every update relayed so far is sent, so the result that follows
+    /// is the stream's last event.
+    pub async fn finish(self) {
+        let _ = self.finished.send(());
+        let _ = self.task.await;
+    }
+}
+
 /// How metrics name a model: its first name, else the first 12 hex digits of its id.
 pub fn model_label(record: &ModelRecord) -> String {
     record.names.first().cloned().unwrap_or_else(|| record.id[..12.min(record.id.len())].to_string())

@@ -58,8 +58,11 @@ async fn cli_inspection_commands_print_json_tables_and_absolute_figure_paths() {
         assert!(ok, "{args:?}: {stderr}");
         stdout
     };
-    let stdout = cli_in_work(&["params", "digits", "--figure", "params.png", "--filters", "filters.svg"]);
-    for name in ["params.png", "filters.svg"] {
+    // One request draws both figures, in one format: the two names must agree on it.
+    let (ok, _, stderr) = cli_in(Some(work.path()), url, &["params", "digits", "--figure", "params.png", "--filters", "filters.svg"]);
+    assert!(!ok && stderr.contains("different figure formats"), "{stderr}");
+    let stdout = cli_in_work(&["params", "digits", "--figure", "params.png", "--filters", "filters.png"]);
+    for name in ["params.png", "filters.png"] {
         let absolute = work.path().join(name);
         assert!(stdout.contains(&format!("figure written to {}\n", absolute.display())), "{stdout}");
         assert!(absolute.is_file());

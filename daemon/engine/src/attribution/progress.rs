@@ -61,6 +61,12 @@ impl Progress {
         })
     }
 
+    /// One handle for work shared by several callers (a joined batch): every handle
+    /// sees every update, and the work goes on while any of them says go on.
+    pub fn any(handles: Vec<Progress>) -> Progress {
+        Progress::new(move |update| handles.iter().map(|handle| (handle.report)(update)).fold(false, |any, go_on| any || go_on))
+    }
+
     /// Reports `update`; `Err(Cancelled)` when the handle says stop.
     pub fn check(&self, update: &ProgressUpdate) -> Result<()> {
         if (self.report)(update) {
