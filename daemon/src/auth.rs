@@ -327,7 +327,8 @@ where
                     Ok(ticket) => ticket,
                     Err(message) => {
                         tracing::warn!(request_id, method = %method, "refused: {message}");
-                        return Box::pin(std::future::ready(Ok(tonic::Status::invalid_argument(message).into_http())));
+                        let status = tonic::Status::from(crate::error::ApiError::bad_input(message));
+                        return Box::pin(std::future::ready(Ok(status.into_http())));
                     }
                 };
                 let span = tracing::info_span!("rpc", request_id, user = %ticket.user, method = %method);

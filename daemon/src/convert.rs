@@ -4,6 +4,9 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::store::ModelRecord;
+use layerlens_engine::generation::{
+    CounterfactualRequest, Norm, Objective, Parameterization, Term, Transforms, TraverseRequest, VisualizeRequest,
+};
 use layerlens_engine::{Attribution, AttributionRequest, HostTensor, Targets};
 use layerlens_proto as proto;
 
@@ -297,4 +300,96 @@ pub fn attribution_method(method: &layerlens_engine::MethodInfo) -> proto::Attri
         sampling: method.sampling != layerlens_engine::Sampling::Never,
         batchable: method.batchable,
     }
+}
+
+/// A prediction on the wire: the output and, per row, the top classes.
+pub fn predict_response(model_id: String, prediction: &layerlens_engine::inspection::Prediction) -> proto::PredictResponse {
+    proto::PredictResponse {
+        model_id,
+        output: Some(tensor(&prediction.output)),
+        rows: prediction
+            .top_k
+            .iter()
+            .map(|row| proto::RowPrediction {
+                top: row.iter().map(|&(class_index, logit, probability)| proto::TopClass { class_index, logit, probability }).collect(),
+            })
+            .collect(),
+        cached: false,
+    }
+}
+
+// --- generation requests -----------------------------------------------------------------
+
+pub fn objectives(request: &proto::VisualizeRequest) -> ApiResult<Vec<Objective>> {
+    request
+        .objectives
+        .iter()
+        .map(|objective| {
+            if objective.terms.is_empty() {
+                return Err(ApiError::bad_input("an objective has no terms"));
+            }
+            let terms = objective
+                .terms
+                .iter()
+                .map(|term| Term::parse(&term.term, f64::from(term.weight), &term.direction))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Objective { terms })
+        })
+        .collect()
+}
+
+pub fn visualize_request(request: &proto::VisualizeRequest) -> ApiResult<VisualizeRequest> {
+    let parameterization = match request.parameterization.as_str() {
+        "" | "fft" => Parameterization::Fft,
+        "pixel" => Parameterization::Pixel,
+        other => return Err(ApiError::bad_input(format!("parameterization '{other}' is unknown; use 'fft' or 'pixel'"))),
+    };
+    let finite = |value: f32, what: &str| {
+        if value.is_finite() && value >= 0.0 {
+            Ok(f64::from(value))
+        } else {
+            Err(ApiError::bad_input(format!("{what} must be a finite, non-negative weight")))
+        }
+    };
+    Ok(VisualizeRequest {
+        objectives: objectives(request)?,
+        images_per_objective: i64::from(request.images_per_objective.max(1)),
+        input_shape: (!request.input_shape.is_empty()).then(|| request.input_shape.clone()),
+        parameterization,
+        decorrelate: request.decorrelate,
+        steps: request.steps,
+        learning_rate: if request.learning_rate == 0.0 { 0.05 } else { f64::from(request.learning_rate) },
+        seed: request.seed,
+        transforms: Transforms::parse(&request.transforms)?,
+        l2: finite(request.l2, "l2")?,
+        total_variation: finite(request.total_variation, "total_variation")?,
+        blur: finite(request.blur, "blur")?,
+        diversity: finite(request.diversity, "diversity")?,
+        diversity_layer: (!request.diversity_layer.is_empty()).then(|| request.diversity_layer.clone()),
+        mean: request.mean.clone(),
+        std: request.std.clone(),
+        low: request.low.unwrap_or(0.0),
+        high: request.high.unwrap_or(1.0),
+        progress_every: request.progress_every,
+        image_every: request.image_every,
+    })
+}
+
+pub fn counterfactual_request(request: &proto::CounterfactualRequest) -> ApiResult<CounterfactualRequest> {
+    let input = host_tensor(request.input.as_ref().ok_or_else(|| ApiError::bad_input("the request has no input tensor"))?, "input")?;
+    Ok(CounterfactualRequest {
+        input,
+        targets: request.target.clone(),
+        norm: Norm::parse(&request.norm).map_err(ApiError::from)?,
+        steps: request.steps,
+        step_size: (request.step_size != 0.0).then_some(f64::from(request.step_size)),
+        low: request.low.unwrap_or(0.0),
+        high: request.high.unwrap_or(1.0),
+    })
+}
+
+pub fn traverse_request(request: &proto::TraverseRequest) -> ApiResult<TraverseRequest> {
+    let z = host_tensor(request.z.as_ref().ok_or_else(|| ApiError::bad_input("the request has no latent z"))?, "z")?;
+    let z_end = request.z_end.as_ref().map(|tensor| host_tensor(tensor, "z_end")).transpose()?;
+    Ok(TraverseRequest { z, dims: request.dims.clone(), range: f64::from(request.range), steps: request.steps, z_end })
 }

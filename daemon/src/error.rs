@@ -76,6 +76,18 @@ impl From<ApiError> for tonic::Status {
     }
 }
 
+/// The one mapping of figure errors: options the caller chose badly are bad input, any
+/// other failure to draw is ours. A figure the caller asked for that cannot be drawn
+/// fails the call, as any other part of the answer would.
+impl From<layerlens_render::RenderError> for ApiError {
+    fn from(error: layerlens_render::RenderError) -> ApiError {
+        match error {
+            layerlens_render::RenderError::BadOptions(message) => ApiError::bad_input(message),
+            other => ApiError::internal(format!("drawing the figure: {other}")),
+        }
+    }
+}
+
 /// Messages longer than this are cut (with the full text in the log).
 const MAX_MESSAGE_CHARS: usize = 1000;
 

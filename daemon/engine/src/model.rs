@@ -101,7 +101,7 @@ pub fn load_torchscript(path: &Path, device: Device, input_shape: Option<Vec<i64
         // libtorch's zip reader appends several sentences of advice about corrupted
         // checkpoints; the first sentence says what failed.
         let reason = reason.split(". ").next().unwrap_or(&reason).to_string();
-        let kind = if reason.contains("out of memory") { ErrorKind::OutOfMemory } else { ErrorKind::BadInput };
+        let kind = if crate::error::is_out_of_memory(&reason) { ErrorKind::OutOfMemory } else { ErrorKind::BadInput };
         Error::new(
             kind,
             format!(

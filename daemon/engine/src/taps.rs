@@ -377,7 +377,9 @@ impl TappedModel {
     }
 
     fn forward_error(&self, inputs: &[Tensor], reason: String) -> Error {
-        let kind = if reason.to_ascii_lowercase().contains("out of memory") { ErrorKind::OutOfMemory } else { ErrorKind::BadInput };
+        // One classification for every pass: a CPU allocator failure in a tapped pass
+        // (Grad-CAM) is out of memory too, so `in_chunks` retries it in halves.
+        let kind = if crate::error::is_out_of_memory(&reason) { ErrorKind::OutOfMemory } else { ErrorKind::BadInput };
         let shapes: Vec<String> = inputs.iter().map(|input| format!("{:?}", input.size())).collect();
         Error::new(kind, format!("the model rejected an input of shape {}: {reason}", shapes.join(", ")))
     }

@@ -6,8 +6,7 @@
 //! client and says stop once the client went away. (Unary calls need no handle of
 //! their own: the worker stops a job whose caller stopped waiting, worker.rs.)
 
-use super::{finish_stream, EventStream, SharedState, EVENT_BUFFER};
-use crate::cache::CacheKey;
+use super::{finish_stream, in_model, EventStream, SharedState, EVENT_BUFFER};
 use crate::convert;
 use crate::error::{ApiError, ApiResult};
 use layerlens_engine::attribution::{Progress, ProgressUpdate};
@@ -28,18 +27,17 @@ pub struct ExplainService {
 /// attribution on a small model runs hundreds of passes a second.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 
-/// An Attribute request, checked and converted, with its result-cache key.
+/// An Attribute request, checked and converted.
 struct AttributeJob {
     request: proto::AttributeRequest,
     engine_request: layerlens_engine::AttributionRequest,
     figure_options: layerlens_render::FigureOptions,
-    key: Option<CacheKey>,
 }
 
 impl ExplainService {
     /// Checks and converts an Attribute request (errors here fail the call before
     /// any work starts).
-    async fn attribute_job(&self, mut request: proto::AttributeRequest) -> ApiResult<AttributeJob> {
+    async fn attribute_job(&self, request: proto::AttributeRequest) -> ApiResult<AttributeJob> {
         if request.method.is_empty() {
             return Err(ApiError::bad_input(format!(
                 "no attribution method given; available: {}",
@@ -48,32 +46,27 @@ impl ExplainService {
         }
         let engine_request = convert::attribution_request(&request)?;
         let figure_options = convert::figure_options(request.figure_options.as_ref())?;
-        // Sampling methods without a seed give other numbers each run: never reused.
-        let key = self.state.cache_key("Explain.Attribute", &mut request, |request| &mut request.model).await?.filter(|_| engine_request.is_deterministic());
-        Ok(AttributeJob { request, engine_request, figure_options, key })
+        Ok(AttributeJob { request, engine_request, figure_options })
     }
 }
 
-/// The answer to an Attribute request, shared by Attribute and AttributeStream: the
-/// cached answer when there is one, else the worker's (with its figure), then cached.
+/// The answer to an Attribute request, shared by Attribute and AttributeStream, through
+/// the one cached model-bound path (sampling without a seed is never cached).
 async fn run_attribute(state: &SharedState, job: AttributeJob) -> ApiResult<proto::AttributeResponse> {
-    let AttributeJob { request, engine_request, figure_options, key } = job;
-    if let Some(answer) = state.cache.get::<proto::AttributeResponse>(key.as_ref()) {
-        return Ok(proto::AttributeResponse { cached: true, ..answer });
-    }
-    let first_input = engine_request.inputs[0].clone();
-    let (record, worker) = state.worker_for(&request.model).await?;
-    let attribution = worker
-        .attribute(engine_request)
+    let AttributeJob { mut request, engine_request, figure_options } = job;
+    let cacheable = engine_request.is_deterministic();
+    let format = convert::figure_format(request.figure_format);
+    state
+        .cached_model_call("Explain.Attribute", &mut request, |request| &mut request.model, cacheable, |record, worker| async move {
+            let first_input = engine_request.inputs[0].clone();
+            let attribution = worker.attribute(engine_request).await.map_err(in_model(&record))?;
+            let figure = match format {
+                None => None,
+                Some(format) => Some(render_attribution(first_input, &attribution, format, figure_options).await?),
+            };
+            Ok(convert::attribute_response(record.id, attribution, figure))
+        })
         .await
-        .map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
-    let figure = match convert::figure_format(request.figure_format) {
-        None => None,
-        Some(format) => Some(render_attribution(first_input, &attribution, format, figure_options).await?),
-    };
-    let answer = convert::attribute_response(record.id, attribution, figure);
-    state.cache.put(key, &answer);
-    Ok(answer)
 }
 
 /// A progress handle that sends AttributeStream progress events (at most one per
@@ -115,42 +108,45 @@ impl Explain for ExplainService {
         if stored_shape {
             request.input_shape = self.state.resolve(&request.model).await?.input_shape;
         }
-        let key = self.state.cache_key("Explain.Summary", &mut request, |request| &mut request.model).await?;
-        if let Some(answer) = self.state.cache.get::<proto::SummaryResponse>(key.as_ref()) {
-            return Ok(Response::new(proto::SummaryResponse { cached: true, ..answer }));
-        }
-        let (record, worker) = self.state.worker_for(&request.model).await?;
-        let depth = (request.depth > 0).then_some(request.depth);
-        let mut answer = if request.input_shape.is_empty() {
-            let tree = worker.module_tree().await.map_err(ApiError::from)?;
-            let note = "no input shape was given, so rows carry no shapes or mult-adds".to_string();
-            convert::call_summary(&layerlens_engine::summary::from_module_tree(&tree, &[], note, depth))
-        } else {
-            let inputs = convert::sample_inputs(&request.input_shape, request.input_dtype(), &request.extra_inputs)?;
-            match worker.call_summary(inputs, depth).await {
-                Ok(summary) => convert::call_summary(&summary),
-                // The shape stored with the model is a default, not the caller's request:
-                // when the model cannot run on it alone (a second input is missing), the
-                // rows still come from the module tree.
-                Err(error) if stored_shape && error.kind == layerlens_engine::ErrorKind::BadInput => {
-                    let tree = worker.module_tree().await.map_err(ApiError::from)?;
-                    let note = format!("the stored input shape {:?} did not run ({}), so rows carry no shapes or mult-adds", request.input_shape, error.message);
-                    convert::call_summary(&layerlens_engine::summary::from_module_tree(&tree, &[], note, depth))
+        let shown = request.clone();
+        let answer = self
+            .state
+            .cached_model_call("Explain.Summary", &mut request, |request| &mut request.model, true, |record, worker| async move {
+                let request = shown;
+                let depth = (request.depth > 0).then_some(request.depth);
+                let tree_rows = |note: String| async {
+                    let tree = worker.module_tree().await.map_err(in_model(&record))?;
+                    ApiResult::Ok(convert::call_summary(&layerlens_engine::summary::from_module_tree(&tree, &[], note, depth)))
+                };
+                let mut answer = if request.input_shape.is_empty() {
+                    tree_rows("no input shape was given, so rows carry no shapes or mult-adds".to_string()).await?
+                } else {
+                    let inputs = convert::sample_inputs(&request.input_shape, request.input_dtype(), &request.extra_inputs)?;
+                    match worker.call_summary(inputs, depth).await {
+                        Ok(summary) => convert::call_summary(&summary),
+                        // The shape stored with the model is a default, not the caller's
+                        // request: when the model cannot run on it alone (a second input is
+                        // missing), the rows still come from the module tree.
+                        Err(error) if stored_shape && error.kind == layerlens_engine::ErrorKind::BadInput => {
+                            tree_rows(format!("the stored input shape {:?} did not run ({}), so rows carry no shapes or mult-adds", request.input_shape, error.message))
+                                .await?
+                        }
+                        Err(error) => return Err(in_model(&record)(error)),
+                    }
+                };
+                if convert::figure_format(request.figure_format).is_some() {
+                    let rows: Vec<layerlens_render::TableRow> = answer
+                        .rows
+                        .iter()
+                        .map(|row| layerlens_render::TableRow { path: &row.path, type_name: &row.type_name, depth: row.depth, num_params: row.num_params })
+                        .collect();
+                    let title = format!("model {}", super::model_label(&record));
+                    answer.figure = Some(convert::figure(layerlens_render::summary_table_svg(&title, &rows, answer.total_params, answer.trainable_params)));
                 }
-                Err(error) => return Err(ApiError::from(error.context(format!("model {}", &record.id[..12]))).into()),
-            }
-        };
-        if convert::figure_format(request.figure_format).is_some() {
-            let rows: Vec<layerlens_render::TableRow> = answer
-                .rows
-                .iter()
-                .map(|row| layerlens_render::TableRow { path: &row.path, type_name: &row.type_name, depth: row.depth, num_params: row.num_params })
-                .collect();
-            let title = format!("model {}", record.names.first().cloned().unwrap_or_else(|| record.id[..12].to_string()));
-            answer.figure = Some(convert::figure(layerlens_render::summary_table_svg(&title, &rows, answer.total_params, answer.trainable_params)));
-        }
-        answer.model_id = record.id;
-        self.state.cache.put(key, &answer);
+                answer.model_id = record.id;
+                Ok(answer)
+            })
+            .await?;
         Ok(Response::new(answer))
     }
 
@@ -178,77 +174,65 @@ impl Explain for ExplainService {
 
     async fn parameters(&self, request: Request<proto::ParametersRequest>) -> Result<Response<proto::ParametersResponse>, Status> {
         let mut request = request.into_inner();
-        let key = self.state.cache_key("Explain.Parameters", &mut request, |request| &mut request.model).await?;
-        if let Some(answer) = self.state.cache.get::<proto::ParametersResponse>(key.as_ref()) {
-            return Ok(Response::new(proto::ParametersResponse { cached: true, ..answer }));
-        }
-        let (record, worker) = self.state.worker_for(&request.model).await?;
         let bins = if request.bins == 0 { 30 } else { request.bins.min(1000) as usize };
-        let report = worker.parameters(bins).await.map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
-        let (histograms, filters) = match convert::figure_format(request.figure_format) {
-            None => (None, None),
-            Some(format) => figures::parameter_figures(&report, format).await?,
-        };
-        let answer = proto::ParametersResponse {
-            model_id: record.id,
-            parameters: report.parameters.iter().map(convert::parameter_stats).collect(),
-            histograms,
-            filters,
-            cached: false,
-        };
-        self.state.cache.put(key, &answer);
+        let format = convert::figure_format(request.figure_format);
+        let answer = self
+            .state
+            .cached_model_call("Explain.Parameters", &mut request, |request| &mut request.model, true, |record, worker| async move {
+                let report = worker.parameters(bins).await.map_err(in_model(&record))?;
+                let (histograms, filters) = match format {
+                    None => (None, None),
+                    Some(format) => figures::parameter_figures(&report, format).await?,
+                };
+                Ok(proto::ParametersResponse {
+                    model_id: record.id,
+                    parameters: report.parameters.iter().map(convert::parameter_stats).collect(),
+                    histograms,
+                    filters,
+                    cached: false,
+                })
+            })
+            .await?;
         Ok(Response::new(answer))
     }
 
     async fn activations(&self, request: Request<proto::ActivationsRequest>) -> Result<Response<proto::ActivationsResponse>, Status> {
         let mut request = request.into_inner();
-        let key = self.state.cache_key("Explain.Activations", &mut request, |request| &mut request.model).await?;
-        if let Some(answer) = self.state.cache.get::<proto::ActivationsResponse>(key.as_ref()) {
-            return Ok(Response::new(proto::ActivationsResponse { cached: true, ..answer }));
-        }
         let inputs = convert::inputs(request.input.as_ref(), &request.extra_inputs)?;
-        let (record, worker) = self.state.worker_for(&request.model).await?;
         let bins = if request.bins == 0 { 30 } else { request.bins.min(1000) as usize };
-        let report = worker.activations(inputs, bins).await.map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
-        let (chart, histograms) = match convert::figure_format(request.figure_format) {
-            None => (None, None),
-            Some(format) => figures::activation_figures(&report, format).await?,
-        };
-        let answer = proto::ActivationsResponse {
-            model_id: record.id,
-            layers: report.layers.iter().map(convert::layer_stats).collect(),
-            anomalies: report.anomalies.iter().map(convert::anomaly).collect(),
-            chart,
-            histograms,
-            cached: false,
-        };
-        self.state.cache.put(key, &answer);
+        let format = convert::figure_format(request.figure_format);
+        let answer = self
+            .state
+            .cached_model_call("Explain.Activations", &mut request, |request| &mut request.model, true, |record, worker| async move {
+                let report = worker.activations(inputs, bins).await.map_err(in_model(&record))?;
+                let (chart, histograms) = match format {
+                    None => (None, None),
+                    Some(format) => figures::activation_figures(&report, format).await?,
+                };
+                Ok(proto::ActivationsResponse {
+                    model_id: record.id,
+                    layers: report.layers.iter().map(convert::layer_stats).collect(),
+                    anomalies: report.anomalies.iter().map(convert::anomaly).collect(),
+                    chart,
+                    histograms,
+                    cached: false,
+                })
+            })
+            .await?;
         Ok(Response::new(answer))
     }
 
     async fn predict(&self, request: Request<proto::PredictRequest>) -> Result<Response<proto::PredictResponse>, Status> {
         let mut request = request.into_inner();
-        let key = self.state.cache_key("Explain.Predict", &mut request, |request| &mut request.model).await?;
-        if let Some(answer) = self.state.cache.get::<proto::PredictResponse>(key.as_ref()) {
-            return Ok(Response::new(proto::PredictResponse { cached: true, ..answer }));
-        }
         let inputs = convert::inputs(request.input.as_ref(), &request.extra_inputs)?;
-        let (record, worker) = self.state.worker_for(&request.model).await?;
         let top_k = if request.top_k == 0 { 5 } else { request.top_k as usize };
-        let prediction = worker.predict(inputs, top_k).await.map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
-        let answer = proto::PredictResponse {
-            model_id: record.id,
-            output: Some(convert::tensor(&prediction.output)),
-            rows: prediction
-                .top_k
-                .iter()
-                .map(|row| proto::RowPrediction {
-                    top: row.iter().map(|&(class_index, logit, probability)| proto::TopClass { class_index, logit, probability }).collect(),
-                })
-                .collect(),
-            cached: false,
-        };
-        self.state.cache.put(key, &answer);
+        let answer = self
+            .state
+            .cached_model_call("Explain.Predict", &mut request, |request| &mut request.model, true, |record, worker| async move {
+                let prediction = worker.predict(inputs, top_k).await.map_err(in_model(&record))?;
+                Ok(convert::predict_response(record.id, &prediction))
+            })
+            .await?;
         Ok(Response::new(answer))
     }
 
@@ -257,39 +241,32 @@ impl Explain for ExplainService {
         if request.input_shape.is_empty() && request.extra_inputs.is_empty() {
             request.input_shape = self.state.resolve(&request.model).await?.input_shape;
         }
-        let key = self.state.cache_key("Explain.Graph", &mut request, |request| &mut request.model).await?;
-        if let Some(answer) = self.state.cache.get::<proto::GraphResponse>(key.as_ref()) {
-            return Ok(Response::new(proto::GraphResponse { cached: true, ..answer }));
-        }
         if request.input_shape.is_empty() {
             return Err(ApiError::bad_input("the graph needs an input shape, e.g. [1, 3, 224, 224] (none is stored with the model)").into());
         }
-        let (record, worker) = self.state.worker_for(&request.model).await?;
         let inputs = convert::sample_inputs(&request.input_shape, request.input_dtype(), &request.extra_inputs)?;
-        let graph = worker
-            .op_graph(inputs)
-            .await
-            .map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
-        let figure = match convert::figure_format(request.figure_format) {
-            None => None,
-            Some(format) => {
-                // SVG unless PNG was asked for explicitly: a graph is text-heavy.
-                let format = if request.figure_format == proto::FigureFormat::Png as i32 { format } else { layerlens_render::Format::Svg };
-                let title = record.names.first().cloned().unwrap_or_else(|| record.id[..12].to_string());
-                let model_graph = convert::model_graph(&graph, title);
-                let options = layerlens_render::GraphOptions {
-                    depth: (request.depth > 0).then_some(request.depth),
-                    collapse_repeats: request.collapse_repeats,
+        // SVG unless PNG was asked for explicitly: a graph is text-heavy.
+        let format = convert::figure_format(request.figure_format)
+            .map(|format| if request.figure_format == proto::FigureFormat::Png as i32 { format } else { layerlens_render::Format::Svg });
+        let options = layerlens_render::GraphOptions { depth: (request.depth > 0).then_some(request.depth), collapse_repeats: request.collapse_repeats };
+        let answer = self
+            .state
+            .cached_model_call("Explain.Graph", &mut request, |request| &mut request.model, true, |record, worker| async move {
+                let graph = worker.op_graph(inputs).await.map_err(in_model(&record))?;
+                let figure = match format {
+                    None => None,
+                    Some(format) => {
+                        let model_graph = convert::model_graph(&graph, super::model_label(&record));
+                        let rendered = tokio::task::spawn_blocking(move || layerlens_render::graph_figure(&model_graph, &options, format))
+                            .await
+                            .map_err(ApiError::from)?
+                            .map_err(ApiError::from)?;
+                        Some(convert::figure(rendered))
+                    }
                 };
-                let rendered = tokio::task::spawn_blocking(move || layerlens_render::graph_figure(&model_graph, &options, format))
-                    .await
-                    .map_err(ApiError::from)?
-                    .map_err(render_error)?;
-                Some(convert::figure(rendered))
-            }
-        };
-        let answer = convert::graph_response(record.id, &graph, figure);
-        self.state.cache.put(key, &answer);
+                Ok(convert::graph_response(record.id, &graph, figure))
+            })
+            .await?;
         Ok(Response::new(answer))
     }
 
@@ -324,7 +301,7 @@ impl Explain for ExplainService {
             let attribution = worker
                 .attribute(engine_request)
                 .await
-                .map_err(|error| ApiError::from(error.context(format!("{} on model {}", spec.method, &record.id[..12]))))?;
+                .map_err(|error| in_model(&record)(error.context(&spec.method)))?;
             attributions.push(attribution);
         }
         let figure = match convert::figure_format(base.figure_format) {
@@ -347,7 +324,7 @@ impl Explain for ExplainService {
                 })
                 .await
                 .map_err(ApiError::from)?
-                .map_err(render_error)?;
+                .map_err(ApiError::from)?;
                 Some(convert::figure(rendered))
             }
         };
@@ -367,7 +344,7 @@ impl Explain for ExplainService {
         let evaluation = worker
             .evaluate(engine_request)
             .await
-            .map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
+            .map_err(in_model(&record))?;
         Ok(Response::new(proto::EvaluateResponse {
             attribution: Some(convert::attribute_response(record.id, evaluation.attribution, None)),
             infidelity: evaluation.infidelity.unwrap_or_default(),
@@ -383,7 +360,7 @@ impl Explain for ExplainService {
         let check = worker
             .sanity_check(engine_request, request.seed, request.signed)
             .await
-            .map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
+            .map_err(in_model(&record))?;
         let steps: Vec<proto::SanityCheckStep> = check
             .steps
             .iter()
@@ -412,17 +389,10 @@ async fn sanity_figure(check: &layerlens_engine::SanityCheck, format: layerlens_
         layerlens_render::step_chart(&title, &labels, &series, "Spearman correlation", Some((-1.0, 1.0)), format)
     })
     .await?
-    .map_err(render_error)
+    .map_err(ApiError::from)
 }
 
 /// Maps render errors: options that do not fit the data are the caller's mistake.
-fn render_error(error: layerlens_render::RenderError) -> ApiError {
-    match error {
-        layerlens_render::RenderError::BadOptions(message) => ApiError::bad_input(message),
-        other => ApiError::internal(other.to_string()),
-    }
-}
-
 /// Draws the first input's attribution off the async threads.
 async fn render_attribution(
     input: layerlens_engine::HostTensor,
@@ -446,7 +416,7 @@ async fn render_attribution(
         )
     })
     .await?
-    .map_err(render_error)?;
+    .map_err(ApiError::from)?;
     Ok(convert::figure(rendered))
 }
 

@@ -8,10 +8,6 @@ use layerlens_engine::inspection::{ActivationReport, ParameterReport};
 use layerlens_proto as proto;
 use layerlens_render::Format;
 
-fn render_error(error: layerlens_render::RenderError) -> ApiError {
-    ApiError::internal(error.to_string())
-}
-
 /// Histograms of every parameter tensor (up to 48 panels), and the filter grid.
 pub async fn parameter_figures(report: &ParameterReport, format: Format) -> ApiResult<(Option<proto::Figure>, Option<proto::Figure>)> {
     let panels: Vec<(String, String, Vec<f32>, Vec<u64>)> = report
@@ -39,11 +35,11 @@ pub async fn parameter_figures(report: &ParameterReport, format: Format) -> ApiR
                 .iter()
                 .map(|(title, subtitle, edges, counts)| layerlens_render::HistogramPanel { title, edges, counts, subtitle })
                 .collect();
-            Some(convert::figure(layerlens_render::histogram_grid(&title, &drawn, false, format).map_err(render_error)?))
+            Some(convert::figure(layerlens_render::histogram_grid(&title, &drawn, false, format).map_err(ApiError::from)?))
         };
         let filters = match first_conv {
             Some((path, weights)) => Some(convert::figure(
-                layerlens_render::filter_grid(&format!("filters of {path}"), &weights.shape, &weights.values, format).map_err(render_error)?,
+                layerlens_render::filter_grid(&format!("filters of {path}"), &weights.shape, &weights.values, format).map_err(ApiError::from)?,
             )),
             None => None,
         };
@@ -90,7 +86,7 @@ pub async fn activation_figures(report: &ActivationReport, format: Format) -> Ap
             layerlens_render::LayerStatSeries { name: "std", values: &stds, log_scale: false },
             layerlens_render::LayerStatSeries { name: "share <= 0", values: &nonpositive, log_scale: false },
         ];
-        let chart = layerlens_render::layer_stat_chart("activations per layer", &labels, &series, &flagged, format).map_err(render_error)?;
+        let chart = layerlens_render::layer_stat_chart("activations per layer", &labels, &series, &flagged, format).map_err(ApiError::from)?;
         let drawn: Vec<layerlens_render::HistogramPanel> = panels
             .iter()
             .map(|(title, subtitle, edges, counts)| layerlens_render::HistogramPanel { title, edges, counts, subtitle })
@@ -98,7 +94,7 @@ pub async fn activation_figures(report: &ActivationReport, format: Format) -> Ap
         let histograms = if drawn.is_empty() {
             None
         } else {
-            Some(convert::figure(layerlens_render::histogram_grid("activation histograms", &drawn, true, format).map_err(render_error)?))
+            Some(convert::figure(layerlens_render::histogram_grid("activation histograms", &drawn, true, format).map_err(ApiError::from)?))
         };
         Ok((Some(convert::figure(chart)), histograms))
     })

@@ -4,13 +4,10 @@
 //! events, and the job stops within one step once the response stream is closed (the
 //! client cancelled or went away).
 
-use super::{finish_stream, EventStream, ProgressRelay, SharedState, EVENT_BUFFER};
+use super::{finish_stream, in_model, EventStream, ProgressRelay, SharedState, EVENT_BUFFER};
 use crate::convert;
 use crate::error::{ApiError, ApiResult};
-use layerlens_engine::generation::{
-    CounterfactualProgress, CounterfactualRequest, Norm, Objective, Parameterization, Term, Transforms, TraverseRequest,
-    VisualizeProgress, VisualizeRequest,
-};
+use layerlens_engine::generation::{CounterfactualProgress, Norm, VisualizeProgress};
 use layerlens_engine::HostTensor;
 use layerlens_proto as proto;
 use proto::generate_server::Generate;
@@ -25,67 +22,12 @@ pub struct GenerateService {
 /// Rows of a counterfactual figure at most.
 const FIGURE_ROWS: usize = 8;
 
-fn objectives(request: &proto::VisualizeRequest) -> ApiResult<Vec<Objective>> {
-    request
-        .objectives
-        .iter()
-        .map(|objective| {
-            if objective.terms.is_empty() {
-                return Err(ApiError::bad_input("an objective has no terms"));
-            }
-            let terms = objective
-                .terms
-                .iter()
-                .map(|term| Term::parse(&term.term, f64::from(term.weight), &term.direction))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Objective { terms })
-        })
-        .collect()
-}
-
-fn visualize_request(request: &proto::VisualizeRequest) -> ApiResult<VisualizeRequest> {
-    let parameterization = match request.parameterization.as_str() {
-        "" | "fft" => Parameterization::Fft,
-        "pixel" => Parameterization::Pixel,
-        other => return Err(ApiError::bad_input(format!("parameterization '{other}' is unknown; use 'fft' or 'pixel'"))),
-    };
-    let finite = |value: f32, what: &str| {
-        if value.is_finite() && value >= 0.0 {
-            Ok(f64::from(value))
-        } else {
-            Err(ApiError::bad_input(format!("{what} must be a finite, non-negative weight")))
-        }
-    };
-    Ok(VisualizeRequest {
-        objectives: objectives(request)?,
-        images_per_objective: i64::from(request.images_per_objective.max(1)),
-        input_shape: (!request.input_shape.is_empty()).then(|| request.input_shape.clone()),
-        parameterization,
-        decorrelate: request.decorrelate,
-        steps: request.steps,
-        learning_rate: if request.learning_rate == 0.0 { 0.05 } else { f64::from(request.learning_rate) },
-        seed: request.seed,
-        transforms: Transforms::parse(&request.transforms)?,
-        l2: finite(request.l2, "l2")?,
-        total_variation: finite(request.total_variation, "total_variation")?,
-        blur: finite(request.blur, "blur")?,
-        diversity: finite(request.diversity, "diversity")?,
-        diversity_layer: (!request.diversity_layer.is_empty()).then(|| request.diversity_layer.clone()),
-        mean: request.mean.clone(),
-        std: request.std.clone(),
-        low: request.low.unwrap_or(0.0),
-        high: request.high.unwrap_or(1.0),
-        progress_every: request.progress_every,
-        image_every: request.image_every,
-    })
-}
-
 /// A contact sheet of images in [0, 1], (N, C, H, W), one caption per image; None when
-/// they are not 1- or 3-channel images.
-fn contact_sheet(title: &str, images: &HostTensor, captions: &[String], format: layerlens_render::Format) -> Option<proto::Figure> {
-    let [count, channels, height, width] = <[i64; 4]>::try_from(images.shape.as_slice()).ok()?;
+/// they are not 1- or 3-channel images (a generator of other data has no picture).
+fn contact_sheet(title: &str, images: &HostTensor, captions: &[String], format: layerlens_render::Format) -> ApiResult<Option<proto::Figure>> {
+    let Ok([count, channels, height, width]) = <[i64; 4]>::try_from(images.shape.as_slice()) else { return Ok(None) };
     if channels != 1 && channels != 3 {
-        return None;
+        return Ok(None);
     }
     let size = (channels * height * width) as usize;
     let tiles: Vec<layerlens_render::ImageTile<'_>> = (0..count as usize)
@@ -97,13 +39,7 @@ fn contact_sheet(title: &str, images: &HostTensor, captions: &[String], format: 
             caption: captions.get(index).cloned().unwrap_or_default(),
         })
         .collect();
-    match layerlens_render::image_grid(title, &tiles, 0, format) {
-        Ok(figure) => Some(convert::figure(figure)),
-        Err(error) => {
-            tracing::warn!(%error, "contact sheet not drawn");
-            None
-        }
-    }
+    Ok(Some(convert::figure(layerlens_render::image_grid(title, &tiles, 0, format)?)))
 }
 
 #[tonic::async_trait]
@@ -113,15 +49,22 @@ impl Generate for GenerateService {
 
     async fn visualize(&self, request: Request<proto::VisualizeRequest>) -> Result<Response<Self::VisualizeStream>, Status> {
         let request = request.into_inner();
-        let job = visualize_request(&request)?;
+        let job = convert::visualize_request(&request)?;
         let (record, worker) = self.state.worker_for(&request.model).await?;
         let format = convert::figure_format(request.figure_format);
         let (sender, receiver) = mpsc::channel(EVENT_BUFFER);
         // Contact sheets of intermediate images are drawn by the relay, off the worker.
         let (relay, report) = ProgressRelay::start(sender.clone(), move |progress: VisualizeProgress| {
+            // A preview that cannot be drawn is left out of its progress event (and
+            // logged): previews never fail the job; the final figure follows the one
+            // policy for figures (error.rs) and does.
             let figure = progress.images.as_ref().and_then(|images| {
                 let captions: Vec<String> = progress.objective.iter().map(|value| format!("{value:.3}")).collect();
-                contact_sheet(&format!("step {} of {}", progress.step, progress.steps), images, &captions, format.unwrap_or(layerlens_render::Format::Png))
+                let title = format!("step {} of {}", progress.step, progress.steps);
+                contact_sheet(&title, images, &captions, format.unwrap_or(layerlens_render::Format::Png))
+                    .inspect_err(|error| tracing::warn!(message = %error.message, "progress preview not drawn"))
+                    .ok()
+                    .flatten()
             });
             proto::VisualizeEvent {
                 event: Some(proto::visualize_event::Event::Progress(proto::VisualizeProgress {
@@ -137,7 +80,7 @@ impl Generate for GenerateService {
             let model_id = record.id.clone();
             let visualization = worker.visualize(job, report).await;
             relay.finish().await;
-            let visualization = visualization.map_err(|error| ApiError::from(error.context(format!("model {}", &model_id[..12]))))?;
+            let visualization = visualization.map_err(in_model(&record))?;
             let figure = match format {
                 None => None,
                 Some(format) => {
@@ -154,7 +97,7 @@ impl Generate for GenerateService {
                             .collect();
                         contact_sheet("activation maximisation", &visualization.images, &captions, format)
                     })
-                    .await?
+                    .await??
                 }
             };
             Ok(proto::VisualizeEvent {
@@ -175,16 +118,7 @@ impl Generate for GenerateService {
 
     async fn counterfactual(&self, request: Request<proto::CounterfactualRequest>) -> Result<Response<Self::CounterfactualStream>, Status> {
         let request = request.into_inner();
-        let input = convert::host_tensor(request.input.as_ref().ok_or_else(|| ApiError::bad_input("the request has no input tensor"))?, "input")?;
-        let job = CounterfactualRequest {
-            input,
-            targets: request.target.clone(),
-            norm: Norm::parse(&request.norm).map_err(ApiError::from)?,
-            steps: request.steps,
-            step_size: (request.step_size != 0.0).then_some(f64::from(request.step_size)),
-            low: request.low.unwrap_or(0.0),
-            high: request.high.unwrap_or(1.0),
-        };
+        let job = convert::counterfactual_request(&request)?;
         let (record, worker) = self.state.worker_for(&request.model).await?;
         let format = convert::figure_format(request.figure_format);
         let (sender, receiver) = mpsc::channel(EVENT_BUFFER);
@@ -202,7 +136,7 @@ impl Generate for GenerateService {
             let model_id = record.id.clone();
             let answer = worker.counterfactual(job, report).await;
             relay.finish().await;
-            let answer = answer.map_err(|error| ApiError::from(error.context(format!("model {}", &model_id[..12]))))?;
+            let answer = answer.map_err(in_model(&record))?;
             let figure = match format {
                 None => None,
                 Some(format) => {
@@ -231,15 +165,9 @@ impl Generate for GenerateService {
                                 ),
                             })
                             .collect();
-                        match layerlens_render::counterfactual_figure("counterfactuals", &panels, format) {
-                            Ok(figure) => Some(convert::figure(figure)),
-                            Err(error) => {
-                                tracing::warn!(%error, "counterfactual figure not drawn");
-                                None
-                            }
-                        }
+                        ApiResult::Ok(Some(convert::figure(layerlens_render::counterfactual_figure("counterfactuals", &panels, format)?)))
                     })
-                    .await?
+                    .await??
                 }
             };
             Ok(proto::CounterfactualEvent {
@@ -269,11 +197,9 @@ impl Generate for GenerateService {
 
     async fn traverse(&self, request: Request<proto::TraverseRequest>) -> Result<Response<proto::TraverseResponse>, Status> {
         let request = request.into_inner();
-        let z = convert::host_tensor(request.z.as_ref().ok_or_else(|| ApiError::bad_input("the request has no latent z"))?, "z")?;
-        let z_end = request.z_end.as_ref().map(|tensor| convert::host_tensor(tensor, "z_end")).transpose()?;
-        let job = TraverseRequest { z, dims: request.dims.clone(), range: f64::from(request.range), steps: request.steps, z_end };
+        let job = convert::traverse_request(&request)?;
         let (record, worker) = self.state.worker_for(&request.model).await?;
-        let traversal = worker.traverse(job.clone()).await.map_err(|error| ApiError::from(error.context(format!("model {}", &record.id[..12]))))?;
+        let traversal = worker.traverse(job.clone()).await.map_err(in_model(&record))?;
         let figure = match convert::figure_format(request.figure_format) {
             None => None,
             Some(format) => {
@@ -297,7 +223,7 @@ impl Generate for GenerateService {
                     contact_sheet("latent traversal", &scaled, &captions, format)
                 })
                 .await
-                .map_err(ApiError::from)?
+                .map_err(ApiError::from)??
             }
         };
         Ok(Response::new(proto::TraverseResponse {

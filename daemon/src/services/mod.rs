@@ -8,7 +8,7 @@ pub mod generate;
 pub mod models;
 
 use crate::cache::{CacheKey, CanonicalBytes, ResultCache};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::model_roots::ModelRoots;
 use crate::registry::{Load, Registry};
 use crate::store::{ModelRecord, Store};
@@ -115,6 +115,67 @@ pub fn finish_stream<T: Send + 'static>(
         // The result waits for room like any event; a client that left gets nothing.
         let _ = sender.send(last).await;
     }));
+}
+
+/// An answer the result cache may hold: it says whether it came from the cache.
+pub trait CachedAnswer: prost::Message + Default {
+    fn mark_cached(self) -> Self;
+}
+
+macro_rules! cached_answers {
+    ($($answer:ty),*) => {
+        $(impl CachedAnswer for $answer {
+            fn mark_cached(self) -> Self {
+                Self { cached: true, ..self }
+            }
+        })*
+    };
+}
+
+cached_answers!(
+    layerlens_proto::SummaryResponse,
+    layerlens_proto::ParametersResponse,
+    layerlens_proto::ActivationsResponse,
+    layerlens_proto::PredictResponse,
+    layerlens_proto::GraphResponse,
+    layerlens_proto::AttributeResponse
+);
+
+/// The engine's error for a model's request, with the model named (first 12 hex digits
+/// of its id), as every answer about a model says which one it was.
+pub fn in_model(record: &ModelRecord) -> impl Fn(layerlens_engine::Error) -> ApiError + '_ {
+    move |error| ApiError::from(error.context(format!("model {}", &record.id[..12.min(record.id.len())])))
+}
+
+impl State {
+    /// The one path of a cached, model-bound request: the cache key (with the model
+    /// reference resolved to its id), the cached answer when there is one, else `work`
+    /// on the model's record and resident worker, whose answer is then kept. Each
+    /// handler states only what is particular to it: the conversion, the worker call,
+    /// the figure. `cacheable` false (sampling without a seed) skips the cache both ways.
+    pub async fn cached_model_call<R, A, Work, Answer>(
+        &self,
+        method: &'static str,
+        request: &mut R,
+        model: impl Fn(&mut R) -> &mut String,
+        cacheable: bool,
+        work: Work,
+    ) -> ApiResult<A>
+    where
+        R: crate::cache::CanonicalBytes,
+        A: CachedAnswer,
+        Work: FnOnce(ModelRecord, WorkerHandle) -> Answer,
+        Answer: std::future::Future<Output = ApiResult<A>>,
+    {
+        let key = self.cache_key(method, request, &model).await?.filter(|_| cacheable);
+        if let Some(answer) = self.cache.get::<A>(key.as_ref()) {
+            return Ok(answer.mark_cached());
+        }
+        let (record, worker) = self.worker_for(model(request)).await?;
+        let answer = work(record, worker).await?;
+        self.cache.put(key, &answer);
+        Ok(answer)
+    }
 }
 
 /// Carries progress from a model's worker thread to a response stream without ever

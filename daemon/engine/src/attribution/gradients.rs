@@ -20,9 +20,9 @@ pub struct Chunking {
     /// A cap from the request (`internal_batch_size`).
     pub max_rows: Option<usize>,
     /// Rows evaluated (forward, or forward + backward) so far.
-    pub passes: u64,
+    pub rows_evaluated: u64,
     /// Forward(+backward) calls made so far.
-    pub chunks: u64,
+    pub passes: u64,
     /// Told after every pass; stops the request when it says so (progress.rs).
     pub progress: Option<Progress>,
     /// Names the part of a composite request that runs now (a sanity check's
@@ -32,7 +32,7 @@ pub struct Chunking {
 
 impl Chunking {
     pub fn new(budget_bytes: u64, bytes_per_row: u64) -> Chunking {
-        Chunking { budget_bytes, bytes_per_row: bytes_per_row.max(1), max_rows: None, passes: 0, chunks: 0, progress: None, stage: None }
+        Chunking { budget_bytes, bytes_per_row: bytes_per_row.max(1), max_rows: None, rows_evaluated: 0, passes: 0, progress: None, stage: None }
     }
 
     /// A fresh chunking for a sub-request of the same request (same budget, progress
@@ -48,8 +48,8 @@ impl Chunking {
         let kind = if with_backward { "gradient passes" } else { "forward passes" };
         let remaining = total_rows.saturating_sub(rows_done).div_ceil(rows_per_pass.max(1)) as u64;
         progress.check(&ProgressUpdate {
-            passes_done: self.chunks,
-            passes_total: Some(self.chunks + remaining),
+            passes_done: self.passes,
+            passes_total: Some(self.passes + remaining),
             rows_done: rows_done as u64,
             rows_total: total_rows as u64,
             phase: match &self.stage {
@@ -156,8 +156,8 @@ pub(crate) fn in_chunks<T>(
         let end = (start + size).min(total_rows);
         match pass(start, end) {
             Ok(result) => {
-                chunking.passes += (end - start) as u64;
-                chunking.chunks += 1;
+                chunking.rows_evaluated += (end - start) as u64;
+                chunking.passes += 1;
                 consume(start, result)?;
                 start = end;
                 chunking.report(with_backward, start, total_rows, size)?;

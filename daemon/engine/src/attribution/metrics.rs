@@ -148,8 +148,8 @@ fn sensitivity_max(context: &mut Context<'_>, request: &AttributionRequest, expl
     chunking.stage = Some("sensitivity".to_string());
     let (mut perturbed_context, _) = prepare(context.model, &expanded_request, chunking)?;
     let perturbed_explanations = run_method(&mut perturbed_context, &request.method, request.layer.as_deref())?.values;
+    context.chunking.rows_evaluated = perturbed_context.chunking.rows_evaluated;
     context.chunking.passes = perturbed_context.chunking.passes;
-    context.chunking.chunks = perturbed_context.chunking.chunks;
     let rows = batch * samples;
     let differences: Vec<Tensor> = explanations
         .iter()

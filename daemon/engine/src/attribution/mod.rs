@@ -184,8 +184,8 @@ pub(crate) fn finish(request: &AttributionRequest, context: Context<'_>, output:
         output: HostTensor::from_tch(output)?,
         convergence_deltas: result.convergence_deltas,
         n_steps: result.n_steps,
-        rows_evaluated: context.chunking.passes,
-        passes: context.chunking.chunks,
+        rows_evaluated: context.chunking.rows_evaluated,
+        passes: context.chunking.passes,
         figure_values: result.figure_values.as_ref().map(HostTensor::from_tch).transpose()?,
     })
 }

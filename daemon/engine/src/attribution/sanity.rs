@@ -39,8 +39,8 @@ pub fn sanity_check(model: &LoadedModel, request: &AttributionRequest, chunking:
     let mut chunking = chunking;
     chunking.stage = Some("original".to_string());
     let original = super::attribute(model, request, chunking.clone())?;
-    chunking.passes += original.rows_evaluated;
-    chunking.chunks += original.passes;
+    chunking.rows_evaluated += original.rows_evaluated;
+    chunking.passes += original.passes;
     let copy = model.fresh_copy()?;
     let groups = copy.parameter_groups()?;
     if groups.is_empty() {
@@ -62,8 +62,8 @@ pub fn sanity_check(model: &LoadedModel, request: &AttributionRequest, chunking:
         step_chunking.stage = Some(format!("randomised {layer}"));
         let (mut context, _) = prepare(&copy, request, step_chunking)?;
         let randomised = run_method(&mut context, &request.method, None)?;
+        chunking.rows_evaluated = context.chunking.rows_evaluated;
         chunking.passes = context.chunking.passes;
-        chunking.chunks = context.chunking.chunks;
         let per_row = spearman_per_row(&original.values, &randomised.values, signed)?;
         let mean = per_row.iter().sum::<f64>() / per_row.len().max(1) as f64;
         steps.push(SanityStep { layer: layer.clone(), spearman: mean, spearman_per_row: per_row });
