@@ -134,7 +134,7 @@ mod tests {
         std::fs::write(dir.path().join("secret.pt"), b"x").unwrap();
         std::os::unix::fs::symlink(dir.path().join("secret.pt"), root.join("link.pt")).unwrap();
         std::os::unix::fs::symlink(root.join("sub/model.pt"), root.join("inner-link.pt")).unwrap();
-        let roots = ModelRoots::open(&[root.clone()]).unwrap();
+        let roots = ModelRoots::open(std::slice::from_ref(&root)).unwrap();
         let at = |relative: &str| format!("{}/{relative}", root.display());
         let cases: Vec<(String, &str)> = vec![
             (at("sub/model.pt"), "ok model.pt"),

@@ -5,6 +5,8 @@
 //! Clients depend on this crate and nothing heavier; it links no libtorch.
 
 pub mod v1 {
+    // Generated code: prost's oneofs hold messages by value, as the wire does.
+    #![allow(clippy::large_enum_variant)]
     tonic::include_proto!("layerlens.v1");
 }
 

@@ -187,7 +187,9 @@ async fn bad_input_gets_a_clear_error_and_the_daemon_keeps_serving() {
     // Bad uploads: nothing is stored, nothing is left behind.
     let not_torchscript = std::fs::read(fixtures().join("not_torchscript.pt")).unwrap();
     let oversized = std::fs::read(fixtures().join("digits_cnn.pt")).unwrap();
-    let upload_cases: Vec<(&str, Vec<u8>, Option<&str>, Code, &str)> = vec![
+    // (what is wrong, the bytes, the name, the code, a word the message must hold)
+    type UploadCase<'a> = (&'a str, Vec<u8>, Option<&'a str>, Code, &'a str);
+    let upload_cases: Vec<UploadCase> = vec![
         ("pickle, not TorchScript", not_torchscript, None, Code::InvalidArgument, "not a TorchScript model"),
         ("random bytes", b"definitely not a model".to_vec(), None, Code::InvalidArgument, "not a TorchScript model"),
         ("empty upload", Vec::new(), None, Code::InvalidArgument, "upload is empty"),

@@ -466,7 +466,7 @@ fn find_anomalies(layers: &[LayerStats], tapped: &crate::taps::TappedModel) -> V
             previous_std = Some((std, &layer.path));
         }
     }
-    anomalies.sort_by(|a, b| b.severity.cmp(&a.severity));
+    anomalies.sort_by_key(|anomaly| std::cmp::Reverse(anomaly.severity));
     anomalies
 }
 

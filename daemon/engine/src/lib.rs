@@ -1,7 +1,13 @@
-//! layerlens-engine: everything that touches libtorch. Loads TorchScript through tch
-//! (plus a small C++ shim in `csrc/` for what tch cannot see), keeps models resident
-//! on worker threads and computes explanations. Plain Rust types in and out; nothing
-//! here knows about gRPC or the network.
+//! layerlens-engine: everything that touches libtorch. Loads `torch.export` programs
+//! (its own executor in `exported/`) and TorchScript through tch (plus a small C++ shim
+//! in `csrc/` for what tch cannot see), keeps models resident on worker threads and
+//! computes explanations. Plain Rust types in and out; nothing here knows about gRPC or
+//! the network.
+
+// `x = x - y` on tch tensors builds a new tensor on the autograd path; the `x -= y`
+// clippy suggests runs in place on a tensor another name may share (and that autograd
+// may need), so the long form is the right one here.
+#![allow(clippy::assign_op_pattern)]
 
 pub mod attribution;
 mod batching;

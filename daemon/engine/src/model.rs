@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use crate::exported::ExportedProgram;
 
+/// A module's path and its own parameters by short name: `("features.0", [("weight", t)])`.
+pub type ParameterGroup = (String, Vec<(String, tch::Tensor)>);
+
 /// How a model file is stored and run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModelKind {
@@ -105,9 +108,9 @@ pub fn load_torchscript(path: &Path, device: Device, input_shape: Option<Vec<i64
         Error::new(
             kind,
             format!(
-                "not a TorchScript model libtorch can load ({reason}); save the model with \
-                 torch.jit.script(model).save(path) or torch.jit.trace(model, example).save(path), \
-                 not torch.save"
+                "not a TorchScript model libtorch can load ({reason}), nor a torch.export archive; save the model with \
+                 torch.export.save(torch.export.export(model, (example,)), path), or as TorchScript with \
+                 torch.jit.script(model).save(path), not torch.save"
             ),
         )
     })?;
@@ -296,9 +299,9 @@ impl LoadedModel {
     }
 
     /// Parameter tensors by owning module: `[("features.0", [("weight", t), ("bias", t)])]`.
-    pub fn named_parameter_tensors(&self) -> Result<Vec<(String, Vec<(String, tch::Tensor)>)>> {
+    pub fn named_parameter_tensors(&self) -> Result<Vec<ParameterGroup>> {
         let named = self.named_parameters()?;
-        let mut groups: Vec<(String, Vec<(String, tch::Tensor)>)> = Vec::new();
+        let mut groups: Vec<ParameterGroup> = Vec::new();
         for (name, tensor) in named {
             let (owner, short) = name.rsplit_once('.').map(|(owner, short)| (owner.to_string(), short.to_string())).unwrap_or((String::new(), name.clone()));
             match groups.last_mut() {

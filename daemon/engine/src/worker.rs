@@ -31,6 +31,9 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
+/// What a summary was computed for: the sample inputs and the depth limit.
+type SummaryKey = (Vec<SampleInput>, Option<u32>);
+
 /// What a worker needs to load its model.
 #[derive(Debug, Clone)]
 pub struct ModelSpec {
@@ -322,7 +325,8 @@ struct Worker {
     settings: WorkerSettings,
     loaded: Result<LoadedModel>,
     module_tree: Option<Arc<Vec<ModuleInfo>>>,
-    summaries: Vec<((Vec<SampleInput>, Option<u32>), CallSummary)>,
+    /// Summaries answered so far, by sample inputs and depth.
+    summaries: Vec<(SummaryKey, CallSummary)>,
 }
 
 fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: &JobQueue<Command>, gauges: &WorkerGauges) {

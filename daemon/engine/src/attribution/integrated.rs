@@ -136,7 +136,7 @@ fn node_gradients(
     let mut nodes: Vec<Vec<Tensor>> = alphas.iter().map(|_| inputs.iter().map(Tensor::zeros_like).collect()).collect();
     path_gradients(context, baselines, differences, targets, alphas, |step, example, gradients| {
         for (slot, gradient) in nodes[step].iter_mut().zip(gradients) {
-            let _ = slot.narrow(0, example, gradient.size()[0]).f_copy_(gradient).map_err(torch_error("keeping node gradients"))?;
+            slot.narrow(0, example, gradient.size()[0]).f_copy_(gradient).map_err(torch_error("keeping node gradients"))?;
         }
         Ok(())
     })?;

@@ -312,9 +312,12 @@ mod tests {
     use super::*;
 
     /// (method, text params, tensor param names, reusable)
+    /// (method, text params, tensor param names, reusable)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str], bool);
+
     #[test]
     fn only_unseeded_sampling_is_nondeterministic() {
-        let cases: &[(&str, &[(&str, &str)], &[&str], bool)] = &[
+        let cases: &[Case] = &[
             ("saliency", &[], &[], true),
             ("integrated_gradients", &[("n_steps", "16")], &[], true),
             ("integrated_gradients", &[("baselines", "uniform")], &[], false),

@@ -41,7 +41,7 @@ pub fn noise_tunnel(context: &mut Context<'_>, nt_type: &str) -> Result<MethodRe
     // Captum's partitions: full batches of `partition` samples, then the remainder.
     // Explicit noise is one tensor for all samples, so it is used in one partition.
     let mut sizes = if explicit_noise.is_some() { vec![nt_samples] } else { vec![partition; nt_samples / partition] };
-    if explicit_noise.is_none() && nt_samples % partition > 0 {
+    if explicit_noise.is_none() && !nt_samples.is_multiple_of(partition) {
         sizes.push(nt_samples % partition);
     }
     for samples in sizes {

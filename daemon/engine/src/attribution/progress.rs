@@ -64,7 +64,12 @@ impl Progress {
     /// One handle for work shared by several callers (a joined batch): every handle
     /// sees every update, and the work goes on while any of them says go on.
     pub fn any(handles: Vec<Progress>) -> Progress {
-        Progress::new(move |update| handles.iter().map(|handle| (handle.report)(update)).fold(false, |any, go_on| any || go_on))
+        Progress::new(move |update| {
+            // Every handle is asked (no short-cut at the first yes), so each sees every
+            // update.
+            let answers: Vec<bool> = handles.iter().map(|handle| (handle.report)(update)).collect();
+            answers.contains(&true)
+        })
     }
 
     /// Reports `update`; `Err(Cancelled)` when the handle says stop.

@@ -55,7 +55,7 @@ pub fn sanity_check(model: &LoadedModel, request: &AttributionRequest, chunking:
                 let count = parameter.numel();
                 let std = if count > 1 { parameter.std(false).double_value(&[]) } else { 0.0 };
                 let scale = if std.is_finite() && std > 0.0 { std } else { parameter.abs().mean(tch::Kind::Float).double_value(&[]).max(0.01) };
-                let _ = parameter.copy_(&(parameter.randn_like() * scale));
+                parameter.copy_(&(parameter.randn_like() * scale));
             }
         });
         let mut step_chunking = chunking.continued();

@@ -49,6 +49,9 @@ struct TensorConfig {
     config: HashMap<String, StoredTensor>,
 }
 
+/// Raw bytes of the files a tensor config names, by file name.
+type FileBytes = HashMap<String, Vec<u8>>;
+
 /// The parts of an archive the executor needs, read into memory.
 pub struct Archive {
     /// `models/<name>.json`, parsed.
@@ -120,7 +123,7 @@ impl Archive {
         };
         let program: Value = serde_json::from_slice(&read_entry(&model_name)?).map_err(|error| bad(format!("{model_name} is not valid JSON ({error})")))?;
         check_schema_version(&program)?;
-        let mut read_config = |folder: &str| -> Result<(HashMap<String, StoredTensor>, HashMap<String, Vec<u8>>)> {
+        let mut read_config = |folder: &str| -> Result<(HashMap<String, StoredTensor>, FileBytes)> {
             let prefix = format!("{root}data/{folder}/");
             let config_name = names.iter().find(|name| name.starts_with(&prefix) && name.ends_with("_config.json"));
             let Some(config_name) = config_name else { return Ok((HashMap::new(), HashMap::new())) };

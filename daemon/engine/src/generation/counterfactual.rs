@@ -151,10 +151,8 @@ pub fn counterfactual(
             }
         }
         let flipped = done.iter().filter(|&&flag| flag).count() as u32;
-        if step % 10 == 0 || step == steps {
-            if !report(Some(CounterfactualProgress { step, steps, flipped })) {
-                return Err(Error::new(ErrorKind::Cancelled, format!("cancelled at step {step} of {steps}")));
-            }
+        if (step % 10 == 0 || step == steps) && !report(Some(CounterfactualProgress { step, steps, flipped })) {
+            return Err(Error::new(ErrorKind::Cancelled, format!("cancelled at step {step} of {steps}")));
         }
         if step == steps || done.iter().all(|&flag| flag) {
             break;
@@ -166,7 +164,7 @@ pub fn counterfactual(
         let _no_grad = tch::no_grad_guard();
         let active: Vec<f32> = done.iter().map(|&flag| if flag { 0.0 } else { 1.0 }).collect();
         let mut active_shape = vec![rows];
-        active_shape.extend(std::iter::repeat_n(1, (original.dim() - 1) as usize));
+        active_shape.extend(std::iter::repeat_n(1, original.dim() - 1));
         let active = Tensor::from_slice(&active).reshape(&active_shape[..]).to_device(device);
         // Descend the loss: a step of `step_size` in L2 along the normalised gradient,
         // or of `step_size` per element along its sign.
@@ -186,7 +184,7 @@ pub fn counterfactual(
     let mut low_t = vec![0.0f64; rows as usize];
     let mut high_t = vec![1.0f64; rows as usize];
     let mut shape = vec![rows];
-    shape.extend(std::iter::repeat_n(1, (original.dim() - 1) as usize));
+    shape.extend(std::iter::repeat_n(1, original.dim() - 1));
     for _ in 0..SHRINK_STEPS {
         let middle: Vec<f32> = low_t.iter().zip(&high_t).map(|(low, high)| ((low + high) / 2.0) as f32).collect();
         let t = Tensor::from_slice(&middle).reshape(&shape[..]).to_device(device);
