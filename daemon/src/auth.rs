@@ -201,7 +201,7 @@ impl AccessPolicy {
         if ADMIN_ONLY.contains(&method) && caller.role != Role::Admin {
             return Err(AccessError::PermissionDenied(format!(
                 "{} needs role admin; user {} has role {}",
-                display_method(method),
+                crate::request_context::display_method(method),
                 caller.name,
                 caller.role.as_str()
             )));
@@ -261,16 +261,6 @@ fn bearer_token(headers: &http::HeaderMap) -> Result<Option<&str>, String> {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(Some(token.trim())),
         _ => Err("the authorization header must be `Bearer <token>`".to_string()),
     }
-}
-
-/// `/layerlens.v1.Models/Delete` → `Models.Delete`.
-pub fn display_method(method: &str) -> String {
-    let trimmed = method.trim_start_matches('/');
-    let service_and_method = trimmed.rsplit_once('/').map(|(service, name)| {
-        let service = service.rsplit('.').next().unwrap_or(service);
-        format!("{service}.{name}")
-    });
-    service_and_method.unwrap_or_else(|| trimmed.to_string())
 }
 
 /// Tower layer that applies an `AccessPolicy` to every call of the server.
@@ -333,7 +323,7 @@ where
                 };
                 let span = tracing::info_span!("rpc", request_id, user = %ticket.user, method = %method);
                 tracing::info!(parent: &span, role = caller.role.as_str(), priority = ticket.priority.as_str(), "request");
-                crate::metrics::note_user(&ticket.user);
+                crate::request_context::note_user(&ticket.user);
                 request.extensions_mut().insert(caller);
                 // The service that was polled ready is the one to call; leave a clone
                 // in its place for the next call (tower's documented pattern).

@@ -6,7 +6,6 @@
 //! admission and LRU eviction; entries are stored encoded, so one cache holds every
 //! response type and its weight is exactly what it costs.
 
-use crate::metrics::Metrics;
 use layerlens_proto as proto;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,11 +37,15 @@ pub struct ResultCache {
     capacity_bytes: u64,
     hits: AtomicU64,
     misses: AtomicU64,
-    metrics: Arc<Metrics>,
+    /// Told about every lookup (method, hit): the metrics layer's counter, or nothing.
+    on_lookup: LookupObserver,
 }
 
+/// Called with (method, hit) for every lookup of a cacheable request.
+pub type LookupObserver = Box<dyn Fn(&'static str, bool) + Send + Sync>;
+
 impl ResultCache {
-    pub fn new(capacity_bytes: u64, metrics: Arc<Metrics>) -> ResultCache {
+    pub fn new(capacity_bytes: u64, on_lookup: LookupObserver) -> ResultCache {
         let entries = (capacity_bytes > 0).then(|| {
             moka::sync::Cache::builder()
                 .max_capacity(capacity_bytes)
@@ -54,7 +57,7 @@ impl ResultCache {
                 .support_invalidation_closures()
                 .build()
         });
-        ResultCache { entries, capacity_bytes, hits: AtomicU64::new(0), misses: AtomicU64::new(0), metrics }
+        ResultCache { entries, capacity_bytes, hits: AtomicU64::new(0), misses: AtomicU64::new(0), on_lookup }
     }
 
     /// The key of `request` (already carrying the resolved model id) for `method`,
@@ -82,7 +85,7 @@ impl ResultCache {
         });
         let hit = answer.is_some();
         if hit { &self.hits } else { &self.misses }.fetch_add(1, Ordering::Relaxed);
-        self.metrics.cache_lookup(key.method, hit);
+        (self.on_lookup)(key.method, hit);
         answer
     }
 
@@ -174,7 +177,7 @@ mod tests {
 
     #[test]
     fn answers_repeat_requests_and_keeps_to_its_bound() {
-        let cache = ResultCache::new(10_000, Arc::new(Metrics::new()));
+        let cache = ResultCache::new(10_000, Box::new(|_, _| {}));
         let key = cache.key("Parameters", "abc", &request("abc", 30));
         assert!(cache.get::<proto::ParametersResponse>(key.as_ref()).is_none());
         let answer = proto::ParametersResponse { model_id: "abc".into(), ..Default::default() };
@@ -199,7 +202,7 @@ mod tests {
 
     #[test]
     fn equal_maps_give_equal_keys() {
-        let cache = ResultCache::new(10_000, Arc::new(Metrics::new()));
+        let cache = ResultCache::new(10_000, Box::new(|_, _| {}));
         let pairs: Vec<(String, String)> = (0..20).map(|index| (format!("key{index}"), index.to_string())).collect();
         let forward = proto::AttributeRequest { params: pairs.iter().cloned().collect(), ..Default::default() };
         let backward = proto::AttributeRequest { params: pairs.iter().rev().cloned().collect(), ..Default::default() };
@@ -210,7 +213,7 @@ mod tests {
 
     #[test]
     fn zero_bytes_turns_it_off() {
-        let cache = ResultCache::new(0, Arc::new(Metrics::new()));
+        let cache = ResultCache::new(0, Box::new(|_, _| {}));
         let key = cache.key("Parameters", "abc", &request("abc", 30));
         assert!(key.is_none());
         cache.put(key.clone(), &proto::ParametersResponse::default());

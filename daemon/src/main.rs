@@ -12,6 +12,7 @@ mod error;
 mod metrics;
 mod model_roots;
 mod registry;
+mod request_context;
 mod server;
 mod services;
 mod store;

@@ -4,16 +4,17 @@
 //! (`--metrics-listen`), apart from gRPC, so a scraper needs no gRPC and no token.
 //!
 //! A request's labels are learnt on the way: the access layer names the user and the
-//! handler names the model once it has resolved it. Both write into a task-local slot
-//! that the metrics layer opens around the call, so handlers keep their signatures.
+//! handler names the model once it has resolved it, in the request's slot
+//! (request_context.rs), which this layer reads when the call ends.
 
+use crate::request_context::RequestLabels;
 use crate::services::SharedState;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 use tokio::net::TcpListener;
@@ -160,8 +161,7 @@ impl Metrics {
     }
 
     fn finish_request(&self, method: &str, labels: &RequestLabels, code: tonic::Code, seconds: f64) {
-        let model = labels.model.lock().expect("labels").clone().unwrap_or_default();
-        let user = labels.user.lock().expect("labels").clone().unwrap_or_default();
+        let (model, user) = (labels.model(), labels.user());
         self.requests.with_label_values(&[method, &model, &user, code_name(code)]).inc();
         self.request_seconds.with_label_values(&[method, &model]).observe(seconds);
         if let Some(reason) = rejection_reason(code) {
@@ -242,39 +242,10 @@ fn rejection_reason(code: tonic::Code) -> Option<&'static str> {
 fn method_label(path: &str) -> String {
     const KNOWN: &[&str] = &["/layerlens.v1.", "/grpc.health.v1.", "/grpc.reflection.v1."];
     if KNOWN.iter().any(|prefix| path.starts_with(prefix)) {
-        crate::auth::display_method(path)
+        crate::request_context::display_method(path)
     } else {
         "other".to_string()
     }
-}
-
-/// What a request learns about itself while it runs: who made it, which model.
-#[derive(Debug, Default)]
-struct RequestLabels {
-    user: Mutex<Option<String>>,
-    model: Mutex<Option<String>>,
-    /// Response headers the handler asked for (how the model was found, ...).
-    headers: Mutex<Vec<(&'static str, String)>>,
-}
-
-tokio::task_local! {
-    static CURRENT_REQUEST: Arc<RequestLabels>;
-}
-
-/// Names the user of the current request (the access layer calls this).
-pub fn note_user(user: &str) {
-    let _ = CURRENT_REQUEST.try_with(|labels| *labels.user.lock().expect("labels") = Some(user.to_string()));
-}
-
-/// Names the model of the current request (handlers call this once resolved).
-pub fn note_model(model: &str) {
-    let _ = CURRENT_REQUEST.try_with(|labels| *labels.model.lock().expect("labels") = Some(model.to_string()));
-}
-
-/// Adds a header to the current request's response (the metrics layer writes it),
-/// e.g. `x-layerlens-model-load: reloaded`; handlers keep their signatures.
-pub fn note_header(name: &'static str, value: impl Into<String>) {
-    let _ = CURRENT_REQUEST.try_with(|labels| labels.headers.lock().expect("labels").push((name, value.into())));
 }
 
 /// Tower layer that counts and times every call of the gRPC server.
@@ -321,19 +292,14 @@ where
     fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
         let method = method_label(request.uri().path());
         let metrics = self.metrics.clone();
-        let labels = Arc::new(RequestLabels::default());
+        // The slot the request-context layer (outside this one) opened; a server built
+        // without it still counts its calls, unlabelled.
+        let labels = crate::request_context::current().unwrap_or_default();
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
         let started = Instant::now();
-        Box::pin(CURRENT_REQUEST.scope(labels.clone(), async move {
-            let mut result = inner.call(request).await;
-            if let Ok(response) = &mut result {
-                for (name, value) in labels.headers.lock().expect("labels").drain(..) {
-                    if let Ok(value) = http::HeaderValue::from_str(&value) {
-                        response.headers_mut().insert(name, value);
-                    }
-                }
-            }
+        Box::pin(async move {
+            let result = inner.call(request).await;
             // An error before the response (a refusal, a handler's Status) travels as
             // a grpc-status header; a successful unary answer has none until its
             // trailers, which carry OK.
@@ -349,7 +315,7 @@ where
             };
             metrics.finish_request(&method, &labels, code, started.elapsed().as_secs_f64());
             result
-        }))
+        })
     }
 }
 

@@ -74,7 +74,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         registry,
         max_model_bytes: config.max_model_bytes,
         model_roots,
-        cache: Arc::new(ResultCache::new(config.cache_bytes, metrics.clone())),
+        cache: Arc::new(ResultCache::new(config.cache_bytes, {
+            let metrics = metrics.clone();
+            Box::new(move |method, hit| metrics.cache_lookup(method, hit))
+        })),
         device: config.device,
         started: std::time::Instant::now(),
         queue: config.queue,
@@ -150,6 +153,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let served = builder
         // Metrics outside access, so refused calls are counted too.
+        .layer(crate::request_context::RequestContextLayer)
         .layer(MetricsLayer::new(metrics))
         .layer(AccessLayer::new(AccessPolicy::new(tokens)))
         .add_service(health)

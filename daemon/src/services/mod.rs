@@ -44,7 +44,7 @@ impl State {
     pub async fn resolve(&self, reference: &str) -> ApiResult<ModelRecord> {
         let reference = reference.to_string();
         let record = self.with_store(move |store| store.resolve(&reference)).await?;
-        crate::metrics::note_model(&model_label(&record));
+        crate::request_context::note_model(&model_label(&record));
         Ok(record)
     }
 
@@ -71,7 +71,7 @@ impl State {
         let record = self.resolve(reference).await?;
         let (worker, load) = self.registry.acquire(self.spec_for(&record), record.size_bytes).await?;
         if load != Load::Resident {
-            crate::metrics::note_header("x-layerlens-model-load", load.as_str());
+            crate::request_context::note_header("x-layerlens-model-load", load.as_str());
         }
         Ok((record, worker))
     }
