@@ -3,10 +3,13 @@
 `connect()` opens a gRPC channel; `Client` wraps the three services (`Models`, `Explain`,
 `Generate`) and `Model` is a handle on one stored model, referred to by its full id so
 that a name moved to another model later does not change what the handle explains. Every
-gRPC error becomes a `LayerlensError`.
+gRPC error becomes a `LayerlensError`. Model's methods that explain or generate are
+Client's, called with the handle as the model (_ClientMethod), so their arguments are
+declared once.
 """
 
 import hashlib
+import inspect
 import os
 import pathlib
 import sys
@@ -379,7 +382,9 @@ class Client:
         answer = self._call(self._explain.Activations, request)
         return _mark_cached(ActivationReport.from_proto(answer), answer)
 
-    def predict(self, model, x, *, top_k=5):
+    # top_k may be given by position: Model.predict(x, 3) always took it so, and
+    # Model.predict is this method with the handle as the model.
+    def predict(self, model, x, top_k=5):
         """The model's output with top-k classes; see Model.predict()."""
         handle = self.model(model)
         inputs = list(x) if isinstance(x, (tuple, list)) else [x]
@@ -584,6 +589,51 @@ def _model_ref(model):
     raise TypeError(f"a model is referred to by its id, an id prefix, a name or a handle, not {type(model).__name__}")
 
 
+class _ClientMethod:
+    """A Model method that is the Client method of the same name, called with the handle
+    as its `model`.
+
+    Model declares none of the method's parameters, so an argument added to the Client
+    method reaches the handle with no edit in Model. On class creation it makes a plain
+    function whose `__signature__` is the Client method's without `model`, and whose
+    docstring is the one given here: Model's docstrings are the full ones users read in
+    Jupyter, while Client's point to them. Read on the class, the attribute is that
+    function, so help(), pydoc and IPython's `?` show it as the method it is; read on a
+    handle, it is the function bound to the handle. `__wrapped__` names the Client
+    method, so IPython's `??` shows the code that runs.
+    """
+
+    def __init__(self, doc):
+        self.doc = doc
+
+    def __set_name__(self, owner, name):
+        client_method = getattr(Client, name)
+        client_signature = inspect.signature(client_method)
+        self_parameter, model_parameter, *parameters = client_signature.parameters.values()
+        if model_parameter.name != "model":
+            raise TypeError(f"Client.{name} takes {model_parameter.name!r} first, not 'model'; it cannot be a Model method")
+
+        # The handle is positional-only so that no keyword the caller passes can collide
+        # with it; a `model=` keyword reaches the Client method, which refuses it as before.
+        def forward(handle, /, *args, **kwargs):
+            # Looked up on the handle's client at call time, as a written-out method would.
+            return getattr(handle.client, name)(handle, *args, **kwargs)
+
+        forward.__name__ = name
+        forward.__qualname__ = f"{owner.__qualname__}.{name}"
+        forward.__module__ = owner.__module__
+        forward.__doc__ = self.doc
+        forward.__wrapped__ = client_method
+        forward.__signature__ = client_signature.replace(parameters=[self_parameter, *parameters])
+        self.function = forward
+
+    # A descriptor rather than a function put in its own place, so that type checkers
+    # (the package ships py.typed) see a callable attribute, as they saw the methods
+    # that were written out.
+    def __get__(self, handle, owner=None):
+        return self.function.__get__(handle, owner)
+
+
 class Model:
     """A handle on one model stored in layerlensd.
 
@@ -627,54 +677,49 @@ class Model:
         names = f", names={list(self.names)}" if self.names else ""
         return f"Model(id={self.id[:12]!r}{names})"
 
-    def parameters(self, **kwargs):
+    parameters = _ClientMethod(
         """Per parameter tensor: shape, dtype, count, mean, std, min, max, L2 norm, share
         of exact zeros, NaN/Inf counts and a histogram; displays as a table with the
         daemon's histogram figure and the first convolution's filters."""
-        return self.client.parameters(self, **kwargs)
+    )
 
-    def activations(self, x, **kwargs):
+    activations = _ClientMethod(
         """Per module call, statistics of its output on input x (computed on the daemon's
         device), and an anomaly report (NaN/Inf, dead units, saturation, exploding
         scale) with severities and source lines; displays as HTML."""
-        return self.client.activations(self, x, **kwargs)
+    )
 
-    def predict(self, x, top_k=5):
+    predict = _ClientMethod(
         """The model's output for x and, for classifiers, the top-k classes per row with
         softmax probabilities."""
-        return self.client.predict(self, x, top_k=top_k)
+    )
 
-    def graph(self, input_shape=None, **kwargs):
+    graph = _ClientMethod(
         """The forward pass on zero inputs of `input_shape` (one shape, or a list of
         shapes for a model with several inputs; default: the shape stored with the
         model) as boxes and arrows with tensor
         shapes, grouped by module (`depth=` folds deeper calls into one box,
         `collapse_repeats=True` folds identical blocks into one box marked xN); displays
         as the daemon's SVG in Jupyter."""
-        return self.client.graph(self, input_shape, **kwargs)
+    )
 
-    def compare(self, x, methods, target=None, **kwargs):
+    compare = _ClientMethod(
         """Several methods on one input, side by side: methods is a list of names or of
         (name, {options}) pairs; shared options go as keywords. Answers a Comparison
         (`.attributions`, displays as the daemon's grid figure)."""
-        return self.client.compare(self, x, methods, target=target, **kwargs)
+    )
 
-    def evaluate(self, x, method="saliency", target=None, **kwargs):
+    evaluate = _ClientMethod(
         """Captum's infidelity and sensitivity_max of an attribution, one value per row
         (`metrics=`, `metric_params={"n_perturb_samples": 10, "seed": 0, ...}`)."""
-        return self.client.evaluate(self, x, method=method, target=target, **kwargs)
+    )
 
-    def sanity_check(self, x, method="saliency", target=None, **kwargs):
+    sanity_check = _ClientMethod(
         """Adebayo et al.'s parameter randomisation test: `.steps` lists (layer,
         Spearman, per-row Spearman) from the output layer towards the input."""
-        return self.client.sanity_check(self, x, method=method, target=target, **kwargs)
+    )
 
-    def visualize(
-        self, objectives, *, images_per_objective=1, input_shape=None, parameterization="fft", decorrelate=None,
-        steps=256, learning_rate=0.05, seed=0, transforms="standard", l2=0.0, total_variation=0.0, blur=0.0,
-        diversity=0.0, diversity_layer=None, mean=None, std=None, low=None, high=None, progress_every=0,
-        image_every=0, figure_format="png", progress=True,
-    ):
+    visualize = _ClientMethod(
         """Feature visualisation: inputs optimised (Adam, as Lucent does) so the model's
         objectives are as large as possible; one image per objective, all in one batch.
 
@@ -705,15 +750,9 @@ class Model:
         `.labels`, `.predicted_class`, `.predicted_probability`, `.history`; displays as
         the daemon's contact sheet.
         """
-        return self.client.visualize(
-            self, objectives, images_per_objective=images_per_objective, input_shape=input_shape,
-            parameterization=parameterization, decorrelate=decorrelate, steps=steps, learning_rate=learning_rate,
-            seed=seed, transforms=transforms, l2=l2, total_variation=total_variation, blur=blur, diversity=diversity,
-            diversity_layer=diversity_layer, mean=mean, std=std, low=low, high=high, progress_every=progress_every,
-            image_every=image_every, figure_format=figure_format, progress=progress,
-        )
+    )
 
-    def counterfactual(self, x, target, *, norm="l2", steps=100, step_size=None, low=None, high=None, figure_format="png", progress=True):
+    counterfactual = _ClientMethod(
         """The smallest change to each row of x that makes the model predict `target`
         (projected gradient steps, clipped to [low, high], stopping per row once it flips).
 
@@ -731,12 +770,9 @@ class Model:
         probability_path (steps + 1, classes)), `.flip_rate`, `.mean_l2`; displays as the
         daemon's original / counterfactual / difference figure.
         """
-        return self.client.counterfactual(
-            self, x, target, norm=norm, steps=steps, step_size=step_size, low=low, high=high,
-            figure_format=figure_format, progress=progress,
-        )
+    )
 
-    def traverse(self, z, dims=None, *, range=3.0, steps=7, z_end=None, figure_format="png"):
+    traverse = _ClientMethod(
         """For a generator (latent vector -> image): its outputs as latent dimensions vary
         around z, or along the line from z to z_end.
 
@@ -749,7 +785,7 @@ class Model:
         Answers a Traversal: `.images` (rows × columns, C, H, W), `.latents` (rows ×
         columns, D), `.rows`, `.columns`; displays as the daemon's grid.
         """
-        return self.client.traverse(self, z, dims, range=range, steps=steps, z_end=z_end, figure_format=figure_format)
+    )
 
     def __eq__(self, other):
         return isinstance(other, Model) and other.id == self.id
@@ -776,7 +812,7 @@ class Model:
         self.info = self.client.unpin(self.id)
         return self
 
-    def summary(self, input_shape=None, depth=None, *, input_dtype="float32", figure_format=None):
+    summary = _ClientMethod(
         """torchinfo's summary: one row per module call with input and output shapes,
         parameters and mult-adds, shown as an indented table in Jupyter.
 
@@ -787,12 +823,9 @@ class Model:
         input, or a list with one per input). figure_format: "png" or
         "svg" to also get the daemon's figure (none by default: the table is the display).
         """
-        return self.client.summary(self, input_shape=input_shape, depth=depth, input_dtype=input_dtype, figure_format=figure_format)
+    )
 
-    def attribute(
-        self, x, method="saliency", target=None, *, layer=None, figure_format="png", figure_method=None,
-        figure_sign=None, params=None, progress=True, **more_params,
-    ):
+    attribute = _ClientMethod(
         """Which input elements drove one output of the model.
 
         x: the input as the model takes it, (batch, ...), a numpy array or torch tensor
@@ -813,10 +846,7 @@ class Model:
         (or Ctrl-C) cancels the request on the daemon. None uses the plain unary call.
         The result is the same either way.
         """
-        return self.client.attribute(
-            self, x, method=method, target=target, layer=layer, figure_format=figure_format,
-            figure_method=figure_method, figure_sign=figure_sign, params=params, progress=progress, **more_params,
-        )
+    )
 
 
 _SAMPLE_DTYPES = {"float32": common_pb2.DTYPE_FLOAT32, "int64": common_pb2.DTYPE_INT64}
