@@ -146,8 +146,10 @@ struct LocalEdge {
     chain: Vec<usize>,
 }
 
-/// A connection between nodes of adjacent layers, with where it attaches to each.
-struct Arc {
+/// One link of a `LocalEdge`'s chain: the stretch of the edge between two nodes on
+/// adjacent layers, with where it attaches to each. Ordering, crossing counts and
+/// horizontal placement work on these, because each spans exactly one layer gap.
+struct LayerLink {
     upper: usize,
     lower: usize,
     upper_offset: f32,
@@ -318,13 +320,13 @@ impl<'a> Compound<'a> {
         break_cycles(&nodes, &mut edges);
         let layer_count = assign_layers(&mut nodes, &edges);
         add_dummies(&mut nodes, &mut edges);
-        let arcs = self.arcs(&nodes, &edges, &spec.members, blocks);
+        let links = self.layer_links(&nodes, &edges, &spec.members, blocks);
         let mut layers: Vec<Vec<usize>> = vec![Vec::new(); layer_count];
         for (index, node) in nodes.iter().enumerate() {
             layers[node.layer].push(index);
         }
-        order_layers(&nodes, &arcs, &mut layers);
-        let xs = assign_x(&nodes, &arcs, &layers);
+        order_layers(&nodes, &links, &mut layers);
+        let xs = assign_x(&nodes, &links, &layers);
 
         // Vertical positions: every layer as tall as its tallest member, members at its top
         // (a box beside a tall block starts level with it, as both read the same input).
@@ -498,8 +500,12 @@ impl<'a> Compound<'a> {
         }
     }
 
-    fn arcs(&self, nodes: &[LocalNode], edges: &[LocalEdge], members: &[Member], blocks: &[Option<Block>]) -> Vec<Arc> {
-        let mut arcs = Vec::new();
+    /// Every edge's chain cut into its links. An edge's first and last link attach where
+    /// the edge leaves and enters its ends (a child cluster's port for the edge's source);
+    /// the links between dummies, and all links of a reversed edge, attach at the nodes'
+    /// usual points.
+    fn layer_links(&self, nodes: &[LocalNode], edges: &[LocalEdge], members: &[Member], blocks: &[Option<Block>]) -> Vec<LayerLink> {
+        let mut links = Vec::new();
         for edge in edges {
             let last = edge.chain.len() - 1;
             for (step, pair) in edge.chain.windows(2).enumerate() {
@@ -508,10 +514,10 @@ impl<'a> Compound<'a> {
                     if step == 0 && !edge.reversed { self.out_offset(&nodes[upper], edge.via, members, blocks) } else { nodes[upper].attach };
                 let lower_offset =
                     if step + 1 == last && !edge.reversed { self.in_offset(&nodes[lower], edge.via, members, blocks) } else { nodes[lower].attach };
-                arcs.push(Arc { upper, lower, upper_offset, lower_offset });
+                links.push(LayerLink { upper, lower, upper_offset, lower_offset });
             }
         }
-        arcs
+        links
     }
 
     /// The whole route of one model edge: up out of the clusters around its source, across
@@ -663,12 +669,12 @@ fn add_dummies(nodes: &mut Vec<LocalNode>, edges: &mut [LocalEdge]) {
 }
 
 /// Orders each layer by barycentre sweeps, keeping the ordering with fewest crossings.
-fn order_layers(nodes: &[LocalNode], arcs: &[Arc], layers: &mut [Vec<usize>]) {
+fn order_layers(nodes: &[LocalNode], links: &[LayerLink], layers: &mut [Vec<usize>]) {
     let mut up: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
     let mut down: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
-    for arc in arcs {
-        down[arc.upper].push(arc.lower);
-        up[arc.lower].push(arc.upper);
+    for link in links {
+        down[link.upper].push(link.lower);
+        up[link.lower].push(link.upper);
     }
     for layer in layers.iter_mut() {
         layer.sort_by(|&a, &b| nodes[a].key.total_cmp(&nodes[b].key));
@@ -707,10 +713,10 @@ fn order_layers(nodes: &[LocalNode], arcs: &[Arc], layers: &mut [Vec<usize>]) {
     };
     sweep(layers, &mut position, true);
     let mut best = layers.to_vec();
-    let mut best_crossings = crossings(nodes, arcs, &position);
+    let mut best_crossings = crossings(nodes, links, &position);
     for round in 0..12 {
         sweep(layers, &mut position, round % 2 == 1);
-        let now = crossings(nodes, arcs, &position);
+        let now = crossings(nodes, links, &position);
         if now < best_crossings {
             best_crossings = now;
             best = layers.to_vec();
@@ -722,11 +728,11 @@ fn order_layers(nodes: &[LocalNode], arcs: &[Arc], layers: &mut [Vec<usize>]) {
     layers.clone_from_slice(&best);
 }
 
-fn crossings(nodes: &[LocalNode], arcs: &[Arc], position: &[f32]) -> usize {
+fn crossings(nodes: &[LocalNode], links: &[LayerLink], position: &[f32]) -> usize {
     let mut count = 0;
-    for (index, a) in arcs.iter().enumerate() {
-        for b in &arcs[index + 1..] {
-            // Every arc spans one layer, so arcs from the same layer end on the same one.
+    for (index, a) in links.iter().enumerate() {
+        for b in &links[index + 1..] {
+            // Every link spans one layer gap, so links from the same layer end on the same one.
             if nodes[a.upper].layer != nodes[b.upper].layer || a.upper == b.upper || a.lower == b.lower {
                 continue;
             }
@@ -740,7 +746,7 @@ fn crossings(nodes: &[LocalNode], arcs: &[Arc], position: &[f32]) -> usize {
 
 /// Left x of every node: packed, then alternating sweeps towards the weighted mean of the
 /// neighbours' attachment points, each layer solved exactly under its separations.
-fn assign_x(nodes: &[LocalNode], arcs: &[Arc], layers: &[Vec<usize>]) -> Vec<f32> {
+fn assign_x(nodes: &[LocalNode], links: &[LayerLink], layers: &[Vec<usize>]) -> Vec<f32> {
     let mut xs = vec![0.0f32; nodes.len()];
     let gap = |a: usize, b: usize| {
         let is_line = |index: usize| !matches!(nodes[index].kind, NodeKind::Member(_));
@@ -762,9 +768,9 @@ fn assign_x(nodes: &[LocalNode], arcs: &[Arc], layers: &[Vec<usize>]) -> Vec<f32
     }
     let mut up: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
     let mut down: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
-    for (index, arc) in arcs.iter().enumerate() {
-        down[arc.upper].push(index);
-        up[arc.lower].push(index);
+    for (index, link) in links.iter().enumerate() {
+        down[link.upper].push(index);
+        up[link.lower].push(index);
     }
     // Down, up, down, ...: the last round goes down, so every box ends up below the
     // boxes that feed it and a chain is one straight column; the up rounds before it
@@ -795,15 +801,15 @@ fn assign_x(nodes: &[LocalNode], arcs: &[Arc], layers: &[Vec<usize>]) -> Vec<f32
                     (false, false) => 1.0,
                 };
                 if use_up {
-                    for &arc in &up[index] {
-                        let arc = &arcs[arc];
-                        wanted.push((xs[arc.upper] + arc.upper_offset - arc.lower_offset, weight_of(arc.upper)));
+                    for &link in &up[index] {
+                        let link = &links[link];
+                        wanted.push((xs[link.upper] + link.upper_offset - link.lower_offset, weight_of(link.upper)));
                     }
                 }
                 if use_down {
-                    for &arc in &down[index] {
-                        let arc = &arcs[arc];
-                        wanted.push((xs[arc.lower] + arc.lower_offset - arc.upper_offset, weight_of(arc.lower)));
+                    for &link in &down[index] {
+                        let link = &links[link];
+                        wanted.push((xs[link.lower] + link.lower_offset - link.upper_offset, weight_of(link.lower)));
                     }
                 }
                 match weighted_median(&mut wanted) {
