@@ -262,11 +262,39 @@ impl<'a> Compound<'a> {
         None
     }
 
+    /// Lays out one cluster as a block in its own coordinates: its members (boxes, and child
+    /// clusters already laid out as blocks) and the ports of edges that cross its frame are
+    /// put in layers and ordered, the frame is sized around them with room for the label,
+    /// and every edge the cluster holds is routed. Each step is a function of its own.
     fn layout_cluster(&self, cluster: usize, blocks: &[Option<Block>]) -> Block {
         let spec = &self.input.clusters[cluster];
         let is_root = cluster == 0;
-        let mut nodes: Vec<LocalNode> = spec
-            .members
+        let mut nodes = self.member_nodes(spec, blocks);
+        let mut edges = self.local_edges(cluster, &mut nodes);
+
+        break_cycles(&nodes, &mut edges);
+        let layer_count = assign_layers(&mut nodes, &edges);
+        add_dummies(&mut nodes, &mut edges);
+        let links = self.layer_links(&nodes, &edges, &spec.members, blocks);
+        let mut layers = nodes_by_layer(&nodes, layer_count);
+        order_layers(&nodes, &links, &mut layers);
+        let xs = assign_x(&nodes, &links, &layers);
+
+        let rows = stack_layers(&nodes, layer_count, spec.label, is_root);
+        let frame = fit_frame(&nodes, &xs, spec.label, is_root);
+        let positions = NodePositions::new(&nodes, &xs, frame.shift, &rows);
+        let member_positions = (0..spec.members.len()).map(|slot| (positions.x[slot], positions.y[slot])).collect();
+        let (top_ports, bottom_ports) = port_positions(&nodes, &positions);
+        let paths = self.edge_paths(&nodes, &edges, &spec.members, blocks, &positions, &rows);
+        let size = Size { width: frame.width, height: rows.block_height.ceil() };
+        Block { size, label_x: frame.label_x, member_positions, top_ports, bottom_ports, paths }
+    }
+
+    /// One node per member of the cluster, in execution order, so that a member's node
+    /// index is its slot. A box takes the room of its annotations too; a child cluster is
+    /// as big as the block it was laid out as.
+    fn member_nodes(&self, spec: &ClusterInput, blocks: &[Option<Block>]) -> Vec<LocalNode> {
+        spec.members
             .iter()
             .enumerate()
             .map(|(slot, member)| {
@@ -283,9 +311,16 @@ impl<'a> Compound<'a> {
                     key: slot as f32,
                 }
             })
-            .collect();
+            .collect()
+    }
 
-        // The edges as this cluster sees them, one per (source end, target end, source box).
+    /// The model's edges as this cluster sees them, one per (source end, target end,
+    /// source box): an edge inside one member is that member's business and is left out,
+    /// and an edge that crosses the frame ends at a port, which is added to `nodes` the
+    /// first time its source box needs one. A port's key puts it just before the first
+    /// member it feeds (entry) or just after the last member that feeds it (exit), so that
+    /// ordering starts it beside them.
+    fn local_edges(&self, cluster: usize, nodes: &mut Vec<LocalNode>) -> Vec<LocalEdge> {
         let mut entries: HashMap<usize, usize> = HashMap::new();
         let mut exits: HashMap<usize, usize> = HashMap::new();
         let mut seen = HashSet::new();
@@ -316,109 +351,30 @@ impl<'a> Compound<'a> {
                 edges.push(LocalEdge { source, target, via: source_box, reversed: false, chain: Vec::new() });
             }
         }
+        edges
+    }
 
-        break_cycles(&nodes, &mut edges);
-        let layer_count = assign_layers(&mut nodes, &edges);
-        add_dummies(&mut nodes, &mut edges);
-        let links = self.layer_links(&nodes, &edges, &spec.members, blocks);
-        let mut layers: Vec<Vec<usize>> = vec![Vec::new(); layer_count];
-        for (index, node) in nodes.iter().enumerate() {
-            layers[node.layer].push(index);
-        }
-        order_layers(&nodes, &links, &mut layers);
-        let xs = assign_x(&nodes, &links, &layers);
-
-        // Vertical positions: every layer as tall as its tallest member, members at its top
-        // (a box beside a tall block starts level with it, as both read the same input).
-        // Entry ports sit below the label band, reached by a straight stub from the
-        // frame's top, so arrows fan out below the label, not through it.
-        let label_band = if is_root { 0.0 } else { spec.label.height + 2.0 * LABEL_PAD };
-        let mut layer_top = vec![0.0f32; layer_count];
-        let mut layer_height = vec![0.0f32; layer_count];
-        for node in &nodes {
-            layer_height[node.layer] = layer_height[node.layer].max(node.height);
-        }
-        let last_member_layer = nodes.iter().filter(|node| matches!(node.kind, NodeKind::Member(_))).map(|node| node.layer).max().unwrap_or(0);
-        let mut y = label_band;
-        for layer in 0..layer_count {
-            if layer > last_member_layer {
-                y += CLUSTER_PAD_BOTTOM - LAYER_GAP;
-            } else if layer == 1 && !entries.is_empty() {
-                y += ENTRY_GAP - LAYER_GAP;
-            }
-            layer_top[layer] = y;
-            y += layer_height[layer] + LAYER_GAP;
-        }
-        let content_bottom = layer_top[last_member_layer] + layer_height[last_member_layer];
-        let height = if is_root {
-            content_bottom
-        } else if exits.is_empty() {
-            content_bottom + CLUSTER_PAD_BOTTOM
-        } else {
-            layer_top[layer_count - 1]
-        };
-
-        // Horizontal: contents from the padding. The label goes top left, or top right,
-        // where no entry stub crosses it; else just left of the first stub or right of
-        // the last, widening the frame if need be.
-        let pad = if is_root { 0.0 } else { CLUSTER_PAD };
-        let left = xs.iter().copied().fold(f32::MAX, f32::min);
-        let right = nodes.iter().zip(&xs).map(|(node, x)| x + node.width).fold(f32::MIN, f32::max);
-        let mut width = (right - left + 2.0 * pad).ceil();
-        let mut shift = pad - left;
-        let mut label_x = pad;
-        if !is_root {
-            let label = spec.label.width;
-            let ports: Vec<f32> =
-                nodes.iter().zip(&xs).filter(|(node, _)| matches!(node.kind, NodeKind::Entry(_))).map(|(_, x)| (x + shift).round()).collect();
-            let clear = |from: f32| from >= pad && from + label <= width - pad && ports.iter().all(|&x| x < from - 6.0 || x > from + label + 6.0);
-            let first = ports.iter().copied().fold(f32::MAX, f32::min);
-            let last = ports.iter().copied().fold(f32::MIN, f32::max);
-            if clear(pad) {
-                label_x = pad;
-            } else if clear(width - pad - label) {
-                label_x = width - pad - label;
-            } else if ports.is_empty() {
-                // Wider than the contents, which move to the middle.
-                let wider = (label + 2.0 * pad).ceil();
-                shift += (wider - width) / 2.0;
-                width = wider;
-            } else if first - 8.0 - label >= pad {
-                label_x = first - 8.0 - label;
-            } else {
-                label_x = last + 8.0;
-                width = width.max((label_x + label + pad).ceil());
-            }
-        }
-        let x_of = |index: usize| (xs[index] + shift).round();
-        let y_of = |index: usize| layer_top[nodes[index].layer].round();
-
-        let member_positions = (0..spec.members.len()).map(|slot| (x_of(slot), y_of(slot))).collect();
-        let mut top_ports = HashMap::new();
-        let mut bottom_ports = HashMap::new();
-        for (index, node) in nodes.iter().enumerate() {
-            match node.kind {
-                NodeKind::Entry(source_box) => {
-                    top_ports.insert(source_box, x_of(index));
-                }
-                NodeKind::Exit(source_box) => {
-                    bottom_ports.insert(source_box, x_of(index));
-                }
-                _ => {}
-            }
-        }
-
-        // Arrows into one box (different tensors) arrive side by side across its top, in
-        // the order they come from, instead of meeting in one point; the one coming from
-        // straight above keeps the centre, so a chain stays straight.
+    /// Per edge (by index) that arrives on the top of a box together with other edges,
+    /// where on that top it arrives, from the box's left side. Arrows into one box
+    /// (different tensors) arrive side by side across its top, in the order they come
+    /// from, instead of meeting in one point; the one coming from straight above keeps the
+    /// centre, so a chain stays straight. Edges that arrive alone are not in the map.
+    fn spread_arrivals(
+        &self,
+        nodes: &[LocalNode],
+        edges: &[LocalEdge],
+        members: &[Member],
+        blocks: &[Option<Block>],
+        positions: &NodePositions,
+    ) -> HashMap<usize, f32> {
+        let x_of = |index: usize| positions.x[index];
         let mut arriving: HashMap<usize, Vec<(f32, usize)>> = HashMap::new();
         for (index, edge) in edges.iter().enumerate() {
             let bottom = *edge.chain.last().expect("chains have two ends");
             if let (NodeKind::Member(slot), false) = (nodes[bottom].kind, edge.reversed) {
-                if matches!(spec.members[slot], Member::Box(_)) {
+                if matches!(members[slot], Member::Box(_)) {
                     let above = edge.chain[edge.chain.len() - 2];
-                    let from =
-                        x_of(above) + if above == edge.chain[0] { self.out_offset(&nodes[above], edge.via, &spec.members, blocks) } else { 0.0 };
+                    let from = x_of(above) + if above == edge.chain[0] { self.out_offset(&nodes[above], edge.via, members, blocks) } else { 0.0 };
                     arriving.entry(bottom).or_default().push((from, index));
                 }
             }
@@ -437,31 +393,34 @@ impl<'a> Compound<'a> {
                 spread.insert(*edge, attach + (position as f32 - straight as f32) * step);
             }
         }
+        spread
+    }
 
+    /// The route of every edge of the cluster, filed under its ends and its source box,
+    /// which is how `compose_path` finds the pieces of a model edge across clusters. A
+    /// route runs from the bottom of its upper end (the frame's top, for an entry port) to
+    /// the top of its lower end; an edge turned round to break a cycle gets its route
+    /// reversed and is filed under its ends in the model's direction.
+    fn edge_paths(
+        &self,
+        nodes: &[LocalNode],
+        edges: &[LocalEdge],
+        members: &[Member],
+        blocks: &[Option<Block>],
+        positions: &NodePositions,
+        rows: &LayerRows,
+    ) -> HashMap<(End, End, usize), Vec<(f32, f32)>> {
+        let arrivals = self.spread_arrivals(nodes, edges, members, blocks, positions);
         let mut paths = HashMap::new();
         for (index, edge) in edges.iter().enumerate() {
             let (top, bottom) = (edge.chain[0], *edge.chain.last().expect("chains have two ends"));
             let (top_offset, bottom_offset) = if edge.reversed {
                 (nodes[top].attach, nodes[bottom].attach)
             } else {
-                let arrival = spread.get(&index).copied().unwrap_or_else(|| self.in_offset(&nodes[bottom], edge.via, &spec.members, blocks));
-                (self.out_offset(&nodes[top], edge.via, &spec.members, blocks), arrival)
+                let arrival = arrivals.get(&index).copied().unwrap_or_else(|| self.in_offset(&nodes[bottom], edge.via, members, blocks));
+                (self.out_offset(&nodes[top], edge.via, members, blocks), arrival)
             };
-            // Corners of the route: down out of the top end to the bottom of its layer,
-            // through each dummy's layer, into the bottom end from the top of its layer.
-            let mut corners = vec![(x_of(top) + top_offset, y_of(top) + nodes[top].height)];
-            if matches!(nodes[top].kind, NodeKind::Entry(_)) {
-                corners.insert(0, (x_of(top), 0.0));
-            }
-            corners.push((x_of(top) + top_offset, layer_top[nodes[top].layer] + layer_height[nodes[top].layer]));
-            for &dummy in &edge.chain[1..edge.chain.len() - 1] {
-                let layer = nodes[dummy].layer;
-                corners.push((x_of(dummy), layer_top[layer]));
-                corners.push((x_of(dummy), layer_top[layer] + layer_height[layer]));
-            }
-            corners.push((x_of(bottom) + bottom_offset, layer_top[nodes[bottom].layer]));
-            corners.push((x_of(bottom) + bottom_offset, y_of(bottom)));
-            let mut points = curve_through(&corners);
+            let mut points = curve_through(&route_corners(nodes, edge, positions, rows, top_offset, bottom_offset));
             if edge.reversed {
                 points.reverse();
             }
@@ -475,7 +434,7 @@ impl<'a> Compound<'a> {
             let (from, to) = if edge.reversed { (edge.target, edge.source) } else { (edge.source, edge.target) };
             paths.insert((end(from), end(to), edge.via), points);
         }
-        Block { size: Size { width, height: height.ceil() }, label_x, member_positions, top_ports, bottom_ports, paths }
+        paths
     }
 
     /// Where an edge from `via` leaves `node`, from its left side.
@@ -878,6 +837,179 @@ fn isotonic(values: &[f32], weights: &[f32]) -> Vec<f32> {
         }
     }
     blocks.into_iter().flat_map(|(mean, _, length)| std::iter::repeat_n(mean, length)).collect()
+}
+
+/// Node indices grouped by layer, each layer in index order (members, then ports, then
+/// dummies), the starting point of `order_layers`.
+fn nodes_by_layer(nodes: &[LocalNode], layer_count: usize) -> Vec<Vec<usize>> {
+    let mut layers: Vec<Vec<usize>> = vec![Vec::new(); layer_count];
+    for (index, node) in nodes.iter().enumerate() {
+        layers[node.layer].push(index);
+    }
+    layers
+}
+
+/// The layers of one cluster stacked top to bottom, in the block's coordinates.
+struct LayerRows {
+    /// Per layer, the y of its top (not rounded).
+    top: Vec<f32>,
+    /// Per layer, the height of its tallest node.
+    height: Vec<f32>,
+    /// The block's height, before it is rounded up to a whole pixel.
+    block_height: f32,
+}
+
+/// Stacks the layers top to bottom below the label band: every layer as tall as its
+/// tallest member, members at its top (a box beside a tall block starts level with it,
+/// as both read the same input). Entry
+/// ports sit below the label band, reached by a straight stub from the frame's top, so
+/// arrows fan out below the label, not through it. The frame ends a padding below the
+/// last members, or at the exit ports' layer when there are exit ports, so that the
+/// lines leaving the block end on its bottom side; the root, which has no frame, ends at
+/// its last members.
+fn stack_layers(nodes: &[LocalNode], layer_count: usize, label: Size, is_root: bool) -> LayerRows {
+    let label_band = if is_root { 0.0 } else { label.height + 2.0 * LABEL_PAD };
+    let has_entry_ports = nodes.iter().any(|node| matches!(node.kind, NodeKind::Entry(_)));
+    let has_exit_ports = nodes.iter().any(|node| matches!(node.kind, NodeKind::Exit(_)));
+    let mut layer_top = vec![0.0f32; layer_count];
+    let mut layer_height = vec![0.0f32; layer_count];
+    for node in nodes {
+        layer_height[node.layer] = layer_height[node.layer].max(node.height);
+    }
+    let last_member_layer = nodes.iter().filter(|node| matches!(node.kind, NodeKind::Member(_))).map(|node| node.layer).max().unwrap_or(0);
+    let mut y = label_band;
+    for layer in 0..layer_count {
+        if layer > last_member_layer {
+            y += CLUSTER_PAD_BOTTOM - LAYER_GAP;
+        } else if layer == 1 && has_entry_ports {
+            y += ENTRY_GAP - LAYER_GAP;
+        }
+        layer_top[layer] = y;
+        y += layer_height[layer] + LAYER_GAP;
+    }
+    let content_bottom = layer_top[last_member_layer] + layer_height[last_member_layer];
+    let block_height = if is_root {
+        content_bottom
+    } else if !has_exit_ports {
+        content_bottom + CLUSTER_PAD_BOTTOM
+    } else {
+        layer_top[layer_count - 1]
+    };
+    LayerRows { top: layer_top, height: layer_height, block_height }
+}
+
+/// How wide one cluster's block is, how far its contents move right from where
+/// `assign_x` put them, and where its label starts from the frame's left side.
+struct Frame {
+    width: f32,
+    shift: f32,
+    label_x: f32,
+}
+
+/// Sizes the frame across, with the contents one padding in from its sides, and places
+/// the label. The label goes top left, or top right, where no entry stub crosses it;
+/// else just left of the first stub or right of the last, widening the frame if need
+/// be. A label wider than contents without entry ports widens the frame, and the
+/// contents move to its middle.
+fn fit_frame(nodes: &[LocalNode], xs: &[f32], label: Size, is_root: bool) -> Frame {
+    let pad = if is_root { 0.0 } else { CLUSTER_PAD };
+    let left = xs.iter().copied().fold(f32::MAX, f32::min);
+    let right = nodes.iter().zip(xs).map(|(node, x)| x + node.width).fold(f32::MIN, f32::max);
+    let mut width = (right - left + 2.0 * pad).ceil();
+    let mut shift = pad - left;
+    let mut label_x = pad;
+    if !is_root {
+        let label_width = label.width;
+        let ports: Vec<f32> =
+            nodes.iter().zip(xs).filter(|(node, _)| matches!(node.kind, NodeKind::Entry(_))).map(|(_, x)| (x + shift).round()).collect();
+        let clear = |from: f32| {
+            from >= pad && from + label_width <= width - pad && ports.iter().all(|&x| x < from - 6.0 || x > from + label_width + 6.0)
+        };
+        let first = ports.iter().copied().fold(f32::MAX, f32::min);
+        let last = ports.iter().copied().fold(f32::MIN, f32::max);
+        if clear(pad) {
+            label_x = pad;
+        } else if clear(width - pad - label_width) {
+            label_x = width - pad - label_width;
+        } else if ports.is_empty() {
+            // Wider than the contents, which move to the middle.
+            let wider = (label_width + 2.0 * pad).ceil();
+            shift += (wider - width) / 2.0;
+            width = wider;
+        } else if first - 8.0 - label_width >= pad {
+            label_x = first - 8.0 - label_width;
+        } else {
+            label_x = last + 8.0;
+            width = width.max((label_x + label_width + pad).ceil());
+        }
+    }
+    Frame { width, shift, label_x }
+}
+
+/// Where every node of one cluster is drawn, in whole pixels of the block's coordinates:
+/// its left side moved by the frame's shift, and the top of its layer.
+struct NodePositions {
+    x: Vec<f32>,
+    y: Vec<f32>,
+}
+
+impl NodePositions {
+    /// Rounds every node's left side, moved right by `shift`, and the top of its layer.
+    fn new(nodes: &[LocalNode], xs: &[f32], shift: f32, rows: &LayerRows) -> NodePositions {
+        let x = xs.iter().map(|x| (x + shift).round()).collect();
+        let y = nodes.iter().map(|node| rows.top[node.layer].round()).collect();
+        NodePositions { x, y }
+    }
+}
+
+/// Source box → x of its port on the block's top (entry) and bottom (exit) side, which
+/// the parent cluster reads to attach the edges outside the block.
+fn port_positions(nodes: &[LocalNode], positions: &NodePositions) -> (HashMap<usize, f32>, HashMap<usize, f32>) {
+    let mut top_ports = HashMap::new();
+    let mut bottom_ports = HashMap::new();
+    for (index, node) in nodes.iter().enumerate() {
+        match node.kind {
+            NodeKind::Entry(source_box) => {
+                top_ports.insert(source_box, positions.x[index]);
+            }
+            NodeKind::Exit(source_box) => {
+                bottom_ports.insert(source_box, positions.x[index]);
+            }
+            _ => {}
+        }
+    }
+    (top_ports, bottom_ports)
+}
+
+/// Corners of one edge's route, from its top end to its bottom end: down out of the top
+/// end to the bottom of its layer, through each dummy's layer, into the bottom end from
+/// the top of its layer. Between corners the line is vertical inside a layer and may
+/// only change course in the gaps, which `curve_through` rounds into curves. A route
+/// from an entry port starts with the stub from the frame's top.
+fn route_corners(
+    nodes: &[LocalNode],
+    edge: &LocalEdge,
+    positions: &NodePositions,
+    rows: &LayerRows,
+    top_offset: f32,
+    bottom_offset: f32,
+) -> Vec<(f32, f32)> {
+    let (x_of, y_of) = (|index: usize| positions.x[index], |index: usize| positions.y[index]);
+    let (layer_top, layer_height) = (&rows.top, &rows.height);
+    let (top, bottom) = (edge.chain[0], *edge.chain.last().expect("chains have two ends"));
+    let mut corners = vec![(x_of(top) + top_offset, y_of(top) + nodes[top].height)];
+    if matches!(nodes[top].kind, NodeKind::Entry(_)) {
+        corners.insert(0, (x_of(top), 0.0));
+    }
+    corners.push((x_of(top) + top_offset, layer_top[nodes[top].layer] + layer_height[nodes[top].layer]));
+    for &dummy in &edge.chain[1..edge.chain.len() - 1] {
+        let layer = nodes[dummy].layer;
+        corners.push((x_of(dummy), layer_top[layer]));
+        corners.push((x_of(dummy), layer_top[layer] + layer_height[layer]));
+    }
+    corners.push((x_of(bottom) + bottom_offset, layer_top[nodes[bottom].layer]));
+    corners.push((x_of(bottom) + bottom_offset, y_of(bottom)));
+    corners
 }
 
 /// How far a line drops straight below a box before it may turn: the shape label sits
