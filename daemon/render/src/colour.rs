@@ -1,8 +1,15 @@
-//! Captum's default colour maps per sign (all: red–white–green, positive: Greens,
-//! negative: Reds, absolute_value: Blues) and the fixed colours of charts and text.
+//! The colour type every figure is drawn in, Captum's default colour maps per sign (all:
+//! red–white–green, positive: Greens, negative: Reds, absolute_value: Blues) and the fixed
+//! colours of charts and text.
+//!
+//! Everything that draws depends on this file, so it depends on nothing that draws: the
+//! scene, the rasteriser and the SVG writer all take [`Colour`] from here, and this file
+//! uses none of them.
 
 use crate::options::Sign;
-use crate::scene::Colour;
+
+/// An opaque RGB colour, one byte per channel.
+pub(crate) type Colour = [u8; 3];
 
 pub(crate) const TEXT: Colour = [33, 33, 33];
 pub(crate) const AXIS: Colour = [80, 80, 80];

@@ -21,10 +21,11 @@
 //! module call that still holds more than one box is drawn as a rounded frame labelled
 //! `path: Type` around its boxes, nested as the calls are.
 
+use crate::colour::Colour;
 use crate::figure::encode;
 use crate::font::text_width;
 use crate::graph_layout::{self, ClusterInput, LayoutInput, Member, Rect, Size};
-use crate::scene::{Anchor, Colour, Element, Scene};
+use crate::scene::{Anchor, Element, Scene};
 use crate::{Figure, Format, RenderError};
 use std::collections::HashMap;
 use std::fmt::Write as _;

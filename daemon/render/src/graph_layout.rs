@@ -146,8 +146,10 @@ struct LocalEdge {
     chain: Vec<usize>,
 }
 
-/// A connection between nodes of adjacent layers, with where it attaches to each.
-struct Arc {
+/// One link of a `LocalEdge`'s chain: the stretch of the edge between two nodes on
+/// adjacent layers, with where it attaches to each. Ordering, crossing counts and
+/// horizontal placement work on these, because each spans exactly one layer gap.
+struct LayerLink {
     upper: usize,
     lower: usize,
     upper_offset: f32,
@@ -260,11 +262,39 @@ impl<'a> Compound<'a> {
         None
     }
 
+    /// Lays out one cluster as a block in its own coordinates: its members (boxes, and child
+    /// clusters already laid out as blocks) and the ports of edges that cross its frame are
+    /// put in layers and ordered, the frame is sized around them with room for the label,
+    /// and every edge the cluster holds is routed. Each step is a function of its own.
     fn layout_cluster(&self, cluster: usize, blocks: &[Option<Block>]) -> Block {
         let spec = &self.input.clusters[cluster];
         let is_root = cluster == 0;
-        let mut nodes: Vec<LocalNode> = spec
-            .members
+        let mut nodes = self.member_nodes(spec, blocks);
+        let mut edges = self.local_edges(cluster, &mut nodes);
+
+        break_cycles(&nodes, &mut edges);
+        let layer_count = assign_layers(&mut nodes, &edges);
+        add_dummies(&mut nodes, &mut edges);
+        let links = self.layer_links(&nodes, &edges, &spec.members, blocks);
+        let mut layers = nodes_by_layer(&nodes, layer_count);
+        order_layers(&nodes, &links, &mut layers);
+        let xs = assign_x(&nodes, &links, &layers);
+
+        let rows = stack_layers(&nodes, layer_count, spec.label, is_root);
+        let frame = fit_frame(&nodes, &xs, spec.label, is_root);
+        let positions = NodePositions::new(&nodes, &xs, frame.shift, &rows);
+        let member_positions = (0..spec.members.len()).map(|slot| (positions.x[slot], positions.y[slot])).collect();
+        let (top_ports, bottom_ports) = port_positions(&nodes, &positions);
+        let paths = self.edge_paths(&nodes, &edges, &spec.members, blocks, &positions, &rows);
+        let size = Size { width: frame.width, height: rows.block_height.ceil() };
+        Block { size, label_x: frame.label_x, member_positions, top_ports, bottom_ports, paths }
+    }
+
+    /// One node per member of the cluster, in execution order, so that a member's node
+    /// index is its slot. A box takes the room of its annotations too; a child cluster is
+    /// as big as the block it was laid out as.
+    fn member_nodes(&self, spec: &ClusterInput, blocks: &[Option<Block>]) -> Vec<LocalNode> {
+        spec.members
             .iter()
             .enumerate()
             .map(|(slot, member)| {
@@ -281,9 +311,16 @@ impl<'a> Compound<'a> {
                     key: slot as f32,
                 }
             })
-            .collect();
+            .collect()
+    }
 
-        // The edges as this cluster sees them, one per (source end, target end, source box).
+    /// The model's edges as this cluster sees them, one per (source end, target end,
+    /// source box): an edge inside one member is that member's business and is left out,
+    /// and an edge that crosses the frame ends at a port, which is added to `nodes` the
+    /// first time its source box needs one. A port's key puts it just before the first
+    /// member it feeds (entry) or just after the last member that feeds it (exit), so that
+    /// ordering starts it beside them.
+    fn local_edges(&self, cluster: usize, nodes: &mut Vec<LocalNode>) -> Vec<LocalEdge> {
         let mut entries: HashMap<usize, usize> = HashMap::new();
         let mut exits: HashMap<usize, usize> = HashMap::new();
         let mut seen = HashSet::new();
@@ -314,109 +351,30 @@ impl<'a> Compound<'a> {
                 edges.push(LocalEdge { source, target, via: source_box, reversed: false, chain: Vec::new() });
             }
         }
+        edges
+    }
 
-        break_cycles(&nodes, &mut edges);
-        let layer_count = assign_layers(&mut nodes, &edges);
-        add_dummies(&mut nodes, &mut edges);
-        let arcs = self.arcs(&nodes, &edges, &spec.members, blocks);
-        let mut layers: Vec<Vec<usize>> = vec![Vec::new(); layer_count];
-        for (index, node) in nodes.iter().enumerate() {
-            layers[node.layer].push(index);
-        }
-        order_layers(&nodes, &arcs, &mut layers);
-        let xs = assign_x(&nodes, &arcs, &layers);
-
-        // Vertical positions: every layer as tall as its tallest member, members at its top
-        // (a box beside a tall block starts level with it, as both read the same input).
-        // Entry ports sit below the label band, reached by a straight stub from the
-        // frame's top, so arrows fan out below the label, not through it.
-        let label_band = if is_root { 0.0 } else { spec.label.height + 2.0 * LABEL_PAD };
-        let mut layer_top = vec![0.0f32; layer_count];
-        let mut layer_height = vec![0.0f32; layer_count];
-        for node in &nodes {
-            layer_height[node.layer] = layer_height[node.layer].max(node.height);
-        }
-        let last_member_layer = nodes.iter().filter(|node| matches!(node.kind, NodeKind::Member(_))).map(|node| node.layer).max().unwrap_or(0);
-        let mut y = label_band;
-        for layer in 0..layer_count {
-            if layer > last_member_layer {
-                y += CLUSTER_PAD_BOTTOM - LAYER_GAP;
-            } else if layer == 1 && !entries.is_empty() {
-                y += ENTRY_GAP - LAYER_GAP;
-            }
-            layer_top[layer] = y;
-            y += layer_height[layer] + LAYER_GAP;
-        }
-        let content_bottom = layer_top[last_member_layer] + layer_height[last_member_layer];
-        let height = if is_root {
-            content_bottom
-        } else if exits.is_empty() {
-            content_bottom + CLUSTER_PAD_BOTTOM
-        } else {
-            layer_top[layer_count - 1]
-        };
-
-        // Horizontal: contents from the padding. The label goes top left, or top right,
-        // where no entry stub crosses it; else just left of the first stub or right of
-        // the last, widening the frame if need be.
-        let pad = if is_root { 0.0 } else { CLUSTER_PAD };
-        let left = xs.iter().copied().fold(f32::MAX, f32::min);
-        let right = nodes.iter().zip(&xs).map(|(node, x)| x + node.width).fold(f32::MIN, f32::max);
-        let mut width = (right - left + 2.0 * pad).ceil();
-        let mut shift = pad - left;
-        let mut label_x = pad;
-        if !is_root {
-            let label = spec.label.width;
-            let ports: Vec<f32> =
-                nodes.iter().zip(&xs).filter(|(node, _)| matches!(node.kind, NodeKind::Entry(_))).map(|(_, x)| (x + shift).round()).collect();
-            let clear = |from: f32| from >= pad && from + label <= width - pad && ports.iter().all(|&x| x < from - 6.0 || x > from + label + 6.0);
-            let first = ports.iter().copied().fold(f32::MAX, f32::min);
-            let last = ports.iter().copied().fold(f32::MIN, f32::max);
-            if clear(pad) {
-                label_x = pad;
-            } else if clear(width - pad - label) {
-                label_x = width - pad - label;
-            } else if ports.is_empty() {
-                // Wider than the contents, which move to the middle.
-                let wider = (label + 2.0 * pad).ceil();
-                shift += (wider - width) / 2.0;
-                width = wider;
-            } else if first - 8.0 - label >= pad {
-                label_x = first - 8.0 - label;
-            } else {
-                label_x = last + 8.0;
-                width = width.max((label_x + label + pad).ceil());
-            }
-        }
-        let x_of = |index: usize| (xs[index] + shift).round();
-        let y_of = |index: usize| layer_top[nodes[index].layer].round();
-
-        let member_positions = (0..spec.members.len()).map(|slot| (x_of(slot), y_of(slot))).collect();
-        let mut top_ports = HashMap::new();
-        let mut bottom_ports = HashMap::new();
-        for (index, node) in nodes.iter().enumerate() {
-            match node.kind {
-                NodeKind::Entry(source_box) => {
-                    top_ports.insert(source_box, x_of(index));
-                }
-                NodeKind::Exit(source_box) => {
-                    bottom_ports.insert(source_box, x_of(index));
-                }
-                _ => {}
-            }
-        }
-
-        // Arrows into one box (different tensors) arrive side by side across its top, in
-        // the order they come from, instead of meeting in one point; the one coming from
-        // straight above keeps the centre, so a chain stays straight.
+    /// Per edge (by index) that arrives on the top of a box together with other edges,
+    /// where on that top it arrives, from the box's left side. Arrows into one box
+    /// (different tensors) arrive side by side across its top, in the order they come
+    /// from, instead of meeting in one point; the one coming from straight above keeps the
+    /// centre, so a chain stays straight. Edges that arrive alone are not in the map.
+    fn spread_arrivals(
+        &self,
+        nodes: &[LocalNode],
+        edges: &[LocalEdge],
+        members: &[Member],
+        blocks: &[Option<Block>],
+        positions: &NodePositions,
+    ) -> HashMap<usize, f32> {
+        let x_of = |index: usize| positions.x[index];
         let mut arriving: HashMap<usize, Vec<(f32, usize)>> = HashMap::new();
         for (index, edge) in edges.iter().enumerate() {
             let bottom = *edge.chain.last().expect("chains have two ends");
             if let (NodeKind::Member(slot), false) = (nodes[bottom].kind, edge.reversed) {
-                if matches!(spec.members[slot], Member::Box(_)) {
+                if matches!(members[slot], Member::Box(_)) {
                     let above = edge.chain[edge.chain.len() - 2];
-                    let from =
-                        x_of(above) + if above == edge.chain[0] { self.out_offset(&nodes[above], edge.via, &spec.members, blocks) } else { 0.0 };
+                    let from = x_of(above) + if above == edge.chain[0] { self.out_offset(&nodes[above], edge.via, members, blocks) } else { 0.0 };
                     arriving.entry(bottom).or_default().push((from, index));
                 }
             }
@@ -435,31 +393,34 @@ impl<'a> Compound<'a> {
                 spread.insert(*edge, attach + (position as f32 - straight as f32) * step);
             }
         }
+        spread
+    }
 
+    /// The route of every edge of the cluster, filed under its ends and its source box,
+    /// which is how `compose_path` finds the pieces of a model edge across clusters. A
+    /// route runs from the bottom of its upper end (the frame's top, for an entry port) to
+    /// the top of its lower end; an edge turned round to break a cycle gets its route
+    /// reversed and is filed under its ends in the model's direction.
+    fn edge_paths(
+        &self,
+        nodes: &[LocalNode],
+        edges: &[LocalEdge],
+        members: &[Member],
+        blocks: &[Option<Block>],
+        positions: &NodePositions,
+        rows: &LayerRows,
+    ) -> HashMap<(End, End, usize), Vec<(f32, f32)>> {
+        let arrivals = self.spread_arrivals(nodes, edges, members, blocks, positions);
         let mut paths = HashMap::new();
         for (index, edge) in edges.iter().enumerate() {
             let (top, bottom) = (edge.chain[0], *edge.chain.last().expect("chains have two ends"));
             let (top_offset, bottom_offset) = if edge.reversed {
                 (nodes[top].attach, nodes[bottom].attach)
             } else {
-                let arrival = spread.get(&index).copied().unwrap_or_else(|| self.in_offset(&nodes[bottom], edge.via, &spec.members, blocks));
-                (self.out_offset(&nodes[top], edge.via, &spec.members, blocks), arrival)
+                let arrival = arrivals.get(&index).copied().unwrap_or_else(|| self.in_offset(&nodes[bottom], edge.via, members, blocks));
+                (self.out_offset(&nodes[top], edge.via, members, blocks), arrival)
             };
-            // Corners of the route: down out of the top end to the bottom of its layer,
-            // through each dummy's layer, into the bottom end from the top of its layer.
-            let mut corners = vec![(x_of(top) + top_offset, y_of(top) + nodes[top].height)];
-            if matches!(nodes[top].kind, NodeKind::Entry(_)) {
-                corners.insert(0, (x_of(top), 0.0));
-            }
-            corners.push((x_of(top) + top_offset, layer_top[nodes[top].layer] + layer_height[nodes[top].layer]));
-            for &dummy in &edge.chain[1..edge.chain.len() - 1] {
-                let layer = nodes[dummy].layer;
-                corners.push((x_of(dummy), layer_top[layer]));
-                corners.push((x_of(dummy), layer_top[layer] + layer_height[layer]));
-            }
-            corners.push((x_of(bottom) + bottom_offset, layer_top[nodes[bottom].layer]));
-            corners.push((x_of(bottom) + bottom_offset, y_of(bottom)));
-            let mut points = curve_through(&corners);
+            let mut points = curve_through(&route_corners(nodes, edge, positions, rows, top_offset, bottom_offset));
             if edge.reversed {
                 points.reverse();
             }
@@ -473,7 +434,7 @@ impl<'a> Compound<'a> {
             let (from, to) = if edge.reversed { (edge.target, edge.source) } else { (edge.source, edge.target) };
             paths.insert((end(from), end(to), edge.via), points);
         }
-        Block { size: Size { width, height: height.ceil() }, label_x, member_positions, top_ports, bottom_ports, paths }
+        paths
     }
 
     /// Where an edge from `via` leaves `node`, from its left side.
@@ -498,8 +459,12 @@ impl<'a> Compound<'a> {
         }
     }
 
-    fn arcs(&self, nodes: &[LocalNode], edges: &[LocalEdge], members: &[Member], blocks: &[Option<Block>]) -> Vec<Arc> {
-        let mut arcs = Vec::new();
+    /// Every edge's chain cut into its links. An edge's first and last link attach where
+    /// the edge leaves and enters its ends (a child cluster's port for the edge's source);
+    /// the links between dummies, and all links of a reversed edge, attach at the nodes'
+    /// usual points.
+    fn layer_links(&self, nodes: &[LocalNode], edges: &[LocalEdge], members: &[Member], blocks: &[Option<Block>]) -> Vec<LayerLink> {
+        let mut links = Vec::new();
         for edge in edges {
             let last = edge.chain.len() - 1;
             for (step, pair) in edge.chain.windows(2).enumerate() {
@@ -508,10 +473,10 @@ impl<'a> Compound<'a> {
                     if step == 0 && !edge.reversed { self.out_offset(&nodes[upper], edge.via, members, blocks) } else { nodes[upper].attach };
                 let lower_offset =
                     if step + 1 == last && !edge.reversed { self.in_offset(&nodes[lower], edge.via, members, blocks) } else { nodes[lower].attach };
-                arcs.push(Arc { upper, lower, upper_offset, lower_offset });
+                links.push(LayerLink { upper, lower, upper_offset, lower_offset });
             }
         }
-        arcs
+        links
     }
 
     /// The whole route of one model edge: up out of the clusters around its source, across
@@ -663,12 +628,12 @@ fn add_dummies(nodes: &mut Vec<LocalNode>, edges: &mut [LocalEdge]) {
 }
 
 /// Orders each layer by barycentre sweeps, keeping the ordering with fewest crossings.
-fn order_layers(nodes: &[LocalNode], arcs: &[Arc], layers: &mut [Vec<usize>]) {
+fn order_layers(nodes: &[LocalNode], links: &[LayerLink], layers: &mut [Vec<usize>]) {
     let mut up: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
     let mut down: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
-    for arc in arcs {
-        down[arc.upper].push(arc.lower);
-        up[arc.lower].push(arc.upper);
+    for link in links {
+        down[link.upper].push(link.lower);
+        up[link.lower].push(link.upper);
     }
     for layer in layers.iter_mut() {
         layer.sort_by(|&a, &b| nodes[a].key.total_cmp(&nodes[b].key));
@@ -707,10 +672,10 @@ fn order_layers(nodes: &[LocalNode], arcs: &[Arc], layers: &mut [Vec<usize>]) {
     };
     sweep(layers, &mut position, true);
     let mut best = layers.to_vec();
-    let mut best_crossings = crossings(nodes, arcs, &position);
+    let mut best_crossings = crossings(nodes, links, &position);
     for round in 0..12 {
         sweep(layers, &mut position, round % 2 == 1);
-        let now = crossings(nodes, arcs, &position);
+        let now = crossings(nodes, links, &position);
         if now < best_crossings {
             best_crossings = now;
             best = layers.to_vec();
@@ -722,11 +687,11 @@ fn order_layers(nodes: &[LocalNode], arcs: &[Arc], layers: &mut [Vec<usize>]) {
     layers.clone_from_slice(&best);
 }
 
-fn crossings(nodes: &[LocalNode], arcs: &[Arc], position: &[f32]) -> usize {
+fn crossings(nodes: &[LocalNode], links: &[LayerLink], position: &[f32]) -> usize {
     let mut count = 0;
-    for (index, a) in arcs.iter().enumerate() {
-        for b in &arcs[index + 1..] {
-            // Every arc spans one layer, so arcs from the same layer end on the same one.
+    for (index, a) in links.iter().enumerate() {
+        for b in &links[index + 1..] {
+            // Every link spans one layer gap, so links from the same layer end on the same one.
             if nodes[a.upper].layer != nodes[b.upper].layer || a.upper == b.upper || a.lower == b.lower {
                 continue;
             }
@@ -740,7 +705,7 @@ fn crossings(nodes: &[LocalNode], arcs: &[Arc], position: &[f32]) -> usize {
 
 /// Left x of every node: packed, then alternating sweeps towards the weighted mean of the
 /// neighbours' attachment points, each layer solved exactly under its separations.
-fn assign_x(nodes: &[LocalNode], arcs: &[Arc], layers: &[Vec<usize>]) -> Vec<f32> {
+fn assign_x(nodes: &[LocalNode], links: &[LayerLink], layers: &[Vec<usize>]) -> Vec<f32> {
     let mut xs = vec![0.0f32; nodes.len()];
     let gap = |a: usize, b: usize| {
         let is_line = |index: usize| !matches!(nodes[index].kind, NodeKind::Member(_));
@@ -762,9 +727,9 @@ fn assign_x(nodes: &[LocalNode], arcs: &[Arc], layers: &[Vec<usize>]) -> Vec<f32
     }
     let mut up: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
     let mut down: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
-    for (index, arc) in arcs.iter().enumerate() {
-        down[arc.upper].push(index);
-        up[arc.lower].push(index);
+    for (index, link) in links.iter().enumerate() {
+        down[link.upper].push(index);
+        up[link.lower].push(index);
     }
     // Down, up, down, ...: the last round goes down, so every box ends up below the
     // boxes that feed it and a chain is one straight column; the up rounds before it
@@ -795,15 +760,15 @@ fn assign_x(nodes: &[LocalNode], arcs: &[Arc], layers: &[Vec<usize>]) -> Vec<f32
                     (false, false) => 1.0,
                 };
                 if use_up {
-                    for &arc in &up[index] {
-                        let arc = &arcs[arc];
-                        wanted.push((xs[arc.upper] + arc.upper_offset - arc.lower_offset, weight_of(arc.upper)));
+                    for &link in &up[index] {
+                        let link = &links[link];
+                        wanted.push((xs[link.upper] + link.upper_offset - link.lower_offset, weight_of(link.upper)));
                     }
                 }
                 if use_down {
-                    for &arc in &down[index] {
-                        let arc = &arcs[arc];
-                        wanted.push((xs[arc.lower] + arc.lower_offset - arc.upper_offset, weight_of(arc.lower)));
+                    for &link in &down[index] {
+                        let link = &links[link];
+                        wanted.push((xs[link.lower] + link.lower_offset - link.upper_offset, weight_of(link.lower)));
                     }
                 }
                 match weighted_median(&mut wanted) {
@@ -872,6 +837,179 @@ fn isotonic(values: &[f32], weights: &[f32]) -> Vec<f32> {
         }
     }
     blocks.into_iter().flat_map(|(mean, _, length)| std::iter::repeat_n(mean, length)).collect()
+}
+
+/// Node indices grouped by layer, each layer in index order (members, then ports, then
+/// dummies), the starting point of `order_layers`.
+fn nodes_by_layer(nodes: &[LocalNode], layer_count: usize) -> Vec<Vec<usize>> {
+    let mut layers: Vec<Vec<usize>> = vec![Vec::new(); layer_count];
+    for (index, node) in nodes.iter().enumerate() {
+        layers[node.layer].push(index);
+    }
+    layers
+}
+
+/// The layers of one cluster stacked top to bottom, in the block's coordinates.
+struct LayerRows {
+    /// Per layer, the y of its top (not rounded).
+    top: Vec<f32>,
+    /// Per layer, the height of its tallest node.
+    height: Vec<f32>,
+    /// The block's height, before it is rounded up to a whole pixel.
+    block_height: f32,
+}
+
+/// Stacks the layers top to bottom below the label band: every layer as tall as its
+/// tallest member, members at its top (a box beside a tall block starts level with it,
+/// as both read the same input). Entry
+/// ports sit below the label band, reached by a straight stub from the frame's top, so
+/// arrows fan out below the label, not through it. The frame ends a padding below the
+/// last members, or at the exit ports' layer when there are exit ports, so that the
+/// lines leaving the block end on its bottom side; the root, which has no frame, ends at
+/// its last members.
+fn stack_layers(nodes: &[LocalNode], layer_count: usize, label: Size, is_root: bool) -> LayerRows {
+    let label_band = if is_root { 0.0 } else { label.height + 2.0 * LABEL_PAD };
+    let has_entry_ports = nodes.iter().any(|node| matches!(node.kind, NodeKind::Entry(_)));
+    let has_exit_ports = nodes.iter().any(|node| matches!(node.kind, NodeKind::Exit(_)));
+    let mut layer_top = vec![0.0f32; layer_count];
+    let mut layer_height = vec![0.0f32; layer_count];
+    for node in nodes {
+        layer_height[node.layer] = layer_height[node.layer].max(node.height);
+    }
+    let last_member_layer = nodes.iter().filter(|node| matches!(node.kind, NodeKind::Member(_))).map(|node| node.layer).max().unwrap_or(0);
+    let mut y = label_band;
+    for layer in 0..layer_count {
+        if layer > last_member_layer {
+            y += CLUSTER_PAD_BOTTOM - LAYER_GAP;
+        } else if layer == 1 && has_entry_ports {
+            y += ENTRY_GAP - LAYER_GAP;
+        }
+        layer_top[layer] = y;
+        y += layer_height[layer] + LAYER_GAP;
+    }
+    let content_bottom = layer_top[last_member_layer] + layer_height[last_member_layer];
+    let block_height = if is_root {
+        content_bottom
+    } else if !has_exit_ports {
+        content_bottom + CLUSTER_PAD_BOTTOM
+    } else {
+        layer_top[layer_count - 1]
+    };
+    LayerRows { top: layer_top, height: layer_height, block_height }
+}
+
+/// How wide one cluster's block is, how far its contents move right from where
+/// `assign_x` put them, and where its label starts from the frame's left side.
+struct Frame {
+    width: f32,
+    shift: f32,
+    label_x: f32,
+}
+
+/// Sizes the frame across, with the contents one padding in from its sides, and places
+/// the label. The label goes top left, or top right, where no entry stub crosses it;
+/// else just left of the first stub or right of the last, widening the frame if need
+/// be. A label wider than contents without entry ports widens the frame, and the
+/// contents move to its middle.
+fn fit_frame(nodes: &[LocalNode], xs: &[f32], label: Size, is_root: bool) -> Frame {
+    let pad = if is_root { 0.0 } else { CLUSTER_PAD };
+    let left = xs.iter().copied().fold(f32::MAX, f32::min);
+    let right = nodes.iter().zip(xs).map(|(node, x)| x + node.width).fold(f32::MIN, f32::max);
+    let mut width = (right - left + 2.0 * pad).ceil();
+    let mut shift = pad - left;
+    let mut label_x = pad;
+    if !is_root {
+        let label_width = label.width;
+        let ports: Vec<f32> =
+            nodes.iter().zip(xs).filter(|(node, _)| matches!(node.kind, NodeKind::Entry(_))).map(|(_, x)| (x + shift).round()).collect();
+        let clear = |from: f32| {
+            from >= pad && from + label_width <= width - pad && ports.iter().all(|&x| x < from - 6.0 || x > from + label_width + 6.0)
+        };
+        let first = ports.iter().copied().fold(f32::MAX, f32::min);
+        let last = ports.iter().copied().fold(f32::MIN, f32::max);
+        if clear(pad) {
+            label_x = pad;
+        } else if clear(width - pad - label_width) {
+            label_x = width - pad - label_width;
+        } else if ports.is_empty() {
+            // Wider than the contents, which move to the middle.
+            let wider = (label_width + 2.0 * pad).ceil();
+            shift += (wider - width) / 2.0;
+            width = wider;
+        } else if first - 8.0 - label_width >= pad {
+            label_x = first - 8.0 - label_width;
+        } else {
+            label_x = last + 8.0;
+            width = width.max((label_x + label_width + pad).ceil());
+        }
+    }
+    Frame { width, shift, label_x }
+}
+
+/// Where every node of one cluster is drawn, in whole pixels of the block's coordinates:
+/// its left side moved by the frame's shift, and the top of its layer.
+struct NodePositions {
+    x: Vec<f32>,
+    y: Vec<f32>,
+}
+
+impl NodePositions {
+    /// Rounds every node's left side, moved right by `shift`, and the top of its layer.
+    fn new(nodes: &[LocalNode], xs: &[f32], shift: f32, rows: &LayerRows) -> NodePositions {
+        let x = xs.iter().map(|x| (x + shift).round()).collect();
+        let y = nodes.iter().map(|node| rows.top[node.layer].round()).collect();
+        NodePositions { x, y }
+    }
+}
+
+/// Source box → x of its port on the block's top (entry) and bottom (exit) side, which
+/// the parent cluster reads to attach the edges outside the block.
+fn port_positions(nodes: &[LocalNode], positions: &NodePositions) -> (HashMap<usize, f32>, HashMap<usize, f32>) {
+    let mut top_ports = HashMap::new();
+    let mut bottom_ports = HashMap::new();
+    for (index, node) in nodes.iter().enumerate() {
+        match node.kind {
+            NodeKind::Entry(source_box) => {
+                top_ports.insert(source_box, positions.x[index]);
+            }
+            NodeKind::Exit(source_box) => {
+                bottom_ports.insert(source_box, positions.x[index]);
+            }
+            _ => {}
+        }
+    }
+    (top_ports, bottom_ports)
+}
+
+/// Corners of one edge's route, from its top end to its bottom end: down out of the top
+/// end to the bottom of its layer, through each dummy's layer, into the bottom end from
+/// the top of its layer. Between corners the line is vertical inside a layer and may
+/// only change course in the gaps, which `curve_through` rounds into curves. A route
+/// from an entry port starts with the stub from the frame's top.
+fn route_corners(
+    nodes: &[LocalNode],
+    edge: &LocalEdge,
+    positions: &NodePositions,
+    rows: &LayerRows,
+    top_offset: f32,
+    bottom_offset: f32,
+) -> Vec<(f32, f32)> {
+    let (x_of, y_of) = (|index: usize| positions.x[index], |index: usize| positions.y[index]);
+    let (layer_top, layer_height) = (&rows.top, &rows.height);
+    let (top, bottom) = (edge.chain[0], *edge.chain.last().expect("chains have two ends"));
+    let mut corners = vec![(x_of(top) + top_offset, y_of(top) + nodes[top].height)];
+    if matches!(nodes[top].kind, NodeKind::Entry(_)) {
+        corners.insert(0, (x_of(top), 0.0));
+    }
+    corners.push((x_of(top) + top_offset, layer_top[nodes[top].layer] + layer_height[nodes[top].layer]));
+    for &dummy in &edge.chain[1..edge.chain.len() - 1] {
+        let layer = nodes[dummy].layer;
+        corners.push((x_of(dummy), layer_top[layer]));
+        corners.push((x_of(dummy), layer_top[layer] + layer_height[layer]));
+    }
+    corners.push((x_of(bottom) + bottom_offset, layer_top[nodes[bottom].layer]));
+    corners.push((x_of(bottom) + bottom_offset, y_of(bottom)));
+    corners
 }
 
 /// How far a line drops straight below a box before it may turn: the shape label sits
@@ -1083,6 +1221,74 @@ mod tests {
                 assert!(on_side(first, source) && on_side(last, target), "case {case}: edge {from} → {to} runs {first:?} → {last:?}");
             }
         }
+    }
+
+    /// Every edge's points to two decimals (the precision the SVG writes), one string per edge.
+    fn routes(layout: &Layout) -> Vec<String> {
+        layout.edges.iter().map(|points| points.iter().map(|(x, y)| format!("{x:.2},{y:.2}")).collect::<Vec<_>>().join(" ")).collect()
+    }
+
+    /// The whole layout of one small compound graph that goes through every step of
+    /// `layout_cluster`: nested clusters with labels wider than their contents, a box whose
+    /// shape label reaches past its right side, a taller box, entry and exit ports, a skip
+    /// edge into a cluster, two arrows arriving on one box, a long edge with dummies and a
+    /// back edge turned round to break a cycle.
+    ///
+    /// The numbers were recorded from the implementation before `layout_cluster` was split
+    /// into named steps. They pin its behaviour, so that a refactor cannot move a box or a
+    /// line unnoticed; they are not a reference from outside, and a deliberate change to the
+    /// layout records them again.
+    #[test]
+    fn a_small_compound_graph_keeps_its_recorded_layout() {
+        let size = |width, height| Size { width, height };
+        let input = LayoutInput {
+            boxes: vec![size(60.0, 24.0), size(80.0, 24.0), size(50.0, 37.0), size(70.0, 24.0), size(60.0, 24.0), size(40.0, 24.0)],
+            reach: vec![60.0, 80.0, 90.0, 70.0, 60.0, 40.0],
+            clusters: vec![
+                ClusterInput { members: vec![Member::Box(0), Member::Cluster(1), Member::Box(4), Member::Box(5)], label: size(0.0, 0.0) },
+                ClusterInput { members: vec![Member::Cluster(2), Member::Box(3)], label: size(40.0, 12.0) },
+                ClusterInput { members: vec![Member::Box(1), Member::Box(2)], label: size(200.0, 12.0) },
+            ],
+            edges: vec![(0, 1), (1, 2), (2, 3), (0, 3), (3, 4), (1, 4), (0, 5), (4, 5), (5, 0)],
+        };
+        let layout = layout(&input);
+        assert_eq!((layout.width, layout.height), (332.0, 479.0));
+        let corners: Vec<(f32, f32)> = layout.boxes.iter().map(|rect| (rect.x, rect.y)).collect();
+        assert_eq!(corners, vec![(41.0, 0.0), (24.0, 158.0), (39.0, 220.0), (29.0, 313.0), (11.0, 393.0), (160.0, 455.0)]);
+        let frames: Vec<(f32, f32, f32, f32)> = layout.clusters.iter().map(|rect| (rect.x, rect.y, rect.width, rect.height)).collect();
+        assert_eq!(frames, vec![(0.0, 0.0, 332.0, 479.0), (0.0, 62.0, 308.0, 293.0), (12.0, 110.0, 272.0, 165.0)]);
+        assert_eq!(layout.label_x, vec![0.0, 12.0, 60.0]);
+        let expected_routes = [
+            "71.00,24.00 71.00,38.00 70.90,40.76 70.63,43.11 70.22,45.12 69.70,46.89 69.12,48.49 68.50,50.00 67.88,51.51 \
+             67.30,53.11 66.78,54.88 66.37,56.89 66.10,59.24 66.00,62.00 66.00,88.00 65.96,90.53 65.85,92.69 65.69,94.53 \
+             65.48,96.15 65.25,97.61 65.00,99.00 64.75,100.39 64.52,101.85 64.31,103.47 64.15,105.31 64.04,107.47 64.00,110.00 \
+             64.00,136.00 64.00,158.00",
+            "64.00,182.00 64.00,220.00",
+            "64.00,257.00 64.00,275.00 64.00,313.00",
+            "71.00,24.00 71.00,38.00 70.90,40.76 70.63,43.11 70.22,45.12 69.70,46.89 69.12,48.49 68.50,50.00 67.88,51.51 \
+             67.30,53.11 66.78,54.88 66.37,56.89 66.10,59.24 66.00,62.00 66.00,88.00 70.53,90.53 83.04,92.69 101.94,94.53 \
+             125.63,96.15 152.52,97.61 181.00,99.00 209.48,100.39 236.37,101.85 260.06,103.47 278.96,105.31 291.47,107.47 296.00,110.00 \
+             296.00,275.00 296.00,289.00 291.71,291.76 279.85,294.11 261.94,296.12 239.48,297.89 214.00,299.49 187.00,301.00 160.00,302.51 \
+             134.52,304.11 112.06,305.88 94.15,307.89 82.29,310.24 78.00,313.00",
+            "64.00,337.00 64.00,355.00 64.00,369.00 63.55,371.76 62.30,374.11 60.41,376.12 58.04,377.89 55.35,379.49 52.50,381.00 \
+             49.65,382.51 46.96,384.11 44.59,385.88 42.70,387.89 41.45,390.24 41.00,393.00",
+            "64.00,182.00 64.00,196.00 63.27,198.76 61.26,201.11 58.22,203.12 54.41,204.89 50.08,206.49 45.50,208.00 40.92,209.51 \
+             36.59,211.11 32.78,212.88 29.74,214.89 27.73,217.24 27.00,220.00 27.00,257.00 27.00,275.00 27.00,289.00 26.80,291.76 \
+             26.26,294.11 25.44,296.12 24.41,297.89 23.24,299.49 22.00,301.00 20.76,302.51 19.59,304.11 18.56,305.88 17.74,307.89 \
+             17.20,310.24 17.00,313.00 17.00,337.00 17.00,355.00 17.00,369.00 17.20,371.76 17.74,374.11 18.56,376.12 19.59,377.89 \
+             20.76,379.49 22.00,381.00 23.24,382.51 24.41,384.11 25.44,385.88 26.26,387.89 26.80,390.24 27.00,393.00",
+            "71.00,24.00 71.00,38.00 75.90,40.76 89.44,43.11 109.91,45.12 135.56,46.89 164.66,48.49 195.50,50.00 226.34,51.51 \
+             255.44,53.11 281.09,54.88 301.56,56.89 315.10,59.24 320.00,62.00 320.00,355.00 320.00,393.00 320.00,417.00 320.00,431.00 \
+             317.52,433.76 310.67,436.11 300.31,438.12 287.33,439.89 272.60,441.49 257.00,443.00 241.40,444.51 226.67,446.11 213.69,447.88 \
+             203.33,449.89 196.48,452.24 194.00,455.00",
+            "41.00,417.00 41.00,431.00 43.73,433.76 51.30,436.11 62.72,438.12 77.04,439.89 93.29,441.49 110.50,443.00 127.71,444.51 \
+             143.96,446.11 158.28,447.88 169.70,449.89 177.27,452.24 180.00,455.00",
+            "180.00,455.00 182.99,452.24 191.26,449.89 203.75,447.88 219.41,446.11 237.18,444.51 256.00,443.00 274.82,441.49 292.59,439.89 \
+             308.25,438.12 320.74,436.11 329.01,433.76 332.00,431.00 332.00,417.00 332.00,393.00 332.00,355.00 332.00,62.00 326.86,59.24 \
+             312.67,56.89 291.22,54.88 264.33,53.11 233.82,51.51 201.50,50.00 169.18,48.49 138.67,46.89 111.78,45.12 90.33,43.11 \
+             76.14,40.76 71.00,38.00 71.00,24.00",
+        ];
+        assert_eq!(routes(&layout), expected_routes);
     }
 
     #[test]

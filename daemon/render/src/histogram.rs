@@ -3,11 +3,11 @@
 //! the same style. The daemon bins the values; this draws the bins as they are.
 
 use crate::chart::{format_value, nice_ticks, tick_labels, Ticks};
-use crate::colour::AXIS;
+use crate::colour::{Colour, AXIS};
 use crate::figure::encode;
 use crate::font::text_width;
 use crate::panel::compose;
-use crate::scene::{Anchor, Colour, Element, PanelBox, Scene};
+use crate::scene::{Anchor, Element, PanelBox, Scene};
 use crate::small_multiples::{counted, fit_end, fit_start, ValueScale, TICK_FONT};
 use crate::{Figure, Format, RenderError};
 

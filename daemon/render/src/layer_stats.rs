@@ -4,11 +4,11 @@
 //! red rings at the layers the daemon flagged as anomalous.
 
 use crate::chart::format_value;
-use crate::colour::{AXIS, TEXT};
+use crate::colour::{Colour, AXIS, TEXT};
 use crate::figure::encode;
 use crate::font::text_width;
 use crate::panel::compose;
-use crate::scene::{Anchor, Colour, Element, PanelBox, Scene};
+use crate::scene::{Anchor, Element, PanelBox, Scene};
 use crate::small_multiples::{counted, marker, series_colour, AxisLabels, ValueScale, TICK_FONT};
 use crate::{Figure, Format, RenderError};
 use std::collections::BTreeSet;

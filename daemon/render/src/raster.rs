@@ -2,8 +2,9 @@
 //! coverage (distance from the pixel centre to the shape), which is all that axes,
 //! bars and line plots need.
 
+use crate::colour::Colour;
 use crate::font::draw_text;
-use crate::scene::{Anchor, Colour, Element, Scene};
+use crate::scene::{Anchor, Element, Scene};
 use crate::RenderError;
 use image::{Rgba, RgbaImage};
 

@@ -2,9 +2,8 @@
 //! scene once; `raster` turns it into PNG pixels and `svg` into SVG elements, so both
 //! formats show the same figure and the SVG keeps its text as text.
 
+use crate::colour::{Colour, TEXT};
 use image::RgbaImage;
-
-pub(crate) type Colour = [u8; 3];
 
 /// Where a text's `x` lies along it, as SVG's `text-anchor`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +77,7 @@ impl Scene {
     }
 
     pub fn text(&mut self, x: f32, y: f32, text: impl Into<String>, size: f32, anchor: Anchor) {
-        self.push(Element::Text { x, y, text: text.into(), size, anchor, colour: crate::colour::TEXT, rotation: 0.0 });
+        self.push(Element::Text { x, y, text: text.into(), size, anchor, colour: TEXT, rotation: 0.0 });
     }
 
     pub fn line(&mut self, from: (f32, f32), to: (f32, f32), colour: Colour, width: f32) {

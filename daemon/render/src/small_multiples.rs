@@ -4,9 +4,9 @@
 //! colours, and grey note lines between the title and the figure's body.
 
 use crate::chart::{nice_ticks, tick_labels};
-use crate::colour::{AXIS, GRID};
+use crate::colour::{Colour, AXIS, GRID};
 use crate::font::text_width;
-use crate::scene::{Anchor, Colour, Element, Scene};
+use crate::scene::{Anchor, Element, Scene};
 use std::collections::BTreeSet;
 
 pub(crate) const TICK_FONT: f32 = 10.0;

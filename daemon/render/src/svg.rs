@@ -2,9 +2,10 @@
 //! selectable, searchable text), raster panels as embedded PNGs, the alt text as the
 //! document's `<title>` and `aria-label`.
 
+use crate::colour::Colour;
 use crate::font::SVG_FONT_FAMILY;
 use crate::raster::encode_png;
-use crate::scene::{Anchor, Colour, Element, Scene};
+use crate::scene::{Anchor, Element, Scene};
 use crate::RenderError;
 use base64::Engine as _;
 use std::fmt::Write as _;
