@@ -366,11 +366,17 @@ impl LoadedModel {
                 if let Some(batch) = expected_text.first_mut() {
                     *batch = "N".to_string();
                 }
-                return Err(Error::bad_input(format!(
-                    "input shape {} does not match the model's input shape [{}]",
+                // The same words as a shape the model itself refuses, so the answer does
+                // not depend on whether a shape was stored with the model.
+                let mut message = format!(
+                    "the model rejected an input of shape {}: it does not match the model's input shape [{}]",
                     crate::error::shape_text(&input.shape),
                     expected_text.join(", ")
-                )));
+                );
+                if let Some(hint) = self.first_layer_hint() {
+                    message = format!("{message}; {hint}");
+                }
+                return Err(Error::bad_input(message));
             }
         }
         Ok(())

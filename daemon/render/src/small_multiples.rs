@@ -174,38 +174,6 @@ pub(crate) fn counted(count: usize, noun: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn log_axes_span_decades_with_readable_labels() {
-        let labels = |scale: &ValueScale| scale.ticks.iter().map(|(_, label)| label.clone()).collect::<Vec<_>>();
-        let counts = ValueScale::log(1.0, 5000.0);
-        assert_eq!((counts.low, counts.high), (1.0, 1e4));
-        assert_eq!(labels(&counts), ["1", "10", "100", "1000", "1e4"]);
-        // Within one decade: 2 and 5 as well.
-        let narrow = ValueScale::log(0.3, 0.8);
-        assert_eq!((narrow.low, narrow.high), (0.1, 1.0));
-        assert_eq!(labels(&narrow), ["0.1", "0.2", "0.5", "1"]);
-        // Many decades: every other one.
-        let wide = ValueScale::log(1e-6, 1e5);
-        assert_eq!(labels(&wide), ["1e-6", "1e-4", "0.01", "1", "100", "1e4"]);
-        assert!((wide.fraction(1e-6)).abs() < 1e-12 && (wide.fraction(1e5) - 1.0).abs() < 1e-12);
-        assert_eq!(wide.fraction(0.0), f64::NEG_INFINITY);
-    }
-
-    #[test]
-    fn labels_are_cut_at_the_right_end() {
-        assert_eq!(fit_end("conv1", 10.0, 200.0), "conv1");
-        let end = fit_end("features.denseblock4.denselayer16.conv2", 10.0, 90.0);
-        assert!(end.starts_with('\u{2026}') && end.ends_with("conv2") && text_width(&end, 10.0) <= 90.0, "{end}");
-        let start = fit_start("mean 0.01, std 0.2, 3% zeros, 0.1% saturated", 10.0, 90.0);
-        assert!(start.starts_with("mean") && start.ends_with('\u{2026}') && text_width(&start, 10.0) <= 90.0, "{start}");
-        assert_eq!(counted(1, "layer"), "1 layer");
-        assert_eq!(counted(0, "layer"), "0 layers");
-    }
-}
 
 /// How labels of an x axis of evenly spaced positions (layers, steps) are set under a
 /// plot: upright when they fit the pitch, else turned by 45 degrees and, when they
@@ -292,5 +260,38 @@ impl AxisLabels {
         let (x, y) = self.anchor(x, plot_bottom);
         let (anchor, rotation) = if self.turned { (Anchor::End, TURN) } else { (Anchor::Middle, 0.0) };
         Element::Text { x, y, text: self.texts[index].clone(), size: TICK_FONT, anchor, colour, rotation }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_axes_span_decades_with_readable_labels() {
+        let labels = |scale: &ValueScale| scale.ticks.iter().map(|(_, label)| label.clone()).collect::<Vec<_>>();
+        let counts = ValueScale::log(1.0, 5000.0);
+        assert_eq!((counts.low, counts.high), (1.0, 1e4));
+        assert_eq!(labels(&counts), ["1", "10", "100", "1000", "1e4"]);
+        // Within one decade: 2 and 5 as well.
+        let narrow = ValueScale::log(0.3, 0.8);
+        assert_eq!((narrow.low, narrow.high), (0.1, 1.0));
+        assert_eq!(labels(&narrow), ["0.1", "0.2", "0.5", "1"]);
+        // Many decades: every other one.
+        let wide = ValueScale::log(1e-6, 1e5);
+        assert_eq!(labels(&wide), ["1e-6", "1e-4", "0.01", "1", "100", "1e4"]);
+        assert!((wide.fraction(1e-6)).abs() < 1e-12 && (wide.fraction(1e5) - 1.0).abs() < 1e-12);
+        assert_eq!(wide.fraction(0.0), f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn labels_are_cut_at_the_right_end() {
+        assert_eq!(fit_end("conv1", 10.0, 200.0), "conv1");
+        let end = fit_end("features.denseblock4.denselayer16.conv2", 10.0, 90.0);
+        assert!(end.starts_with('\u{2026}') && end.ends_with("conv2") && text_width(&end, 10.0) <= 90.0, "{end}");
+        let start = fit_start("mean 0.01, std 0.2, 3% zeros, 0.1% saturated", 10.0, 90.0);
+        assert!(start.starts_with("mean") && start.ends_with('\u{2026}') && text_width(&start, 10.0) <= 90.0, "{start}");
+        assert_eq!(counted(1, "layer"), "1 layer");
+        assert_eq!(counted(0, "layer"), "0 layers");
     }
 }
