@@ -20,24 +20,42 @@ use layerlens_proto as proto;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// Starts the daemon and serves until SIGTERM/SIGINT: reads the access settings, loads
+/// custom-operator libraries, opens the store with its start-up models, starts the
+/// registry, then serves.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     // Access settings are read first: a bad tokens file, key or root must stop the
     // daemon before it serves anything.
     let tokens = config.tokens.as_deref().map(Tokens::load).transpose()?;
     let model_roots = ModelRoots::open(&config.model_roots)?;
-    let tls = match &config.tls {
-        Some(files) => {
-            let cert = std::fs::read(&files.cert).with_context(|| format!("reading --tls-cert {}", files.cert.display()))?;
-            let key = std::fs::read(&files.key).with_context(|| format!("reading --tls-key {}", files.key.display()))?;
-            Some(tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert, key)))
-        }
-        None => None,
-    };
+    let tls = tls_config(&config)?;
     // Custom operators register with the dispatcher when their library loads; models
     // that call them are checked and loaded after this.
     for library in &config.op_libraries {
         layerlens_engine::exported::load_op_library(library).map_err(|error| anyhow::anyhow!("--op-library {}: {}", library.display(), error.message))?;
     }
+    let store = open_store(&config)?;
+    if matches!(config.device, layerlens_engine::Device::Cuda(_)) {
+        layerlens_engine::Device::set_cudnn_tf32(config.allow_tf32);
+    }
+    let metrics = Arc::new(Metrics::new());
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    let (state, pinned) = start_state(&config, store, model_roots, &metrics, &health_reporter)?;
+    load_pinned_models(&state, pinned).await;
+    serve(&config, state, tokens, tls, metrics, health_reporter, health).await
+}
+
+/// The TLS identity from `--tls-cert`/`--tls-key`, when configured.
+fn tls_config(config: &Config) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    let Some(files) = &config.tls else { return Ok(None) };
+    let cert = std::fs::read(&files.cert).with_context(|| format!("reading --tls-cert {}", files.cert.display()))?;
+    let key = std::fs::read(&files.key).with_context(|| format!("reading --tls-key {}", files.key.display()))?;
+    Ok(Some(tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert, key))))
+}
+
+/// The store, with the `--add-model` models checked by libtorch and committed (an
+/// exported program's own example shape is kept when the flag gives none).
+fn open_store(config: &Config) -> anyhow::Result<Store> {
     let store = Store::open(&config.store).map_err(|error| anyhow::anyhow!(error.message))?;
     for model in &config.startup_models {
         let staged = store
@@ -51,12 +69,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .map_err(|error| anyhow::anyhow!("--add-model {}: {}", model.name, error.message))?;
         tracing::info!(name = %model.name, model_id = %staged.id, "start-up model stored");
     }
+    Ok(store)
+}
 
-    if matches!(config.device, layerlens_engine::Device::Cuda(_)) {
-        layerlens_engine::Device::set_cudnn_tf32(config.allow_tf32);
-    }
-    let metrics = Arc::new(Metrics::new());
-    let (health_reporter, health) = tonic_health::server::health_reporter();
+/// The state every service shares: the store, the registry of resident models (its
+/// workers report to the metrics and per-model health) and the result cache; and the
+/// ids of the pinned models.
+fn start_state(
+    config: &Config,
+    store: Store,
+    model_roots: ModelRoots,
+    metrics: &Arc<Metrics>,
+    health_reporter: &tonic_health::server::HealthReporter,
+) -> anyhow::Result<(Arc<State>, Vec<String>)> {
     let observer = Arc::new(Observer { metrics: metrics.clone(), health: health_reporter.clone(), runtime: tokio::runtime::Handle::current() });
     let (registry, pinned) = Registry::start(RegistrySettings {
         device: config.device,
@@ -69,20 +94,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         memory_budget_bytes: config.memory_budget_bytes,
         pins_file: config.store.join("pins.json"),
     })?;
+    let metrics = metrics.clone();
     let state = Arc::new(State {
         store,
         registry,
         max_model_bytes: config.max_model_bytes,
         model_roots,
-        cache: Arc::new(ResultCache::new(config.cache_bytes, {
-            let metrics = metrics.clone();
-            Box::new(move |method, hit| metrics.cache_lookup(method, hit))
-        })),
+        cache: Arc::new(ResultCache::new(config.cache_bytes, Box::new(move |method, hit| metrics.cache_lookup(method, hit)))),
         device: config.device,
         started: std::time::Instant::now(),
         queue: config.queue,
     });
-    // Pinned models load now, so their first request finds them warm.
+    Ok((state, pinned.into_iter().collect()))
+}
+
+/// Pinned models load at start, so their first request finds them warm.
+async fn load_pinned_models(state: &Arc<State>, pinned: Vec<String>) {
     for model_id in pinned {
         let reference = model_id.clone();
         match state.with_store(move |store| store.resolve(&reference)).await {
@@ -94,6 +121,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Err(error) => tracing::warn!(%model_id, message = %error.message, "a pinned model is no longer in the store"),
         }
     }
+}
+
+/// Binds the listeners, prints the ready line and serves the services behind the
+/// request-context, metrics and access layers until the shutdown signal.
+async fn serve(
+    config: &Config,
+    state: Arc<State>,
+    tokens: Option<Tokens>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    metrics: Arc<Metrics>,
+    health_reporter: tonic_health::server::HealthReporter,
+    health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+) -> anyhow::Result<()> {
     let limit = config.max_message_bytes;
     let models = proto::models_server::ModelsServer::new(ModelsService { state: state.clone() })
         .max_decoding_message_size(limit)
@@ -152,7 +192,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     println!("layerlensd listening on {address}");
 
     let served = builder
-        // Metrics outside access, so refused calls are counted too.
+        // The request's slot outermost (its headers are written whatever else runs),
+        // metrics outside access, so refused calls are counted too.
         .layer(crate::request_context::RequestContextLayer)
         .layer(MetricsLayer::new(metrics))
         .layer(AccessLayer::new(AccessPolicy::new(tokens)))

@@ -3,6 +3,8 @@
     PY="$(scripts/setup.sh | tail -n 1)"
     cargo build --release -p layerlens-engine --example forward_backward
     "$PY" tests/bench/bench_exported.py [--models resnet18,vit_b_16] [--rounds 7] [--repeats 3]
+    cargo build --release --bin layerlensd    # for --daemon
+    "$PY" tests/bench/bench_exported.py --daemon [--rounds 7]
 
 Why it exists: the daemon runs `torch.export` programs with its own executor (each graph
 node called through libtorch's dispatcher, boxed, from Rust), because PyTorch's C++
@@ -17,6 +19,12 @@ What is timed, on the same weights and the same input (uniform in [0, 1), seeded
   forward through the executor, backward to the input;
 - torchscript: the same module traced and saved, through the engine's TorchScript path,
   for reference.
+With --daemon, the same work as BENCHMARKS.md's attribution rows 1a and 3a — saliency and
+integrated gradients (50 steps) on resnet18 — through a release layerlensd (Python client,
+gRPC on loopback, no result cache) on the `.pt2` and on the traced `.pt` of the same
+module, against Captum on the eager module in this process, interleaved the same way, with
+the largest difference between the daemon's numbers and Captum's.
+
 Each side prints the median of REPEATS passes per round; rounds alternate between the
 sides (eager, exported, torchscript, eager, ...) so load from elsewhere hits all alike,
 and the table gives the median over rounds. Both processes use the same intra-op thread
@@ -83,12 +91,79 @@ class EngineSide:
         self.process.wait(timeout=60)
 
 
+def daemon_rows(rounds):
+    """Saliency and IG(50) through a release layerlensd on .pt2 and .pt, against Captum."""
+    import numpy as np
+    from captum.attr import IntegratedGradients, Saliency
+
+    sys.path.insert(0, str(REPO_ROOT / "clients" / "python" / "src"))
+    sys.path.insert(0, str(REPO_ROOT / "tests" / "bench"))
+    import layerlens
+    from bench_attribution import running_daemon
+
+    binary = REPO_ROOT / "target" / "release" / "layerlensd"
+    if not binary.is_file():
+        sys.exit(f"{binary} is missing: cargo build --release --bin layerlensd")
+    torch.manual_seed(0)
+    module = torchvision.models.resnet18(weights=None).eval()
+    x = torch.rand((1, 3, 224, 224), generator=torch.Generator().manual_seed(1))
+    target = int(module(x).argmax())
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        exported_path = pathlib.Path(scratch) / "resnet18.pt2"
+        traced_path = pathlib.Path(scratch) / "resnet18.pt"
+        torch.export.save(torch.export.export(module, (x,), strict=False), str(exported_path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.jit.trace(module, x, check_trace=False).save(str(traced_path))
+        with running_daemon(binary, scratch, torch.get_num_threads()) as daemon:
+            client = layerlens.connect(f"http://{daemon.address}")
+            models = {"pt2": client.add_model(exported_path, name="r18-pt2"), "pt": client.add_model(traced_path, name="r18-pt")}
+            cases = {
+                "saliency": (lambda model: model.attribute(x.numpy(), method="saliency", target=target, figure_format=None, progress=None),
+                             lambda: Saliency(module).attribute(x.clone().requires_grad_(), target=target, abs=True)),
+                "integrated_gradients (50 steps)": (
+                    lambda model: model.attribute(x.numpy(), method="integrated_gradients", target=target, n_steps=50,
+                                                  figure_format=None, progress=None),
+                    lambda: IntegratedGradients(module).attribute(x, target=target, n_steps=50),
+                ),
+            }
+            for name, (daemon_call, captum_call) in cases.items():
+                times = {"pt2": [], "pt": [], "captum": []}
+                answers = {kind: daemon_call(model) for kind, model in models.items()}
+                reference = captum_call().detach().numpy()
+                for _ in range(rounds):
+                    for kind, model in models.items():
+                        start = time.perf_counter()
+                        daemon_call(model)
+                        times[kind].append(time.perf_counter() - start)
+                    start = time.perf_counter()
+                    captum_call()
+                    times["captum"].append(time.perf_counter() - start)
+                medians = {kind: statistics.median(values) for kind, values in times.items()}
+                diffs = {kind: float(np.abs(answer.values - reference).max()) for kind, answer in answers.items()}
+                rows.append((name, medians, diffs, float(np.abs(reference).max())))
+                print(f"{name}: " + ", ".join(f"{kind} {value:.3f} s" for kind, value in medians.items()), file=sys.stderr)
+            client.close()
+    print(f"resnet18 1x3x224x224, target {target}; release layerlensd, --cache-bytes 0, {rounds} interleaved rounds, median seconds per call.\n")
+    print("| method | daemon on .pt2 (s) | daemon on .pt (s) | Captum, eager (s) | .pt2 / Captum | .pt / Captum | max abs diff .pt2 − Captum | max abs diff .pt − Captum |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, medians, diffs, scale in rows:
+        print(f"| {name} | {medians['pt2']:.3f} | {medians['pt']:.3f} | {medians['captum']:.3f} | "
+              f"{medians['pt2'] / medians['captum']:.2f} | {medians['pt'] / medians['captum']:.2f} | "
+              f"{diffs['pt2']:.2e} (of {scale:.2e}) | {diffs['pt']:.2e} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="resnet18,vit_b_16")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--daemon", action="store_true", help="saliency and IG through a release layerlensd instead")
     args = parser.parse_args()
+    if args.daemon:
+        daemon_rows(args.rounds)
+        return
     if not BINARY.is_file():
         sys.exit(f"{BINARY} is missing: cargo build --release -p layerlens-engine --example forward_backward")
     threads = torch.get_num_threads()
