@@ -4,6 +4,9 @@
 //! stdio checks hover cards, diagnostics, inlay hints, call-site discovery and hover
 //! latency (200 hovers, p50/p99), (2) the unreachable-daemon and unmapped-file paths
 //! stay quiet, and (3) real Neovim (headless) requests a hover and the card is checked.
+//! The server fetches a model off its message loop: until the fetch ends a hover gets a
+//! card saying the model is loading (clients/lsp/tests/server.rs checks that part with a
+//! fake daemon), so these tests hover again until the card is there.
 
 use layerlens_e2e::{binary, cli, ensure_debian_program, python, workspace_root, Daemon};
 use serde_json::{json, Value};
@@ -13,7 +16,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-/// Bound on any one answer from the server (the first hover waits for the model fetch).
+/// Bound on any one answer from the server, and on the wait for a model fetch.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A workspace holding `model.py` (the fixture) and the model scripted from it.
@@ -154,6 +157,42 @@ impl LspClient {
         self.request("textDocument/hover", json!({ "textDocument": { "uri": uri }, "position": { "line": line, "character": character } }))
     }
 
+    /// Hovers until the answer is a card, not the loading card and not `null` (a file
+    /// matched by call sites has no model until the daemon's models are read).
+    fn hover_when_loaded(&mut self, uri: &str, position: (u32, u32)) -> Value {
+        let deadline = Instant::now() + ANSWER_TIMEOUT;
+        loop {
+            let hover = self.hover(uri, position);
+            let loading = hover.is_null() || hover["contents"]["value"].as_str().is_some_and(|card| card.contains("layerlens: loading"));
+            if !loading {
+                return hover;
+            }
+            assert!(Instant::now() < deadline, "the model did not load within {ANSWER_TIMEOUT:?}: {hover}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for a notification (or server request) named `method`, received already
+    /// or arriving within `ANSWER_TIMEOUT`.
+    fn wait_for(&mut self, method: &str) {
+        if !self.notifications_named(method).is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + ANSWER_TIMEOUT;
+        loop {
+            let message = match self.messages.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(message) => message,
+                Err(RecvTimeoutError::Timeout) => panic!("no {method} within {ANSWER_TIMEOUT:?}"),
+                Err(RecvTimeoutError::Disconnected) => panic!("layerlens-lsp exited while waiting for {method}"),
+            };
+            let found = message["method"] == method;
+            self.notifications.push(message);
+            if found {
+                return;
+            }
+        }
+    }
+
     fn notifications_named(&self, method: &str) -> Vec<&Value> {
         self.notifications.iter().filter(|message| message["method"] == method).collect()
     }
@@ -216,14 +255,14 @@ fn hover_diagnostics_inlay_hints_and_latency_over_stdio() {
     let uri = workspace.uri();
     lsp.open(&uri, &workspace.text);
     for (needle, offset, expected) in HOVER_CASES {
-        let hover = lsp.hover(&uri, workspace.position(needle, *offset));
+        let hover = lsp.hover_when_loaded(&uri, workspace.position(needle, *offset));
         assert_card(&card_text(&hover), expected);
     }
     // A line without a layer: nothing.
     assert_eq!(lsp.hover(&uri, workspace.position("super().__init__()", 2)), Value::Null);
 
     // The dead ReLU is a warning on its call line (diagnostics arrive before the first
-    // hover's answer: the server publishes them when the document opens).
+    // full card's answer: the server publishes them when the model's fetch ends).
     let diagnostics = lsp.notifications_named("textDocument/publishDiagnostics");
     let diagnostics: Vec<&Value> = diagnostics.iter().flat_map(|n| n["params"]["diagnostics"].as_array().unwrap().iter()).collect();
     let act1_line = workspace.position("x = self.act1(x)", 0).0;
@@ -265,7 +304,7 @@ fn hover_diagnostics_inlay_hints_and_latency_over_stdio() {
     let mut lsp = LspClient::start(&workspace.root, &daemon.url);
     lsp.open(&uri, &workspace.text);
     let (needle, offset, expected) = HOVER_CASES[0];
-    let card = card_text(&lsp.hover(&uri, workspace.position(needle, offset)));
+    let card = card_text(&lsp.hover_when_loaded(&uri, workspace.position(needle, offset)));
     assert_card(&card, expected);
     assert_card(&card, &["model `lensnet`"]);
     lsp.stop();
@@ -291,7 +330,7 @@ fn saving_fetches_the_activation_report_again() {
     lsp.open(&uri, &workspace.text);
     let conv1 = workspace.position("x = self.conv1(x)", 10);
     // On the zero input conv1 outputs its bias, -100, and act1 is dead.
-    assert_card(&card_text(&lsp.hover(&uri, conv1)), &["**conv1**", "mean -100.0000"]);
+    assert_card(&card_text(&lsp.hover_when_loaded(&uri, conv1)), &["**conv1**", "mean -100.0000"]);
     let act1_line = workspace.position("x = self.act1(x)", 0).0;
     let diagnostics = last_diagnostics(&lsp.notifications_named("textDocument/publishDiagnostics"), &uri);
     assert!(diagnostics.iter().any(|d| d["range"]["start"]["line"] == act1_line && d["code"] == "dead_units"), "{diagnostics:?}");
@@ -307,7 +346,10 @@ fn saving_fetches_the_activation_report_again() {
     lsp.notifications.clear();
     lsp.notify("textDocument/didSave", json!({ "textDocument": { "uri": uri } }));
 
-    // The hover waits behind the save's fetch: the card shows the new activations.
+    // Hovers show the previous view until the save's fetch ends; then the server
+    // republishes the diagnostics, asks for inlay hints again, and the card shows the
+    // new activations.
+    lsp.wait_for("workspace/inlayHint/refresh");
     assert_card(&card_text(&lsp.hover(&uri, conv1)), &["**conv1**", "mean 100.0000"]);
     let diagnostics = last_diagnostics(&lsp.notifications_named("textDocument/publishDiagnostics"), &uri);
     assert!(diagnostics.iter().all(|d| d["code"] != "dead_units"), "act1 is still reported dead after the save: {diagnostics:?}");
@@ -328,6 +370,9 @@ fn unreachable_daemon_and_unmapped_files_stay_quiet() {
         lsp.open(&uri, "class Net:\n    def forward(self, x):\n        return self.conv1(x)\n");
         assert_eq!(lsp.hover(&uri, (2, 20)), Value::Null);
     }
+    // The failed connection is reported when the connect attempt, made off the message
+    // loop, comes back.
+    lsp.wait_for("window/showMessage");
     let messages = lsp.notifications_named("window/showMessage");
     assert_eq!(messages.len(), 1, "one message about the daemon, got {messages:?}");
     let message = messages[0]["params"]["message"].as_str().unwrap();
@@ -373,12 +418,21 @@ local ok, error = pcall(function()
     textDocument = { uri = vim.uri_from_bufnr(bufnr) },
     position = { line = tonumber(env.LAYERLENS_TEST_LINE), character = tonumber(env.LAYERLENS_TEST_COLUMN) },
   }
-  local results, request_error = vim.lsp.buf_request_sync(bufnr, 'textDocument/hover', params, 90000)
-  if not results then error('hover failed: ' .. tostring(request_error)) end
-  local hovers = {}
-  for _, answer in pairs(results) do
-    table.insert(hovers, answer.result or vim.NIL)
-  end
+  -- Until the model's fetch ends the server answers a card saying it is loading.
+  local hovers
+  local deadline = vim.loop.now() + 90000
+  repeat
+    local results, request_error = vim.lsp.buf_request_sync(bufnr, 'textDocument/hover', params, 90000)
+    if not results then error('hover failed: ' .. tostring(request_error)) end
+    hovers = {}
+    local loading = false
+    for _, answer in pairs(results) do
+      table.insert(hovers, answer.result or vim.NIL)
+      local value = answer.result and answer.result.contents and answer.result.contents.value
+      if type(value) == 'string' and value:find('layerlens: loading', 1, true) then loading = true end
+    end
+    if loading then vim.wait(100) end
+  until not loading or vim.loop.now() > deadline
   finish(vim.fn.json_encode(hovers))
 end)
 if not ok then finish(vim.fn.json_encode({ error = tostring(error) })) end

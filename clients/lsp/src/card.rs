@@ -85,6 +85,12 @@ pub fn render(model: &ModelView, row_index: usize) -> String {
     card
 }
 
+/// The card shown while the model's data is fetched from the daemon (the activation
+/// report runs the model, which can take a while).
+pub fn render_loading(display_name: &str) -> String {
+    format!("*layerlens: loading model `{display_name}` from the daemon…*")
+}
+
 /// Several cards, separated by rules.
 pub fn render_all(model: &ModelView, rows: &[usize]) -> String {
     rows.iter().map(|&row| render(model, row)).collect::<Vec<_>>().join("\n---\n\n")
