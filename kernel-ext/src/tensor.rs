@@ -4,6 +4,7 @@
 
 use crate::display::{escape_html, Bundle};
 use crate::Error;
+use layerlens_client::npy;
 use layerlens_proto as proto;
 use std::path::Path;
 
@@ -32,20 +33,7 @@ impl Tensor {
 
     /// Reads a C-order float32 `.npy` file (float64 is converted to float32).
     pub fn from_npy(path: impl AsRef<Path>) -> Result<Tensor, Error> {
-        let path = path.as_ref();
-        let file_error = |reason: String| Error::File { path: path.display().to_string(), reason };
-        let bytes = std::fs::read(path).map_err(|error| file_error(error.to_string()))?;
-        let file = npyz::NpyFile::new(&bytes[..]).map_err(|error| file_error(format!("not a .npy file: {error}")))?;
-        if file.order() != npyz::Order::C {
-            return Err(file_error("stored in Fortran order; save it with numpy.ascontiguousarray".to_string()));
-        }
-        let shape: Vec<i64> = file.shape().iter().map(|&dim| dim as i64).collect();
-        let descr = file.dtype().descr();
-        let data = match descr.as_str() {
-            "'<f4'" => file.into_vec::<f32>().map_err(|error| file_error(error.to_string()))?,
-            "'<f8'" => file.into_vec::<f64>().map_err(|error| file_error(error.to_string()))?.into_iter().map(|value| value as f32).collect(),
-            other => return Err(file_error(format!("holds dtype {}; expected float32 or float64", other.trim_matches('\'')))),
-        };
+        let (shape, data) = npy::read_f32(path).map_err(|error| Error::File { path: error.path().display().to_string(), reason: error.reason().to_string() })?;
         Tensor::new(&shape, data)
     }
 
@@ -111,24 +99,14 @@ mod tests {
         assert_eq!(Tensor::from_wire(&tensor.to_wire()).unwrap(), tensor);
     }
 
+    /// Reading is `layerlens_client::npy`'s (its tests cover dtypes and damaged files);
+    /// this checks the tensor and the errors a notebook user sees.
     #[test]
     fn npy_files() {
-        use npyz::WriterBuilder;
         let dir = std::env::temp_dir().join(format!("layerlens-kernel-ext-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let write = |name: &str, values: Vec<f64>| {
-            let path = dir.join(name);
-            let mut writer = npyz::WriteOptions::new()
-                .default_dtype()
-                .shape(&[2, 2])
-                .writer(std::fs::File::create(&path).unwrap())
-                .begin_nd()
-                .unwrap();
-            writer.extend(values).unwrap();
-            writer.finish().unwrap();
-            path
-        };
-        let tensor = Tensor::from_npy(write("f8.npy", vec![1.0, 2.0, 3.0, 4.5])).unwrap();
+        npy::write_f32(dir.join("x.npy"), &[2, 2], &[1.0, 2.0, 3.0, 4.5]).unwrap();
+        let tensor = Tensor::from_npy(dir.join("x.npy")).unwrap();
         assert_eq!(tensor, Tensor::new(&[2, 2], vec![1.0, 2.0, 3.0, 4.5]).unwrap());
         assert_eq!(tensor.describe(), "Tensor (2, 2) float32, values in [1.0000, 4.5000]");
         let missing = Tensor::from_npy(dir.join("missing.npy")).unwrap_err().to_string();

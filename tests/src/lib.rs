@@ -212,21 +212,13 @@ pub fn cli_in(dir: Option<&Path>, url: &str, args: &[&str]) -> (bool, String, St
     )
 }
 
-/// Reads a float32 `.npy` file: (shape, values).
+/// Reads a float32 `.npy` file (float64 is converted): (shape, values).
 pub fn read_npy(path: &Path) -> (Vec<i64>, Vec<f32>) {
-    let bytes = std::fs::read(path).unwrap_or_else(|error| panic!("reading {}: {error}", path.display()));
-    let file = npyz::NpyFile::new(&bytes[..]).expect("a .npy file");
-    let shape = file.shape().iter().map(|&dim| dim as i64).collect();
-    (shape, file.into_vec::<f32>().expect("float32 values"))
+    layerlens_client::npy::read_f32(path).unwrap_or_else(|error| panic!("{error}"))
 }
 
 pub fn write_npy(path: &Path, shape: &[i64], values: &[f32]) {
-    use npyz::WriterBuilder;
-    let dims: Vec<u64> = shape.iter().map(|&dim| dim as u64).collect();
-    let file = std::fs::File::create(path).expect("creating .npy");
-    let mut writer = npyz::WriteOptions::new().default_dtype().shape(&dims).writer(file).begin_nd().expect("npy header");
-    writer.extend(values.iter().copied()).expect("npy values");
-    writer.finish().expect("npy finish");
+    layerlens_client::npy::write_f32(path, shape, values).unwrap_or_else(|error| panic!("{error}"));
 }
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {

@@ -2,12 +2,11 @@
 //! They share the arguments that describe one attribution (`ExplainArgs`).
 
 use crate::commands::Shape;
-use crate::npy;
 use crate::output::outln;
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use layerlens_client::Client;
+use layerlens_client::{npy, Client};
 use layerlens_proto as proto;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -137,7 +136,7 @@ fn read_tensor(path: &Path) -> anyhow::Result<proto::Tensor> {
 impl ExplainArgs {
     /// The wire request for `method`; `params` are the options that apply to it.
     fn request(&self, method: &str, params: HashMap<String, String>) -> anyhow::Result<proto::AttributeRequest> {
-        let mut inputs = self.input.iter().map(|path| npy::read_input(path)).collect::<anyhow::Result<Vec<_>>>()?;
+        let mut inputs = self.input.iter().map(|path| npy::read(path).map(npy::Array::into_tensor)).collect::<Result<Vec<_>, _>>()?;
         let mut params = params;
         if let Some(steps) = &self.steps {
             params.insert("n_steps".to_string(), steps.clone());

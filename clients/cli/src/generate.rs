@@ -6,12 +6,11 @@
 
 use crate::figure::format_of_all;
 use crate::inspect::write_figure;
-use crate::npy;
 use crate::output::outln;
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use layerlens_client::Client;
+use layerlens_client::{npy, Client};
 use layerlens_proto as proto;
 use serde_json::json;
 use std::path::PathBuf;
@@ -208,7 +207,7 @@ pub async fn generate(client: &Client, args: GenerateArgs, as_json: bool) -> any
 pub async fn counterfactual(client: &Client, args: CounterfactualArgs, as_json: bool) -> anyhow::Result<()> {
     let request = proto::CounterfactualRequest {
         model: args.model.clone(),
-        input: Some(npy::read_input(&args.input)?),
+        input: Some(npy::read(&args.input)?.into_tensor()),
         target: args.target,
         norm: args.norm,
         steps: args.steps,
@@ -251,11 +250,11 @@ pub async fn counterfactual(client: &Client, args: CounterfactualArgs, as_json: 
 pub async fn traverse(client: &Client, args: TraverseArgs, as_json: bool) -> anyhow::Result<()> {
     let request = proto::TraverseRequest {
         model: args.model.clone(),
-        z: Some(npy::read_input(&args.z)?),
+        z: Some(npy::read(&args.z)?.into_tensor()),
         dims: args.dims,
         range: args.range,
         steps: args.steps,
-        z_end: args.z_end.as_deref().map(npy::read_input).transpose()?,
+        z_end: args.z_end.as_deref().map(npy::read).transpose()?.map(npy::Array::into_tensor),
         figure_format: format_of_all(&[("--figure", args.figure.as_deref())])? as i32,
     };
     let result = client.traverse(request).await.with_context(|| format!("traverse for {}", args.model))?;

@@ -3,11 +3,10 @@
 //! `predict` (outputs with top-k probabilities).
 
 use crate::figure::format_of_all;
-use crate::npy;
 use crate::output::outln;
 use anyhow::Context;
 use clap::Args;
-use layerlens_client::Client;
+use layerlens_client::{npy, Client};
 use layerlens_proto as proto;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -111,7 +110,7 @@ fn number_cell(value: f64) -> String {
 }
 
 fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<(proto::Tensor, Vec<proto::Tensor>)> {
-    let mut tensors = paths.iter().map(|path| npy::read_input(path)).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut tensors = paths.iter().map(|path| npy::read(path).map(npy::Array::into_tensor)).collect::<Result<Vec<_>, _>>()?;
     let first = tensors.remove(0);
     Ok((first, tensors))
 }

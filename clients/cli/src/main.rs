@@ -1,8 +1,8 @@
 //! `layerlens`: the command-line client of layerlensd (CONTRACT.md). `main` parses
 //! flags and maps errors to exit status 1 with one line on stderr (a closed stdout is
 //! not an error: status 0, nothing printed); the commands live in `commands`, `.npy`
-//! handling in `npy`, `layerlens open` and printed figure paths in `open`, figure
-//! formats in `figure`, stdout in `output` and Ctrl-C in `interrupt`.
+//! handling in `layerlens_client::npy`, `layerlens open` and printed figure paths in
+//! `open`, figure formats in `figure`, stdout in `output` and Ctrl-C in `interrupt`.
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -13,7 +13,6 @@ mod figure;
 mod generate;
 mod inspect;
 mod interrupt;
-mod npy;
 mod open;
 mod output;
 

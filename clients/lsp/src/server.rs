@@ -640,7 +640,8 @@ async fn fetch_model(client: &Client, source: &ModelSource, workspace_root: &Pat
     let input_shape = source.input_shape.clone().or_else(|| Some(info.input_shape.clone()).filter(|shape| !shape.is_empty()));
     let input = match (&source.sample, input_shape) {
         (Some(sample), _) => {
-            let (shape, values) = read_npy(&workspace_root.join(sample)).map_err(|reason| ClientError::File { path: sample.clone(), reason })?;
+            let (shape, values) = layerlens_client::npy::read_f32(workspace_root.join(sample))
+                .map_err(|error| ClientError::File { path: sample.clone(), reason: error.reason().to_string() })?;
             Some((ActivationInput::Sample(sample.clone(), shape.clone()), proto::Tensor::from_f32(&shape, &values)))
         }
         (None, Some(shape)) => {
@@ -684,16 +685,3 @@ fn method_not_found(id: RequestId, method: &str) -> Response {
     Response::new_err(id, lsp_server::ErrorCode::MethodNotFound as i32, format!("layerlens-lsp does not handle {method}"))
 }
 
-/// A float32 (or float64, converted) `.npy` file: (shape, values).
-fn read_npy(path: &Path) -> Result<(Vec<i64>, Vec<f32>), String> {
-    let bytes = std::fs::read(path).map_err(|error| error.to_string())?;
-    let file = npyz::NpyFile::new(&bytes[..]).map_err(|error| error.to_string())?;
-    let shape: Vec<i64> = file.shape().iter().map(|&dim| dim as i64).collect();
-    let values = match file.dtype() {
-        npyz::DType::Plain(ty) if ty.size_field() == 8 => {
-            npyz::NpyFile::new(&bytes[..]).and_then(|file| file.into_vec::<f64>()).map_err(|error| error.to_string())?.into_iter().map(|v| v as f32).collect()
-        }
-        _ => file.into_vec::<f32>().map_err(|error| format!("expected float32 values: {error}"))?,
-    };
-    Ok((shape, values))
-}

@@ -3,7 +3,9 @@
 //! accepts connections and never answers. They check what the workspace's end-to-end
 //! tests (tests/tests/lsp.rs, with a real daemon and libtorch) cannot check cheaply: a
 //! hover is answered at once while the daemon is slow — with a card saying the model is
-//! loading — and once the daemon answers, the diagnostics and the full card follow.
+//! loading — and once the daemon answers, the diagnostics and the full card follow; a
+//! `layerlens.toml` sample input is read from its `.npy` file, and a damaged one is
+//! reported naming the file.
 
 use layerlens_proto as proto;
 use lsp_server::{Connection, Message, Notification, Request, RequestId};
@@ -43,12 +45,19 @@ struct Workspace {
 }
 
 impl Workspace {
+    /// The mapping gives the model's input shape.
     fn new() -> Workspace {
+        Workspace::with_mapping("input_shape = [1, 1, 8, 8]")
+    }
+
+    /// `setting` is one more line of the `[[model]]` entry.
+    fn with_mapping(setting: &str) -> Workspace {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = std::fs::canonicalize(dir.path()).expect("canonical temp dir");
         let source = root.join("model.py");
         std::fs::write(&source, MODEL_SOURCE).expect("writing model.py");
-        std::fs::write(root.join("layerlens.toml"), "[[model]]\nname = \"lensnet\"\nfiles = [\"model.py\"]\ninput_shape = [1, 1, 8, 8]\n").expect("writing layerlens.toml");
+        let mapping = format!("[[model]]\nname = \"lensnet\"\nfiles = [\"model.py\"]\n{setting}\n");
+        std::fs::write(root.join("layerlens.toml"), mapping).expect("writing layerlens.toml");
         Workspace { _dir: dir, root, source }
     }
 
@@ -386,5 +395,37 @@ fn hover_says_loading_while_the_daemon_never_answers() {
     let hover = lsp.hover(&uri, position("x = self.conv1(x)", 10), HOVER_BOUND);
     eprintln!("hover while the daemon never answers answered in {:?}", started.elapsed());
     assert_card(&card_text(&hover), &["loading", "`lensnet`"]);
+    lsp.stop();
+}
+
+#[test]
+fn the_sample_input_is_read_from_its_npy_file() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("a runtime for the fake daemon");
+    let open_gate = std::sync::Arc::new(tokio::sync::Semaphore::new(1000));
+
+    // A float32 sample: the activation statistics say they were computed on it.
+    let workspace = Workspace::with_mapping("sample = \"x.npy\"");
+    layerlens_client::npy::write_f32(workspace.root.join("x.npy"), &[1, 1, 8, 8], &[0.5; 64]).expect("writing x.npy");
+    let addr = serve(&runtime, FakeDaemon { gate: open_gate.clone(), source: workspace.source.clone() });
+    let mut lsp = LspClient::start(&workspace.root, &addr);
+    let uri = workspace.uri();
+    lsp.notify("textDocument/didOpen", json!({ "textDocument": { "uri": uri, "languageId": "python", "version": 1, "text": MODEL_SOURCE } }));
+    lsp.wait_for("workspace/inlayHint/refresh", |_| true);
+    let card = card_text(&lsp.hover(&uri, position("return self.act1(x)", 16), HOVER_BOUND));
+    assert_card(&card, &["**act1**", "**Activation** (input: `x.npy`, shape [1, 1, 8, 8])"]);
+    lsp.stop();
+
+    // A damaged sample (an interrupted copy): the user is told which file and why.
+    let workspace = Workspace::with_mapping("sample = \"x.npy\"");
+    let sample = workspace.root.join("x.npy");
+    layerlens_client::npy::write_f32(&sample, &[1, 1, 8, 8], &[0.5; 64]).expect("writing x.npy");
+    let bytes = std::fs::read(&sample).expect("reading x.npy");
+    std::fs::write(&sample, &bytes[..bytes.len() - 10]).expect("truncating x.npy");
+    let addr = serve(&runtime, FakeDaemon { gate: open_gate, source: workspace.source.clone() });
+    let mut lsp = LspClient::start(&workspace.root, &addr);
+    let uri = workspace.uri();
+    lsp.notify("textDocument/didOpen", json!({ "textDocument": { "uri": uri, "languageId": "python", "version": 1, "text": MODEL_SOURCE } }));
+    let message = lsp.wait_for("window/showMessage", |_| true);
+    assert_card(message["message"].as_str().unwrap(), &["model `lensnet`", "cannot read x.npy: truncated: shape [1, 1, 8, 8] needs 256 bytes of values"]);
     lsp.stop();
 }

@@ -1,6 +1,9 @@
 //! layerlens-client: a typed async client for `layerlensd`, used by the CLI, the
 //! editor server and the notebook extension. It speaks only the wire API
-//! (`layerlens-proto`) and links no libtorch.
+//! (`layerlens-proto`) and links no libtorch. `npy` reads and writes the `.npy` files
+//! those clients take tensors from and write them to.
+
+pub mod npy;
 
 use layerlens_proto as proto;
 use std::path::Path;
