@@ -1,7 +1,7 @@
 //! The attribution commands: `attribute`, `compare`, `evaluate`, `sanity-check`.
 //! They share the arguments that describe one attribution (`ExplainArgs`).
 
-use crate::commands::Shape;
+use crate::shape::Shape;
 use crate::output::outln;
 use anyhow::{bail, Context};
 use clap::Args;

@@ -9,6 +9,7 @@
 //! test takes neither a negative exponent (`-1e-3`) nor a list (`-1,3`) and would read
 //! them as flags. The tests at the end of this file hold every numeric flag to this.
 
+use crate::shape::Shape;
 use crate::output::outln;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -172,21 +173,6 @@ enum ModelsCommand {
         /// Id, id prefix (8+ hex characters) or name.
         model: String,
     },
-}
-
-/// A tensor shape written as comma-separated integers: `1,3,224,224`.
-#[derive(Debug, Clone)]
-pub struct Shape(pub Vec<i64>);
-
-impl std::str::FromStr for Shape {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Shape, String> {
-        text.split(',')
-            .map(|dim| dim.trim().parse::<i64>().map_err(|_| format!("'{text}' is not a comma-separated list of integers")))
-            .collect::<Result<_, _>>()
-            .map(Shape)
-    }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -43,7 +43,7 @@ pub struct GenerateArgs {
     transforms: String,
     /// Shape of one model input, e.g. 1,3,224,224 [default: the shape stored with the model].
     #[arg(long, allow_hyphen_values = true)]
-    input_shape: Option<crate::commands::Shape>,
+    input_shape: Option<crate::shape::Shape>,
     /// Adam's learning rate [default: 0.05].
     #[arg(long, allow_hyphen_values = true, default_value_t = 0.0)]
     learning_rate: f32,

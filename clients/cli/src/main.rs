@@ -15,6 +15,7 @@ mod inspect;
 mod interrupt;
 mod open;
 mod output;
+mod shape;
 
 fn main() -> ExitCode {
     let cli = commands::Cli::parse();
