@@ -16,10 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let file_descriptor_set = protox::compile(files, ["proto"])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(
-        out_dir.join("layerlens_descriptor.bin"),
-        prost::Message::encode_to_vec(&file_descriptor_set),
-    )?;
+    std::fs::write(out_dir.join("layerlens_descriptor.bin"), prost::Message::encode_to_vec(&file_descriptor_set))?;
     tonic_prost_build::configure().compile_fds(file_descriptor_set)?;
     Ok(())
 }

@@ -9,9 +9,8 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/ops.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
-    let libtorch = PathBuf::from(std::env::var("LIBTORCH").expect(
-        "LIBTORCH is not set: run scripts/setup.sh first, it points tch at the shared libtorch",
-    ));
+    let libtorch =
+        PathBuf::from(std::env::var("LIBTORCH").expect("LIBTORCH is not set: run scripts/setup.sh first, it points tch at the shared libtorch"));
     let cxx11_abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_string());
     cc::Build::new()
         .cpp(true)

@@ -12,10 +12,9 @@
 //! says who made it, and puts the `Caller` in the request's extensions for handlers.
 
 use crate::error::AccessError;
+use anyhow::{bail, Context};
 use layerlens_engine::scheduler::TICKET;
 use layerlens_engine::{Priority, Ticket};
-use std::time::{Duration, Instant};
-use anyhow::{bail, Context};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -25,6 +24,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 use tonic::codegen::http;
 use tracing::Instrument;
@@ -114,15 +114,9 @@ impl Tokens {
             if !names.insert(entry.name.clone()) {
                 bail!("user {} appears twice", entry.name);
             }
-            let token_sha256: [u8; 32] = hex::decode(entry.token_sha256.trim())
-                .ok()
-                .and_then(|bytes| bytes.try_into().ok())
-                .with_context(|| {
-                    format!(
-                        "user {}: token_sha256 must be 64 hex characters (the sha256 of the token; see `layerlensd hash-token`)",
-                        entry.name
-                    )
-                })?;
+            let token_sha256: [u8; 32] = hex::decode(entry.token_sha256.trim()).ok().and_then(|bytes| bytes.try_into().ok()).with_context(|| {
+                format!("user {}: token_sha256 must be 64 hex characters (the sha256 of the token; see `layerlensd hash-token`)", entry.name)
+            })?;
             // One token for two users would make the caller ambiguous.
             if !hashes.insert(token_sha256) {
                 bail!("user {} has the same token as another user", entry.name);

@@ -51,9 +51,7 @@ impl ResultCache {
                 .max_capacity(capacity_bytes)
                 // The key's id and digest count too, so many tiny answers cannot
                 // exceed the bound by their bookkeeping.
-                .weigher(|key: &CacheKey, answer: &Arc<Vec<u8>>| {
-                    u32::try_from(answer.len() + key.model_id.len() + 64).unwrap_or(u32::MAX)
-                })
+                .weigher(|key: &CacheKey, answer: &Arc<Vec<u8>>| u32::try_from(answer.len() + key.model_id.len() + 64).unwrap_or(u32::MAX))
                 .support_invalidation_closures()
                 .build()
         });

@@ -4,9 +4,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::store::ModelRecord;
-use layerlens_engine::generation::{
-    CounterfactualRequest, Norm, Objective, Parameterization, Term, Transforms, TraverseRequest, VisualizeRequest,
-};
+use layerlens_engine::generation::{CounterfactualRequest, Norm, Objective, Parameterization, Term, Transforms, TraverseRequest, VisualizeRequest};
 use layerlens_engine::{Attribution, AttributionRequest, HostTensor, Targets};
 use layerlens_proto as proto;
 
@@ -53,11 +51,7 @@ pub fn attribution_request(request: &proto::AttributeRequest) -> ApiResult<Attri
     for (index, extra) in request.extra_inputs.iter().enumerate() {
         inputs.push(host_tensor(extra, &format!("input {}", index + 1))?);
     }
-    let tensor_params = request
-        .tensor_params
-        .iter()
-        .map(|(key, tensor)| Ok((key.clone(), host_tensor(tensor, key)?)))
-        .collect::<ApiResult<_>>()?;
+    let tensor_params = request.tensor_params.iter().map(|(key, tensor)| Ok((key.clone(), host_tensor(tensor, key)?))).collect::<ApiResult<_>>()?;
     let targets = if !request.targets.is_empty() {
         Targets::PerRow(request.targets.clone())
     } else if let Some(target) = request.target {
@@ -207,7 +201,11 @@ pub fn graph_response(model_id: String, graph: &layerlens_engine::op_graph::OpGr
                 source: node.source.clone(),
             })
             .collect(),
-        edges: graph.edges.iter().map(|edge| proto::GraphEdge { from: edge.from as u32, to: edge.to as u32, shape: edge.shape.clone().unwrap_or_default() }).collect(),
+        edges: graph
+            .edges
+            .iter()
+            .map(|edge| proto::GraphEdge { from: edge.from as u32, to: edge.to as u32, shape: edge.shape.clone().unwrap_or_default() })
+            .collect(),
         figure,
         cached: false,
     }
@@ -281,11 +279,17 @@ pub fn sample_inputs(
     let integer = |dtype: proto::Dtype, what: &str| match dtype {
         proto::Dtype::Float32 | proto::Dtype::Unspecified => Ok(false),
         proto::Dtype::Int64 => Ok(true),
-        other => Err(ApiError::bad_input(format!("{what}: dtype {} is not supported for a sample input; use float32 or int64 (token ids)", other.as_str_name()))),
+        other => Err(ApiError::bad_input(format!(
+            "{what}: dtype {} is not supported for a sample input; use float32 or int64 (token ids)",
+            other.as_str_name()
+        ))),
     };
     let mut inputs = vec![layerlens_engine::model::SampleInput { shape: input_shape.to_vec(), integer: integer(input_dtype, "input 0")? }];
     for (index, extra) in extra_inputs.iter().enumerate() {
-        inputs.push(layerlens_engine::model::SampleInput { shape: extra.shape.clone(), integer: integer(extra.dtype(), &format!("input {}", index + 1))? });
+        inputs.push(layerlens_engine::model::SampleInput {
+            shape: extra.shape.clone(),
+            integer: integer(extra.dtype(), &format!("input {}", index + 1))?,
+        });
     }
     Ok(inputs)
 }
@@ -328,11 +332,8 @@ pub fn objectives(request: &proto::VisualizeRequest) -> ApiResult<Vec<Objective>
             if objective.terms.is_empty() {
                 return Err(ApiError::bad_input("an objective has no terms"));
             }
-            let terms = objective
-                .terms
-                .iter()
-                .map(|term| Term::parse(&term.term, f64::from(term.weight), &term.direction))
-                .collect::<Result<Vec<_>, _>>()?;
+            let terms =
+                objective.terms.iter().map(|term| Term::parse(&term.term, f64::from(term.weight), &term.direction)).collect::<Result<Vec<_>, _>>()?;
             Ok(Objective { terms })
         })
         .collect()

@@ -23,21 +23,14 @@ fn main() -> ExitCode {
         return hash_token();
     }
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LAYERLENS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LAYERLENS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         // Colours only for a person at a terminal; logs piped to a file or journald
         // stay plain text that grep finds fields in.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let result = config::Config::from_flags(flags).and_then(|config| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(server::run(config))
-    });
+    let result = config::Config::from_flags(flags)
+        .and_then(|config| tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(server::run(config)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -51,11 +51,8 @@ impl Metrics {
         // From 1 ms to about 2.5 minutes: a summary from the cache is a millisecond,
         // integrated gradients on a large model is minutes.
         let request_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "layerlens_request_duration_seconds",
-                "Time from a request's arrival to its response's start, by method and model",
-            )
-            .buckets(prometheus::exponential_buckets(0.001, 2.5, 14).expect("valid buckets")),
+            HistogramOpts::new("layerlens_request_duration_seconds", "Time from a request's arrival to its response's start, by method and model")
+                .buckets(prometheus::exponential_buckets(0.001, 2.5, 14).expect("valid buckets")),
             &["method", "model"],
         )
         .expect("valid metric");
@@ -72,11 +69,9 @@ impl Metrics {
         let cache_bytes = IntGauge::new("layerlens_cache_bytes", "Encoded size of the answers in the result cache").expect("valid metric");
         let cache_entries = IntGauge::new("layerlens_cache_entries", "Answers in the result cache").expect("valid metric");
         let resident_models = IntGauge::new("layerlens_resident_models", "Models loaded on the device").expect("valid metric");
-        let resident_bytes = IntGaugeVec::new(
-            Opts::new("layerlens_resident_bytes", "Bytes of a resident model's parameters and buffers"),
-            &["model", "model_id"],
-        )
-        .expect("valid metric");
+        let resident_bytes =
+            IntGaugeVec::new(Opts::new("layerlens_resident_bytes", "Bytes of a resident model's parameters and buffers"), &["model", "model_id"])
+                .expect("valid metric");
         let in_flight = IntGaugeVec::new(
             Opts::new("layerlens_in_flight_requests", "Commands handed to a model's worker and not yet answered (its queue depth)"),
             &["model", "model_id"],
@@ -101,7 +96,8 @@ impl Metrics {
         )
         .expect("valid metric");
         let batch_size = HistogramVec::new(
-            HistogramOpts::new("layerlens_batch_size", "Requests run as one pass (1: alone), by work").buckets(vec![1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0]),
+            HistogramOpts::new("layerlens_batch_size", "Requests run as one pass (1: alone), by work")
+                .buckets(vec![1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0]),
             &["work"],
         )
         .expect("valid metric");
@@ -230,8 +226,8 @@ fn code_name(code: tonic::Code) -> &'static str {
 fn rejection_reason(code: tonic::Code) -> Option<&'static str> {
     use tonic::Code::*;
     match code {
-        Unauthenticated | PermissionDenied | InvalidArgument | ResourceExhausted | NotFound | FailedPrecondition | OutOfRange
-        | Unimplemented | AlreadyExists => Some(code_name(code)),
+        Unauthenticated | PermissionDenied | InvalidArgument | ResourceExhausted | NotFound | FailedPrecondition | OutOfRange | Unimplemented
+        | AlreadyExists => Some(code_name(code)),
         _ => None,
     }
 }
@@ -349,10 +345,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, state: SharedSt
                     Ok::<_, std::convert::Infallible>(response.expect("a valid response"))
                 }
             });
-            if let Err(error) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await
-            {
+            if let Err(error) = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await {
                 tracing::debug!(%error, "metrics connection ended with an error");
             }
         });

@@ -92,13 +92,7 @@ impl Registry {
     pub fn start(settings: RegistrySettings) -> anyhow::Result<(Registry, BTreeSet<String>)> {
         let pins = read_pins(&settings.pins_file)?;
         let (sender, receiver) = mpsc::channel(256);
-        let owner = Owner {
-            settings,
-            entries: HashMap::new(),
-            pins: pins.clone(),
-            evicted: HashSet::new(),
-            evictions: 0,
-        };
+        let owner = Owner { settings, entries: HashMap::new(), pins: pins.clone(), evicted: HashSet::new(), evictions: 0 };
         tokio::spawn(owner.run(receiver));
         Ok((Registry { sender }, pins))
     }

@@ -32,7 +32,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Custom operators register with the dispatcher when their library loads; models
     // that call them are checked and loaded after this.
     for library in &config.op_libraries {
-        layerlens_engine::exported::load_op_library(library).map_err(|error| anyhow::anyhow!("--op-library {}: {}", library.display(), error.message))?;
+        layerlens_engine::exported::load_op_library(library)
+            .map_err(|error| anyhow::anyhow!("--op-library {}: {}", library.display(), error.message))?;
     }
     let store = open_store(&config)?;
     if matches!(config.device, layerlens_engine::Device::Cuda(_)) {
@@ -177,8 +178,7 @@ async fn serve(
     // that line finds both ports ready.
     let metrics_server = match config.metrics_listen {
         Some(metrics_address) => {
-            let metrics_listener =
-                TcpListener::bind(metrics_address).await.with_context(|| format!("cannot serve metrics on {metrics_address}"))?;
+            let metrics_listener = TcpListener::bind(metrics_address).await.with_context(|| format!("cannot serve metrics on {metrics_address}"))?;
             let bound = metrics_listener.local_addr()?;
             println!("layerlensd metrics on {bound}");
             tracing::info!(%bound, "Prometheus metrics at GET /metrics");
@@ -252,8 +252,7 @@ impl layerlens_engine::WorkerObserver for Observer {
 /// Resolves on SIGTERM or SIGINT; tonic then stops accepting and lets in-flight
 /// requests finish.
 async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing the SIGTERM handler");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing the SIGTERM handler");
     tokio::select! {
         _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),

@@ -119,9 +119,8 @@ impl Store {
     /// and its lock for this store's uploads.
     pub fn open(root: &Path) -> ApiResult<Store> {
         for directory in ["models", "meta", "names", "staging", "locks"] {
-            fs::create_dir_all(root.join(directory)).map_err(|error| {
-                ApiError::internal(format!("cannot create store directory {}: {error}", root.join(directory).display()))
-            })?;
+            fs::create_dir_all(root.join(directory))
+                .map_err(|error| ApiError::internal(format!("cannot create store directory {}: {error}", root.join(directory).display())))?;
         }
         // Leftovers are never read as models, names or records, so failing to remove
         // one is worth a warning, not a refusal to start.
@@ -142,10 +141,7 @@ impl Store {
     }
 
     pub fn staging_writer(&self) -> ApiResult<StagingWriter> {
-        let file = tempfile::Builder::new()
-            .prefix(&format!("{}.", self.owner.id))
-            .suffix(".part")
-            .tempfile_in(self.root.join("staging"))?;
+        let file = tempfile::Builder::new().prefix(&format!("{}.", self.owner.id)).suffix(".part").tempfile_in(self.root.join("staging"))?;
         Ok(StagingWriter { file, hasher: Sha256::new(), size_bytes: 0 })
     }
 
@@ -169,8 +165,8 @@ impl Store {
                 metadata.len()
             )));
         }
-        let mut reader = fs::File::open(source)
-            .map_err(|error| ApiError::bad_input(format!("cannot read model file {}: {error}", source.display())))?;
+        let mut reader =
+            fs::File::open(source).map_err(|error| ApiError::bad_input(format!("cannot read model file {}: {error}", source.display())))?;
         let mut writer = self.staging_writer()?;
         let mut buffer = vec![0u8; 1 << 20];
         loop {
@@ -307,9 +303,7 @@ impl Store {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(error.into()),
         };
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|error| ApiError::internal(format!("store record {} is corrupt: {error}", path.display())))
+        serde_json::from_str(&text).map(Some).map_err(|error| ApiError::internal(format!("store record {} is corrupt: {error}", path.display())))
     }
 
     fn write_record(&self, record: &ModelRecord) -> ApiResult<()> {
@@ -411,9 +405,7 @@ fn check_owner(locks: &Path, owner: &str) -> ApiResult<(OwnerState, Option<fs::F
 /// lock file free.
 fn claim_owner(locks: &Path) -> ApiResult<OwnerLock> {
     let claim = tempfile::Builder::new().prefix(".claim").tempfile_in(locks)?;
-    claim.as_file().try_lock().map_err(|error| {
-        ApiError::internal(format!("cannot lock a new owner file in {}: {error}", locks.display()))
-    })?;
+    claim.as_file().try_lock().map_err(|error| ApiError::internal(format!("cannot lock a new owner file in {}: {error}", locks.display())))?;
     let random = claim.path().file_name().unwrap_or_default().to_string_lossy().trim_start_matches(".claim").to_string();
     let owner = format!("{}-{}", std::process::id(), random.replace('.', ""));
     let lock_path = locks.join(format!("{owner}.lock"));
@@ -454,9 +446,7 @@ fn check_name(name: &str) -> ApiResult<()> {
     if valid {
         Ok(())
     } else {
-        Err(ApiError::bad_input(format!(
-            "model name '{name}' is not allowed; use 1 to 128 letters, digits, '.', '_' or '-', not starting with '.'"
-        )))
+        Err(ApiError::bad_input(format!("model name '{name}' is not allowed; use 1 to 128 letters, digits, '.', '_' or '-', not starting with '.'")))
     }
 }
 

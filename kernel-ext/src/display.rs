@@ -118,10 +118,7 @@ mod tests {
         // A payload that already ends its last line gets no empty line added.
         check(Bundle::new().text("text/html", "<b>x</b>\n"), "EVCXR_BEGIN_CONTENT text/html\n<b>x</b>\nEVCXR_END_CONTENT\n");
         // Binary data is base64 on one line.
-        check(
-            Bundle::new().binary("image/png", b"\x89PNG\r\n\x1a\n"),
-            "EVCXR_BEGIN_CONTENT image/png\niVBORw0KGgo=\nEVCXR_END_CONTENT\n",
-        );
+        check(Bundle::new().binary("image/png", b"\x89PNG\r\n\x1a\n"), "EVCXR_BEGIN_CONTENT image/png\niVBORw0KGgo=\nEVCXR_END_CONTENT\n");
         // SVG stays text; PNG becomes base64; several blocks follow each other.
         check(
             Bundle::new().figure("image/svg+xml", b"<svg/>").figure("image/png", &[0, 255]).text("text/plain", "two\nlines"),

@@ -30,7 +30,11 @@ impl ModelList {
     }
 
     pub fn to_text(&self) -> String {
-        self.models.iter().map(|model| format!("{} {}", &model.id.get(..12).unwrap_or(&model.id), model.names.join(","))).collect::<Vec<_>>().join("\n")
+        self.models
+            .iter()
+            .map(|model| format!("{} {}", &model.id.get(..12).unwrap_or(&model.id), model.names.join(",")))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     pub fn evcxr_display(&self) {
@@ -346,7 +350,10 @@ mod tests {
         assert_eq!(bundle.blocks[2].1, "saliency for target 3\nheat map");
         // Without a figure the numbers stand in.
         let bare = figure_bundle(None, "saliency for target 3", "Tensor (1) float32, values in [0.0000, 0.0000]");
-        assert_eq!(bare.to_protocol(), "EVCXR_BEGIN_CONTENT text/plain\nsaliency for target 3\nTensor (1) float32, values in [0.0000, 0.0000]\nEVCXR_END_CONTENT\n");
+        assert_eq!(
+            bare.to_protocol(),
+            "EVCXR_BEGIN_CONTENT text/plain\nsaliency for target 3\nTensor (1) float32, values in [0.0000, 0.0000]\nEVCXR_END_CONTENT\n"
+        );
     }
 
     #[test]

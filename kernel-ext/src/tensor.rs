@@ -33,7 +33,8 @@ impl Tensor {
 
     /// Reads a C-order float32 `.npy` file (float64 is converted to float32).
     pub fn from_npy(path: impl AsRef<Path>) -> Result<Tensor, Error> {
-        let (shape, data) = npy::read_f32(path).map_err(|error| Error::File { path: error.path().display().to_string(), reason: error.reason().to_string() })?;
+        let (shape, data) =
+            npy::read_f32(path).map_err(|error| Error::File { path: error.path().display().to_string(), reason: error.reason().to_string() })?;
         Tensor::new(&shape, data)
     }
 
@@ -66,10 +67,7 @@ impl Tensor {
     }
 
     pub fn evcxr_display(&self) {
-        Bundle::new()
-            .text("text/html", format!("<code>{}</code>", escape_html(&self.describe())))
-            .text("text/plain", self.describe())
-            .print();
+        Bundle::new().text("text/html", format!("<code>{}</code>", escape_html(&self.describe()))).text("text/plain", self.describe()).print();
     }
 }
 

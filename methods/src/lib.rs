@@ -45,15 +45,25 @@ pub struct MethodInfo {
     pub output_from_gradient_passes: bool,
 }
 
-const INTEGRATED_GRADIENTS_OPTIONS: &[&str] = &[
-    "n_steps", "method", "baselines", "blur_sigma", "baseline_low", "baseline_high", "seed", "multiply_by_inputs", "tolerance",
-    "max_steps",
-];
+const INTEGRATED_GRADIENTS_OPTIONS: &[&str] =
+    &["n_steps", "method", "baselines", "blur_sigma", "baseline_low", "baseline_high", "seed", "multiply_by_inputs", "tolerance", "max_steps"];
 
 const NOISE_TUNNEL_OPTIONS: &[&str] = &[
-    "nt_samples", "nt_samples_batch_size", "stdevs", "seed", "base_method", "abs",
+    "nt_samples",
+    "nt_samples_batch_size",
+    "stdevs",
+    "seed",
+    "base_method",
+    "abs",
     // Options of integrated gradients as the base method.
-    "n_steps", "method", "baselines", "blur_sigma", "baseline_low", "baseline_high", "multiply_by_inputs", "tolerance",
+    "n_steps",
+    "method",
+    "baselines",
+    "blur_sigma",
+    "baseline_low",
+    "baseline_high",
+    "multiply_by_inputs",
+    "tolerance",
     "max_steps",
 ];
 
@@ -77,12 +87,18 @@ pub const METHODS: &[MethodInfo] = &[
         batchable: true,
         ..method("integrated_gradients", "path integral of gradients from a baseline (IntegratedGradients)", INTEGRATED_GRADIENTS_OPTIONS)
     },
-    MethodInfo { sampling: Sampling::UnlessNoiseGiven, ..method("smoothgrad", "mean gradient over noisy copies (NoiseTunnel smoothgrad)", NOISE_TUNNEL_OPTIONS) },
+    MethodInfo {
+        sampling: Sampling::UnlessNoiseGiven,
+        ..method("smoothgrad", "mean gradient over noisy copies (NoiseTunnel smoothgrad)", NOISE_TUNNEL_OPTIONS)
+    },
     MethodInfo {
         sampling: Sampling::UnlessNoiseGiven,
         ..method("smoothgrad_sq", "mean squared gradient over noisy copies (NoiseTunnel smoothgrad_sq)", NOISE_TUNNEL_OPTIONS)
     },
-    MethodInfo { sampling: Sampling::UnlessNoiseGiven, ..method("vargrad", "variance of gradients over noisy copies (NoiseTunnel vargrad)", NOISE_TUNNEL_OPTIONS) },
+    MethodInfo {
+        sampling: Sampling::UnlessNoiseGiven,
+        ..method("vargrad", "variance of gradients over noisy copies (NoiseTunnel vargrad)", NOISE_TUNNEL_OPTIONS)
+    },
     MethodInfo {
         sampling: Sampling::Always,
         ..method("gradient_shap", "expected gradients over a baseline distribution (GradientShap)", &["n_samples", "stdevs", "seed"])
@@ -92,7 +108,11 @@ pub const METHODS: &[MethodInfo] = &[
         "output change when sliding windows are replaced by a baseline (Occlusion)",
         &["sliding_window_shapes", "strides", "baselines", "perturbations_per_eval"],
     ),
-    method("feature_ablation", "output change when each feature is replaced by a baseline (FeatureAblation)", &["baselines", "perturbations_per_eval"]),
+    method(
+        "feature_ablation",
+        "output change when each feature is replaced by a baseline (FeatureAblation)",
+        &["baselines", "perturbations_per_eval"],
+    ),
     MethodInfo {
         layer: true,
         batchable: true,

@@ -13,8 +13,7 @@ pub mod v1 {
 pub use v1::*;
 
 /// Encoded `FileDescriptorSet` of every layerlens proto file, for tonic-reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/layerlens_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/layerlens_descriptor.bin"));
 
 /// A shape for messages, shortened when long: `[1, 3, 224, 224]`, or
 /// `[1, 1, 1, 1, 1, 1, 1, 1, ... (1000 dimensions)]`. A request's shape is echoed in
@@ -97,7 +96,12 @@ impl Tensor {
         }
         let expected = self.element_count()? * 8;
         if self.data.len() != expected {
-            return Err(TensorError::WrongByteLength { shape: self.shape.clone(), dtype: dtype.name().to_string(), expected, found: self.data.len() });
+            return Err(TensorError::WrongByteLength {
+                shape: self.shape.clone(),
+                dtype: dtype.name().to_string(),
+                expected,
+                found: self.data.len(),
+            });
         }
         Ok(self.data.chunks_exact(8).map(|bytes| i64::from_le_bytes(bytes.try_into().expect("8 bytes"))).collect())
     }
@@ -107,9 +111,7 @@ impl Tensor {
     pub fn to_f32(&self) -> Result<Vec<f32>, TensorError> {
         let dtype = self.dtype();
         if dtype != Dtype::Float32 {
-            let found = Dtype::try_from(self.dtype)
-                .map(|known| known.name().to_string())
-                .unwrap_or_else(|_| format!("code {}", self.dtype));
+            let found = Dtype::try_from(self.dtype).map(|known| known.name().to_string()).unwrap_or_else(|_| format!("code {}", self.dtype));
             return Err(TensorError::WrongDtype { found, expected: "float32 (int64 for token ids)" });
         }
         let expected = self.element_count()? * 4;
@@ -121,11 +123,7 @@ impl Tensor {
                 found: self.data.len(),
             });
         }
-        Ok(self
-            .data
-            .chunks_exact(4)
-            .map(|bytes| f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-            .collect())
+        Ok(self.data.chunks_exact(4).map(|bytes| f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])).collect())
     }
 }
 
@@ -156,10 +154,7 @@ mod tests {
 
         let mut int = tensor.clone();
         int.dtype = Dtype::Int32 as i32;
-        assert_eq!(
-            int.to_f32().unwrap_err().to_string(),
-            "tensor dtype int32 is not supported here; expected float32 (int64 for token ids)"
-        );
+        assert_eq!(int.to_f32().unwrap_err().to_string(), "tensor dtype int32 is not supported here; expected float32 (int64 for token ids)");
         let ids = Tensor { shape: vec![2], dtype: Dtype::Int64 as i32, data: [7i64, -3].iter().flat_map(|v| v.to_le_bytes()).collect() };
         assert_eq!(ids.to_i64().unwrap(), vec![7, -3]);
 

@@ -48,11 +48,8 @@ pub fn fixtures() -> &'static Path {
 
 /// Runs a Python script from `tests/reference` and returns its stdout.
 pub fn run_reference(script: &str, args: &[&str]) -> String {
-    let output = Command::new(python())
-        .arg(workspace_root().join("tests/reference").join(script))
-        .args(args)
-        .output()
-        .expect("running a reference script");
+    let output =
+        Command::new(python()).arg(workspace_root().join("tests/reference").join(script)).args(args).output().expect("running a reference script");
     assert!(output.status.success(), "{script} failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).expect("utf-8 output")
 }
@@ -198,18 +195,8 @@ pub fn cli_in(dir: Option<&Path>, url: &str, args: &[&str]) -> (bool, String, St
     if let Some(dir) = dir {
         command.current_dir(dir);
     }
-    let output = command
-        .arg("--addr")
-        .arg(url)
-        .args(args)
-        .env_remove("LAYERLENS_TOKEN")
-        .output()
-        .expect("running layerlens");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let output = command.arg("--addr").arg(url).args(args).env_remove("LAYERLENS_TOKEN").output().expect("running layerlens");
+    (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
 /// Reads a float32 `.npy` file (float64 is converted): (shape, values).

@@ -84,10 +84,7 @@ async fn tokens_decide_who_may_call_what_and_every_request_names_its_user() {
     let bob = Client::connect(&daemon.url, Some(BOB_TOKEN)).await.unwrap();
     let model = bob.upload_file(&model_file, Some("mlp"), &[1, 4]).await.unwrap();
     assert_eq!(bob.list_models().await.unwrap().len(), 1);
-    let summary = bob
-        .summary(layerlens_client::SummaryRequest { model: "mlp".to_string(), ..Default::default() })
-        .await
-        .unwrap();
+    let summary = bob.summary(layerlens_client::SummaryRequest { model: "mlp".to_string(), ..Default::default() }).await.unwrap();
     assert!(!summary.rows.is_empty());
     let (code, message) = code_and_message(bob.delete_model("mlp").await.unwrap_err());
     assert_eq!(code, Code::PermissionDenied);
@@ -137,9 +134,8 @@ async fn tokens_decide_who_may_call_what_and_every_request_names_its_user() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_tokens_the_daemon_stays_on_loopback_unless_insecure() {
     let dir = tempfile::tempdir().unwrap();
-    let refused = Daemon::try_start(&dir.path().join("store"), "0.0.0.0:0", &[], "warn")
-        .err()
-        .expect("layerlensd must refuse 0.0.0.0 without --tokens");
+    let refused =
+        Daemon::try_start(&dir.path().join("store"), "0.0.0.0:0", &[], "warn").err().expect("layerlensd must refuse 0.0.0.0 without --tokens");
     assert!(refused.contains("refusing to listen on 0.0.0.0:0"), "{refused}");
     assert!(refused.contains("--tokens FILE") && refused.contains("--insecure"), "{refused}");
 

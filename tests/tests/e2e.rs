@@ -13,10 +13,10 @@ const TOLERANCE: f32 = 1e-5;
 
 // Further tests of this binary, one file per area (cargo would build a file directly
 // in tests/tests/ as a separate test binary).
-#[path = "e2e/cli_inspection.rs"]
-mod cli_inspection;
 #[path = "e2e/attribute_stream.rs"]
 mod attribute_stream;
+#[path = "e2e/cli_inspection.rs"]
+mod cli_inspection;
 
 fn digits_batch(dir: &Path, rows: usize) -> (std::path::PathBuf, Vec<i64>, Vec<f32>) {
     let (shape, values) = read_npy(&fixtures().join("digits_test_images.npy"));
@@ -89,11 +89,9 @@ async fn upload_then_saliency_matches_captum_and_survives_a_restart() {
     let mlp_answer = client.attribute(saliency_request("mlp", &mlp_shape, &mlp_values, Some(2))).await.unwrap();
     let cnn_answer = client.attribute(saliency_request(&cnn.id[..10], &cnn_shape, &cnn_values, Some(4))).await.unwrap();
 
-    let facts: Value = serde_json::from_str(&run_reference(
-        "torch_facts.py",
-        &[fixtures().join("digits_cnn.pt").to_str().unwrap(), digits_input.to_str().unwrap()],
-    ))
-    .unwrap();
+    let facts: Value =
+        serde_json::from_str(&run_reference("torch_facts.py", &[fixtures().join("digits_cnn.pt").to_str().unwrap(), digits_input.to_str().unwrap()]))
+            .unwrap();
     let torch_predicted: Vec<i64> = serde_json::from_value(facts["predicted"].clone()).unwrap();
     assert_eq!(predicted.targets, torch_predicted, "without a target the predicted class is explained");
 
@@ -194,7 +192,13 @@ async fn bad_input_gets_a_clear_error_and_the_daemon_keeps_serving() {
         ("random bytes", b"definitely not a model".to_vec(), None, Code::InvalidArgument, "not a TorchScript model"),
         ("empty upload", Vec::new(), None, Code::InvalidArgument, "upload is empty"),
         ("over the model size limit", oversized, None, Code::ResourceExhausted, "limit of 150000 bytes"),
-        ("bad name", std::fs::read(fixtures().join("tiny_mlp_traced.pt")).unwrap(), Some("../escape"), Code::InvalidArgument, "model name '../escape' is not allowed"),
+        (
+            "bad name",
+            std::fs::read(fixtures().join("tiny_mlp_traced.pt")).unwrap(),
+            Some("../escape"),
+            Code::InvalidArgument,
+            "model name '../escape' is not allowed",
+        ),
     ];
     for (label, bytes, name, code, needle) in upload_cases {
         let error = client.upload_model(bytes, name, &[]).await.expect_err(label);
@@ -209,10 +213,8 @@ async fn bad_input_gets_a_clear_error_and_the_daemon_keeps_serving() {
     // An upload that does not start with a header.
     let chunk_only = proto::UploadRequest { part: Some(proto::upload_request::Part::Chunk(vec![1, 2, 3])) };
     let channel = tonic::transport::Endpoint::from_shared(daemon.url.clone()).unwrap().connect().await.unwrap();
-    let error = proto::models_client::ModelsClient::new(channel.clone())
-        .upload(tokio_stream::iter(vec![chunk_only]))
-        .await
-        .expect_err("headerless upload");
+    let error =
+        proto::models_client::ModelsClient::new(channel.clone()).upload(tokio_stream::iter(vec![chunk_only])).await.expect_err("headerless upload");
     assert_eq!(error.code(), Code::InvalidArgument);
     assert!(error.message().contains("must start with a header"), "{}", error.message());
 
@@ -235,10 +237,8 @@ async fn reflection_lists_the_services() {
     let daemon = Daemon::start(&work.path().join("store"), &[]);
     let channel = tonic::transport::Endpoint::from_shared(daemon.url.clone()).unwrap().connect().await.unwrap();
     let mut reflection = ServerReflectionClient::new(channel);
-    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
+    let request =
+        tonic_reflection::pb::v1::ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
     let mut answers = reflection.server_reflection_info(tokio_stream::iter(vec![request])).await.unwrap().into_inner();
     let answer = answers.message().await.unwrap().unwrap();
     let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else { panic!("not a service list") };
@@ -306,7 +306,23 @@ async fn cli_adds_summarises_explains_and_removes() {
     assert_eq!(summary["rows"][0]["input_shape"], serde_json::json!([[1, 1, 6, 6], [1, 3]]));
     let tabular = summary["rows"].as_array().unwrap().iter().find(|row| row["path"] == "tabular.0").unwrap();
     assert_eq!(tabular["output_shape"], serde_json::json!([1, 8]));
-    let (ok, _, stderr) = cli(url, &["summary", "two-input", "--input-shape", "1,1,6,6", "--input-shape", "1,3", "--input-dtype", "float32", "--input-dtype", "float32", "--input-dtype", "int64"]);
+    let (ok, _, stderr) = cli(
+        url,
+        &[
+            "summary",
+            "two-input",
+            "--input-shape",
+            "1,1,6,6",
+            "--input-shape",
+            "1,3",
+            "--input-dtype",
+            "float32",
+            "--input-dtype",
+            "float32",
+            "--input-dtype",
+            "int64",
+        ],
+    );
     assert!(!ok && stderr.contains("3 --input-dtype values for 2 --input-shape values"), "{stderr}");
     let (ok, _, stderr) = cli(url, &["models", "rm", "two-input"]);
     assert!(ok, "{stderr}");
@@ -317,8 +333,21 @@ async fn cli_adds_summarises_explains_and_removes() {
     let input_text = input.to_str().unwrap();
     let (ok, stdout, stderr) = cli(
         url,
-        &["--json", "attribute", "digits", "--input", input_text, "--method", "saliency", "--target", "5",
-          "--out", out.to_str().unwrap(), "--figure", png.to_str().unwrap()],
+        &[
+            "--json",
+            "attribute",
+            "digits",
+            "--input",
+            input_text,
+            "--method",
+            "saliency",
+            "--target",
+            "5",
+            "--out",
+            out.to_str().unwrap(),
+            "--figure",
+            png.to_str().unwrap(),
+        ],
     );
     assert!(ok, "{stderr}");
     let answer: Value = serde_json::from_str(&stdout).unwrap();
@@ -340,8 +369,23 @@ async fn cli_adds_summarises_explains_and_removes() {
     let sheet = work.path().join("three.png");
     let (ok, stdout, stderr) = cli(
         url,
-        &["--json", "generate", "digits", "--objective", "class_vs_rest:3", "--out", generated.to_str().unwrap(),
-          "--figure", sheet.to_str().unwrap(), "--steps", "64", "--seed", "1", "--parameterization", "pixel"],
+        &[
+            "--json",
+            "generate",
+            "digits",
+            "--objective",
+            "class_vs_rest:3",
+            "--out",
+            generated.to_str().unwrap(),
+            "--figure",
+            sheet.to_str().unwrap(),
+            "--steps",
+            "64",
+            "--seed",
+            "1",
+            "--parameterization",
+            "pixel",
+        ],
     );
     assert!(ok, "{stderr}");
     let answer: Value = serde_json::from_str(&stdout).unwrap();
@@ -357,7 +401,10 @@ async fn cli_adds_summarises_explains_and_removes() {
     assert!(std::fs::read(&sheet).unwrap().starts_with(b"\x89PNG\r\n\x1a\n"));
     let (ok, _, stderr) = cli(url, &["generate", "digits", "--objective", "channel:features.9:0"]);
     assert!(!ok && stderr.contains("features.9") && stderr.contains("not found"), "{stderr}");
-    let (ok, stdout, stderr) = cli(url, &["--json", "counterfactual", "digits", "--input", input_text, "--target", "1", "--out", work.path().join("cf.npy").to_str().unwrap()]);
+    let (ok, stdout, stderr) = cli(
+        url,
+        &["--json", "counterfactual", "digits", "--input", input_text, "--target", "1", "--out", work.path().join("cf.npy").to_str().unwrap()],
+    );
     assert!(ok, "{stderr}");
     let answer: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(answer["rows"][0]["final_class"], 1, "{answer}");
@@ -398,7 +445,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-
 /// The attribution suite through the CLI: integrated gradients with a baseline file and
 /// a step count, a layer method, and the compare / evaluate / sanity-check commands,
 /// with Captum (run by tests/reference/captum_attribute.py) as the oracle.
@@ -419,9 +465,25 @@ async fn cli_attribution_suite_matches_captum() {
     let ig_out = work.path().join("ig.npy");
     let (ok, stdout, stderr) = cli(
         url,
-        &["--json", "attribute", "digits", "--input", input_text, "--method", "integrated_gradients", "--target", "3",
-          "--steps", "24", "--baseline", baseline.to_str().unwrap(), "--param", "method=riemann_trapezoid",
-          "--out", ig_out.to_str().unwrap()],
+        &[
+            "--json",
+            "attribute",
+            "digits",
+            "--input",
+            input_text,
+            "--method",
+            "integrated_gradients",
+            "--target",
+            "3",
+            "--steps",
+            "24",
+            "--baseline",
+            baseline.to_str().unwrap(),
+            "--param",
+            "method=riemann_trapezoid",
+            "--out",
+            ig_out.to_str().unwrap(),
+        ],
     );
     assert!(ok, "{stderr}");
     let answer: Value = serde_json::from_str(&stdout).unwrap();
@@ -431,8 +493,23 @@ async fn cli_attribution_suite_matches_captum() {
     let cam_out = work.path().join("cam.npy");
     let (ok, stdout, stderr) = cli(
         url,
-        &["--json", "attribute", "digits", "--input", input_text, "--method", "grad_cam", "--target", "3",
-          "--layer", "features.2", "--out", cam_out.to_str().unwrap(), "--figure", work.path().join("cam.png").to_str().unwrap()],
+        &[
+            "--json",
+            "attribute",
+            "digits",
+            "--input",
+            input_text,
+            "--method",
+            "grad_cam",
+            "--target",
+            "3",
+            "--layer",
+            "features.2",
+            "--out",
+            cam_out.to_str().unwrap(),
+            "--figure",
+            work.path().join("cam.png").to_str().unwrap(),
+        ],
     );
     assert!(ok, "{stderr}");
     assert_eq!(serde_json::from_str::<Value>(&stdout).unwrap()["shape"], serde_json::json!([2, 1, 8, 8]));
@@ -458,8 +535,23 @@ async fn cli_attribution_suite_matches_captum() {
     let grid = work.path().join("grid.png");
     let (ok, stdout, stderr) = cli(
         url,
-        &["--json", "compare", "digits", "--input", input_text, "--target", "3", "--methods", "saliency,occlusion,grad_cam",
-          "--layer", "features.2", "--param", "occlusion.sliding_window_shapes=1,2,2", "--figure", grid.to_str().unwrap()],
+        &[
+            "--json",
+            "compare",
+            "digits",
+            "--input",
+            input_text,
+            "--target",
+            "3",
+            "--methods",
+            "saliency,occlusion,grad_cam",
+            "--layer",
+            "features.2",
+            "--param",
+            "occlusion.sliding_window_shapes=1,2,2",
+            "--figure",
+            grid.to_str().unwrap(),
+        ],
     );
     assert!(ok, "{stderr}");
     let compared: Value = serde_json::from_str(&stdout).unwrap();
@@ -469,8 +561,25 @@ async fn cli_attribution_suite_matches_captum() {
 
     let (ok, stdout, stderr) = cli(
         url,
-        &["--json", "evaluate", "digits", "--input", input_text, "--target", "3", "--method", "saliency",
-          "--metric", "infidelity", "--metric", "sensitivity_max", "--metric-param", "seed=2", "--metric-param", "n_perturb_samples=4"],
+        &[
+            "--json",
+            "evaluate",
+            "digits",
+            "--input",
+            input_text,
+            "--target",
+            "3",
+            "--method",
+            "saliency",
+            "--metric",
+            "infidelity",
+            "--metric",
+            "sensitivity_max",
+            "--metric-param",
+            "seed=2",
+            "--metric-param",
+            "n_perturb_samples=4",
+        ],
     );
     assert!(ok, "{stderr}");
     let evaluated: Value = serde_json::from_str(&stdout).unwrap();
@@ -565,7 +674,8 @@ async fn every_method_in_the_table_runs_from_the_cli_on_an_exported_program() {
 
     let (ok, stdout, stderr) = cli(url, &["--json", "methods"]);
     assert!(ok, "{stderr}");
-    let served: Vec<String> = serde_json::from_str::<Value>(&stdout).unwrap().as_array().unwrap().iter().map(|row| row["name"].as_str().unwrap().to_string()).collect();
+    let served: Vec<String> =
+        serde_json::from_str::<Value>(&stdout).unwrap().as_array().unwrap().iter().map(|row| row["name"].as_str().unwrap().to_string()).collect();
     let table: Vec<String> = layerlens_methods::METHODS.iter().map(|method| method.name.to_string()).collect();
     assert_eq!(served, table, "the daemon serves the method table");
     let (ok, help, _) = cli(url, &["attribute", "--help"]);

@@ -283,13 +283,10 @@ async fn kill_9_during_requests_gives_every_client_an_error_and_keeps_every_mode
         let (client, progressed) = (client.clone(), progressed.clone());
         calls.push((
             format!("Visualize on {}", fixture.name),
-            tokio::spawn(async move {
-                client.visualize(visualize, |event| progressed.store(event.step.max(1), Ordering::SeqCst)).await.map(drop)
-            }),
+            tokio::spawn(async move { client.visualize(visualize, |event| progressed.store(event.step.max(1), Ordering::SeqCst)).await.map(drop) }),
         ));
     }
-    wait_for(&client, &calls, "both generation jobs did not start", |_| progressed.iter().all(|step| step.load(Ordering::SeqCst) > 0))
-        .await;
+    wait_for(&client, &calls, "both generation jobs did not start", |_| progressed.iter().all(|step| step.load(Ordering::SeqCst) > 0)).await;
     for fixture in &fixtures[..2] {
         let attribute = proto::AttributeRequest {
             model: fixture.name.to_string(),
@@ -302,15 +299,10 @@ async fn kill_9_during_requests_gives_every_client_an_error_and_keeps_every_mode
         };
         let predict = proto::PredictRequest { model: fixture.name.to_string(), input: Some(fixture.input()), ..Default::default() };
         let client_for_attribute = client.clone();
-        calls.push((
-            format!("Attribute on {}", fixture.name),
-            tokio::spawn(async move { client_for_attribute.attribute(attribute).await.map(drop) }),
-        ));
+        calls
+            .push((format!("Attribute on {}", fixture.name), tokio::spawn(async move { client_for_attribute.attribute(attribute).await.map(drop) })));
         let client_for_predict = client.clone();
-        calls.push((
-            format!("Predict on {}", fixture.name),
-            tokio::spawn(async move { client_for_predict.predict(predict).await.map(drop) }),
-        ));
+        calls.push((format!("Predict on {}", fixture.name), tokio::spawn(async move { client_for_predict.predict(predict).await.map(drop) })));
     }
     // Kill once all six calls are with the workers (queued or running).
     let expected = calls.len() as u64;
@@ -397,11 +389,7 @@ async fn a_client_that_goes_away_mid_generation_frees_the_worker() {
         if model.in_flight == 0 {
             break dropped.elapsed();
         }
-        assert!(
-            dropped.elapsed() < ERROR_BOUND,
-            "the abandoned job still holds the worker {:?} after its client went away",
-            dropped.elapsed()
-        );
+        assert!(dropped.elapsed() < ERROR_BOUND, "the abandoned job still holds the worker {:?} after its client went away", dropped.elapsed());
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let predict_started = Instant::now();
@@ -585,13 +573,8 @@ async fn bad_requests_of_every_kind_get_clear_errors_and_leave_the_store_intact(
     let predict_wrong = proto::PredictRequest { model: "digits".into(), input: Some(wrong_channels.clone()), ..Default::default() };
     let activations_no_input = proto::ActivationsRequest { model: "digits".into(), ..Default::default() };
     let summary_wrong = proto::SummaryRequest { model: "digits".into(), input_shape: vec![1, 2, 8, 8], ..Default::default() };
-    let counterfactual = proto::CounterfactualRequest {
-        model: "digits".into(),
-        input: Some(digits_input.clone()),
-        target: vec![42],
-        steps: 4,
-        ..Default::default()
-    };
+    let counterfactual =
+        proto::CounterfactualRequest { model: "digits".into(), input: Some(digits_input.clone()), target: vec![42], steps: 4, ..Default::default() };
     let parameters_no_model = proto::ParametersRequest { model: String::new(), ..Default::default() };
     // Tensors libtorch must never see: they once reached it and panicked the engine.
     let with_input = |input: proto::Tensor, method: &str| proto::AttributeRequest { input: Some(input), ..attribute(method, &[], "", 1) };
@@ -609,18 +592,8 @@ async fn bad_requests_of_every_kind_get_clear_errors_and_leave_the_store_intact(
             Code::InvalidArgument,
             "[1, 3, 8, 8]",
         ),
-        (
-            "Activations without an input",
-            case(move |c| async move { c.activations(activations_no_input).await }),
-            Code::InvalidArgument,
-            "input",
-        ),
-        (
-            "Summary of a wrong input shape",
-            case(move |c| async move { c.summary(summary_wrong).await }),
-            Code::InvalidArgument,
-            "[1, 2, 8, 8]",
-        ),
+        ("Activations without an input", case(move |c| async move { c.activations(activations_no_input).await }), Code::InvalidArgument, "input"),
+        ("Summary of a wrong input shape", case(move |c| async move { c.summary(summary_wrong).await }), Code::InvalidArgument, "[1, 2, 8, 8]"),
         ("Grad-CAM at a layer that does not exist", case(move |c| async move { c.attribute(a1).await }), Code::NotFound, "features.99"),
         ("a target past the last class", case(move |c| async move { c.attribute(a2).await }), Code::InvalidArgument, "1000"),
         ("n_steps that is not a number", case(move |c| async move { c.attribute(a3).await }), Code::InvalidArgument, "many"),
@@ -631,61 +604,26 @@ async fn bad_requests_of_every_kind_get_clear_errors_and_leave_the_store_intact(
             "sliding_window_shapes",
         ),
         ("more generation steps than allowed", case(move |c| async move { c.visualize(v1, |_| {}).await }), Code::InvalidArgument, "20000"),
-        (
-            "a class objective past the last class",
-            case(move |c| async move { c.visualize(v2, |_| {}).await }),
-            Code::InvalidArgument,
-            "class:99",
-        ),
-        (
-            "a channel objective at an unknown layer",
-            case(move |c| async move { c.visualize(v3, |_| {}).await }),
-            Code::NotFound,
-            "no_such_layer",
-        ),
+        ("a class objective past the last class", case(move |c| async move { c.visualize(v2, |_| {}).await }), Code::InvalidArgument, "class:99"),
+        ("a channel objective at an unknown layer", case(move |c| async move { c.visualize(v3, |_| {}).await }), Code::NotFound, "no_such_layer"),
         (
             "a counterfactual target past the last class",
             case(move |c| async move { c.counterfactual(counterfactual, |_| {}).await }),
             Code::InvalidArgument,
             "42",
         ),
-        (
-            "Parameters without a model",
-            case(move |c| async move { c.parameters(parameters_no_model).await }),
-            Code::InvalidArgument,
-            "model",
-        ),
+        ("Parameters without a model", case(move |c| async move { c.parameters(parameters_no_model).await }), Code::InvalidArgument, "model"),
         ("a 0-d input to saliency", case(move |c| async move { c.attribute(scalar_saliency).await }), Code::InvalidArgument, "0-d"),
-        (
-            "a 0-d input to integrated gradients",
-            case(move |c| async move { c.attribute(scalar_ig).await }),
-            Code::InvalidArgument,
-            "0-d",
-        ),
-        (
-            "an input with no rows",
-            case(move |c| async move { c.attribute(empty_saliency).await }),
-            Code::InvalidArgument,
-            "[0, 1, 8, 8]",
-        ),
+        ("a 0-d input to integrated gradients", case(move |c| async move { c.attribute(scalar_ig).await }), Code::InvalidArgument, "0-d"),
+        ("an input with no rows", case(move |c| async move { c.attribute(empty_saliency).await }), Code::InvalidArgument, "[0, 1, 8, 8]"),
         (
             "a shape whose element count overflows",
             case(move |c| async move { c.attribute(overflowing).await }),
             Code::InvalidArgument,
             "more elements than this machine can address",
         ),
-        (
-            "a 1000-dimension input",
-            case(move |c| async move { c.attribute(thousand_dimensions).await }),
-            Code::InvalidArgument,
-            "(1000 dimensions)",
-        ),
-        (
-            "deleting a model that is not stored",
-            case(move |c| async move { c.delete_model("no-such-model").await }),
-            Code::NotFound,
-            "no-such-model",
-        ),
+        ("a 1000-dimension input", case(move |c| async move { c.attribute(thousand_dimensions).await }), Code::InvalidArgument, "(1000 dimensions)"),
+        ("deleting a model that is not stored", case(move |c| async move { c.delete_model("no-such-model").await }), Code::NotFound, "no-such-model"),
         (
             "an upload with a negative input dimension",
             case(move |c| async move { c.upload_model(cnn_bytes, Some("bad-shape"), &[1, -3, 8, 8]).await }),

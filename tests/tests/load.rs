@@ -50,9 +50,7 @@ fn load_models() -> Vec<LoadModel> {
     let image_len: usize = image_shape[1..].iter().product::<i64>() as usize;
     let digits_inputs: Vec<Vec<f32>> = images.chunks(image_len).take(CHECKED_INPUTS).map(<[f32]>::to_vec).collect();
     let synthetic = |len: usize, salt: usize| -> Vec<Vec<f32>> {
-        (0..CHECKED_INPUTS)
-            .map(|row| (0..len).map(|index| (((row * 131 + index * 37 + salt) % 101) as f32 / 50.0) - 1.0).collect())
-            .collect()
+        (0..CHECKED_INPUTS).map(|row| (0..len).map(|index| (((row * 131 + index * 37 + salt) % 101) as f32 / 50.0) - 1.0).collect()).collect()
     };
     vec![
         LoadModel { name: "digits", shape: vec![1, 1, 8, 8], classes: 10, inputs: digits_inputs.clone() },
@@ -159,9 +157,7 @@ async fn one_request(client: &Client, models: &[LoadModel], client_index: usize,
     let latency = started.elapsed();
     match result {
         Ok(cached) => Outcome { method, latency, cached, error: None, prediction },
-        Err(error) => {
-            Outcome { method, latency, cached: None, error: Some(format!("{method} on {}: {error}", model.name)), prediction: None }
-        }
+        Err(error) => Outcome { method, latency, cached: None, error: Some(format!("{method} on {}: {error}", model.name)), prediction: None },
     }
 }
 
@@ -199,8 +195,7 @@ async fn run_load(label: &str, daemon_args: &[&str]) -> LoadReport {
         let mut shape = model.shape.clone();
         shape[0] = model.inputs.len() as i64;
         let values: Vec<f32> = model.inputs.concat();
-        let request =
-            proto::PredictRequest { model: model.name.into(), input: Some(proto::Tensor::from_f32(&shape, &values)), ..Default::default() };
+        let request = proto::PredictRequest { model: model.name.into(), input: Some(proto::Tensor::from_f32(&shape, &values)), ..Default::default() };
         let output = setup.predict(request).await.unwrap().output.unwrap().to_f32().unwrap();
         let row_len = output.len() / model.inputs.len();
         for (row, values) in output.chunks(row_len).enumerate() {
@@ -270,24 +265,13 @@ async fn run_load(label: &str, daemon_args: &[&str]) -> LoadReport {
     );
 
     let errors: Vec<&String> = outcomes.iter().filter_map(|outcome| outcome.error.as_ref()).collect();
-    assert!(
-        errors.is_empty(),
-        "{label}: {} of {} requests failed, e.g. {:?}",
-        errors.len(),
-        outcomes.len(),
-        &errors[..errors.len().min(5)]
-    );
+    assert!(errors.is_empty(), "{label}: {} of {} requests failed, e.g. {:?}", errors.len(), outcomes.len(), &errors[..errors.len().min(5)]);
     assert_eq!(outcomes.len(), CLIENTS * REQUESTS_PER_CLIENT);
     // A prediction made among 31 other clients equals the one made alone.
     for outcome in &outcomes {
         if let Some((key, output)) = &outcome.prediction {
             let difference = max_abs_diff(output, &reference[key]);
-            assert!(
-                difference <= 1e-5,
-                "{label}: model {} input {}: prediction under load differs by {difference}",
-                models[key.0].name,
-                key.1
-            );
+            assert!(difference <= 1e-5, "{label}: model {} input {}: prediction under load differs by {difference}", models[key.0].name, key.1);
         }
     }
     // Nothing is left queued once every client has its answers.
@@ -306,12 +290,7 @@ async fn thirty_two_clients_times_two_hundred_mixed_requests_all_succeed() {
     let cached = run_load("with the result cache", &[]).await;
     let cacheable: Vec<bool> = cached.outcomes.iter().filter_map(|outcome| outcome.cached).collect();
     let hits = cacheable.iter().filter(|&&cached| cached).count();
-    assert!(
-        cacheable.len() - hits >= cacheable.len() / 3,
-        "only {} of {} cacheable answers were computed",
-        cacheable.len() - hits,
-        cacheable.len()
-    );
+    assert!(cacheable.len() - hits >= cacheable.len() / 3, "only {} of {} cacheable answers were computed", cacheable.len() - hits, cacheable.len());
     assert!(hits > 0, "the result cache answered nothing");
     // Without it: every answer is computed by the models.
     let uncached = run_load("with --cache-bytes 0", &["--cache-bytes", "0"]).await;

@@ -114,7 +114,10 @@ impl LspClient {
         });
         let mut client = LspClient { child, stdin, messages, next_id: 0, notifications: Vec::new() };
         let root_uri = format!("file://{}", root.display());
-        client.request("initialize", json!({ "processId": null, "rootUri": root_uri, "capabilities": capabilities, "initializationOptions": { "addr": addr } }));
+        client.request(
+            "initialize",
+            json!({ "processId": null, "rootUri": root_uri, "capabilities": capabilities, "initializationOptions": { "addr": addr } }),
+        );
         client.notify("initialized", json!({}));
         client
     }
@@ -234,11 +237,19 @@ fn assert_card(card: &str, expected: &[&str]) {
 /// (what to hover, column offset into it, what the card must say)
 const HOVER_CASES: &[(&str, usize, &[&str])] = &[
     // The call site: conv1 has 4·1·3·3 + 4 = 40 parameters and keeps the 8×8 size.
-    ("x = self.conv1(x)", 10, &["**conv1**", "Conv2d", "| parameters | 40 ", "| output | `[1, 4, 8, 8]` |", "`weight` `[4, 1, 3, 3]`", "`bias` `[4]`", "mean -100.0000"]),
+    (
+        "x = self.conv1(x)",
+        10,
+        &["**conv1**", "Conv2d", "| parameters | 40 ", "| output | `[1, 4, 8, 8]` |", "`weight` `[4, 1, 3, 3]`", "`bias` `[4]`", "mean -100.0000"],
+    ),
     // The attribute definition gives the same layer.
     ("self.conv1 = nn.Conv2d", 6, &["**conv1**", "Conv2d", "| parameters | 40 ", "| output | `[1, 4, 8, 8]` |"]),
     // The planted dead ReLU: flagged on its card.
-    ("x = self.act1(x)", 10, &["**act1**", "ReLU", "| output | `[1, 4, 8, 8]` |", "dead channels 4 of 4", "⚠ **dead_units**", "data:image/svg+xml;base64,"]),
+    (
+        "x = self.act1(x)",
+        10,
+        &["**act1**", "ReLU", "| output | `[1, 4, 8, 8]` |", "dead channels 4 of 4", "⚠ **dead_units**", "data:image/svg+xml;base64,"],
+    ),
     // An nn.Sequential entry: head.1, 256·10 + 10 = 2,570 parameters.
     ("nn.Linear(4 * 8 * 8, 10)", 3, &["**head.1**", "Linear", "| parameters | 2,570 ", "| output | `[1, 10]` |"]),
 ];
@@ -249,7 +260,8 @@ fn hover_diagnostics_inlay_hints_and_latency_over_stdio() {
     let daemon = Daemon::start(store.path(), &[]);
     let workspace = Workspace::new();
     store_model(&daemon, &workspace);
-    std::fs::write(workspace.root.join("layerlens.toml"), "[[model]]\nname = \"lensnet\"\nfiles = [\"model.py\"]\ninput_shape = [1, 1, 8, 8]\n").unwrap();
+    std::fs::write(workspace.root.join("layerlens.toml"), "[[model]]\nname = \"lensnet\"\nfiles = [\"model.py\"]\ninput_shape = [1, 1, 8, 8]\n")
+        .unwrap();
 
     let mut lsp = LspClient::start(&workspace.root, &daemon.url);
     let uri = workspace.uri();
@@ -274,8 +286,12 @@ fn hover_diagnostics_inlay_hints_and_latency_over_stdio() {
 
     // Output shapes as inlay hints on the call lines and Sequential entries.
     let end = workspace.text.lines().count() as u32;
-    let hints = lsp.request("textDocument/inlayHint", json!({ "textDocument": { "uri": uri }, "range": { "start": { "line": 0, "character": 0 }, "end": { "line": end, "character": 0 } } }));
-    let hints: Vec<(u64, String)> = hints.as_array().unwrap().iter().map(|h| (h["position"]["line"].as_u64().unwrap(), h["label"].as_str().unwrap().to_string())).collect();
+    let hints = lsp.request(
+        "textDocument/inlayHint",
+        json!({ "textDocument": { "uri": uri }, "range": { "start": { "line": 0, "character": 0 }, "end": { "line": end, "character": 0 } } }),
+    );
+    let hints: Vec<(u64, String)> =
+        hints.as_array().unwrap().iter().map(|h| (h["position"]["line"].as_u64().unwrap(), h["label"].as_str().unwrap().to_string())).collect();
     for (needle, label) in [("x = self.conv1(x)", "→ [1, 4, 8, 8]"), ("return self.head(x)", "→ [1, 10]"), ("nn.Flatten()", "→ [1, 256]")] {
         let line = workspace.position(needle, 0).0 as u64;
         assert!(hints.contains(&(line, label.to_string())), "no inlay hint {label:?} on line {line}: {hints:?}");
@@ -323,7 +339,8 @@ fn saving_fetches_the_activation_report_again() {
     let daemon = Daemon::start(store.path(), &[]);
     let workspace = Workspace::new();
     store_model(&daemon, &workspace);
-    std::fs::write(workspace.root.join("layerlens.toml"), "[[model]]\nname = \"lensnet\"\nfiles = [\"model.py\"]\ninput_shape = [1, 1, 8, 8]\n").unwrap();
+    std::fs::write(workspace.root.join("layerlens.toml"), "[[model]]\nname = \"lensnet\"\nfiles = [\"model.py\"]\ninput_shape = [1, 1, 8, 8]\n")
+        .unwrap();
     let capabilities = json!({ "workspace": { "inlayHint": { "refreshSupport": true } } });
     let mut lsp = LspClient::start_with(&workspace.root, &daemon.url, capabilities);
     let uri = workspace.uri();
@@ -438,7 +455,6 @@ end)
 if not ok then finish(vim.fn.json_encode({ error = tostring(error) })) end
 "#;
 
-
 #[test]
 fn neovim_hover_shows_the_layer_card() {
     if !ensure_debian_program("nvim", "--version", "neovim", "neovim_hover_shows_the_layer_card") {
@@ -448,7 +464,8 @@ fn neovim_hover_shows_the_layer_card() {
     let daemon = Daemon::start(store.path(), &[]);
     let workspace = Workspace::new();
     store_model(&daemon, &workspace);
-    std::fs::write(workspace.root.join("layerlens.toml"), "[[model]]\nname = \"lensnet\"\nfiles = [\"model.py\"]\ninput_shape = [1, 1, 8, 8]\n").unwrap();
+    std::fs::write(workspace.root.join("layerlens.toml"), "[[model]]\nname = \"lensnet\"\nfiles = [\"model.py\"]\ninput_shape = [1, 1, 8, 8]\n")
+        .unwrap();
     let script = workspace.root.join("hover.lua");
     std::fs::write(&script, NVIM_SCRIPT).unwrap();
     let out = workspace.root.join("hover.json");

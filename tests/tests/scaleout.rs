@@ -21,7 +21,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-
 /// A port on 127.0.0.1 that was free a moment ago (nginx takes a fixed port).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port").local_addr().unwrap().port()
@@ -202,7 +201,8 @@ async fn models_stay_on_one_replica_and_move_when_it_dies() {
     let mut models: Vec<(String, &[i64])> = Vec::new();
     for (file, shape) in files {
         let name = (file == "digits_cnn.pt").then_some("digits");
-        let info = client.upload_file(&fixtures().join(file), name, shape).await.unwrap_or_else(|error| panic!("uploading {file} through nginx: {error}"));
+        let info =
+            client.upload_file(&fixtures().join(file), name, shape).await.unwrap_or_else(|error| panic!("uploading {file} through nginx: {error}"));
         models.push((info.id, shape));
     }
 
@@ -291,7 +291,12 @@ async fn models_stay_on_one_replica_and_move_when_it_dies() {
     assert!(ok, "layerlens predict through nginx failed: {stderr}");
     let json: serde_json::Value = serde_json::from_str(&stdout).expect("JSON from layerlens --json predict");
     let expected = client
-        .predict(proto::PredictRequest { model: digits_id.clone(), input: Some(proto::Tensor::from_f32(&shape, &values)), top_k: 1, ..Default::default() })
+        .predict(proto::PredictRequest {
+            model: digits_id.clone(),
+            input: Some(proto::Tensor::from_f32(&shape, &values)),
+            top_k: 1,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(json["top_k"][0][0]["class"].as_i64(), Some(expected.rows[0].top[0].class_index), "CLI answer {json}");
@@ -317,13 +322,21 @@ async fn models_stay_on_one_replica_and_move_when_it_dies() {
         other => panic!("with no replica alive a prediction answered {other:?}"),
     }
     let waited = asked.elapsed();
-    assert_eq!(nginx.log_lines_after("Explain/Predict", id, logged_before + 3).len() - logged_before, 3, "the client did not try exactly three times");
+    assert_eq!(
+        nginx.log_lines_after("Explain/Predict", id, logged_before + 3).len() - logged_before,
+        3,
+        "the client did not try exactly three times"
+    );
     assert!(waited >= Duration::from_millis(400), "three tries took {waited:?}, less than the 100 + 300 ms pauses");
     // A generation stream that received nothing is opened again the same way.
     let logged_before = nginx.log_lines("Generate/Visualize", id).len();
     let visualize = client.visualize(proto::VisualizeRequest { model: id.clone(), ..Default::default() }, |_| {}).await;
     assert!(matches!(&visualize, Err(error) if error.code() == Some(tonic::Code::Unavailable)), "visualize with no replica: {visualize:?}");
-    assert_eq!(nginx.log_lines_after("Generate/Visualize", id, logged_before + 3).len() - logged_before, 3, "the stream was not opened exactly three times");
+    assert_eq!(
+        nginx.log_lines_after("Generate/Visualize", id, logged_before + 3).len() - logged_before,
+        3,
+        "the stream was not opened exactly three times"
+    );
     let uploads_before = nginx.log_lines("Models/Upload", "-").len();
     let upload = client.upload_file(&fixtures().join("tiny_mlp_scripted.pt"), None, &[1, 4]).await;
     assert!(matches!(&upload, Err(error) if error.code() == Some(tonic::Code::Unavailable)), "upload with no replica: {upload:?}");

@@ -346,8 +346,10 @@ async fn compatible_requests_are_batched_and_answers_match_running_alone() {
     }
     wait_until_idle(&client).await;
     let after = scrape(&metrics_address);
-    let jobs = metric(&after, "layerlens_batch_size_count", &["work=\"attribute\""]) - metric(&before, "layerlens_batch_size_count", &["work=\"attribute\""]);
-    let requests = metric(&after, "layerlens_batch_size_sum", &["work=\"attribute\""]) - metric(&before, "layerlens_batch_size_sum", &["work=\"attribute\""]);
+    let jobs = metric(&after, "layerlens_batch_size_count", &["work=\"attribute\""])
+        - metric(&before, "layerlens_batch_size_count", &["work=\"attribute\""]);
+    let requests =
+        metric(&after, "layerlens_batch_size_sum", &["work=\"attribute\""]) - metric(&before, "layerlens_batch_size_sum", &["work=\"attribute\""]);
     eprintln!("8 concurrent saliency requests ran as {jobs} passes");
     assert_eq!(requests, 8.0);
     assert!(jobs < 8.0, "no saliency requests were batched ({jobs} jobs for 8 requests)");

@@ -1,8 +1,8 @@
 //! The attribution commands: `attribute`, `compare`, `evaluate`, `sanity-check`.
 //! They share the arguments that describe one attribution (`ExplainArgs`).
 
-use crate::shape::Shape;
 use crate::output::outln;
+use crate::shape::Shape;
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -63,7 +63,9 @@ fn method_values() -> clap::builder::PossibleValuesParser {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  layerlens attribute digits --input x.npy --method saliency --out saliency.npy --figure saliency.png\n  layerlens attribute digits --input x.npy --method integrated_gradients --target 3 --steps auto\n  layerlens attribute digits --input x.npy --method occlusion --param sliding_window_shapes=1,3,3 --param strides=1,2,2\n  layerlens attribute digits --input x.npy --method grad_cam --layer features.2 --figure cam.png --figure-method blended_heat_map")]
+#[command(
+    after_help = "Examples:\n  layerlens attribute digits --input x.npy --method saliency --out saliency.npy --figure saliency.png\n  layerlens attribute digits --input x.npy --method integrated_gradients --target 3 --steps auto\n  layerlens attribute digits --input x.npy --method occlusion --param sliding_window_shapes=1,3,3 --param strides=1,2,2\n  layerlens attribute digits --input x.npy --method grad_cam --layer features.2 --figure cam.png --figure-method blended_heat_map"
+)]
 pub struct AttributeArgs {
     #[command(flatten)]
     explain: ExplainArgs,
@@ -76,7 +78,9 @@ pub struct AttributeArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  layerlens compare digits --input x.npy --methods saliency,integrated_gradients,occlusion --figure grid.png\n  layerlens compare digits --input x.npy --methods saliency,grad_cam --layer features.2 --param occlusion.sliding_window_shapes=1,2,2")]
+#[command(
+    after_help = "Examples:\n  layerlens compare digits --input x.npy --methods saliency,integrated_gradients,occlusion --figure grid.png\n  layerlens compare digits --input x.npy --methods saliency,grad_cam --layer features.2 --param occlusion.sliding_window_shapes=1,2,2"
+)]
 pub struct CompareArgs {
     #[command(flatten)]
     explain: ExplainArgs,
@@ -87,7 +91,9 @@ pub struct CompareArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  layerlens evaluate digits --input x.npy --method saliency --metric infidelity --metric sensitivity_max\n  layerlens --json evaluate digits --input x.npy --method integrated_gradients --metric infidelity --metric-param n_perturb_samples=20")]
+#[command(
+    after_help = "Examples:\n  layerlens evaluate digits --input x.npy --method saliency --metric infidelity --metric sensitivity_max\n  layerlens --json evaluate digits --input x.npy --method integrated_gradients --metric infidelity --metric-param n_perturb_samples=20"
+)]
 pub struct EvaluateArgs {
     #[command(flatten)]
     explain: ExplainArgs,
@@ -103,7 +109,9 @@ pub struct EvaluateArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  layerlens sanity-check digits --input x.npy --method saliency --figure sanity.png\n  layerlens --json sanity-check digits --input x.npy --method integrated_gradients --seed 1")]
+#[command(
+    after_help = "Examples:\n  layerlens sanity-check digits --input x.npy --method saliency --figure sanity.png\n  layerlens --json sanity-check digits --input x.npy --method integrated_gradients --seed 1"
+)]
 pub struct SanityCheckArgs {
     #[command(flatten)]
     explain: ExplainArgs,
@@ -203,9 +211,7 @@ fn target_json(targets: &[i64]) -> Value {
 /// (`interrupt`).
 async fn attribute_with_progress(client: &Client, request: proto::AttributeRequest, show: bool) -> anyhow::Result<proto::AttributeResponse> {
     let bar = if show { ProgressBar::new(0) } else { ProgressBar::hidden() };
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} rows · {msg}").expect("a valid template").progress_chars("=> "),
-    );
+    bar.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} rows · {msg}").expect("a valid template").progress_chars("=> "));
     bar.set_prefix(request.method.clone());
     let job = client.attribute_stream(request, |progress| {
         bar.set_length(progress.rows_total);
@@ -299,10 +305,7 @@ pub async fn compare(client: &Client, args: CompareArgs, as_json: bool) -> anyho
         // methods use it.
         methods.push(proto::MethodSpec { method: method.clone(), params, tensor_params: Default::default(), layer: String::new() });
     }
-    let answer = client
-        .compare(proto::CompareRequest { base: Some(base), methods })
-        .await
-        .with_context(|| explain.label(&args.methods.join(",")))?;
+    let answer = client.compare(proto::CompareRequest { base: Some(base), methods }).await.with_context(|| explain.label(&args.methods.join(",")))?;
     explain.write_figure(answer.figure.as_ref())?;
     if as_json {
         let rows: Vec<Value> = answer

@@ -9,8 +9,8 @@
 //! test takes neither a negative exponent (`-1e-3`) nor a list (`-1,3`) and would read
 //! them as flags. The tests at the end of this file hold every numeric flag to this.
 
-use crate::shape::Shape;
 use crate::output::outln;
+use crate::shape::Shape;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use layerlens_client::{Client, FigureFormat};
@@ -53,10 +53,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Store, list and delete models.
-    #[command(subcommand, after_help = "Examples:\n  layerlens models add model.pt --name mine --input-shape 1,3,224,224\n  layerlens models list\n  layerlens models rm mine")]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  layerlens models add model.pt --name mine --input-shape 1,3,224,224\n  layerlens models list\n  layerlens models rm mine"
+    )]
     Models(ModelsCommand),
     /// The module tree with parameter counts.
-    #[command(after_help = "Examples:\n  layerlens summary digits\n  layerlens summary resnet --input-shape 1,3,224,224 --depth 2\n  layerlens summary two-input --input-shape 1,1,6,6 --input-shape 1,3 --figure summary.svg\n  layerlens --json summary digits --input-shape 1,1,8,8")]
+    #[command(
+        after_help = "Examples:\n  layerlens summary digits\n  layerlens summary resnet --input-shape 1,3,224,224 --depth 2\n  layerlens summary two-input --input-shape 1,1,6,6 --input-shape 1,3 --figure summary.svg\n  layerlens --json summary digits --input-shape 1,1,8,8"
+    )]
     Summary {
         /// Id, id prefix (8+ hex characters) or name.
         model: String,
@@ -82,7 +87,9 @@ enum Command {
     /// The model's output with the top-k classes and probabilities.
     Predict(crate::inspect::PredictArgs),
     /// The forward pass as boxes and arrows with tensor shapes (SVG or PNG).
-    #[command(after_help = "Examples:\n  layerlens graph digits --input-shape 1,1,8,8 --figure graph.svg\n  layerlens graph resnet --input-shape 1,3,224,224 --depth 1 --collapse-repeats --figure graph.png")]
+    #[command(
+        after_help = "Examples:\n  layerlens graph digits --input-shape 1,1,8,8 --figure graph.svg\n  layerlens graph resnet --input-shape 1,3,224,224 --depth 1 --collapse-repeats --figure graph.png"
+    )]
     Graph {
         /// Id, id prefix (8+ hex characters) or name.
         model: String,
@@ -126,13 +133,15 @@ enum Command {
     #[command(after_help = "Examples:\n  layerlens methods\n  layerlens --json methods")]
     Methods,
     /// Print a shell completion script for bash, zsh, fish, elvish or powershell.
-    #[command(after_help = "Examples:\n  layerlens completions bash > ~/.local/share/bash-completion/completions/layerlens\n  layerlens completions zsh > ~/.zfunc/_layerlens     # with fpath+=(~/.zfunc) in ~/.zshrc\n  layerlens completions fish > ~/.config/fish/completions/layerlens.fish")]
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    #[command(
+        after_help = "Examples:\n  layerlens completions bash > ~/.local/share/bash-completion/completions/layerlens\n  layerlens completions zsh > ~/.zfunc/_layerlens     # with fpath+=(~/.zfunc) in ~/.zshrc\n  layerlens completions fish > ~/.config/fish/completions/layerlens.fish"
+    )]
+    Completions { shell: clap_complete::Shell },
     /// Open a figure with xdg-open (open on macOS) and print its absolute path; on a
     /// machine without a display, print the path only.
-    #[command(after_help = "Examples:\n  layerlens attribute digits --input x.npy --method saliency --figure saliency.png\n  layerlens open saliency.png")]
+    #[command(
+        after_help = "Examples:\n  layerlens attribute digits --input x.npy --method saliency --figure saliency.png\n  layerlens open saliency.png"
+    )]
     Open {
         /// The file to open.
         file: PathBuf,
@@ -142,7 +151,9 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum ModelsCommand {
     /// Store a TorchScript file.
-    #[command(after_help = "Examples:\n  layerlens models add model.pt --name mine --input-shape 1,3,224,224\n  layerlens --json models add model.pt")]
+    #[command(
+        after_help = "Examples:\n  layerlens models add model.pt --name mine --input-shape 1,3,224,224\n  layerlens --json models add model.pt"
+    )]
     Add {
         file: PathBuf,
         #[arg(long)]
@@ -280,12 +291,7 @@ async fn status(client: &Client, as_json: bool) -> anyhow::Result<()> {
     }
     let memory = status.memory.unwrap_or_default();
     let budget = if memory.budget_bytes == 0 { "no budget".to_string() } else { format!("budget {}", human_bytes(memory.budget_bytes)) };
-    outln!(
-        "resident models: {} ({}; {budget}; {} evictions)",
-        status.models.len(),
-        human_bytes(status.resident_bytes),
-        memory.evictions
-    )?;
+    outln!("resident models: {} ({}; {budget}; {} evictions)", status.models.len(), human_bytes(status.resident_bytes), memory.evictions)?;
     if let Some(queue) = &status.queue {
         outln!("queues: {} per model; batches of up to {} within {} ms", queue.max_queue, queue.max_batch_size, queue.max_batch_delay_ms)?;
     }
@@ -470,7 +476,10 @@ async fn graph(
     let rendered = answer.figure.as_ref().context("the daemon answered without a figure")?;
     std::fs::write(figure, &rendered.data).with_context(|| format!("cannot write {}", figure.display()))?;
     if as_json {
-        outln!("{}", json!({"nodes": answer.nodes.len(), "edges": answer.edges.len(), "figure": figure.display().to_string(), "alt_text": rendered.alt_text}))?;
+        outln!(
+            "{}",
+            json!({"nodes": answer.nodes.len(), "edges": answer.edges.len(), "figure": figure.display().to_string(), "alt_text": rendered.alt_text})
+        )?;
     } else {
         outln!("{}", rendered.alt_text)?;
         outln!("figure written to {}", crate::open::absolute(figure))?;
@@ -567,15 +576,41 @@ mod tests {
 
     #[test]
     fn negative_numbers_parse_as_values() {
-        let cli = Cli::try_parse_from(["layerlens", "attribute", "digits", "--input", "x.npy", "--method", "integrated_gradients", "--target", "-1", "--steps", "-4", "--targets", "-1,2"])
-            .expect("negative numbers are values");
+        let cli = Cli::try_parse_from([
+            "layerlens",
+            "attribute",
+            "digits",
+            "--input",
+            "x.npy",
+            "--method",
+            "integrated_gradients",
+            "--target",
+            "-1",
+            "--steps",
+            "-4",
+            "--targets",
+            "-1,2",
+        ])
+        .expect("negative numbers are values");
         let Command::Attribute(args) = cli.command else { panic!("parsed as {:?}", cli.command) };
         let explain = format!("{args:?}");
         assert!(explain.contains("target: Some(-1)"), "{explain}");
         assert!(explain.contains("steps: Some(\"-4\")"), "{explain}");
         assert!(explain.contains("targets: Some(Shape([-1, 2]))"), "{explain}");
-        let cli = Cli::try_parse_from(["layerlens", "generate", "digits", "--objective", "class:0", "--learning-rate", "-0.5", "--l2", "-1e-3", "--mean", "-0.5,0.25"])
-            .expect("negative numbers are values");
+        let cli = Cli::try_parse_from([
+            "layerlens",
+            "generate",
+            "digits",
+            "--objective",
+            "class:0",
+            "--learning-rate",
+            "-0.5",
+            "--l2",
+            "-1e-3",
+            "--mean",
+            "-0.5,0.25",
+        ])
+        .expect("negative numbers are values");
         let generate = format!("{:?}", cli.command);
         assert!(generate.contains("learning_rate: -0.5") && generate.contains("l2: -0.001") && generate.contains("mean: [-0.5, 0.25]"), "{generate}");
     }
@@ -594,7 +629,8 @@ mod tests {
                 if !numeric.iter().any(|type_id| value_type == *type_id) {
                     continue;
                 }
-                let takes_any_hyphen = value_type == TypeId::of::<Shape>() || value_type == TypeId::of::<f32>() || arg.get_value_delimiter().is_some();
+                let takes_any_hyphen =
+                    value_type == TypeId::of::<Shape>() || value_type == TypeId::of::<f32>() || arg.get_value_delimiter().is_some();
                 let accepts_minus = if takes_any_hyphen { arg.is_allow_hyphen_values_set() } else { arg.is_allow_negative_numbers_set() };
                 assert!(
                     accepts_minus,

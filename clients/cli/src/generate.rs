@@ -16,7 +16,9 @@ use serde_json::json;
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  layerlens generate digits --objective class_vs_rest:3 --out three.npy --figure three.png\n  layerlens generate resnet --objective channel:layer3.1:7 --input-shape 1,3,224,224 --steps 256 --figure ch7.png\n  layerlens generate digits --objective class:0 --objective class:1 --figure sheet.png")]
+#[command(
+    after_help = "Examples:\n  layerlens generate digits --objective class_vs_rest:3 --out three.npy --figure three.png\n  layerlens generate resnet --objective channel:layer3.1:7 --input-shape 1,3,224,224 --steps 256 --figure ch7.png\n  layerlens generate digits --objective class:0 --objective class:1 --figure sheet.png"
+)]
 pub struct GenerateArgs {
     model: String,
     /// What to maximise: class:N, class_vs_rest:N, channel:LAYER:C, neuron:LAYER:C[:Y:X],
@@ -115,11 +117,9 @@ fn objective(text: &str) -> anyhow::Result<proto::Objective> {
             // A `*` is a weight's unless it is the wildcard ending `channel:LAYER:*`.
             let weighted = piece.strip_suffix(":*").unwrap_or(piece).contains('*');
             match piece.split_once('*').filter(|_| weighted) {
-                Some((weight, term)) if weight.trim().parse::<f32>().is_ok() => Ok(proto::ObjectiveTerm {
-                    term: term.trim().to_string(),
-                    weight: weight.trim().parse().expect("checked"),
-                    direction: Vec::new(),
-                }),
+                Some((weight, term)) if weight.trim().parse::<f32>().is_ok() => {
+                    Ok(proto::ObjectiveTerm { term: term.trim().to_string(), weight: weight.trim().parse().expect("checked"), direction: Vec::new() })
+                }
                 Some(_) => anyhow::bail!("--objective {text}: '{piece}' has a weight that is not a number"),
                 None => Ok(proto::ObjectiveTerm { term: piece.to_string(), weight: 0.0, direction: Vec::new() }),
             }
@@ -231,16 +231,27 @@ pub async fn counterfactual(client: &Client, args: CounterfactualArgs, as_json: 
         let rows: Vec<_> = result
             .rows
             .iter()
-            .map(|row| json!({"flipped": row.flipped, "distance": row.distance, "l2_distance": row.l2_distance, "steps": row.steps,
-                              "original_class": row.original_class, "final_class": row.final_class}))
+            .map(|row| {
+                json!({"flipped": row.flipped, "distance": row.distance, "l2_distance": row.l2_distance, "steps": row.steps,
+                              "original_class": row.original_class, "final_class": row.final_class})
+            })
             .collect();
-        outln!("{}", json!({"rows": rows, "flipped": flipped, "mean_l2_distance": mean_l2,
+        outln!(
+            "{}",
+            json!({"rows": rows, "flipped": flipped, "mean_l2_distance": mean_l2,
                                "out": args.out.map(|path| path.display().to_string()),
-                               "figure": args.figure.map(|path| path.display().to_string())}))?;
+                               "figure": args.figure.map(|path| path.display().to_string())})
+        )?;
     } else {
         for (index, row) in result.rows.iter().enumerate() {
             let outcome = if row.flipped { format!("flipped after {} steps", row.steps) } else { "not flipped within the budget".to_string() };
-            outln!("row {index}: {} -> {} ({outcome}), distance {:.4}, L2 {:.4}", row.original_class, row.final_class, row.distance, row.l2_distance)?;
+            outln!(
+                "row {index}: {} -> {} ({outcome}), distance {:.4}, L2 {:.4}",
+                row.original_class,
+                row.final_class,
+                row.distance,
+                row.l2_distance
+            )?;
         }
         outln!("{flipped} of {} rows flipped; mean L2 distance of those {mean_l2:.4}", result.rows.len())?;
     }
@@ -262,9 +273,12 @@ pub async fn traverse(client: &Client, args: TraverseArgs, as_json: bool) -> any
     write_figure(args.figure.as_ref(), result.figure.as_ref())?;
     let shape = result.images.as_ref().map(|images| images.shape.clone()).unwrap_or_default();
     if as_json {
-        outln!("{}", json!({"rows": result.rows, "columns": result.columns, "shape": shape,
+        outln!(
+            "{}",
+            json!({"rows": result.rows, "columns": result.columns, "shape": shape,
                                "out": args.out.map(|path| path.display().to_string()),
-                               "figure": args.figure.map(|path| path.display().to_string())}))?;
+                               "figure": args.figure.map(|path| path.display().to_string())})
+        )?;
     } else {
         outln!("{} × {} outputs of shape {:?}", result.rows, result.columns, &shape[1.min(shape.len())..])?;
     }

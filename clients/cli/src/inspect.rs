@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  layerlens params digits\n  layerlens params digits --figure params.png --filters filters.png\n  layerlens --json params digits --bins 50")]
+#[command(
+    after_help = "Examples:\n  layerlens params digits\n  layerlens params digits --figure params.png --filters filters.png\n  layerlens --json params digits --bins 50"
+)]
 pub struct ParamsArgs {
     /// Id, id prefix (8+ hex characters) or name.
     model: String,
@@ -28,7 +30,9 @@ pub struct ParamsArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  layerlens activations digits --input x.npy\n  layerlens activations digits --input x.npy --figure activations.png --histograms hist.svg\n  layerlens --json activations two-input --input a.npy --input b.npy")]
+#[command(
+    after_help = "Examples:\n  layerlens activations digits --input x.npy\n  layerlens activations digits --input x.npy --figure activations.png --histograms hist.svg\n  layerlens --json activations two-input --input a.npy --input b.npy"
+)]
 pub struct ActivationsArgs {
     /// Id, id prefix (8+ hex characters) or name.
     model: String,
@@ -103,7 +107,11 @@ fn print_table(header: &[&str], rows: &[Vec<String>], left_columns: usize) -> an
 fn number_cell(value: f64) -> String {
     if value == 0.0 || !value.is_finite() || (1e-3..1e5).contains(&value.abs()) {
         let text = format!("{value:.4}");
-        if text.contains('.') && value.is_finite() { text.trim_end_matches('0').trim_end_matches('.').to_string() } else { text }
+        if text.contains('.') && value.is_finite() {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text
+        }
     } else {
         format!("{value:.3e}")
     }
@@ -172,7 +180,13 @@ pub async fn activations(client: &Client, args: ActivationsArgs, as_json: bool) 
     let format = format_of_all(&[("--figure", args.figure.as_deref()), ("--histograms", args.histograms.as_deref())])?;
     let (input, extra_inputs) = read_inputs(&args.input)?;
     let answer = client
-        .activations(proto::ActivationsRequest { model: args.model.clone(), input: Some(input), extra_inputs, bins: args.bins, figure_format: format as i32 })
+        .activations(proto::ActivationsRequest {
+            model: args.model.clone(),
+            input: Some(input),
+            extra_inputs,
+            bins: args.bins,
+            figure_format: format as i32,
+        })
         .await
         .with_context(|| format!("activations of {} on {}", args.model, args.input[0].display()))?;
     write_figure(args.figure.as_ref(), answer.chart.as_ref())?;
@@ -186,10 +200,12 @@ pub async fn activations(client: &Client, args: ActivationsArgs, as_json: bool) 
         let layers: Vec<Value> = answer
             .layers
             .iter()
-            .map(|layer| json!({"path": layer.path, "type": layer.type_name, "call_index": layer.call_index, "call_site": layer.call_site,
+            .map(|layer| {
+                json!({"path": layer.path, "type": layer.type_name, "call_index": layer.call_index, "call_site": layer.call_site,
                                 "shape": layer.shape, "stats": stats_json(layer.stats.as_ref()),
                                 "nonpositive_fraction": layer.nonpositive_fraction, "saturated_fraction": layer.saturated_fraction,
-                                "dead_channels": layer.dead_channels, "channels": layer.channels}))
+                                "dead_channels": layer.dead_channels, "channels": layer.channels})
+            })
             .collect();
         let anomalies: Vec<Value> = answer
             .anomalies
@@ -226,7 +242,11 @@ pub async fn predict(client: &Client, args: PredictArgs, as_json: bool) -> anyho
         let rows: Vec<Value> = answer
             .rows
             .iter()
-            .map(|row| Value::Array(row.top.iter().map(|top| json!({"class": top.class_index, "logit": top.logit, "probability": top.probability})).collect()))
+            .map(|row| {
+                Value::Array(
+                    row.top.iter().map(|top| json!({"class": top.class_index, "logit": top.logit, "probability": top.probability})).collect(),
+                )
+            })
             .collect();
         let output = answer.output.as_ref().map(|tensor| json!({"shape": tensor.shape, "values": tensor.to_f32().unwrap_or_default()}));
         outln!("{}", json!({"output": output, "top_k": rows}))?;
@@ -243,4 +263,3 @@ pub async fn predict(client: &Client, args: PredictArgs, as_json: bool) -> anyho
     }
     Ok(())
 }
-

@@ -178,7 +178,8 @@ fn open_prints_the_absolute_path_and_opens_only_where_it_can() {
     assert!(!log.exists(), "xdg-open ran without a display");
 
     // No daemon is needed, and --json says what happened.
-    let (output, stdout, _) = run(layerlens().current_dir(work.path()).env("PATH", &bin).args(["--addr", "http://127.0.0.1:1", "--json", "open", "saliency.png"]));
+    let (output, stdout, _) =
+        run(layerlens().current_dir(work.path()).env("PATH", &bin).args(["--addr", "http://127.0.0.1:1", "--json", "open", "saliency.png"]));
     assert!(output.status.success());
     let answer: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(answer["path"], figure.display().to_string());
@@ -218,7 +219,9 @@ fn a_closed_stdout_ends_the_command_quietly_with_success() {
     let figure_text = figure.to_str().unwrap();
     // `open` prints through the CLI's own code, the others through clap and the
     // completion generator; all of them must stop quietly like `grep | head` does.
-    for args in [vec!["open", figure_text], vec!["--json", "open", figure_text], vec!["completions", "bash"], vec!["--help"], vec!["attribute", "--help"]] {
+    for args in
+        [vec!["open", figure_text], vec!["--json", "open", figure_text], vec!["completions", "bash"], vec!["--help"], vec!["attribute", "--help"]]
+    {
         // The read end is closed before the CLI starts, so its first write fails with
         // EPIPE however quickly or slowly the process gets there.
         let (reader, writer) = std::io::pipe().expect("creating a pipe");
@@ -410,9 +413,18 @@ fn every_figure_flag_takes_png_or_svg_and_says_so_the_same_way() {
         (vec!["params", "digits", "--figure", "params.gif"], not_png_or_svg("--figure", "params.gif")),
         (vec!["params", "digits", "--filters", "filters"], not_png_or_svg("--filters", "filters")),
         (vec!["activations", "digits", "--input", input, "--histograms", "histograms.jpg"], not_png_or_svg("--histograms", "histograms.jpg")),
-        (vec!["attribute", "digits", "--input", input, "--method", "saliency", "--figure", "saliency.gif"], not_png_or_svg("--figure", "saliency.gif")),
-        (vec!["compare", "digits", "--input", input, "--methods", "saliency,occlusion", "--figure", "grid.gif"], not_png_or_svg("--figure", "grid.gif")),
-        (vec!["sanity-check", "digits", "--input", input, "--method", "saliency", "--figure", "sanity.gif"], not_png_or_svg("--figure", "sanity.gif")),
+        (
+            vec!["attribute", "digits", "--input", input, "--method", "saliency", "--figure", "saliency.gif"],
+            not_png_or_svg("--figure", "saliency.gif"),
+        ),
+        (
+            vec!["compare", "digits", "--input", input, "--methods", "saliency,occlusion", "--figure", "grid.gif"],
+            not_png_or_svg("--figure", "grid.gif"),
+        ),
+        (
+            vec!["sanity-check", "digits", "--input", input, "--method", "saliency", "--figure", "sanity.gif"],
+            not_png_or_svg("--figure", "sanity.gif"),
+        ),
         (vec!["generate", "digits", "--objective", "class:0", "--figure", "sheet.gif"], not_png_or_svg("--figure", "sheet.gif")),
         (vec!["counterfactual", "digits", "--input", input, "--target", "1", "--figure", "cf.gif"], not_png_or_svg("--figure", "cf.gif")),
         (vec!["traverse", "decoder", "--z", input, "--figure", "traversal.gif"], not_png_or_svg("--figure", "traversal.gif")),

@@ -42,7 +42,12 @@ pub fn render(model: &ModelView, row_index: usize) -> String {
     if !tensors.is_empty() {
         let _ = writeln!(card, "\n**Parameters**\n");
         for parameter in tensors.iter().take(MAX_TENSORS) {
-            let name = parameter.name.strip_prefix(&row.path).map(|rest| rest.trim_start_matches('.')).filter(|_| !row.path.is_empty()).unwrap_or(&parameter.name);
+            let name = parameter
+                .name
+                .strip_prefix(&row.path)
+                .map(|rest| rest.trim_start_matches('.'))
+                .filter(|_| !row.path.is_empty())
+                .unwrap_or(&parameter.name);
             let stats = parameter.stats.as_ref().map(|s| format!(" mean {} std {}", format_number(s.mean), format_number(s.std))).unwrap_or_default();
             let _ = writeln!(card, "- `{name}` `{}`{stats}", format_shape(&parameter.shape));
         }
@@ -127,10 +132,12 @@ fn histogram_data_uri(counts: &[u64]) -> String {
     let (width, height) = (120.0, 32.0);
     let highest = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
     let bar = width / counts.len() as f64;
-    let mut svg = format!("<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}'><rect width='100%' height='100%' fill='#f4f4f4'/>");
+    let mut svg =
+        format!("<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}'><rect width='100%' height='100%' fill='#f4f4f4'/>");
     for (i, &count) in counts.iter().enumerate() {
         let h = (count as f64 / highest * (height - 2.0)).max(if count > 0 { 1.0 } else { 0.0 });
-        let _ = write!(svg, "<rect x='{:.1}' y='{:.1}' width='{:.1}' height='{h:.1}' fill='#3b6ea5'/>", i as f64 * bar, height - h, (bar - 0.5).max(0.5));
+        let _ =
+            write!(svg, "<rect x='{:.1}' y='{:.1}' width='{:.1}' height='{h:.1}' fill='#3b6ea5'/>", i as f64 * bar, height - h, (bar - 0.5).max(0.5));
     }
     svg.push_str("</svg>");
     format!("data:image/svg+xml;base64,{}", base64::engine::general_purpose::STANDARD.encode(svg))

@@ -57,7 +57,8 @@ impl Settings {
             .filter(|addr| !addr.is_empty())
             .or_else(|| std::env::var("LAYERLENS_ADDR").ok().filter(|addr| !addr.is_empty()))
             .unwrap_or_else(|| layerlens_client::DEFAULT_ADDR.to_string());
-        let token = options.token.filter(|token| !token.is_empty()).or_else(|| std::env::var("LAYERLENS_TOKEN").ok().filter(|token| !token.is_empty()));
+        let token =
+            options.token.filter(|token| !token.is_empty()).or_else(|| std::env::var("LAYERLENS_TOKEN").ok().filter(|token| !token.is_empty()));
         let (workspace, workspace_error) = match read_workspace_config(&workspace_root) {
             Ok(config) => (config, None),
             Err(error) => (WorkspaceConfig::default(), Some(error)),

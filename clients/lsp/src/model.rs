@@ -62,7 +62,12 @@ pub enum HitKind {
 impl ModelView {
     /// Fetches summary, parameter statistics and (when an input is known) activation
     /// statistics. `input` is the activation input; without one there are no shapes.
-    pub async fn fetch(client: &Client, model: &str, display_name: &str, input: Option<(ActivationInput, proto::Tensor)>) -> layerlens_client::Result<ModelView> {
+    pub async fn fetch(
+        client: &Client,
+        model: &str,
+        display_name: &str,
+        input: Option<(ActivationInput, proto::Tensor)>,
+    ) -> layerlens_client::Result<ModelView> {
         let none = proto::FigureFormat::None as i32;
         let input_shape = input.as_ref().map(|(_, tensor)| tensor.shape.clone()).unwrap_or_default();
         let summary_request = proto::SummaryRequest { model: model.to_string(), input_shape, figure_format: none, ..Default::default() };
@@ -70,7 +75,8 @@ impl ModelView {
         let (summary, parameters) = tokio::try_join!(client.summary(summary_request), client.parameters(parameters_request))?;
         let (layers, anomalies, activation_input) = match input {
             Some((description, tensor)) => {
-                let request = proto::ActivationsRequest { model: model.to_string(), input: Some(tensor), bins: 16, figure_format: none, ..Default::default() };
+                let request =
+                    proto::ActivationsRequest { model: model.to_string(), input: Some(tensor), bins: 16, figure_format: none, ..Default::default() };
                 let report = client.activations(request).await?;
                 (report.layers, report.anomalies, Some(description))
             }
@@ -116,8 +122,9 @@ impl ModelView {
     /// First-call rows whose last path component is `name`; those called from `file`
     /// first (the attribute is most likely defined in the class whose forward is there).
     fn rows_named(&self, file: &Path, name: &str) -> Vec<usize> {
-        let named: Vec<usize> =
-            (0..self.rows.len()).filter(|&i| self.rows[i].call_index == 0 && last_component(&self.rows[i].path) == name && !self.rows[i].path.is_empty()).collect();
+        let named: Vec<usize> = (0..self.rows.len())
+            .filter(|&i| self.rows[i].call_index == 0 && last_component(&self.rows[i].path) == name && !self.rows[i].path.is_empty())
+            .collect();
         let local: Vec<usize> = named.iter().copied().filter(|&i| self.called_in(file, i)).collect();
         let mut chosen = if local.is_empty() { named } else { local };
         chosen.dedup_by_key(|i| self.rows[*i].path.clone());
@@ -144,7 +151,11 @@ impl ModelView {
                     }
                 }
                 SourceRef::Definition { name, start, end } => {
-                    hits.extend(self.rows_named(file, name).into_iter().map(|row| Hit { row, columns: Some((*start, *end)), kind: HitKind::Definition }));
+                    hits.extend(self.rows_named(file, name).into_iter().map(|row| Hit {
+                        row,
+                        columns: Some((*start, *end)),
+                        kind: HitKind::Definition,
+                    }));
                 }
                 SourceRef::SequentialEntry { name, index } => {
                     for container in self.rows_named(file, name) {
@@ -163,7 +174,8 @@ impl ModelView {
     /// The rows under the cursor: those whose name the cursor is on, else the line's.
     pub fn hits_at(&self, file: &Path, index: &SourceIndex, line: u32, column: u32) -> Vec<Hit> {
         let hits = self.hits_on_line(file, index, line);
-        let under_cursor: Vec<Hit> = hits.iter().copied().filter(|hit| hit.columns.is_some_and(|(start, end)| start <= column && column <= end)).collect();
+        let under_cursor: Vec<Hit> =
+            hits.iter().copied().filter(|hit| hit.columns.is_some_and(|(start, end)| start <= column && column <= end)).collect();
         if under_cursor.is_empty() {
             hits
         } else {

@@ -31,7 +31,8 @@ use lsp_server::{Connection, Message, Notification, Request, RequestId, Response
 use lsp_types::notification::Notification as _;
 use lsp_types::request::Request as _;
 use lsp_types::{
-    Diagnostic, DiagnosticSeverity, Hover, HoverContents, InlayHint, InlayHintKind, InlayHintLabel, MarkupContent, MarkupKind, MessageType, Position, Range, Url,
+    Diagnostic, DiagnosticSeverity, Hover, HoverContents, InlayHint, InlayHintKind, InlayHintLabel, MarkupContent, MarkupKind, MessageType, Position,
+    Range, Url,
 };
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -58,7 +59,8 @@ pub fn run_stdio() -> anyhow::Result<()> {
 pub fn run(connection: Connection) -> anyhow::Result<()> {
     let (id, params) = connection.initialize_start().context("waiting for initialize")?;
     let params: lsp_types::InitializeParams = serde_json::from_value(params).context("reading initialize params")?;
-    let options: InitializationOptions = params.initialization_options.clone().and_then(|value| serde_json::from_value(value).ok()).unwrap_or_default();
+    let options: InitializationOptions =
+        params.initialization_options.clone().and_then(|value| serde_json::from_value(value).ok()).unwrap_or_default();
     #[allow(deprecated)] // root_uri is what older clients (Neovim 0.7) send
     let root = params
         .workspace_folders
@@ -244,12 +246,10 @@ impl Server {
     fn handle_request(&mut self, request: Request) -> Response {
         let id = request.id.clone();
         let result = match request.method.as_str() {
-            lsp_types::request::HoverRequest::METHOD => {
-                serde_json::from_value::<lsp_types::HoverParams>(request.params).map(|params| serde_json::to_value(self.hover(&params)).unwrap_or(Value::Null))
-            }
-            lsp_types::request::InlayHintRequest::METHOD => {
-                serde_json::from_value::<lsp_types::InlayHintParams>(request.params).map(|params| serde_json::to_value(self.inlay_hints(&params)).unwrap_or(Value::Null))
-            }
+            lsp_types::request::HoverRequest::METHOD => serde_json::from_value::<lsp_types::HoverParams>(request.params)
+                .map(|params| serde_json::to_value(self.hover(&params)).unwrap_or(Value::Null)),
+            lsp_types::request::InlayHintRequest::METHOD => serde_json::from_value::<lsp_types::InlayHintParams>(request.params)
+                .map(|params| serde_json::to_value(self.inlay_hints(&params)).unwrap_or(Value::Null)),
             _ => return method_not_found(id, &request.method),
         };
         match result {
@@ -433,8 +433,12 @@ impl Server {
                         return;
                     }
                 }
-                let unmatched: Vec<(Url, PathBuf)> =
-                    self.documents.iter().filter(|(_, document)| document.model.is_none()).map(|(uri, document)| (uri.clone(), document.path.clone())).collect();
+                let unmatched: Vec<(Url, PathBuf)> = self
+                    .documents
+                    .iter()
+                    .filter(|(_, document)| document.model.is_none())
+                    .map(|(uri, document)| (uri.clone(), document.path.clone()))
+                    .collect();
                 let mut cached_keys = HashSet::new();
                 for (uri, path) in unmatched {
                     let Some(source) = self.discovered.as_ref().and_then(|discovered| discovered_source(discovered, &path)) else { continue };
@@ -457,14 +461,19 @@ impl Server {
     /// Publishes the diagnostics of every open document of model `key` and asks the
     /// editor to re-request inlay hints: the view they were computed from has changed.
     fn show_model(&mut self, key: &str) {
-        let affected: Vec<Url> = self.documents.iter().filter(|(_, document)| document.model.as_deref() == Some(key)).map(|(uri, _)| uri.clone()).collect();
+        let affected: Vec<Url> =
+            self.documents.iter().filter(|(_, document)| document.model.as_deref() == Some(key)).map(|(uri, _)| uri.clone()).collect();
         for uri in affected {
             let diagnostics = self.diagnostics(&uri);
             self.publish(uri, diagnostics);
         }
         if self.inlay_hint_refresh {
             self.requests_sent += 1;
-            let request = Request::new(RequestId::from(format!("layerlens-{}", self.requests_sent)), lsp_types::request::InlayHintRefreshRequest::METHOD.into(), Value::Null);
+            let request = Request::new(
+                RequestId::from(format!("layerlens-{}", self.requests_sent)),
+                lsp_types::request::InlayHintRefreshRequest::METHOD.into(),
+                Value::Null,
+            );
             let _ = self.connection.sender.send(Message::Request(request));
         }
     }
@@ -506,7 +515,10 @@ impl Server {
                 if self.reported_models.insert("(token)".into()) {
                     self.show_message(
                         MessageType::WARNING,
-                        format!("layerlens: layerlensd at {} refused the token: {error}. Set LAYERLENS_TOKEN or initializationOptions.token", self.settings.addr),
+                        format!(
+                            "layerlens: layerlensd at {} refused the token: {error}. Set LAYERLENS_TOKEN or initializationOptions.token",
+                            self.settings.addr
+                        ),
                     );
                 }
             }
@@ -526,7 +538,8 @@ impl Server {
 
     fn publish(&self, uri: Url, diagnostics: Vec<Diagnostic>) {
         let params = lsp_types::PublishDiagnosticsParams { uri, diagnostics, version: None };
-        let _ = self.connection.sender.send(Message::Notification(Notification::new(lsp_types::notification::PublishDiagnostics::METHOD.into(), params)));
+        let _ =
+            self.connection.sender.send(Message::Notification(Notification::new(lsp_types::notification::PublishDiagnostics::METHOD.into(), params)));
     }
 
     fn document_and_model(&self, uri: &Url) -> Option<(&Document, &ModelView)> {
@@ -544,7 +557,10 @@ impl Server {
             return None;
         }
         let rows: Vec<usize> = hits.iter().map(|hit| hit.row).take(4).collect();
-        let range = hits.first().and_then(|hit| hit.columns).map(|(start, end)| Range::new(Position::new(position.line, start), Position::new(position.line, end)));
+        let range = hits
+            .first()
+            .and_then(|hit| hit.columns)
+            .map(|(start, end)| Range::new(Position::new(position.line, start), Position::new(position.line, end)));
         Some(Hover { contents: HoverContents::Markup(MarkupContent { kind: MarkupKind::Markdown, value: card::render_all(model, &rows) }), range })
     }
 
@@ -557,7 +573,10 @@ impl Server {
         if document.index.lines.get(line as usize).is_none_or(|references| references.is_empty()) {
             return None;
         }
-        Some(Hover { contents: HoverContents::Markup(MarkupContent { kind: MarkupKind::Markdown, value: card::render_loading(&loading.display_name) }), range: None })
+        Some(Hover {
+            contents: HoverContents::Markup(MarkupContent { kind: MarkupKind::Markdown, value: card::render_loading(&loading.display_name) }),
+            range: None,
+        })
     }
 
     /// Each anomaly as a diagnostic on the lines where its layer shows.
@@ -674,7 +693,8 @@ async fn discover_call_sites(client: &Client) -> Result<HashMap<PathBuf, Vec<Mod
         let display_name = info.names.first().cloned().unwrap_or_else(|| info.id[..12.min(info.id.len())].to_string());
         let view = ModelView::new(display_name.clone(), info.id.clone(), summary.rows, Vec::new(), Vec::new(), Vec::new(), None);
         for file in view.call_site_files() {
-            let source = ModelSource { key: info.id.clone(), reference: info.id.clone(), display_name: display_name.clone(), input_shape: None, sample: None };
+            let source =
+                ModelSource { key: info.id.clone(), reference: info.id.clone(), display_name: display_name.clone(), input_shape: None, sample: None };
             files.entry(file.clone()).or_default().push(source);
         }
     }
@@ -684,4 +704,3 @@ async fn discover_call_sites(client: &Client) -> Result<HashMap<PathBuf, Vec<Mod
 fn method_not_found(id: RequestId, method: &str) -> Response {
     Response::new_err(id, lsp_server::ErrorCode::MethodNotFound as i32, format!("layerlens-lsp does not handle {method}"))
 }
-

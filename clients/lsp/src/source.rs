@@ -171,7 +171,10 @@ mod tests {
             "        self.head = nn.Sequential(\n            nn.Flatten(),\n            nn.Linear(\n                10, 2),\n            nn.ReLU(),\n        )",
             &[(0, definition("head", 13)), (1, entry("head", 0)), (2, entry("head", 1)), (4, entry("head", 2))],
         );
-        check("        self.body = nn.Sequential(nn.ReLU(), nn.Tanh())", &[(0, entry("body", 0)), (0, entry("body", 1)), (0, definition("body", 13))]);
+        check(
+            "        self.body = nn.Sequential(nn.ReLU(), nn.Tanh())",
+            &[(0, entry("body", 0)), (0, entry("body", 1)), (0, definition("body", 13))],
+        );
         check("        self.body = nn.Sequential(*layers)", &[(0, definition("body", 13))]);
     }
 }

@@ -101,7 +101,13 @@ impl FakeDaemon {
     fn rows(&self) -> Vec<proto::SummaryRow> {
         let shape = |dims: &[i64]| proto::Shape { dims: dims.to_vec() };
         vec![
-            proto::SummaryRow { path: String::new(), type_name: "LensNet".into(), num_params: 40, output_shapes: vec![shape(&[1, 4, 8, 8])], ..Default::default() },
+            proto::SummaryRow {
+                path: String::new(),
+                type_name: "LensNet".into(),
+                num_params: 40,
+                output_shapes: vec![shape(&[1, 4, 8, 8])],
+                ..Default::default()
+            },
             proto::SummaryRow {
                 path: "conv1".into(),
                 type_name: "torch.nn.Conv2d".into(),
@@ -144,7 +150,12 @@ impl proto::models_server::Models for FakeDaemon {
         if request.get_ref().model != "lensnet" {
             return Err(Status::not_found(format!("no model '{}'", request.get_ref().model)));
         }
-        Ok(RpcResponse::new(proto::ModelInfo { id: MODEL_ID.into(), names: vec!["lensnet".into()], input_shape: vec![1, 1, 8, 8], ..Default::default() }))
+        Ok(RpcResponse::new(proto::ModelInfo {
+            id: MODEL_ID.into(),
+            names: vec!["lensnet".into()],
+            input_shape: vec![1, 1, 8, 8],
+            ..Default::default()
+        }))
     }
 
     async fn delete(&self, _: RpcRequest<proto::DeleteModelRequest>) -> Result<RpcResponse<proto::DeleteModelResponse>, Status> {
@@ -179,7 +190,12 @@ impl proto::explain_server::Explain for FakeDaemon {
 
     async fn parameters(&self, _: RpcRequest<proto::ParametersRequest>) -> Result<RpcResponse<proto::ParametersResponse>, Status> {
         self.pass_gate().await;
-        let parameter = |name: &str, shape: &[i64]| proto::ParameterStats { name: name.into(), module_path: "conv1".into(), shape: shape.to_vec(), ..Default::default() };
+        let parameter = |name: &str, shape: &[i64]| proto::ParameterStats {
+            name: name.into(),
+            module_path: "conv1".into(),
+            shape: shape.to_vec(),
+            ..Default::default()
+        };
         let parameters = vec![parameter("conv1.weight", &[4, 1, 3, 3]), parameter("conv1.bias", &[4])];
         Ok(RpcResponse::new(proto::ParametersResponse { model_id: MODEL_ID.into(), parameters, ..Default::default() }))
     }
@@ -194,7 +210,12 @@ impl proto::explain_server::Explain for FakeDaemon {
             message: "all 4 channels are never positive".into(),
             ..Default::default()
         };
-        Ok(RpcResponse::new(proto::ActivationsResponse { model_id: MODEL_ID.into(), layers: vec![act1], anomalies: vec![dead], ..Default::default() }))
+        Ok(RpcResponse::new(proto::ActivationsResponse {
+            model_id: MODEL_ID.into(),
+            layers: vec![act1],
+            anomalies: vec![dead],
+            ..Default::default()
+        }))
     }
 
     async fn predict(&self, _: RpcRequest<proto::PredictRequest>) -> Result<RpcResponse<proto::PredictResponse>, Status> {
@@ -255,7 +276,11 @@ impl LspClient {
         let mut client = LspClient { connection, server: Some(server), next_id: 0, received: Vec::new() };
         let capabilities = json!({ "workspace": { "inlayHint": { "refreshSupport": true } } });
         let root_uri = format!("file://{}", root.display());
-        client.request("initialize", json!({ "processId": null, "rootUri": root_uri, "capabilities": capabilities, "initializationOptions": { "addr": addr } }), ANSWER_TIMEOUT);
+        client.request(
+            "initialize",
+            json!({ "processId": null, "rootUri": root_uri, "capabilities": capabilities, "initializationOptions": { "addr": addr } }),
+            ANSWER_TIMEOUT,
+        );
         client.notify("initialized", json!({}));
         client
     }
@@ -366,7 +391,10 @@ fn hover_says_loading_while_the_daemon_is_slow_then_shows_the_card() {
     let act1_line = position("return self.act1(x)", 0).0;
     let published = lsp.wait_for("textDocument/publishDiagnostics", |params| params["diagnostics"].as_array().is_some_and(|list| !list.is_empty()));
     let diagnostics = published["diagnostics"].as_array().unwrap();
-    assert!(diagnostics.iter().any(|d| d["range"]["start"]["line"] == act1_line && d["severity"] == 2 && d["code"] == "dead_units"), "{diagnostics:?}");
+    assert!(
+        diagnostics.iter().any(|d| d["range"]["start"]["line"] == act1_line && d["severity"] == 2 && d["code"] == "dead_units"),
+        "{diagnostics:?}"
+    );
     lsp.wait_for("workspace/inlayHint/refresh", |_| true);
     let card = card_text(&lsp.hover(&uri, position("x = self.conv1(x)", 10), HOVER_BOUND));
     assert_card(&card, &["**conv1**", "Conv2d", "| parameters | 40 ", "| output | `[1, 4, 8, 8]` |", "`weight` `[4, 1, 3, 3]`", "`bias` `[4]`"]);
@@ -426,6 +454,9 @@ fn the_sample_input_is_read_from_its_npy_file() {
     let uri = workspace.uri();
     lsp.notify("textDocument/didOpen", json!({ "textDocument": { "uri": uri, "languageId": "python", "version": 1, "text": MODEL_SOURCE } }));
     let message = lsp.wait_for("window/showMessage", |_| true);
-    assert_card(message["message"].as_str().unwrap(), &["model `lensnet`", "cannot read x.npy: truncated: shape [1, 1, 8, 8] needs 256 bytes of values"]);
+    assert_card(
+        message["message"].as_str().unwrap(),
+        &["model `lensnet`", "cannot read x.npy: truncated: shape [1, 1, 8, 8] needs 256 bytes of values"],
+    );
     lsp.stop();
 }

@@ -131,8 +131,8 @@ impl Client {
         if https {
             let tls = match tls_ca {
                 Some(path) => {
-                    let pem = std::fs::read(path)
-                        .map_err(|error| ClientError::File { path: path.display().to_string(), reason: error.to_string() })?;
+                    let pem =
+                        std::fs::read(path).map_err(|error| ClientError::File { path: path.display().to_string(), reason: error.to_string() })?;
                     ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
                 }
                 None => ClientTlsConfig::new().with_native_roots(),
@@ -175,29 +175,22 @@ impl Client {
                 input_shape: input_shape.to_vec(),
             })),
         };
-        let chunks: Vec<proto::UploadRequest> = bytes
-            .chunks(CHUNK_BYTES)
-            .map(|chunk| proto::UploadRequest { part: Some(proto::upload_request::Part::Chunk(chunk.to_vec())) })
-            .collect();
+        let chunks: Vec<proto::UploadRequest> =
+            bytes.chunks(CHUNK_BYTES).map(|chunk| proto::UploadRequest { part: Some(proto::upload_request::Part::Chunk(chunk.to_vec())) }).collect();
         let stream = tokio_stream::iter(std::iter::once(header).chain(chunks));
         Ok(self.models.clone().upload(stream).await?.into_inner())
     }
 
     /// Reads a file here and uploads it.
     pub async fn upload_file(&self, path: &Path, name: Option<&str>, input_shape: &[i64]) -> Result<ModelInfo> {
-        let bytes = tokio::fs::read(path)
-            .await
-            .map_err(|error| ClientError::File { path: path.display().to_string(), reason: error.to_string() })?;
+        let bytes = tokio::fs::read(path).await.map_err(|error| ClientError::File { path: path.display().to_string(), reason: error.to_string() })?;
         self.upload_model(bytes, name, input_shape).await
     }
 
     /// Stores a file that lies on the daemon's machine.
     pub async fn add_from_path(&self, path: &str, name: Option<&str>, input_shape: &[i64]) -> Result<ModelInfo> {
-        let request = proto::AddFromPathRequest {
-            path: path.to_string(),
-            name: name.unwrap_or_default().to_string(),
-            input_shape: input_shape.to_vec(),
-        };
+        let request =
+            proto::AddFromPathRequest { path: path.to_string(), name: name.unwrap_or_default().to_string(), input_shape: input_shape.to_vec() };
         Ok(self.models.clone().add_from_path(request).await?.into_inner())
     }
 
@@ -247,11 +240,7 @@ impl Client {
     /// Attribute with progress: `on_progress` sees each progress event; answers the
     /// result that ends the stream (the same answer `attribute` gives). Dropping the
     /// future cancels the call, and the daemon stops the work within one pass.
-    pub async fn attribute_stream(
-        &self,
-        request: AttributeRequest,
-        on_progress: impl FnMut(&proto::AttributeProgress),
-    ) -> Result<AttributeResponse> {
+    pub async fn attribute_stream(&self, request: AttributeRequest, on_progress: impl FnMut(&proto::AttributeProgress)) -> Result<AttributeResponse> {
         use proto::attribute_event::Event;
         let model = request.model.clone();
         let (next, stream) =

@@ -190,7 +190,8 @@ mod tests {
     /// Writes `values` with npyz's own writer, so the reader is checked against files
     /// it did not write (numpy's layout), in `order`.
     fn write_with_npyz<T: npyz::AutoSerialize>(path: &Path, shape: &[u64], values: Vec<T>, order: npyz::Order) {
-        let mut writer = npyz::WriteOptions::new().default_dtype().order(order).shape(shape).writer(std::fs::File::create(path).unwrap()).begin_nd().unwrap();
+        let mut writer =
+            npyz::WriteOptions::new().default_dtype().order(order).shape(shape).writer(std::fs::File::create(path).unwrap()).begin_nd().unwrap();
         writer.extend(values).unwrap();
         writer.finish().unwrap();
     }
@@ -247,7 +248,11 @@ mod tests {
         let cases: [(&str, MakeFile, &str); 6] = [
             ("missing.npy", |_| {}, "No such file or directory"),
             ("text.npy", |path| std::fs::write(path, "not numpy").unwrap(), "not a .npy file"),
-            ("int16.npy", |path| write_with_npyz(path, &[4], vec![1i16, 2, 3, 4], npyz::Order::C), "holds int16 values (<i2); expected float32 (float64 is converted)"),
+            (
+                "int16.npy",
+                |path| write_with_npyz(path, &[4], vec![1i16, 2, 3, 4], npyz::Order::C),
+                "holds int16 values (<i2); expected float32 (float64 is converted)",
+            ),
             ("uint8.npy", |path| write_with_npyz(path, &[2], vec![1u8, 2], npyz::Order::C), "holds uint8 values (|u1); expected float32"),
             ("fortran.npy", |path| write_with_npyz(path, &[2, 2], vec![1.0f32; 4], npyz::Order::Fortran), "stored in Fortran order"),
             ("truncated.npy", make_truncated, "truncated: shape [1, 1, 8, 8] needs 256 bytes of values, the file holds 246"),
@@ -273,7 +278,8 @@ mod tests {
     fn writing_checks_the_shape_and_names_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.npy");
-        let cases: &[(&[i64], usize, &str)] = &[(&[1, 1, 8, 8], 63, "shape [1, 1, 8, 8] does not hold the 63 values given"), (&[2, -1], 2, "shape [2, -1] has a negative dimension")];
+        let cases: &[(&[i64], usize, &str)] =
+            &[(&[1, 1, 8, 8], 63, "shape [1, 1, 8, 8] does not hold the 63 values given"), (&[2, -1], 2, "shape [2, -1] has a negative dimension")];
         for (shape, count, expected) in cases {
             let error = write_f32(&path, shape, &vec![0.0; *count]).unwrap_err();
             assert_eq!(error.to_string(), format!("cannot write {}: {expected}", path.display()));

@@ -44,12 +44,7 @@ fn row_shapes(inputs: &[HostTensor]) -> Option<Vec<(Vec<i64>, bool)>> {
     if rows == 0 {
         return None;
     }
-    inputs
-        .iter()
-        .map(|input| {
-            (input.validate("input").is_ok() && input.rows() == rows).then(|| (input.shape[1..].to_vec(), input.integer))
-        })
-        .collect()
+    inputs.iter().map(|input| (input.validate("input").is_ok() && input.rows() == rows).then(|| (input.shape[1..].to_vec(), input.integer))).collect()
 }
 
 pub(crate) fn attribute_key(request: &AttributionRequest) -> Option<BatchKey> {
@@ -151,11 +146,7 @@ pub(crate) fn split_attribution(joined: Attribution, rows: &[usize]) -> Vec<Attr
 pub(crate) fn split_prediction(joined: Prediction, rows: &[usize]) -> Vec<Prediction> {
     let outputs = joined.output.split_rows(rows);
     let mut top_k = joined.top_k.into_iter();
-    outputs
-        .into_iter()
-        .zip(rows)
-        .map(|(output, &count)| Prediction { output, top_k: top_k.by_ref().take(count).collect() })
-        .collect()
+    outputs.into_iter().zip(rows).map(|(output, &count)| Prediction { output, top_k: top_k.by_ref().take(count).collect() }).collect()
 }
 
 #[cfg(test)]

@@ -29,9 +29,7 @@ impl Device {
                 if (index as i64) < count {
                     Ok(())
                 } else {
-                    Err(Error::bad_input(format!(
-                        "device cuda:{index} is not available: libtorch sees {count} CUDA device(s)"
-                    )))
+                    Err(Error::bad_input(format!("device cuda:{index} is not available: libtorch sees {count} CUDA device(s)")))
                 }
             }
         }
@@ -75,9 +73,7 @@ impl FromStr for Device {
                 .strip_prefix("cuda:")
                 .and_then(|index| index.parse().ok())
                 .map(Device::Cuda)
-                .ok_or_else(|| {
-                    Error::bad_input(format!("unknown device '{text}'; expected cpu, cuda or cuda:N"))
-                }),
+                .ok_or_else(|| Error::bad_input(format!("unknown device '{text}'; expected cpu, cuda or cuda:N"))),
         }
     }
 }

@@ -62,11 +62,7 @@ impl Error {
     pub fn from_torch(error: tch::TchError, when_rejected: ErrorKind, doing: &str) -> Error {
         let full = error.to_string();
         let reason = torch_reason(&full);
-        let kind = if is_out_of_memory(&reason) {
-            ErrorKind::OutOfMemory
-        } else {
-            when_rejected
-        };
+        let kind = if is_out_of_memory(&reason) { ErrorKind::OutOfMemory } else { when_rejected };
         Error::new(kind, format!("{doing}: {reason}"))
     }
 }
@@ -102,11 +98,7 @@ pub fn is_out_of_memory(reason: &str) -> bool {
 /// TorchScript traceback; people need the one line that says what failed.
 pub fn torch_reason(full: &str) -> String {
     let without_backtrace = full.split("\nException raised from").next().unwrap_or(full);
-    let lines: Vec<&str> = without_backtrace
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .collect();
+    let lines: Vec<&str> = without_backtrace.lines().map(str::trim).filter(|line| !line.is_empty()).collect();
     // The TorchScript interpreter ends its traceback with `RuntimeError: <what>`.
     if let Some(line) = lines.iter().rev().find(|line| line.contains("Error: ")) {
         let what = line.split_once("Error: ").map(|(_, what)| what).unwrap_or(line);

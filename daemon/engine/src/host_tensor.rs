@@ -22,7 +22,10 @@ impl HostTensor {
             return Err(Error::bad_input(format!("{what} is a scalar (0-d); expected at least a batch dimension")));
         }
         if let Some(axis) = self.shape.iter().position(|&dim| dim <= 0) {
-            return Err(Error::bad_input(format!("{what} shape {shape} has size {} in dimension {axis}; every dimension needs at least one element", self.shape[axis])));
+            return Err(Error::bad_input(format!(
+                "{what} shape {shape} has size {} in dimension {axis}; every dimension needs at least one element",
+                self.shape[axis]
+            )));
         }
         let expected = self.shape.iter().try_fold(1usize, |count, &dim| count.checked_mul(dim as usize));
         if expected != Some(self.values.len()) {
@@ -81,8 +84,8 @@ impl HostTensor {
             .and_then(|t| t.f_contiguous())
             .and_then(|t| t.f_view([-1]))
             .map_err(|error| Error::from_torch(error, crate::ErrorKind::Internal, "copying a result to the host"))?;
-        let values = Vec::<f32>::try_from(&on_host)
-            .map_err(|error| Error::from_torch(error, crate::ErrorKind::Internal, "copying a result to the host"))?;
+        let values =
+            Vec::<f32>::try_from(&on_host).map_err(|error| Error::from_torch(error, crate::ErrorKind::Internal, "copying a result to the host"))?;
         Ok(HostTensor { shape: tensor.size(), values, integer: false })
     }
 }

@@ -121,7 +121,14 @@ mod fused {
     }
 
     extern "C" {
-        fn layerlens_fused_stats(tensor: *const C_tensor, bins: i64, saturation: c_int, out: *mut FusedStats, histogram: *mut i64, out_error: *mut *mut c_char) -> c_int;
+        fn layerlens_fused_stats(
+            tensor: *const C_tensor,
+            bins: i64,
+            saturation: c_int,
+            out: *mut FusedStats,
+            histogram: *mut i64,
+            out_error: *mut *mut c_char,
+        ) -> c_int;
     }
 
     pub(super) fn reduce(tensor: &tch::Tensor, bins: usize, saturation: bool) -> Result<Reduction> {
@@ -132,7 +139,8 @@ mod fused {
         let mut error: *mut c_char = std::ptr::null_mut();
         // SAFETY: `values` is a live tch tensor (an at::Tensor*), `out` and `counts`
         // have the sizes the kernel writes (one struct, `bins` counts).
-        let status = unsafe { layerlens_fused_stats(values.as_ptr(), bins as i64, c_int::from(saturation), &mut out, counts.as_mut_ptr(), &mut error) };
+        let status =
+            unsafe { layerlens_fused_stats(values.as_ptr(), bins as i64, c_int::from(saturation), &mut out, counts.as_mut_ptr(), &mut error) };
         if status != 0 {
             return Err(Error::new(ErrorKind::Internal, format!("reducing a tensor: {}", crate::taps::take_error(error))));
         }
@@ -411,7 +419,10 @@ fn find_anomalies(layers: &[LayerStats], tapped: &crate::taps::TappedModel) -> V
             kind: "inf".into(),
             path: layer.path.clone(),
             call_site: layer.call_site.clone(),
-            message: format!("infinite values first appear in the output of {} ({} of {} values)", layer.path, layer.stats.inf_count, layer.stats.count),
+            message: format!(
+                "infinite values first appear in the output of {} ({} of {} values)",
+                layer.path, layer.stats.inf_count, layer.stats.count
+            ),
         });
     }
     let mut previous_std: Option<(f64, &str)> = None;
@@ -459,7 +470,11 @@ fn find_anomalies(layers: &[LayerStats], tapped: &crate::taps::TappedModel) -> V
                         kind: "exploding_scale".into(),
                         path: layer.path.clone(),
                         call_site: layer.call_site.clone(),
-                        message: format!("the std of the outputs grows {:.1}× from {before_path} ({before:.3e}) to {} ({std:.3e})", std / before, layer.path),
+                        message: format!(
+                            "the std of the outputs grows {:.1}× from {before_path} ({before:.3e}) to {} ({std:.3e})",
+                            std / before,
+                            layer.path
+                        ),
                     });
                 }
             }
@@ -494,11 +509,7 @@ pub fn predict(model: &LoadedModel, inputs: &[HostTensor], k: usize) -> Result<P
         for row in 0..output.size()[0] {
             let mut entries = Vec::new();
             for column in 0..k {
-                entries.push((
-                    indices.int64_value(&[row, column]),
-                    values.double_value(&[row, column]),
-                    probabilities.double_value(&[row, column]),
-                ));
+                entries.push((indices.int64_value(&[row, column]), values.double_value(&[row, column]), probabilities.double_value(&[row, column])));
             }
             top_k.push(entries);
         }
@@ -514,7 +525,9 @@ mod tests {
         let (a, b) = (&fused.stats, &generic.stats);
         assert_eq!((a.count, a.nan_count, a.inf_count), (b.count, b.nan_count, b.inf_count), "{what}: counts");
         assert_eq!(a.zero_fraction, b.zero_fraction, "{what}: zero fraction");
-        for (name, x, y) in [("mean", a.mean, b.mean), ("std", a.std, b.std), ("min", a.min, b.min), ("max", a.max, b.max), ("l2", a.l2_norm, b.l2_norm)] {
+        for (name, x, y) in
+            [("mean", a.mean, b.mean), ("std", a.std, b.std), ("min", a.min, b.min), ("max", a.max, b.max), ("l2", a.l2_norm, b.l2_norm)]
+        {
             if y.is_nan() {
                 assert!(x.is_nan(), "{what}: {name} {x} vs NaN");
             } else {
@@ -532,7 +545,12 @@ mod tests {
         // Bins are found in float32 by both; values that sit on an edge may land on
         // either side of it.
         let moved: u64 = a.histogram.counts.iter().zip(&b.histogram.counts).map(|(x, y)| x.abs_diff(*y)).sum();
-        assert!(moved as f64 <= 1e-4 * total as f64 + 2.0, "{what}: histograms differ by {moved}: {:?} vs {:?}", a.histogram.counts, b.histogram.counts);
+        assert!(
+            moved as f64 <= 1e-4 * total as f64 + 2.0,
+            "{what}: histograms differ by {moved}: {:?} vs {:?}",
+            a.histogram.counts,
+            b.histogram.counts
+        );
     }
 
     #[test]
@@ -553,8 +571,8 @@ mod tests {
             ("planted NaN/Inf", planted),
             ("large offset, small spread", Tensor::randn([3000], (Kind::Float, tch::Device::Cpu)) * 1e-3 + 1000.0),
             ("all ones", Tensor::ones([64, 3], (Kind::Float, tch::Device::Cpu))),
-            ("sigmoid", (Tensor::randn([8, 100], (Kind::Float, tch::Device::Cpu))* 6.0).sigmoid()),
-            ("tanh, not contiguous", (Tensor::randn([40, 9], (Kind::Float, tch::Device::Cpu))* 4.0).tanh().transpose(0, 1)),
+            ("sigmoid", (Tensor::randn([8, 100], (Kind::Float, tch::Device::Cpu)) * 6.0).sigmoid()),
+            ("tanh, not contiguous", (Tensor::randn([40, 9], (Kind::Float, tch::Device::Cpu)) * 4.0).tanh().transpose(0, 1)),
             ("all NaN", Tensor::full([5, 2], f64::NAN, (Kind::Float, tch::Device::Cpu))),
             ("one value", Tensor::from_slice(&[2.5f32])),
             ("empty", Tensor::zeros([0, 4], (Kind::Float, tch::Device::Cpu))),

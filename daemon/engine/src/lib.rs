@@ -26,11 +26,11 @@ pub mod taps;
 pub mod worker;
 
 pub use attribution::{
-    Attribution, AttributionRequest, Evaluation, EvaluationRequest, SanityCheck, SanityStep, Targets, METHODS, METRICS, MethodInfo, Sampling,
+    Attribution, AttributionRequest, Evaluation, EvaluationRequest, MethodInfo, Sampling, SanityCheck, SanityStep, Targets, METHODS, METRICS,
 };
 pub use device::Device;
 pub use error::{Error, ErrorKind, Result};
 pub use host_tensor::HostTensor;
-pub use structure::{ModuleInfo, Summary, SummaryRow};
 pub use scheduler::{Priority, QueueSettings, Ticket};
+pub use structure::{ModuleInfo, Summary, SummaryRow};
 pub use worker::{ModelSpec, WorkerHandle, WorkerObserver, WorkerSettings};

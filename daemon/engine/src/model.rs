@@ -5,13 +5,13 @@
 
 use crate::device::Device;
 use crate::error::{Error, ErrorKind, Result};
+use crate::exported::ExportedProgram;
 use crate::host_tensor::HostTensor;
 use crate::taps::TappedModel;
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use crate::exported::ExportedProgram;
 
 /// A module's path and its own parameters by short name: `("features.0", [("weight", t)])`.
 pub type ParameterGroup = (String, Vec<(String, tch::Tensor)>);
@@ -28,7 +28,11 @@ impl ModelKind {
     /// The kind of a model file: a zip with `<root>/archive_format` is an exported
     /// program, anything else is treated as TorchScript.
     pub fn of_file(path: &Path) -> ModelKind {
-        if crate::exported::is_exported_archive(path) { ModelKind::Exported } else { ModelKind::TorchScript }
+        if crate::exported::is_exported_archive(path) {
+            ModelKind::Exported
+        } else {
+            ModelKind::TorchScript
+        }
     }
 
     /// The name clients see: "torchscript" or "exported".
@@ -154,7 +158,10 @@ impl LoadedModel {
             let mut error = Error::from_torch(error, ErrorKind::BadInput, &what);
             if error.kind == ErrorKind::OutOfMemory {
                 let shapes = shapes.join(", ");
-                return Error::new(ErrorKind::OutOfMemory, error.message.replacen(&what, &format!("running the model on {shapes} ran out of memory"), 1));
+                return Error::new(
+                    ErrorKind::OutOfMemory,
+                    error.message.replacen(&what, &format!("running the model on {shapes} ran out of memory"), 1),
+                );
             }
             if error.kind == ErrorKind::BadInput {
                 if let Some(hint) = self.first_layer_hint() {
@@ -173,10 +180,7 @@ impl LoadedModel {
         })?;
         match output {
             tch::IValue::Tensor(tensor) => Ok(tensor),
-            other => Err(Error::bad_input(format!(
-                "the model returns {}; this explanation needs a single tensor output",
-                ivalue_kind(&other)
-            ))),
+            other => Err(Error::bad_input(format!("the model returns {}; this explanation needs a single tensor output", ivalue_kind(&other)))),
         }
     }
 
@@ -303,7 +307,8 @@ impl LoadedModel {
         let named = self.named_parameters()?;
         let mut groups: Vec<ParameterGroup> = Vec::new();
         for (name, tensor) in named {
-            let (owner, short) = name.rsplit_once('.').map(|(owner, short)| (owner.to_string(), short.to_string())).unwrap_or((String::new(), name.clone()));
+            let (owner, short) =
+                name.rsplit_once('.').map(|(owner, short)| (owner.to_string(), short.to_string())).unwrap_or((String::new(), name.clone()));
             match groups.last_mut() {
                 Some((last, tensors)) if *last == owner => tensors.push((short, tensor)),
                 _ => groups.push((owner, vec![(short, tensor)])),
@@ -342,11 +347,8 @@ impl LoadedModel {
 
     fn measure_activation_bytes(&self, inputs: &[HostTensor]) -> Option<u64> {
         let tapped = self.tapped().ok()?;
-        let rows: Vec<tch::Tensor> = inputs
-            .iter()
-            .map(|input| input.to_tch(self.device.to_tch()).map(|tensor| tensor.narrow(0, 0, 1)))
-            .collect::<Result<_>>()
-            .ok()?;
+        let rows: Vec<tch::Tensor> =
+            inputs.iter().map(|input| input.to_tch(self.device.to_tch()).map(|tensor| tensor.narrow(0, 0, 1))).collect::<Result<_>>().ok()?;
         let _no_grad = tch::no_grad_guard();
         let (output, taps) = tapped.forward(&rows).ok()?;
         let bytes = |tensor: &tch::Tensor| tensor.numel() as u64 * tensor.kind().elt_size_in_bytes() as u64;
@@ -421,7 +423,10 @@ impl SampleInput {
         for (index, input) in inputs.iter().enumerate() {
             let which = if inputs.len() > 1 { format!("input {index}: shape") } else { "input shape".to_string() };
             if input.shape.is_empty() || input.shape.iter().any(|&dim| dim <= 0) {
-                return Err(Error::bad_input(format!("{which} {} needs at least one dimension, all positive", crate::error::shape_text(&input.shape))));
+                return Err(Error::bad_input(format!(
+                    "{which} {} needs at least one dimension, all positive",
+                    crate::error::shape_text(&input.shape)
+                )));
             }
             if input.shape.iter().try_fold(1i64, |count, &dim| count.checked_mul(dim)).is_none_or(|count| count > 1 << 31) {
                 return Err(Error::bad_input(format!("{which} {} is too large for a structure run", crate::error::shape_text(&input.shape))));
@@ -431,7 +436,11 @@ impl SampleInput {
     }
 
     pub fn kind(&self) -> tch::Kind {
-        if self.integer { tch::Kind::Int64 } else { tch::Kind::Float }
+        if self.integer {
+            tch::Kind::Int64
+        } else {
+            tch::Kind::Float
+        }
     }
 
     pub fn bytes(&self) -> u64 {

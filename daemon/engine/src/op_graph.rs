@@ -57,9 +57,22 @@ fn is_glue(kind: &str) -> bool {
     !kind.starts_with("aten::")
         || matches!(
             kind,
-            "aten::size" | "aten::dim" | "aten::Int" | "aten::ScalarImplicit" | "aten::len" | "aten::__getitem__"
-                | "aten::numel" | "aten::format" | "aten::warn" | "aten::eq" | "aten::ne" | "aten::__is__"
-                | "aten::__isnot__" | "aten::list" | "aten::contiguous" | "aten::detach"
+            "aten::size"
+                | "aten::dim"
+                | "aten::Int"
+                | "aten::ScalarImplicit"
+                | "aten::len"
+                | "aten::__getitem__"
+                | "aten::numel"
+                | "aten::format"
+                | "aten::warn"
+                | "aten::eq"
+                | "aten::ne"
+                | "aten::__is__"
+                | "aten::__isnot__"
+                | "aten::list"
+                | "aten::contiguous"
+                | "aten::detach"
         )
 }
 

@@ -193,10 +193,7 @@ pub fn count_params(modules: &[ModuleInfo], path: &str) -> (u64, u64) {
 /// Turns TorchScript's qualified names into the names people write:
 /// `__torch__.torch.nn.modules.conv.___torch_mangle_3.Conv2d` → `torch.nn.Conv2d`.
 pub fn readable_type_name(qualified: &str) -> String {
-    let parts: Vec<&str> = qualified
-        .split('.')
-        .filter(|part| *part != "__torch__" && !part.starts_with("___torch_mangle_"))
-        .collect();
+    let parts: Vec<&str> = qualified.split('.').filter(|part| *part != "__torch__" && !part.starts_with("___torch_mangle_")).collect();
     // torch.nn classes live in torch.nn.modules.<file>; people know them as torch.nn.X.
     if parts.len() >= 4 && parts[0] == "torch" && parts[1] == "nn" && parts[2] == "modules" {
         return format!("torch.nn.{}", parts[parts.len() - 1]);
@@ -229,9 +226,27 @@ mod tests {
     fn tied_parameters_count_once_and_depth_filters_rows() {
         let modules = vec![
             ModuleInfo { path: "".into(), qualified_type: "__torch__.Net".into(), params: vec![], buffers: vec![], attributes: Default::default() },
-            ModuleInfo { path: "encoder".into(), qualified_type: "__torch__.torch.nn.modules.linear.Linear".into(), params: vec![param(12, 1, true), param(3, 2, false)], buffers: vec![], attributes: Default::default() },
-            ModuleInfo { path: "decoder".into(), qualified_type: "__torch__.torch.nn.modules.linear.Linear".into(), params: vec![param(12, 1, true)], buffers: vec![], attributes: Default::default() },
-            ModuleInfo { path: "decoder.inner".into(), qualified_type: "__torch__.torch.nn.modules.linear.Linear".into(), params: vec![param(5, 3, true)], buffers: vec![], attributes: Default::default() },
+            ModuleInfo {
+                path: "encoder".into(),
+                qualified_type: "__torch__.torch.nn.modules.linear.Linear".into(),
+                params: vec![param(12, 1, true), param(3, 2, false)],
+                buffers: vec![],
+                attributes: Default::default(),
+            },
+            ModuleInfo {
+                path: "decoder".into(),
+                qualified_type: "__torch__.torch.nn.modules.linear.Linear".into(),
+                params: vec![param(12, 1, true)],
+                buffers: vec![],
+                attributes: Default::default(),
+            },
+            ModuleInfo {
+                path: "decoder.inner".into(),
+                qualified_type: "__torch__.torch.nn.modules.linear.Linear".into(),
+                params: vec![param(5, 3, true)],
+                buffers: vec![],
+                attributes: Default::default(),
+            },
         ];
         let summary = summarize(&modules, None);
         assert_eq!((summary.total_params, summary.trainable_params), (20, 17));

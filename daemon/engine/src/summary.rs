@@ -185,7 +185,13 @@ pub fn summarize_calls(
             trainable_params: trainable,
             own_params,
             kernel_size: kernel_size(module.copied(), &call.qualified_type),
-            mult_adds: if leaf { call_macs[call.id] } else if at_limit { macs_below[call.id] } else { 0 },
+            mult_adds: if leaf {
+                call_macs[call.id]
+            } else if at_limit {
+                macs_below[call.id]
+            } else {
+                0
+            },
             is_leaf: leaf,
             params_percent: if total_params > 0 { shown_params as f64 / total_params as f64 } else { 0.0 },
             attributes: module.map(|module| crate::structure::attribute_pairs(module)).unwrap_or_default(),
@@ -225,7 +231,6 @@ fn main_output(tapped: &TappedModel, call_id: usize) -> Option<usize> {
     }
 }
 
-
 /// torchinfo 1.8's `LayerInfo.calculate_macs`: for every parameter of the module
 /// (recursively, named relative to it), `weight`/`bias` count params × (batch ×
 /// spatial output) in convolutions and params × batch elsewhere; other weight or bias
@@ -243,7 +248,8 @@ pub fn torchinfo_macs(modules: &[ModuleInfo], path: &str, type_name: &str, outpu
             if !seen.insert(param.storage) {
                 continue;
             }
-            let name = if relative_module.is_empty() || module.path == path { param.name.clone() } else { format!("{relative_module}.{}", param.name) };
+            let name =
+                if relative_module.is_empty() || module.path == path { param.name.clone() } else { format!("{relative_module}.{}", param.name) };
             if name == "weight" || name == "bias" {
                 if class_name.contains("Conv") {
                     let spatial = if output.len() > 2 { product(&output[2..]) } else { 1 };
@@ -323,11 +329,5 @@ pub fn from_module_tree(modules: &[ModuleInfo], inputs: &[SampleInput], note: St
             own_buffers: row.own_buffers,
         })
         .collect();
-    CallSummary {
-        rows,
-        total_params: tree.total_params,
-        trainable_params: tree.trainable_params,
-        notes: vec![note],
-        ..CallSummary::default()
-    }
+    CallSummary { rows, total_params: tree.total_params, trainable_params: tree.trainable_params, notes: vec![note], ..CallSummary::default() }
 }

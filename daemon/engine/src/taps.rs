@@ -4,15 +4,15 @@
 
 use crate::device::Device;
 use crate::error::{Error, ErrorKind, Result};
+use crate::exported::ExportedProgram;
+use serde::Deserialize;
+use std::collections::HashMap;
 use std::ffi::{c_void, CStr, CString};
 use std::os::raw::{c_char, c_int};
-use serde::Deserialize;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use tch::Tensor;
 use torch_sys::C_tensor;
-use crate::exported::ExportedProgram;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 extern "C" {
     fn layerlens_tapped_load(path: *const c_char, device_type: c_int, device_index: c_int, out_error: *mut *mut c_char) -> *mut c_void;
@@ -180,15 +180,11 @@ impl TappedModel {
         // SAFETY: arguments are valid for the call; the shim catches all exceptions.
         let handle = unsafe { layerlens_tapped_load(path_text.as_ptr(), device_type, device_index, &mut error) };
         if handle.is_null() {
-            return Err(Error::bad_input(format!(
-                "this model's forward graph cannot be tapped for per-layer outputs: {}",
-                take_error(error)
-            )));
+            return Err(Error::bad_input(format!("this model's forward graph cannot be tapped for per-layer outputs: {}", take_error(error))));
         }
         let count = unsafe { layerlens_tapped_count(handle) };
-        let tap_paths = (0..count)
-            .map(|index| unsafe { CStr::from_ptr(layerlens_tapped_path(handle, index)) }.to_string_lossy().into_owned())
-            .collect();
+        let tap_paths =
+            (0..count).map(|index| unsafe { CStr::from_ptr(layerlens_tapped_path(handle, index)) }.to_string_lossy().into_owned()).collect();
         let tap_calls = (0..count).map(|index| unsafe { layerlens_tapped_call(handle, index) } as usize).collect();
         // SAFETY: the handle owns the JSON text for its lifetime.
         let json = unsafe { CStr::from_ptr(layerlens_tapped_graph_json(handle)) }.to_string_lossy();
@@ -237,7 +233,9 @@ impl TappedModel {
                 let prefix = if parent.is_empty() { String::new() } else { format!("{parent}.") };
                 let suffix = format!(".{name}");
                 tree.iter()
-                    .filter(|module| module.path.starts_with(&prefix) && module.path.ends_with(&suffix) && module.qualified_type == call.qualified_type)
+                    .filter(|module| {
+                        module.path.starts_with(&prefix) && module.path.ends_with(&suffix) && module.qualified_type == call.qualified_type
+                    })
                     .min_by_key(|module| module.path.split('.').count())
                     .map(|module| module.path.clone())
                     .unwrap_or(direct)
@@ -263,7 +261,8 @@ impl TappedModel {
     /// output is not a tensor). Fails when the model's output is not one tensor.
     pub fn forward(&self, inputs: &[Tensor]) -> Result<(Tensor, Vec<Option<Tensor>>)> {
         let (output, taps) = self.run(inputs, false)?;
-        let output = output.ok_or_else(|| Error::bad_input("the model returns a tuple, list or dict; this explanation needs a single tensor output"))?;
+        let output =
+            output.ok_or_else(|| Error::bad_input("the model returns a tuple, list or dict; this explanation needs a single tensor output"))?;
         Ok((output, taps))
     }
 
@@ -286,7 +285,8 @@ impl TappedModel {
         let handle = match &self.backend {
             Backend::Script(handle) => *handle,
             Backend::Exported { program, .. } => {
-                let slots: Vec<usize> = program.tap_slots.iter().enumerate().filter(|(index, _)| self.tap_first[*index] == *index).map(|(_, slot)| *slot).collect();
+                let slots: Vec<usize> =
+                    program.tap_slots.iter().enumerate().filter(|(index, _)| self.tap_first[*index] == *index).map(|(_, slot)| *slot).collect();
                 let tap_of: HashMap<usize, usize> = program.tap_slots.iter().enumerate().rev().map(|(index, slot)| (*slot, index)).collect();
                 let mut panicked = false;
                 let output = program.observe(inputs, &slots, &mut |slot, tensor| {
@@ -405,7 +405,15 @@ impl TappedModel {
         // SAFETY: the input pointers are live tch tensors (at::Tensor*); the shim fills
         // `output` and `taps` with new at::Tensor* that we own from here on.
         let status = unsafe {
-            layerlens_tapped_forward(handle, c_int::from(all_values), pointers.as_ptr(), inputs.len() as c_int, &mut output, taps.as_mut_ptr(), &mut error)
+            layerlens_tapped_forward(
+                handle,
+                c_int::from(all_values),
+                pointers.as_ptr(),
+                inputs.len() as c_int,
+                &mut output,
+                taps.as_mut_ptr(),
+                &mut error,
+            )
         };
         if status != 0 {
             return Err(self.forward_error(inputs, take_error(error)));

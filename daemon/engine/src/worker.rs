@@ -7,28 +7,28 @@
 //! smaller chunks (attributions: `in_chunks`; predictions: halves here) before it
 //! fails alone.
 
+use crate::attribution::Progress;
 use crate::attribution::{self, Attribution, AttributionRequest, Chunking, Evaluation, EvaluationRequest, SanityCheck};
+use crate::batching::{self, BatchKey};
 use crate::device::Device;
+use crate::error::ErrorKind;
 use crate::error::{Error, Result};
 use crate::generation::{
     self, Counterfactual, CounterfactualProgress, CounterfactualRequest, Traversal, TraverseRequest, Visualization, VisualizeProgress,
     VisualizeRequest,
 };
-use crate::model::{self, LoadedModel, SampleInput};
 use crate::host_tensor::HostTensor;
 use crate::inspection::{self, ActivationReport, ParameterReport, Prediction};
+use crate::model::{self, LoadedModel, SampleInput};
 use crate::op_graph::{self, OpGraph};
+use crate::scheduler::{Job, JobQueue, QueueFull, QueueSettings, Ticket};
 use crate::structure::{self, ModuleInfo};
 use crate::summary::{self, CallSummary};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use crate::attribution::Progress;
-use crate::batching::{self, BatchKey};
-use crate::error::ErrorKind;
-use crate::scheduler::{Job, JobQueue, QueueFull, QueueSettings, Ticket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// What a summary was computed for: the sample inputs and the depth limit.
@@ -330,8 +330,7 @@ struct Worker {
 }
 
 fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: &JobQueue<Command>, gauges: &WorkerGauges) {
-    let loaded = model::load(&spec.path, device, spec.input_shape.clone())
-        .map_err(|error| error.context(format!("loading model {}", spec.model_id)));
+    let loaded = model::load(&spec.path, device, spec.input_shape.clone()).map_err(|error| error.context(format!("loading model {}", spec.model_id)));
     let mut worker = Worker { spec, settings, loaded, module_tree: None, summaries: Vec::new() };
     let model_id = worker.spec.model_id.clone();
     let ready = worker.warm_up();
@@ -481,13 +480,23 @@ impl Worker {
             }
             Command::Evaluate { request, reply } => {
                 let answer = with_model(&self.loaded, |model| {
-                    attribution::evaluate(model, &request, self.chunking(model, &request.attribution.inputs, Progress::cancelled_when(cancelled.clone()))?)
+                    attribution::evaluate(
+                        model,
+                        &request,
+                        self.chunking(model, &request.attribution.inputs, Progress::cancelled_when(cancelled.clone()))?,
+                    )
                 });
                 let _ = reply.send(answer);
             }
             Command::SanityCheck { request, seed, signed, reply } => {
                 let answer = with_model(&self.loaded, |model| {
-                    attribution::sanity_check(model, &request, self.chunking(model, &request.inputs, Progress::cancelled_when(cancelled.clone()))?, seed, signed)
+                    attribution::sanity_check(
+                        model,
+                        &request,
+                        self.chunking(model, &request.inputs, Progress::cancelled_when(cancelled.clone()))?,
+                        seed,
+                        signed,
+                    )
                 });
                 let _ = reply.send(answer);
             }
@@ -679,11 +688,7 @@ fn with_model<T>(loaded: &Result<LoadedModel>, work: impl FnOnce(&LoadedModel) -
 /// internal error so the worker keeps serving.
 fn guard<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
     catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| panic.downcast_ref::<&str>().copied())
-            .unwrap_or("unknown panic");
+        let message = panic.downcast_ref::<String>().map(String::as_str).or_else(|| panic.downcast_ref::<&str>().copied()).unwrap_or("unknown panic");
         // Some tch calls panic on a libtorch error; an allocator's failure keeps its kind,
         // so it is retried smaller or answered RESOURCE_EXHAUSTED, not INTERNAL.
         let reason = crate::error::torch_reason(message);
@@ -739,7 +744,8 @@ mod tests {
             self.check_rows(input.rows())?;
             for pass in 1..=self.passes {
                 (self.between_passes)(pass);
-                let update = ProgressUpdate { passes_done: pass, passes_total: Some(self.passes), rows_done: 0, rows_total: 0, phase: "fake passes".into() };
+                let update =
+                    ProgressUpdate { passes_done: pass, passes_total: Some(self.passes), rows_done: 0, rows_total: 0, phase: "fake passes".into() };
                 cancel.check(&update)?;
             }
             let mut doubled = HostTensor { values: input.values.iter().map(|value| value * 2.0).collect(), ..input.clone() };

@@ -175,7 +175,8 @@ pub(crate) fn nice_ticks(low: f64, high: f64, target: usize) -> Ticks {
     let (low, high) = if high > low { (low, high) } else { (low, low + 1.0) };
     let raw = (high - low) / target.max(1) as f64;
     let magnitude = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0].into_iter().map(|factor| factor * magnitude).find(|&step| step >= raw * (1.0 - 1e-9)).unwrap_or(10.0 * magnitude);
+    let step =
+        [1.0, 2.0, 5.0, 10.0].into_iter().map(|factor| factor * magnitude).find(|&step| step >= raw * (1.0 - 1e-9)).unwrap_or(10.0 * magnitude);
     // The tolerance keeps a bound that is already a multiple of the step (0, 1.0) from
     // growing by a step through rounding.
     let first = (low / step + 1e-9).floor() as i64;
@@ -210,12 +211,22 @@ pub(crate) fn tick_labels(ticks: &Ticks) -> Vec<String> {
 pub(crate) fn format_value(value: f32) -> String {
     let magnitude = value.abs();
     if value == 0.0 || !value.is_finite() {
-        return if value.is_nan() { "NaN".to_string() } else if value == 0.0 { "0".to_string() } else { value.to_string() };
+        return if value.is_nan() {
+            "NaN".to_string()
+        } else if value == 0.0 {
+            "0".to_string()
+        } else {
+            value.to_string()
+        };
     }
     if (1e-2..1e4).contains(&magnitude) {
         let decimals = (2 - magnitude.log10().floor() as i32).max(0) as usize;
         let text = format!("{value:.decimals$}");
-        if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_string() } else { text }
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text
+        }
     } else {
         format!("{value:.2e}")
     }

@@ -123,12 +123,7 @@ fn attribution_scene(figure: &AttributionFigure<'_>) -> Result<(Scene, String), 
     Ok((scene, alt_text))
 }
 
-fn grid_scene(
-    input_shape: &[i64],
-    input: &[f32],
-    panels: &[GridPanel<'_>],
-    options: &FigureOptions,
-) -> Result<(Scene, String), RenderError> {
+fn grid_scene(input_shape: &[i64], input: &[f32], panels: &[GridPanel<'_>], options: &FigureOptions) -> Result<(Scene, String), RenderError> {
     options.validate()?;
     if panels.is_empty() {
         return Err(RenderError::BadData("a method grid needs at least one attribution panel".to_string()));
@@ -289,12 +284,7 @@ fn draw_image(
 /// A heat map of the first batch row for shapes that are neither images nor charts
 /// (or when `heat_map` is asked for): `(batch, n)` as one row, `(batch, rows, columns)`
 /// as a grid, `(batch, channels, height, ...)` summed over channels.
-fn draw_plain_heat_map(
-    attribution_shape: &[i64],
-    row: &[f32],
-    options: &FigureOptions,
-    grid_title: Option<&str>,
-) -> Result<Drawing, RenderError> {
+fn draw_plain_heat_map(attribution_shape: &[i64], row: &[f32], options: &FigureOptions, grid_title: Option<&str>) -> Result<Drawing, RenderError> {
     let sign = options.sign;
     let plane = match attribution_shape.len() {
         1 | 2 => Plane { height: 1, width: row.len(), values: row.to_vec() },
@@ -369,9 +359,7 @@ fn scale_words(sign: Sign, threshold: f32, outlier_percent: f32, colours: bool) 
         Sign::Negative => ("negative attribution", "0".to_string(), format_value(threshold), "white to dark red"),
     };
     let mapping = if colours { format!("colour scale {colour_names}") } else { "factor 0 to 1".to_string() };
-    format!(
-        "{mapping} for {quantity} {from} to {to}, beyond which values saturate ({outlier_percent}% outliers by cumulative sum)"
-    )
+    format!("{mapping} for {quantity} {from} to {to}, beyond which values saturate ({outlier_percent}% outliers by cumulative sum)")
 }
 
 fn value_range(values: &[f32]) -> String {

@@ -82,9 +82,7 @@ impl Dims {
 
 fn validate(shape: &[i64], weights: &[f32]) -> Result<Dims, RenderError> {
     let [filters, channels, height, width] = shape else {
-        return Err(RenderError::BadData(format!(
-            "a filter grid needs a 4-D weight shape (out_channels, in_channels, kh, kw), got {shape:?}"
-        )));
+        return Err(RenderError::BadData(format!("a filter grid needs a 4-D weight shape (out_channels, in_channels, kh, kw), got {shape:?}")));
     };
     if shape.iter().any(|&dimension| dimension <= 0) {
         return Err(RenderError::BadData(format!("weight shape {shape:?} has a dimension that is not positive")));
@@ -256,7 +254,8 @@ fn filter_scene(title: &str, shape: &[i64], weights: &[f32]) -> Result<(Scene, S
             let channel = column % layout.shown_channels;
             let text = if column == 0 { format!("in {channel}") } else { channel.to_string() };
             let x = left + x as f32 + tile_width as f32 / 2.0;
-            let (x, anchor) = if column == 0 && text_width(&text, TICK_FONT) > tile_width as f32 { (left, Anchor::Start) } else { (x, Anchor::Middle) };
+            let (x, anchor) =
+                if column == 0 && text_width(&text, TICK_FONT) > tile_width as f32 { (left, Anchor::Start) } else { (x, Anchor::Middle) };
             body.text(x, top - 5.0, text, TICK_FONT, anchor);
         }
     }
@@ -302,10 +301,7 @@ fn notes(dims: Dims, layout: &Layout) -> Vec<String> {
 fn alt_text(title: &str, shape: &[i64], dims: Dims, layout: &Layout, weights: &[f32], ranges: &[(f32, f32)]) -> String {
     let (low, high) = ranges.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(low, high), range| (low.min(range.0), high.max(range.1)));
     let what = if layout.rgb {
-        format!(
-            "{} RGB tiles, one per filter (input channels as red, green, blue), each filter scaled from its min to its max",
-            layout.tiles()
-        )
+        format!("{} RGB tiles, one per filter (input channels as red, green, blue), each filter scaled from its min to its max", layout.tiles())
     } else {
         format!(
             "{} grey tiles, one per filter and input channel, {} per row, each filter scaled from its min (black) to its max (white)",
@@ -315,15 +311,29 @@ fn alt_text(title: &str, shape: &[i64], dims: Dims, layout: &Layout, weights: &[
     };
     let left_out = match layout.left_out {
         0 => "all tiles shown".to_string(),
-        count => format!("{count} of {} tiles left out (only the first {} filters{} are drawn)", layout.total, layout.shown_filters, if layout.rgb || layout.shown_channels == dims.channels { String::new() } else { format!(" and input channels 0 to {}", layout.shown_channels - 1) }),
+        count => format!(
+            "{count} of {} tiles left out (only the first {} filters{} are drawn)",
+            layout.total,
+            layout.shown_filters,
+            if layout.rgb || layout.shown_channels == dims.channels {
+                String::new()
+            } else {
+                format!(" and input channels 0 to {}", layout.shown_channels - 1)
+            }
+        ),
     };
     let constant: Vec<usize> = (0..dims.filters).filter(|&filter| ranges[filter].0 == ranges[filter].1).collect();
     let constant = match constant.len() {
         0 => String::new(),
         count => {
-            let listed: Vec<String> = constant.iter().take(10).map(|&filter| format!("{filter} ({})", format_value(weights[filter * dims.filter_len()]))).collect();
+            let listed: Vec<String> =
+                constant.iter().take(10).map(|&filter| format!("{filter} ({})", format_value(weights[filter * dims.filter_len()]))).collect();
             let more = if count > 10 { format!(" and {} more", count - 10) } else { String::new() };
-            format!(" {} constant (drawn mid grey): {}{more}.", if count == 1 { "1 filter is".to_string() } else { format!("{count} filters are") }, listed.join(", "))
+            format!(
+                " {} constant (drawn mid grey): {}{more}.",
+                if count == 1 { "1 filter is".to_string() } else { format!("{count} filters are") },
+                listed.join(", ")
+            )
         }
     };
     format!(

@@ -922,9 +922,8 @@ fn fit_frame(nodes: &[LocalNode], xs: &[f32], label: Size, is_root: bool) -> Fra
         let label_width = label.width;
         let ports: Vec<f32> =
             nodes.iter().zip(xs).filter(|(node, _)| matches!(node.kind, NodeKind::Entry(_))).map(|(_, x)| (x + shift).round()).collect();
-        let clear = |from: f32| {
-            from >= pad && from + label_width <= width - pad && ports.iter().all(|&x| x < from - 6.0 || x > from + label_width + 6.0)
-        };
+        let clear =
+            |from: f32| from >= pad && from + label_width <= width - pad && ports.iter().all(|&x| x < from - 6.0 || x > from + label_width + 6.0);
         let first = ports.iter().copied().fold(f32::MAX, f32::min);
         let last = ports.iter().copied().fold(f32::MIN, f32::max);
         if clear(pad) {

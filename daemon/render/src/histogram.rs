@@ -248,10 +248,8 @@ fn histogram_scene(title: &str, panels: &[HistogramPanel<'_>], log_counts: bool)
     let rows = panels.len().div_ceil(MAX_COLUMNS);
     let columns = panels.len().div_ceil(rows);
     let (panel_width, panel_height) = (left + PLOT_WIDTH + right, header + PLOT_HEIGHT + X_AXIS_HEIGHT);
-    let mut grid = Scene::new(
-        columns as f32 * panel_width + (columns - 1) as f32 * COLUMN_GAP,
-        rows as f32 * panel_height + (rows - 1) as f32 * ROW_GAP,
-    );
+    let mut grid =
+        Scene::new(columns as f32 * panel_width + (columns - 1) as f32 * COLUMN_GAP, rows as f32 * panel_height + (rows - 1) as f32 * ROW_GAP);
     for (index, (panel, axes)) in panels.iter().zip(&axes).enumerate() {
         let (x, y) = ((index % columns) as f32 * (panel_width + COLUMN_GAP), (index / columns) as f32 * (panel_height + ROW_GAP));
         grid.place(draw_panel(panel, axes, left, right, header), x, y);

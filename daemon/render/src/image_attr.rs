@@ -36,11 +36,7 @@ impl InputImage {
         let finite = || row.iter().copied().filter(|value| value.is_finite());
         let low = finite().fold(f32::INFINITY, f32::min);
         let high = finite().fold(f32::NEG_INFINITY, f32::max);
-        let scaling = if low >= 0.0 && high <= 1.0 {
-            InputScaling::UnitRange
-        } else {
-            InputScaling::Stretched { low, high }
-        };
+        let scaling = if low >= 0.0 && high <= 1.0 { InputScaling::UnitRange } else { InputScaling::Stretched { low, high } };
         let to_pixel = |value: f32| -> f32 {
             if !value.is_finite() {
                 return 0.0;
@@ -82,13 +78,7 @@ impl InputImage {
 /// pixel (Captum's `norm_attr`). Sign `all` with masking or alpha scaling must have been
 /// refused before ([`VisualMethod::check_sign`]); `Auto` is not a picture of its own and
 /// shows the input.
-pub(crate) fn method_picture(
-    method: VisualMethod,
-    image: &InputImage,
-    normalised: &[f32],
-    sign: Sign,
-    alpha_overlay: f32,
-) -> RgbaImage {
+pub(crate) fn method_picture(method: VisualMethod, image: &InputImage, normalised: &[f32], sign: Sign, alpha_overlay: f32) -> RgbaImage {
     let opaque = |rgb: [f32; 3]| Rgba([rgb[0], rgb[1], rgb[2], 255.0].map(|c| c.round().clamp(0.0, 255.0) as u8));
     // matplotlib's `imshow(grey, cmap="gray")` stretches the grey mean over its own range.
     let greys: Vec<f32> = image.pixels.iter().map(|p| (p[0] + p[1] + p[2]) / 3.0).collect();

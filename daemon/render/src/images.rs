@@ -147,11 +147,7 @@ fn position_words(dims: &[usize], index: usize) -> String {
 /// An error naming the first value of `values` that is not finite, if any.
 fn check_finite(what: &str, dims: &[usize], values: &[f32]) -> Result<(), RenderError> {
     match values.iter().position(|value| !value.is_finite()) {
-        Some(index) => Err(RenderError::BadData(format!(
-            "{what} has a non-finite value ({}) at {}",
-            values[index],
-            position_words(dims, index)
-        ))),
+        Some(index) => Err(RenderError::BadData(format!("{what} has a non-finite value ({}) at {}", values[index], position_words(dims, index)))),
         None => Ok(()),
     }
 }
@@ -210,7 +206,10 @@ fn to_display(picture: RgbaImage, min_long_side: u32) -> (RgbaImage, Scaling) {
     if long > MAX_DISPLAY_SIDE {
         let fit = |side: u32| ((side as f32 * MAX_DISPLAY_SIDE as f32 / long as f32).round() as u32).max(1);
         let (fitted_width, fitted_height) = (fit(width), fit(height));
-        return (imageops::resize(&picture, fitted_width, fitted_height, imageops::FilterType::Triangle), Scaling::Shrunk(fitted_width, fitted_height));
+        return (
+            imageops::resize(&picture, fitted_width, fitted_height, imageops::FilterType::Triangle),
+            Scaling::Shrunk(fitted_width, fitted_height),
+        );
     }
     let factor = min_long_side.div_ceil(long).min(MAX_DISPLAY_SIDE / long).max(1);
     if factor == 1 {
@@ -321,10 +320,8 @@ fn sheet_scene(title: &str, tiles: &[ImageTile<'_>], columns: usize) -> Result<(
         lines => CAPTION_GAP + lines as f32 * CAPTION_LINE,
     };
     let cell_height = tile_height + caption_height;
-    let mut body = Scene::new(
-        columns as f32 * cell_width + (columns - 1) as f32 * COLUMN_GAP,
-        rows as f32 * cell_height + (rows - 1) as f32 * ROW_GAP,
-    );
+    let mut body =
+        Scene::new(columns as f32 * cell_width + (columns - 1) as f32 * COLUMN_GAP, rows as f32 * cell_height + (rows - 1) as f32 * ROW_GAP);
     for (index, ((picture, _), lines)) in pictures.into_iter().zip(&captions).enumerate() {
         let x = (index % columns) as f32 * (cell_width + COLUMN_GAP);
         let y = (index / columns) as f32 * (cell_height + ROW_GAP);
@@ -338,7 +335,14 @@ fn sheet_scene(title: &str, tiles: &[ImageTile<'_>], columns: usize) -> Result<(
     Ok((scene, sheet_alt_text(title, tiles, shown.len(), [channels, height, width], scaling, (rows, columns))))
 }
 
-fn sheet_alt_text(title: &str, tiles: &[ImageTile<'_>], shown: usize, [channels, height, width]: [usize; 3], scaling: Scaling, (rows, columns): (usize, usize)) -> String {
+fn sheet_alt_text(
+    title: &str,
+    tiles: &[ImageTile<'_>],
+    shown: usize,
+    [channels, height, width]: [usize; 3],
+    scaling: Scaling,
+    (rows, columns): (usize, usize),
+) -> String {
     let named: Vec<String> = tiles
         .iter()
         .take(shown.min(ALT_CAPTIONS))
@@ -511,10 +515,8 @@ fn image_rows(title: &str, rows: &[CounterfactualPanel<'_>], dims: [usize; 3]) -
     let headers = ["original", "counterfactual", "difference"];
     let column_width = headers.iter().map(|header| text_width(header, HEADER_FONT).ceil() + 4.0).fold(tile_width, f32::max);
     let row_height = tile_height + SCALE_HEIGHT;
-    let mut body = Scene::new(
-        left + 3.0 * column_width + 2.0 * COLUMN_GAP,
-        HEADER_HEIGHT + rows.len() as f32 * row_height + (rows.len() - 1) as f32 * ROW_GAP,
-    );
+    let mut body =
+        Scene::new(left + 3.0 * column_width + 2.0 * COLUMN_GAP, HEADER_HEIGHT + rows.len() as f32 * row_height + (rows.len() - 1) as f32 * ROW_GAP);
     let column_x = |column: usize| left + column as f32 * (column_width + COLUMN_GAP);
     for (column, header) in headers.iter().enumerate() {
         body.text(column_x(column) + column_width / 2.0, 13.0, *header, HEADER_FONT, Anchor::Middle);
@@ -679,7 +681,8 @@ mod tests {
     #[test]
     fn contact_sheet_places_tiles_in_rows_with_captions() {
         let values: Vec<Vec<f32>> = (0..5).map(|index| vec![index as f32 / 4.0; 28 * 28]).collect();
-        let tiles: Vec<ImageTile<'_>> = values.iter().enumerate().map(|(index, values)| tile(1, 28, 28, values, &format!("class {index} · p=0.9{index}"))).collect();
+        let tiles: Vec<ImageTile<'_>> =
+            values.iter().enumerate().map(|(index, values)| tile(1, 28, 28, values, &format!("class {index} · p=0.9{index}"))).collect();
         let (scene, alt) = sheet_scene("class visualisations", &tiles, 0).unwrap();
         // Five tiles: three columns, two rows, 28 px upscaled 4× and 12 px apart.
         let (x0, y0, first) = scene.image("tile 0").unwrap();
@@ -804,7 +807,9 @@ mod tests {
         );
         // Columns are headed once; each row's tiles share its top.
         let svg = svg(&counterfactual_figure("counterfactuals", &rows, Format::Svg).unwrap());
-        for text in [">original</text>", ">counterfactual</text>", ">difference</text>", ">3 → 8 · L2 0.54</text>", ">unchanged</text>", ">±0.5</text>"] {
+        for text in
+            [">original</text>", ">counterfactual</text>", ">difference</text>", ">3 → 8 · L2 0.54</text>", ">unchanged</text>", ">±0.5</text>"]
+        {
             assert_eq!(svg.matches(text).count(), 1, "{text}");
         }
         assert_eq!(scene.image("row 1 original").unwrap().1, scene.image("row 1 difference").unwrap().1);
@@ -829,7 +834,8 @@ mod tests {
         counterfactual[4 + 3] = 0.0;
         counterfactual[8] = -1.5;
         let shape = [3i64, 2, 2];
-        let row = CounterfactualPanel { shape: &shape, original: &original, counterfactual: &counterfactual, low: -1.0, high: 1.0, caption: String::new() };
+        let row =
+            CounterfactualPanel { shape: &shape, original: &original, counterfactual: &counterfactual, low: -1.0, high: 1.0, caption: String::new() };
         let (scene, alt) = counterfactual_scene("cf", std::slice::from_ref(&row)).unwrap();
         let (_, _, after) = scene.image("row 0 counterfactual").unwrap();
         // Red 1 → 255, green 0 → half, blue -1 → 0; -1.5 is clamped to black.
@@ -845,10 +851,18 @@ mod tests {
         let original = [0.2f32, 0.5, 0.1, 0.9];
         let counterfactual = [0.2f32, 0.8, 0.1, 0.85];
         let shape = [4i64];
-        let rows = [CounterfactualPanel { shape: &shape, original: &original, counterfactual: &counterfactual, low: 0.0, high: 1.0, caption: "1 → 0 · L2 0.3".to_string() }];
+        let rows = [CounterfactualPanel {
+            shape: &shape,
+            original: &original,
+            counterfactual: &counterfactual,
+            low: 0.0,
+            high: 1.0,
+            caption: "1 → 0 · L2 0.3".to_string(),
+        }];
         let (scene, alt) = counterfactual_scene("tabular", &rows).unwrap();
         assert!(alt.contains("Row 0, \"1 → 0 · L2 0.3\": largest change at feature 1, 0.5 → 0.8 (+0.3), 2 of 4 features changed"), "{alt}");
-        let texts: Vec<&str> = scene.elements.iter().filter_map(|element| if let Element::Text { text, .. } = element { Some(text.as_str()) } else { None }).collect();
+        let texts: Vec<&str> =
+            scene.elements.iter().filter_map(|element| if let Element::Text { text, .. } = element { Some(text.as_str()) } else { None }).collect();
         assert!(texts.contains(&"counterfactual \u{2212} original") && !texts.contains(&CHART_VALUE_CAPTION), "{texts:?}");
         let one = counterfactual_figure("tabular", &rows, Format::Png).unwrap();
         let two = counterfactual_figure("tabular", &[rows[0].clone(), rows[0].clone()], Format::Png).unwrap();
@@ -875,7 +889,8 @@ mod tests {
             (vec![row(&[1, 4, 4], &counterfactual), row(&[16], &counterfactual)], "row 1 has shape [16] but row 0 has [1, 4, 4]; all rows"),
             (vec![row(&[1, 4, 4], &counterfactual), row(&[1, 2, 8], &counterfactual)], "row 1 has shape [1, 2, 8] but row 0 has [1, 4, 4]"),
         ];
-        let mut backwards = CounterfactualPanel { shape: &image, original: &original, counterfactual: &counterfactual, low: 1.0, high: 0.0, caption: String::new() };
+        let mut backwards =
+            CounterfactualPanel { shape: &image, original: &original, counterfactual: &counterfactual, low: 1.0, high: 0.0, caption: String::new() };
         cases.push((vec![backwards.clone()], "value range 1 to 0; low must be below high"));
         backwards.shape = &features;
         backwards.high = f32::NAN;

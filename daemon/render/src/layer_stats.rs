@@ -97,10 +97,7 @@ fn validate(layer_labels: &[String], series: &[LayerStatSeries<'_>], flagged: &[
         }
     }
     if let Some(index) = flagged.iter().find(|&&index| index >= layer_labels.len()) {
-        return Err(RenderError::BadData(format!(
-            "flagged layer index {index} is out of range for {}",
-            counted(layer_labels.len(), "layer")
-        )));
+        return Err(RenderError::BadData(format!("flagged layer index {index} is out of range for {}", counted(layer_labels.len(), "layer"))));
     }
     Ok(())
 }
@@ -133,12 +130,7 @@ fn ring(scene: &mut Scene, centre: (f32, f32)) {
     scene.push(Element::Circle { centre, radius: RING_RADIUS - RING_WIDTH, fill: [255, 255, 255] });
 }
 
-fn layer_stat_scene(
-    title: &str,
-    layer_labels: &[String],
-    series: &[LayerStatSeries<'_>],
-    flagged: &[usize],
-) -> Result<(Scene, String), RenderError> {
+fn layer_stat_scene(title: &str, layer_labels: &[String], series: &[LayerStatSeries<'_>], flagged: &[usize]) -> Result<(Scene, String), RenderError> {
     validate(layer_labels, series, flagged)?;
     let flagged: BTreeSet<usize> = flagged.iter().copied().collect();
     let layers = layer_labels.len();
@@ -273,7 +265,8 @@ fn alt_text(
                 1 => "; 1 value ≤ 0 drawn at the bottom edge".to_string(),
                 count => format!("; {count} values ≤ 0 drawn at the bottom edge"),
             };
-            let axis = format!("{}axis {} to {}", if scale.log { "log " } else { "" }, format_value(scale.low as f32), format_value(scale.high as f32));
+            let axis =
+                format!("{}axis {} to {}", if scale.log { "log " } else { "" }, format_value(scale.low as f32), format_value(scale.high as f32));
             if layers == 1 {
                 return format!("{} ({axis}): {}{below}", line.name, format_value(line.values[0]));
             }
@@ -328,10 +321,8 @@ mod tests {
     fn panels_are_stacked_in_series_order() {
         let labels: Vec<String> = ["conv1", "relu", "fc"].iter().map(|label| label.to_string()).collect();
         let (mean, std) = ([0.1f32, 0.5, -0.2], [1.0f32, 0.0, 3.0]);
-        let series = [
-            LayerStatSeries { name: "mean", values: &mean, log_scale: false },
-            LayerStatSeries { name: "std", values: &std, log_scale: true },
-        ];
+        let series =
+            [LayerStatSeries { name: "mean", values: &mean, log_scale: false }, LayerStatSeries { name: "std", values: &std, log_scale: true }];
         let (scene, alt) = layer_stat_scene("activations", &labels, &series, &[1]).unwrap();
         let titles: Vec<&str> = scene.panels.iter().map(|panel| panel.title.as_str()).collect();
         assert_eq!(titles, ["mean", "std", "activations"]);

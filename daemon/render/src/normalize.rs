@@ -43,18 +43,12 @@ pub(crate) fn cumulative_sum_threshold(values: &[f32], percentile: f64) -> f32 {
 /// and when nothing of the chosen sign is non-zero (Captum asserts) every normalised
 /// value is 0 and the threshold is 0.
 pub(crate) fn normalise(values: &[f32], sign: Sign, outlier_percent: f32) -> Normalised {
-    let selected: Vec<f32> = values
-        .iter()
-        .map(|&value| if value.is_finite() { sign.select(value) } else { 0.0 })
-        .collect();
+    let selected: Vec<f32> = values.iter().map(|&value| if value.is_finite() { sign.select(value) } else { 0.0 }).collect();
     let magnitudes: Vec<f32> = selected.iter().map(|value| value.abs()).collect();
     let magnitude = cumulative_sum_threshold(&magnitudes, 100.0 - outlier_percent as f64);
     let threshold = if sign == Sign::Negative { -magnitude } else { magnitude };
-    let values = if threshold == 0.0 {
-        vec![0.0; selected.len()]
-    } else {
-        selected.iter().map(|&value| (value / threshold).clamp(-1.0, 1.0)).collect()
-    };
+    let values =
+        if threshold == 0.0 { vec![0.0; selected.len()] } else { selected.iter().map(|&value| (value / threshold).clamp(-1.0, 1.0)).collect() };
     Normalised { values, threshold }
 }
 

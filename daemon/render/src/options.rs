@@ -23,29 +23,17 @@ pub struct FigureOptions {
 
 impl Default for FigureOptions {
     fn default() -> FigureOptions {
-        FigureOptions {
-            method: VisualMethod::Auto,
-            sign: Sign::AbsoluteValue,
-            outlier_percent: 2.0,
-            alpha_overlay: 0.5,
-            show_colorbar: true,
-        }
+        FigureOptions { method: VisualMethod::Auto, sign: Sign::AbsoluteValue, outlier_percent: 2.0, alpha_overlay: 0.5, show_colorbar: true }
     }
 }
 
 impl FigureOptions {
     pub(crate) fn validate(&self) -> Result<(), RenderError> {
         if !(0.0..=100.0).contains(&self.outlier_percent) {
-            return Err(RenderError::BadOptions(format!(
-                "outlier_percent must be between 0 and 100, got {}",
-                self.outlier_percent
-            )));
+            return Err(RenderError::BadOptions(format!("outlier_percent must be between 0 and 100, got {}", self.outlier_percent)));
         }
         if !(0.0..=1.0).contains(&self.alpha_overlay) {
-            return Err(RenderError::BadOptions(format!(
-                "alpha_overlay must be between 0 and 1, got {}",
-                self.alpha_overlay
-            )));
+            return Err(RenderError::BadOptions(format!("alpha_overlay must be between 0 and 1, got {}", self.alpha_overlay)));
         }
         Ok(())
     }
@@ -92,10 +80,7 @@ impl VisualMethod {
 
     /// Whether the method needs the input image (everything but heat maps and charts).
     pub(crate) fn needs_image(self) -> bool {
-        matches!(
-            self,
-            VisualMethod::BlendedHeatMap | VisualMethod::MaskedImage | VisualMethod::AlphaScaling | VisualMethod::OriginalImage
-        )
+        matches!(self, VisualMethod::BlendedHeatMap | VisualMethod::MaskedImage | VisualMethod::AlphaScaling | VisualMethod::OriginalImage)
     }
 
     /// Masking and alpha scaling turn the attribution into a factor in [0, 1]; a signed
@@ -191,10 +176,7 @@ impl FromStr for Sign {
 
     fn from_str(text: &str) -> Result<Sign, RenderError> {
         Sign::ALL.into_iter().find(|sign| sign.name() == text).ok_or_else(|| {
-            RenderError::BadOptions(format!(
-                "unknown attribution sign {text:?}; expected one of {}",
-                Sign::ALL.map(Sign::name).join(", ")
-            ))
+            RenderError::BadOptions(format!("unknown attribution sign {text:?}; expected one of {}", Sign::ALL.map(Sign::name).join(", ")))
         })
     }
 }

@@ -35,19 +35,11 @@ pub(crate) struct ColourScale {
 pub(crate) fn raster_panel(title: &str, picture: RgbaImage, label: &str, scale: Option<ColourScale>) -> Scene {
     let (picture_width, picture_height) = (picture.width() as f32, picture.height() as f32);
     let bar_width = picture_width.max(COLOUR_BAR_MIN_WIDTH);
-    let width = picture_width
-        .max(if scale.is_some() { bar_width } else { 0.0 })
-        .max(text_width(title, PANEL_TITLE_FONT) + 8.0)
-        .ceil();
+    let width = picture_width.max(if scale.is_some() { bar_width } else { 0.0 }).max(text_width(title, PANEL_TITLE_FONT) + 8.0).ceil();
     let height = PANEL_TITLE_HEIGHT + picture_height + if scale.is_some() { COLOUR_BAR_BLOCK } else { 0.0 };
     let mut scene = Scene::new(width, height);
     scene.text(width / 2.0, 14.0, title, PANEL_TITLE_FONT, Anchor::Middle);
-    scene.push(Element::Image {
-        x: ((width - picture_width) / 2.0).floor(),
-        y: PANEL_TITLE_HEIGHT,
-        image: picture,
-        label: label.to_string(),
-    });
+    scene.push(Element::Image { x: ((width - picture_width) / 2.0).floor(), y: PANEL_TITLE_HEIGHT, image: picture, label: label.to_string() });
     if let Some(scale) = scale {
         let bar = colour_bar(scale, bar_width);
         scene.place(bar, ((width - bar_width) / 2.0).floor(), PANEL_TITLE_HEIGHT + picture_height);

@@ -16,9 +16,8 @@ pub(crate) struct Plane {
 /// The first batch row of a tensor `(batch, ...)`, after checking that `shape` and
 /// `values` agree.
 pub(crate) fn first_row<'a>(what: &str, shape: &[i64], values: &'a [f32]) -> Result<&'a [f32], RenderError> {
-    let total = shape.iter().try_fold(1usize, |product, &dim| {
-        usize::try_from(dim).ok().filter(|&dim| dim > 0).and_then(|dim| product.checked_mul(dim))
-    });
+    let total =
+        shape.iter().try_fold(1usize, |product, &dim| usize::try_from(dim).ok().filter(|&dim| dim > 0).and_then(|dim| product.checked_mul(dim)));
     match total {
         Some(total) if !shape.is_empty() && total == values.len() => Ok(&values[..total / shape[0] as usize]),
         _ => Err(RenderError::BadData(format!(

@@ -98,11 +98,8 @@ fn stroke(canvas: &mut RgbaImage, points: &[(f32, f32)], colour: Colour, width: 
     let half = width / 2.0;
     let (canvas_width, canvas_height) = (canvas.width() as i32, canvas.height() as i32);
     let mut coverage: std::collections::HashMap<(i32, i32), f32> = std::collections::HashMap::new();
-    let segments: Vec<((f32, f32), (f32, f32))> = if points.len() == 1 {
-        vec![(points[0], points[0])]
-    } else {
-        points.windows(2).map(|pair| (pair[0], pair[1])).collect()
-    };
+    let segments: Vec<((f32, f32), (f32, f32))> =
+        if points.len() == 1 { vec![(points[0], points[0])] } else { points.windows(2).map(|pair| (pair[0], pair[1])).collect() };
     for (a, b) in segments {
         let x0 = ((a.0.min(b.0) - half - 1.0).floor() as i32).max(0);
         let y0 = ((a.1.min(b.1) - half - 1.0).floor() as i32).max(0);
@@ -127,10 +124,8 @@ fn stroke(canvas: &mut RgbaImage, points: &[(f32, f32)], colour: Colour, width: 
 /// from `coverage_at(centre_x, centre_y)` (values above 1 are clamped).
 fn cover(canvas: &mut RgbaImage, bounds: (f32, f32, f32, f32), colour: Colour, coverage_at: impl Fn(f32, f32) -> f32) {
     let (x0, y0) = ((bounds.0 - 1.0).floor().max(0.0) as i32, (bounds.1 - 1.0).floor().max(0.0) as i32);
-    let (x1, y1) = (
-        ((bounds.2 + 1.0).ceil() as i32).min(canvas.width() as i32 - 1),
-        ((bounds.3 + 1.0).ceil() as i32).min(canvas.height() as i32 - 1),
-    );
+    let (x1, y1) =
+        (((bounds.2 + 1.0).ceil() as i32).min(canvas.width() as i32 - 1), ((bounds.3 + 1.0).ceil() as i32).min(canvas.height() as i32 - 1));
     for py in y0..=y1 {
         for px in x0..=x1 {
             let coverage = coverage_at(px as f32 + 0.5, py as f32 + 0.5);

@@ -14,18 +14,51 @@ pub(crate) enum Anchor {
 }
 
 pub(crate) enum Element {
-    Rect { x: f32, y: f32, width: f32, height: f32, fill: Colour },
+    Rect {
+        x: f32,
+        y: f32,
+        width: f32,
+        height: f32,
+        fill: Colour,
+    },
     /// `dash`: dashes of this length with gaps of the same length, starting with a dash
     /// at `from`; `None` for a solid line.
-    Line { from: (f32, f32), to: (f32, f32), colour: Colour, width: f32, dash: Option<f32> },
-    Polyline { points: Vec<(f32, f32)>, colour: Colour, width: f32 },
-    Circle { centre: (f32, f32), radius: f32, fill: Colour },
+    Line {
+        from: (f32, f32),
+        to: (f32, f32),
+        colour: Colour,
+        width: f32,
+        dash: Option<f32>,
+    },
+    Polyline {
+        points: Vec<(f32, f32)>,
+        colour: Colour,
+        width: f32,
+    },
+    Circle {
+        centre: (f32, f32),
+        radius: f32,
+        fill: Colour,
+    },
     /// `y` is the baseline, as in SVG. `rotation` turns the text clockwise by that many
     /// degrees about (`x`, `y`), as SVG's `rotate(rotation x y)`; 0 for upright text.
-    Text { x: f32, y: f32, text: String, size: f32, anchor: Anchor, colour: Colour, rotation: f32 },
+    Text {
+        x: f32,
+        y: f32,
+        text: String,
+        size: f32,
+        anchor: Anchor,
+        colour: Colour,
+        rotation: f32,
+    },
     /// Raster content shown pixel for pixel at whole-pixel `x`, `y`; its alpha is kept
     /// (alpha_scaling's panel is partly transparent on purpose).
-    Image { x: f32, y: f32, image: RgbaImage, label: String },
+    Image {
+        x: f32,
+        y: f32,
+        image: RgbaImage,
+        label: String,
+    },
 }
 
 impl Element {

@@ -174,7 +174,6 @@ pub(crate) fn counted(count: usize, noun: &str) -> String {
     }
 }
 
-
 /// How labels of an x axis of evenly spaced positions (layers, steps) are set under a
 /// plot: upright when they fit the pitch, else turned by 45 degrees and, when they
 /// are many, every k-th; flagged positions are always labelled.
@@ -204,10 +203,7 @@ impl AxisLabels {
             }
         }
         let shown = (0..texts.len())
-            .filter(|&layer| {
-                flagged_shown.contains(&layer)
-                    || (layer % every == 0 && !flagged.iter().any(|&flag| flag.abs_diff(layer) < every))
-            })
+            .filter(|&layer| flagged_shown.contains(&layer) || (layer % every == 0 && !flagged.iter().any(|&flag| flag.abs_diff(layer) < every)))
             .collect();
         AxisLabels { texts, widths, turned, every, shown }
     }

@@ -11,8 +11,8 @@ use crate::font::text_width;
 use crate::panel::compose;
 use crate::scene::{Anchor, Element, Scene};
 use crate::small_multiples::{marker, series_colour, AxisLabels};
-use std::collections::BTreeSet;
 use crate::{figure::encode, Figure, Format, RenderError};
+use std::collections::BTreeSet;
 
 /// One line of a [`step_chart`]: its name (shown in the legend when there are several
 /// series) and one value per step.
@@ -274,25 +274,13 @@ fn clip_segment(a: (f32, f32), b: (f32, f32), top: f32, bottom: f32) -> Option<(
     Some((from, to))
 }
 
-fn alt_text(
-    title: &str,
-    step_labels: &[String],
-    series: &[ChartSeries<'_>],
-    y_label: &str,
-    axis: &ValueAxis,
-    fixed: bool,
-    cut: usize,
-) -> String {
+fn alt_text(title: &str, step_labels: &[String], series: &[ChartSeries<'_>], y_label: &str, axis: &ValueAxis, fixed: bool, cut: usize) -> String {
     let steps = step_labels.len();
     let (first, last) = (&step_labels[0], &step_labels[steps - 1]);
     let over = if steps == 1 { format!("1 step ({first})") } else { format!("{steps} steps, from {first} to {last}") };
     let lines = if series.len() == 1 { "1 series".to_string() } else { format!("{} series", series.len()) };
-    let range = format!(
-        "{y_label} axis {}from {} to {}",
-        if fixed { "fixed " } else { "" },
-        format_value(axis.low as f32),
-        format_value(axis.high as f32)
-    );
+    let range =
+        format!("{y_label} axis {}from {} to {}", if fixed { "fixed " } else { "" }, format_value(axis.low as f32), format_value(axis.high as f32));
     let cut = match cut {
         0 => String::new(),
         1 => "; 1 value outside the axis is cut off".to_string(),

@@ -37,9 +37,7 @@ pub fn summary_table_svg(title: &str, rows: &[TableRow<'_>], total_params: u64, 
         ));
     }
     let footer_y = (rows.len() + 3) * ROW_HEIGHT + 4;
-    svg.push_str(&format!(
-        "<text x=\"8\" y=\"{footer_y}\">Total params: {total_params}   Trainable params: {trainable_params}</text></svg>"
-    ));
+    svg.push_str(&format!("<text x=\"8\" y=\"{footer_y}\">Total params: {total_params}   Trainable params: {trainable_params}</text></svg>"));
     Figure {
         mime: "image/svg+xml".to_string(),
         data: svg.into_bytes(),

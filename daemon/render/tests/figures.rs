@@ -3,9 +3,7 @@
 //! Pixel-level checks of the methods live next to the code (`src/figure.rs`), where the
 //! panel positions are known.
 
-use layerlens_render::{
-    attribution_figure, method_grid, AttributionFigure, FigureOptions, Format, GridPanel, RenderError, Sign, VisualMethod,
-};
+use layerlens_render::{attribution_figure, method_grid, AttributionFigure, FigureOptions, Format, GridPanel, RenderError, Sign, VisualMethod};
 
 /// A 3-channel 6×6 image in [0, 1] and an attribution with both signs, strongest
 /// (most negative) at row 4, column 1.
@@ -19,7 +17,13 @@ fn image_case() -> (Vec<i64>, Vec<f32>, Vec<f32>) {
     (shape, input, attribution)
 }
 
-fn figure<'a>(shape: &'a [i64], input: &'a [f32], attribution_shape: &'a [i64], attribution: &'a [f32], options: FigureOptions) -> AttributionFigure<'a> {
+fn figure<'a>(
+    shape: &'a [i64],
+    input: &'a [f32],
+    attribution_shape: &'a [i64],
+    attribution: &'a [f32],
+    options: FigureOptions,
+) -> AttributionFigure<'a> {
     AttributionFigure { input_shape: shape, input, attribution_shape, attribution, title: "saliency, target 3", options }
 }
 
@@ -109,7 +113,10 @@ fn bad_options_and_shapes_are_errors() {
     assert!(matches!(attribution_figure(&figure(&shape, &input, &shape, &attribution, options), Format::Png), Err(RenderError::BadOptions(_))));
     let short = &attribution[..100];
     let error = attribution_figure(&figure(&shape, &input, &shape, short, FigureOptions::default()), Format::Png).unwrap_err();
-    assert_eq!(error.to_string(), "cannot render a figure: attribution shape [1, 3, 6, 6] does not match its 100 values (expected positive dimensions, batch first)");
+    assert_eq!(
+        error.to_string(),
+        "cannot render a figure: attribution shape [1, 3, 6, 6] does not match its 100 values (expected positive dimensions, batch first)"
+    );
     let error = method_grid(&shape, &input, &[], &FigureOptions::default(), Format::Png).unwrap_err();
     assert!(matches!(error, RenderError::BadData(_)), "{error}");
 }
@@ -126,7 +133,12 @@ fn tabular_inputs_get_a_bar_chart_and_sequences_a_line_plot() {
         (&[2, 10], 20, "bar chart of 10 feature attributions", (24 + 64 + 240 + 14, 24 + 28 + 294)),
         (&[1, 30], 30, "bar chart of 30 feature attributions", (24 + 64 + 720 + 14, 24 + 28 + 294)),
         (&[1, 500], 500, "line plot of attribution over 500 positions", (24 + 64 + 640 + 14, 24 + 28 + 294)),
-        (&[1, 12, 4], 48, "line plot of attribution over 12 positions; signed attribution, summed over 4 dimensions", (24 + 64 + 640 + 14, 24 + 28 + 294)),
+        (
+            &[1, 12, 4],
+            48,
+            "line plot of attribution over 12 positions; signed attribution, summed over 4 dimensions",
+            (24 + 64 + 640 + 14, 24 + 28 + 294),
+        ),
     ];
     for &(shape, len, words, size) in cases {
         let values: Vec<f32> = (0..len).map(|v| ((v * 37 % 11) as f32 - 5.0) / 10.0).collect();

@@ -131,7 +131,16 @@ fn titles_labels_and_alt_text() {
     (weights[0], weights[40]) = (-1.5, 2.5);
     let figure = filter_grid("layer1.0.conv1.weight", &[4, 4, 3, 3], &weights, Format::Svg).unwrap();
     let svg = svg_text(&figure);
-    let texts = ["layer1.0.conv1.weight", "4 filters \u{d7} 4 input channels of 3\u{d7}3, upscaled 11\u{d7}", "black = the filter's min, white = its max", "filter", "in 0", "3", "0", "2"];
+    let texts = [
+        "layer1.0.conv1.weight",
+        "4 filters \u{d7} 4 input channels of 3\u{d7}3, upscaled 11\u{d7}",
+        "black = the filter's min, white = its max",
+        "filter",
+        "in 0",
+        "3",
+        "0",
+        "2",
+    ];
     for text in texts {
         assert!(svg.contains(&format!(">{text}</text>")), "{text} missing");
     }

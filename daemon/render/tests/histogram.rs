@@ -27,7 +27,8 @@ const EDGES: [f32; 5] = [-0.2, -0.1, 0.0, 0.1, 0.2];
 const COUNTS: [u64; 4] = [1, 10, 100, 1000];
 
 fn panels(count: usize, subtitle: &'static str) -> Vec<HistogramPanel<'static>> {
-    const TITLES: [&str; 9] = ["conv1.weight", "conv1.bias", "bn1.weight", "bn1.bias", "layer1.0.conv1.weight", "fc.weight", "fc.bias", "relu", "pool"];
+    const TITLES: [&str; 9] =
+        ["conv1.weight", "conv1.bias", "bn1.weight", "bn1.bias", "layer1.0.conv1.weight", "fc.weight", "fc.bias", "relu", "pool"];
     TITLES[..count].iter().map(|&title| HistogramPanel { title, edges: &EDGES, counts: &COUNTS, subtitle }).collect()
 }
 
@@ -55,7 +56,18 @@ fn panels_fill_a_grid_of_up_to_four_columns() {
 fn titles_subtitles_and_ticks_are_svg_text() {
     let grid = panels(3, "mean 0.01, std 0.2, 3% zeros");
     let svg = svg_text(&histogram_grid("layer1.0 parameters", &grid, false, Format::Svg).unwrap());
-    let expected = ["layer1.0 parameters", "count per bin", "conv1.weight", "conv1.bias", "bn1.weight", "mean 0.01, std 0.2, 3% zeros", "-0.2", "0.2", "0", "1000"];
+    let expected = [
+        "layer1.0 parameters",
+        "count per bin",
+        "conv1.weight",
+        "conv1.bias",
+        "bn1.weight",
+        "mean 0.01, std 0.2, 3% zeros",
+        "-0.2",
+        "0.2",
+        "0",
+        "1000",
+    ];
     for text in expected {
         assert!(svg.contains(&format!(">{text}</text>")), "{text} missing");
     }
@@ -126,7 +138,10 @@ fn inconsistent_or_empty_input_is_refused() {
             vec![HistogramPanel { title: "w", edges: &[0.0, 1.0], counts: &[1, 2], subtitle: "" }],
             "histogram panel \"w\" has 2 bin edges for 2 counts; there must be one edge more than counts",
         ),
-        (vec![HistogramPanel { title: "w", edges: &nan, counts: &[1, 2], subtitle: "" }], "histogram panel \"w\" has a non-finite bin edge (NaN) at index 1"),
+        (
+            vec![HistogramPanel { title: "w", edges: &nan, counts: &[1, 2], subtitle: "" }],
+            "histogram panel \"w\" has a non-finite bin edge (NaN) at index 1",
+        ),
         (
             vec![HistogramPanel { title: "w", edges: &descending, counts: &[1, 2], subtitle: "" }],
             "histogram panel \"w\" has bin edges that are not ascending: 0.5 at index 2 after 1",

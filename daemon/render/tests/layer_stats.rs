@@ -67,7 +67,8 @@ fn panels_stack_one_per_series() {
 #[test]
 fn labels_names_and_rings_are_drawn() {
     let svg = svg_text(&layer_stat_chart("activation statistics", &labels(&LAYERS), &series(4), &[2], Format::Svg).unwrap());
-    let texts = ["activation statistics", "flagged as anomalous", "mean", "std", "fraction ≤ 0", "fraction saturated", "log scale", "conv1", "relu", "fc"];
+    let texts =
+        ["activation statistics", "flagged as anomalous", "mean", "std", "fraction ≤ 0", "fraction saturated", "log scale", "conv1", "relu", "fc"];
     for text in texts {
         assert!(svg.contains(&format!(">{text}</text>")), "{text} missing");
     }
@@ -127,7 +128,12 @@ fn inconsistent_or_empty_input_is_refused() {
     let cases: Vec<Case<'_>> = vec![
         (vec![], series(1), vec![], "a layer statistics chart needs at least one layer label"),
         (layers.clone(), vec![], vec![], "a layer statistics chart needs at least one series"),
-        (layers.clone(), vec![LayerStatSeries { name: "mean", values: &short, log_scale: false }], vec![], "series \"mean\" has 2 values for 4 layer labels"),
+        (
+            layers.clone(),
+            vec![LayerStatSeries { name: "mean", values: &short, log_scale: false }],
+            vec![],
+            "series \"mean\" has 2 values for 4 layer labels",
+        ),
         (
             layers.clone(),
             vec![LayerStatSeries { name: "std", values: &nan, log_scale: true }],

@@ -17,7 +17,9 @@ fn svg_text(figure: &layerlens_render::Figure) -> String {
 
 /// `count` module paths like a ResNet's, from the output backwards.
 fn module_paths(count: usize) -> Vec<String> {
-    (0..count).map(|step| if step == 0 { "fc".to_string() } else { format!("layer{}.{}.conv{}", 4 - step / 16 % 4, step / 3 % 4, step % 3 + 1) }).collect()
+    (0..count)
+        .map(|step| if step == 0 { "fc".to_string() } else { format!("layer{}.{}.conv{}", 4 - step / 16 % 4, step / 3 % 4, step % 3 + 1) })
+        .collect()
 }
 
 const SALIENCY: [f32; 4] = [1.0, 0.62, 0.15, -0.04];
@@ -43,12 +45,8 @@ fn sizes_follow_steps_and_legend_in_both_formats() {
     // + plot 240 + step labels 24 high. The plot is 16 px per step, within 400..960.
     let horizontal = |plot: u32, legend: u32| (24 + 64 + plot + 14, 24 + 28 + legend + 22 + 240 + 24);
     // Steps, series, expected size.
-    let cases: &[(usize, usize, (u32, u32))] = &[
-        (1, 1, horizontal(400, 0)),
-        (4, 1, horizontal(400, 0)),
-        (4, 2, horizontal(400, 22)),
-        (4, 3, horizontal(400, 22)),
-    ];
+    let cases: &[(usize, usize, (u32, u32))] =
+        &[(1, 1, horizontal(400, 0)), (4, 1, horizontal(400, 0)), (4, 2, horizontal(400, 22)), (4, 3, horizontal(400, 22))];
     for &(steps, count, size) in cases {
         let step_labels = labels(&["fc", "layer4", "layer3", "conv1"][..steps]);
         let data: Vec<Vec<f32>> = series(count).iter().map(|line| line.values[..steps].to_vec()).collect();
@@ -122,12 +120,8 @@ fn dashed_zero_line_only_when_zero_is_on_the_axis() {
     let positive = [0.9f32, 0.8, 0.7, 0.6];
     // y range, values, whether a dashed line is drawn.
     type Case<'a> = (Option<(f32, f32)>, &'a [f32], bool);
-    let cases: &[Case<'_>] = &[
-        (Some((-1.0, 1.0)), &positive, true),
-        (Some((0.5, 1.0)), &positive, false),
-        (None, &positive, false),
-        (None, &SALIENCY, true),
-    ];
+    let cases: &[Case<'_>] =
+        &[(Some((-1.0, 1.0)), &positive, true), (Some((0.5, 1.0)), &positive, false), (None, &positive, false), (None, &SALIENCY, true)];
     for &(range, values, dashed) in cases {
         let line = [ChartSeries { name: "saliency", values }];
         let svg = svg_text(&step_chart("sanity check", &step_labels, &line, "Spearman", range, Format::Svg).unwrap());
@@ -147,11 +141,19 @@ fn alt_text_names_title_series_and_their_first_and_last_values() {
     // Values beyond a fixed range are cut off, and the alt text says so.
     let wide = [1.5f32, 0.5, -2.0, 0.0];
     let figure = step_chart("t", &step_labels, &[ChartSeries { name: "s", values: &wide }], "y", Some((-1.0, 1.0)), Format::Svg).unwrap();
-    assert!(figure.alt_text.contains("2 values outside the axis are cut off") && figure.alt_text.contains("s: 1.5 at classifier.3 to 0 at conv1"), "{}", figure.alt_text);
+    assert!(
+        figure.alt_text.contains("2 values outside the axis are cut off") && figure.alt_text.contains("s: 1.5 at classifier.3 to 0 at conv1"),
+        "{}",
+        figure.alt_text
+    );
     // A fitted axis and a single step.
     let one = [0.25f32];
     let figure = step_chart("t", &labels(&["fc"]), &[ChartSeries { name: "s", values: &one }], "y", None, Format::Png).unwrap();
-    assert!(figure.alt_text.starts_with("t: line chart of 1 series over 1 step (fc); y axis from ") && figure.alt_text.ends_with("s: 0.25 at fc"), "{}", figure.alt_text);
+    assert!(
+        figure.alt_text.starts_with("t: line chart of 1 series over 1 step (fc); y axis from ") && figure.alt_text.ends_with("s: 0.25 at fc"),
+        "{}",
+        figure.alt_text
+    );
 }
 
 #[test]
@@ -166,9 +168,24 @@ fn bad_data_and_ranges_are_errors() {
     let cases: Vec<Case<'_>> = vec![
         (&step_labels, vec![], None, "cannot render a figure: a step chart needs at least one series"),
         (&[], vec![ChartSeries { name: "saliency", values: &[] }], None, "cannot render a figure: a step chart needs at least one step label"),
-        (&step_labels, vec![good[0], ChartSeries { name: "occlusion", values: &short }], None, "cannot render a figure: series \"occlusion\" has 2 values for 4 step labels"),
-        (&step_labels, vec![ChartSeries { name: "s", values: &not_finite }], None, "cannot render a figure: series \"s\" has a non-finite value (NaN) at step 1 (\"layer4\")"),
-        (&step_labels, vec![ChartSeries { name: "s", values: &infinite }], None, "cannot render a figure: series \"s\" has a non-finite value (inf) at step 3 (\"conv1\")"),
+        (
+            &step_labels,
+            vec![good[0], ChartSeries { name: "occlusion", values: &short }],
+            None,
+            "cannot render a figure: series \"occlusion\" has 2 values for 4 step labels",
+        ),
+        (
+            &step_labels,
+            vec![ChartSeries { name: "s", values: &not_finite }],
+            None,
+            "cannot render a figure: series \"s\" has a non-finite value (NaN) at step 1 (\"layer4\")",
+        ),
+        (
+            &step_labels,
+            vec![ChartSeries { name: "s", values: &infinite }],
+            None,
+            "cannot render a figure: series \"s\" has a non-finite value (inf) at step 3 (\"conv1\")",
+        ),
         (&step_labels, good.to_vec(), Some((1.0, -1.0)), "invalid figure options: y_range must be finite with low below high, got (1, -1)"),
         (&step_labels, good.to_vec(), Some((0.0, f32::NAN)), "invalid figure options: y_range must be finite with low below high, got (0, NaN)"),
     ];

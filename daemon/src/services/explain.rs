@@ -6,13 +6,13 @@
 //! client and says stop once the client went away. (Unary calls need no handle of
 //! their own: the worker stops a job whose caller stopped waiting, worker.rs.)
 
+use super::figures;
 use super::{finish_stream, in_model, EventStream, SharedState, EVENT_BUFFER};
 use crate::convert;
 use crate::error::{ApiError, ApiResult};
 use layerlens_engine::attribution::{Progress, ProgressUpdate};
 use layerlens_proto as proto;
 use proto::explain_server::Explain;
-use super::figures;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -57,15 +57,21 @@ async fn run_attribute(state: &SharedState, job: AttributeJob) -> ApiResult<prot
     let cacheable = engine_request.is_deterministic();
     let format = convert::figure_format(request.figure_format);
     state
-        .cached_model_call("Explain.Attribute", &mut request, |request| &mut request.model, cacheable, |record, worker| async move {
-            let first_input = engine_request.inputs[0].clone();
-            let attribution = worker.attribute(engine_request).await.map_err(in_model(&record))?;
-            let figure = match format {
-                None => None,
-                Some(format) => Some(render_attribution(first_input, &attribution, format, figure_options).await?),
-            };
-            Ok(convert::attribute_response(record.id, attribution, figure))
-        })
+        .cached_model_call(
+            "Explain.Attribute",
+            &mut request,
+            |request| &mut request.model,
+            cacheable,
+            |record, worker| async move {
+                let first_input = engine_request.inputs[0].clone();
+                let attribution = worker.attribute(engine_request).await.map_err(in_model(&record))?;
+                let figure = match format {
+                    None => None,
+                    Some(format) => Some(render_attribution(first_input, &attribution, format, figure_options).await?),
+                };
+                Ok(convert::attribute_response(record.id, attribution, figure))
+            },
+        )
         .await
 }
 
@@ -111,41 +117,56 @@ impl Explain for ExplainService {
         let shown = request.clone();
         let answer = self
             .state
-            .cached_model_call("Explain.Summary", &mut request, |request| &mut request.model, true, |record, worker| async move {
-                let request = shown;
-                let depth = (request.depth > 0).then_some(request.depth);
-                let tree_rows = |note: String| async {
-                    let tree = worker.module_tree().await.map_err(in_model(&record))?;
-                    ApiResult::Ok(convert::call_summary(&layerlens_engine::summary::from_module_tree(&tree, &[], note, depth)))
-                };
-                let mut answer = if request.input_shape.is_empty() {
-                    tree_rows("no input shape was given, so rows carry no shapes or mult-adds".to_string()).await?
-                } else {
-                    let inputs = convert::sample_inputs(&request.input_shape, request.input_dtype(), &request.extra_inputs)?;
-                    match worker.call_summary(inputs, depth).await {
-                        Ok(summary) => convert::call_summary(&summary),
-                        // The shape stored with the model is a default, not the caller's
-                        // request: when the model cannot run on it alone (a second input is
-                        // missing), the rows still come from the module tree.
-                        Err(error) if stored_shape && error.kind == layerlens_engine::ErrorKind::BadInput => {
-                            tree_rows(format!("the stored input shape {:?} did not run ({}), so rows carry no shapes or mult-adds", request.input_shape, error.message))
+            .cached_model_call(
+                "Explain.Summary",
+                &mut request,
+                |request| &mut request.model,
+                true,
+                |record, worker| async move {
+                    let request = shown;
+                    let depth = (request.depth > 0).then_some(request.depth);
+                    let tree_rows = |note: String| async {
+                        let tree = worker.module_tree().await.map_err(in_model(&record))?;
+                        ApiResult::Ok(convert::call_summary(&layerlens_engine::summary::from_module_tree(&tree, &[], note, depth)))
+                    };
+                    let mut answer = if request.input_shape.is_empty() {
+                        tree_rows("no input shape was given, so rows carry no shapes or mult-adds".to_string()).await?
+                    } else {
+                        let inputs = convert::sample_inputs(&request.input_shape, request.input_dtype(), &request.extra_inputs)?;
+                        match worker.call_summary(inputs, depth).await {
+                            Ok(summary) => convert::call_summary(&summary),
+                            // The shape stored with the model is a default, not the caller's
+                            // request: when the model cannot run on it alone (a second input is
+                            // missing), the rows still come from the module tree.
+                            Err(error) if stored_shape && error.kind == layerlens_engine::ErrorKind::BadInput => {
+                                tree_rows(format!(
+                                    "the stored input shape {:?} did not run ({}), so rows carry no shapes or mult-adds",
+                                    request.input_shape, error.message
+                                ))
                                 .await?
+                            }
+                            Err(error) => return Err(in_model(&record)(error)),
                         }
-                        Err(error) => return Err(in_model(&record)(error)),
+                    };
+                    if convert::figure_format(request.figure_format).is_some() {
+                        let rows: Vec<layerlens_render::TableRow> = answer
+                            .rows
+                            .iter()
+                            .map(|row| layerlens_render::TableRow {
+                                path: &row.path,
+                                type_name: &row.type_name,
+                                depth: row.depth,
+                                num_params: row.num_params,
+                            })
+                            .collect();
+                        let title = format!("model {}", super::model_label(&record));
+                        answer.figure =
+                            Some(convert::figure(layerlens_render::summary_table_svg(&title, &rows, answer.total_params, answer.trainable_params)));
                     }
-                };
-                if convert::figure_format(request.figure_format).is_some() {
-                    let rows: Vec<layerlens_render::TableRow> = answer
-                        .rows
-                        .iter()
-                        .map(|row| layerlens_render::TableRow { path: &row.path, type_name: &row.type_name, depth: row.depth, num_params: row.num_params })
-                        .collect();
-                    let title = format!("model {}", super::model_label(&record));
-                    answer.figure = Some(convert::figure(layerlens_render::summary_table_svg(&title, &rows, answer.total_params, answer.trainable_params)));
-                }
-                answer.model_id = record.id;
-                Ok(answer)
-            })
+                    answer.model_id = record.id;
+                    Ok(answer)
+                },
+            )
             .await?;
         Ok(Response::new(answer))
     }
@@ -178,20 +199,26 @@ impl Explain for ExplainService {
         let format = convert::figure_format(request.figure_format);
         let answer = self
             .state
-            .cached_model_call("Explain.Parameters", &mut request, |request| &mut request.model, true, |record, worker| async move {
-                let report = worker.parameters(bins).await.map_err(in_model(&record))?;
-                let (histograms, filters) = match format {
-                    None => (None, None),
-                    Some(format) => figures::parameter_figures(&report, format).await?,
-                };
-                Ok(proto::ParametersResponse {
-                    model_id: record.id,
-                    parameters: report.parameters.iter().map(convert::parameter_stats).collect(),
-                    histograms,
-                    filters,
-                    cached: false,
-                })
-            })
+            .cached_model_call(
+                "Explain.Parameters",
+                &mut request,
+                |request| &mut request.model,
+                true,
+                |record, worker| async move {
+                    let report = worker.parameters(bins).await.map_err(in_model(&record))?;
+                    let (histograms, filters) = match format {
+                        None => (None, None),
+                        Some(format) => figures::parameter_figures(&report, format).await?,
+                    };
+                    Ok(proto::ParametersResponse {
+                        model_id: record.id,
+                        parameters: report.parameters.iter().map(convert::parameter_stats).collect(),
+                        histograms,
+                        filters,
+                        cached: false,
+                    })
+                },
+            )
             .await?;
         Ok(Response::new(answer))
     }
@@ -203,21 +230,27 @@ impl Explain for ExplainService {
         let format = convert::figure_format(request.figure_format);
         let answer = self
             .state
-            .cached_model_call("Explain.Activations", &mut request, |request| &mut request.model, true, |record, worker| async move {
-                let report = worker.activations(inputs, bins).await.map_err(in_model(&record))?;
-                let (chart, histograms) = match format {
-                    None => (None, None),
-                    Some(format) => figures::activation_figures(&report, format).await?,
-                };
-                Ok(proto::ActivationsResponse {
-                    model_id: record.id,
-                    layers: report.layers.iter().map(convert::layer_stats).collect(),
-                    anomalies: report.anomalies.iter().map(convert::anomaly).collect(),
-                    chart,
-                    histograms,
-                    cached: false,
-                })
-            })
+            .cached_model_call(
+                "Explain.Activations",
+                &mut request,
+                |request| &mut request.model,
+                true,
+                |record, worker| async move {
+                    let report = worker.activations(inputs, bins).await.map_err(in_model(&record))?;
+                    let (chart, histograms) = match format {
+                        None => (None, None),
+                        Some(format) => figures::activation_figures(&report, format).await?,
+                    };
+                    Ok(proto::ActivationsResponse {
+                        model_id: record.id,
+                        layers: report.layers.iter().map(convert::layer_stats).collect(),
+                        anomalies: report.anomalies.iter().map(convert::anomaly).collect(),
+                        chart,
+                        histograms,
+                        cached: false,
+                    })
+                },
+            )
             .await?;
         Ok(Response::new(answer))
     }
@@ -228,10 +261,16 @@ impl Explain for ExplainService {
         let top_k = if request.top_k == 0 { 5 } else { request.top_k as usize };
         let answer = self
             .state
-            .cached_model_call("Explain.Predict", &mut request, |request| &mut request.model, true, |record, worker| async move {
-                let prediction = worker.predict(inputs, top_k).await.map_err(in_model(&record))?;
-                Ok(convert::predict_response(record.id, &prediction))
-            })
+            .cached_model_call(
+                "Explain.Predict",
+                &mut request,
+                |request| &mut request.model,
+                true,
+                |record, worker| async move {
+                    let prediction = worker.predict(inputs, top_k).await.map_err(in_model(&record))?;
+                    Ok(convert::predict_response(record.id, &prediction))
+                },
+            )
             .await?;
         Ok(Response::new(answer))
     }
@@ -246,26 +285,38 @@ impl Explain for ExplainService {
         }
         let inputs = convert::sample_inputs(&request.input_shape, request.input_dtype(), &request.extra_inputs)?;
         // SVG unless PNG was asked for explicitly: a graph is text-heavy.
-        let format = convert::figure_format(request.figure_format)
-            .map(|format| if request.figure_format == proto::FigureFormat::Png as i32 { format } else { layerlens_render::Format::Svg });
-        let options = layerlens_render::GraphOptions { depth: (request.depth > 0).then_some(request.depth), collapse_repeats: request.collapse_repeats };
+        let format = convert::figure_format(request.figure_format).map(|format| {
+            if request.figure_format == proto::FigureFormat::Png as i32 {
+                format
+            } else {
+                layerlens_render::Format::Svg
+            }
+        });
+        let options =
+            layerlens_render::GraphOptions { depth: (request.depth > 0).then_some(request.depth), collapse_repeats: request.collapse_repeats };
         let answer = self
             .state
-            .cached_model_call("Explain.Graph", &mut request, |request| &mut request.model, true, |record, worker| async move {
-                let graph = worker.op_graph(inputs).await.map_err(in_model(&record))?;
-                let figure = match format {
-                    None => None,
-                    Some(format) => {
-                        let model_graph = convert::model_graph(&graph, super::model_label(&record));
-                        let rendered = tokio::task::spawn_blocking(move || layerlens_render::graph_figure(&model_graph, &options, format))
-                            .await
-                            .map_err(ApiError::from)?
-                            .map_err(ApiError::from)?;
-                        Some(convert::figure(rendered))
-                    }
-                };
-                Ok(convert::graph_response(record.id, &graph, figure))
-            })
+            .cached_model_call(
+                "Explain.Graph",
+                &mut request,
+                |request| &mut request.model,
+                true,
+                |record, worker| async move {
+                    let graph = worker.op_graph(inputs).await.map_err(in_model(&record))?;
+                    let figure = match format {
+                        None => None,
+                        Some(format) => {
+                            let model_graph = convert::model_graph(&graph, super::model_label(&record));
+                            let rendered = tokio::task::spawn_blocking(move || layerlens_render::graph_figure(&model_graph, &options, format))
+                                .await
+                                .map_err(ApiError::from)?
+                                .map_err(ApiError::from)?;
+                            Some(convert::figure(rendered))
+                        }
+                    };
+                    Ok(convert::graph_response(record.id, &graph, figure))
+                },
+            )
             .await?;
         Ok(Response::new(answer))
     }
@@ -298,10 +349,7 @@ impl Explain for ExplainService {
             // the base's.
             let layer = if spec.layer.is_empty() { &base.layer } else { &spec.layer };
             engine_request.layer = (method.layer && !layer.is_empty()).then(|| layer.clone());
-            let attribution = worker
-                .attribute(engine_request)
-                .await
-                .map_err(|error| in_model(&record)(error.context(&spec.method)))?;
+            let attribution = worker.attribute(engine_request).await.map_err(|error| in_model(&record)(error.context(&spec.method)))?;
             attributions.push(attribution);
         }
         let figure = match convert::figure_format(base.figure_format) {
@@ -341,10 +389,7 @@ impl Explain for ExplainService {
             params: request.params.into_iter().collect(),
         };
         let (record, worker) = self.state.worker_for(&attribution_request.model).await?;
-        let evaluation = worker
-            .evaluate(engine_request)
-            .await
-            .map_err(in_model(&record))?;
+        let evaluation = worker.evaluate(engine_request).await.map_err(in_model(&record))?;
         Ok(Response::new(proto::EvaluateResponse {
             attribution: Some(convert::attribute_response(record.id, evaluation.attribution, None)),
             infidelity: evaluation.infidelity.unwrap_or_default(),
@@ -357,14 +402,15 @@ impl Explain for ExplainService {
         let attribution_request = request.attribution.ok_or_else(|| ApiError::bad_input("the request has no attribution to check"))?;
         let engine_request = convert::attribution_request(&attribution_request)?;
         let (record, worker) = self.state.worker_for(&attribution_request.model).await?;
-        let check = worker
-            .sanity_check(engine_request, request.seed, request.signed)
-            .await
-            .map_err(in_model(&record))?;
+        let check = worker.sanity_check(engine_request, request.seed, request.signed).await.map_err(in_model(&record))?;
         let steps: Vec<proto::SanityCheckStep> = check
             .steps
             .iter()
-            .map(|step| proto::SanityCheckStep { layer: step.layer.clone(), spearman: step.spearman, spearman_per_row: step.spearman_per_row.clone() })
+            .map(|step| proto::SanityCheckStep {
+                layer: step.layer.clone(),
+                spearman: step.spearman,
+                spearman_per_row: step.spearman_per_row.clone(),
+            })
             .collect();
         let figure = match convert::figure_format(attribution_request.figure_format) {
             None => None,

@@ -31,10 +31,8 @@ pub async fn parameter_figures(report: &ParameterReport, format: Format) -> ApiR
             } else {
                 "parameter histograms".to_string()
             };
-            let drawn: Vec<layerlens_render::HistogramPanel> = panels
-                .iter()
-                .map(|(title, subtitle, edges, counts)| layerlens_render::HistogramPanel { title, edges, counts, subtitle })
-                .collect();
+            let drawn: Vec<layerlens_render::HistogramPanel> =
+                panels.iter().map(|(title, subtitle, edges, counts)| layerlens_render::HistogramPanel { title, edges, counts, subtitle }).collect();
             Some(convert::figure(layerlens_render::histogram_grid(&title, &drawn, false, format).map_err(ApiError::from)?))
         };
         let filters = match first_conv {
@@ -87,10 +85,8 @@ pub async fn activation_figures(report: &ActivationReport, format: Format) -> Ap
             layerlens_render::LayerStatSeries { name: "share <= 0", values: &nonpositive, log_scale: false },
         ];
         let chart = layerlens_render::layer_stat_chart("activations per layer", &labels, &series, &flagged, format).map_err(ApiError::from)?;
-        let drawn: Vec<layerlens_render::HistogramPanel> = panels
-            .iter()
-            .map(|(title, subtitle, edges, counts)| layerlens_render::HistogramPanel { title, edges, counts, subtitle })
-            .collect();
+        let drawn: Vec<layerlens_render::HistogramPanel> =
+            panels.iter().map(|(title, subtitle, edges, counts)| layerlens_render::HistogramPanel { title, edges, counts, subtitle }).collect();
         let histograms = if drawn.is_empty() {
             None
         } else {

@@ -206,9 +206,14 @@ impl Generate for GenerateService {
                 let traversal = traversal.clone();
                 tokio::task::spawn_blocking(move || {
                     // A generator's output range is its own: stretch the batch's min..max to [0, 1].
-                    let (low, high) = traversal.images.values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(low, high), value| (low.min(*value), high.max(*value)));
+                    let (low, high) = traversal
+                        .images
+                        .values
+                        .iter()
+                        .fold((f32::INFINITY, f32::NEG_INFINITY), |(low, high), value| (low.min(*value), high.max(*value)));
                     let span = if high > low { high - low } else { 1.0 };
-                    let scaled = HostTensor { values: traversal.images.values.iter().map(|value| (value - low) / span).collect(), ..traversal.images.clone() };
+                    let scaled =
+                        HostTensor { values: traversal.images.values.iter().map(|value| (value - low) / span).collect(), ..traversal.images.clone() };
                     let columns = traversal.columns as usize;
                     let captions: Vec<String> = (0..traversal.rows as usize * columns)
                         .map(|index| match job.z_end {

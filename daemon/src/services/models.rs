@@ -56,11 +56,7 @@ impl Models for ModelsService {
                 return Err(ApiError::bad_input("an upload carries one header, then only chunks").into());
             };
             if writer.size_bytes() + chunk.len() as u64 > self.state.max_model_bytes {
-                return Err(ApiError::too_large(format!(
-                    "upload exceeds the model size limit of {} bytes",
-                    self.state.max_model_bytes
-                ))
-                .into());
+                return Err(ApiError::too_large(format!("upload exceeds the model size limit of {} bytes", self.state.max_model_bytes)).into());
             }
             tokio::task::block_in_place(|| writer.write(&chunk))?;
         }
@@ -85,8 +81,7 @@ impl Models for ModelsService {
     async fn list(&self, _request: Request<proto::ListModelsRequest>) -> Result<Response<proto::ListModelsResponse>, Status> {
         let records = self.state.with_store(|store| store.list()).await?;
         let (resident, pinned) = self.state.registry.ids().await?;
-        let models =
-            records.iter().map(|record| convert::model_info(record, resident.contains(&record.id), pinned.contains(&record.id))).collect();
+        let models = records.iter().map(|record| convert::model_info(record, resident.contains(&record.id), pinned.contains(&record.id))).collect();
         Ok(Response::new(proto::ListModelsResponse { models }))
     }
 

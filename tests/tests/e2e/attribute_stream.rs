@@ -124,7 +124,9 @@ async fn dropping_the_stream_frees_the_worker_within_a_pass() {
     let dropped = Instant::now();
     let answer = client.predict(predict(2)).await.unwrap();
     let waited = dropped.elapsed();
-    eprintln!("occlusion of {ROWS} rows: about {whole_job:?} in all; Predict answered {waited:?} after the stream was dropped (bound {free_within:?})");
+    eprintln!(
+        "occlusion of {ROWS} rows: about {whole_job:?} in all; Predict answered {waited:?} after the stream was dropped (bound {free_within:?})"
+    );
     assert_eq!(answer.rows.len(), 2);
     assert!(waited < free_within, "Predict waited {waited:?} after the stream was dropped (the whole occlusion takes about {whole_job:?})");
     // The worker counts a command as running until just after it answered: allow it

@@ -101,7 +101,8 @@ async fn cli_inspection_commands_print_json_tables_and_absolute_figure_paths() {
 
     // sanity-check --json names its figure like the other commands.
     let sanity_png = work.path().join("sanity.png");
-    let sanity = json_of(url, &["--json", "sanity-check", "digits", "--input", input, "--method", "saliency", "--figure", sanity_png.to_str().unwrap()]);
+    let sanity =
+        json_of(url, &["--json", "sanity-check", "digits", "--input", input, "--method", "saliency", "--figure", sanity_png.to_str().unwrap()]);
     assert_eq!(sanity["figure"], sanity_png.to_str().unwrap());
     assert!(!sanity["steps"].as_array().unwrap().is_empty());
     assert!(daemon.stop());

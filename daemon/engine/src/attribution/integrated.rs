@@ -42,11 +42,8 @@ pub fn integrated_gradients_on(
     let at_baselines = forward_selected(context.model, &mut context.chunking, baselines, targets)?;
     let ends = (&at_inputs, &at_baselines);
     let finish = |total: Vec<Tensor>| -> Result<(Vec<Tensor>, Vec<f64>)> {
-        let values: Vec<Tensor> = if multiply_by_inputs {
-            total.iter().zip(&differences).map(|(gradient, difference)| gradient * difference).collect()
-        } else {
-            total
-        };
+        let values: Vec<Tensor> =
+            if multiply_by_inputs { total.iter().zip(&differences).map(|(gradient, difference)| gradient * difference).collect() } else { total };
         let deltas = convergence_deltas(&values, inputs, ends)?;
         Ok((values, deltas))
     };
@@ -77,11 +74,7 @@ pub fn integrated_gradients_on(
     loop {
         let total = summed_gradients(context, inputs, baselines, &differences, targets, rule, n_steps)?;
         let (values, deltas) = finish(total)?;
-        let relative_error = deltas
-            .iter()
-            .zip(&gaps)
-            .map(|(delta, gap)| delta.abs() / gap.abs().max(1e-12))
-            .fold(0.0, f64::max);
+        let relative_error = deltas.iter().zip(&gaps).map(|(delta, gap)| delta.abs() / gap.abs().max(1e-12)).fold(0.0, f64::max);
         if relative_error <= tolerance || n_steps >= max_steps {
             return Ok(MethodResult { values, convergence_deltas: deltas, n_steps: Some(n_steps as u32), figure_values: None });
         }
@@ -230,7 +223,8 @@ fn nested_adaptive(
     let ones = |count: usize| vec![1.0; count];
     let mut sums = weighted_gradient_sum(context, inputs, baselines, differences, targets, &first_alphas, &ones(first_alphas.len()))?;
     // The trapezoid halves the weights of its two end nodes, 0 and 1.
-    let ends = if trapezoid { Some(weighted_gradient_sum(context, inputs, baselines, differences, targets, &[0.0, 1.0], &[1.0, 1.0])?) } else { None };
+    let ends =
+        if trapezoid { Some(weighted_gradient_sum(context, inputs, baselines, differences, targets, &[0.0, 1.0], &[1.0, 1.0])?) } else { None };
     loop {
         let totals: Vec<Tensor> = sums
             .iter()
@@ -285,9 +279,7 @@ fn clenshaw_curtis_adaptive(
     loop {
         let weights = clenshaw_curtis_weights(n);
         let totals: Vec<Tensor> = (0..inputs.len())
-            .map(|input| {
-                kept.iter().zip(&weights).fold(inputs[input].zeros_like(), |total, (node, &weight)| total + &node[input] * weight)
-            })
+            .map(|input| kept.iter().zip(&weights).fold(inputs[input].zeros_like(), |total, (node, &weight)| total + &node[input] * weight))
             .collect();
         let values: Vec<Tensor> =
             if multiply_by_inputs { totals.iter().zip(differences).map(|(total, difference)| total * difference).collect() } else { totals };
@@ -450,7 +442,11 @@ pub fn baselines(context: &Context<'_>) -> Result<Vec<Tensor>> {
 }
 
 fn suffix(index: usize) -> String {
-    if index == 0 { String::new() } else { format!(".{index}") }
+    if index == 0 {
+        String::new()
+    } else {
+        format!(".{index}")
+    }
 }
 
 /// A tensor option that must match an input: the input's shape, its shape without
@@ -473,9 +469,7 @@ pub fn broadcast_to_input(tensor: &Tensor, input: &Tensor, name: &str) -> Result
 fn blur(input: &Tensor, sigma: f64) -> Result<Tensor> {
     let shape = input.size();
     if shape.len() != 4 {
-        return Err(Error::bad_input(format!(
-            "blurred baselines need image inputs (batch, channels, height, width); the input has shape {shape:?}"
-        )));
+        return Err(Error::bad_input(format!("blurred baselines need image inputs (batch, channels, height, width); the input has shape {shape:?}")));
     }
     if sigma <= 0.0 {
         return Err(Error::bad_input(format!("blur_sigma must be positive, got {sigma}")));

@@ -9,9 +9,7 @@ use tch::{Kind, Tensor};
 
 pub fn layer_method(context: &mut Context<'_>, method: &str, layer: Option<&str>) -> Result<MethodResult> {
     apply_row_cap(context)?;
-    let layer = layer.ok_or_else(|| {
-        Error::bad_input(format!("{method} needs a layer: pass the module path, e.g. --layer features.2"))
-    })?;
+    let layer = layer.ok_or_else(|| Error::bad_input(format!("{method} needs a layer: pass the module path, e.g. --layer features.2")))?;
     let index = context.model.tapped()?.tap_index(layer)?;
     let inputs = shallow(&context.inputs);
     let targets = context.targets.clone();
@@ -30,13 +28,13 @@ pub fn layer_method(context: &mut Context<'_>, method: &str, layer: Option<&str>
             let activation = activation.expect("layer passes return the activation");
             let piece = if method == "grad_cam" {
                 let rank = gradient.dim() as i64;
-                let weights = if rank > 2 {
-                    gradient.mean_dim((2..rank).collect::<Vec<_>>().as_slice(), true, Kind::Float)
-                } else {
-                    gradient
-                };
+                let weights = if rank > 2 { gradient.mean_dim((2..rank).collect::<Vec<_>>().as_slice(), true, Kind::Float) } else { gradient };
                 let scaled = if summation { (weights * &activation).sum_dim_intlist(1, true, Kind::Float) } else { weights * &activation };
-                if relu { scaled.relu() } else { scaled }
+                if relu {
+                    scaled.relu()
+                } else {
+                    scaled
+                }
             } else if multiply {
                 gradient * activation
             } else {
@@ -69,11 +67,8 @@ pub fn layer_method(context: &mut Context<'_>, method: &str, layer: Option<&str>
 }
 
 fn resize(value: &Tensor, size: &[i64], mode: &str) -> Result<Tensor> {
-    let resized = if mode == "bilinear" {
-        value.f_upsample_bilinear2d(size, false, None, None)
-    } else {
-        value.f_upsample_nearest2d(size, None, None)
-    };
+    let resized =
+        if mode == "bilinear" { value.f_upsample_bilinear2d(size, false, None, None) } else { value.f_upsample_nearest2d(size, None, None) };
     resized.map_err(torch_error("resizing a layer attribution"))
 }
 

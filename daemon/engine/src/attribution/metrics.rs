@@ -129,11 +129,8 @@ fn sensitivity_max(context: &mut Context<'_>, request: &AttributionRequest, expl
         })
         .collect::<Result<_>>()?;
     // Tensor options with one row per batch row follow their rows.
-    let tensor_params: BTreeMap<String, HostTensor> = request
-        .tensor_params
-        .iter()
-        .map(|(key, value)| (key.clone(), repeat_rows(value, batch, samples)))
-        .collect();
+    let tensor_params: BTreeMap<String, HostTensor> =
+        request.tensor_params.iter().map(|(key, value)| (key.clone(), repeat_rows(value, batch, samples))).collect();
     let expanded_request = AttributionRequest {
         method: request.method.clone(),
         inputs: perturbed,
@@ -157,9 +154,12 @@ fn sensitivity_max(context: &mut Context<'_>, request: &AttributionRequest, expl
         .map(|(explanation, perturbed)| (explanation.repeat_interleave_self_int(samples, 0, None::<i64>) - perturbed).view([rows, -1]))
         .collect();
     let originals: Vec<Tensor> = explanations.iter().map(|explanation| explanation.view([batch, -1])).collect();
-    let difference_norms = Tensor::f_cat(&differences, 1).map_err(torch_error("joining explanations"))?.to_kind(Kind::Double).norm_scalaropt_dim(2, [1], false);
-    let original_norms = Tensor::f_cat(&originals, 1).map_err(torch_error("joining explanations"))?.to_kind(Kind::Double).norm_scalaropt_dim(2, [1], false);
-    let original_norms = original_norms.where_self(&original_norms.ne(0.0), &original_norms.ones_like()).repeat_interleave_self_int(samples, 0, None::<i64>);
+    let difference_norms =
+        Tensor::f_cat(&differences, 1).map_err(torch_error("joining explanations"))?.to_kind(Kind::Double).norm_scalaropt_dim(2, [1], false);
+    let original_norms =
+        Tensor::f_cat(&originals, 1).map_err(torch_error("joining explanations"))?.to_kind(Kind::Double).norm_scalaropt_dim(2, [1], false);
+    let original_norms =
+        original_norms.where_self(&original_norms.ne(0.0), &original_norms.ones_like()).repeat_interleave_self_int(samples, 0, None::<i64>);
     let ratios = (difference_norms / original_norms).view([batch, samples]);
     to_f64(&ratios.amax([1], false))
 }

@@ -12,11 +12,11 @@ mod integrated;
 mod layer;
 mod methods;
 mod metrics;
-mod sanity;
 mod noise_tunnel;
 mod options;
 mod perturbation;
 mod progress;
+mod sanity;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::host_tensor::HostTensor;
@@ -209,7 +209,12 @@ pub(crate) fn prepare<'a>(model: &'a LoadedModel, request: &'a AttributionReques
 /// `prepare`; with `defer_output`, the targets must be explicit and no forward pass
 /// runs here: the context's output is left undefined for the method to fill in, and
 /// the targets are checked against the output's shape in the method's passes.
-fn prepare_deferring<'a>(model: &'a LoadedModel, request: &'a AttributionRequest, chunking: Chunking, defer_output: bool) -> Result<(Context<'a>, Tensor)> {
+fn prepare_deferring<'a>(
+    model: &'a LoadedModel,
+    request: &'a AttributionRequest,
+    chunking: Chunking,
+    defer_output: bool,
+) -> Result<(Context<'a>, Tensor)> {
     let method = methods::find(&request.method)?;
     if request.inputs.is_empty() {
         return Err(Error::bad_input("the request has no input tensor"));
@@ -252,8 +257,7 @@ fn resolve_targets(model: &LoadedModel, chunking: &mut Chunking, inputs: &[Tenso
         Targets::Predicted => {
             check_targets(&output, batch, &[])?;
             let predicted = output.argmax(1, false).to_device(tch::Device::Cpu);
-            Vec::<i64>::try_from(&predicted)
-                .map_err(|error| Error::from_torch(error, ErrorKind::Internal, "reading the predicted classes"))?
+            Vec::<i64>::try_from(&predicted).map_err(|error| Error::from_torch(error, ErrorKind::Internal, "reading the predicted classes"))?
         }
         explicit => explicit_targets(explicit, batch)?,
     };
@@ -288,10 +292,7 @@ pub(crate) fn check_targets(output: &Tensor, batch: i64, targets: &[i64]) -> Res
     }
     let n_outputs = output_shape[1];
     if let Some(bad) = targets.iter().find(|&&target| target < 0 || target >= n_outputs) {
-        return Err(Error::bad_input(format!(
-            "target {bad} is out of range: the model has {n_outputs} outputs (0..={})",
-            n_outputs - 1
-        )));
+        return Err(Error::bad_input(format!("target {bad} is out of range: the model has {n_outputs} outputs (0..={})", n_outputs - 1)));
     }
     Ok(())
 }
@@ -336,7 +337,10 @@ mod tests {
             let request = AttributionRequest {
                 method: method.to_string(),
                 params: params.iter().map(|&(key, value)| (key.to_string(), value.to_string())).collect(),
-                tensor_params: tensor_params.iter().map(|&key| (key.to_string(), HostTensor { shape: vec![1], values: vec![0.0], integer: false })).collect(),
+                tensor_params: tensor_params
+                    .iter()
+                    .map(|&key| (key.to_string(), HostTensor { shape: vec![1], values: vec![0.0], integer: false }))
+                    .collect(),
                 ..AttributionRequest::default()
             };
             assert_eq!(request.is_deterministic(), expected, "{method} {params:?} {tensor_params:?}");

@@ -123,9 +123,9 @@ pub fn gradient_shap(context: &mut Context<'_>) -> Result<MethodResult> {
     let mut distributions = Vec::new();
     for (index, input) in inputs.iter().enumerate() {
         let name = if index == 0 { "baselines".to_string() } else { format!("baselines.{index}") };
-        let distribution = context.tensor_param("baselines", index)?.ok_or_else(|| {
-            context.options.missing(&name, "a tensor of baselines (n_baselines, ...) shaped like the input rows")
-        })?;
+        let distribution = context
+            .tensor_param("baselines", index)?
+            .ok_or_else(|| context.options.missing(&name, "a tensor of baselines (n_baselines, ...) shaped like the input rows"))?;
         if distribution.size()[1..] != input.size()[1..] {
             return Err(Error::bad_input(format!(
                 "{name} has shape {:?}; gradient_shap needs (n_baselines, {}) to match the input {:?}",
@@ -212,10 +212,7 @@ fn per_input(context: &Context<'_>, key: &str, default: f64) -> Result<Vec<f64>>
         None => Ok(vec![default; count]),
         Some(values) if values.len() == 1 => Ok(vec![values[0]; count]),
         Some(values) if values.len() == count => Ok(values),
-        Some(values) => Err(Error::bad_input(format!(
-            "{key} has {} values for {count} inputs; give one, or one per input",
-            values.len()
-        ))),
+        Some(values) => Err(Error::bad_input(format!("{key} has {} values for {count} inputs; give one, or one per input", values.len()))),
     }
 }
 

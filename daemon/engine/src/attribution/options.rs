@@ -20,16 +20,14 @@ impl<'a> Options<'a> {
     /// Fails on any key outside `accepted` (and the common options).
     pub fn accept(&self, accepted: &[&str]) -> Result<()> {
         let known = |key: &str| {
-            accepted.contains(&key) || COMMON.contains(&key) || key.split_once('.').is_some_and(|(base, index)| accepted.contains(&base) && index.parse::<usize>().is_ok())
+            accepted.contains(&key)
+                || COMMON.contains(&key)
+                || key.split_once('.').is_some_and(|(base, index)| accepted.contains(&base) && index.parse::<usize>().is_ok())
         };
         if let Some(unknown) = self.params.keys().find(|key| !known(key)) {
             let mut names: Vec<&str> = accepted.iter().chain(COMMON).copied().collect();
             names.sort();
-            return Err(Error::bad_input(format!(
-                "unknown parameter '{unknown}' for {}; accepted: {}",
-                self.method,
-                names.join(", ")
-            )));
+            return Err(Error::bad_input(format!("unknown parameter '{unknown}' for {}; accepted: {}", self.method, names.join(", "))));
         }
         Ok(())
     }
@@ -73,9 +71,10 @@ impl<'a> Options<'a> {
     pub fn int_list(&self, key: &str, min: i64) -> Result<Option<Vec<i64>>> {
         let Some(text) = self.text(key) else { return Ok(None) };
         let values: Option<Vec<i64>> = text.split(',').map(|part| part.trim().parse::<i64>().ok().filter(|&value| value >= min)).collect();
-        values.filter(|values| !values.is_empty()).map(Some).ok_or_else(|| {
-            self.invalid(key, text, &format!("comma-separated integers of at least {min}"))
-        })
+        values
+            .filter(|values| !values.is_empty())
+            .map(Some)
+            .ok_or_else(|| self.invalid(key, text, &format!("comma-separated integers of at least {min}")))
     }
 
     /// Comma-separated numbers (one per input, or one for all).
@@ -89,7 +88,11 @@ impl<'a> Options<'a> {
     pub fn choice(&self, key: &str, default: &'a str, choices: &[&'a str]) -> Result<&'a str> {
         match self.text(key) {
             None => Ok(default),
-            Some(text) => choices.iter().copied().find(|choice| *choice == text).ok_or_else(|| self.invalid(key, text, &format!("one of {}", choices.join(", ")))),
+            Some(text) => choices
+                .iter()
+                .copied()
+                .find(|choice| *choice == text)
+                .ok_or_else(|| self.invalid(key, text, &format!("one of {}", choices.join(", ")))),
         }
     }
 

@@ -47,11 +47,14 @@ pub fn occlusion(context: &mut Context<'_>) -> Result<MethodResult> {
     let total: usize = masks_per_input.iter().map(|masks| masks.count).sum();
     check_perturbation_count(total)?;
     // Windows are numbered input after input: feature f belongs to one input only.
-    let offsets: Vec<usize> = masks_per_input.iter().scan(0, |offset, masks| {
-        let start = *offset;
-        *offset += masks.count;
-        Some(start)
-    }).collect();
+    let offsets: Vec<usize> = masks_per_input
+        .iter()
+        .scan(0, |offset, masks| {
+            let start = *offset;
+            *offset += masks.count;
+            Some(start)
+        })
+        .collect();
     let masks_of = |feature: usize| -> Vec<Option<Tensor>> {
         masks_per_input
             .iter()
@@ -93,7 +96,8 @@ pub fn feature_ablation(context: &mut Context<'_>) -> Result<MethodResult> {
     }
     check_perturbation_count(feature_masks.iter().map(|(_, ids)| ids.len()).sum())?;
     // Feature ids are shared across inputs: one id is ablated in every input that holds it.
-    let all_ids: Vec<i64> = feature_masks.iter().flat_map(|(_, ids)| ids.iter().copied()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let all_ids: Vec<i64> =
+        feature_masks.iter().flat_map(|(_, ids)| ids.iter().copied()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     let masks_of = |feature: usize| -> Vec<Option<Tensor>> {
         let id = all_ids[feature];
         feature_masks.iter().map(|(mask, ids)| ids.binary_search(&id).is_ok().then(|| mask.eq(id).to_kind(Kind::Float))).collect()

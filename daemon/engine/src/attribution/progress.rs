@@ -86,7 +86,10 @@ impl Progress {
 pub fn cancelled(update: &ProgressUpdate) -> Error {
     Error::new(
         ErrorKind::Cancelled,
-        format!("the request was cancelled after {} passes ({}, {} of {} rows)", update.passes_done, update.phase, update.rows_done, update.rows_total),
+        format!(
+            "the request was cancelled after {} passes ({}, {} of {} rows)",
+            update.passes_done, update.phase, update.rows_done, update.rows_total
+        ),
     )
 }
 

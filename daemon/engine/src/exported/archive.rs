@@ -121,7 +121,8 @@ impl Archive {
             [one] => (*one).clone(),
             _ => models.iter().find(|name| name.ends_with("/model.json")).map(|name| (*name).clone()).unwrap_or_else(|| models[0].clone()),
         };
-        let program: Value = serde_json::from_slice(&read_entry(&model_name)?).map_err(|error| bad(format!("{model_name} is not valid JSON ({error})")))?;
+        let program: Value =
+            serde_json::from_slice(&read_entry(&model_name)?).map_err(|error| bad(format!("{model_name} is not valid JSON ({error})")))?;
         check_schema_version(&program)?;
         let mut read_config = |folder: &str| -> Result<(HashMap<String, StoredTensor>, FileBytes)> {
             let prefix = format!("{root}data/{folder}/");
@@ -151,7 +152,8 @@ impl Archive {
     pub fn tensor(&self, name: &str, stored: &StoredTensor, constant: bool) -> Result<tch::Tensor> {
         let files = if constant { &self.constant_files } else { &self.weight_files };
         let bytes = files.get(&stored.path_name).ok_or_else(|| bad(format!("{name}: file {} is missing", stored.path_name)))?;
-        let kind = kind_from_code(stored.tensor_meta.dtype).ok_or_else(|| bad(format!("{name}: unsupported dtype code {}", stored.tensor_meta.dtype)))?;
+        let kind =
+            kind_from_code(stored.tensor_meta.dtype).ok_or_else(|| bad(format!("{name}: unsupported dtype code {}", stored.tensor_meta.dtype)))?;
         let sizes = int_list(&stored.tensor_meta.sizes).ok_or_else(|| bad(format!("{name}: sizes are not plain integers")))?;
         let strides = if stored.tensor_meta.strides.is_empty() {
             contiguous_strides(&sizes)
@@ -165,9 +167,16 @@ impl Archive {
             return Err(bad(format!("{name}: negative sizes, strides or offset")));
         }
         let numel = sizes.iter().try_fold(1i64, |acc, &size| acc.checked_mul(size));
-        let last = sizes.iter().zip(&strides).try_fold(offset, |acc, (&size, &stride)| {
-            if size == 0 { Some(acc) } else { acc.checked_add((size - 1).checked_mul(stride)?) }
-        });
+        let last = sizes.iter().zip(&strides).try_fold(
+            offset,
+            |acc, (&size, &stride)| {
+                if size == 0 {
+                    Some(acc)
+                } else {
+                    acc.checked_add((size - 1).checked_mul(stride)?)
+                }
+            },
+        );
         match (numel, last) {
             (Some(0), _) => {}
             (Some(_), Some(last)) if last < storage_elements => {}
@@ -253,7 +262,8 @@ pub fn symbol_name(expression: &str) -> Option<String> {
     } else {
         text
     };
-    (!inner.is_empty() && inner.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !inner.chars().next()?.is_ascii_digit()).then(|| inner.to_string())
+    (!inner.is_empty() && inner.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !inner.chars().next()?.is_ascii_digit())
+        .then(|| inner.to_string())
 }
 
 #[cfg(test)]
@@ -262,12 +272,7 @@ mod tests {
 
     #[test]
     fn symbol_names() {
-        let cases = [
-            ("Symbol('s77', positive=True, integer=True)", Some("s77")),
-            ("s0", Some("s0")),
-            ("2*s0", None),
-            ("", None),
-        ];
+        let cases = [("Symbol('s77', positive=True, integer=True)", Some("s77")), ("s0", Some("s0")), ("2*s0", None), ("", None)];
         for (expression, expected) in cases {
             assert_eq!(symbol_name(expression).as_deref(), expected, "{expression}");
         }

@@ -178,7 +178,10 @@ impl Names {
     }
 
     fn get(&self, name: &str, node: &str) -> Result<usize> {
-        self.slots.get(name).copied().ok_or_else(|| Error::bad_input(format!("not a valid exported program: {node} reads '{name}', which nothing defines")))
+        self.slots
+            .get(name)
+            .copied()
+            .ok_or_else(|| Error::bad_input(format!("not a valid exported program: {node} reads '{name}', which nothing defines")))
     }
 }
 
@@ -214,7 +217,8 @@ pub fn compile(archive: &Archive, device: Device) -> Result<Compiled> {
                 };
                 let fqn = body[fqn_key].as_str().unwrap_or(name).to_string();
                 let slot = names.define(name);
-                let source = if archive.weights.contains_key(&fqn) { BindingSource::Weight(fqn.clone()) } else { BindingSource::Constant(fqn.clone()) };
+                let source =
+                    if archive.weights.contains_key(&fqn) { BindingSource::Weight(fqn.clone()) } else { BindingSource::Constant(fqn.clone()) };
                 bindings.push(Binding { slot, fqn, is_parameter, is_buffer: kind == "buffer", source });
             }
             "constant_input" => {}
@@ -290,12 +294,8 @@ pub fn compile(archive: &Archive, device: Device) -> Result<Compiled> {
         }
         let source_frames = parse_stack_trace(metadata["stack_trace"].as_str().unwrap_or(""));
         let module_path = frames.last().map(|frame| frame.path.clone()).unwrap_or_default();
-        let inputs: Vec<(&str, &Json)> = node["inputs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|input| (input["name"].as_str().unwrap_or(""), &input["arg"]))
-            .collect();
+        let inputs: Vec<(&str, &Json)> =
+            node["inputs"].as_array().into_iter().flatten().map(|input| (input["name"].as_str().unwrap_or(""), &input["arg"])).collect();
         let (callee, display, args, mutated) = if let Some(op) = python_op(target) {
             let args = inputs.iter().map(|(_, arg)| convert_arg(arg, &names, target, &device_text)).collect::<Result<Vec<_>>>()?;
             (Callee::Python(op), target.to_string(), args, None)
@@ -354,12 +354,7 @@ pub fn compile(archive: &Archive, device: Device) -> Result<Compiled> {
         } else {
             return Err(unsupported(format!("the node target '{target}' is not an operator layerlens can call")));
         };
-        let outputs = node["outputs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|output| define_output(output, &mut names))
-            .collect::<Vec<_>>();
+        let outputs = node["outputs"].as_array().into_iter().flatten().map(|output| define_output(output, &mut names)).collect::<Vec<_>>();
         if let (Some(mutated), Some(Output::Slot(slot))) = (mutated, outputs.first()) {
             // From here on the mutated name means the result.
             names.slots.insert(mutated, *slot);
@@ -429,7 +424,9 @@ fn define_output(output: &Json, names: &mut Names) -> Output {
         Some(("as_sym_int" | "as_sym_float" | "as_sym_bool", body)) => {
             body["as_name"].as_str().map(|name| Output::Slot(names.define(name))).unwrap_or(Output::Ignored)
         }
-        Some(("as_optional_tensor", body)) => body["as_tensor"]["name"].as_str().map(|name| Output::Slot(names.define(name))).unwrap_or(Output::Ignored),
+        Some(("as_optional_tensor", body)) => {
+            body["as_tensor"]["name"].as_str().map(|name| Output::Slot(names.define(name))).unwrap_or(Output::Ignored)
+        }
         _ => Output::Ignored,
     }
 }
@@ -466,7 +463,9 @@ fn convert_arg(arg: &Json, names: &Names, node: &str, device: &CString) -> Resul
         "as_int" => Arg::Int(body.as_i64().ok_or_else(|| unsupported(format!("{node}: an integer argument is out of range")))?),
         "as_float" => Arg::Float(float_value(body)),
         "as_bool" => Arg::Bool(body.as_bool().unwrap_or(false)),
-        "as_string" => Arg::String(CString::new(body.as_str().unwrap_or("")).map_err(|_| unsupported(format!("{node}: a string argument holds a NUL byte")))?),
+        "as_string" => {
+            Arg::String(CString::new(body.as_str().unwrap_or("")).map_err(|_| unsupported(format!("{node}: a string argument holds a NUL byte")))?)
+        }
         "as_ints" => Arg::Ints(body.as_array().into_iter().flatten().map(|item| IntItem::Const(item.as_i64().unwrap_or(0))).collect()),
         "as_floats" => Arg::Floats(body.as_array().into_iter().flatten().map(float_value).collect()),
         "as_bools" => Arg::Bools(body.as_array().into_iter().flatten().map(|item| i64::from(item.as_bool().unwrap_or(false))).collect()),
@@ -613,7 +612,8 @@ mod tests {
 
     #[test]
     fn stack_traces_give_file_and_line() {
-        let trace = "File \"/x/model.py\", line 7, in forward\n    return self.fc(x)\n  File \"/t/linear.py\", line 134, in forward\n    return F.linear(";
+        let trace =
+            "File \"/x/model.py\", line 7, in forward\n    return self.fc(x)\n  File \"/t/linear.py\", line 134, in forward\n    return F.linear(";
         assert_eq!(parse_stack_trace(trace), ["/x/model.py:7", "/t/linear.py:134"]);
     }
 }

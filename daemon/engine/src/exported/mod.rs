@@ -45,7 +45,11 @@ enum Value {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Dimension {
     Static(i64),
-    Symbolic { name: String, min: i64, max: Option<i64> },
+    Symbolic {
+        name: String,
+        min: i64,
+        max: Option<i64>,
+    },
     /// An expression of symbols (`2*s0`): not checked here, the operators check it.
     Derived,
 }
@@ -115,7 +119,9 @@ impl ExportedProgram {
                 }
                 compile::BindingSource::Constant(name) => {
                     let stored = archive.constants.get(name).ok_or_else(|| {
-                        Error::bad_input(format!("not a torch.export archive layerlens can read: constant '{name}' is missing from the constants config"))
+                        Error::bad_input(format!(
+                            "not a torch.export archive layerlens can read: constant '{name}' is missing from the constants config"
+                        ))
                     })?;
                     archive.tensor(name, stored, true)?
                 }
@@ -167,11 +173,7 @@ impl ExportedProgram {
     /// size (internal passes are split into passes of the exported size).
     pub fn check_shapes(&self, shapes: &[Vec<i64>], allow_batch_multiples: bool) -> Result<()> {
         if shapes.len() != self.input_dims.len() {
-            return Err(Error::bad_input(format!(
-                "this program takes {} input(s), got {}",
-                self.input_dims.len(),
-                shapes.len()
-            )));
+            return Err(Error::bad_input(format!("this program takes {} input(s), got {}", self.input_dims.len(), shapes.len())));
         }
         let mut bound: HashMap<&str, (i64, usize, usize)> = HashMap::new();
         for (index, (shape, dims)) in shapes.iter().zip(&self.input_dims).enumerate() {
@@ -283,14 +285,18 @@ impl ExportedProgram {
         }
         let mut joined = HashMap::new();
         for slot in parts[0].keys().copied().collect::<Vec<_>>() {
-            let pieces: Option<Vec<Tensor>> = parts.iter().map(|part| part.get(&slot).and_then(|value| value.as_ref().map(Tensor::shallow_clone))).collect();
-            let value = pieces.map(|pieces| {
-                if pieces[0].dim() > 0 && pieces[0].size()[0] == size {
-                    Tensor::cat(&pieces, 0)
-                } else {
-                    pieces[0].shallow_clone()
-                }
-            });
+            let pieces: Option<Vec<Tensor>> =
+                parts.iter().map(|part| part.get(&slot).and_then(|value| value.as_ref().map(Tensor::shallow_clone))).collect();
+            let value =
+                pieces.map(
+                    |pieces| {
+                        if pieces[0].dim() > 0 && pieces[0].size()[0] == size {
+                            Tensor::cat(&pieces, 0)
+                        } else {
+                            pieces[0].shallow_clone()
+                        }
+                    },
+                );
             joined.insert(slot, value);
         }
         Ok(joined)
@@ -367,7 +373,10 @@ impl ExportedProgram {
         for &slot in &self.output_slots {
             if keep[slot] && !kept.contains_key(&slot) {
                 // An output that is an input or a bound tensor.
-                kept.insert(slot, env[slot].as_ref().and_then(|value| if let Value::Tensor(tensor) = value { Some(tensor.shallow_clone()) } else { None }));
+                kept.insert(
+                    slot,
+                    env[slot].as_ref().and_then(|value| if let Value::Tensor(tensor) = value { Some(tensor.shallow_clone()) } else { None }),
+                );
             }
         }
         Ok(kept)
@@ -509,9 +518,7 @@ impl ExportedProgram {
 
 fn single_output(mut values: Vec<Option<Tensor>>, count: usize) -> Result<Tensor> {
     if count != 1 {
-        return Err(Error::bad_input(format!(
-            "the program returns {count} outputs; this explanation needs a single tensor output"
-        )));
+        return Err(Error::bad_input(format!("the program returns {count} outputs; this explanation needs a single tensor output")));
     }
     values.pop().flatten().ok_or_else(|| Error::bad_input("the program's output is not a tensor; this explanation needs a single tensor output"))
 }
@@ -522,10 +529,8 @@ fn single_output(mut values: Vec<Option<Tensor>>, count: usize) -> Result<Tensor
 pub fn load_op_library(path: &Path) -> Result<()> {
     // SAFETY: loading a library runs its initialisers; the daemon's operator names the
     // file on purpose, as with torch.ops.load_library in Python.
-    let library = unsafe {
-        libloading::os::unix::Library::open(Some(path), libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL)
-    }
-    .map_err(|error| Error::bad_input(format!("cannot load the operator library {}: {error}", path.display())))?;
+    let library = unsafe { libloading::os::unix::Library::open(Some(path), libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL) }
+        .map_err(|error| Error::bad_input(format!("cannot load the operator library {}: {error}", path.display())))?;
     std::mem::forget(library);
     Ok(())
 }

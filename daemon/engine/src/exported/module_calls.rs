@@ -111,13 +111,8 @@ pub fn describe(compiled: &Compiled, archive: &Archive) -> Described {
         })
         .collect();
     let tensor_values = nodes.iter().flat_map(|node| node.output_slots()).filter(|slot| is_tensor(*slot)).collect();
-    let graph = ForwardGraph {
-        inputs: compiled.input_slots.clone(),
-        outputs: compiled.output_slots.clone(),
-        nodes: graph_nodes,
-        calls,
-        tensor_values,
-    };
+    let graph =
+        ForwardGraph { inputs: compiled.input_slots.clone(), outputs: compiled.output_slots.clone(), nodes: graph_nodes, calls, tensor_values };
 
     let (mut tap_paths, mut tap_calls, mut tap_slots) = (Vec::new(), Vec::new(), Vec::new());
     for call in &graph.calls {
@@ -154,7 +149,8 @@ fn module_tree(compiled: &Compiled, archive: &Archive, graph: &ForwardGraph) -> 
     for call in &graph.calls {
         add(&call.path, &mut order);
     }
-    let owner = |fqn: &str| fqn.rsplit_once('.').map(|(owner, name)| (owner.to_string(), name.to_string())).unwrap_or((String::new(), fqn.to_string()));
+    let owner =
+        |fqn: &str| fqn.rsplit_once('.').map(|(owner, name)| (owner.to_string(), name.to_string())).unwrap_or((String::new(), fqn.to_string()));
     for binding in &compiled.bindings {
         let (module, _) = owner(&binding.fqn);
         if !module.is_empty() {
@@ -166,7 +162,11 @@ fn module_tree(compiled: &Compiled, archive: &Archive, graph: &ForwardGraph) -> 
         .iter()
         .map(|path| ModuleInfo {
             path: path.clone(),
-            qualified_type: if path.is_empty() { compiled.root_type.clone() } else { types.get(path.as_str()).map(|name| name.to_string()).unwrap_or_default() },
+            qualified_type: if path.is_empty() {
+                compiled.root_type.clone()
+            } else {
+                types.get(path.as_str()).map(|name| name.to_string()).unwrap_or_default()
+            },
             params: Vec::new(),
             buffers: Vec::new(),
             attributes: serde_json::Map::new(),

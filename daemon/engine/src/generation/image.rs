@@ -64,8 +64,7 @@ impl ImageParam {
                 let fy = fft_frequencies(height);
                 let fx: Vec<f64> = fft_frequencies(width).into_iter().take((width / 2 + if width % 2 == 1 { 2 } else { 1 }) as usize).collect();
                 let floor = 1.0 / width.max(height) as f64;
-                let scale: Vec<f32> =
-                    fy.iter().flat_map(|y| fx.iter().map(move |x| (1.0 / (x * x + y * y).sqrt().max(floor)) as f32)).collect();
+                let scale: Vec<f32> = fy.iter().flat_map(|y| fx.iter().map(move |x| (1.0 / (x * x + y * y).sqrt().max(floor)) as f32)).collect();
                 let scale = Tensor::from_slice(&scale).reshape([1, 1, height, fx.len() as i64, 1]).to_device(device);
                 (normal_tensor(&[batch, channels, height, fx.len() as i64, 2], INIT_SD, rng, device), Some(scale))
             }

@@ -185,7 +185,12 @@ impl LayerIndex {
     }
 
     fn tap<'t>(&self, taps: &'t [Option<Tensor>], layer: &str) -> Result<&'t Tensor> {
-        let index = self.paths.iter().find(|(path, _)| path == layer).map(|(_, index)| *index).ok_or_else(|| Error::internal(format!("layer {layer} was not resolved")))?;
+        let index = self
+            .paths
+            .iter()
+            .find(|(path, _)| path == layer)
+            .map(|(_, index)| *index)
+            .ok_or_else(|| Error::internal(format!("layer {layer} was not resolved")))?;
         taps.get(index).and_then(Option::as_ref).ok_or_else(|| Error::bad_input(format!("layer {layer} produced no tensor on this input")))
     }
 }
@@ -197,17 +202,29 @@ pub fn check(objectives: &[Objective], output: &Tensor, taps: &[Option<Tensor>],
         match &term.kind {
             TermKind::Class(class) | TermKind::ClassVsRest(class) => {
                 if output.dim() != 2 {
-                    return Err(Error::bad_input(format!("objective '{}': the model output has shape {:?}, not (batch, classes)", term.text, output.size())));
+                    return Err(Error::bad_input(format!(
+                        "objective '{}': the model output has shape {:?}, not (batch, classes)",
+                        term.text,
+                        output.size()
+                    )));
                 }
                 let classes = output.size()[1];
                 if *class >= classes {
-                    return Err(Error::bad_input(format!("objective '{}': class {class} is out of range; the model has classes 0..{}", term.text, classes - 1)));
+                    return Err(Error::bad_input(format!(
+                        "objective '{}': class {class} is out of range; the model has classes 0..{}",
+                        term.text,
+                        classes - 1
+                    )));
                 }
             }
             TermKind::Channel { layer, channel } | TermKind::Neuron { layer, channel, .. } => {
                 let tap = layers.tap(taps, layer)?;
                 if tap.dim() < 2 {
-                    return Err(Error::bad_input(format!("objective '{}': layer {layer} has output shape {:?}, which has no channels", term.text, tap.size())));
+                    return Err(Error::bad_input(format!(
+                        "objective '{}': layer {layer} has output shape {:?}, which has no channels",
+                        term.text,
+                        tap.size()
+                    )));
                 }
                 let channels = tap.size()[1];
                 if *channel < 0 || *channel >= channels {
@@ -221,7 +238,10 @@ pub fn check(objectives: &[Objective], output: &Tensor, taps: &[Option<Tensor>],
                 if let TermKind::Neuron { position: Some((y, x)), .. } = &term.kind {
                     let size = tap.size();
                     if size.len() != 4 || *y < 0 || *x < 0 || *y >= size[2] || *x >= size[3] {
-                        return Err(Error::bad_input(format!("objective '{}': position ({y}, {x}) is outside layer {layer}'s output of shape {size:?}", term.text)));
+                        return Err(Error::bad_input(format!(
+                            "objective '{}': position ({y}, {x}) is outside layer {layer}'s output of shape {size:?}",
+                            term.text
+                        )));
                     }
                 }
             }

@@ -97,7 +97,12 @@ impl InputMapping {
         if request.std.iter().any(|&value| value <= 0.0 || !value.is_finite()) {
             return Err(Error::bad_input("std values must be positive"));
         }
-        Ok(InputMapping { low: request.low.into(), high: request.high.into(), mean: per_channel(&request.mean, "mean")?, std: per_channel(&request.std, "std")? })
+        Ok(InputMapping {
+            low: request.low.into(),
+            high: request.high.into(),
+            mean: per_channel(&request.mean, "mean")?,
+            std: per_channel(&request.std, "std")?,
+        })
     }
 
     fn apply(&self, images: &Tensor) -> Tensor {
@@ -123,23 +128,22 @@ fn image_shape(request: &VisualizeRequest, model: &LoadedModel) -> Result<[i64; 
     let dims = match shape.len() {
         3 => [shape[0], shape[1], shape[2]],
         4 => [shape[1], shape[2], shape[3]],
-        _ => {
-            return Err(Error::bad_input(format!(
-                "{source} {shape:?} is not image-like; image parameterisations need (N, C, H, W) or (C, H, W)"
-            )))
-        }
+        _ => return Err(Error::bad_input(format!("{source} {shape:?} is not image-like; image parameterisations need (N, C, H, W) or (C, H, W)"))),
     };
     if dims[0] < 1 || dims[0] > 4 || dims[1] < 2 || dims[2] < 2 || dims[1] * dims[2] > 4096 * 4096 {
-        return Err(Error::bad_input(format!(
-            "{source} {shape:?} is not image-like: expected 1 to 4 channels and a height and width of at least 2"
-        )));
+        return Err(Error::bad_input(format!("{source} {shape:?} is not image-like: expected 1 to 4 channels and a height and width of at least 2")));
     }
     Ok(dims)
 }
 
 /// The objectives with every `channel:LAYER:*` replaced by one objective per channel
 /// of LAYER (counted on one forward pass of a grey image).
-fn expand_every_channel(model: &LoadedModel, objectives: &[Objective], mapping: &InputMapping, [channels, height, width]: [i64; 3]) -> Result<Vec<Objective>> {
+fn expand_every_channel(
+    model: &LoadedModel,
+    objectives: &[Objective],
+    mapping: &InputMapping,
+    [channels, height, width]: [i64; 3],
+) -> Result<Vec<Objective>> {
     let mut expanded = Vec::new();
     for objective in objectives {
         let Some(layer) = objective.every_channel()? else {
