@@ -97,7 +97,9 @@ def test_rejected_shapes_name_what_the_first_layer_expects(client, fixtures_dir,
     with pytest.raises(layerlens.LayerlensError) as raised:
         handle.predict(np.zeros(shape, dtype=np.float32))
     assert raised.value.code == "INVALID_ARGUMENT"
-    assert f"input of shape {list(shape)}" in str(raised.value)
+    # Refused by the shape stored with the model (when an earlier test stored one) or by
+    # the model itself: either way the message names the shape and the first layer.
+    assert str(list(shape)) in str(raised.value)
     assert hint in str(raised.value)
 
 

@@ -368,10 +368,10 @@ impl LoadedModel {
                 if let Some(batch) = expected_text.first_mut() {
                     *batch = "N".to_string();
                 }
-                // The same words as a shape the model itself refuses, so the answer does
-                // not depend on whether a shape was stored with the model.
+                // What the first layer expects, as when the model itself refuses a shape,
+                // so the answer does not depend on whether a shape was stored.
                 let mut message = format!(
-                    "the model rejected an input of shape {}: it does not match the model's input shape [{}]",
+                    "input shape {} does not match the model's input shape [{}]",
                     crate::error::shape_text(&input.shape),
                     expected_text.join(", ")
                 );

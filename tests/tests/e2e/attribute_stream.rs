@@ -162,9 +162,18 @@ async fn dropping_the_stream_frees_the_worker_within_a_pass() {
         answer = client.attribute(unary_job) => panic!("the unary occlusion ended first: {answer:?}"),
     };
     let dropped = Instant::now();
-    client.predict(predict(1)).await.unwrap();
+    // Three rows: a Predict no earlier call made, so the result cache cannot answer it
+    // and it has to wait for the worker.
+    client.predict(predict(3)).await.unwrap();
     let waited = dropped.elapsed();
     assert!(waited < free_within, "Predict waited {waited:?} after the unary Attribute was dropped");
+    // Nothing of the unary job may still count as in flight when the CLI starts: the CLI
+    // is sent SIGINT once its own job shows up as in flight.
+    let idle_deadline = Instant::now() + Duration::from_secs(5);
+    while client.status().await.unwrap().models.iter().any(|model| model.id == digits.id && model.in_flight > 0) {
+        assert!(Instant::now() < idle_deadline, "the worker was still busy 5 s after the unary Attribute was dropped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // The CLI runs the same job over the stream; Ctrl-C (SIGINT) while it runs drops
     // the stream and ends the command with a one-line error, and the worker is free.
@@ -200,10 +209,11 @@ async fn dropping_the_stream_frees_the_worker_within_a_pass() {
     let output = command.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "the CLI succeeded after Ctrl-C");
-    assert!(stderr.contains("interrupted") && stderr.trim().lines().count() == 1, "{stderr}");
-    let answer = client.predict(predict(1)).await.unwrap();
+    assert!(stderr.contains("interrupted") && stderr.trim().lines().count() == 1, "status {:?}, stderr: {stderr}", output.status);
+    // Four rows: not in the result cache, so the answer comes from the worker.
+    let answer = client.predict(predict(4)).await.unwrap();
     let waited = interrupted_at.elapsed();
-    assert_eq!(answer.rows.len(), 1);
+    assert_eq!(answer.rows.len(), 4);
     assert!(waited < free_within, "Predict answered {waited:?} after the CLI's Ctrl-C");
 
     // A cached answer is a single result event: run a cheap request twice.
