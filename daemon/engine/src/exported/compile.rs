@@ -92,11 +92,24 @@ pub struct Frame {
     pub type_name: String,
 }
 
+/// The in-place form of a node compiled to its out-of-place variant: what the run may
+/// call instead when nothing else reads the value it would overwrite.
+pub struct InPlace {
+    pub operator: Arc<Operator>,
+    pub args: Vec<Arg>,
+    /// The slot the in-place operator writes to (its first argument).
+    pub mutated_slot: usize,
+}
+
 pub struct Node {
     /// `aten::conv2d` (the operator actually called), or `_operator.mul`.
     pub target: String,
     pub callee: Callee,
     pub args: Vec<Arg>,
+    /// For an in-place operator run out of place: the in-place form, which a run uses
+    /// when the overwritten value is read by no later node and kept for no caller (as
+    /// eager PyTorch does, it saves allocating a new tensor).
+    pub inplace: Option<InPlace>,
     pub outputs: Vec<Output>,
     /// The module frames the node was traced in (the root excluded).
     pub frames: Vec<Frame>,
@@ -296,9 +309,9 @@ pub fn compile(archive: &Archive, device: Device) -> Result<Compiled> {
         let module_path = frames.last().map(|frame| frame.path.clone()).unwrap_or_default();
         let inputs: Vec<(&str, &Json)> =
             node["inputs"].as_array().into_iter().flatten().map(|input| (input["name"].as_str().unwrap_or(""), &input["arg"])).collect();
-        let (callee, display, args, mutated) = if let Some(op) = python_op(target) {
+        let (callee, display, args, mutated, inplace) = if let Some(op) = python_op(target) {
             let args = inputs.iter().map(|(_, arg)| convert_arg(arg, &names, target, &device_text)).collect::<Result<Vec<_>>>()?;
-            (Callee::Python(op), target.to_string(), args, None)
+            (Callee::Python(op), target.to_string(), args, None, None)
         } else if let Some(rest) = target.strip_prefix("torch.ops.") {
             if rest.starts_with("higher_order.") {
                 return Err(unsupported(format!(
@@ -333,24 +346,20 @@ pub fn compile(archive: &Archive, device: Device) -> Result<Compiled> {
                 }
                 mutated = inputs.iter().find(|(name, _)| *name == first).and_then(|(_, arg)| arg["as_tensor"]["name"].as_str()).map(str::to_string);
             }
-            let mut args = Vec::with_capacity(chosen.schema.arguments.len());
-            for (name, _) in &inputs {
-                if !chosen.schema.arguments.iter().any(|argument| argument.name == *name) {
-                    return Err(unsupported(format!("{target} has an argument '{name}' that this libtorch's schema of {display} does not know")));
+            let args = place_arguments(&chosen, &inputs, &names, target, &display, &device_text)?;
+            // The in-place form is kept beside the out-of-place one it was replaced by.
+            let inplace = match (&mutated, Arc::ptr_eq(&chosen, &operator)) {
+                (Some(name), false) => {
+                    let mutated_slot = names.get(name, target)?;
+                    Some(InPlace {
+                        args: place_arguments(&operator, &inputs, &names, target, &op_name, &device_text)?,
+                        operator: operator.clone(),
+                        mutated_slot,
+                    })
                 }
-            }
-            for argument in &chosen.schema.arguments {
-                match inputs.iter().find(|(name, _)| *name == argument.name) {
-                    Some((_, arg)) => args.push(convert_arg(arg, &names, target, &device_text)?),
-                    None if argument.has_default => args.push(Arg::Default),
-                    None => return Err(unsupported(format!("{target} gives no value for '{}', which has no default", argument.name))),
-                }
-            }
-            // Trailing defaults need not be sent.
-            while matches!(args.last(), Some(Arg::Default)) {
-                args.pop();
-            }
-            (Callee::Operator(chosen), display, args, mutated)
+                _ => None,
+            };
+            (Callee::Operator(chosen), display, args, mutated, inplace)
         } else {
             return Err(unsupported(format!("the node target '{target}' is not an operator layerlens can call")));
         };
@@ -359,7 +368,7 @@ pub fn compile(archive: &Archive, device: Device) -> Result<Compiled> {
             // From here on the mutated name means the result.
             names.slots.insert(mutated, *slot);
         }
-        nodes.push(Node { target: display, callee, args, outputs, frames, has_stack, module_path, source_frames });
+        nodes.push(Node { target: display, callee, args, inplace, outputs, frames, has_stack, module_path, source_frames });
     }
     let mut output_slots = Vec::new();
     for spec in signature["output_specs"].as_array().into_iter().flatten() {
@@ -408,6 +417,28 @@ pub fn compile(archive: &Archive, device: Device) -> Result<Compiled> {
         frees_after,
         root_type,
     })
+}
+
+/// A node's named arguments in the order of `operator`'s schema, with `Default` where
+/// the node gives none (trailing defaults left out).
+fn place_arguments(operator: &Operator, inputs: &[(&str, &Json)], names: &Names, target: &str, display: &str, device: &CString) -> Result<Vec<Arg>> {
+    for (name, _) in inputs {
+        if !operator.schema.arguments.iter().any(|argument| argument.name == *name) {
+            return Err(unsupported(format!("{target} has an argument '{name}' that this libtorch's schema of {display} does not know")));
+        }
+    }
+    let mut args = Vec::with_capacity(operator.schema.arguments.len());
+    for argument in &operator.schema.arguments {
+        match inputs.iter().find(|(name, _)| *name == argument.name) {
+            Some((_, arg)) => args.push(convert_arg(arg, names, target, device)?),
+            None if argument.has_default => args.push(Arg::Default),
+            None => return Err(unsupported(format!("{target} gives no value for '{}', which has no default", argument.name))),
+        }
+    }
+    while matches!(args.last(), Some(Arg::Default)) {
+        args.pop();
+    }
+    Ok(args)
 }
 
 fn single_entry(value: &Json) -> Option<(&str, &Json)> {

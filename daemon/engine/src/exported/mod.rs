@@ -331,7 +331,17 @@ impl ExportedProgram {
             if needed.is_some_and(|needed| !needed[index]) {
                 continue;
             }
-            let results = self.call_node(node, &env)?;
+            // An in-place operator overwrites its input only when nothing else needs the
+            // value: no later node reads it (it is freed after this one) and no caller
+            // keeps or observes it (a tap).
+            let inplace = node.inplace.as_ref().filter(|inplace| {
+                let slot = inplace.mutated_slot;
+                !keep[slot] && !observe.as_ref().is_some_and(|(observed, _)| observed[slot]) && self.frees_after[index].contains(&slot)
+            });
+            let results = match inplace {
+                Some(inplace) => self.call_operator(node, &inplace.operator, &inplace.args, &env)?,
+                None => self.call_node(node, &env)?,
+            };
             for (binding, result) in node.outputs.iter().zip(results) {
                 match (binding, result) {
                     (compile::Output::Slot(slot), value) => {
@@ -406,104 +416,110 @@ impl ExportedProgram {
                     .collect::<Result<_>>()?;
                 Ok(vec![op.apply(&numbers).map_err(|message| Error::bad_input(format!("{}: {message}", node.target)))?])
             }
-            Callee::Operator(operator) => {
-                // Buffers the argument pointers refer to live until the call returns.
-                let mut int_buffers: Vec<Vec<i64>> = Vec::new();
-                let mut pointer_buffers: Vec<Vec<*mut torch_sys::C_tensor>> = Vec::new();
-                for arg in &node.args {
-                    match arg {
-                        Arg::Ints(items) => int_buffers.push(
-                            items
-                                .iter()
-                                .map(|item| match item {
-                                    IntItem::Const(value) => Ok(*value),
-                                    IntItem::Slot(slot) => match read(*slot)? {
-                                        Value::Int(value) => Ok(*value),
-                                        _ => Err(Error::internal(format!("{}: a size is not an integer", node.target))),
-                                    },
-                                })
-                                .collect::<Result<_>>()?,
-                        ),
-                        Arg::Tensors(slots) => pointer_buffers.push(
-                            slots
-                                .iter()
-                                .map(|slot| match read(*slot)? {
-                                    Value::Tensor(tensor) => Ok(tensor.as_ptr() as *mut _),
-                                    _ => Err(Error::internal(format!("{}: a list item is not a tensor", node.target))),
-                                })
-                                .collect::<Result<_>>()?,
-                        ),
-                        Arg::OptionalTensors(slots) => pointer_buffers.push(
-                            slots
-                                .iter()
-                                .map(|slot| match slot {
-                                    None => Ok(std::ptr::null_mut()),
-                                    Some(slot) => match read(*slot)? {
-                                        Value::Tensor(tensor) => Ok(tensor.as_ptr() as *mut _),
-                                        _ => Ok(std::ptr::null_mut()),
-                                    },
-                                })
-                                .collect::<Result<_>>()?,
-                        ),
-                        _ => {}
-                    }
-                }
-                let (mut next_ints, mut next_pointers) = (0, 0);
-                let mut args: Vec<OpArg> = Vec::with_capacity(node.args.len());
-                for arg in &node.args {
-                    let op_arg = match arg {
-                        Arg::Default => OpArg::new(arg_kind::DEFAULT),
-                        Arg::None => OpArg::new(arg_kind::NONE),
-                        Arg::Slot(slot) => match read(*slot)? {
-                            Value::None => OpArg::new(arg_kind::NONE),
-                            Value::Tensor(tensor) => OpArg { tensor: tensor.as_ptr() as *mut _, ..OpArg::new(arg_kind::TENSOR) },
-                            Value::Int(value) => OpArg { int_value: *value, ..OpArg::new(arg_kind::INT) },
-                            Value::Float(value) => OpArg { float_value: *value, ..OpArg::new(arg_kind::FLOAT) },
-                            Value::Bool(value) => OpArg { int_value: i64::from(*value), ..OpArg::new(arg_kind::BOOL) },
-                            Value::Tensors(_) => return Err(Error::internal(format!("{}: a tensor list passed as one value", node.target))),
-                        },
-                        Arg::Int(value) => OpArg { int_value: *value, ..OpArg::new(arg_kind::INT) },
-                        Arg::Float(value) => OpArg { float_value: *value, ..OpArg::new(arg_kind::FLOAT) },
-                        Arg::Bool(value) => OpArg { int_value: i64::from(*value), ..OpArg::new(arg_kind::BOOL) },
-                        Arg::Ints(_) => {
-                            let buffer = &int_buffers[next_ints];
-                            next_ints += 1;
-                            OpArg { ints: buffer.as_ptr(), len: buffer.len(), ..OpArg::new(arg_kind::INTS) }
-                        }
-                        Arg::Floats(values) => OpArg { floats: values.as_ptr(), len: values.len(), ..OpArg::new(arg_kind::FLOATS) },
-                        Arg::Bools(values) => OpArg { ints: values.as_ptr(), len: values.len(), ..OpArg::new(arg_kind::BOOLS) },
-                        Arg::Tensors(_) | Arg::OptionalTensors(_) => {
-                            let buffer = &pointer_buffers[next_pointers];
-                            next_pointers += 1;
-                            let kind = if matches!(arg, Arg::Tensors(_)) { arg_kind::TENSORS } else { arg_kind::OPTIONAL_TENSORS };
-                            OpArg { tensors: buffer.as_ptr(), len: buffer.len(), ..OpArg::new(kind) }
-                        }
-                        Arg::String(text) => OpArg { text: text.as_ptr(), ..OpArg::new(arg_kind::STRING) },
-                        Arg::ScalarType(code) => OpArg { int_value: *code, ..OpArg::new(arg_kind::SCALAR_TYPE) },
-                        Arg::Layout(code) => OpArg { int_value: *code, ..OpArg::new(arg_kind::LAYOUT) },
-                        Arg::MemoryFormat(code) => OpArg { int_value: *code, ..OpArg::new(arg_kind::MEMORY_FORMAT) },
-                        Arg::Device(text) => OpArg { text: text.as_ptr(), ..OpArg::new(arg_kind::DEVICE) },
-                    };
-                    args.push(op_arg);
-                }
-                let results = operator.call(&args).map_err(|reason| {
-                    let kind = if crate::error::is_out_of_memory(&reason) { ErrorKind::OutOfMemory } else { ErrorKind::BadInput };
-                    let site = if node.module_path.is_empty() { String::new() } else { format!(" in {}", node.module_path) };
-                    Error::new(kind, format!("{}{site}: {reason}", node.target))
-                })?;
-                Ok(results
-                    .into_iter()
-                    .map(|result| match result {
-                        OpValue::None | OpValue::Other => Value::None,
-                        OpValue::Tensor(tensor) => Value::Tensor(tensor),
-                        OpValue::Int(value) => Value::Int(value),
-                        OpValue::Float(value) => Value::Float(value),
-                        OpValue::Bool(value) => Value::Bool(value),
-                        OpValue::Tensors(tensors) => Value::Tensors(tensors),
-                    })
-                    .collect())
+            Callee::Operator(operator) => self.call_operator(node, operator, &node.args, env),
+        }
+    }
+
+    /// Calls `operator` with `args` (slots read from `env`), boxed through the dispatcher.
+    fn call_operator(&self, node: &Node, operator: &ffi::Operator, args: &[Arg], env: &[Option<Value>]) -> Result<Vec<Value>> {
+        let read = |slot: usize| -> Result<&Value> {
+            env[slot].as_ref().ok_or_else(|| Error::internal(format!("{}: an argument was freed or never produced", node.target)))
+        };
+        // Buffers the argument pointers refer to live until the call returns.
+        let mut int_buffers: Vec<Vec<i64>> = Vec::new();
+        let mut pointer_buffers: Vec<Vec<*mut torch_sys::C_tensor>> = Vec::new();
+        for arg in args {
+            match arg {
+                Arg::Ints(items) => int_buffers.push(
+                    items
+                        .iter()
+                        .map(|item| match item {
+                            IntItem::Const(value) => Ok(*value),
+                            IntItem::Slot(slot) => match read(*slot)? {
+                                Value::Int(value) => Ok(*value),
+                                _ => Err(Error::internal(format!("{}: a size is not an integer", node.target))),
+                            },
+                        })
+                        .collect::<Result<_>>()?,
+                ),
+                Arg::Tensors(slots) => pointer_buffers.push(
+                    slots
+                        .iter()
+                        .map(|slot| match read(*slot)? {
+                            Value::Tensor(tensor) => Ok(tensor.as_ptr() as *mut _),
+                            _ => Err(Error::internal(format!("{}: a list item is not a tensor", node.target))),
+                        })
+                        .collect::<Result<_>>()?,
+                ),
+                Arg::OptionalTensors(slots) => pointer_buffers.push(
+                    slots
+                        .iter()
+                        .map(|slot| match slot {
+                            None => Ok(std::ptr::null_mut()),
+                            Some(slot) => match read(*slot)? {
+                                Value::Tensor(tensor) => Ok(tensor.as_ptr() as *mut _),
+                                _ => Ok(std::ptr::null_mut()),
+                            },
+                        })
+                        .collect::<Result<_>>()?,
+                ),
+                _ => {}
             }
         }
+        let (mut next_ints, mut next_pointers) = (0, 0);
+        let mut op_args: Vec<OpArg> = Vec::with_capacity(args.len());
+        for arg in args {
+            let op_arg = match arg {
+                Arg::Default => OpArg::new(arg_kind::DEFAULT),
+                Arg::None => OpArg::new(arg_kind::NONE),
+                Arg::Slot(slot) => match read(*slot)? {
+                    Value::None => OpArg::new(arg_kind::NONE),
+                    Value::Tensor(tensor) => OpArg { tensor: tensor.as_ptr() as *mut _, ..OpArg::new(arg_kind::TENSOR) },
+                    Value::Int(value) => OpArg { int_value: *value, ..OpArg::new(arg_kind::INT) },
+                    Value::Float(value) => OpArg { float_value: *value, ..OpArg::new(arg_kind::FLOAT) },
+                    Value::Bool(value) => OpArg { int_value: i64::from(*value), ..OpArg::new(arg_kind::BOOL) },
+                    Value::Tensors(_) => return Err(Error::internal(format!("{}: a tensor list passed as one value", node.target))),
+                },
+                Arg::Int(value) => OpArg { int_value: *value, ..OpArg::new(arg_kind::INT) },
+                Arg::Float(value) => OpArg { float_value: *value, ..OpArg::new(arg_kind::FLOAT) },
+                Arg::Bool(value) => OpArg { int_value: i64::from(*value), ..OpArg::new(arg_kind::BOOL) },
+                Arg::Ints(_) => {
+                    let buffer = &int_buffers[next_ints];
+                    next_ints += 1;
+                    OpArg { ints: buffer.as_ptr(), len: buffer.len(), ..OpArg::new(arg_kind::INTS) }
+                }
+                Arg::Floats(values) => OpArg { floats: values.as_ptr(), len: values.len(), ..OpArg::new(arg_kind::FLOATS) },
+                Arg::Bools(values) => OpArg { ints: values.as_ptr(), len: values.len(), ..OpArg::new(arg_kind::BOOLS) },
+                Arg::Tensors(_) | Arg::OptionalTensors(_) => {
+                    let buffer = &pointer_buffers[next_pointers];
+                    next_pointers += 1;
+                    let kind = if matches!(arg, Arg::Tensors(_)) { arg_kind::TENSORS } else { arg_kind::OPTIONAL_TENSORS };
+                    OpArg { tensors: buffer.as_ptr(), len: buffer.len(), ..OpArg::new(kind) }
+                }
+                Arg::String(text) => OpArg { text: text.as_ptr(), ..OpArg::new(arg_kind::STRING) },
+                Arg::ScalarType(code) => OpArg { int_value: *code, ..OpArg::new(arg_kind::SCALAR_TYPE) },
+                Arg::Layout(code) => OpArg { int_value: *code, ..OpArg::new(arg_kind::LAYOUT) },
+                Arg::MemoryFormat(code) => OpArg { int_value: *code, ..OpArg::new(arg_kind::MEMORY_FORMAT) },
+                Arg::Device(text) => OpArg { text: text.as_ptr(), ..OpArg::new(arg_kind::DEVICE) },
+            };
+            op_args.push(op_arg);
+        }
+        let results = operator.call(&op_args).map_err(|reason| {
+            let kind = if crate::error::is_out_of_memory(&reason) { ErrorKind::OutOfMemory } else { ErrorKind::BadInput };
+            let site = if node.module_path.is_empty() { String::new() } else { format!(" in {}", node.module_path) };
+            Error::new(kind, format!("{}{site}: {reason}", node.target))
+        })?;
+        Ok(results
+            .into_iter()
+            .map(|result| match result {
+                OpValue::None | OpValue::Other => Value::None,
+                OpValue::Tensor(tensor) => Value::Tensor(tensor),
+                OpValue::Int(value) => Value::Int(value),
+                OpValue::Float(value) => Value::Float(value),
+                OpValue::Bool(value) => Value::Bool(value),
+                OpValue::Tensors(tensors) => Value::Tensors(tensors),
+            })
+            .collect())
     }
 
     /// Total bytes of the bound parameters, buffers and constants.
