@@ -112,7 +112,13 @@ def daemon_rows(rounds):
     with tempfile.TemporaryDirectory() as scratch:
         exported_path = pathlib.Path(scratch) / "resnet18.pt2"
         traced_path = pathlib.Path(scratch) / "resnet18.pt"
-        torch.export.save(torch.export.export(module, (x,), strict=False), str(exported_path))
+        # A dynamic batch, as the README recommends: integrated gradients runs its steps
+        # in passes of many rows, which a fixed-batch export would split into passes of
+        # one row (a traced TorchScript file takes any batch).
+        batch = torch.export.Dim("batch", min=1, max=1024)
+        torch.export.save(
+            torch.export.export(module, (torch.cat([x, x]),), dynamic_shapes=({0: batch},), strict=False), str(exported_path)
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.jit.trace(module, x, check_trace=False).save(str(traced_path))
