@@ -29,12 +29,18 @@ struct Workspace {
 
 impl Workspace {
     fn new() -> Workspace {
+        Workspace::with_model("model.pt")
+    }
+
+    /// The workspace with its model saved as `file`: `model.pt` (TorchScript) or
+    /// `model.pt2` (a torch.export archive).
+    fn with_model(file: &str) -> Workspace {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = std::fs::canonicalize(dir.path()).expect("canonical temp dir");
         let source = root.join("model.py");
         std::fs::copy(workspace_root().join("tests/fixtures/lsp_net.py"), &source).expect("copying the fixture");
-        let status = Command::new(python()).arg(&source).arg(root.join("model.pt")).status().expect("running python");
-        assert!(status.success(), "scripting lsp_net.py failed");
+        let status = Command::new(python()).arg(&source).arg(root.join(file)).status().expect("running python");
+        assert!(status.success(), "saving lsp_net.py as {file} failed");
         let text = std::fs::read_to_string(&source).expect("reading model.py");
         Workspace { _dir: dir, root, source, text }
     }
@@ -56,7 +62,11 @@ impl Workspace {
 }
 
 fn store_model(daemon: &Daemon, workspace: &Workspace) {
-    let model = workspace.root.join("model.pt");
+    store_model_file(daemon, workspace, "model.pt");
+}
+
+fn store_model_file(daemon: &Daemon, workspace: &Workspace, file: &str) {
+    let model = workspace.root.join(file);
     let (ok, _, stderr) = cli(&daemon.url, &["models", "add", model.to_str().unwrap(), "--name", "lensnet", "--input-shape", "1,1,8,8"]);
     assert!(ok, "storing the model failed: {stderr}");
 }
@@ -331,6 +341,45 @@ fn hover_diagnostics_inlay_hints_and_latency_over_stdio() {
 fn last_diagnostics<'a>(notifications: &[&'a Value], uri: &str) -> Vec<&'a Value> {
     let published = notifications.iter().rev().find(|n| n["params"]["uri"] == uri).unwrap_or_else(|| panic!("no diagnostics published for {uri}"));
     published["params"]["diagnostics"].as_array().unwrap().iter().collect()
+}
+
+/// The same cards and the dead-unit diagnostic for the module saved with torch.export:
+/// the executor's module calls carry the call sites from the nodes' stack traces.
+#[test]
+fn hover_cards_and_diagnostics_for_an_exported_program() {
+    let store = tempfile::tempdir().expect("temp store");
+    let daemon = Daemon::start(store.path(), &[]);
+    let workspace = Workspace::with_model("model.pt2");
+    store_model_file(&daemon, &workspace, "model.pt2");
+    std::fs::write(workspace.root.join("layerlens.toml"), "[[model]]\nname = \"lensnet\"\nfiles = [\"model.py\"]\ninput_shape = [1, 1, 8, 8]\n")
+        .unwrap();
+    let mut lsp = LspClient::start(&workspace.root, &daemon.url);
+    let uri = workspace.uri();
+    lsp.open(&uri, &workspace.text);
+    for (needle, offset, expected) in HOVER_CASES {
+        let hover = lsp.hover_when_loaded(&uri, workspace.position(needle, *offset));
+        assert_card(&card_text(&hover), expected);
+    }
+    let diagnostics = lsp.notifications_named("textDocument/publishDiagnostics");
+    let diagnostics: Vec<&Value> = diagnostics.iter().flat_map(|n| n["params"]["diagnostics"].as_array().unwrap().iter()).collect();
+    let act1_line = workspace.position("x = self.act1(x)", 0).0;
+    assert!(
+        diagnostics.iter().any(|d| d["range"]["start"]["line"] == act1_line && d["severity"] == 2 && d["code"] == "dead_units"),
+        "no dead_units warning on line {act1_line}: {diagnostics:?}"
+    );
+    lsp.stop();
+
+    // Without layerlens.toml the file is matched to the model by the call sites the
+    // exported program recorded.
+    std::fs::remove_file(workspace.root.join("layerlens.toml")).unwrap();
+    let mut lsp = LspClient::start(&workspace.root, &daemon.url);
+    lsp.open(&uri, &workspace.text);
+    let (needle, offset, expected) = HOVER_CASES[0];
+    let card = card_text(&lsp.hover_when_loaded(&uri, workspace.position(needle, offset)));
+    assert_card(&card, expected);
+    assert_card(&card, &["model `lensnet`"]);
+    lsp.stop();
+    assert!(daemon.stop(), "layerlensd did not stop cleanly");
 }
 
 #[test]
