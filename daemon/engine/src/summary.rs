@@ -55,8 +55,81 @@ pub struct ValueShapes {
     pub shapes: HashMap<usize, (Vec<i64>, u64)>,
 }
 
+/// Per call (indexed by call id): torchinfo's mult-adds, the output torchinfo reports
+/// (the first tensor of the last node that produces one of the call's outputs), whether
+/// it is a leaf, and the mult-adds of the leaf calls below it (for rows at the depth
+/// limit).
+struct CallMultAdds {
+    call_macs: Vec<u64>,
+    call_outputs: Vec<Option<usize>>,
+    leaf_calls: Vec<bool>,
+    macs_below: Vec<u64>,
+}
+
+fn call_mult_adds(modules: &[ModuleInfo], tapped: &TappedModel, values: &ValueShapes, is_leaf: &dyn Fn(&str) -> bool) -> CallMultAdds {
+    let calls = &tapped.graph.calls;
+    let mut call_macs = vec![0u64; calls.len()];
+    let mut call_outputs: Vec<Option<usize>> = vec![None; calls.len()];
+    for call in calls {
+        let output = main_output(tapped, call.id);
+        call_outputs[call.id] = output;
+        if let Some((shape, _)) = output.and_then(|id| values.shapes.get(&id)) {
+            let type_name = readable_type_name(&call.qualified_type);
+            call_macs[call.id] = torchinfo_macs(modules, &call.path, &type_name, shape);
+        }
+    }
+    let leaf_calls: Vec<bool> = calls.iter().map(|call| is_leaf(&call.path)).collect();
+    let ancestors = |mut id: usize| {
+        let mut chain = Vec::new();
+        while calls[id].parent >= 0 {
+            id = calls[id].parent as usize;
+            chain.push(id);
+        }
+        chain
+    };
+    let mut macs_below = vec![0u64; calls.len()];
+    for call in calls {
+        if leaf_calls[call.id] {
+            for ancestor in ancestors(call.id) {
+                macs_below[ancestor] += call_macs[call.id];
+            }
+        }
+    }
+    CallMultAdds { call_macs, call_outputs, leaf_calls, macs_below }
+}
+
+/// The root row: the whole model on the sample inputs.
+fn root_row(
+    modules: &[ModuleInfo],
+    root: Option<&ModuleInfo>,
+    inputs: &[SampleInput],
+    output_shape: Vec<i64>,
+    total_params: u64,
+    trainable_params: u64,
+) -> CallRow {
+    CallRow {
+        path: String::new(),
+        type_name: root.map(|module| readable_type_name(&module.qualified_type)).unwrap_or_default(),
+        depth: 0,
+        call_index: 0,
+        call_site: String::new(),
+        input_shapes: inputs.iter().map(|input| input.shape.clone()).collect(),
+        output_shapes: if output_shape.is_empty() { Vec::new() } else { vec![output_shape] },
+        num_params: total_params,
+        trainable_params,
+        own_params: root.map(|module| module.params.iter().map(|param| param.numel).sum()).unwrap_or(0),
+        kernel_size: Vec::new(),
+        mult_adds: 0,
+        is_leaf: modules.len() <= 1,
+        params_percent: if total_params > 0 { 1.0 } else { 0.0 },
+        attributes: root.map(crate::structure::attribute_pairs).unwrap_or_default(),
+        num_buffers: crate::structure::count_buffers(modules, ""),
+        own_buffers: root.map(|module| module.buffers.iter().map(|buffer| buffer.numel).sum()).unwrap_or(0),
+    }
+}
+
 /// Builds the summary from the module tree, the tapped graph and the value shapes of
-/// one run on the sample `inputs`.
+/// one run on the sample `inputs`: the root row, then one row per module call that ran.
 pub fn summarize_calls(
     modules: &[ModuleInfo],
     tapped: &TappedModel,
@@ -74,60 +147,12 @@ pub fn summarize_calls(
     let (total_params, trainable_params) = crate::structure::count_params(modules, "");
     let calls = &tapped.graph.calls;
 
-    // Per call: torchinfo's mult-adds and the output it reports (the first tensor of
-    // the last node that produces one of the call's outputs).
-    let mut call_macs = vec![0u64; calls.len()];
-    let mut call_outputs: Vec<Option<usize>> = vec![None; calls.len()];
-    for call in calls {
-        let output = main_output(tapped, call.id);
-        call_outputs[call.id] = output;
-        if let Some(shape) = output.and_then(|id| shape_of(&id)) {
-            let type_name = readable_type_name(&call.qualified_type);
-            call_macs[call.id] = torchinfo_macs(modules, &call.path, &type_name, &shape);
-        }
-    }
-    let leaf_calls: Vec<bool> = calls.iter().map(|call| is_leaf(&call.path)).collect();
-    // Descendant leaf calls of each call, for rows at the depth limit.
-    let ancestors = |mut id: usize| {
-        let mut chain = Vec::new();
-        while calls[id].parent >= 0 {
-            id = calls[id].parent as usize;
-            chain.push(id);
-        }
-        chain
-    };
-    let mut macs_below = vec![0u64; calls.len()];
-    for call in calls {
-        if leaf_calls[call.id] {
-            for ancestor in ancestors(call.id) {
-                macs_below[ancestor] += call_macs[call.id];
-            }
-        }
-    }
+    let CallMultAdds { call_macs, call_outputs, leaf_calls, macs_below } = call_mult_adds(modules, tapped, values, &is_leaf);
 
     let mut summary = CallSummary { total_params, trainable_params, ..CallSummary::default() };
     // torchinfo's "Input size" adds up every input.
     summary.input_bytes = inputs.iter().map(SampleInput::bytes).sum();
-    let root_type = by_path.get("").map(|module| readable_type_name(&module.qualified_type)).unwrap_or_default();
-    summary.rows.push(CallRow {
-        path: String::new(),
-        type_name: root_type,
-        depth: 0,
-        call_index: 0,
-        call_site: String::new(),
-        input_shapes: inputs.iter().map(|input| input.shape.clone()).collect(),
-        output_shapes: if output_shape.is_empty() { Vec::new() } else { vec![output_shape] },
-        num_params: total_params,
-        trainable_params,
-        own_params: by_path.get("").map(|module| module.params.iter().map(|param| param.numel).sum()).unwrap_or(0),
-        kernel_size: Vec::new(),
-        mult_adds: 0,
-        is_leaf: modules.len() <= 1,
-        params_percent: if total_params > 0 { 1.0 } else { 0.0 },
-        attributes: by_path.get("").map(|module| crate::structure::attribute_pairs(module)).unwrap_or_default(),
-        num_buffers: crate::structure::count_buffers(modules, ""),
-        own_buffers: by_path.get("").map(|module| module.buffers.iter().map(|buffer| buffer.numel).sum()).unwrap_or(0),
-    });
+    summary.rows.push(root_row(modules, by_path.get("").copied(), inputs, output_shape, total_params, trainable_params));
     let mut counted_param_modules = HashSet::new();
     let mut seen_storage = HashSet::new();
     let mut untapped = Vec::new();
