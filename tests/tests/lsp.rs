@@ -264,6 +264,35 @@ const HOVER_CASES: &[(&str, usize, &[&str])] = &[
     ("nn.Linear(4 * 8 * 8, 10)", 3, &["**head.1**", "Linear", "| parameters | 2,570 ", "| output | `[1, 10]` |"]),
 ];
 
+/// Every card of HOVER_CASES, and the dead-unit warning on act1's call line (published
+/// when the model's fetch ends, before the first full card's answer).
+fn assert_cards_and_dead_unit_warning(lsp: &mut LspClient, workspace: &Workspace, uri: &str) {
+    for (needle, offset, expected) in HOVER_CASES {
+        let hover = lsp.hover_when_loaded(uri, workspace.position(needle, *offset));
+        assert_card(&card_text(&hover), expected);
+    }
+    let diagnostics = lsp.notifications_named("textDocument/publishDiagnostics");
+    let diagnostics: Vec<&Value> = diagnostics.iter().flat_map(|n| n["params"]["diagnostics"].as_array().unwrap().iter()).collect();
+    let act1_line = workspace.position("x = self.act1(x)", 0).0;
+    assert!(
+        diagnostics.iter().any(|d| d["range"]["start"]["line"] == act1_line && d["severity"] == 2 && d["code"] == "dead_units"),
+        "no dead_units warning on line {act1_line}: {diagnostics:?}"
+    );
+}
+
+/// Without layerlens.toml the file is matched to the model by the call sites the daemon
+/// recorded.
+fn assert_discovery_by_call_sites(daemon: &Daemon, workspace: &Workspace, uri: &str) {
+    std::fs::remove_file(workspace.root.join("layerlens.toml")).unwrap();
+    let mut lsp = LspClient::start(&workspace.root, &daemon.url);
+    lsp.open(uri, &workspace.text);
+    let (needle, offset, expected) = HOVER_CASES[0];
+    let card = card_text(&lsp.hover_when_loaded(uri, workspace.position(needle, offset)));
+    assert_card(&card, expected);
+    assert_card(&card, &["model `lensnet`"]);
+    lsp.stop();
+}
+
 #[test]
 fn hover_diagnostics_inlay_hints_and_latency_over_stdio() {
     let store = tempfile::tempdir().expect("temp store");
@@ -276,22 +305,9 @@ fn hover_diagnostics_inlay_hints_and_latency_over_stdio() {
     let mut lsp = LspClient::start(&workspace.root, &daemon.url);
     let uri = workspace.uri();
     lsp.open(&uri, &workspace.text);
-    for (needle, offset, expected) in HOVER_CASES {
-        let hover = lsp.hover_when_loaded(&uri, workspace.position(needle, *offset));
-        assert_card(&card_text(&hover), expected);
-    }
+    assert_cards_and_dead_unit_warning(&mut lsp, &workspace, &uri);
     // A line without a layer: nothing.
     assert_eq!(lsp.hover(&uri, workspace.position("super().__init__()", 2)), Value::Null);
-
-    // The dead ReLU is a warning on its call line (diagnostics arrive before the first
-    // full card's answer: the server publishes them when the model's fetch ends).
-    let diagnostics = lsp.notifications_named("textDocument/publishDiagnostics");
-    let diagnostics: Vec<&Value> = diagnostics.iter().flat_map(|n| n["params"]["diagnostics"].as_array().unwrap().iter()).collect();
-    let act1_line = workspace.position("x = self.act1(x)", 0).0;
-    assert!(
-        diagnostics.iter().any(|d| d["range"]["start"]["line"] == act1_line && d["severity"] == 2 && d["code"] == "dead_units"),
-        "no dead_units warning on line {act1_line}: {diagnostics:?}"
-    );
     assert!(lsp.notifications_named("window/showMessage").is_empty(), "unexpected messages: {:?}", lsp.notifications);
 
     // Output shapes as inlay hints on the call lines and Sequential entries.
@@ -323,17 +339,7 @@ fn hover_diagnostics_inlay_hints_and_latency_over_stdio() {
     eprintln!("layerlens-lsp hover latency over stdio, 200 requests: p50 {p50:?}, p99 {p99:?}, max {:?}", latencies[199]);
     assert!(p99 <= Duration::from_millis(30), "hover p99 {p99:?} is over 30 ms");
     lsp.stop();
-
-    // Without layerlens.toml the file is matched to the model by the call sites the
-    // daemon recorded.
-    std::fs::remove_file(workspace.root.join("layerlens.toml")).unwrap();
-    let mut lsp = LspClient::start(&workspace.root, &daemon.url);
-    lsp.open(&uri, &workspace.text);
-    let (needle, offset, expected) = HOVER_CASES[0];
-    let card = card_text(&lsp.hover_when_loaded(&uri, workspace.position(needle, offset)));
-    assert_card(&card, expected);
-    assert_card(&card, &["model `lensnet`"]);
-    lsp.stop();
+    assert_discovery_by_call_sites(&daemon, &workspace, &uri);
     assert!(daemon.stop(), "layerlensd did not stop cleanly");
 }
 
@@ -356,29 +362,9 @@ fn hover_cards_and_diagnostics_for_an_exported_program() {
     let mut lsp = LspClient::start(&workspace.root, &daemon.url);
     let uri = workspace.uri();
     lsp.open(&uri, &workspace.text);
-    for (needle, offset, expected) in HOVER_CASES {
-        let hover = lsp.hover_when_loaded(&uri, workspace.position(needle, *offset));
-        assert_card(&card_text(&hover), expected);
-    }
-    let diagnostics = lsp.notifications_named("textDocument/publishDiagnostics");
-    let diagnostics: Vec<&Value> = diagnostics.iter().flat_map(|n| n["params"]["diagnostics"].as_array().unwrap().iter()).collect();
-    let act1_line = workspace.position("x = self.act1(x)", 0).0;
-    assert!(
-        diagnostics.iter().any(|d| d["range"]["start"]["line"] == act1_line && d["severity"] == 2 && d["code"] == "dead_units"),
-        "no dead_units warning on line {act1_line}: {diagnostics:?}"
-    );
+    assert_cards_and_dead_unit_warning(&mut lsp, &workspace, &uri);
     lsp.stop();
-
-    // Without layerlens.toml the file is matched to the model by the call sites the
-    // exported program recorded.
-    std::fs::remove_file(workspace.root.join("layerlens.toml")).unwrap();
-    let mut lsp = LspClient::start(&workspace.root, &daemon.url);
-    lsp.open(&uri, &workspace.text);
-    let (needle, offset, expected) = HOVER_CASES[0];
-    let card = card_text(&lsp.hover_when_loaded(&uri, workspace.position(needle, offset)));
-    assert_card(&card, expected);
-    assert_card(&card, &["model `lensnet`"]);
-    lsp.stop();
+    assert_discovery_by_call_sites(&daemon, &workspace, &uri);
     assert!(daemon.stop(), "layerlensd did not stop cleanly");
 }
 

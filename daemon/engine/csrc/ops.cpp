@@ -17,6 +17,8 @@
 #include <ATen/core/stack.h>
 #include <ATen/ScalarOps.h>
 
+#include "text.h"
+
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -28,33 +30,8 @@ extern "C" void layerlens_free_string(char* text);
 
 namespace {
 
-char* op_error_string(const std::string& text) {
-    char* out = static_cast<char*>(std::malloc(text.size() + 1));
-    if (out != nullptr) {
-        std::memcpy(out, text.c_str(), text.size() + 1);
-    }
-    return out;
-}
-
-void json_string(std::ostringstream& out, const std::string& text) {
-    out << '"';
-    for (unsigned char c : text) {
-        switch (c) {
-            case '"': out << "\\\""; break;
-            case '\\': out << "\\\\"; break;
-            case '\n': out << "\\n"; break;
-            default:
-                if (c < 0x20) {
-                    char buffer[8];
-                    std::snprintf(buffer, sizeof buffer, "\\u%04x", c);
-                    out << buffer;
-                } else {
-                    out << c;
-                }
-        }
-    }
-    out << '"';
-}
+using layerlens_text::copy_to_c_string;
+using layerlens_text::write_json_string;
 
 struct Op {
     c10::OperatorHandle handle;
@@ -130,9 +107,9 @@ void* layerlens_op_find(const char* name, const char* overload, char** out_schem
             const auto& argument = schema.arguments()[i];
             if (i > 0) json << ',';
             json << "{\"name\":";
-            json_string(json, argument.name());
+            write_json_string(json, argument.name());
             json << ",\"type\":";
-            json_string(json, argument.type()->str());
+            write_json_string(json, argument.type()->str());
             json << ",\"has_default\":" << (argument.default_value().has_value() ? "true" : "false");
             json << ",\"kwarg_only\":" << (argument.kwarg_only() ? "true" : "false");
             bool is_mutable = argument.alias_info() != nullptr && argument.alias_info()->isWrite();
@@ -141,15 +118,15 @@ void* layerlens_op_find(const char* name, const char* overload, char** out_schem
         json << "],\"returns\":[";
         for (size_t i = 0; i < schema.returns().size(); ++i) {
             if (i > 0) json << ',';
-            json_string(json, schema.returns()[i].type()->str());
+            write_json_string(json, schema.returns()[i].type()->str());
         }
         json << "]}";
-        *out_schema = op_error_string(json.str());
+        *out_schema = copy_to_c_string(json.str());
         return new Op(handle);
     } catch (const std::exception& error) {
-        *out_error = op_error_string(error.what());
+        *out_error = copy_to_c_string(error.what());
     } catch (...) {
-        *out_error = op_error_string("unknown C++ exception while looking up an operator");
+        *out_error = copy_to_c_string("unknown C++ exception while looking up an operator");
     }
     return nullptr;
 }
@@ -171,7 +148,7 @@ int layerlens_op_call(void* handle, const layerlens_op_arg* args, size_t n_args,
         const auto& schema = op.schema();
         const auto& arguments = schema.arguments();
         if (n_args > arguments.size()) {
-            *out_error = op_error_string(schema.name() + " takes " + std::to_string(arguments.size()) + " arguments, got " +
+            *out_error = copy_to_c_string(schema.name() + " takes " + std::to_string(arguments.size()) + " arguments, got " +
                                          std::to_string(n_args));
             return 1;
         }
@@ -181,7 +158,7 @@ int layerlens_op_call(void* handle, const layerlens_op_arg* args, size_t n_args,
             const layerlens_op_arg* arg = i < n_args ? &args[i] : nullptr;
             if (arg == nullptr || arg->kind == ARG_DEFAULT) {
                 if (!arguments[i].default_value().has_value()) {
-                    *out_error = op_error_string(schema.name() + ": argument '" + arguments[i].name() + "' has no value and no default");
+                    *out_error = copy_to_c_string(schema.name() + ": argument '" + arguments[i].name() + "' has no value and no default");
                     return 1;
                 }
                 stack.emplace_back(*arguments[i].default_value());
@@ -239,13 +216,13 @@ int layerlens_op_call(void* handle, const layerlens_op_arg* args, size_t n_args,
                 case ARG_DEVICE: stack.emplace_back(c10::Device(std::string(arg->text))); break;
                 case ARG_MEMORY_FORMAT: stack.emplace_back(static_cast<c10::MemoryFormat>(arg->int_value)); break;
                 default:
-                    *out_error = op_error_string("unknown argument kind " + std::to_string(arg->kind));
+                    *out_error = copy_to_c_string("unknown argument kind " + std::to_string(arg->kind));
                     return 1;
             }
         }
         op.callBoxed(&stack);
         if (stack.size() > max_out) {
-            *out_error = op_error_string(schema.name() + " returned " + std::to_string(stack.size()) + " values, more than expected");
+            *out_error = copy_to_c_string(schema.name() + " returned " + std::to_string(stack.size()) + " values, more than expected");
             return 1;
         }
         *n_out = stack.size();
@@ -280,9 +257,9 @@ int layerlens_op_call(void* handle, const layerlens_op_arg* args, size_t n_args,
         }
         return 0;
     } catch (const std::exception& error) {
-        *out_error = op_error_string(error.what());
+        *out_error = copy_to_c_string(error.what());
     } catch (...) {
-        *out_error = op_error_string("unknown C++ exception in an operator call");
+        *out_error = copy_to_c_string("unknown C++ exception in an operator call");
     }
     return 1;
 }

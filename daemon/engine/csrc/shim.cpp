@@ -37,6 +37,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "text.h"
+
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -45,34 +47,8 @@
 
 namespace {
 
-char* copy_to_c_string(const std::string& text) {
-    char* out = static_cast<char*>(std::malloc(text.size() + 1));
-    if (out != nullptr) {
-        std::memcpy(out, text.c_str(), text.size() + 1);
-    }
-    return out;
-}
-
-void write_json_string(std::ostringstream& out, const std::string& text) {
-    out << '"';
-    for (unsigned char c : text) {
-        switch (c) {
-            case '"': out << "\\\""; break;
-            case '\\': out << "\\\\"; break;
-            case '\n': out << "\\n"; break;
-            case '\t': out << "\\t"; break;
-            default:
-                if (c < 0x20) {
-                    char escaped[8];
-                    std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-                    out << escaped;
-                } else {
-                    out << c;
-                }
-        }
-    }
-    out << '"';
-}
+using layerlens_text::copy_to_c_string;
+using layerlens_text::write_json_string;
 
 // Writes a simple IValue as JSON: numbers, bools, strings, None, and tuples or lists
 // of those. Answers false (writing nothing) for anything else.

@@ -240,36 +240,15 @@ pub fn compile(archive: &Archive, device: Device) -> Result<Compiled> {
     }
     let tensor_values = &graph["tensor_values"];
     let range_constraints = &archive.program["range_constraints"];
-    let input_dims = input_names
-        .iter()
-        .map(|name| {
-            tensor_values[name.as_str()]["sizes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|size| {
-                    if let Some(value) = size.get("as_int").and_then(Json::as_i64) {
-                        return Dimension::Static(value);
-                    }
-                    let expression = size["as_expr"]["expr_str"].as_str().unwrap_or("");
-                    match symbol_name(expression) {
-                        Some(symbol) => {
-                            let range = &range_constraints[symbol.as_str()];
-                            Dimension::Symbolic { min: range["min_val"].as_i64().unwrap_or(0), max: range["max_val"].as_i64(), name: symbol }
-                        }
-                        None => Dimension::Derived,
-                    }
-                })
-                .collect()
-        })
-        .collect();
+    // Per user input: its exported dimensions, the example's shape (a symbolic size at
+    // its hint) and its dtype.
+    let sizes_of = |name: &str| tensor_values[name]["sizes"].as_array().cloned().unwrap_or_default();
+    let input_dims = input_names.iter().map(|name| sizes_of(name).iter().map(|size| dimension(size, range_constraints)).collect()).collect();
     let example_shapes = input_names
         .iter()
         .map(|name| {
-            tensor_values[name.as_str()]["sizes"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            sizes_of(name)
+                .iter()
                 .map(|size| size.get("as_int").and_then(Json::as_i64).or_else(|| size["as_expr"]["hint"]["as_int"].as_i64()).unwrap_or(1))
                 .collect()
         })
@@ -439,6 +418,21 @@ fn place_arguments(operator: &Operator, inputs: &[(&str, &Json)], names: &Names,
         args.pop();
     }
     Ok(args)
+}
+
+/// One exported dimension of a user input: a fixed size, a symbol with the range
+/// `range_constraints` gives it, or an expression of symbols.
+fn dimension(size: &Json, range_constraints: &Json) -> Dimension {
+    if let Some(value) = size.get("as_int").and_then(Json::as_i64) {
+        return Dimension::Static(value);
+    }
+    match symbol_name(size["as_expr"]["expr_str"].as_str().unwrap_or("")) {
+        Some(symbol) => {
+            let range = &range_constraints[symbol.as_str()];
+            Dimension::Symbolic { min: range["min_val"].as_i64().unwrap_or(0), max: range["max_val"].as_i64(), name: symbol }
+        }
+        None => Dimension::Derived,
+    }
 }
 
 fn single_entry(value: &Json) -> Option<(&str, &Json)> {
