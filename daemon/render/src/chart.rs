@@ -186,6 +186,16 @@ pub(crate) fn nice_ticks(low: f64, high: f64, target: usize) -> Ticks {
     Ticks { low: first as f64 * step, high: last as f64 * step, step, values }
 }
 
+/// Round ticks inside `low..=high`, labelled, for an axis that spans exactly that range
+/// rather than one widened to round ends (a numeric x axis, a colour bar, a fixed range).
+pub(crate) fn ticks_within(low: f64, high: f64, target: usize) -> Vec<(f64, String)> {
+    let ticks = nice_ticks(low, high, target);
+    let tolerance = (high - low).abs() * 1e-6;
+    let inside: Vec<f64> = ticks.values.iter().copied().filter(|&tick| tick >= low - tolerance && tick <= high + tolerance).collect();
+    let labels = tick_labels(&Ticks { values: inside.clone(), ..ticks });
+    inside.into_iter().zip(labels).collect()
+}
+
 /// Labels with as many decimals as the step needs; scientific notation for very small
 /// or very large values, which attributions often are.
 pub(crate) fn tick_labels(ticks: &Ticks) -> Vec<String> {
@@ -232,8 +242,18 @@ pub(crate) fn format_value(value: f32) -> String {
     }
 }
 
+/// [`format_value`] without trailing zeros in the mantissa (`1e-4`, `2.5e-3`), for
+/// labels of round values someone chose (a band's ends) beside tick labels.
+pub(crate) fn short_value(value: f32) -> String {
+    let text = format_value(value);
+    match text.split_once('e') {
+        Some((mantissa, exponent)) if mantissa.contains('.') => format!("{}e{exponent}", mantissa.trim_end_matches('0').trim_end_matches('.')),
+        _ => text,
+    }
+}
+
 /// The smallest of 1, 2, 5, 10, 20, 50, ... that is at least `at_least`.
-fn nice_at_least(at_least: f32) -> usize {
+pub(crate) fn nice_at_least(at_least: f32) -> usize {
     let mut magnitude = 1usize;
     loop {
         for factor in [1, 2, 5] {
@@ -282,6 +302,10 @@ mod tests {
         for (value, text) in [(0.0, "0"), (0.04213, "0.0421"), (-1.5, "-1.5"), (123.456, "123"), (2.0e-5, "2.00e-5"), (12345.0, "1.23e4")] {
             assert_eq!(format_value(value), text);
         }
+        assert_eq!(
+            (short_value(1e-4), short_value(2.5e-3), short_value(0.01), short_value(12345.0)),
+            ("1e-4".into(), "2.5e-3".into(), "0.01".into(), "1.23e4".into())
+        );
         assert_eq!(nice_at_least(0.3), 1);
         assert_eq!(nice_at_least(3.0), 5);
         assert_eq!(nice_at_least(11.0), 20);

@@ -1,6 +1,6 @@
 //! The colour type every figure is drawn in, Captum's default colour maps per sign (all:
-//! red–white–green, positive: Greens, negative: Reds, absolute_value: Blues) and the fixed
-//! colours of charts and text.
+//! red–white–green, positive: Greens, negative: Reds, absolute_value: Blues), viridis for
+//! plain magnitudes, and the fixed colours of charts and text.
 //!
 //! Everything that draws depends on this file, so it depends on nothing that draws: the
 //! scene, the rasteriser and the SVG writer all take [`Colour`] from here, and this file
@@ -46,6 +46,24 @@ pub(crate) fn chart_colour(sign: Sign, value: f32) -> Colour {
         Sign::All => colour_map(Sign::Positive, 0.8),
         sign => colour_map(sign, 0.8),
     }
+}
+
+/// `gradient` at `t` (clamped to 0..=1) as a [`Colour`].
+pub(crate) fn gradient_colour(gradient: colorous::Gradient, t: f64) -> Colour {
+    let colour = gradient.eval_continuous(t.clamp(0.0, 1.0));
+    [colour.r, colour.g, colour.b]
+}
+
+/// Viridis, the perceptually uniform sequential map (dark purple at 0, yellow at 1), for
+/// plain magnitudes: loss landscapes, heat maps of a matrix without a healthy band.
+pub(crate) fn viridis(t: f64) -> Colour {
+    gradient_colour(colorous::VIRIDIS, t)
+}
+
+/// Perceived brightness of `colour`, 0 (black) to 1 (white), Rec. 709 weights: which of
+/// dark or white text and lines stays readable on it.
+pub(crate) fn luminance(colour: Colour) -> f32 {
+    (0.2126 * colour[0] as f32 + 0.7152 * colour[1] as f32 + 0.0722 * colour[2] as f32) / 255.0
 }
 
 #[cfg(test)]

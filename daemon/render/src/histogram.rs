@@ -2,7 +2,7 @@
 //! parameter tensor of a layer, or every layer's activations, one panel each, all in
 //! the same style. The daemon bins the values; this draws the bins as they are.
 
-use crate::chart::{format_value, nice_ticks, tick_labels, Ticks};
+use crate::chart::{format_value, ticks_within};
 use crate::colour::{Colour, AXIS};
 use crate::figure::encode;
 use crate::font::text_width;
@@ -102,11 +102,7 @@ impl PanelAxes {
         let (first, last) = (panel.edges[0] as f64, panel.edges[panel.edges.len() - 1] as f64);
         // Edges that span nothing (a constant tensor) get a unit-wide axis around them.
         let (low, high) = if last > first { (first, last) } else { (first - 0.5, last + 0.5) };
-        let ticks = nice_ticks(low, high, 4);
-        let tolerance = (high - low) * 1e-6;
-        let inside: Vec<f64> = ticks.values.iter().copied().filter(|&tick| tick >= low - tolerance && tick <= high + tolerance).collect();
-        let labels = tick_labels(&Ticks { values: inside.clone(), ..ticks });
-        let x_ticks = inside.into_iter().zip(labels).collect();
+        let x_ticks = ticks_within(low, high, 4);
         let highest = panel.counts.iter().copied().max().unwrap_or(0);
         let empty = highest == 0;
         let counts = if empty {

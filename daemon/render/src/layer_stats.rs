@@ -9,7 +9,7 @@ use crate::figure::encode;
 use crate::font::text_width;
 use crate::panel::compose;
 use crate::scene::{Anchor, Element, PanelBox, Scene};
-use crate::small_multiples::{counted, marker, series_colour, AxisLabels, ValueScale, TICK_FONT};
+use crate::small_multiples::{counted, marker, open_marker, series_colour, AxisLabels, ValueScale, TICK_FONT};
 use crate::{Figure, Format, RenderError};
 use std::collections::BTreeSet;
 
@@ -118,12 +118,6 @@ fn series_scale(line: &LayerStatSeries<'_>, ticks: usize) -> ValueScale {
     }
 }
 
-/// An open marker: a value a log axis cannot show, at its bottom edge.
-fn open_marker(scene: &mut Scene, centre: (f32, f32), colour: Colour) {
-    scene.push(Element::Circle { centre, radius: MARKER_RADIUS + 0.5, fill: colour });
-    scene.push(Element::Circle { centre, radius: MARKER_RADIUS - 1.0, fill: [255, 255, 255] });
-}
-
 /// A red ring around a flagged layer's marker, on white so it stays apart from lines.
 fn ring(scene: &mut Scene, centre: (f32, f32)) {
     scene.push(Element::Circle { centre, radius: RING_RADIUS, fill: FLAG });
@@ -215,7 +209,7 @@ fn layer_stat_scene(title: &str, layer_labels: &[String], series: &[LayerStatSer
             }
             if !shown(value) {
                 below_axis[index] += 1;
-                open_marker(&mut scene, centre, colour);
+                open_marker(&mut scene, centre, MARKER_RADIUS, colour);
             } else if pitch >= MIN_MARKER_PITCH || flagged.contains(&layer) || layers == 1 {
                 marker(&mut scene, centre, MARKER_RADIUS, colour);
             }

@@ -29,23 +29,38 @@
 //! [`counterfactual_figure`] each counterfactual beside its original with their
 //! difference (a heat map for images, a bar chart for tabular rows).
 //!
+//! For explaining training and the optimiser: [`matrix_heat_map`] colours a matrix
+//! such as layers × steps of the update:weight ratio, optionally splitting its colour
+//! map at a healthy band so that cells outside it stand out; [`line_chart`] draws
+//! curves over a numeric axis (learning rate, losses, several runs);
+//! [`step_chart_scaled`] is the step chart on a log axis (per-layer gradient norms of
+//! several steps); [`contour_plot`] draws a loss landscape with its contour lines, the
+//! checkpoint and projected training trajectories; [`bar_chart`] draws one horizontal
+//! bar per layer (relative weight change between checkpoints). Axes and colour scales
+//! are linear or log10 ([`AxisScale`], [`ColourScale`]).
+//!
 //! Every figure is laid out once as a scene of primitives (`scene.rs`) and then drawn
 //! as PNG (text rasterised from a font compiled into the binary, so no system fonts are
 //! needed) or as SVG (text stays `<text>`, raster parts are embedded PNGs). Every figure
 //! has alt text naming the method, the sign, where the strongest attribution is and the
 //! scale.
 
+mod bar_chart;
 mod chart;
 mod colour;
+mod colour_bar;
+mod contour;
 mod figure;
 mod filters;
 mod font;
 mod graph;
 mod graph_layout;
+mod heat_map;
 mod histogram;
 mod image_attr;
 mod images;
 mod layer_stats;
+mod line_chart;
 mod normalize;
 mod options;
 mod panel;
@@ -57,14 +72,18 @@ mod step_chart;
 mod svg;
 mod table;
 
+pub use bar_chart::bar_chart;
+pub use contour::{contour_plot, PlotPath};
 pub use figure::{attribution_figure, method_grid, AttributionFigure, GridPanel, MAX_BAR_FEATURES};
 pub use filters::{filter_grid, MAX_FILTER_TILES};
 pub use graph::{graph_figure, GraphEdge, GraphNode, GraphOptions, ModelGraph};
+pub use heat_map::matrix_heat_map;
 pub use histogram::{histogram_grid, HistogramPanel};
 pub use images::{counterfactual_figure, image_grid, CounterfactualPanel, ImageTile, MAX_COUNTERFACTUAL_ROWS, MAX_IMAGE_TILES};
 pub use layer_stats::{layer_stat_chart, LayerStatSeries};
-pub use options::{FigureOptions, Sign, VisualMethod};
-pub use step_chart::{step_chart, ChartSeries};
+pub use line_chart::{line_chart, LineSeries};
+pub use options::{AxisScale, ColourScale, FigureOptions, Sign, VisualMethod};
+pub use step_chart::{step_chart, step_chart_scaled, ChartSeries};
 pub use table::{summary_table_svg, TableRow};
 
 /// A rendered figure.

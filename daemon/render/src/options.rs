@@ -1,6 +1,8 @@
 //! Figure options: how to draw an attribution (Captum's `visualize_image_attr` method
-//! and sign, outlier percentage, overlay alpha, colour bar). Methods and signs parse
-//! from Captum's names so the daemon can pass strings from a request straight through.
+//! and sign, outlier percentage, overlay alpha, colour bar), and the linear or log10
+//! scales of chart axes and colour maps. Methods and signs parse from Captum's names,
+//! scales from `linear` and `log10`, so the daemon can pass strings from a request
+//! straight through.
 
 use crate::RenderError;
 use std::fmt;
@@ -181,6 +183,70 @@ impl FromStr for Sign {
     }
 }
 
+/// How values map to a value axis ([`crate::line_chart`], [`crate::bar_chart`],
+/// [`crate::step_chart_scaled`]): evenly, or by their base-10 logarithm. On a log axis
+/// values that are not positive cannot be placed; each figure says how it shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AxisScale {
+    #[default]
+    Linear,
+    /// Whole decades, ticks at the powers of ten (and at 2 and 5 on narrow axes).
+    Log10,
+}
+
+/// How values map to colours in [`crate::matrix_heat_map`]: evenly, or by their base-10
+/// logarithm (values that are not positive then count as missing cells).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ColourScale {
+    #[default]
+    Linear,
+    Log10,
+}
+
+impl AxisScale {
+    pub const ALL: [AxisScale; 2] = [AxisScale::Linear, AxisScale::Log10];
+
+    /// `linear` or `log10`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AxisScale::Linear => "linear",
+            AxisScale::Log10 => "log10",
+        }
+    }
+}
+
+impl ColourScale {
+    pub const ALL: [ColourScale; 2] = [ColourScale::Linear, ColourScale::Log10];
+
+    /// `linear` or `log10`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ColourScale::Linear => "linear",
+            ColourScale::Log10 => "log10",
+        }
+    }
+}
+
+impl FromStr for AxisScale {
+    type Err = RenderError;
+
+    fn from_str(text: &str) -> Result<AxisScale, RenderError> {
+        AxisScale::ALL.into_iter().find(|scale| scale.name() == text).ok_or_else(|| {
+            RenderError::BadOptions(format!("unknown axis scale {text:?}; expected one of {}", AxisScale::ALL.map(AxisScale::name).join(", ")))
+        })
+    }
+}
+
+impl FromStr for ColourScale {
+    type Err = RenderError;
+
+    fn from_str(text: &str) -> Result<ColourScale, RenderError> {
+        ColourScale::ALL.into_iter().find(|scale| scale.name() == text).ok_or_else(|| {
+            RenderError::BadOptions(format!("unknown colour scale {text:?}; expected one of {}", ColourScale::ALL.map(ColourScale::name).join(", ")))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +263,14 @@ mod tests {
         assert!(error.contains("blended_heat_map") && error.contains("\"heatmap\""), "{error}");
         let error = "abs".parse::<Sign>().unwrap_err().to_string();
         assert!(error.contains("absolute_value, positive, negative, all"), "{error}");
+        for scale in AxisScale::ALL {
+            assert_eq!(scale.name().parse::<AxisScale>().unwrap(), scale);
+        }
+        for scale in ColourScale::ALL {
+            assert_eq!(scale.name().parse::<ColourScale>().unwrap(), scale);
+        }
+        let error = "log".parse::<AxisScale>().unwrap_err().to_string();
+        assert!(error.contains("linear, log10"), "{error}");
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! Pieces shared by the small-multiple figures ([`crate::histogram_grid`],
-//! [`crate::filter_grid`], [`crate::layer_stat_chart`]): a value axis that is linear
-//! (round ticks from `chart`) or log10 (decade ticks), labels cut to fit, series
-//! colours, and grey note lines between the title and the figure's body.
+//! [`crate::filter_grid`], [`crate::layer_stat_chart`]) and the charts of training
+//! runs ([`crate::line_chart`], [`crate::bar_chart`], [`crate::step_chart`]): a value
+//! axis that is linear (round ticks from `chart`) or log10 (decade ticks), labels cut
+//! to fit, series colours, markers, legends, and grey note lines between the title and
+//! the figure's body.
 
-use crate::chart::{nice_ticks, tick_labels};
+use crate::chart::{nice_ticks, tick_labels, ticks_within};
 use crate::colour::{Colour, AXIS, GRID};
 use crate::font::text_width;
+use crate::options::AxisScale;
 use crate::scene::{Anchor, Element, Scene};
 use std::collections::BTreeSet;
 
@@ -17,6 +20,10 @@ const MIN_TURNED_PITCH: f32 = 14.0;
 const TURN: f32 = -45.0;
 const NOTE_FONT: f32 = 11.0;
 const NOTE_LINE: f32 = 16.0;
+pub(crate) const LEGEND_ROW: f32 = 18.0;
+const LEGEND_SWATCH: f32 = 22.0;
+const LEGEND_GAP: f32 = 16.0;
+const LEGEND_FONT: f32 = 11.0;
 
 /// A value axis: its range and labelled ticks. Log axes map log10 of the value.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,8 +53,10 @@ impl ValueScale {
     /// one decade wide. Ticks at the decades (every k-th when there are more than
     /// six); axes of at most two decades also get ticks at 2 and 5 times each decade.
     pub fn log(low: f64, high: f64) -> ValueScale {
-        let first = low.log10().floor() as i32;
-        let last = (high.log10().ceil() as i32).max(first + 1);
+        // The tolerance keeps a value a rounding error off a power of ten (1e-5 read
+        // from an f32 is 9.99999975e-6) from adding a decade.
+        let first = (low.log10() + 1e-6).floor() as i32;
+        let last = ((high.log10() - 1e-6).ceil() as i32).max(first + 1);
         let decades = (last - first) as usize;
         let every = decades.div_ceil(6).max(1);
         let mut ticks = Vec::new();
@@ -62,6 +71,45 @@ impl ValueScale {
             }
         }
         ValueScale { low: 10f64.powi(first), high: 10f64.powi(last), log: true, ticks }
+    }
+
+    /// An axis fitted to `values` (non-finite ones ignored): linear over round ticks,
+    /// or log10 over the decades of the positive values (0.1 to 1 when there are none).
+    pub fn fitted(scale: AxisScale, values: impl Iterator<Item = f64> + Clone, target: usize) -> ValueScale {
+        let finite = values.filter(|value| value.is_finite());
+        match scale {
+            AxisScale::Linear => {
+                let (low, high) = (finite.clone().fold(f64::INFINITY, f64::min), finite.fold(f64::NEG_INFINITY, f64::max));
+                if low.is_finite() {
+                    ValueScale::linear(low, high, target)
+                } else {
+                    ValueScale::linear(0.0, 1.0, target)
+                }
+            }
+            AxisScale::Log10 => {
+                let positive = finite.filter(|&value| value > 0.0);
+                let (low, high) = (positive.clone().fold(f64::INFINITY, f64::min), positive.fold(f64::NEG_INFINITY, f64::max));
+                if low.is_finite() {
+                    ValueScale::log(low, high)
+                } else {
+                    ValueScale::log(0.1, 1.0)
+                }
+            }
+        }
+    }
+
+    /// An axis from exactly `low` to `high` (both positive on a log axis) with the
+    /// ticks that fall inside.
+    pub fn fixed(scale: AxisScale, low: f64, high: f64, target: usize) -> ValueScale {
+        match scale {
+            AxisScale::Linear => ValueScale { low, high, log: false, ticks: ticks_within(low, high, target) },
+            AxisScale::Log10 => {
+                let tolerance = (high / low).log10() * 1e-6;
+                let inside = |value: f64| value.log10() >= low.log10() - tolerance && value.log10() <= high.log10() + tolerance;
+                let ticks = ValueScale::log(low, high).ticks.into_iter().filter(|(value, _)| inside(*value)).collect();
+                ValueScale { low, high, log: true, ticks }
+            }
+        }
     }
 
     /// Where `value` lies on the axis: 0 at `low`, 1 at `high` (outside for values
@@ -96,7 +144,7 @@ impl ValueScale {
 
 /// `mantissa` × 10^`exponent` as a tick label: plain from 0.001 to 5000, `2e-5` style
 /// beyond.
-fn log_label(mantissa: u32, exponent: i32) -> String {
+pub(crate) fn log_label(mantissa: u32, exponent: i32) -> String {
     if (-3..=3).contains(&exponent) {
         let value = mantissa as f64 * 10f64.powi(exponent);
         format!("{value:.*}", (-exponent).max(0) as usize)
@@ -143,6 +191,44 @@ pub(crate) fn series_colour(index: usize) -> Colour {
 pub(crate) fn marker(scene: &mut Scene, centre: (f32, f32), radius: f32, colour: Colour) {
     scene.push(Element::Circle { centre, radius: radius + 1.0, fill: [255, 255, 255] });
     scene.push(Element::Circle { centre, radius, fill: colour });
+}
+
+/// An open marker: a value a log axis cannot show, drawn at its edge.
+pub(crate) fn open_marker(scene: &mut Scene, centre: (f32, f32), radius: f32, colour: Colour) {
+    scene.push(Element::Circle { centre, radius: radius + 0.5, fill: colour });
+    scene.push(Element::Circle { centre, radius: radius - 1.0, fill: [255, 255, 255] });
+}
+
+/// Where the entries of a legend (a swatch and a name each) go, in rows no wider than
+/// `max_width`: the x of each entry from the legend's left and its row.
+pub(crate) fn legend_layout<'a>(names: impl IntoIterator<Item = &'a str>, max_width: f32) -> Vec<(f32, usize)> {
+    let mut places = Vec::new();
+    let (mut x, mut row) = (0.0, 0);
+    for name in names {
+        let width = LEGEND_SWATCH + 5.0 + text_width(name, LEGEND_FONT);
+        if x > 0.0 && x + width > max_width {
+            (x, row) = (0.0, row + 1);
+        }
+        places.push((x, row));
+        x += width + LEGEND_GAP;
+    }
+    places
+}
+
+/// The height a legend laid out by [`legend_layout`] takes, 0 for none.
+pub(crate) fn legend_height(places: &[(f32, usize)]) -> f32 {
+    places.last().map_or(0.0, |&(_, row)| (row + 1) as f32 * LEGEND_ROW + 4.0)
+}
+
+/// A legend entry at (`x`, `top` of its row): a short line with a marker in `colour`
+/// (none when `marker_radius` is 0), then `name`.
+pub(crate) fn legend_entry(scene: &mut Scene, (x, top): (f32, f32), name: &str, colour: Colour, line_width: f32, marker_radius: f32) {
+    let middle = top + 9.0;
+    scene.push(Element::Line { from: (x, middle), to: (x + LEGEND_SWATCH, middle), colour, width: line_width, dash: None });
+    if marker_radius > 0.0 {
+        marker(scene, (x + LEGEND_SWATCH / 2.0, middle), marker_radius, colour);
+    }
+    scene.text(x + LEGEND_SWATCH + 5.0, middle + 4.0, name, LEGEND_FONT, Anchor::Start);
 }
 
 /// `body` under grey lines of notes (none when `notes` is empty), as wide as the wider.
@@ -278,6 +364,9 @@ mod tests {
         assert_eq!(labels(&wide), ["1e-6", "1e-4", "0.01", "1", "100", "1e4"]);
         assert!((wide.fraction(1e-6)).abs() < 1e-12 && (wide.fraction(1e5) - 1.0).abs() < 1e-12);
         assert_eq!(wide.fraction(0.0), f64::NEG_INFINITY);
+        // Powers of ten that went through f32 stay on their decade.
+        let rounded = ValueScale::log(1e-5f32 as f64, 10.0f32 as f64);
+        assert_eq!((rounded.low, rounded.high), (1e-5, 10.0));
     }
 
     #[test]
