@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/layerlens/v1/explain.proto",
         "proto/layerlens/v1/generate.proto",
         "proto/layerlens/v1/daemon.proto",
+        "proto/layerlens/v1/training.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={file}");

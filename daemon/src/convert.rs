@@ -415,3 +415,233 @@ mod generation_request_tests {
         assert!(visualize_request(&empty).unwrap_err().message.contains("no terms"));
     }
 }
+
+// ---- training (services/training.rs) ----
+
+fn quantiles(quantiles: &layerlens_engine::training::Quantiles) -> proto::Quantiles {
+    proto::Quantiles { p50: quantiles.p50, p99: quantiles.p99, max: quantiles.max }
+}
+
+pub fn optimizer_report(
+    report: &layerlens_engine::training::OptimizerReport,
+    checkpoint: &str,
+    figure: Option<proto::Figure>,
+) -> proto::OptimizerReport {
+    proto::OptimizerReport {
+        optimizer: report.optimizer.clone(),
+        step: report.step,
+        rows: report
+            .rows
+            .iter()
+            .map(|row| proto::ParameterUpdate {
+                parameter: row.parameter.clone(),
+                layer: row.layer.clone(),
+                shape: row.shape.clone(),
+                group: row.group as u32,
+                learning_rate: row.learning_rate,
+                weight_norm: row.weight_norm,
+                update_norm: row.update_norm,
+                update_weight_ratio: row.update_weight_ratio,
+                effective_lr: Some(quantiles(&row.effective_lr)),
+                step_size: Some(quantiles(&row.step_size)),
+                momentum_norm: row.momentum_norm,
+                zero_second_moment_fraction: row.zero_second_moment_fraction,
+                weight_decay_share: row.weight_decay_share,
+                step_histogram: Some(proto::Histogram { edges: row.step_histogram.0.clone(), counts: row.step_histogram.1.clone() }),
+                moments: row
+                    .moments
+                    .iter()
+                    .map(|moment| proto::MomentStat {
+                        name: moment.name.clone(),
+                        norm: moment.norm,
+                        max_abs: moment.max_abs,
+                        nonfinite: moment.nonfinite,
+                    })
+                    .collect(),
+                has_state: row.has_state,
+            })
+            .collect(),
+        layers: report
+            .layers
+            .iter()
+            .map(|layer| proto::LayerUpdate {
+                layer: layer.layer.clone(),
+                weight_norm: layer.weight_norm,
+                update_norm: layer.update_norm,
+                update_weight_ratio: layer.update_weight_ratio,
+                numel: layer.numel,
+            })
+            .collect(),
+        findings: report
+            .findings
+            .iter()
+            .map(|finding| proto::OptimizerFinding {
+                severity: finding.severity.to_string(),
+                layer: finding.layer.clone(),
+                parameter: finding.parameter.clone(),
+                kind: finding.kind.to_string(),
+                message: finding.message.clone(),
+                value: finding.value,
+            })
+            .collect(),
+        param_groups: report
+            .param_groups
+            .iter()
+            .map(|group| proto::ParamGroupInfo {
+                index: group.index as u32,
+                learning_rate: group.learning_rate,
+                options: group.options.iter().cloned().collect(),
+                parameters: group.parameters as u32,
+            })
+            .collect(),
+        schedule: report.schedule.as_ref().map(|schedule| proto::LearningRateSchedule {
+            state: schedule.state.iter().cloned().collect(),
+            last_epoch: schedule.last_epoch,
+            last_lr: schedule.last_lr.clone(),
+            base_lr: schedule.base_lr.clone(),
+        }),
+        notes: report.notes.clone(),
+        figure,
+        checkpoint: checkpoint.to_string(),
+    }
+}
+
+pub fn landscape_request(
+    request: &proto::LandscapeRequest,
+    centre: Option<Vec<(String, HostTensor)>>,
+    trajectory: Vec<layerlens_engine::training::TrajectoryCheckpoint>,
+) -> ApiResult<layerlens_engine::training::LandscapeRequest> {
+    use layerlens_engine::training::LossKind;
+    let loss = match proto::LossKind::try_from(request.loss).unwrap_or_default() {
+        proto::LossKind::Unspecified | proto::LossKind::CrossEntropy => LossKind::CrossEntropy,
+        proto::LossKind::Mse => LossKind::Mse,
+        proto::LossKind::Output => LossKind::Output,
+    };
+    let inputs =
+        request.inputs.iter().enumerate().map(|(index, tensor)| host_tensor(tensor, &format!("input {index}"))).collect::<ApiResult<Vec<_>>>()?;
+    let targets = request.targets.as_ref().map(|tensor| host_tensor(tensor, "the targets")).transpose()?;
+    Ok(layerlens_engine::training::LandscapeRequest {
+        centre,
+        inputs,
+        targets,
+        loss,
+        dims: if request.dims == 0 { 1 } else { request.dims as usize },
+        steps: if request.steps == 0 { 21 } else { request.steps as usize },
+        range: if request.range == 0.0 && request.trajectory.is_empty() { 1.0 } else { request.range },
+        seed: request.seed,
+        trajectory,
+        return_directions: request.return_directions,
+    })
+}
+
+pub fn landscape_response(landscape: &layerlens_engine::training::Landscape, figure: Option<proto::Figure>) -> proto::LandscapeResponse {
+    let directions = landscape
+        .directions
+        .iter()
+        .flat_map(|directions| {
+            directions.values.iter().enumerate().flat_map(move |(direction, values)| {
+                directions.names.iter().zip(values).map(move |(name, values)| proto::DirectionTensor {
+                    parameter: name.clone(),
+                    direction: direction as u32,
+                    values: Some(tensor(values)),
+                })
+            })
+        })
+        .collect();
+    proto::LandscapeResponse {
+        dims: landscape.dims as u32,
+        steps: landscape.steps as u32,
+        range: landscape.range,
+        center_loss: landscape.centre_loss,
+        coordinates: landscape.coordinates.clone(),
+        losses: landscape.losses.clone(),
+        directions,
+        trajectory: landscape
+            .trajectory
+            .iter()
+            .map(|point| proto::TrajectoryPoint { checkpoint: point.label.clone(), step: point.step, x: point.x, y: point.y })
+            .collect(),
+        explained_variance: landscape.explained_variance.clone(),
+        figure,
+        passes: landscape.passes,
+        notes: landscape.notes.clone(),
+    }
+}
+
+pub fn weight_change_response(report: &layerlens_engine::training::WeightChangeReport, figure: Option<proto::Figure>) -> proto::WeightChangeResponse {
+    let row = |change: &layerlens_engine::training::WeightChange| proto::WeightChange {
+        name: change.name.clone(),
+        from_norm: change.from_norm,
+        change_norm: change.change_norm,
+        relative_change: change.relative_change,
+        cosine: change.cosine,
+    };
+    proto::WeightChangeResponse { parameters: report.parameters.iter().map(row).collect(), layers: report.layers.iter().map(row).collect(), figure }
+}
+
+pub fn run_report(request: proto::ReportRunRequest) -> crate::runs::RunReport {
+    let quantiles = |q: Option<proto::Quantiles>| q.map(|q| [q.p50, q.p99, q.max]).unwrap_or([f64::NAN; 3]);
+    crate::runs::RunReport {
+        run: request.run,
+        model: request.model,
+        optimizer: request.optimizer,
+        steps: request
+            .steps
+            .into_iter()
+            .map(|step| crate::runs::RunStep { step: step.step, loss: step.loss, learning_rates: step.learning_rates, unix_time: step.unix_time })
+            .collect(),
+        records: request
+            .records
+            .into_iter()
+            .map(|record| crate::runs::RunRecord {
+                step: record.step,
+                layer: record.layer,
+                grad_norm: record.grad_norm,
+                weight_norm: record.weight_norm,
+                update_norm: record.update_norm,
+                update_weight_ratio: record.update_weight_ratio,
+                step_size: quantiles(record.step_size),
+            })
+            .collect(),
+    }
+}
+
+pub fn run_info(summary: &crate::runs::RunSummary) -> proto::RunInfo {
+    proto::RunInfo {
+        name: summary.name.clone(),
+        model: summary.model.clone(),
+        optimizer: summary.optimizer.clone(),
+        steps: summary.steps,
+        first_step: summary.first_step,
+        last_step: summary.last_step,
+        layers: summary.layers.clone(),
+        created_unix: summary.created_unix,
+        updated_unix: summary.updated_unix,
+    }
+}
+
+pub fn run(run: &crate::runs::RunData) -> proto::Run {
+    let loss_at: std::collections::HashMap<i64, f64> = run.steps.iter().filter_map(|step| step.loss.map(|loss| (step.step, loss))).collect();
+    proto::Run {
+        info: Some(run_info(&run.summary)),
+        steps: run
+            .steps
+            .iter()
+            .map(|step| proto::RunStep { step: step.step, loss: step.loss, learning_rates: step.learning_rates.clone(), unix_time: step.unix_time })
+            .collect(),
+        records: run
+            .records
+            .iter()
+            .map(|record| proto::RunRecord {
+                step: record.step,
+                layer: record.layer.clone(),
+                grad_norm: record.grad_norm,
+                weight_norm: record.weight_norm,
+                update_norm: record.update_norm,
+                update_weight_ratio: record.update_weight_ratio,
+                step_size: Some(proto::Quantiles { p50: record.step_size[0], p99: record.step_size[1], max: record.step_size[2] }),
+                loss: loss_at.get(&record.step).copied(),
+            })
+            .collect(),
+    }
+}

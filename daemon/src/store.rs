@@ -6,6 +6,8 @@
 //! <store>/names/<name>           a name: the id it refers to
 //! <store>/staging/<owner>.<random>.part   uploads being received; never read as models
 //! <store>/locks/<owner>.lock     one per open store (per daemon), locked (flock) while open
+//! <store>/checkpoints/<sha256>   training checkpoints, by the sha256 of their bytes
+//! <store>/training.db            checkpoint records and training runs (runs.rs)
 //! ```
 //! Every write is a temp file in the same directory followed by a rename, so a crash
 //! never leaves a half-written model, record or name. A model is committed only after
@@ -118,7 +120,7 @@ impl Store {
     /// behind (their uploads, half-written records and names) and takes an owner id
     /// and its lock for this store's uploads.
     pub fn open(root: &Path) -> ApiResult<Store> {
-        for directory in ["models", "meta", "names", "staging", "locks"] {
+        for directory in ["models", "meta", "names", "staging", "locks", "checkpoints"] {
             fs::create_dir_all(root.join(directory))
                 .map_err(|error| ApiError::internal(format!("cannot create store directory {}: {error}", root.join(directory).display())))?;
         }
@@ -138,6 +140,30 @@ impl Store {
 
     pub fn model_path(&self, id: &str) -> PathBuf {
         self.root.join("models").join(id)
+    }
+
+    pub fn checkpoint_path(&self, id: &str) -> PathBuf {
+        self.root.join("checkpoints").join(id)
+    }
+
+    /// The embedded database of checkpoints and runs.
+    pub fn training_db_path(&self) -> PathBuf {
+        self.root.join("training.db")
+    }
+
+    /// Moves a validated staged checkpoint to its content address (the same bytes
+    /// again replace an identical file).
+    pub fn commit_checkpoint(&self, staged: StagedModel) -> ApiResult<()> {
+        let path = self.checkpoint_path(&staged.id);
+        staged.file.persist(path).map_err(|error| ApiError::from(error.error))?;
+        sync_directory(&self.root.join("checkpoints"))
+    }
+
+    pub fn delete_checkpoint(&self, id: &str) -> ApiResult<()> {
+        if is_model_id(id) {
+            remove_if_present(&self.checkpoint_path(id))?;
+        }
+        Ok(())
     }
 
     pub fn staging_writer(&self) -> ApiResult<StagingWriter> {

@@ -125,6 +125,20 @@ enum Command {
     Counterfactual(crate::generate::CounterfactualArgs),
     /// Vary latent dimensions of a generator model (or interpolate) and render the grid.
     Traverse(crate::generate::TraverseArgs),
+    /// Store and list training checkpoints of a model.
+    #[command(subcommand)]
+    Checkpoints(crate::training::CheckpointsCommand),
+    /// What the optimiser does to each parameter, from a checkpoint's state: the last
+    /// update, update:weight ratios, effective learning rates, and an anomaly report.
+    Optimizer(crate::training::OptimizerArgs),
+    /// The loss around a checkpoint along filter-normalised random directions (1-D or
+    /// 2-D), or the plane of a training trajectory's top-2 PCA directions.
+    Landscape(crate::training::LandscapeArgs),
+    /// How far each layer's weights moved between two checkpoints.
+    WeightChange(crate::training::WeightChangeArgs),
+    /// Training runs sent by `layerlens.watch` in Python.
+    #[command(subcommand)]
+    Runs(crate::training::RunsCommand),
     /// The daemon's version, uptime, device, resident models (memory, queued
     /// requests) and result cache.
     #[command(after_help = "Examples:\n  layerlens status\n  layerlens --json status")]
@@ -215,6 +229,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => crate::generate::generate(&client, args, cli.json).await,
         Command::Counterfactual(args) => crate::generate::counterfactual(&client, args, cli.json).await,
         Command::Traverse(args) => crate::generate::traverse(&client, args, cli.json).await,
+        Command::Checkpoints(command) => crate::training::checkpoints(&client, command, cli.json).await,
+        Command::Optimizer(args) => crate::training::optimizer(&client, args, cli.json).await,
+        Command::Landscape(args) => crate::training::landscape(&client, args, cli.json).await,
+        Command::WeightChange(args) => crate::training::weight_change(&client, args, cli.json).await,
+        Command::Runs(command) => crate::training::runs(&client, command, cli.json).await,
         Command::Status => status(&client, cli.json).await,
         Command::Methods => methods(&client, cli.json).await,
     }

@@ -16,6 +16,7 @@ mod interrupt;
 mod open;
 mod output;
 mod shape;
+mod training;
 
 fn main() -> ExitCode {
     let cli = commands::Cli::parse();

@@ -77,6 +77,20 @@ pub fn render(model: &ModelView, row_index: usize) -> String {
             let _ = writeln!(card, "\ndead channels {dead} of {channels}");
         }
     }
+    if let Some((report, layer, findings)) = model.optimizer_of(&row.path) {
+        let step = report.step.map(|step| format!(", step {step}")).unwrap_or_default();
+        let _ = writeln!(card, "\n**Optimiser** ({}{step})\n", report.optimizer);
+        let _ = writeln!(
+            card,
+            "update:weight {} · ‖update‖ {} · ‖w‖ {}",
+            format_number(layer.update_weight_ratio),
+            format_number(layer.update_norm),
+            format_number(layer.weight_norm)
+        );
+        for finding in findings {
+            let _ = writeln!(card, "\n⚠ **{}**: {}", finding.kind, finding.message);
+        }
+    }
     let anomalies: Vec<&proto::Anomaly> = model.anomalies_of(&row.path).collect();
     for anomaly in &anomalies {
         let _ = writeln!(card, "\n⚠ **{}**: {}", anomaly.kind, anomaly.message);

@@ -36,6 +36,9 @@ pub struct ModelView {
     pub layers: Vec<proto::LayerStats>,
     pub anomalies: Vec<proto::Anomaly>,
     pub activation_input: Option<ActivationInput>,
+    /// What the optimiser did at the model's latest checkpoint (by step), when it has one
+    /// with optimiser state.
+    pub optimizer: Option<proto::OptimizerReport>,
     /// Rows by the (normalised) file of their call site: (1-based line, row index).
     call_sites: HashMap<PathBuf, Vec<(u32, usize)>>,
 }
@@ -82,7 +85,10 @@ impl ModelView {
             }
             None => (Vec::new(), Vec::new(), None),
         };
-        Ok(ModelView::new(display_name.to_string(), summary.model_id, summary.rows, parameters.parameters, layers, anomalies, activation_input))
+        let mut view =
+            ModelView::new(display_name.to_string(), summary.model_id, summary.rows, parameters.parameters, layers, anomalies, activation_input);
+        view.optimizer = latest_optimizer_report(client, model).await;
+        Ok(view)
     }
 
     pub fn new(
@@ -102,7 +108,14 @@ impl ModelView {
                 call_sites.entry(path).or_default().push((line, row_index));
             }
         }
-        ModelView { display_name, model_id, rows, parameters, layers, anomalies, activation_input, call_sites }
+        ModelView { display_name, model_id, rows, parameters, layers, anomalies, activation_input, optimizer: None, call_sites }
+    }
+
+    /// The optimiser's numbers for the layer at `path`, with its findings.
+    pub fn optimizer_of<'a>(&'a self, path: &str) -> Option<(&'a proto::OptimizerReport, &'a proto::LayerUpdate, Vec<&'a proto::OptimizerFinding>)> {
+        let report = self.optimizer.as_ref()?;
+        let layer = report.layers.iter().find(|layer| layer.layer == path)?;
+        Some((report, layer, report.findings.iter().filter(|finding| finding.layer == path).collect()))
     }
 
     /// The source files the daemon recorded call sites in.
@@ -233,4 +246,19 @@ pub fn split_call_site(call_site: &str) -> Option<(&str, u32)> {
 
 pub fn last_component(path: &str) -> &str {
     path.rsplit('.').next().unwrap_or(path)
+}
+
+/// The optimiser report of a model's latest checkpoint with optimiser state; `None`
+/// when it has none or the daemon cannot answer (the card then has no optimiser part).
+async fn latest_optimizer_report(client: &Client, model: &str) -> Option<proto::OptimizerReport> {
+    let checkpoints = client.list_checkpoints(model).await.ok()?;
+    let latest =
+        checkpoints.iter().filter(|checkpoint| !checkpoint.optimizer.is_empty()).max_by_key(|checkpoint| checkpoint.step.unwrap_or(i64::MIN))?;
+    let request = proto::ExplainOptimizerRequest {
+        model: model.to_string(),
+        checkpoint: latest.id.clone(),
+        figure_format: proto::FigureFormat::None as i32,
+        ..Default::default()
+    };
+    client.explain_optimizer(request).await.ok()
 }

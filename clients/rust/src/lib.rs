@@ -99,6 +99,7 @@ pub struct Client {
     explain: proto::explain_client::ExplainClient<AuthChannel>,
     generate: proto::generate_client::GenerateClient<AuthChannel>,
     daemon: proto::daemon_client::DaemonClient<AuthChannel>,
+    training: proto::training_client::TrainingClient<AuthChannel>,
 }
 
 impl Client {
@@ -161,6 +162,9 @@ impl Client {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             generate: proto::generate_client::GenerateClient::with_interceptor(channel.clone(), auth.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            training: proto::training_client::TrainingClient::with_interceptor(channel.clone(), auth.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             daemon: proto::daemon_client::DaemonClient::with_interceptor(channel, auth),
@@ -286,6 +290,54 @@ impl Client {
     pub async fn sanity_check(&self, request: proto::SanityCheckRequest) -> Result<proto::SanityCheckResponse> {
         let model = request.attribution.as_ref().map(|attribution| attribution.model.clone()).unwrap_or_default();
         routed_call(&self.explain, &model, request, |mut client, request| async move { client.sanity_check(request).await }).await
+    }
+
+    /// Uploads a training checkpoint of a stored model (`step`: None for the one it records).
+    pub async fn upload_checkpoint(&self, bytes: Vec<u8>, model: &str, step: Option<i64>) -> Result<proto::CheckpointInfo> {
+        let header = proto::CheckpointUploadRequest {
+            part: Some(proto::checkpoint_upload_request::Part::Header(proto::CheckpointHeader { model: model.to_string(), step })),
+        };
+        let chunks: Vec<proto::CheckpointUploadRequest> = bytes
+            .chunks(CHUNK_BYTES)
+            .map(|chunk| proto::CheckpointUploadRequest { part: Some(proto::checkpoint_upload_request::Part::Chunk(chunk.to_vec())) })
+            .collect();
+        let stream = tokio_stream::iter(std::iter::once(header).chain(chunks));
+        Ok(self.training.clone().upload_checkpoint(stream).await?.into_inner())
+    }
+
+    pub async fn list_checkpoints(&self, model: &str) -> Result<Vec<proto::CheckpointInfo>> {
+        let request = proto::ListCheckpointsRequest { model: model.to_string() };
+        Ok(self.training.clone().list_checkpoints(request).await?.into_inner().checkpoints)
+    }
+
+    pub async fn explain_optimizer(&self, request: proto::ExplainOptimizerRequest) -> Result<proto::OptimizerReport> {
+        Ok(self.training.clone().explain_optimizer(request).await?.into_inner())
+    }
+
+    /// The loss landscape; runs on the model's replica.
+    pub async fn landscape(&self, request: proto::LandscapeRequest) -> Result<proto::LandscapeResponse> {
+        let model = request.model.clone();
+        routed_call(&self.training, &model, request, |mut client, request| async move { client.landscape(request).await }).await
+    }
+
+    pub async fn weight_change(&self, request: proto::WeightChangeRequest) -> Result<proto::WeightChangeResponse> {
+        Ok(self.training.clone().weight_change(request).await?.into_inner())
+    }
+
+    pub async fn report_run(&self, request: proto::ReportRunRequest) -> Result<u64> {
+        Ok(self.training.clone().report_run(request).await?.into_inner().records)
+    }
+
+    pub async fn list_runs(&self) -> Result<Vec<proto::RunInfo>> {
+        Ok(self.training.clone().list_runs(proto::ListRunsRequest {}).await?.into_inner().runs)
+    }
+
+    pub async fn get_run(&self, run: &str) -> Result<proto::Run> {
+        Ok(self.training.clone().get_run(proto::GetRunRequest { run: run.to_string() }).await?.into_inner())
+    }
+
+    pub async fn run_figure(&self, request: proto::RunFigureRequest) -> Result<proto::Figure> {
+        Ok(self.training.clone().run_figure(request).await?.into_inner())
     }
 
     /// The attribution methods the daemon serves (its method table).

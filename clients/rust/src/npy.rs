@@ -97,10 +97,34 @@ pub fn read_f32(path: impl AsRef<Path>) -> Result<(Vec<i64>, Vec<f32>), NpyError
     }
 }
 
+/// Reads every array of a `.npz` file (numpy.savez, compressed or not), by name
+/// without the `.npy` suffix, each as `read` would.
+pub fn read_npz(path: impl AsRef<Path>) -> Result<Vec<(String, Array)>, NpyError> {
+    use std::io::Read;
+    let path = path.as_ref();
+    let fail = |reason: String| NpyError::Read { path: path.to_path_buf(), reason };
+    let file = std::fs::File::open(path).map_err(|error| fail(error.to_string()))?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|error| fail(format!("not a .npz file: {error}")))?;
+    let mut arrays = Vec::new();
+    for index in 0..archive.len() {
+        let mut entry = archive.by_index(index).map_err(|error| fail(format!("not a .npz file: {error}")))?;
+        let name = entry.name().trim_end_matches(".npy").to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).map_err(|error| fail(format!("cannot read {name}: {error}")))?;
+        let array = parse(&bytes, Accepted::Float32OrInt64, &|reason| fail(format!("array {name}: {reason}")))?;
+        arrays.push((name, array));
+    }
+    Ok(arrays)
+}
+
 fn read_accepting(path: &Path, accepted: Accepted) -> Result<Array, NpyError> {
     let fail = |reason: String| NpyError::Read { path: path.to_path_buf(), reason };
     let bytes = std::fs::read(path).map_err(|error| fail(error.to_string()))?;
-    let mut data = &bytes[..];
+    parse(&bytes, accepted, &fail)
+}
+
+fn parse(bytes: &[u8], accepted: Accepted, fail: &dyn Fn(String) -> NpyError) -> Result<Array, NpyError> {
+    let mut data = bytes;
     // Reading the header advances `data` to the first value.
     let header = npyz::NpyHeader::from_reader(&mut data).map_err(|error| fail(format!("not a .npy file: {error}")))?;
     if header.order() != npyz::Order::C {

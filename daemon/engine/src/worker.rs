@@ -24,6 +24,7 @@ use crate::op_graph::{self, OpGraph};
 use crate::scheduler::{Job, JobQueue, QueueFull, QueueSettings, Ticket};
 use crate::structure::{self, ModuleInfo};
 use crate::summary::{self, CallSummary};
+use crate::training::{self, Landscape, LandscapeRequest};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -57,6 +58,7 @@ enum Command {
     Visualize { request: VisualizeRequest, report: Reporter<VisualizeProgress>, reply: oneshot::Sender<Result<Visualization>> },
     Counterfactual { request: CounterfactualRequest, report: Reporter<CounterfactualProgress>, reply: oneshot::Sender<Result<Counterfactual>> },
     Traverse { request: TraverseRequest, reply: oneshot::Sender<Result<Traversal>> },
+    Landscape { request: Box<LandscapeRequest>, reply: oneshot::Sender<Result<Landscape>> },
 }
 
 impl Command {
@@ -75,6 +77,7 @@ impl Command {
             Command::Visualize { .. } => "visualize",
             Command::Counterfactual { .. } => "counterfactual",
             Command::Traverse { .. } => "traverse",
+            Command::Landscape { .. } => "landscape",
         }
     }
 
@@ -260,6 +263,12 @@ impl WorkerHandle {
 
     pub async fn counterfactual(&self, request: CounterfactualRequest, report: Reporter<CounterfactualProgress>) -> Result<Counterfactual> {
         self.call(|reply| Command::Counterfactual { request, report, reply }).await
+    }
+
+    /// The loss surface around a checkpoint, on a fresh copy of the model.
+    pub async fn landscape(&self, request: LandscapeRequest) -> Result<Landscape> {
+        let request = Box::new(request);
+        self.call(|reply| Command::Landscape { request, reply }).await
     }
 
     pub async fn traverse(&self, request: TraverseRequest) -> Result<Traversal> {
@@ -512,6 +521,12 @@ impl Worker {
             }
             Command::Traverse { request, reply } => {
                 let _ = reply.send(with_model(&self.loaded, |model| generation::traverse(model, &request)));
+            }
+            Command::Landscape { request, reply } => {
+                let answer = with_model(&self.loaded, |model| {
+                    training::landscape(model, &request, self.chunking(model, &request.inputs, Progress::cancelled_when(cancelled.clone()))?)
+                });
+                let _ = reply.send(answer);
             }
             Command::ModuleTree { reply } => {
                 let answer = guard(|| cached_tree(&mut self.module_tree, &self.spec));

@@ -6,6 +6,8 @@ pub mod explain;
 mod figures;
 pub mod generate;
 pub mod models;
+pub mod training;
+mod training_figures;
 
 use crate::cache::{CacheKey, CanonicalBytes, ResultCache};
 use crate::error::{ApiError, ApiResult};
@@ -20,6 +22,8 @@ use std::time::Instant;
 #[derive(Clone)]
 pub struct State {
     pub store: Store,
+    /// Checkpoint records and training runs (runs.rs).
+    pub training: crate::runs::TrainingDb,
     pub registry: Registry,
     pub max_model_bytes: u64,
     /// Where AddFromPath may read files.

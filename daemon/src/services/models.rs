@@ -97,7 +97,17 @@ impl Models for ModelsService {
         self.state.registry.remove(&record.id).await?;
         self.state.cache.forget_model(&record.id);
         let id = record.id.clone();
-        self.state.with_store(move |store| store.delete(&id)).await?;
+        let training = self.state.training.clone();
+        self.state
+            .with_store(move |store| {
+                store.delete(&id)?;
+                // Its checkpoints go with it (their files, unless another model has the same bytes).
+                for orphan in training.forget_model(&id)? {
+                    store.delete_checkpoint(&orphan)?;
+                }
+                Ok(())
+            })
+            .await?;
         tracing::info!(model_id = %record.id, "model deleted");
         Ok(Response::new(proto::DeleteModelResponse { id: record.id }))
     }

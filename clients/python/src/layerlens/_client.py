@@ -17,11 +17,14 @@ import sys
 import grpc
 import numpy as np
 
-from layerlens import _export, _generate, _progress, _routing, _wire
+from layerlens import _export, _generate, _progress, _routing, _training, _wire
 from layerlens._errors import LayerlensError
 from layerlens._results import ActivationReport, Attribution, Comparison, Evaluation, Graph, ParameterReport, Prediction, ModelInfo, ModelList, SanityCheck, Summary
 from layerlens._generate import Counterfactual, Traversal, Visualization
-from layerlens.v1 import common_pb2, daemon_pb2, daemon_pb2_grpc, explain_pb2, explain_pb2_grpc, generate_pb2, generate_pb2_grpc, models_pb2, models_pb2_grpc
+from layerlens.v1 import (
+    common_pb2, daemon_pb2, daemon_pb2_grpc, explain_pb2, explain_pb2_grpc, generate_pb2, generate_pb2_grpc, models_pb2, models_pb2_grpc,
+    training_pb2, training_pb2_grpc,
+)
 
 DEFAULT_ADDRESS = "http://127.0.0.1:7533"
 # Each Upload message carries one chunk; 1 MiB keeps every message far below gRPC's
@@ -104,6 +107,7 @@ class Client:
         self._explain = explain_pb2_grpc.ExplainStub(self._channel)
         self._generate = generate_pb2_grpc.GenerateStub(self._channel)
         self._daemon = daemon_pb2_grpc.DaemonStub(self._channel)
+        self._training = training_pb2_grpc.TrainingStub(self._channel)
 
     def __repr__(self):
         return f"layerlens.Client({self.address!r})"
@@ -574,6 +578,89 @@ class Client:
             request.z_end.CopyFrom(_wire.array_to_tensor(_wire.as_float32_array(z_end)))
         return Traversal.from_proto(self._call(self._generate.Traverse, request))
 
+    # --- training ------------------------------------------------------------------------
+
+    def add_checkpoint(self, model, checkpoint, step=None):
+        """Stores a training checkpoint of a stored model; see Model.add_checkpoint()."""
+        handle = self.model(model)
+        data = _training.checkpoint_bytes(checkpoint)
+        header = training_pb2.CheckpointHeader(model=handle.id)
+        if step is not None:
+            header.step = int(step)
+
+        def requests():
+            yield training_pb2.CheckpointUploadRequest(header=header)
+            for chunk in _bytes_chunks(data):
+                yield training_pb2.CheckpointUploadRequest(chunk=chunk)
+
+        return _training.Checkpoint(self._call(self._training.UploadCheckpoint, requests()))
+
+    def checkpoints(self, model):
+        """A model's checkpoints by step; see Model.checkpoints()."""
+        handle = self.model(model)
+        answer = self._call(self._training.ListCheckpoints, training_pb2.ListCheckpointsRequest(model=handle.id))
+        return [_training.Checkpoint(info) for info in answer.checkpoints]
+
+    def optimizer(self, model, checkpoint, *, figure="ratios", bins=40, figure_format="png"):
+        """What the optimiser does to each parameter; see Model.optimizer()."""
+        handle = self.model(model)
+        figures = {"ratios": training_pb2.OPTIMIZER_FIGURE_RATIOS, "step_histograms": training_pb2.OPTIMIZER_FIGURE_STEP_HISTOGRAMS}
+        if figure not in figures:
+            raise ValueError(f"figure {figure!r}; expected 'ratios' or 'step_histograms'")
+        request = training_pb2.ExplainOptimizerRequest(
+            model=handle.id, checkpoint=_checkpoint_ref(checkpoint), figure=figures[figure], bins=int(bins), figure_format=_wire.figure_format(figure_format),
+        )
+        return _training.OptimizerReport(self._call(self._training.ExplainOptimizer, request))
+
+    def landscape(self, model, x, y=None, *, checkpoint=None, loss="cross_entropy", dims=1, steps=21, range=None, seed=0, trajectory=(),
+                  return_directions=False, figure_format="png"):
+        """The loss around a checkpoint; see Model.landscape()."""
+        handle = self.model(model)
+        if loss not in _training._LOSSES:
+            raise ValueError(f"loss {loss!r}; expected one of {sorted(_training._LOSSES)}")
+        inputs = list(x) if isinstance(x, (tuple, list)) else [x]
+        request = training_pb2.LandscapeRequest(
+            model=handle.id,
+            checkpoint=_checkpoint_ref(checkpoint) if checkpoint is not None else "",
+            inputs=[_wire.input_to_tensor(item) for item in inputs],
+            loss=_training._LOSSES[loss],
+            dims=int(dims),
+            steps=int(steps),
+            range=float(range) if range is not None else (0.0 if trajectory else 1.0),
+            seed=int(seed),
+            trajectory=[_checkpoint_ref(item) for item in trajectory],
+            return_directions=bool(return_directions),
+            figure_format=_wire.figure_format(figure_format),
+        )
+        if y is not None:
+            request.targets.CopyFrom(_wire.input_to_tensor(y))
+        return _training.Landscape(self._call(self._training.Landscape, request))
+
+    def weight_change(self, model, from_checkpoint, to_checkpoint, *, figure_format="png"):
+        """Per-layer weight change between two checkpoints; see Model.weight_change()."""
+        handle = self.model(model)
+        request = training_pb2.WeightChangeRequest(
+            model=handle.id, from_checkpoint=_checkpoint_ref(from_checkpoint), to_checkpoint=_checkpoint_ref(to_checkpoint),
+            figure_format=_wire.figure_format(figure_format),
+        )
+        return _training.WeightChange(self._call(self._training.WeightChange, request))
+
+    def runs(self):
+        """The training runs the daemon keeps: a list of dicts (name, model, optimizer, steps, last_step, layers)."""
+        answer = self._call(self._training.ListRuns, training_pb2.ListRunsRequest())
+        return [{"name": run.name, "model": run.model, "optimizer": run.optimizer, "steps": run.steps, "first_step": run.first_step,
+                 "last_step": run.last_step, "layers": list(run.layers)} for run in answer.runs]
+
+    def run(self, name):
+        """A training run by name (`records()`, `steps()`, `figure()`)."""
+        return _training.Run(self, name)
+
+
+def _checkpoint_ref(checkpoint):
+    """A checkpoint id from a Checkpoint or an id (prefix) string."""
+    return checkpoint.id if isinstance(checkpoint, _training.Checkpoint) else str(checkpoint)
+
+
 
 def common_figure_options(method, sign):
     """The request's figure options (Captum's visualize_image_attr method and sign)."""
@@ -785,6 +872,50 @@ class Model:
         Answers a Traversal: `.images` (rows × columns, C, H, W), `.latents` (rows ×
         columns, D), `.rows`, `.columns`; displays as the daemon's grid.
         """
+    )
+
+    add_checkpoint = _ClientMethod(
+        """Stores a training checkpoint of this model and answers a Checkpoint (id, step,
+        optimizer).
+
+        checkpoint: a file path, its bytes, or what you would pass to torch.save: a
+        `model.state_dict()`, or {"model": model.state_dict(), "optimizer":
+        optimizer.state_dict(), "step": n, "scheduler": scheduler.state_dict()}; safetensors
+        files are accepted too. The daemon reads it as data (no pickled code runs: a
+        pickle that names anything but tensors and containers is refused by name) and
+        checks every parameter's name and shape against this model.
+        step: the training step (default: the one the checkpoint records).
+        """
+    )
+    checkpoints = _ClientMethod("""This model's stored checkpoints (Checkpoint objects), ordered by step.""")
+    optimizer = _ClientMethod(
+        """What the optimiser does to each parameter, rebuilt from a checkpoint's state.
+
+        checkpoint: a Checkpoint or its id (prefix). For Adam/AdamW the last update is
+        lr·m̂/(√v̂+ε) with bias correction (plus decoupled weight decay), for SGD and
+        RMSprop with momentum lr·buf; the effective learning rate per coordinate is
+        lr/(√v̂+ε) (lr for SGD). figure: "ratios" (update:weight per layer) or
+        "step_histograms". Answers an OptimizerReport (rows, layers, findings, notes),
+        which displays as a table, the anomaly report and the figure.
+        """
+    )
+    landscape = _ClientMethod(
+        """The loss around a checkpoint (Li et al. 2018) over a data batch.
+
+        x: the inputs (batch, ...); y: the targets (class indices for cross entropy,
+        the output's shape for MSE). checkpoint: the centre (None: the stored weights).
+        loss: "cross_entropy", "mse", or "output" (the model's output is the loss).
+        dims 1 or 2, `steps` grid points per direction over [-range, range] (default 1).
+        Directions are filter-normalised random ones drawn from `seed`, or, with
+        `trajectory` (a run's checkpoints in order), the top-2 PCA directions of the
+        trajectory, drawn over the contours. return_directions: also answer the
+        directions. Answers a Landscape (losses, coordinates, center_loss, directions,
+        trajectory) that displays as the daemon's figure.
+        """
+    )
+    weight_change = _ClientMethod(
+        """How far each parameter and layer moved from one checkpoint to another:
+        ‖Δw‖, ‖Δw‖/‖w‖ and the cosine between the weights. Displays as a bar chart."""
     )
 
     def __eq__(self, other):

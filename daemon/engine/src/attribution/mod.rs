@@ -7,7 +7,7 @@
 //! `perturbation` is occlusion and feature ablation; `layer` the layer methods.
 //! This file parses requests, resolves targets and dispatches.
 
-mod gradients;
+pub(crate) mod gradients;
 mod integrated;
 mod layer;
 mod methods;

@@ -73,6 +73,8 @@ pub struct ExportedProgram {
     frees_after: Vec<Vec<usize>>,
     /// Parameters by fully qualified name, in signature order (shared with `bound`).
     pub parameters: Vec<(String, Tensor)>,
+    /// Buffers (running statistics, ...) by fully qualified name (shared with `bound`).
+    pub buffers: Vec<(String, Tensor)>,
     /// The module tree rebuilt from the signature and `nn_module_stack`.
     pub modules: Vec<ModuleInfo>,
     /// The graph in the TorchScript path's terms (value ids are slots).
@@ -109,6 +111,7 @@ impl ExportedProgram {
         let compiled = compile::compile(&archive, device)?;
         let mut bound = Vec::new();
         let mut parameters = Vec::new();
+        let mut buffers = Vec::new();
         for binding in &compiled.bindings {
             let tensor = match &binding.source {
                 compile::BindingSource::Weight(name) => {
@@ -133,6 +136,8 @@ impl ExportedProgram {
             let tensor = tensor.to_device(device.to_tch()).detach().set_requires_grad(requires_grad);
             if binding.is_parameter {
                 parameters.push((binding.fqn.clone(), tensor.shallow_clone()));
+            } else if binding.is_buffer {
+                buffers.push((binding.fqn.clone(), tensor.shallow_clone()));
             }
             bound.push((binding.slot, tensor));
         }
@@ -148,6 +153,7 @@ impl ExportedProgram {
             output_slots: compiled.output_slots,
             frees_after: compiled.frees_after,
             parameters,
+            buffers,
             modules: calls.modules,
             graph: calls.graph,
             tap_paths: calls.tap_paths,
