@@ -395,27 +395,6 @@ pub fn traverse_request(request: &proto::TraverseRequest) -> ApiResult<TraverseR
     Ok(TraverseRequest { z, dims: request.dims.clone(), range: f64::from(request.range), steps: request.steps, z_end })
 }
 
-#[cfg(test)]
-mod generation_request_tests {
-    use super::*;
-
-    #[test]
-    fn bad_visualize_requests_name_the_problem() {
-        let base = proto::VisualizeRequest {
-            model: "m".into(),
-            objectives: vec![proto::Objective { terms: vec![proto::ObjectiveTerm { term: "class:3".into(), weight: 0.0, direction: vec![] }] }],
-            ..Default::default()
-        };
-        assert!(visualize_request(&base).is_ok());
-        let unknown = proto::VisualizeRequest { parameterization: "wavelet".into(), ..base.clone() };
-        assert!(visualize_request(&unknown).unwrap_err().message.contains("wavelet"));
-        let negative = proto::VisualizeRequest { l2: -1.0, ..base.clone() };
-        assert!(visualize_request(&negative).unwrap_err().message.contains("l2"));
-        let empty = proto::VisualizeRequest { objectives: vec![proto::Objective { terms: vec![] }], ..base };
-        assert!(visualize_request(&empty).unwrap_err().message.contains("no terms"));
-    }
-}
-
 // ---- training (services/training.rs) ----
 
 fn quantiles(quantiles: &layerlens_engine::training::Quantiles) -> proto::Quantiles {
@@ -643,5 +622,26 @@ pub fn run(run: &crate::runs::RunData) -> proto::Run {
                 loss: loss_at.get(&record.step).copied(),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod generation_request_tests {
+    use super::*;
+
+    #[test]
+    fn bad_visualize_requests_name_the_problem() {
+        let base = proto::VisualizeRequest {
+            model: "m".into(),
+            objectives: vec![proto::Objective { terms: vec![proto::ObjectiveTerm { term: "class:3".into(), weight: 0.0, direction: vec![] }] }],
+            ..Default::default()
+        };
+        assert!(visualize_request(&base).is_ok());
+        let unknown = proto::VisualizeRequest { parameterization: "wavelet".into(), ..base.clone() };
+        assert!(visualize_request(&unknown).unwrap_err().message.contains("wavelet"));
+        let negative = proto::VisualizeRequest { l2: -1.0, ..base.clone() };
+        assert!(visualize_request(&negative).unwrap_err().message.contains("l2"));
+        let empty = proto::VisualizeRequest { objectives: vec![proto::Objective { terms: vec![] }], ..base };
+        assert!(visualize_request(&empty).unwrap_err().message.contains("no terms"));
     }
 }

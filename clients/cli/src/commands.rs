@@ -126,7 +126,7 @@ enum Command {
     /// Vary latent dimensions of a generator model (or interpolate) and render the grid.
     Traverse(crate::generate::TraverseArgs),
     /// Store and list training checkpoints of a model.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Examples:\n  layerlens checkpoints add digits ckpt.pt\n  layerlens checkpoints list digits")]
     Checkpoints(crate::training::CheckpointsCommand),
     /// What the optimiser does to each parameter, from a checkpoint's state: the last
     /// update, update:weight ratios, effective learning rates, and an anomaly report.
@@ -137,7 +137,10 @@ enum Command {
     /// How far each layer's weights moved between two checkpoints.
     WeightChange(crate::training::WeightChangeArgs),
     /// Training runs sent by `layerlens.watch` in Python.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  layerlens runs list\n  layerlens runs show exp1\n  layerlens runs figure exp1 --figure ratios.png"
+    )]
     Runs(crate::training::RunsCommand),
     /// The daemon's version, uptime, device, resident models (memory, queued
     /// requests) and result cache.

@@ -22,6 +22,7 @@ pub enum CheckpointsCommand {
     Add {
         /// Id, id prefix (8+ hex characters) or name of the model.
         model: String,
+        /// The checkpoint file (.pt, .pth, .safetensors).
         file: PathBuf,
         /// The training step (default: the one the checkpoint records).
         #[arg(long, allow_negative_numbers = true)]
@@ -29,7 +30,10 @@ pub enum CheckpointsCommand {
     },
     /// List a model's checkpoints by step.
     #[command(after_help = "Examples:\n  layerlens checkpoints list digits")]
-    List { model: String },
+    List {
+        /// Id, id prefix (8+ hex characters) or name.
+        model: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,14 +43,19 @@ pub enum RunsCommand {
     List,
     /// Every record of a run: per step and layer, gradient, weight and update norms.
     #[command(after_help = "Examples:\n  layerlens runs show exp1\n  layerlens --json runs show exp1")]
-    Show { run: String },
+    Show {
+        /// The run's name, as given to layerlens.watch.
+        run: String,
+    },
     /// Draw a run (or compare several).
     #[command(
         after_help = "Examples:\n  layerlens runs figure exp1 --figure ratios.png\n  layerlens runs figure exp1 --kind gradient-flow --figure flow.svg\n  layerlens runs figure adam sgd --kind compare --figure compare.png"
     )]
     Figure {
+        /// The run (several for --kind compare).
         #[arg(required = true)]
         runs: Vec<String>,
+        /// What to draw.
         #[arg(long, value_enum, default_value_t = RunFigure::Ratios)]
         kind: RunFigure,
         /// Where to write the figure (.png or .svg).
@@ -61,7 +70,9 @@ pub enum RunFigure {
     Ratios,
     /// Per-layer gradient norm, several steps overlaid.
     GradientFlow,
+    /// The learning rate of each param group over the steps.
     LearningRate,
+    /// The loss logged with run.log(loss=...).
     Loss,
     /// Loss curves (or median update:weight ratios) of several runs.
     Compare,
@@ -72,6 +83,7 @@ pub enum RunFigure {
     after_help = "Examples:\n  layerlens optimizer digits --checkpoint 3f2a9c1e\n  layerlens optimizer digits --checkpoint 3f2a9c1e --figure ratios.png --histograms steps.png\n  layerlens --json optimizer digits --checkpoint 3f2a9c1e"
 )]
 pub struct OptimizerArgs {
+    /// Id, id prefix (8+ hex characters) or name.
     model: String,
     /// Checkpoint id or prefix (8+ hex characters), as `checkpoints list` shows.
     #[arg(long)]
@@ -86,7 +98,10 @@ pub struct OptimizerArgs {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Loss {
+    /// Mean cross entropy of the logits against class indices `y`.
+    #[value(name = "cross_entropy", alias = "cross-entropy")]
     CrossEntropy,
+    /// Mean squared error against `y` of the output's shape.
     Mse,
     /// The mean of the model's output (a model that returns its own loss).
     Output,
@@ -94,9 +109,10 @@ pub enum Loss {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  layerlens landscape digits --checkpoint 3f2a9c1e --data batch.npz --loss cross-entropy --figure 1d.png\n  layerlens landscape digits --checkpoint 3f2a9c1e --data batch.npz --dims 2 --steps 25 --out grid.npy --figure 2d.svg\n  layerlens landscape digits --checkpoint LAST --trajectory A --trajectory B --trajectory LAST --data batch.npz --figure path.png"
+    after_help = "Examples:\n  layerlens landscape digits --checkpoint 3f2a9c1e --data batch.npz --loss cross_entropy --figure 1d.png\n  layerlens landscape digits --checkpoint 3f2a9c1e --data batch.npz --dims 2 --steps 25 --out grid.npy --figure 2d.svg\n  layerlens landscape digits --checkpoint LAST --trajectory A --trajectory B --trajectory LAST --data batch.npz --figure path.png"
 )]
 pub struct LandscapeArgs {
+    /// Id, id prefix (8+ hex characters) or name.
     model: String,
     /// The centre; without it, the stored model's own weights.
     #[arg(long)]
@@ -106,15 +122,17 @@ pub struct LandscapeArgs {
     data: PathBuf,
     #[arg(long, value_enum, default_value_t = Loss::CrossEntropy)]
     loss: Loss,
-    #[arg(long, default_value_t = 1)]
+    /// 1 (the loss along one direction) or 2 (a plane).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1)]
     dims: u32,
     /// Grid points per direction.
-    #[arg(long, default_value_t = 21)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 21)]
     steps: u32,
     /// Coordinates run from -range to range (default 1; fitted to the trajectory when one is given).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     range: Option<f64>,
-    #[arg(long, default_value_t = 0)]
+    /// Seed of the random directions (the same seed gives the same directions on every device).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     seed: u64,
     /// Checkpoints of a training run, in order: their top-2 PCA directions replace the
     /// random ones and their path is drawn over the contours.
@@ -123,6 +141,7 @@ pub struct LandscapeArgs {
     /// Write the grid of losses (.npy, float32).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Write the figure (.png or .svg): a line for 1-D, contours for 2-D.
     #[arg(long)]
     figure: Option<PathBuf>,
 }
@@ -130,11 +149,15 @@ pub struct LandscapeArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  layerlens weight-change digits --from 3f2a9c1e --to 9b1c22d0 --figure change.png")]
 pub struct WeightChangeArgs {
+    /// Id, id prefix (8+ hex characters) or name.
     model: String,
+    /// The earlier checkpoint (id or prefix).
     #[arg(long)]
     from: String,
+    /// The later checkpoint (id or prefix).
     #[arg(long)]
     to: String,
+    /// Write the relative change per layer as a bar chart (.png or .svg).
     #[arg(long)]
     figure: Option<PathBuf>,
 }

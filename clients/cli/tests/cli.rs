@@ -40,6 +40,16 @@ const COMMANDS: &[&[&str]] = &[
     &["generate"],
     &["counterfactual"],
     &["traverse"],
+    &["checkpoints"],
+    &["checkpoints", "add"],
+    &["checkpoints", "list"],
+    &["optimizer"],
+    &["landscape"],
+    &["weight-change"],
+    &["runs"],
+    &["runs", "list"],
+    &["runs", "show"],
+    &["runs", "figure"],
     &["status"],
     &["methods"],
     &["completions"],
@@ -115,9 +125,11 @@ fn every_command_has_help_with_examples_matching_its_snapshot() {
 #[test]
 fn the_snapshot_list_covers_every_command() {
     let (_, top, _) = run(layerlens().arg("--help"));
-    let (_, models, _) = run(layerlens().args(["models", "--help"]));
     let mut commands: Vec<Vec<String>> = listed_commands(&top).into_iter().map(|name| vec![name]).collect();
-    commands.extend(listed_commands(&models).into_iter().map(|name| vec!["models".to_string(), name]));
+    for group in ["models", "checkpoints", "runs"] {
+        let (_, help, _) = run(layerlens().args([group, "--help"]));
+        commands.extend(listed_commands(&help).into_iter().map(|name| vec![group.to_string(), name]));
+    }
     assert!(commands.len() > 15, "parsed too few commands from --help:\n{top}");
     for command in commands {
         assert!(

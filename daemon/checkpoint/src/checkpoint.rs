@@ -7,6 +7,9 @@ use crate::error::CheckpointError;
 use crate::value::{Dtype, TensorData, Value};
 use crate::{read_value, Format};
 
+/// A Python dict's items, as [`Value::Dict`] holds them.
+type DictItems = Vec<(Value, Value)>;
+
 /// Keys under which scripts save the model's state dict, in the order they are tried.
 const MODEL_KEYS: &[&str] = &["model", "model_state_dict", "state_dict", "net", "module"];
 const OPTIMIZER_KEYS: &[&str] = &["optimizer", "optimizer_state_dict", "optim", "opt"];
@@ -115,23 +118,15 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
         return Err(CheckpointError::Unrecognised(format!("the file holds a {}, not a dict", value.kind())));
     };
     let mut checkpoint = Checkpoint { format, model: Vec::new(), optimizer: None, scheduler: None, step: None, extra: Vec::new() };
-    let bare_state_dict = !entries.is_empty() && entries.iter().all(|(key, value)| matches!((key, value), (Value::Str(_), Value::Tensor(_))));
-    if format == Format::Safetensors || bare_state_dict {
-        entries.retain(|(key, value)| match (key, value) {
-            (Value::Str(name), Value::Tensor(tensor)) => {
-                checkpoint.model.push((name.clone(), tensor.clone()));
-                false
-            }
-            _ => true,
-        });
+    if format == Format::Safetensors || (!entries.is_empty() && is_state_dict(&entries)) {
+        (checkpoint.model, entries) = split_tensors(entries);
     } else if entries.iter().any(|(key, _)| key.as_str() == Some("state")) && entries.iter().any(|(key, _)| key.as_str() == Some("param_groups")) {
         checkpoint.optimizer = Some(optimizer_state("at the top level".into(), Value::Dict(std::mem::take(&mut entries)))?);
     } else {
-        if let Some((_, model)) = take_entry(&mut entries, MODEL_KEYS, is_state_dict) {
-            checkpoint.model = string_keyed(model)
-                .into_iter()
-                .filter_map(|(name, value)| if let Value::Tensor(tensor) = value { Some((name, tensor)) } else { None })
-                .collect();
+        if let Some((_, Value::Dict(model))) =
+            take_entry(&mut entries, MODEL_KEYS, |value| matches!(value, Value::Dict(items) if is_state_dict(items)))
+        {
+            checkpoint.model = split_tensors(model).0;
         }
         let is_optimizer = |value: &Value| value.get("state").is_some() && value.get("param_groups").is_some();
         if let Some((key, optimizer)) = take_entry(&mut entries, OPTIMIZER_KEYS, is_optimizer) {
@@ -152,15 +147,29 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
 }
 
 /// Removes and returns the first entry, trying `keys` in order, whose value `accept`s.
-fn take_entry(entries: &mut Vec<(Value, Value)>, keys: &[&str], accept: impl Fn(&Value) -> bool) -> Option<(String, Value)> {
+fn take_entry(entries: &mut DictItems, keys: &[&str], accept: impl Fn(&Value) -> bool) -> Option<(String, Value)> {
     let position = keys.iter().find_map(|&wanted| entries.iter().position(|(key, value)| key.as_str() == Some(wanted) && accept(value)))?;
     let (key, value) = entries.remove(position);
     Some((key.as_str().unwrap_or_default().to_owned(), value))
 }
 
-/// A dict from names to tensors (possibly empty): a module's `state_dict()`.
-fn is_state_dict(value: &Value) -> bool {
-    matches!(value, Value::Dict(items) if items.iter().all(|(key, value)| matches!((key, value), (Value::Str(_), Value::Tensor(_)))))
+/// Whether every item maps a name to a tensor, as in a module's `state_dict()`.
+fn is_state_dict(items: &[(Value, Value)]) -> bool {
+    items.iter().all(|(key, value)| matches!((key, value), (Value::Str(_), Value::Tensor(_))))
+}
+
+/// Moves the items that map a name to a tensor out of `items`, keeping their order;
+/// returns them and the rest.
+fn split_tensors(items: DictItems) -> (Vec<(String, TensorData)>, DictItems) {
+    let mut tensors = Vec::new();
+    let mut rest = Vec::new();
+    for item in items {
+        match item {
+            (Value::Str(name), Value::Tensor(tensor)) => tensors.push((name, tensor)),
+            other => rest.push(other),
+        }
+    }
+    (tensors, rest)
 }
 
 /// A dict's items whose keys are strings (the callers have checked that all are).

@@ -38,6 +38,12 @@ use crate::value::{Dtype, TensorData, Value};
 /// Deepest nesting of containers the reader builds (a cycle reaches it too).
 const MAX_DEPTH: usize = 200;
 
+/// Longest storage key read (torch writes decimal numbers).
+const MAX_STORAGE_KEY: usize = 64;
+
+/// Most dimensions a tensor may have (PyTorch's kernels stop at 25).
+const MAX_DIMENSIONS: usize = 64;
+
 /// A storage's bytes as the archive holds them, borrowed from the file where it can be.
 pub(crate) struct Storage<'a> {
     pub dtype: Dtype,
@@ -65,13 +71,16 @@ pub(crate) fn unpickle<'a>(
         storages: Vec::new(),
         storage_by_key: HashMap::new(),
         load_storage,
+        encoded_bytes_left: pickle.len(),
     };
     let root = machine.run()?;
     let storage_bytes: u64 = machine.storages.iter().map(|storage| storage.bytes.len() as u64).sum();
-    // A checkpoint rarely expands past its storages: tied weights read twice, a few
-    // broadcast views. Four times over (plus room for small files) is generous.
-    let mut budget =
-        Budget { values_left: pickle.len().saturating_mul(16).saturating_add(4096), bytes_left: storage_bytes.saturating_mul(4) + (64 << 20) };
+    // A checkpoint rarely expands past its storages and its pickle: tied weights read
+    // twice, a few broadcast views. Four times over (plus room for small files) is generous.
+    let mut budget = Budget {
+        values_left: pickle.len().saturating_mul(16).saturating_add(4096),
+        bytes_left: storage_bytes.saturating_add(pickle.len() as u64).saturating_mul(4).saturating_add(64 << 20),
+    };
     machine.build(root, 0, &mut budget)
 }
 
@@ -273,11 +282,25 @@ struct Machine<'p, 'a, F> {
     storages: Vec<Storage<'a>>,
     storage_by_key: HashMap<String, usize>,
     load_storage: F,
+    /// What `_codecs.encode` may still produce (see `call`).
+    encoded_bytes_left: usize,
 }
 
+/// What building the tree may still produce: values, and bytes copied into tensors,
+/// strings and bytes objects.
 struct Budget {
     values_left: usize,
     bytes_left: u64,
+}
+
+impl Budget {
+    fn spend_bytes(&mut self, count: usize) -> Result<(), CheckpointError> {
+        self.bytes_left = self
+            .bytes_left
+            .checked_sub(count as u64)
+            .ok_or_else(|| CheckpointError::TooLarge("its values expand to more than four times the size of its pickle and storages".into()))?;
+        Ok(())
+    }
 }
 
 impl<'p, 'a, F: FnMut(&str, Dtype, u64) -> Result<Storage<'a>, CheckpointError>> Machine<'p, 'a, F> {
@@ -529,48 +552,39 @@ impl<'p, 'a, F: FnMut(&str, Dtype, u64) -> Result<Storage<'a>, CheckpointError>>
         let Object::Global(global) = self.objects[callable] else {
             return Err(corrupt(format!("the pickle calls a {}", self.objects[callable].kind())));
         };
-        let Object::Tuple(arguments) = &self.objects[arguments] else {
-            return Err(corrupt(format!("{} is called with a {}, not a tuple", global.python_name(), self.objects[arguments].kind())));
-        };
-        let arguments = arguments.clone();
         let wrong_arguments = || corrupt(format!("{} is called with arguments it does not take", global.python_name()));
-        let object = match global {
-            Global::RebuildTensor => Object::Tensor(self.tensor_view(&arguments)?),
+        let arguments = match &self.objects[arguments] {
+            // None of the allow-listed callables takes more than 7 arguments; checking
+            // first keeps a memoised huge tuple from being copied call after call.
+            Object::Tuple(arguments) if arguments.len() <= 7 => arguments.clone(),
+            Object::Tuple(_) => return Err(wrong_arguments()),
+            other => return Err(corrupt(format!("{} is called with a {}, not a tuple", global.python_name(), other.kind()))),
+        };
+        let object = match (global, arguments.as_slice()) {
+            (Global::RebuildTensor, _) => Object::Tensor(self.tensor_view(&arguments)?),
             // A Parameter is its tensor; `requires_grad`, hooks and Python state are dropped.
-            Global::RebuildParameter => {
-                return match arguments.first() {
-                    Some(&tensor) if matches!(self.objects[tensor], Object::Tensor(_)) => Ok(tensor),
-                    _ => Err(wrong_arguments()),
-                }
-            }
-            Global::OrderedDict if arguments.is_empty() => Object::Dict(Vec::new()),
-            Global::Size => match arguments.as_slice() {
-                [sizes] => match &self.objects[*sizes] {
-                    Object::Tuple(items) => Object::Tuple(items.clone()),
-                    _ => return Err(wrong_arguments()),
-                },
-                _ => return Err(wrong_arguments()),
-            },
-            Global::Set => match arguments.as_slice() {
-                [] => Object::List(Vec::new()),
-                [items] => match &self.objects[*items] {
-                    Object::List(items) | Object::Tuple(items) => Object::List(items.clone()),
-                    _ => return Err(wrong_arguments()),
-                },
-                _ => return Err(wrong_arguments()),
-            },
+            (Global::RebuildParameter, [tensor, ..]) if matches!(self.objects[*tensor], Object::Tensor(_)) => return Ok(*tensor),
+            (Global::OrderedDict, []) => Object::Dict(Vec::new()),
+            (Global::Set, []) => Object::List(Vec::new()),
+            // `torch.Size(sizes)` is its tuple, and `set(items)` the list the pickler
+            // made for it (and used nowhere else): the same objects, not copies.
+            (Global::Size, [sizes]) if matches!(self.objects[*sizes], Object::Tuple(_)) => return Ok(*sizes),
+            (Global::Set, [items]) if matches!(self.objects[*items], Object::List(_)) => return Ok(*items),
             // Protocol 2 writes `bytes` as `_codecs.encode(text, 'latin1')`, one char per byte.
-            Global::Encode => match arguments.as_slice() {
-                [text, encoding] => match (&self.objects[*text], &self.objects[*encoding]) {
-                    (Object::Str(text), Object::Str(encoding)) if encoding == "latin1" => {
-                        let bytes = text.chars().map(|char| u8::try_from(char)).collect::<Result<Vec<u8>, _>>().map_err(|_| wrong_arguments())?;
-                        Object::Bytes(bytes)
-                    }
-                    _ => return Err(wrong_arguments()),
-                },
+            (Global::Encode, [text, encoding]) => match (&self.objects[*text], &self.objects[*encoding]) {
+                (Object::Str(text), Object::Str(encoding)) if encoding == "latin1" => {
+                    // Each legitimate call encodes a string written just before it, so the
+                    // bytes made add up to less than the pickle; a memoised string encoded
+                    // over and over does not.
+                    self.encoded_bytes_left = self
+                        .encoded_bytes_left
+                        .checked_sub(text.len())
+                        .ok_or_else(|| CheckpointError::TooLarge("the pickle decodes more bytes objects than it holds".into()))?;
+                    Object::Bytes(text.chars().map(u8::try_from).collect::<Result<Vec<u8>, _>>().map_err(|_| wrong_arguments())?)
+                }
                 _ => return Err(wrong_arguments()),
             },
-            Global::OrderedDict | Global::StorageType(_) => return Err(wrong_arguments()),
+            _ => return Err(wrong_arguments()),
         };
         self.objects.push(object);
         Ok(self.objects.len() - 1)
@@ -592,10 +606,11 @@ impl<'p, 'a, F: FnMut(&str, Dtype, u64) -> Result<Storage<'a>, CheckpointError>>
         else {
             return Err(malformed());
         };
-        let numel = u64::try_from(*numel).map_err(|_| corrupt(format!("storage `{key}` has a negative element count")))?;
-        if tag != "storage" {
+        // torch numbers its storages; a long key would only make every lookup slow.
+        if tag != "storage" || key.len() > MAX_STORAGE_KEY {
             return Err(malformed());
         }
+        let numel = u64::try_from(*numel).map_err(|_| corrupt(format!("storage `{key}` has a negative element count")))?;
         if let Some(&index) = self.storage_by_key.get(key.as_str()) {
             let storage = &self.storages[index];
             if storage.dtype != *dtype || storage.numel != numel {
@@ -622,10 +637,19 @@ impl<'p, 'a, F: FnMut(&str, Dtype, u64) -> Result<Storage<'a>, CheckpointError>>
         let Object::Int(offset) = self.objects[arguments[1]] else {
             return Err(malformed());
         };
-        let sizes = self.int_tuple(arguments[2]).ok_or_else(malformed)?;
-        let strides = self.int_tuple(arguments[3]).ok_or_else(malformed)?;
         let record = &self.storages[storage].record;
         let invalid = |reason: String| CheckpointError::InvalidTensor { record: record.clone(), reason };
+        let ints = |id: Id, what: &str| -> Result<Vec<i64>, CheckpointError> {
+            let Object::Tuple(items) = &self.objects[id] else {
+                return Err(malformed());
+            };
+            if items.len() > MAX_DIMENSIONS {
+                return Err(invalid(format!("its {what} have {} dimensions (at most {MAX_DIMENSIONS})", items.len())));
+            }
+            items.iter().map(|&item| if let Object::Int(value) = self.objects[item] { Ok(value) } else { Err(malformed()) }).collect()
+        };
+        let sizes = ints(arguments[2], "sizes")?;
+        let strides = ints(arguments[3], "strides")?;
         if sizes.len() != strides.len() {
             return Err(invalid(format!("{} sizes but {} strides", sizes.len(), strides.len())));
         }
@@ -658,14 +682,6 @@ impl<'p, 'a, F: FnMut(&str, Dtype, u64) -> Result<Storage<'a>, CheckpointError>>
         Ok(View { storage, offset: view_offset, sizes: view_sizes, strides: view_strides })
     }
 
-    /// A tuple of ints (sizes, strides) as a vector.
-    fn int_tuple(&self, id: Id) -> Option<Vec<i64>> {
-        let Object::Tuple(items) = &self.objects[id] else {
-            return None;
-        };
-        items.iter().map(|&item| if let Object::Int(value) = self.objects[item] { Some(value) } else { None }).collect()
-    }
-
     /// Turns the arena object `id` into a [`Value`], copying tensors out of their
     /// storages, within `budget`.
     fn build(&self, id: Id, depth: usize, budget: &mut Budget) -> Result<Value, CheckpointError> {
@@ -683,17 +699,23 @@ impl<'p, 'a, F: FnMut(&str, Dtype, u64) -> Result<Storage<'a>, CheckpointError>>
             Object::Bool(value) => Value::Bool(*value),
             Object::Int(value) => Value::Int(*value),
             Object::Float(value) => Value::Float(*value),
-            Object::Str(value) => Value::Str(value.clone()),
-            Object::Bytes(value) => Value::Bytes(value.clone()),
+            Object::Str(value) => {
+                budget.spend_bytes(value.len())?;
+                Value::Str(value.clone())
+            }
+            Object::Bytes(value) => {
+                budget.spend_bytes(value.len())?;
+                Value::Bytes(value.clone())
+            }
             Object::List(items) => Value::List(build_all(items, budget)?),
             Object::Tuple(items) => Value::Tuple(build_all(items, budget)?),
-            Object::Dict(items) => Value::Dict(
-                items.iter().map(|&(key, value)| Ok((self.build(key, depth + 1, budget)?, self.build(value, depth + 1, budget)?))).collect::<Result<
-                    _,
-                    CheckpointError,
-                >>(
-                )?,
-            ),
+            Object::Dict(items) => {
+                let mut built = Vec::with_capacity(items.len());
+                for &(key, value) in items {
+                    built.push((self.build(key, depth + 1, budget)?, self.build(value, depth + 1, budget)?));
+                }
+                Value::Dict(built)
+            }
             Object::Tensor(view) => Value::Tensor(self.materialise(view, budget)?),
             Object::Global(global) => return Err(CheckpointError::Unsupported(format!("a class or function as a value ({})", global.python_name()))),
             Object::Storage(_) => return Err(CheckpointError::Unsupported("a bare storage (torch.save of a storage, not a tensor)".into())),
@@ -704,16 +726,11 @@ impl<'p, 'a, F: FnMut(&str, Dtype, u64) -> Result<Storage<'a>, CheckpointError>>
     fn materialise(&self, view: &View, budget: &mut Budget) -> Result<TensorData, CheckpointError> {
         let storage = &self.storages[view.storage];
         let element = storage.dtype.size();
-        // Sizes and offset were checked against the storage in `tensor_view`, so these
-        // products cannot overflow and every slice below is in range.
+        // `tensor_view` checked that the element count fits a usize and that every
+        // element lies inside the storage, so every slice below is in range; the budget
+        // refuses a byte count that overflows.
         let numel: usize = view.sizes.iter().product();
-        let byte_count = (numel * element) as u64;
-        budget.bytes_left = budget.bytes_left.checked_sub(byte_count).ok_or_else(|| {
-            CheckpointError::TooLarge(format!(
-                "its tensors expand to more than four times their storages ({} needs {byte_count} bytes)",
-                storage.record
-            ))
-        })?;
+        budget.spend_bytes(numel.saturating_mul(element))?;
         let bytes: &[u8] = &storage.bytes;
         let mut data = Vec::with_capacity(numel * element);
         if numel > 0 {
@@ -874,6 +891,13 @@ mod tests {
             (0, &[2, 2], &[1], |result| matches!(result, Err(CheckpointError::InvalidTensor { reason, .. }) if reason == "2 sizes but 1 strides")),
             // A broadcast of one element to 2^40 would allocate 4 TiB: refused by the budget.
             (0, &[1 << 40], &[0], |result| matches!(result, Err(CheckpointError::TooLarge(_)))),
+            (0, &[1 << 62], &[0], |result| matches!(result, Err(CheckpointError::TooLarge(_)))),
+            (
+                0,
+                &[1; 65],
+                &[1; 65],
+                |result| matches!(result, Err(CheckpointError::InvalidTensor { reason, .. }) if reason.contains("65 dimensions")),
+            ),
         ];
         for (offset, sizes, strides, check) in cases {
             let result = run(&tensor_pickle(*offset, sizes, strides));
@@ -979,6 +1003,21 @@ mod tests {
                 .op(opcode::APPENDS);
         }
         assert!(matches!(run(&bomb.stop()), Err(CheckpointError::TooLarge(message)) if message.contains("shared references")), "a memo bomb");
+        // One 60 kB string referenced 2000 times: 120 MB of copies from a 64 kB pickle.
+        let mut strings = Pickle::new().op(opcode::EMPTY_LIST).op(opcode::MARK).raw(&[opcode::BINUNICODE, 0x60, 0xea, 0, 0]).raw(&[b'x'; 60_000]);
+        strings = strings.raw(&[opcode::BINPUT, 0]).raw(&[opcode::BINGET, 0].repeat(2000)).op(opcode::APPENDS);
+        assert!(matches!(run(&strings.stop()), Err(CheckpointError::TooLarge(message)) if message.contains("four times")), "repeated strings");
+        // One memoised string encoded to bytes over and over (the string, the encoding and
+        // the function stay on the stack below the list).
+        let mut encodes = Pickle::new().text(&"y".repeat(100)).raw(&[opcode::BINPUT, 0]).text("latin1").raw(&[opcode::BINPUT, 1]);
+        encodes = encodes.global("_codecs", "encode").raw(&[opcode::BINPUT, 2]).op(opcode::EMPTY_LIST).op(opcode::MARK);
+        for _ in 0..10 {
+            encodes = encodes.raw(&[opcode::BINGET, 2, opcode::BINGET, 0, opcode::BINGET, 1, opcode::TUPLE2, opcode::REDUCE]);
+        }
+        assert!(
+            matches!(run(&encodes.op(opcode::APPENDS).stop()), Err(CheckpointError::TooLarge(message)) if message.contains("bytes objects")),
+            "repeated encodes"
+        );
     }
 
     #[test]

@@ -49,6 +49,9 @@ enum Backend {
     Exported(Arc<ExportedProgram>),
 }
 
+/// Tensors by fully qualified name (`layer1.0.conv1.weight`).
+pub type NamedTensors = Vec<(String, tch::Tensor)>;
+
 /// A model resident on a device, in eval mode.
 pub struct LoadedModel {
     backend: Backend,
@@ -291,7 +294,7 @@ impl LoadedModel {
     /// model's storage: copying into one changes the model (used on a fresh copy to
     /// load a checkpoint's weights). TorchScript buffers are not reachable through
     /// tch's module (it lists parameters only): for TorchScript the buffer list is empty.
-    pub fn state_tensors(&self) -> Result<(Vec<(String, tch::Tensor)>, Vec<(String, tch::Tensor)>)> {
+    pub fn state_tensors(&self) -> Result<(NamedTensors, NamedTensors)> {
         let parameters = self.named_parameters()?;
         let buffers = match &self.backend {
             Backend::Script(_) => Vec::new(),

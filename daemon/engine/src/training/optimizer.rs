@@ -10,6 +10,7 @@
 //! - SGD with momentum: `θ ← θ − lr·buf` (Nesterov needs the last gradient, which no
 //!   checkpoint holds: approximated by `lr·(1+μ)·buf`, and said so).
 //! - RMSprop with momentum: `θ ← θ − lr·buf`.
+//!
 //! Plain SGD, RMSprop without momentum and Adagrad keep no state that determines the
 //! step (it needs the last gradient): their update is unknown (NaN) and a note says
 //! why; their effective learning rate per coordinate is still reported.
