@@ -166,3 +166,19 @@ def test_generation_notebook(run_notebook, digits_torchscript):
     predicted = [int(value) for value in re.search(r"predicted: \[([^\]]*)\]", printed).group(1).split(",")]
     # Each class's image is mostly classified as that class by the model itself.
     assert sum(digit == klass for digit, klass in enumerate(predicted)) >= 8, predicted
+
+
+def test_training_notebook(run_notebook):
+    notebook = run_notebook("training")
+    printed = text_of(cell_with(notebook, "run.close()"))
+    assert "run errors: []" in printed
+    assert "checkpoints: [(50, 'Adam'), (100, 'Adam'), (150, 'Adam')]" in printed
+    assert "records: 60 steps: 15" in text_of(cell_with(notebook, 'view = ll.run("notebook-adam")')), "4 layers at 15 recorded steps"
+    for snippet in ('view.figure("ratios")', 'view.figure("gradient_flow")', 'figure="step_histograms"', "line = stored.landscape", "plane = stored.landscape", "stored.weight_change"):
+        assert pngs(cell_with(notebook, snippet)), f"no figure from the cell with {snippet!r}"
+    report = rich(cell_with(notebook, "report = stored.optimizer"), "text/html")
+    assert report and "update:weight" in report[0] and "Adam" in report[0] and "<img" in report[0]
+    match = re.search(r"daemon ([0-9.]+), PyTorch ([0-9.]+)", text_of(cell_with(notebook, "line = stored.landscape")))
+    assert match and float(match.group(1)) == pytest.approx(float(match.group(2)), rel=1e-5)
+    variance = re.search(r"explained variance: \[([0-9.]+), ([0-9.]+)\]", text_of(cell_with(notebook, "plane = stored.landscape")))
+    assert variance and float(variance.group(1)) + float(variance.group(2)) == pytest.approx(1.0, abs=1e-3), "three points span a plane"

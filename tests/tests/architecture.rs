@@ -66,7 +66,7 @@ fn lines_containing(files: &[PathBuf], needles: &[&str]) -> Vec<String> {
 fn the_engine_and_the_renderer_know_nothing_of_the_network() {
     let root = workspace_root();
     let network = ["tonic", "prost", "hyper", "h2", "tower", "http", "layerlens-proto", "tokio-stream"];
-    for krate in ["daemon/engine", "daemon/render", "methods"] {
+    for krate in ["daemon/engine", "daemon/render", "daemon/checkpoint", "methods"] {
         let dependencies = dependencies(&root.join(krate).join("Cargo.toml"));
         let leaked: Vec<&String> = dependencies.iter().filter(|name| network.contains(&name.as_str())).collect();
         assert!(leaked.is_empty(), "{krate} depends on network crates {leaked:?}");
@@ -83,6 +83,21 @@ fn no_client_links_libtorch() {
         for forbidden in ["tch", "torch-sys", "layerlens-engine", "layerlens-daemon"] {
             assert!(!dependencies.iter().any(|name| name == forbidden), "{krate} depends on {forbidden}");
         }
+    }
+}
+
+/// Checkpoints are read as data before anything loads them: the reader needs no
+/// libtorch (the checkpoint crate), and only the daemon opens the training database.
+#[test]
+fn the_checkpoint_reader_links_no_libtorch_and_only_the_daemon_opens_the_database() {
+    let root = workspace_root();
+    let dependencies = dependencies(&root.join("daemon/checkpoint/Cargo.toml"));
+    for forbidden in ["tch", "torch-sys", "layerlens-engine"] {
+        assert!(!dependencies.iter().any(|name| name == forbidden), "daemon/checkpoint depends on {forbidden}");
+    }
+    for krate in ["daemon/engine", "daemon/render", "daemon/checkpoint", "clients/rust", "clients/cli", "clients/lsp"] {
+        let opened = lines_containing(&rust_files(&root.join(krate).join("src")), &["rusqlite::"]);
+        assert!(opened.is_empty(), "{krate} uses the database directly:\n{}", opened.join("\n"));
     }
 }
 

@@ -357,12 +357,24 @@ fn hover_cards_and_diagnostics_for_an_exported_program() {
     let daemon = Daemon::start(store.path(), &[]);
     let workspace = Workspace::with_model("model.pt2");
     store_model_file(&daemon, &workspace, "model.pt2");
+    // A training checkpoint: the cards then say what the optimiser does to each layer.
+    let checkpoint = workspace.root.join("ckpt.pt");
+    let status =
+        Command::new(python()).arg(&workspace.source).arg(workspace.root.join("again.pt2")).arg(&checkpoint).status().expect("running python");
+    assert!(status.success(), "saving the checkpoint failed");
+    let (ok, _, stderr) = cli(&daemon.url, &["checkpoints", "add", "lensnet", checkpoint.to_str().unwrap()]);
+    assert!(ok, "storing the checkpoint failed: {stderr}");
     std::fs::write(workspace.root.join("layerlens.toml"), "[[model]]\nname = \"lensnet\"\nfiles = [\"model.py\"]\ninput_shape = [1, 1, 8, 8]\n")
         .unwrap();
     let mut lsp = LspClient::start(&workspace.root, &daemon.url);
     let uri = workspace.uri();
     lsp.open(&uri, &workspace.text);
     assert_cards_and_dead_unit_warning(&mut lsp, &workspace, &uri);
+    // The optimiser's part of the cards: head.1 learns, conv1 (dead) never had a gradient.
+    let head = card_text(&lsp.hover_when_loaded(&uri, workspace.position("nn.Linear(4 * 8 * 8, 10)", 3)));
+    assert_card(&head, &["**Optimiser** (Adam, step 3)", "update:weight "]);
+    let conv = card_text(&lsp.hover_when_loaded(&uri, workspace.position("x = self.conv1(x)", 10)));
+    assert_card(&conv, &["**Optimiser** (Adam, step 3)", "⚠ **never_updated**", "100% of coordinates have a zero second moment"]);
     lsp.stop();
     assert_discovery_by_call_sites(&daemon, &workspace, &uri);
     assert!(daemon.stop(), "layerlensd did not stop cleanly");
