@@ -150,7 +150,8 @@ def test_the_optimiser_report_is_what_pytorch_computes_from_the_same_state(optim
     by_layer = {layer["layer"]: layer for layer in report.layers}
     weights = dict(named)
     conv = by_layer["features.0"]
-    assert conv["weight_norm"] == pytest.approx(math.hypot(float(weights["features.0.weight"].double().norm()), float(weights["features.0.bias"].double().norm())), rel=1e-6)
+    conv_norms = [float(weights[f"features.0.{kind}"].detach().double().norm()) for kind in ("weight", "bias")]
+    assert conv["weight_norm"] == pytest.approx(math.hypot(*conv_norms), rel=1e-6)
     if optimizer_name == "adamw":
         assert all(0 < row["weight_decay_share"] < 1 for row in report.rows)
     assert report.figure is not None and png_size(report.figure)[0] > 100
@@ -368,3 +369,41 @@ def test_the_cli_adds_lists_and_explains_checkpoints_and_shows_runs(daemon, digi
     assert missing.returncode != 0 and "no-such-run" in missing.stderr
     forbidden = cli(daemon, "optimizer", "digits-trainee", "--checkpoint", "zzzz", check=False)
     assert forbidden.returncode != 0 and "zzzz" in forbidden.stderr
+
+
+def test_the_learning_rate_schedule_comes_with_the_checkpoint(digits_trainee):
+    run = train("sgd", 120, scheduler=True, checkpoint_every=120)
+    checkpoint = digits_trainee.add_checkpoint(run["checkpoints"][120])
+    assert checkpoint.has_scheduler
+    report = digits_trainee.optimizer(checkpoint)
+    # StepLR(step_size=50, gamma=0.5) stepped 120 times from lr 0.05.
+    assert report.schedule["last_epoch"] == 120
+    assert report.schedule["last_lr"] == [pytest.approx(0.05 * 0.25)] and report.schedule["base_lr"] == [pytest.approx(0.05)]
+    assert report.param_groups[0]["lr"] == pytest.approx(0.0125) and report.rows[0]["learning_rate"] == pytest.approx(0.0125)
+
+
+def test_a_run_without_records_has_nothing_to_draw(client):
+    from layerlens.v1 import training_pb2
+
+    client._call(client._training.ReportRun, training_pb2.ReportRunRequest(run="empty-run", steps=[training_pb2.RunStep(step=1, learning_rates=[0.1])]))
+    assert client.run("empty-run").records() == []
+    with pytest.raises(layerlens.LayerlensError) as refused:
+        client.run("empty-run").figure("ratios")
+    assert refused.value.code == "INVALID_ARGUMENT" and "no records" in str(refused.value)
+    with pytest.raises(layerlens.LayerlensError) as missing:
+        client.run("never-reported").records()
+    assert missing.value.code == "NOT_FOUND" and "never-reported" in str(missing.value)
+    assert client.run("empty-run").figure("learning_rate").figure is not None
+
+
+def test_adagrad_reports_its_effective_learning_rate_and_says_the_update_needs_the_gradient(digits_trainee):
+    run = train("adagrad", 40, checkpoint_every=40)
+    report = digits_trainee.optimizer(digits_trainee.add_checkpoint(run["checkpoints"][40]))
+    assert report.optimizer == "Adagrad" and any("Adagrad" in note for note in report.notes)
+    optimizer = run["optimizer"]
+    group = optimizer.param_groups[0]
+    for (name, parameter), row in zip(run["model"].named_parameters(), report.rows):
+        state = optimizer.state[parameter]
+        clr = group["lr"] / (1 + (float(state["step"]) - 1) * group["lr_decay"])
+        check_quantiles(row["effective_lr"], clr / (state["sum"].double().sqrt() + group["eps"]))
+        assert math.isnan(row["update_norm"]), name
