@@ -215,6 +215,20 @@ struct Rebuilt {
     coupled_decay_share: Option<f64>,
 }
 
+impl Rebuilt {
+    /// A parameter without optimiser state: only SGD's effective learning rate (lr) is known.
+    fn without_state(kind: OptimizerKind, learning_rate: f64, numel: usize) -> Rebuilt {
+        Rebuilt {
+            gradient_term: None,
+            decay_term: None,
+            effective_lr: (kind == OptimizerKind::Sgd).then(|| vec![learning_rate; numel]),
+            momentum: None,
+            second_moment: None,
+            coupled_decay_share: None,
+        }
+    }
+}
+
 /// Explains the optimiser state of a bound checkpoint; `bins` per step histogram.
 pub fn explain_optimizer(bound: &BoundCheckpoint, names: &[super::ParameterSpec], bins: usize) -> Result<OptimizerReport> {
     let checkpoint = &bound.checkpoint;
@@ -252,7 +266,11 @@ pub fn explain_optimizer(bound: &BoundCheckpoint, names: &[super::ParameterSpec]
         let group_index = bound.group_of(index).unwrap_or(0);
         let group = optimizer.param_groups.get(group_index).map(|group| GroupOptions(&group.options)).unwrap_or(GroupOptions(&[]));
         let learning_rate = group.number("lr").unwrap_or(f64::NAN);
-        let rebuilt = if state.is_empty() { None } else { Some(rebuild(kind, state, &group, &weights, checkpoint.step)) };
+        let rebuilt = if state.is_empty() {
+            Rebuilt::without_state(kind, learning_rate, weights.len())
+        } else {
+            rebuild(kind, state, &group, &weights, checkpoint.step)
+        };
         let moments: Vec<MomentStat> = state
             .iter()
             .filter_map(|(name, value)| match value {
@@ -270,80 +288,58 @@ pub fn explain_optimizer(bound: &BoundCheckpoint, names: &[super::ParameterSpec]
             })
             .collect();
         let weight_norm = norm(&weights);
-        let row = match rebuilt {
-            None => ParameterUpdate {
-                parameter: spec.name.clone(),
-                layer: spec.layer.clone(),
-                shape: spec.shape.clone(),
-                group: group_index,
-                learning_rate,
-                weight_norm,
-                update_norm: if spec.requires_grad && bound.optimizer_index[index].is_some() && kind == OptimizerKind::Sgd && !has_momentum(&group) {
-                    f64::NAN
+        let has_state = !state.is_empty();
+        let update: Option<Vec<f64>> = rebuilt.gradient_term.as_ref().map(|gradient| match &rebuilt.decay_term {
+            Some(decay) => gradient.iter().zip(decay).map(|(g, d)| -(g + d)).collect(),
+            None => gradient.iter().map(|g| -g).collect(),
+        });
+        // A parameter the optimiser keeps no state for did not move, unless the
+        // optimiser keeps none at all (plain SGD): then its step needs the gradient.
+        let keeps_no_state = kind == OptimizerKind::Sgd && !has_momentum(&group);
+        let update_norm = match &update {
+            Some(update) => norm(update),
+            None if !has_state && !keeps_no_state => 0.0,
+            None => f64::NAN,
+        };
+        if has_state && update.is_none() {
+            unknown_updates += 1;
+        }
+        let weight_decay_share = match (&rebuilt.gradient_term, &rebuilt.decay_term, rebuilt.coupled_decay_share) {
+            (Some(gradient), Some(decay), _) => {
+                let (gradient, decay) = (norm(gradient), norm(decay));
+                if gradient + decay > 0.0 {
+                    decay / (gradient + decay)
                 } else {
                     0.0
-                },
-                update_weight_ratio: f64::NAN,
-                effective_lr: if kind == OptimizerKind::Sgd {
-                    Quantiles { p50: learning_rate, p99: learning_rate, max: learning_rate }
-                } else {
-                    Quantiles::UNKNOWN
-                },
-                step_size: Quantiles::UNKNOWN,
-                momentum_norm: 0.0,
-                zero_second_moment_fraction: 0.0,
-                weight_decay_share: f64::NAN,
-                step_histogram: (Vec::new(), Vec::new()),
-                moments,
-                has_state: false,
-            },
-            Some(rebuilt) => {
-                let update: Option<Vec<f64>> = rebuilt.gradient_term.as_ref().map(|gradient| match &rebuilt.decay_term {
-                    Some(decay) => gradient.iter().zip(decay).map(|(g, d)| -(g + d)).collect(),
-                    None => gradient.iter().map(|g| -g).collect(),
-                });
-                let update_norm = update.as_deref().map(norm).unwrap_or(f64::NAN);
-                if update.is_none() {
-                    unknown_updates += 1;
-                }
-                let weight_decay_share = match (&rebuilt.gradient_term, &rebuilt.decay_term, rebuilt.coupled_decay_share) {
-                    (Some(gradient), Some(decay), _) => {
-                        let (gradient, decay) = (norm(gradient), norm(decay));
-                        if gradient + decay > 0.0 {
-                            decay / (gradient + decay)
-                        } else {
-                            0.0
-                        }
-                    }
-                    (_, _, Some(share)) => share,
-                    (Some(_), None, None) => 0.0,
-                    _ => f64::NAN,
-                };
-                let magnitudes: Option<Vec<f64>> = update.as_ref().map(|update| update.iter().map(|value| value.abs()).collect());
-                let zero_second_moment_fraction = rebuilt
-                    .second_moment
-                    .as_ref()
-                    .map(|second| second.iter().filter(|&&value| value <= ZERO_SECOND_MOMENT).count() as f64 / second.len().max(1) as f64)
-                    .unwrap_or(0.0);
-                ParameterUpdate {
-                    parameter: spec.name.clone(),
-                    layer: spec.layer.clone(),
-                    shape: spec.shape.clone(),
-                    group: group_index,
-                    learning_rate,
-                    weight_norm,
-                    update_norm,
-                    update_weight_ratio: if weight_norm > 0.0 { update_norm / weight_norm } else { f64::NAN },
-                    effective_lr: rebuilt.effective_lr.as_deref().map(Quantiles::of).unwrap_or(Quantiles::UNKNOWN),
-                    step_size: magnitudes.as_deref().map(Quantiles::of).unwrap_or(Quantiles::UNKNOWN),
-                    momentum_norm: rebuilt.momentum.as_deref().map(norm).unwrap_or(0.0),
-                    zero_second_moment_fraction,
-                    weight_decay_share,
-                    step_histogram: update.as_deref().map(|update| histogram(update, bins)).unwrap_or_default(),
-                    moments,
-                    has_state: true,
                 }
             }
+            (_, _, Some(share)) => share,
+            (Some(_), None, None) => 0.0,
+            _ => f64::NAN,
+        };
+        let magnitudes: Option<Vec<f64>> = update.as_ref().map(|update| update.iter().map(|value| value.abs()).collect());
+        let zero_second_moment_fraction = rebuilt
+            .second_moment
+            .as_ref()
+            .map(|second| second.iter().filter(|&&value| value <= ZERO_SECOND_MOMENT).count() as f64 / second.len().max(1) as f64)
+            .unwrap_or(0.0);
+        let row = ParameterUpdate {
+            parameter: spec.name.clone(),
+            layer: spec.layer.clone(),
+            shape: spec.shape.clone(),
+            group: group_index,
+            learning_rate,
+            weight_norm,
+            update_norm,
+            update_weight_ratio: if weight_norm > 0.0 && has_state { update_norm / weight_norm } else { f64::NAN },
+            effective_lr: rebuilt.effective_lr.as_deref().map(Quantiles::of).unwrap_or(Quantiles::UNKNOWN),
+            step_size: magnitudes.as_deref().map(Quantiles::of).unwrap_or(Quantiles::UNKNOWN),
+            momentum_norm: rebuilt.momentum.as_deref().map(norm).unwrap_or(0.0),
+            zero_second_moment_fraction,
+            weight_decay_share,
+            step_histogram: update.as_deref().map(|update| histogram(update, bins)).unwrap_or_default(),
+            moments,
+            has_state,
         };
         rows.push(row);
     }
