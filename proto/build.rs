@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/layerlens/v1/generate.proto",
         "proto/layerlens/v1/daemon.proto",
         "proto/layerlens/v1/training.proto",
+        "proto/layerlens/v1/text.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={file}");

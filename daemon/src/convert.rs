@@ -18,6 +18,7 @@ pub fn model_info(record: &ModelRecord, resident: bool, pinned: bool) -> proto::
         input_shape: record.input_shape.clone(),
         created_unix: record.created_unix,
         pinned,
+        has_tokenizer: record.has_tokenizer,
     }
 }
 

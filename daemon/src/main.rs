@@ -17,6 +17,7 @@ mod runs;
 mod server;
 mod services;
 mod store;
+mod tokenizer;
 
 fn main() -> ExitCode {
     let flags = config::Flags::parse();

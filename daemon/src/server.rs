@@ -13,6 +13,7 @@ use crate::services::daemon::DaemonService;
 use crate::services::explain::ExplainService;
 use crate::services::generate::GenerateService;
 use crate::services::models::ModelsService;
+use crate::services::text::TextService;
 use crate::services::training::TrainingService;
 use crate::services::State;
 use crate::store::Store;
@@ -154,11 +155,15 @@ async fn serve(
     let training = proto::training_server::TrainingServer::new(TrainingService { state: state.clone() })
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
+    let text = proto::text_server::TextServer::new(TextService { state: state.clone() })
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
     health_reporter.set_serving::<proto::models_server::ModelsServer<ModelsService>>().await;
     health_reporter.set_serving::<proto::explain_server::ExplainServer<ExplainService>>().await;
     health_reporter.set_serving::<proto::generate_server::GenerateServer<GenerateService>>().await;
     health_reporter.set_serving::<proto::daemon_server::DaemonServer<DaemonService>>().await;
     health_reporter.set_serving::<proto::training_server::TrainingServer<TrainingService>>().await;
+    health_reporter.set_serving::<proto::text_server::TextServer<TextService>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -211,6 +216,7 @@ async fn serve(
         .add_service(generate)
         .add_service(daemon)
         .add_service(training)
+        .add_service(text)
         // TCP_NODELAY: without it a response's trailers wait for the client's delayed
         // ACK, adding ~40 ms to every small answer.
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown_signal())

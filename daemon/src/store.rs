@@ -6,6 +6,7 @@
 //! <store>/names/<name>           a name: the id it refers to
 //! <store>/staging/<owner>.<random>.part   uploads being received; never read as models
 //! <store>/locks/<owner>.lock     one per open store (per daemon), locked (flock) while open
+//! <store>/tokenizers/<sha256>.json  a model's tokenizer (Hugging Face tokenizer.json)
 //! <store>/checkpoints/<sha256>   training checkpoints, by the sha256 of their bytes
 //! <store>/training.db            checkpoint records and training runs (runs.rs)
 //! ```
@@ -51,6 +52,9 @@ pub struct ModelRecord {
     /// Names referring to this model (filled in when listing, not stored).
     #[serde(skip)]
     pub names: Vec<String>,
+    /// Whether a tokenizer is stored with the model (filled in when read, not stored).
+    #[serde(skip)]
+    pub has_tokenizer: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -120,7 +124,7 @@ impl Store {
     /// behind (their uploads, half-written records and names) and takes an owner id
     /// and its lock for this store's uploads.
     pub fn open(root: &Path) -> ApiResult<Store> {
-        for directory in ["models", "meta", "names", "staging", "locks", "checkpoints"] {
+        for directory in ["models", "meta", "names", "staging", "locks", "checkpoints", "tokenizers"] {
             fs::create_dir_all(root.join(directory))
                 .map_err(|error| ApiError::internal(format!("cannot create store directory {}: {error}", root.join(directory).display())))?;
         }
@@ -140,6 +144,15 @@ impl Store {
 
     pub fn model_path(&self, id: &str) -> PathBuf {
         self.root.join("models").join(id)
+    }
+
+    pub fn tokenizer_path(&self, model_id: &str) -> PathBuf {
+        self.root.join("tokenizers").join(format!("{model_id}.json"))
+    }
+
+    /// Stores (or replaces) a model's tokenizer.json, atomically.
+    pub fn set_tokenizer(&self, model_id: &str, bytes: &[u8]) -> ApiResult<()> {
+        write_atomically(&self.root.join("tokenizers"), &format!("{model_id}.json"), bytes)
     }
 
     pub fn checkpoint_path(&self, id: &str) -> PathBuf {
@@ -232,6 +245,7 @@ impl Store {
                     format: layerlens_engine::model::ModelKind::of_file(staged.path()).name().to_string(),
                     input_shape: input_shape.to_vec(),
                     names: Vec::new(),
+                    has_tokenizer: false,
                 };
                 // The record first: a model file without a record would be listed with
                 // unknown metadata, a record without a model file is never listed.
@@ -251,6 +265,7 @@ impl Store {
     pub fn get(&self, id: &str) -> ApiResult<Option<ModelRecord>> {
         let Some(mut record) = self.record(id)? else { return Ok(None) };
         record.names = self.names()?.remove(id).unwrap_or_default();
+        record.has_tokenizer = self.tokenizer_path(id).is_file();
         Ok(Some(record))
     }
 
@@ -262,6 +277,7 @@ impl Store {
             let id = entry.file_name().to_string_lossy().into_owned();
             if let Some(mut record) = self.record(&id)? {
                 record.names = names.remove(&id).unwrap_or_default();
+                record.has_tokenizer = self.tokenizer_path(&id).is_file();
                 records.push(record);
             }
         }
@@ -315,6 +331,7 @@ impl Store {
             }
         }
         remove_if_present(&self.model_path(id))?;
+        remove_if_present(&self.tokenizer_path(id))?;
         remove_if_present(&self.root.join("meta").join(format!("{id}.json")))?;
         Ok(())
     }

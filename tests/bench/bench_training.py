@@ -91,6 +91,9 @@ LANDSCAPE_RANGE = 1.0
 LANDSCAPE_SEED = 0
 LANDSCAPE_RTOL = 1e-4
 RESNET_LANDSCAPE_SHAPE = (32, 3, 64, 64)
+# return_directions=True on resnet18 answers two directions of 11.7M float32 values
+# (94 MB), more than the daemon's default --max-message-bytes of 64 MiB.
+MAX_MESSAGE_BYTES = 256 << 20
 
 
 def median(values):
@@ -135,6 +138,8 @@ class Trainee:
         # One dict per timed step: total, pre_hook, post_hook seconds and whether watch recorded it.
         self.steps = []
         self.block_seconds = []
+        # CPU seconds other processes used during each block (bench_attribution.ForeignCpuMeter).
+        self.block_foreign_cpu = []
 
     def step(self, x, y):
         start = time.perf_counter()
@@ -142,7 +147,7 @@ class Trainee:
         loss = F.cross_entropy(self.model(x), y)
         loss.backward()
         self.optimizer.step()
-        value = float(loss)
+        value = loss.item()
         if self.watcher is not None:
             self.watcher.log(loss=value)
         total = time.perf_counter() - start
@@ -156,7 +161,8 @@ class Trainee:
             "loss": value,
         }
 
-    def block(self, x, y, n_steps):
+    def block(self, x, y, n_steps, daemon_pid):
+        meter = ForeignCpuMeter(os.getpid(), daemon_pid)
         start = time.perf_counter()
         for _ in range(n_steps):
             self.steps.append(self.step(x, y))
@@ -165,6 +171,7 @@ class Trainee:
             if not self.watcher.flush(timeout=120):
                 raise RuntimeError("watch did not send its records within 120 s")
         self.block_seconds.append(time.perf_counter() - start)
+        self.block_foreign_cpu.append(meter.seconds())
 
 
 def watch_overhead(client, daemon, quick):
@@ -181,9 +188,10 @@ def watch_overhead(client, daemon, quick):
     daemon_cpu_start = process_cpu_seconds(daemon.pid)
     started = time.perf_counter()
     for index, name in enumerate(order):
-        trainees[name].block(x, y, WATCH_EVERY)
+        trainees[name].block(x, y, WATCH_EVERY, daemon.pid)
         last = trainees[name].steps[-WATCH_EVERY:]
-        print(f"watch: block {index + 1}/{len(order)} {name}: {mean([s['total'] for s in last]):.3f} s/step", file=sys.stderr)
+        print(f"watch: block {index + 1}/{len(order)} {name}: {mean([s['total'] for s in last]):.3f} s/step, "
+              f"other processes' CPU {trainees[name].block_foreign_cpu[-1]:.1f} s", file=sys.stderr)
     wall = time.perf_counter() - started
     daemon_cpu = process_cpu_seconds(daemon.pid) - daemon_cpu_start
     watcher = trainees["watched"].watcher
@@ -203,7 +211,7 @@ def watch_overhead(client, daemon, quick):
         "foreign_cpu": meter.seconds(),
         "daemon_cpu": daemon_cpu,
         "wall": wall,
-        "blocks": len(order),
+        "order": order,
     }
 
 
@@ -215,30 +223,37 @@ def print_watch(result):
     unrecorded = [s for s in watched.steps if not s["recorded"]]
     w_block = sum(watched.block_seconds) / len(w_total)
     p_block = sum(plain.block_seconds) / len(p_total)
-    hook_seconds = [s["pre_hook"] + s["post_hook"] for s in watched.steps]
+    w_hooks = mean([s["pre_hook"] + s["post_hook"] for s in watched.steps])
+    p_hooks = mean([s["pre_hook"] + s["post_hook"] for s in plain.steps])
+    order = result["order"]
     print(f"resnet18 (weights=None, 1000 classes), batch {WATCH_BATCH}x3x224x224 random images and labels, SGD lr {WATCH_LEARNING_RATE} "
-          f"momentum {WATCH_MOMENTUM}; watch every={WATCH_EVERY}; {WARMUP_STEPS} warm-up steps per side, then {result['blocks']} blocks of "
-          f"{WATCH_EVERY} steps ({' '.join('W' if name == 'watched' else 'U' for name in (BLOCK_ORDER if result['blocks'] == 6 else QUICK_BLOCK_ORDER))}); "
-          f"{len(w_total)} timed steps per side.\n")
-    print("| row | watched | unwatched | watched / unwatched | notes |")
+          f"momentum {WATCH_MOMENTUM}; watch every={WATCH_EVERY}; {WARMUP_STEPS} warm-up steps per side, then {len(order)} blocks of "
+          f"{WATCH_EVERY} steps ({' '.join('W' if name == 'watched' else 'U' for name in order)}); {len(w_total)} timed steps per side.\n")
+    print("| row | watched (W) | unwatched (U) | W / U | notes |")
     print("|---|---:|---:|---:|---|")
     print(f"| median s per step | {median(w_total):.3f} | {median(p_total):.3f} | {median(w_total) / median(p_total):.4f} | "
           f"range {min(w_total):.3f}–{max(w_total):.3f} vs {min(p_total):.3f}–{max(p_total):.3f}; the median step records nothing |")
     print(f"| mean s per step | {mean(w_total):.3f} | {mean(p_total):.3f} | {mean(w_total) / mean(p_total):.4f} | "
           f"includes the {len(recorded)} recorded steps |")
-    print(f"| block time / steps (s) | {w_block:.3f} | {p_block:.3f} | {w_block / p_block:.4f} | "
+    print(f"| blocks' wall time / steps (s) | {w_block:.3f} | {p_block:.3f} | {w_block / p_block:.4f} | "
           f"the watched blocks include `watcher.flush()` |")
-    print(f"| watch's hooks, s per step (mean) | {mean(hook_seconds):.4f} | {mean([s['pre_hook'] + s['post_hook'] for s in plain.steps]):.4f} | "
-          f"{1 + (mean(hook_seconds) - mean([s['pre_hook'] + s['post_hook'] for s in plain.steps])) / mean(p_total):.4f} | "
-          f"hook time over the unwatched mean step: the overhead without the machine's noise |")
+    print(f"| watch's hooks, mean s per step | {w_hooks:.4f} | {p_hooks:.4f} | {1 + (w_hooks - p_hooks) / mean(p_total):.4f} | "
+          f"ratio = 1 + hook time / unwatched mean step: the hooks' share, free of the machine's noise |")
     print(f"| recorded step (s) | {median([s['total'] for s in recorded]):.3f} | | | median of {len(recorded)}: pre-hook "
           f"{median([s['pre_hook'] for s in recorded]) * 1e3:.1f} ms, post-hook {median([s['post_hook'] for s in recorded]) * 1e3:.1f} ms |")
     print(f"| step that records nothing (s) | {median([s['total'] for s in unrecorded]):.3f} | | | median of {len(unrecorded)}: hooks "
           f"{median([s['pre_hook'] + s['post_hook'] for s in unrecorded]) * 1e6:.0f} µs |")
     print()
-    print(f"watcher.errors == [] : {result['errors'] == []} ({result['errors'][:3]}); steps the daemon holds: {result['recorded_steps']} "
-          f"({result['layers']} layers each); losses of the watched and unwatched copies identical at every step: {result['losses_equal']}; "
-          f"daemon CPU during the blocks {result['daemon_cpu']:.2f} s of {result['wall']:.0f} s; other processes' CPU {result['foreign_cpu']:.1f} s.\n")
+    blocks = {"watched": iter(zip(watched.block_seconds, watched.block_foreign_cpu)), "plain": iter(zip(plain.block_seconds, plain.block_foreign_cpu))}
+    per_block = []
+    for name in order:
+        seconds, foreign = next(blocks[name])
+        per_block.append(f"{'W' if name == 'watched' else 'U'} {seconds / WATCH_EVERY:.3f} ({foreign:.1f})")
+    print(f"Blocks in order, s per step (other processes' CPU s): {', '.join(per_block)}.  ")
+    print(f"watcher.errors == []: {result['errors'] == []}{'' if not result['errors'] else ' ' + repr(result['errors'][:3])}; "
+          f"steps the daemon holds: {result['recorded_steps']} ({result['layers']} layers each); losses of the watched and unwatched "
+          f"copies identical at every step: {result['losses_equal']}; the daemon used {result['daemon_cpu']:.2f} CPU s during the "
+          f"{result['wall']:.0f} s of blocks.\n")
 
 
 # --- 2. landscape ----------------------------------------------------------------------
@@ -289,7 +304,7 @@ def pytorch_grid(module, directions, coordinates, x, y):
 
 def landscape_rows(client, daemon_pid, name, module, x, y, grids, rounds):
     """Times the daemon's landscape and the PyTorch loop for each (steps, figure_format) in grids."""
-    stored = client.add_model(module, example_input=x[:2], name=f"bench-{name}")
+    stored = client.add_model(module, example_input=x[:2], name="bench-" + name.split()[0])
     checkpoint = stored.add_checkpoint({"model": module.state_dict()})
     reference = copy.deepcopy(module).eval()
     with torch.no_grad():
@@ -347,6 +362,15 @@ def print_landscape(rows):
 
 # --- main ------------------------------------------------------------------------------
 
+
+def with_flags(binary, folder, flags):
+    """An executable in `folder` that runs `binary` with its arguments and `flags`:
+    bench_attribution.Daemon starts the daemon with a fixed set of flags."""
+    wrapper = pathlib.Path(folder) / "layerlensd"
+    wrapper.write_text(f'#!/bin/sh\nexec {binary} "$@" {" ".join(flags)}\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one block per side, an 11x11 digits grid, no resnet18 landscape")
@@ -363,7 +387,8 @@ def main():
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=REPO_ROOT).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="layerlens-bench-training-") as scratch:
-        with running_daemon(binary, scratch, threads) as daemon:
+        extra_flags = ["--max-message-bytes", str(MAX_MESSAGE_BYTES)]
+        with running_daemon(with_flags(binary.resolve(), scratch, extra_flags), scratch, threads) as daemon:
             client = layerlens.connect(f"http://{daemon.address}")
             watch_result = None if args.skip_watch else watch_overhead(client, daemon, args.quick)
             rows = []
@@ -372,7 +397,7 @@ def main():
                 module = trained_digits_cnn()
                 _, _, x, y = digits_data(DIGITS_ROWS)
                 grids = [(11, None), (2, None)] if args.quick else [(21, None), (21, "png"), (2, None)]
-                rows += landscape_rows(client, daemon.pid, "digits CNN (200 Adam steps)", module, x, y, grids, rounds)
+                rows += landscape_rows(client, daemon.pid, "digits-CNN (200 Adam steps)", module, x, y, grids, rounds)
                 if not args.quick:
                     torch.manual_seed(0)
                     resnet = torchvision.models.resnet18(weights=None).eval()
@@ -381,7 +406,7 @@ def main():
                     ry = torch.randint(0, 1000, (RESNET_LANDSCAPE_SHAPE[0],), generator=generator)
                     rows += landscape_rows(client, daemon.pid, "resnet18 (weights=None)", resnet, rx, ry, [(5, None), (2, None)], 3)
             client.close()
-            daemon_arguments = " ".join(daemon.arguments)
+            daemon_arguments = " ".join([str(binary), *daemon.arguments[1:], *extra_flags])
     elapsed = time.perf_counter() - started
     print(f"Measured {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')} on {os.cpu_count()} CPUs, no GPU; "
           f"torch {torch.__version__}, torchvision {torchvision.__version__}, Python {platform.python_version()}; layerlens {commit}"

@@ -125,6 +125,11 @@ enum Command {
     Counterfactual(crate::generate::CounterfactualArgs),
     /// Vary latent dimensions of a generator model (or interpolate) and render the grid.
     Traverse(crate::generate::TraverseArgs),
+    /// A causal language model's continuation of a prompt, printed as it is generated.
+    GenerateText(crate::text::GenerateTextArgs),
+    /// Which prompt tokens (or template values) drove a language model's continuation
+    /// or a classifier's class (Captum's LLMAttribution).
+    AttributeText(crate::text::AttributeTextArgs),
     /// Store and list training checkpoints of a model.
     #[command(subcommand, after_help = "Examples:\n  layerlens checkpoints add digits ckpt.pt\n  layerlens checkpoints list digits")]
     Checkpoints(crate::training::CheckpointsCommand),
@@ -178,6 +183,9 @@ enum ModelsCommand {
         /// Shape of one example input, e.g. 1,1,8,8; lets the daemon check inputs.
         #[arg(long, allow_hyphen_values = true)]
         input_shape: Option<Shape>,
+        /// The model's tokenizer (a Hugging Face tokenizer.json), for the text commands.
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
     },
     /// List stored models.
     #[command(after_help = "Examples:\n  layerlens models list\n  layerlens --json models list")]
@@ -232,6 +240,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => crate::generate::generate(&client, args, cli.json).await,
         Command::Counterfactual(args) => crate::generate::counterfactual(&client, args, cli.json).await,
         Command::Traverse(args) => crate::generate::traverse(&client, args, cli.json).await,
+        Command::GenerateText(args) => crate::text::generate_text(&client, args, cli.json).await,
+        Command::AttributeText(args) => crate::text::attribute_text(&client, args, cli.json).await,
         Command::Checkpoints(command) => crate::training::checkpoints(&client, command, cli.json).await,
         Command::Optimizer(args) => crate::training::optimizer(&client, args, cli.json).await,
         Command::Landscape(args) => crate::training::landscape(&client, args, cli.json).await,
@@ -375,11 +385,19 @@ fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
 
 async fn models(client: &Client, command: ModelsCommand, as_json: bool) -> anyhow::Result<()> {
     match command {
-        ModelsCommand::Add { file, name, input_shape } => {
+        ModelsCommand::Add { file, name, input_shape, tokenizer } => {
+            // The tokenizer is read first, so a wrong path fails before the upload.
+            let tokenizer = match &tokenizer {
+                Some(path) => Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?),
+                None => None,
+            };
             let info = client
                 .upload_file(&file, name.as_deref(), &input_shape.map(|shape| shape.0).unwrap_or_default())
                 .await
                 .with_context(|| format!("adding {}", file.display()))?;
+            if let Some(tokenizer) = tokenizer {
+                client.set_tokenizer(&info.id, tokenizer).await.context("storing the tokenizer")?;
+            }
             if as_json {
                 outln!("{}", json!({"id": info.id, "name": name, "kind": info.format, "input_shape": info.input_shape}))?;
             } else {

@@ -16,6 +16,7 @@ mod interrupt;
 mod open;
 mod output;
 mod shape;
+mod text;
 mod training;
 
 fn main() -> ExitCode {

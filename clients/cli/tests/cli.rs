@@ -40,6 +40,8 @@ const COMMANDS: &[&[&str]] = &[
     &["generate"],
     &["counterfactual"],
     &["traverse"],
+    &["generate-text"],
+    &["attribute-text"],
     &["checkpoints"],
     &["checkpoints", "add"],
     &["checkpoints", "list"],

@@ -100,6 +100,7 @@ pub struct Client {
     generate: proto::generate_client::GenerateClient<AuthChannel>,
     daemon: proto::daemon_client::DaemonClient<AuthChannel>,
     training: proto::training_client::TrainingClient<AuthChannel>,
+    text: proto::text_client::TextClient<AuthChannel>,
 }
 
 impl Client {
@@ -165,6 +166,9 @@ impl Client {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             training: proto::training_client::TrainingClient::with_interceptor(channel.clone(), auth.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            text: proto::text_client::TextClient::with_interceptor(channel.clone(), auth.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             daemon: proto::daemon_client::DaemonClient::with_interceptor(channel, auth),
@@ -338,6 +342,40 @@ impl Client {
 
     pub async fn run_figure(&self, request: proto::RunFigureRequest) -> Result<proto::Figure> {
         Ok(self.training.clone().run_figure(request).await?.into_inner())
+    }
+
+    /// Stores a model's tokenizer (the bytes of its tokenizer.json).
+    pub async fn set_tokenizer(&self, model: &str, tokenizer_json: Vec<u8>) -> Result<proto::TokenizerInfo> {
+        let request = proto::SetTokenizerRequest { model: model.to_string(), tokenizer_json };
+        Ok(self.text.clone().set_tokenizer(request).await?.into_inner())
+    }
+
+    pub async fn tokenize(&self, model: &str, text: &str) -> Result<proto::TokenizeResponse> {
+        let request = proto::TokenizeRequest { model: model.to_string(), text: text.to_string(), add_special_tokens: None };
+        Ok(self.text.clone().tokenize(request).await?.into_inner())
+    }
+
+    /// A causal LM's continuation: `on_token` sees each token as it is generated;
+    /// answers the whole text. Dropping the future cancels the generation.
+    pub async fn generate_text(&self, request: proto::GenerateTextRequest, mut on_token: impl FnMut(&proto::GeneratedToken)) -> Result<proto::GeneratedText> {
+        use proto::generate_text_event::Event;
+        let model = request.model.clone();
+        let (first, mut stream) = routed_stream(&self.text, &model, request, |mut client, request| async move { client.generate(request).await }).await?;
+        let mut next = first;
+        loop {
+            match next.and_then(|event| event.event) {
+                Some(Event::Token(token)) => on_token(&token),
+                Some(Event::Result(result)) => return Ok(result),
+                None => return Err(ClientError::NoResult("Generate")),
+            }
+            next = stream.message().await?;
+        }
+    }
+
+    /// Which prompt tokens drove a continuation or a class; runs on the model's replica.
+    pub async fn attribute_text(&self, request: proto::AttributeTextRequest) -> Result<proto::AttributeTextResponse> {
+        let model = request.model.clone();
+        routed_call(&self.text, &model, request, |mut client, request| async move { client.attribute(request).await }).await
     }
 
     /// The attribution methods the daemon serves (its method table).

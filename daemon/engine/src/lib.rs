@@ -23,6 +23,7 @@ pub mod scheduler;
 pub mod structure;
 pub mod summary;
 pub mod taps;
+pub mod text;
 pub mod training;
 pub mod worker;
 

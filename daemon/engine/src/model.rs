@@ -264,6 +264,20 @@ impl LoadedModel {
         })
     }
 
+    /// The longest sequence (second dimension of the first input) an exported program
+    /// accepts, when its export bounded it (a language model's context); `None` when
+    /// unbounded or unknown (TorchScript).
+    pub fn max_sequence_length(&self) -> Option<i64> {
+        match &self.backend {
+            Backend::Exported(program) => match program.input_dims.first()?.get(1)? {
+                crate::exported::Dimension::Static(size) => Some(*size),
+                crate::exported::Dimension::Symbolic { max, .. } => *max,
+                crate::exported::Dimension::Derived => None,
+            },
+            Backend::Script(_) => None,
+        }
+    }
+
     /// The model's kind.
     pub fn kind(&self) -> ModelKind {
         match self.backend {

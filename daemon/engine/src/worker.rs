@@ -24,6 +24,7 @@ use crate::op_graph::{self, OpGraph};
 use crate::scheduler::{Job, JobQueue, QueueFull, QueueSettings, Ticket};
 use crate::structure::{self, ModuleInfo};
 use crate::summary::{self, CallSummary};
+use crate::text::{self, GeneratedToken, GenerationOptions, TextAttribution, TextAttributionRequest};
 use crate::training::{self, Landscape, LandscapeRequest};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -59,6 +60,8 @@ enum Command {
     Counterfactual { request: CounterfactualRequest, report: Reporter<CounterfactualProgress>, reply: oneshot::Sender<Result<Counterfactual>> },
     Traverse { request: TraverseRequest, reply: oneshot::Sender<Result<Traversal>> },
     Landscape { request: Box<LandscapeRequest>, reply: oneshot::Sender<Result<Landscape>> },
+    AttributeText { request: Box<TextAttributionRequest>, reply: oneshot::Sender<Result<TextAttribution>> },
+    GenerateText { prompt: Vec<i64>, options: GenerationOptions, report: Reporter<GeneratedToken>, reply: oneshot::Sender<Result<Vec<GeneratedToken>>> },
 }
 
 impl Command {
@@ -78,6 +81,8 @@ impl Command {
             Command::Counterfactual { .. } => "counterfactual",
             Command::Traverse { .. } => "traverse",
             Command::Landscape { .. } => "landscape",
+            Command::AttributeText { .. } => "attribute_text",
+            Command::GenerateText { .. } => "generate_text",
         }
     }
 
@@ -269,6 +274,18 @@ impl WorkerHandle {
     pub async fn landscape(&self, request: LandscapeRequest) -> Result<Landscape> {
         let request = Box::new(request);
         self.call(|reply| Command::Landscape { request, reply }).await
+    }
+
+    /// Perturbation attribution over text features (text.rs).
+    pub async fn attribute_text(&self, request: TextAttributionRequest) -> Result<TextAttribution> {
+        let request = Box::new(request);
+        self.call(|reply| Command::AttributeText { request, reply }).await
+    }
+
+    /// A causal LM's continuation; `report` hears of each token on the worker thread
+    /// and stops the generation by returning false.
+    pub async fn generate_text(&self, prompt: Vec<i64>, options: GenerationOptions, report: Reporter<GeneratedToken>) -> Result<Vec<GeneratedToken>> {
+        self.call(|reply| Command::GenerateText { prompt, options, report, reply }).await
     }
 
     pub async fn traverse(&self, request: TraverseRequest) -> Result<Traversal> {
@@ -526,6 +543,19 @@ impl Worker {
                 let answer = with_model(&self.loaded, |model| {
                     training::landscape(model, &request, self.chunking(model, &request.inputs, Progress::cancelled_when(cancelled.clone()))?)
                 });
+                let _ = reply.send(answer);
+            }
+            Command::AttributeText { request, reply } => {
+                let answer = with_model(&self.loaded, |model| {
+                    text::check_context(model, &request)?;
+                    // The chunk size is measured on the full prompt and target as one row.
+                    let row = text::measuring_row(&request);
+                    text::attribute_text(model, &request, self.chunking(model, &[row], Progress::cancelled_when(cancelled.clone()))?)
+                });
+                let _ = reply.send(answer);
+            }
+            Command::GenerateText { prompt, options, mut report, reply } => {
+                let answer = with_model(&self.loaded, |model| text::generate_text(model, &prompt, &options, &mut |token| report(Some(token))));
                 let _ = reply.send(answer);
             }
             Command::ModuleTree { reply } => {

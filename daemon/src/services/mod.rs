@@ -6,6 +6,7 @@ pub mod explain;
 mod figures;
 pub mod generate;
 pub mod models;
+pub mod text;
 pub mod training;
 mod training_figures;
 

@@ -20,12 +20,15 @@ from layerlens._client import DEFAULT_ADDRESS, Client, Model, connect
 from layerlens._errors import ExportError, LayerlensError
 from layerlens._explain import default_client, explain, set_default_client
 from layerlens._generate import Counterfactual, Traversal, Visualization
+from layerlens._text import GeneratedText, TextAttribution
 from layerlens._training import Checkpoint, Landscape, OptimizerReport, Run, Watcher, WeightChange, watch
 from layerlens._results import ActivationReport, Attribution, Comparison, Evaluation, Graph, ParameterReport, Prediction, ModelInfo, ModelList, SanityCheck, Summary
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "GeneratedText",
+    "TextAttribution",
     "Checkpoint",
     "Landscape",
     "OptimizerReport",

@@ -17,13 +17,13 @@ import sys
 import grpc
 import numpy as np
 
-from layerlens import _export, _generate, _progress, _routing, _training, _wire
+from layerlens import _export, _generate, _progress, _routing, _text, _training, _wire
 from layerlens._errors import LayerlensError
 from layerlens._results import ActivationReport, Attribution, Comparison, Evaluation, Graph, ParameterReport, Prediction, ModelInfo, ModelList, SanityCheck, Summary
 from layerlens._generate import Counterfactual, Traversal, Visualization
 from layerlens.v1 import (
     common_pb2, daemon_pb2, daemon_pb2_grpc, explain_pb2, explain_pb2_grpc, generate_pb2, generate_pb2_grpc, models_pb2, models_pb2_grpc,
-    training_pb2, training_pb2_grpc,
+    text_pb2, text_pb2_grpc, training_pb2, training_pb2_grpc,
 )
 
 DEFAULT_ADDRESS = "http://127.0.0.1:7533"
@@ -108,6 +108,7 @@ class Client:
         self._generate = generate_pb2_grpc.GenerateStub(self._channel)
         self._daemon = daemon_pb2_grpc.DaemonStub(self._channel)
         self._training = training_pb2_grpc.TrainingStub(self._channel)
+        self._text = text_pb2_grpc.TextStub(self._channel)
 
     def __repr__(self):
         return f"layerlens.Client({self.address!r})"
@@ -209,7 +210,7 @@ class Client:
         """Unpins a model (admin only): it may be evicted again. Returns its ModelInfo."""
         return ModelInfo.from_proto(self._call(self._models.Unpin, models_pb2.PinModelRequest(model=_model_ref(model))))
 
-    def add_model(self, module_or_path, example_input=None, name=None):
+    def add_model(self, module_or_path, example_input=None, name=None, *, tokenizer=None):
         """Stores a model in the daemon and returns its handle.
 
         module_or_path: a model file (str or path: a torch.export `.pt2` archive or
@@ -220,7 +221,16 @@ class Client:
         only when the daemon does not already hold them (models are stored by sha256), and a
         module is exported only once while its weights stay the same. example_input's shape
         is stored with the model so the daemon can check inputs before running it.
+        tokenizer: the model's tokenizer for the text methods (a fast Hugging Face
+        tokenizer, a tokenizers.Tokenizer or a tokenizer.json path), stored with it.
         """
+        handle = self._add_model(module_or_path, example_input, name)
+        if tokenizer is not None:
+            self.set_tokenizer(handle, tokenizer)
+            handle = handle.refresh()
+        return handle
+
+    def _add_model(self, module_or_path, example_input, name):
         input_shape = _wire.shape_of(example_input) if example_input is not None else None
         if _is_torch_module(module_or_path):
             return self._add_module(module_or_path, example_input, name, input_shape)
@@ -578,6 +588,56 @@ class Client:
             request.z_end.CopyFrom(_wire.array_to_tensor(_wire.as_float32_array(z_end)))
         return Traversal.from_proto(self._call(self._generate.Traverse, request))
 
+    # --- language models -------------------------------------------------------------------
+
+    def set_tokenizer(self, model, tokenizer):
+        """Stores a model's tokenizer; see Model.set_tokenizer()."""
+        handle = self.model(model)
+        request = text_pb2.SetTokenizerRequest(model=handle.id, tokenizer_json=_text.tokenizer_json(tokenizer))
+        answer = self._call(self._text.SetTokenizer, request)
+        return {"vocab_size": answer.vocab_size, "model_vocab": answer.model_vocab, "id": answer.id}
+
+    def tokenize(self, model, text):
+        """(ids, tokens) of `text` by the model's stored tokenizer."""
+        handle = self.model(model)
+        answer = self._call(self._text.Tokenize, text_pb2.TokenizeRequest(model=handle.id, text=text))
+        return list(answer.ids), list(answer.tokens)
+
+    def generate_text(self, model, text, *, max_new_tokens=20, sample=False, seed=0, temperature=1.0, top_k=0, tokenizer=None, on_token=None):
+        """A causal LM's continuation; see Model.generate_text()."""
+        handle = self.model(model)
+        if tokenizer is not None:
+            self.set_tokenizer(handle, tokenizer)
+        request = text_pb2.GenerateTextRequest(
+            model=handle.id, text=text, max_new_tokens=int(max_new_tokens), sample=bool(sample), seed=int(seed),
+            temperature=float(temperature), top_k=int(top_k),
+        )
+        call = _routing.RetryingStream(lambda metadata: self._text.Generate(request, metadata=metadata, timeout=self.timeout), request, self._metadata)
+        try:
+            for event in call:
+                if event.HasField("token"):
+                    if on_token is not None:
+                        on_token(event.token)
+                elif event.HasField("result"):
+                    return _text.GeneratedText(event.result)
+        except grpc.RpcError as error:
+            raise _wire.error_from_rpc(error, self.address) from None
+        raise LayerlensError("UNKNOWN", "the Generate stream ended without a result")
+
+    def attribute_text(self, model, text=None, target=None, method="feature_ablation", *, tokenizer=None, template=None, values=None,
+                       baselines=None, skip_tokens=None, baseline_token=None, attr_target="log_prob", n_samples=None, seed=0,
+                       max_new_tokens=None, figure_format="png"):
+        """Which prompt tokens drove a continuation or a class; see Model.attribute_text()."""
+        handle = self.model(model)
+        if tokenizer is not None:
+            self.set_tokenizer(handle, tokenizer)
+        request = _text.attribute_text_request(
+            handle.id, text, target, method, template=template, values=values, baselines=baselines, skip_tokens=skip_tokens,
+            baseline_token=baseline_token, attr_target=attr_target, n_samples=n_samples, seed=seed, max_new_tokens=max_new_tokens,
+            figure_format=_wire.figure_format(figure_format),
+        )
+        return _text.TextAttribution(self._call(self._text.Attribute, request))
+
     # --- training ------------------------------------------------------------------------
 
     def add_checkpoint(self, model, checkpoint, step=None):
@@ -874,6 +934,37 @@ class Model:
         """
     )
 
+    set_tokenizer = _ClientMethod(
+        """Stores this model's tokenizer: a fast Hugging Face tokenizer, a
+        tokenizers.Tokenizer, or the path of a tokenizer.json. Its vocabulary must fit
+        the model's embedding."""
+    )
+    tokenize = _ClientMethod("""(ids, tokens) of a text by this model's stored tokenizer.""")
+    generate_text = _ClientMethod(
+        """A causal LM's continuation of `text`: greedy (as `generate(do_sample=False)`),
+        or sampled (`sample=True`, `seed`, `temperature`, `top_k`). `on_token(token)` sees
+        each token as it is generated (`.id`, `.token`, `.text` so far). Answers a
+        GeneratedText (`text`, `ids`, `tokens`). `tokenizer` stores one first."""
+    )
+    attribute_text = _ClientMethod(
+        """Which prompt tokens drove the model's output, with Captum's LLMAttribution
+        semantics: for a causal LM the log-probability (attr_target="prob": the
+        probability) of the `target` continuation (a string; None: the model's greedy
+        continuation), per output token and summed; for a classifier, `target` is the
+        class (an int) and its logit is attributed.
+
+        method: "feature_ablation" or "shapley_value_sampling" (`n_samples`
+        permutations drawn like torch.manual_seed(seed); torch.randperm). The prompt is
+        `text` (every token a feature, Captum's TextTokenInput; `skip_tokens` are kept
+        as they are, a removed token becomes `baseline_token`, default id 0), or
+        `template` with `values` (a list for `{}` slots or a dict for `{name}` slots; a
+        removed value becomes its entry of `baselines`, default ""), as
+        TextTemplateInput. `tokenizer` stores the model's tokenizer first.
+
+        Answers a TextAttribution (seq_attr, token_attr, input_tokens, output_tokens,
+        output_probs, html) that displays as a token heat map.
+        """
+    )
     add_checkpoint = _ClientMethod(
         """Stores a training checkpoint of this model and answers a Checkpoint (id, step,
         optimizer).

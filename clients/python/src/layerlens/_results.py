@@ -89,6 +89,8 @@ class ModelInfo:
     input_shape: tuple = ()
     created_unix: int = 0
     pinned: bool = False
+    # A tokenizer (tokenizer.json) is stored with the model.
+    has_tokenizer: bool = False
 
     @classmethod
     def from_proto(cls, message):
@@ -101,6 +103,7 @@ class ModelInfo:
             input_shape=tuple(int(dim) for dim in message.input_shape),
             created_unix=int(message.created_unix),
             pinned=bool(message.pinned),
+            has_tokenizer=bool(message.has_tokenizer),
         )
 
     @property

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19layerlens/v1/models.proto\x12\x0clayerlens.v1\" \n\x0fPinModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"1\n\x0cUploadHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0binput_shape\x18\x02 \x03(\x03\"V\n\rUploadRequest\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.layerlens.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"E\n\x12\x41\x64\x64\x46romPathRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0binput_shape\x18\x03 \x03(\x03\"\x97\x01\n\tModelInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05names\x18\x02 \x03(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x10\n\x08resident\x18\x04 \x01(\x08\x12\x0e\n\x06\x66ormat\x18\x05 \x01(\t\x12\x13\n\x0binput_shape\x18\x06 \x03(\x03\x12\x14\n\x0c\x63reated_unix\x18\x07 \x01(\x03\x12\x0e\n\x06pinned\x18\x08 \x01(\x08\"\x13\n\x11ListModelsRequest\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.layerlens.v1.ModelInfo\" \n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"#\n\x12\x44\x65leteModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"!\n\x13\x44\x65leteModelResponse\x12\n\n\x02id\x18\x01 \x01(\t2\xed\x03\n\x06Models\x12@\n\x06Upload\x12\x1b.layerlens.v1.UploadRequest\x1a\x17.layerlens.v1.ModelInfo(\x01\x12H\n\x0b\x41\x64\x64\x46romPath\x12 .layerlens.v1.AddFromPathRequest\x1a\x17.layerlens.v1.ModelInfo\x12I\n\x04List\x12\x1f.layerlens.v1.ListModelsRequest\x1a .layerlens.v1.ListModelsResponse\x12=\n\x03Get\x12\x1d.layerlens.v1.GetModelRequest\x1a\x17.layerlens.v1.ModelInfo\x12M\n\x06\x44\x65lete\x12 .layerlens.v1.DeleteModelRequest\x1a!.layerlens.v1.DeleteModelResponse\x12=\n\x03Pin\x12\x1d.layerlens.v1.PinModelRequest\x1a\x17.layerlens.v1.ModelInfo\x12?\n\x05Unpin\x12\x1d.layerlens.v1.PinModelRequest\x1a\x17.layerlens.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19layerlens/v1/models.proto\x12\x0clayerlens.v1\" \n\x0fPinModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"1\n\x0cUploadHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0binput_shape\x18\x02 \x03(\x03\"V\n\rUploadRequest\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.layerlens.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"E\n\x12\x41\x64\x64\x46romPathRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0binput_shape\x18\x03 \x03(\x03\"\xae\x01\n\tModelInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05names\x18\x02 \x03(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x10\n\x08resident\x18\x04 \x01(\x08\x12\x0e\n\x06\x66ormat\x18\x05 \x01(\t\x12\x13\n\x0binput_shape\x18\x06 \x03(\x03\x12\x14\n\x0c\x63reated_unix\x18\x07 \x01(\x03\x12\x0e\n\x06pinned\x18\x08 \x01(\x08\x12\x15\n\rhas_tokenizer\x18\t \x01(\x08\"\x13\n\x11ListModelsRequest\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.layerlens.v1.ModelInfo\" \n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"#\n\x12\x44\x65leteModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"!\n\x13\x44\x65leteModelResponse\x12\n\n\x02id\x18\x01 \x01(\t2\xed\x03\n\x06Models\x12@\n\x06Upload\x12\x1b.layerlens.v1.UploadRequest\x1a\x17.layerlens.v1.ModelInfo(\x01\x12H\n\x0b\x41\x64\x64\x46romPath\x12 .layerlens.v1.AddFromPathRequest\x1a\x17.layerlens.v1.ModelInfo\x12I\n\x04List\x12\x1f.layerlens.v1.ListModelsRequest\x1a .layerlens.v1.ListModelsResponse\x12=\n\x03Get\x12\x1d.layerlens.v1.GetModelRequest\x1a\x17.layerlens.v1.ModelInfo\x12M\n\x06\x44\x65lete\x12 .layerlens.v1.DeleteModelRequest\x1a!.layerlens.v1.DeleteModelResponse\x12=\n\x03Pin\x12\x1d.layerlens.v1.PinModelRequest\x1a\x17.layerlens.v1.ModelInfo\x12?\n\x05Unpin\x12\x1d.layerlens.v1.PinModelRequest\x1a\x17.layerlens.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,17 +40,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ADDFROMPATHREQUEST']._serialized_start=216
   _globals['_ADDFROMPATHREQUEST']._serialized_end=285
   _globals['_MODELINFO']._serialized_start=288
-  _globals['_MODELINFO']._serialized_end=439
-  _globals['_LISTMODELSREQUEST']._serialized_start=441
-  _globals['_LISTMODELSREQUEST']._serialized_end=460
-  _globals['_LISTMODELSRESPONSE']._serialized_start=462
-  _globals['_LISTMODELSRESPONSE']._serialized_end=523
-  _globals['_GETMODELREQUEST']._serialized_start=525
-  _globals['_GETMODELREQUEST']._serialized_end=557
-  _globals['_DELETEMODELREQUEST']._serialized_start=559
-  _globals['_DELETEMODELREQUEST']._serialized_end=594
-  _globals['_DELETEMODELRESPONSE']._serialized_start=596
-  _globals['_DELETEMODELRESPONSE']._serialized_end=629
-  _globals['_MODELS']._serialized_start=632
-  _globals['_MODELS']._serialized_end=1125
+  _globals['_MODELINFO']._serialized_end=462
+  _globals['_LISTMODELSREQUEST']._serialized_start=464
+  _globals['_LISTMODELSREQUEST']._serialized_end=483
+  _globals['_LISTMODELSRESPONSE']._serialized_start=485
+  _globals['_LISTMODELSRESPONSE']._serialized_end=546
+  _globals['_GETMODELREQUEST']._serialized_start=548
+  _globals['_GETMODELREQUEST']._serialized_end=580
+  _globals['_DELETEMODELREQUEST']._serialized_start=582
+  _globals['_DELETEMODELREQUEST']._serialized_end=617
+  _globals['_DELETEMODELRESPONSE']._serialized_start=619
+  _globals['_DELETEMODELRESPONSE']._serialized_end=652
+  _globals['_MODELS']._serialized_start=655
+  _globals['_MODELS']._serialized_end=1148
 # @@protoc_insertion_point(module_scope)

@@ -39,7 +39,7 @@ class AddFromPathRequest(_message.Message):
     def __init__(self, path: _Optional[str] = ..., name: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("id", "names", "size_bytes", "resident", "format", "input_shape", "created_unix", "pinned")
+    __slots__ = ("id", "names", "size_bytes", "resident", "format", "input_shape", "created_unix", "pinned", "has_tokenizer")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAMES_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,7 @@ class ModelInfo(_message.Message):
     INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_FIELD_NUMBER: _ClassVar[int]
     PINNED_FIELD_NUMBER: _ClassVar[int]
+    HAS_TOKENIZER_FIELD_NUMBER: _ClassVar[int]
     id: str
     names: _containers.RepeatedScalarFieldContainer[str]
     size_bytes: int
@@ -56,7 +57,8 @@ class ModelInfo(_message.Message):
     input_shape: _containers.RepeatedScalarFieldContainer[int]
     created_unix: int
     pinned: bool
-    def __init__(self, id: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ..., size_bytes: _Optional[int] = ..., resident: _Optional[bool] = ..., format: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., created_unix: _Optional[int] = ..., pinned: _Optional[bool] = ...) -> None: ...
+    has_tokenizer: bool
+    def __init__(self, id: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ..., size_bytes: _Optional[int] = ..., resident: _Optional[bool] = ..., format: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., created_unix: _Optional[int] = ..., pinned: _Optional[bool] = ..., has_tokenizer: _Optional[bool] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
