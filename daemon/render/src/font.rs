@@ -24,6 +24,13 @@ fn css_scale(font: &FontRef<'static>, size: f32) -> PxScale {
     PxScale::from(size * font.height_unscaled() / units_per_em)
 }
 
+/// Whether the built-in font has a glyph for `character`. Characters it lacks (CJK,
+/// emoji) would be drawn as the font's empty box, so text that may hold any character
+/// (tokens of a prompt) writes them another way.
+pub(crate) fn has_glyph(character: char) -> bool {
+    font().is_ok_and(|font| font.glyph_id(character).0 != 0)
+}
+
 /// Width of `text` at a CSS font size of `size` pixels, with kerning.
 pub(crate) fn text_width(text: &str, size: f32) -> f32 {
     let Ok(font) = font() else {

@@ -39,6 +39,14 @@
 //! bar per layer (relative weight change between checkpoints). Axes and colour scales
 //! are linear or log10 ([`AxisScale`], [`ColourScale`]).
 //!
+//! For attributions over the tokens of a text (language models), as Captum shows them:
+//! [`token_heat_map`] sets the prompt as running text with each token on a background
+//! coloured by its attribution (`visualize_text`), [`token_html`] is the same as an
+//! HTML fragment for a notebook, [`token_matrix`] colours output tokens × input tokens
+//! (`plot_token_attr`) and [`sequence_bars`] draws a bar per input token
+//! (`plot_seq_attr`). Tokens come as the tokenizer wrote them (`Ġthe`, `▁the`,
+//! `##ing`, `<|endoftext|>`) and are shown as readable text.
+//!
 //! Every figure is laid out once as a scene of primitives (`scene.rs`) and then drawn
 //! as PNG (text rasterised from a font compiled into the binary, so no system fonts are
 //! needed) or as SVG (text stays `<text>`, raster parts are embedded PNGs). Every figure
@@ -71,6 +79,7 @@ mod small_multiples;
 mod step_chart;
 mod svg;
 mod table;
+mod text_attr;
 
 pub use bar_chart::bar_chart;
 pub use contour::{contour_plot, PlotPath};
@@ -85,6 +94,7 @@ pub use line_chart::{line_chart, LineSeries};
 pub use options::{AxisScale, ColourScale, FigureOptions, Sign, VisualMethod};
 pub use step_chart::{step_chart, step_chart_scaled, ChartSeries};
 pub use table::{summary_table_svg, TableRow};
+pub use text_attr::{sequence_bars, token_heat_map, token_html, token_matrix, MAX_TEXT_TOKENS};
 
 /// A rendered figure.
 #[derive(Debug, Clone, PartialEq)]

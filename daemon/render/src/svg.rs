@@ -110,8 +110,25 @@ pub(crate) fn to_svg(scene: &Scene, alt_text: &str) -> Result<String, RenderErro
     Ok(svg)
 }
 
+/// `text` as XML character data or attribute value: markup characters escaped, and
+/// characters that XML 1.0 does not allow at all, escaped or not (control characters
+/// other than tab, line feed and carriage return; U+FFFE, U+FFFF), replaced by U+FFFD,
+/// so that labels and alt text from user data (tokens of a prompt) cannot make the SVG
+/// unreadable.
 pub(crate) fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\t' | '\n' | '\r' => escaped.push(character),
+            '\u{0}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}' => escaped.push('\u{fffd}'),
+            _ => escaped.push(character),
+        }
+    }
+    escaped
 }
 
 /// A coordinate with at most two decimals and no trailing zeros.
@@ -127,4 +144,16 @@ fn number(value: f32) -> String {
 
 fn hex(colour: Colour) -> String {
     format!("#{:02x}{:02x}{:02x}", colour[0], colour[1], colour[2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_replaces_characters_xml_forbids() {
+        assert_eq!(xml_escape("a<b & \"c\">"), "a&lt;b &amp; &quot;c&quot;&gt;");
+        assert_eq!(xml_escape("tab\tline\nbell\u{7}nul\u{0}\u{ffff}"), "tab\tline\nbell\u{fffd}nul\u{fffd}\u{fffd}");
+        assert_eq!(xml_escape("Ġthe ▁cat 中"), "Ġthe ▁cat 中");
+    }
 }
