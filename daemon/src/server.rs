@@ -155,9 +155,8 @@ async fn serve(
     let training = proto::training_server::TrainingServer::new(TrainingService { state: state.clone() })
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
-    let text = proto::text_server::TextServer::new(TextService { state: state.clone() })
-        .max_decoding_message_size(limit)
-        .max_encoding_message_size(limit);
+    let text =
+        proto::text_server::TextServer::new(TextService { state: state.clone() }).max_decoding_message_size(limit).max_encoding_message_size(limit);
     health_reporter.set_serving::<proto::models_server::ModelsServer<ModelsService>>().await;
     health_reporter.set_serving::<proto::explain_server::ExplainServer<ExplainService>>().await;
     health_reporter.set_serving::<proto::generate_server::GenerateServer<GenerateService>>().await;

@@ -144,9 +144,10 @@ impl Template {
                     } else if let Ok(position) = field.parse::<usize>() {
                         position
                     } else {
-                        names.iter().position(|name| *name == field).ok_or_else(|| {
-                            ApiError::bad_input(format!("template key {{{field}}} has no value; the values are named {names:?}"))
-                        })?
+                        names
+                            .iter()
+                            .position(|name| *name == field)
+                            .ok_or_else(|| ApiError::bad_input(format!("template key {{{field}}} has no value; the values are named {names:?}")))?
                     };
                     parts.push(Part::Text(std::mem::take(&mut text)));
                     parts.push(Part::Slot(index));

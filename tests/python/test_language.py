@@ -21,9 +21,12 @@ from language_models import CONTEXT, bert_classifier, bpe_tokenizer, export, gpt
 CLI = REPO_ROOT / "target" / "debug" / "layerlens"
 PROMPT = "Dave lives in Palm Coast, FL and is a lawyer. His personal interests include"
 TARGET = " golf and reading."
-# Captum runs its model token by token with a cache, the daemon all target tokens in
-# one pass: equal up to float32 rounding.
-TOLERANCE = 2e-4
+# Captum runs its model token by token, the daemon all target tokens in one pass: equal
+# up to float32 rounding, which the attribution inherits from a difference of two sums
+# of ~10 log-probabilities near -6 (float32's resolution there is ~4e-6 per term). (Captum's default KV-cache path, use_cached_outputs=True, fails
+# with an index error on transformers 5's GPT-2; the tests use its uncached path.)
+TOLERANCE = 3e-5
+CAPTUM = {"use_cached_outputs": False}
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +89,7 @@ def test_token_attribution_is_captums(language_model, tokenizer, method):
     skip = ["<|endoftext|>"]
     kwargs = {"n_samples": 5} if method == "shapley_value_sampling" else {}
     torch.manual_seed(11)
-    expected = captum_llm(model, fast, method).attribute(TextTokenInput(PROMPT, fast, skip_tokens=skip), target=TARGET, **kwargs)
+    expected = captum_llm(model, fast, method).attribute(TextTokenInput(PROMPT, fast, skip_tokens=skip), target=TARGET, **CAPTUM, **kwargs)
     answer = handle.attribute_text(PROMPT, target=TARGET, method=method, skip_tokens=skip, seed=11, **kwargs)
     assert answer.input_tokens == TextTokenInput(PROMPT, fast, skip_tokens=skip).values
     assert answer.output_tokens == fast.convert_ids_to_tokens(fast.encode(TARGET, add_special_tokens=False))
@@ -104,7 +107,7 @@ def test_template_attribution_is_captums(language_model, tokenizer):
     template = "{} lives in {}, FL and is a {}. His personal interests include"
     values = ["Dave", "Palm Coast", "lawyer"]
     baselines = ["Sarah", "Seattle", "doctor"]
-    expected = captum_llm(model, fast, "feature_ablation").attribute(TextTemplateInput(template, values, baselines=baselines), target=TARGET)
+    expected = captum_llm(model, fast, "feature_ablation").attribute(TextTemplateInput(template, values, baselines=baselines), target=TARGET, **CAPTUM)
     answer = handle.attribute_text(template=template, values=values, baselines=baselines, target=TARGET)
     assert answer.input_tokens == values
     np.testing.assert_allclose(answer.seq_attr, expected.seq_attr.numpy(), atol=TOLERANCE, rtol=1e-4)
@@ -120,7 +123,7 @@ def test_probability_targets_and_a_generated_target(language_model, tokenizer):
     fast, _ = tokenizer
     llm = captum_llm(model, fast, "feature_ablation")
     llm.attr_target = "prob"
-    expected = llm.attribute(TextTokenInput(PROMPT, fast), target=TARGET)
+    expected = llm.attribute(TextTokenInput(PROMPT, fast), target=TARGET, **CAPTUM)
     answer = handle.attribute_text(PROMPT, target=TARGET, attr_target="prob")
     np.testing.assert_allclose(answer.seq_attr, expected.seq_attr.numpy(), atol=1e-6)
     generated = handle.attribute_text(PROMPT, max_new_tokens=5)

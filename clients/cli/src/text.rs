@@ -148,7 +148,9 @@ pub async fn attribute_text(client: &Client, args: AttributeTextArgs, as_json: b
             "seed" => request.seed = value.parse().with_context(|| format!("--param {text}: not a seed"))?,
             "attr_target" => request.attr_target = value.to_string(),
             "max_new_tokens" => request.max_new_tokens = value.parse().with_context(|| format!("--param {text}: not a count"))?,
-            other => anyhow::bail!("--param {other}: not an option of attribute-text (skip_tokens, baselines, n_samples, seed, attr_target, max_new_tokens)"),
+            other => anyhow::bail!(
+                "--param {other}: not an option of attribute-text (skip_tokens, baselines, n_samples, seed, attr_target, max_new_tokens)"
+            ),
         }
     }
     let answer = client.attribute_text(request).await.with_context(|| format!("text attribution of {}", args.model))?;

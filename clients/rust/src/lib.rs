@@ -357,10 +357,15 @@ impl Client {
 
     /// A causal LM's continuation: `on_token` sees each token as it is generated;
     /// answers the whole text. Dropping the future cancels the generation.
-    pub async fn generate_text(&self, request: proto::GenerateTextRequest, mut on_token: impl FnMut(&proto::GeneratedToken)) -> Result<proto::GeneratedText> {
+    pub async fn generate_text(
+        &self,
+        request: proto::GenerateTextRequest,
+        mut on_token: impl FnMut(&proto::GeneratedToken),
+    ) -> Result<proto::GeneratedText> {
         use proto::generate_text_event::Event;
         let model = request.model.clone();
-        let (first, mut stream) = routed_stream(&self.text, &model, request, |mut client, request| async move { client.generate(request).await }).await?;
+        let (first, mut stream) =
+            routed_stream(&self.text, &model, request, |mut client, request| async move { client.generate(request).await }).await?;
         let mut next = first;
         loop {
             match next.and_then(|event| event.event) {

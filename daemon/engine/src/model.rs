@@ -391,7 +391,14 @@ impl LoadedModel {
     fn check_input(&self, input: &HostTensor) -> Result<()> {
         input.validate("input")?;
         check_finite(input)?;
-        if let Some(expected) = &self.input_shape {
+        // An exported program knows which of its dimensions are dynamic and checks them
+        // itself (`check_shapes`): its stored example shape (a sequence length of 8, say)
+        // is a default for summaries, not a constraint.
+        let stored = match self.backend {
+            Backend::Script(_) => self.input_shape.as_ref(),
+            Backend::Exported(_) => None,
+        };
+        if let Some(expected) = stored {
             let matches = expected.len() == input.shape.len() && expected[1..] == input.shape[1..];
             if !matches {
                 let mut expected_text: Vec<String> = expected.iter().map(i64::to_string).collect();

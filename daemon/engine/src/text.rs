@@ -147,10 +147,7 @@ fn score_output(output: &Tensor, prompt_length: usize, target: &TextTarget) -> R
             let index = Tensor::from_slice(tokens).to_device(output.device()).view([1, count, 1]).expand([rows, count, 1], false);
             let picked = log_probs.gather(2, &index, false).squeeze_dim(2);
             let picked: Vec<f64> = Vec::<f64>::try_from(picked.flatten(0, -1).to_device(tch::Device::Cpu)).map_err(torch_error("reading scores"))?;
-            Ok(picked
-                .chunks(count as usize)
-                .map(|row| std::iter::once(row.iter().sum::<f64>()).chain(row.iter().copied()).collect())
-                .collect())
+            Ok(picked.chunks(count as usize).map(|row| std::iter::once(row.iter().sum::<f64>()).chain(row.iter().copied()).collect()).collect())
         }
         TextTarget::Class(class) => {
             if output.dim() != 2 {
@@ -164,9 +161,10 @@ fn score_output(output: &Tensor, prompt_length: usize, target: &TextTarget) -> R
             if *class < 0 || *class >= classes {
                 return Err(Error::bad_input(format!("target class {class} is out of range for {classes} classes")));
             }
-            let logits: Vec<f64> = Vec::<f64>::try_from(output.select(1, *class).to_device(tch::Device::Cpu)).map_err(torch_error("reading scores"))?;
-            let probabilities: Vec<f64> =
-                Vec::<f64>::try_from(output.softmax(-1, Kind::Double).select(1, *class).to_device(tch::Device::Cpu)).map_err(torch_error("reading scores"))?;
+            let logits: Vec<f64> =
+                Vec::<f64>::try_from(output.select(1, *class).to_device(tch::Device::Cpu)).map_err(torch_error("reading scores"))?;
+            let probabilities: Vec<f64> = Vec::<f64>::try_from(output.softmax(-1, Kind::Double).select(1, *class).to_device(tch::Device::Cpu))
+                .map_err(torch_error("reading scores"))?;
             Ok(logits.into_iter().zip(probabilities).map(|(logit, probability)| vec![logit, probability]).collect())
         }
     }
@@ -176,9 +174,9 @@ fn score_output(output: &Tensor, prompt_length: usize, target: &TextTarget) -> R
 /// or Shapley sampling's all-absent mask and each permutation's growing prefixes.
 fn masks(method: TextMethod, features: usize, n_samples: usize, seed: u64) -> Vec<Vec<bool>> {
     match method {
-        TextMethod::FeatureAblation => std::iter::once(vec![true; features])
-            .chain((0..features).map(|absent| (0..features).map(|index| index != absent).collect()))
-            .collect(),
+        TextMethod::FeatureAblation => {
+            std::iter::once(vec![true; features]).chain((0..features).map(|absent| (0..features).map(|index| index != absent).collect())).collect()
+        }
         TextMethod::ShapleyValueSampling => {
             let mut masks = vec![vec![false; features]];
             for permutation in permutations(features, n_samples, seed) {
@@ -338,7 +336,12 @@ pub struct GeneratedToken {
 /// `generate(do_sample=False)`) or sampled from softmax(logits / temperature) over the
 /// top-k tokens with libtorch's generator seeded by `seed`. `report` hears of each token
 /// and stops the generation by returning false. Stops after the end-of-text token.
-pub fn generate_text(model: &LoadedModel, prompt: &[i64], options: &GenerationOptions, report: &mut dyn FnMut(GeneratedToken) -> bool) -> Result<Vec<GeneratedToken>> {
+pub fn generate_text(
+    model: &LoadedModel,
+    prompt: &[i64],
+    options: &GenerationOptions,
+    report: &mut dyn FnMut(GeneratedToken) -> bool,
+) -> Result<Vec<GeneratedToken>> {
     if prompt.is_empty() {
         return Err(Error::bad_input("the prompt has no tokens"));
     }

@@ -47,21 +47,74 @@ pub struct ModelSpec {
 }
 
 enum Command {
-    Attribute { request: AttributionRequest, reply: oneshot::Sender<Result<Attribution>> },
-    ModuleTree { reply: oneshot::Sender<Result<Arc<Vec<ModuleInfo>>>> },
-    Evaluate { request: EvaluationRequest, reply: oneshot::Sender<Result<Evaluation>> },
-    Parameters { bins: usize, reply: oneshot::Sender<Result<ParameterReport>> },
-    Activations { inputs: Vec<HostTensor>, bins: usize, reply: oneshot::Sender<Result<ActivationReport>> },
-    Predict { inputs: Vec<HostTensor>, top_k: usize, reply: oneshot::Sender<Result<Prediction>> },
-    OpGraph { inputs: Vec<SampleInput>, reply: oneshot::Sender<Result<OpGraph>> },
-    CallSummary { inputs: Vec<SampleInput>, max_depth: Option<u32>, reply: oneshot::Sender<Result<CallSummary>> },
-    SanityCheck { request: AttributionRequest, seed: i64, signed: bool, reply: oneshot::Sender<Result<SanityCheck>> },
-    Visualize { request: VisualizeRequest, report: Reporter<VisualizeProgress>, reply: oneshot::Sender<Result<Visualization>> },
-    Counterfactual { request: CounterfactualRequest, report: Reporter<CounterfactualProgress>, reply: oneshot::Sender<Result<Counterfactual>> },
-    Traverse { request: TraverseRequest, reply: oneshot::Sender<Result<Traversal>> },
-    Landscape { request: Box<LandscapeRequest>, reply: oneshot::Sender<Result<Landscape>> },
-    AttributeText { request: Box<TextAttributionRequest>, reply: oneshot::Sender<Result<TextAttribution>> },
-    GenerateText { prompt: Vec<i64>, options: GenerationOptions, report: Reporter<GeneratedToken>, reply: oneshot::Sender<Result<Vec<GeneratedToken>>> },
+    Attribute {
+        request: AttributionRequest,
+        reply: oneshot::Sender<Result<Attribution>>,
+    },
+    ModuleTree {
+        reply: oneshot::Sender<Result<Arc<Vec<ModuleInfo>>>>,
+    },
+    Evaluate {
+        request: EvaluationRequest,
+        reply: oneshot::Sender<Result<Evaluation>>,
+    },
+    Parameters {
+        bins: usize,
+        reply: oneshot::Sender<Result<ParameterReport>>,
+    },
+    Activations {
+        inputs: Vec<HostTensor>,
+        bins: usize,
+        reply: oneshot::Sender<Result<ActivationReport>>,
+    },
+    Predict {
+        inputs: Vec<HostTensor>,
+        top_k: usize,
+        reply: oneshot::Sender<Result<Prediction>>,
+    },
+    OpGraph {
+        inputs: Vec<SampleInput>,
+        reply: oneshot::Sender<Result<OpGraph>>,
+    },
+    CallSummary {
+        inputs: Vec<SampleInput>,
+        max_depth: Option<u32>,
+        reply: oneshot::Sender<Result<CallSummary>>,
+    },
+    SanityCheck {
+        request: AttributionRequest,
+        seed: i64,
+        signed: bool,
+        reply: oneshot::Sender<Result<SanityCheck>>,
+    },
+    Visualize {
+        request: VisualizeRequest,
+        report: Reporter<VisualizeProgress>,
+        reply: oneshot::Sender<Result<Visualization>>,
+    },
+    Counterfactual {
+        request: CounterfactualRequest,
+        report: Reporter<CounterfactualProgress>,
+        reply: oneshot::Sender<Result<Counterfactual>>,
+    },
+    Traverse {
+        request: TraverseRequest,
+        reply: oneshot::Sender<Result<Traversal>>,
+    },
+    Landscape {
+        request: Box<LandscapeRequest>,
+        reply: oneshot::Sender<Result<Landscape>>,
+    },
+    AttributeText {
+        request: Box<TextAttributionRequest>,
+        reply: oneshot::Sender<Result<TextAttribution>>,
+    },
+    GenerateText {
+        prompt: Vec<i64>,
+        options: GenerationOptions,
+        report: Reporter<GeneratedToken>,
+        reply: oneshot::Sender<Result<Vec<GeneratedToken>>>,
+    },
 }
 
 impl Command {

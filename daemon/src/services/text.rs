@@ -63,9 +63,7 @@ fn method(name: &str) -> ApiResult<TextMethod> {
     match name {
         "" | "feature_ablation" => Ok(TextMethod::FeatureAblation),
         "shapley_value_sampling" => Ok(TextMethod::ShapleyValueSampling),
-        other => Err(ApiError::bad_input(format!(
-            "text attribution method {other:?} is not known; use feature_ablation or shapley_value_sampling"
-        ))),
+        other => Err(ApiError::bad_input(format!("text attribution method {other:?} is not known; use feature_ablation or shapley_value_sampling"))),
     }
 }
 
@@ -118,7 +116,9 @@ impl Text for TextService {
         if request.max_new_tokens > MAX_NEW_TOKENS {
             return Err(ApiError::bad_input(format!("max_new_tokens is {}; at most {MAX_NEW_TOKENS}", request.max_new_tokens)).into());
         }
-        let eos = request.eos_token_id.or_else(|| ["<|endoftext|>", "</s>", "[SEP]", "<eos>"].iter().find_map(|token| tokenizer.token_to_id(token)).map(i64::from));
+        let eos = request
+            .eos_token_id
+            .or_else(|| ["<|endoftext|>", "</s>", "[SEP]", "<eos>"].iter().find_map(|token| tokenizer.token_to_id(token)).map(i64::from));
         let options = GenerationOptions {
             max_new_tokens: if request.max_new_tokens == 0 { 20 } else { request.max_new_tokens as usize },
             sample: request.sample,
@@ -132,11 +132,10 @@ impl Text for TextService {
         // Tokens leave the worker through an unbounded channel (at most max_new_tokens
         // of them, so the worker never waits) and are decoded and sent here.
         let (tokens_sender, mut tokens) = mpsc::unbounded_channel::<layerlens_engine::text::GeneratedToken>();
-        let report: layerlens_engine::worker::Reporter<layerlens_engine::text::GeneratedToken> =
-            Box::new(move |token| match token {
-                Some(token) => tokens_sender.send(token).is_ok(),
-                None => !tokens_sender.is_closed(),
-            });
+        let report: layerlens_engine::worker::Reporter<layerlens_engine::text::GeneratedToken> = Box::new(move |token| match token {
+            Some(token) => tokens_sender.send(token).is_ok(),
+            None => !tokens_sender.is_closed(),
+        });
         let stream = sender.clone();
         let relay_tokenizer = tokenizer.clone();
         let relay = tokio::spawn(async move {
@@ -144,7 +143,8 @@ impl Text for TextService {
             while let Some(token) = tokens.recv().await {
                 ids.push(token.id);
                 let text = tokenizer::decode(&relay_tokenizer, &ids).unwrap_or_default();
-                let event = proto::GeneratedToken { id: token.id, token: tokenizer::token(&relay_tokenizer, token.id), text, log_prob: token.log_prob };
+                let event =
+                    proto::GeneratedToken { id: token.id, token: tokenizer::token(&relay_tokenizer, token.id), text, log_prob: token.log_prob };
                 let event = proto::GenerateTextEvent { event: Some(proto::generate_text_event::Event::Token(event)) };
                 if stream.send(Ok(event)).await.is_err() {
                     return;
@@ -244,7 +244,14 @@ impl Text for TextService {
             TextTarget::Continuation(ids) => ids.clone(),
             TextTarget::Class(_) => Vec::new(),
         };
-        let engine_request = TextAttributionRequest { features, target, method, probability, n_samples: if request.n_samples == 0 { 25 } else { request.n_samples as usize }, seed: request.seed };
+        let engine_request = TextAttributionRequest {
+            features,
+            target,
+            method,
+            probability,
+            n_samples: if request.n_samples == 0 { 25 } else { request.n_samples as usize },
+            seed: request.seed,
+        };
         let attribution = worker.attribute_text(engine_request).await.map_err(in_model(&record))?;
         let output_tokens: Vec<String> = match request.target_class {
             Some(class) => vec![format!("class {class}")],
@@ -253,7 +260,11 @@ impl Text for TextService {
         let format = convert::figure_format(request.figure_format);
         let method_name = if request.method.is_empty() { "feature_ablation".to_string() } else { request.method.clone() };
         let answer = tokio::task::spawn_blocking(move || -> ApiResult<proto::AttributeTextResponse> {
-            let html = layerlens_render::token_html(&input_tokens, &attribution.seq_attr, Some(&format!("{method_name}: attribution to {}", output_tokens.join(""))))?;
+            let html = layerlens_render::token_html(
+                &input_tokens,
+                &attribution.seq_attr,
+                Some(&format!("{method_name}: attribution to {}", output_tokens.join(""))),
+            )?;
             let figure = match format {
                 Some(format) => Some(convert::figure(layerlens_render::token_heat_map(
                     &format!("{method_name}: which tokens drove {}", output_tokens.join("")),
