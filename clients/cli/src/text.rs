@@ -186,7 +186,7 @@ fn coloured(tokens: &[String], values: &[f64], terminal: bool) -> String {
         .iter()
         .zip(values)
         .map(|(token, &value)| {
-            let shown = token.replace('Ġ', " ").replace('▁', " ");
+            let shown = token.replace(['Ġ', '▁'], " ");
             if !terminal {
                 return format!("{shown}({value:+.4})");
             }
