@@ -182,3 +182,16 @@ def test_training_notebook(run_notebook):
     assert match and float(match.group(1)) == pytest.approx(float(match.group(2)), rel=1e-5)
     variance = re.search(r"explained variance: \[([0-9.]+), ([0-9.]+)\]", text_of(cell_with(notebook, "plane = stored.landscape")))
     assert variance and float(variance.group(1)) + float(variance.group(2)) == pytest.approx(1.0, abs=1e-3), "three points span a plane"
+
+
+def test_language_notebook(run_notebook):
+    notebook = run_notebook("language")
+    assert "with tokenizer: True" in text_of(cell_with(notebook, "ll.add_model"))
+    assert "same as transformers' generate: True" in text_of(cell_with(notebook, "lm.generate_text"))
+    attribution = cell_with(notebook, 't = lm.attribute_text(prompt')
+    html = rich(attribution, "text/html")
+    assert html and "<span" in html[0], "the token heat map displays as HTML"
+    passes = re.search(r"passes: (\d+) for (\d+) perturbed prompts", text_of(attribution))
+    assert passes and int(passes.group(1)) < int(passes.group(2)), "the perturbed prompts share passes"
+    template = text_of(cell_with(notebook, "s = lm.attribute_text"))
+    assert "'Dave'" in template and "'Palm Coast'" in template and "'lawyer'" in template
