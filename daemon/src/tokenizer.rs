@@ -59,6 +59,10 @@ impl TextFeatures for TokenFeatures {
         self.positions.len()
     }
 
+    fn token_positions(&self) -> Option<Vec<usize>> {
+        Some(self.positions.clone())
+    }
+
     fn ids(&self, present: &[bool]) -> layerlens_engine::Result<Vec<i64>> {
         let mut ids = self.ids.clone();
         for (&position, &kept) in self.positions.iter().zip(present) {

@@ -135,6 +135,35 @@ def test_probability_targets_and_a_generated_target(language_model, tokenizer):
         assert generated.output_probs[index] == pytest.approx(float(probabilities[prompt_length - 1 + index, token]), rel=1e-4)
 
 
+@pytest.mark.parametrize("method", ["layer_integrated_gradients", "layer_gradient_x_activation"])
+def test_gradient_attribution_per_output_token_is_captums(language_model, tokenizer, method):
+    from captum.attr import LayerGradientXActivation, LayerIntegratedGradients, LLMGradientAttribution, TextTokenInput
+
+    handle, model = language_model
+    fast, _ = tokenizer
+    algorithm = {"layer_integrated_gradients": LayerIntegratedGradients, "layer_gradient_x_activation": LayerGradientXActivation}[method]
+    expected = LLMGradientAttribution(algorithm(model, model.transformer.wte), fast).attribute(TextTokenInput(PROMPT, fast), target=TARGET)
+    answer = handle.attribute_text(PROMPT, target=TARGET, method=method)
+    assert answer.token_attr.shape == tuple(expected.token_attr.shape)
+    scale = float(np.abs(expected.token_attr.numpy()).max())
+    np.testing.assert_allclose(answer.token_attr, expected.token_attr.numpy(), atol=1e-4 * scale, rtol=1e-3)
+    np.testing.assert_allclose(answer.seq_attr, expected.seq_attr.numpy(), atol=1e-4 * scale, rtol=1e-3)
+
+
+def test_layer_integrated_gradients_on_a_classifier_is_captums(classifier, tokenizer):
+    from captum.attr import LayerIntegratedGradients
+
+    handle, wrapped = classifier
+    fast, _ = tokenizer
+    text = "The movie was great and the actors were wonderful"
+    ids = torch.tensor([fast.encode(text)])
+    layer = wrapped.model.bert.embeddings.word_embeddings
+    expected = LayerIntegratedGradients(wrapped, layer).attribute(ids, baselines=torch.zeros_like(ids), target=1).sum(-1)[0]
+    answer = handle.attribute_text(text, target=1, method="layer_integrated_gradients")
+    scale = float(expected.abs().max())
+    np.testing.assert_allclose(answer.seq_attr, expected.double().numpy(), atol=1e-4 * scale, rtol=1e-3)
+
+
 def test_a_classifiers_class_is_attributed_like_captums_feature_ablation(classifier, tokenizer):
     from captum.attr import FeatureAblation
 

@@ -62,10 +62,13 @@ pub struct AttributeTextArgs {
     /// A classifier's class to explain.
     #[arg(long, allow_negative_numbers = true)]
     target: Option<i64>,
-    /// feature_ablation or shapley_value_sampling.
+    /// feature_ablation, shapley_value_sampling, layer_integrated_gradients or layer_gradient_x_activation.
     #[arg(long, default_value = "feature_ablation")]
     method: String,
-    /// skip_tokens=ID,TOKEN,..., baselines=TOKEN, n_samples=N, seed=N, attr_target=log_prob|prob, max_new_tokens=N.
+    /// The gradient methods' layer (default: the token embedding).
+    #[arg(long)]
+    layer: Option<String>,
+    /// skip_tokens=ID,TOKEN,..., baselines=TOKEN, n_samples=N, seed=N, attr_target=log_prob|prob, max_new_tokens=N, n_steps=N.
     #[arg(long = "param", value_name = "KEY=VALUE")]
     params: Vec<String>,
     /// Write the token heat map (.html, .svg or .png).
@@ -126,6 +129,7 @@ pub async fn attribute_text(client: &Client, args: AttributeTextArgs, as_json: b
         method: args.method.clone(),
         target_text: args.target_text.clone().unwrap_or_default(),
         target_class: args.target,
+        layer: args.layer.clone().unwrap_or_default(),
         figure_format: format as i32,
         ..Default::default()
     };

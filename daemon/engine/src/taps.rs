@@ -423,6 +423,18 @@ impl TappedModel {
         Ok((output, taps))
     }
 
+    /// The model's output when tap `index` (a layer's output) is replaced by `value`,
+    /// which later layers then read (layer integrated gradients). Exported programs only:
+    /// the TorchScript taps are outputs of a rewritten graph, not inputs to it.
+    pub fn forward_replacing(&self, inputs: &[Tensor], index: usize, value: &Tensor) -> Result<Tensor> {
+        match &self.backend {
+            Backend::Exported { program, .. } => program.forward_replacing(inputs, program.tap_slots[index], value),
+            Backend::Script(_) => Err(Error::bad_input(
+                "replacing a layer's output (layer integrated gradients over tokens) needs a torch.export archive (.pt2); this model is TorchScript",
+            )),
+        }
+    }
+
     /// Index of the tap for a module path (its last call, as Captum's hooks keep the
     /// last output); unknown paths get close matches.
     pub fn tap_index(&self, layer_path: &str) -> Result<usize> {

@@ -33,12 +33,21 @@ pub trait TextFeatures: Send {
     fn count(&self) -> usize;
     /// The model input (token ids) with the absent features replaced by their baselines.
     fn ids(&self, present: &[bool]) -> Result<Vec<i64>>;
+    /// The position of each feature in the ids, when features are single tokens (the
+    /// gradient methods attribute to positions); `None` for template segments.
+    fn token_positions(&self) -> Option<Vec<usize>> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TextMethod {
     FeatureAblation,
     ShapleyValueSampling,
+    /// Captum's LayerIntegratedGradients on a layer (the token embedding), per output token.
+    LayerIntegratedGradients,
+    /// Captum's LayerGradientXActivation on a layer, per output token.
+    LayerGradientXActivation,
 }
 
 /// What the score is taken of.
@@ -58,6 +67,10 @@ pub struct TextAttributionRequest {
     pub probability: bool,
     pub n_samples: usize,
     pub seed: u64,
+    /// The gradient methods' layer (module path; the token embedding).
+    pub layer: String,
+    /// Integration steps (Gauss–Legendre) of layer integrated gradients.
+    pub n_steps: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -177,6 +190,8 @@ fn masks(method: TextMethod, features: usize, n_samples: usize, seed: u64) -> Ve
         TextMethod::FeatureAblation => {
             std::iter::once(vec![true; features]).chain((0..features).map(|absent| (0..features).map(|index| index != absent).collect())).collect()
         }
+        // The gradient methods perturb nothing (gradient_attribution).
+        TextMethod::LayerIntegratedGradients | TextMethod::LayerGradientXActivation => Vec::new(),
         TextMethod::ShapleyValueSampling => {
             let mut masks = vec![vec![false; features]];
             for permutation in permutations(features, n_samples, seed) {
@@ -234,6 +249,9 @@ pub fn measuring_row(request: &TextAttributionRequest) -> crate::HostTensor {
 
 /// Perturbation attribution of a text target to the features (see the module docs).
 pub fn attribute_text(model: &LoadedModel, request: &TextAttributionRequest, mut chunking: Chunking) -> Result<TextAttribution> {
+    if matches!(request.method, TextMethod::LayerIntegratedGradients | TextMethod::LayerGradientXActivation) {
+        return gradient_attribution(model, request, chunking);
+    }
     let features = request.features.count();
     if features == 0 {
         return Err(Error::bad_input("the prompt has no features to attribute to (every token is skipped, or the template has no values)"));
@@ -284,6 +302,9 @@ pub fn attribute_text(model: &LoadedModel, request: &TextAttributionRequest, mut
                 }
             }
         }
+        TextMethod::LayerIntegratedGradients | TextMethod::LayerGradientXActivation => {
+            return Err(Error::internal("a gradient method reached the perturbation path"));
+        }
         TextMethod::ShapleyValueSampling => {
             let permutations = permutations(features, n_samples, request.seed);
             let mut position = 1;
@@ -311,6 +332,100 @@ pub fn attribute_text(model: &LoadedModel, request: &TextAttributionRequest, mut
     };
     let seq_attr = attribution.remove(0);
     Ok(TextAttribution { seq_attr, token_attr: attribution, output_probs, passes: chunking.passes, sequences: prompts.len() as u64 })
+}
+
+/// Captum's `LLMGradientAttribution` with `LayerIntegratedGradients` or
+/// `LayerGradientXActivation` on a layer (the token embedding): for output token j the
+/// input is the prompt followed by the target's first j tokens, the score the
+/// log-probability of target token j at the last position (a classifier's class logit,
+/// once); the layer's output is replaced by the baseline's plus α·(input's − baseline's)
+/// at Gauss–Legendre nodes α (the baseline: the features replaced by the baseline
+/// token), and the attribution is (input's − baseline's) × Σ weight·gradient, summed
+/// over the layer's last dimension, at the features' positions. Gradient × activation
+/// is the layer's output × its gradient. The interpolation steps of one output token
+/// are batched into passes under the budget.
+fn gradient_attribution(model: &LoadedModel, request: &TextAttributionRequest, mut chunking: Chunking) -> Result<TextAttribution> {
+    let features = request.features.count();
+    let Some(positions) = request.features.token_positions() else {
+        return Err(Error::bad_input("the gradient methods attribute to tokens: give the prompt as text, not as a template"));
+    };
+    if features == 0 {
+        return Err(Error::bad_input("the prompt has no features to attribute to (every token is skipped)"));
+    }
+    let tapped = model.tapped()?;
+    let tap = tapped.tap_index(&request.layer)?;
+    let prompt = request.features.ids(&vec![true; features])?;
+    let baseline_prompt = request.features.ids(&vec![false; features])?;
+    let targets: Vec<(Vec<i64>, Vec<i64>, TextTarget)> = match &request.target {
+        TextTarget::Continuation(tokens) => (0..tokens.len())
+            .map(|j| {
+                let input: Vec<i64> = prompt.iter().chain(&tokens[..j]).copied().collect();
+                let baseline: Vec<i64> = baseline_prompt.iter().chain(&tokens[..j]).copied().collect();
+                (input, baseline, TextTarget::Continuation(vec![tokens[j]]))
+            })
+            .collect(),
+        TextTarget::Class(class) => vec![(prompt.clone(), baseline_prompt.clone(), TextTarget::Class(*class))],
+    };
+    let (alphas, weights) = match request.method {
+        TextMethod::LayerIntegratedGradients => crate::attribution::integrated::quadrature("gausslegendre", request.n_steps.max(1)),
+        _ => (vec![1.0], vec![1.0]),
+    };
+    let device = model.device.to_tch();
+    let layer_output = |ids: &[i64]| -> Result<Tensor> {
+        let input = Tensor::from_slice(ids).reshape([1, ids.len() as i64]).to_device(device);
+        tch::no_grad(|| tapped.taps(&[input]))?
+            .swap_remove(tap)
+            .ok_or_else(|| Error::bad_input(format!("layer {} has no tensor output", request.layer)))
+    };
+    let mut token_attr = Vec::with_capacity(targets.len());
+    for (input_ids, baseline_ids, target) in &targets {
+        let actual = layer_output(input_ids)?.detach();
+        let baseline = match request.method {
+            TextMethod::LayerIntegratedGradients => layer_output(baseline_ids)?.detach(),
+            _ => actual.zeros_like(),
+        };
+        let difference = &actual - &baseline;
+        let mut gradient_sum = actual.zeros_like().to_kind(Kind::Double);
+        let length = input_ids.len() as i64;
+        in_chunks(
+            &mut chunking,
+            alphas.len(),
+            1,
+            true,
+            |start, end| {
+                let rows = (end - start) as i64;
+                let alpha = Tensor::from_slice(&alphas[start..end]).to_kind(actual.kind()).to_device(device).view([rows, 1, 1]);
+                let weight = Tensor::from_slice(&weights[start..end]).to_device(device).view([rows, 1, 1]);
+                let scaled = (&baseline + &difference * &alpha).detach().set_requires_grad(true);
+                let ids = Tensor::from_slice(input_ids).reshape([1, length]).expand([rows, length], false).contiguous().to_device(device);
+                let output = tapped.forward_replacing(&[ids], tap, &scaled)?.to_kind(Kind::Double);
+                let score = match target {
+                    TextTarget::Continuation(token) => output.select(1, length - 1).log_softmax(-1, Kind::Double).select(1, token[0]),
+                    TextTarget::Class(class) => output.select(1, *class),
+                };
+                let gradient =
+                    Tensor::f_run_backward(&[score.sum(Kind::Double)], &[&scaled], false, false).map_err(torch_error("the backward pass"))?;
+                Ok((gradient[0].to_kind(Kind::Double) * weight).sum_dim_intlist([0i64].as_slice(), false, Kind::Double))
+            },
+            |_, chunk| {
+                gradient_sum = &gradient_sum + chunk.squeeze_dim(0);
+                Ok(())
+            },
+        )?;
+        let per_position =
+            (difference.to_kind(Kind::Double).squeeze_dim(0) * gradient_sum.squeeze_dim(0)).sum_dim_intlist([-1i64].as_slice(), false, Kind::Double);
+        let per_position: Vec<f64> = Vec::<f64>::try_from(per_position.to_device(tch::Device::Cpu)).map_err(torch_error("reading attributions"))?;
+        token_attr.push(positions.iter().map(|&position| per_position[position]).collect::<Vec<f64>>());
+    }
+    let full = vec![prompt];
+    let scores = score_prompts(model, &full, &request.target, &mut chunking)?;
+    let output_probs = match &request.target {
+        TextTarget::Continuation(_) => scores[0][1..].iter().map(|log_prob| log_prob.exp()).collect(),
+        TextTarget::Class(_) => vec![scores[0][1]],
+    };
+    let seq_attr: Vec<f64> = (0..features).map(|feature| token_attr.iter().map(|row| row[feature]).sum()).collect();
+    let token_attr = if matches!(request.target, TextTarget::Class(_)) { Vec::new() } else { token_attr };
+    Ok(TextAttribution { seq_attr, token_attr, output_probs, passes: chunking.passes, sequences: targets.len() as u64 })
 }
 
 /// How a continuation is generated.

@@ -48,22 +48,25 @@ impl TextService {
     }
 }
 
-/// The rows of the model's token embedding (the first Embedding module's weight), when
-/// it has one.
-fn embedding_rows(path: &std::path::Path) -> ApiResult<Option<u64>> {
+/// The model's token embedding (the first Embedding module): its path and rows.
+fn token_embedding(path: &std::path::Path) -> ApiResult<Option<(String, u64)>> {
     let tree = layerlens_engine::model::module_tree(path)?;
-    Ok(tree
-        .iter()
-        .filter(|module| module.qualified_type.contains("Embedding"))
-        .find_map(|module| module.params.iter().find(|param| param.name == "weight").and_then(|param| param.shape.first().copied()))
-        .map(|rows| rows as u64))
+    Ok(tree.iter().filter(|module| module.qualified_type.contains("Embedding")).find_map(|module| {
+        let rows = module.params.iter().find(|param| param.name == "weight").and_then(|param| param.shape.first().copied())?;
+        Some((module.path.clone(), rows as u64))
+    }))
 }
 
 fn method(name: &str) -> ApiResult<TextMethod> {
     match name {
         "" | "feature_ablation" => Ok(TextMethod::FeatureAblation),
         "shapley_value_sampling" => Ok(TextMethod::ShapleyValueSampling),
-        other => Err(ApiError::bad_input(format!("text attribution method {other:?} is not known; use feature_ablation or shapley_value_sampling"))),
+        "layer_integrated_gradients" => Ok(TextMethod::LayerIntegratedGradients),
+        "layer_gradient_x_activation" => Ok(TextMethod::LayerGradientXActivation),
+        other => Err(ApiError::bad_input(format!(
+            "text attribution method {other:?} is not known; use feature_ablation, shapley_value_sampling, layer_integrated_gradients \
+             or layer_gradient_x_activation"
+        ))),
     }
 }
 
@@ -79,7 +82,7 @@ impl Text for TextService {
             .with_store(move |store| {
                 let tokenizer = tokenizer::parse(&request.tokenizer_json)?;
                 let vocab = tokenizer.get_vocab_size(true) as u64;
-                let rows = embedding_rows(&store.model_path(&record.id))?;
+                let rows = token_embedding(&store.model_path(&record.id))?.map(|(_, rows)| rows);
                 if let Some(rows) = rows {
                     if vocab > rows {
                         return Err(ApiError::bad_input(format!(
@@ -244,6 +247,13 @@ impl Text for TextService {
             TextTarget::Continuation(ids) => ids.clone(),
             TextTarget::Class(_) => Vec::new(),
         };
+        let layer = if request.layer.is_empty() {
+            let model_path = self.state.store.model_path(&record.id);
+            let embedding = tokio::task::spawn_blocking(move || token_embedding(&model_path)).await.map_err(ApiError::from)??;
+            embedding.map(|(path, _)| path).unwrap_or_default()
+        } else {
+            request.layer.clone()
+        };
         let engine_request = TextAttributionRequest {
             features,
             target,
@@ -251,6 +261,8 @@ impl Text for TextService {
             probability,
             n_samples: if request.n_samples == 0 { 25 } else { request.n_samples as usize },
             seed: request.seed,
+            layer,
+            n_steps: if request.n_steps == 0 { 50 } else { request.n_steps.min(10_000) as usize },
         };
         let attribution = worker.attribute_text(engine_request).await.map_err(in_model(&record))?;
         let output_tokens: Vec<String> = match request.target_class {

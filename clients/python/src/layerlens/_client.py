@@ -626,7 +626,7 @@ class Client:
 
     def attribute_text(self, model, text=None, target=None, method="feature_ablation", *, tokenizer=None, template=None, values=None,
                        baselines=None, skip_tokens=None, baseline_token=None, attr_target="log_prob", n_samples=None, seed=0,
-                       max_new_tokens=None, figure_format="png"):
+                       max_new_tokens=None, layer=None, n_steps=None, figure_format="png"):
         """Which prompt tokens drove a continuation or a class; see Model.attribute_text()."""
         handle = self.model(model)
         if tokenizer is not None:
@@ -636,6 +636,8 @@ class Client:
             baseline_token=baseline_token, attr_target=attr_target, n_samples=n_samples, seed=seed, max_new_tokens=max_new_tokens,
             figure_format=_wire.figure_format(figure_format),
         )
+        request.layer = layer or ""
+        request.n_steps = int(n_steps or 0)
         return _text.TextAttribution(self._call(self._text.Attribute, request))
 
     # --- training ------------------------------------------------------------------------
@@ -954,7 +956,10 @@ class Model:
         class (an int) and its logit is attributed.
 
         method: "feature_ablation" or "shapley_value_sampling" (`n_samples`
-        permutations drawn like torch.manual_seed(seed); torch.randperm). The prompt is
+        permutations drawn like torch.manual_seed(seed); torch.randperm), or per output
+        token as Captum's LLMGradientAttribution on `layer` (default: the token
+        embedding): "layer_integrated_gradients" (`n_steps`, default 50) or
+        "layer_gradient_x_activation". The prompt is
         `text` (every token a feature, Captum's TextTokenInput; `skip_tokens` are kept
         as they are, a removed token becomes `baseline_token`, default id 0), or
         `template` with `values` (a list for `{}` slots or a dict for `{name}` slots; a

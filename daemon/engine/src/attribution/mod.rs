@@ -8,7 +8,7 @@
 //! This file parses requests, resolves targets and dispatches.
 
 pub(crate) mod gradients;
-mod integrated;
+pub(crate) mod integrated;
 mod layer;
 mod methods;
 mod metrics;

@@ -272,9 +272,23 @@ impl ExportedProgram {
         }
         // Observed slots are reported, then freed like any other value: `keep` marks
         // them for the callback only, and the output is kept for the caller.
-        let mut env = self.run_once(inputs, &outputs_only, None, Some((&keep, visit)))?;
+        let mut env = self.run_once(inputs, &outputs_only, None, Some((&keep, visit)), None)?;
         let outputs: Vec<Option<Tensor>> = self.output_slots.iter().map(|slot| env.remove(slot).flatten()).collect();
         Ok(if outputs.len() == 1 { outputs.into_iter().next().flatten() } else { None })
+    }
+
+    /// The output when the value of `slot` (a layer's output) is `value` instead of what
+    /// the graph computes there: later nodes read `value`, so gradients reach it (layer
+    /// integrated gradients inject interpolated embeddings this way). One pass; a
+    /// fixed-batch program must be given its batch.
+    pub fn forward_replacing(&self, inputs: &[Tensor], slot: usize, value: &Tensor) -> Result<Tensor> {
+        let mut keep = vec![false; self.slot_count];
+        for &output in &self.output_slots {
+            keep[output] = true;
+        }
+        let mut env = self.run_once(inputs, &keep, None, None, Some((slot, value)))?;
+        let outputs: Vec<Option<Tensor>> = self.output_slots.iter().map(|slot| env.remove(slot).flatten()).collect();
+        single_output(outputs, self.output_slots.len())
     }
 
     /// A run over a batch that a fixed-batch program cannot take at once is split into
@@ -282,12 +296,12 @@ impl ExportedProgram {
     fn run_batched(&self, inputs: &[Tensor], plan: RunPlan) -> Result<HashMap<usize, Option<Tensor>>> {
         let batch = inputs.first().map(|input| input.size().first().copied().unwrap_or(0)).unwrap_or(0);
         let Some(size) = self.static_batch.filter(|size| batch != *size && *size > 0 && batch % *size == 0) else {
-            return self.run_once(inputs, plan.keep, plan.needed, None);
+            return self.run_once(inputs, plan.keep, plan.needed, None, None);
         };
         let mut parts: Vec<HashMap<usize, Option<Tensor>>> = Vec::new();
         for start in (0..batch).step_by(size as usize) {
             let chunk: Vec<Tensor> = inputs.iter().map(|input| input.narrow(0, start, size)).collect();
-            parts.push(self.run_once(&chunk, plan.keep, plan.needed, None)?);
+            parts.push(self.run_once(&chunk, plan.keep, plan.needed, None, None)?);
         }
         let mut joined = HashMap::new();
         for slot in parts[0].keys().copied().collect::<Vec<_>>() {
@@ -316,6 +330,7 @@ impl ExportedProgram {
         keep: &[bool],
         needed: Option<&[bool]>,
         mut observe: Option<(&[bool], &mut dyn FnMut(usize, &Tensor))>,
+        replace: Option<(usize, &Tensor)>,
     ) -> Result<HashMap<usize, Option<Tensor>>> {
         if inputs.len() != self.input_slots.len() {
             return Err(Error::bad_input(format!("this program takes {} input(s), got {}", self.input_slots.len(), inputs.len())));
@@ -351,6 +366,11 @@ impl ExportedProgram {
             for (binding, result) in node.outputs.iter().zip(results) {
                 match (binding, result) {
                     (compile::Output::Slot(slot), value) => {
+                        // The replaced value takes the computed one's place for every later node.
+                        let value = match replace {
+                            Some((replaced, tensor)) if replaced == *slot => Value::Tensor(tensor.shallow_clone()),
+                            _ => value,
+                        };
                         if keep[*slot] {
                             kept.insert(*slot, if let Value::Tensor(tensor) = &value { Some(tensor.shallow_clone()) } else { None });
                         }

@@ -1,0 +1,286 @@
+"""Text attribution: layerlensd against Captum's LLMAttribution on a GPT-2-small-sized model.
+
+    PY="$(scripts/setup.sh | tail -n 1)"
+    cargo build --release --bin layerlensd
+    "$PY" tests/bench/bench_text.py [--quick] [--threads 2]
+
+Why it exists: a perturbation attribution of text runs the language model once per
+perturbed prompt. Captum's LLMAttribution runs each perturbation on its own, and by
+default token by token along the target (one forward per target token, with or without
+a KV cache); the daemon scores every target token of a perturbed prompt in one pass and
+batches perturbations into passes. The target: the daemon at most 0.5x Captum's time.
+
+Model: `GPT2LMHeadModel(GPT2Config(n_embd=768, n_layer=12, n_head=12, n_positions=1024,
+vocab_size=<the tokenizer's>))` with seeded random weights (GPT-2 small without its
+50257-token vocabulary), the BPE tokenizer of tests/python/language_models.py (vocab
+300, trained on its small corpus), exported with torch.export like language_models.export
+(dynamic batch and sequence, the sequence bounded by n_positions). `--quick`: the same
+with n_embd=64, n_layer=2, n_head=2, n_positions=128 (a smoke run).
+
+Rows, on the same weights, prompt and target:
+1. feature ablation of a 64-token prompt (corpus words, checked to tokenize to exactly 64
+   tokens) with a 16-token target; one feature per token;
+2. Shapley value sampling, n_samples=5, of a 16-token prompt with a 4-token target,
+   seeded the same way on both sides (torch.manual_seed(seed) before Captum, seed=seed
+   for the daemon).
+Captum is timed on each path it offers: `use_cached_outputs=False` (token by token,
+no cache), `use_cached_outputs=True` (its default: token by token with the KV cache; it
+is reported as failing where it fails) and `forward_in_tokens=False` (one forward of
+prompt + target per perturbation, the daemon's way).
+
+Timing: daemon = one `Model.attribute_text()` call of the Python client (gRPC on
+loopback, release layerlensd, `--cache-bytes 0`, no figure), warmed by one untimed call,
+median of --rounds calls. Captum in this process, median of up to --rounds runs
+interleaved with the daemon's; a Captum path whose first run takes longer than
+--slow-s is run once. Threads: torch.set_num_threads(--threads) here, OMP_NUM_THREADS
+=--threads for the daemon (as bench_exported.py); the CPU seconds each side used per
+call are printed too. The largest |daemon - Captum| over seq_attr and token_attr is
+checked with np.allclose(atol=1e-4 x the largest |Captum value|, rtol=1e-4).
+"""
+
+import argparse
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "clients" / "python" / "src"))
+sys.path.insert(0, str(REPO_ROOT / "tests" / "bench"))
+sys.path.insert(0, str(REPO_ROOT / "tests" / "python"))
+import layerlens  # noqa: E402
+from bench_attribution import ForeignCpuMeter, process_cpu_seconds, running_daemon  # noqa: E402
+from language_models import CORPUS, LogitsOnly, bpe_tokenizer  # noqa: E402
+
+BINARY = REPO_ROOT / "target" / "release" / "layerlensd"
+SIZES = {
+    "full": dict(n_embd=768, n_layer=12, n_head=12, n_positions=1024),
+    "quick": dict(n_embd=64, n_layer=2, n_head=2, n_positions=128),
+}
+SEED = 11
+
+
+def words():
+    """The corpus's words in order, each once, punctuation kept on the word."""
+    seen = []
+    for sentence in CORPUS:
+        for word in sentence.split():
+            if word not in seen:
+                seen.append(word)
+    return seen
+
+
+def text_of_tokens(fast, n_tokens, start, leading_space):
+    """Corpus words from `start` on, concatenated until the text tokenizes to exactly
+    n_tokens (a word that would overshoot is skipped)."""
+    vocabulary = words()
+    text = ""
+    for step in range(10 * len(vocabulary)):
+        word = vocabulary[(start + step) % len(vocabulary)]
+        candidate = f"{text} {word}" if (text or leading_space) else word
+        length = len(fast.encode(candidate, add_special_tokens=False))
+        if length <= n_tokens:
+            text = candidate
+        if length == n_tokens:
+            return text
+    raise RuntimeError(f"no text of exactly {n_tokens} tokens from the corpus")
+
+
+def build_model(vocab_size, size):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=vocab_size, bos_token_id=1, eos_token_id=1, pad_token_id=1, **SIZES[size])
+    return GPT2LMHeadModel(config).eval()
+
+
+def export(model, path):
+    """LogitsOnly(model) as a torch.export archive, dynamic batch and sequence (as language_models.export)."""
+    wrapped = LogitsOnly(model).eval()
+    example = torch.randint(2, 50, (2, 8))
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    sequence = torch.export.Dim("sequence", min=2, max=model.config.n_positions)
+    program = torch.export.export(wrapped, (example,), dynamic_shapes=({0: batch, 1: sequence},), strict=False)
+    torch.export.save(program, str(path))
+
+
+def captum_call(model, fast, method, prompt, target, variant, n_samples=None):
+    """One Captum LLMAttribution run; variant: 'uncached', 'cached' or 'sequence'."""
+    from captum.attr import FeatureAblation, LLMAttribution, ShapleyValueSampling, TextTokenInput
+
+    algorithm = {"feature_ablation": FeatureAblation, "shapley_value_sampling": ShapleyValueSampling}[method](model)
+    options = {
+        "uncached": {"use_cached_outputs": False},
+        "cached": {"use_cached_outputs": True},
+        "sequence": {"use_cached_outputs": False, "forward_in_tokens": False},
+    }[variant]
+    if n_samples is not None:
+        options["n_samples"] = n_samples
+        torch.manual_seed(SEED)
+    return LLMAttribution(algorithm, fast).attribute(TextTokenInput(prompt, fast), target=target, **options)
+
+
+def difference(answer, expected):
+    reference = np.concatenate([expected.seq_attr.double().numpy().ravel(), expected.token_attr.double().numpy().ravel()])
+    ours = np.concatenate([np.asarray(answer.seq_attr, dtype=np.float64).ravel(), np.asarray(answer.token_attr, dtype=np.float64).ravel()])
+    scale = float(np.abs(reference).max())
+    agree = bool(np.allclose(ours, reference, rtol=1e-4, atol=1e-4 * scale))
+    return float(np.abs(ours - reference).max()), scale, agree
+
+
+def run_row(label, handle, daemon_pid, model, fast, method, prompt, target, args, n_samples=None):
+    """Times one attribution on the daemon and on each Captum path; returns result rows."""
+    kwargs = dict(method=method, figure_format=None)
+    if n_samples is not None:
+        kwargs.update(n_samples=n_samples, seed=SEED)
+
+    def daemon_once():
+        cpu = process_cpu_seconds(daemon_pid)
+        start = time.perf_counter()
+        answer = handle.attribute_text(prompt, target=target, **kwargs)
+        return answer, time.perf_counter() - start, process_cpu_seconds(daemon_pid) - cpu
+
+    answer, warm_s, _ = daemon_once()
+    threads_seen = len(os.listdir(f"/proc/{daemon_pid}/task"))
+    print(f"{label}: daemon warm-up {warm_s:.2f} s, {answer.passes} passes for {answer.sequences} sequences, "
+          f"{len(answer.input_tokens)} features -> {len(answer.output_tokens)} target tokens; daemon has {threads_seen} OS threads",
+          file=sys.stderr)
+    variants = ["uncached", "cached", "sequence"]
+    times = {"daemon": [], **{variant: [] for variant in variants}}
+    cpu = {"daemon": [], **{variant: [] for variant in variants}}
+    results, failures = {}, {}
+    meter = ForeignCpuMeter(os.getpid(), daemon_pid)
+    started = time.perf_counter()
+    for round_index in range(args.rounds):
+        answer_now, seconds, cpu_seconds = daemon_once()
+        times["daemon"].append(seconds)
+        cpu["daemon"].append(cpu_seconds)
+        assert np.array_equal(answer_now.seq_attr, answer.seq_attr), "the daemon is deterministic"
+        print(f"  round {round_index + 1}: daemon {seconds:.2f} s (CPU {cpu_seconds:.1f} s)", file=sys.stderr)
+        for variant in variants:
+            if variant in failures:
+                continue
+            if times[variant] and max(times[variant]) > args.slow_s:
+                continue
+            cpu_start, start = time.process_time(), time.perf_counter()
+            try:
+                expected = captum_call(model, fast, method, prompt, target, variant, n_samples)
+            except Exception as error:  # noqa: BLE001 - reported in the table
+                failures[variant] = f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"
+                print(f"  Captum {variant} fails: {failures[variant]}", file=sys.stderr)
+                continue
+            seconds = time.perf_counter() - start
+            times[variant].append(seconds)
+            cpu[variant].append(time.process_time() - cpu_start)
+            results.setdefault(variant, expected)
+            print(f"  round {round_index + 1}: Captum {variant} {seconds:.2f} s (CPU {cpu[variant][-1]:.1f} s)", file=sys.stderr)
+    foreign = meter.seconds()
+    elapsed = time.perf_counter() - started
+    rows = []
+    daemon_s = statistics.median(times["daemon"])
+    for variant in variants:
+        name = f"{label}, Captum {variant}"
+        if variant in failures:
+            rows.append(dict(name=name, daemon=daemon_s, captum=None, runs=0, failure=failures[variant]))
+            continue
+        diff, scale, agree = difference(answer, results[variant])
+        rows.append(dict(name=name, daemon=daemon_s, captum=statistics.median(times[variant]), runs=len(times[variant]),
+                         diff=diff, scale=scale, agree=agree, daemon_cpu=statistics.median(cpu["daemon"]),
+                         captum_cpu=statistics.median(cpu[variant])))
+    return rows, dict(label=label, passes=answer.passes, sequences=answer.sequences, threads=threads_seen, foreign=foreign,
+                      elapsed=elapsed, daemon_times=times["daemon"])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a 2-layer, 64-wide model instead (smoke run)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--slow-s", type=float, default=180.0, help="a Captum path whose first run takes longer runs once")
+    parser.add_argument("--daemon", default=str(BINARY))
+    args = parser.parse_args()
+    if not pathlib.Path(args.daemon).is_file():
+        sys.exit(f"{args.daemon} is missing: cargo build --release --bin layerlensd")
+    torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    size = "quick" if args.quick else "full"
+    uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print(f"uptime before: {uptime_before}", file=sys.stderr)
+
+    fast, _ = bpe_tokenizer()
+    vocab = len(fast)
+    prompts = {
+        "feature_ablation": (text_of_tokens(fast, 64, 0, False), text_of_tokens(fast, 16, 40, True)),
+        "shapley_value_sampling": (text_of_tokens(fast, 16, 0, False), text_of_tokens(fast, 4, 40, True)),
+    }
+    from captum.attr import TextTokenInput
+
+    for method, (prompt, target) in prompts.items():
+        print(f"{method}: prompt {prompt!r}\n  target {target!r}", file=sys.stderr)
+        assert TextTokenInput(prompt, fast).n_itp_features == len(fast.encode(prompt))
+    model = build_model(vocab, size)
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    with torch.no_grad():
+        ids = torch.tensor([fast.encode(prompts["feature_ablation"][0] + prompts["feature_ablation"][1])])
+        model(input_ids=ids, use_cache=False)
+        start = time.perf_counter()
+        model(input_ids=ids, use_cache=False)
+        forward_ms = (time.perf_counter() - start) * 1e3
+    print(f"model: {SIZES[size]}, vocab {vocab}, {parameters / 1e6:.1f} M parameters; one eager forward of "
+          f"{ids.shape[1]} tokens: {forward_ms:.0f} ms", file=sys.stderr)
+
+    rows, notes = [], []
+    with tempfile.TemporaryDirectory() as scratch:
+        path = pathlib.Path(scratch) / "gpt2.pt2"
+        start = time.perf_counter()
+        export(model, path)
+        print(f"exported in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        with running_daemon(pathlib.Path(args.daemon), scratch, threads) as daemon:
+            client = layerlens.connect(f"http://{daemon.address}")
+            handle = client.add_model(path, name=f"gpt2-{size}")
+            info = handle.set_tokenizer(fast)
+            assert info["vocab_size"] == vocab and info["model_vocab"] == vocab, info
+            for label, method, n_samples in [
+                ("feature ablation, 64 -> 16 tokens", "feature_ablation", None),
+                ("Shapley sampling n=5, 16 -> 4 tokens", "shapley_value_sampling", 5),
+            ]:
+                prompt, target = prompts[method]
+                found, note = run_row(label, handle, daemon.pid, model, fast, method, prompt, target, args, n_samples)
+                rows += found
+                notes.append(note)
+            client.close()
+    uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+    print(f"\nGPT-2 {SIZES[size]} with random weights ({parameters / 1e6:.1f} M parameters), BPE vocab {vocab}; "
+          f"release layerlensd (OMP_NUM_THREADS={threads}, --cache-bytes 0), Captum {__import__('captum').__version__} "
+          f"with torch.set_num_threads({threads}); daemon: median of {args.rounds} after a warm-up; Captum: median of the runs shown.\n")
+    print("| what | daemon s | Captum s | ratio daemon / Captum | max abs difference (of max abs value) | Captum runs |")
+    print("|---|---:|---:|---:|---|---:|")
+    for row in rows:
+        if row["captum"] is None:
+            print(f"| {row['name']} | {row['daemon']:.2f} | fails: {row['failure']} | – | – | 0 |")
+            continue
+        check = "agree" if row["agree"] else "DIFFER"
+        print(f"| {row['name']} | {row['daemon']:.2f} | {row['captum']:.2f} | {row['daemon'] / row['captum']:.3f} | "
+              f"{row['diff']:.1e} (of {row['scale']:.1e}), {check} | {row['runs']} |")
+    print("\n| what | daemon CPU s / call | Captum CPU s / call |")
+    print("|---|---:|---:|")
+    for row in rows:
+        if row["captum"] is not None:
+            print(f"| {row['name']} | {row['daemon_cpu']:.1f} | {row['captum_cpu']:.1f} |")
+    print()
+    for note in notes:
+        print(f"- {note['label']}: daemon {note['passes']} passes for {note['sequences']} sequences, {note['threads']} OS threads; "
+              f"daemon runs {', '.join(f'{value:.2f}' for value in note['daemon_times'])} s; "
+              f"other processes used {note['foreign']:.0f} CPU s of the row's {note['elapsed']:.0f} s")
+    print(f"- uptime before: {uptime_before}\n- uptime after:  {uptime_after}")
+
+
+if __name__ == "__main__":
+    main()
