@@ -147,9 +147,18 @@ def run_row(label, handle, daemon_pid, model, fast, method, prompt, target, args
         return answer, time.perf_counter() - start, process_cpu_seconds(daemon_pid) - cpu
 
     answer, warm_s, _ = daemon_once()
+    # An independent reference for the unperturbed prompt: one eager forward of prompt +
+    # target, the target tokens' probabilities against the daemon's output_probs.
+    with torch.no_grad():
+        prompt_ids, target_ids = fast.encode(prompt), fast.encode(target, add_special_tokens=False)
+        logits = model(input_ids=torch.tensor([prompt_ids + target_ids]), use_cache=False).logits[0]
+        probabilities = torch.softmax(logits.double(), -1)
+        eager = np.array([float(probabilities[len(prompt_ids) - 1 + index, token]) for index, token in enumerate(target_ids)])
+    probability_error = float(np.abs(np.asarray(answer.output_probs) / eager - 1).max())
     threads_seen = len(os.listdir(f"/proc/{daemon_pid}/task"))
     print(f"{label}: daemon warm-up {warm_s:.2f} s, {answer.passes} passes for {answer.sequences} sequences, "
-          f"{len(answer.input_tokens)} features -> {len(answer.output_tokens)} target tokens; daemon has {threads_seen} OS threads",
+          f"{len(answer.input_tokens)} features -> {len(answer.output_tokens)} target tokens; daemon has {threads_seen} OS threads; "
+          f"output_probs vs one eager forward: max relative error {probability_error:.1e}",
           file=sys.stderr)
     variants = ["uncached", "cached", "sequence"]
     times = {"daemon": [], **{variant: [] for variant in variants}}
@@ -193,7 +202,7 @@ def run_row(label, handle, daemon_pid, model, fast, method, prompt, target, args
         rows.append(dict(name=name, daemon=daemon_s, captum=statistics.median(times[variant]), runs=len(times[variant]),
                          diff=diff, scale=scale, agree=agree, daemon_cpu=statistics.median(cpu["daemon"]),
                          captum_cpu=statistics.median(cpu[variant])))
-    return rows, dict(label=label, passes=answer.passes, sequences=answer.sequences, threads=threads_seen, foreign=foreign,
+    return rows, dict(label=label, probability_error=probability_error, passes=answer.passes, sequences=answer.sequences, threads=threads_seen, foreign=foreign,
                       elapsed=elapsed, daemon_times=times["daemon"])
 
 
@@ -277,6 +286,7 @@ def main():
     print()
     for note in notes:
         print(f"- {note['label']}: daemon {note['passes']} passes for {note['sequences']} sequences, {note['threads']} OS threads; "
+              f"target-token probabilities within {note['probability_error']:.1e} (relative) of one eager forward of prompt + target; "
               f"daemon runs {', '.join(f'{value:.2f}' for value in note['daemon_times'])} s; "
               f"other processes used {note['foreign']:.0f} CPU s of the row's {note['elapsed']:.0f} s")
     print(f"- uptime before: {uptime_before}\n- uptime after:  {uptime_after}")

@@ -97,6 +97,9 @@ def test_token_attribution_is_captums(language_model, tokenizer, method):
     np.testing.assert_allclose(answer.token_attr, expected.token_attr.numpy(), atol=TOLERANCE, rtol=1e-4)
     assert answer.passes < answer.sequences or answer.passes == 1, "perturbations share passes"
     assert "<span" in answer.html and answer.figure is not None
+    for kind in ("matrix", "bars"):
+        drawn = handle.attribute_text(PROMPT, target=TARGET, method=method, skip_tokens=skip, seed=11, figure=kind, figure_format="svg", **kwargs)
+        assert drawn.figure_mime == "image/svg+xml" and drawn.figure != answer.figure
 
 
 def test_template_attribution_is_captums(language_model, tokenizer):

@@ -74,6 +74,10 @@ pub struct AttributeTextArgs {
     /// Write the token heat map (.html, .svg or .png).
     #[arg(long)]
     figure: Option<PathBuf>,
+    /// What the .svg/.png figure shows: tokens (the prompt coloured by attribution),
+    /// matrix (output token × input token) or bars (per input token).
+    #[arg(long, default_value = "tokens", value_parser = ["tokens", "matrix", "bars"])]
+    figure_kind: String,
 }
 
 pub async fn generate_text(client: &Client, args: GenerateTextArgs, as_json: bool) -> anyhow::Result<()> {
@@ -130,6 +134,7 @@ pub async fn attribute_text(client: &Client, args: AttributeTextArgs, as_json: b
         target_text: args.target_text.clone().unwrap_or_default(),
         target_class: args.target,
         layer: args.layer.clone().unwrap_or_default(),
+        figure_kind: args.figure_kind.clone(),
         figure_format: format as i32,
         ..Default::default()
     };

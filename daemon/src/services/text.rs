@@ -271,19 +271,26 @@ impl Text for TextService {
         };
         let format = convert::figure_format(request.figure_format);
         let method_name = if request.method.is_empty() { "feature_ablation".to_string() } else { request.method.clone() };
+        let figure_kind = request.figure_kind.clone();
+        if !["", "tokens", "matrix", "bars"].contains(&figure_kind.as_str()) {
+            return Err(ApiError::bad_input(format!("figure kind {figure_kind:?}: expected tokens, matrix or bars")).into());
+        }
         let answer = tokio::task::spawn_blocking(move || -> ApiResult<proto::AttributeTextResponse> {
             let html = layerlens_render::token_html(
                 &input_tokens,
                 &attribution.seq_attr,
                 Some(&format!("{method_name}: attribution to {}", output_tokens.join(""))),
             )?;
+            let title = format!("{method_name}: which tokens drove {}", output_tokens.join(""));
             let figure = match format {
-                Some(format) => Some(convert::figure(layerlens_render::token_heat_map(
-                    &format!("{method_name}: which tokens drove {}", output_tokens.join("")),
-                    &input_tokens,
-                    &attribution.seq_attr,
-                    format,
-                )?)),
+                Some(format) => Some(convert::figure(match figure_kind.as_str() {
+                    "matrix" if !attribution.token_attr.is_empty() => {
+                        let values: Vec<f64> = attribution.token_attr.iter().flatten().copied().collect();
+                        layerlens_render::token_matrix(&title, &input_tokens, &output_tokens, &values, format)?
+                    }
+                    "bars" => layerlens_render::sequence_bars(&title, &input_tokens, &attribution.seq_attr, format)?,
+                    _ => layerlens_render::token_heat_map(&title, &input_tokens, &attribution.seq_attr, format)?,
+                })),
                 None => None,
             };
             Ok(proto::AttributeTextResponse {

@@ -626,7 +626,7 @@ class Client:
 
     def attribute_text(self, model, text=None, target=None, method="feature_ablation", *, tokenizer=None, template=None, values=None,
                        baselines=None, skip_tokens=None, baseline_token=None, attr_target="log_prob", n_samples=None, seed=0,
-                       max_new_tokens=None, layer=None, n_steps=None, figure_format="png"):
+                       max_new_tokens=None, layer=None, n_steps=None, figure="tokens", figure_format="png"):
         """Which prompt tokens drove a continuation or a class; see Model.attribute_text()."""
         handle = self.model(model)
         if tokenizer is not None:
@@ -638,6 +638,7 @@ class Client:
         )
         request.layer = layer or ""
         request.n_steps = int(n_steps or 0)
+        request.figure_kind = figure
         return _text.TextAttribution(self._call(self._text.Attribute, request))
 
     # --- training ------------------------------------------------------------------------
@@ -966,8 +967,10 @@ class Model:
         removed value becomes its entry of `baselines`, default ""), as
         TextTemplateInput. `tokenizer` stores the model's tokenizer first.
 
-        Answers a TextAttribution (seq_attr, token_attr, input_tokens, output_tokens,
-        output_probs, html) that displays as a token heat map.
+        figure: "tokens" (the prompt coloured by attribution), "matrix" (output token ×
+        input token, Captum's plot_token_attr) or "bars" (plot_seq_attr); `.figure`
+        holds it. Answers a TextAttribution (seq_attr, token_attr, input_tokens,
+        output_tokens, output_probs, html) that displays as the HTML token heat map.
         """
     )
     add_checkpoint = _ClientMethod(

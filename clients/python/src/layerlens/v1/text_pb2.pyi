@@ -110,7 +110,7 @@ class TextTemplate(_message.Message):
     def __init__(self, template: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ..., names: _Optional[_Iterable[str]] = ..., baselines: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AttributeTextRequest(_message.Message):
-    __slots__ = ("model", "text", "template", "target_text", "target_class", "method", "skip_tokens", "baseline_token", "attr_target", "n_samples", "seed", "max_new_tokens", "figure_format", "layer", "n_steps")
+    __slots__ = ("model", "text", "template", "target_text", "target_class", "method", "skip_tokens", "baseline_token", "attr_target", "n_samples", "seed", "max_new_tokens", "figure_format", "layer", "n_steps", "figure_kind")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +126,7 @@ class AttributeTextRequest(_message.Message):
     FIGURE_FORMAT_FIELD_NUMBER: _ClassVar[int]
     LAYER_FIELD_NUMBER: _ClassVar[int]
     N_STEPS_FIELD_NUMBER: _ClassVar[int]
+    FIGURE_KIND_FIELD_NUMBER: _ClassVar[int]
     model: str
     text: str
     template: TextTemplate
@@ -141,7 +142,8 @@ class AttributeTextRequest(_message.Message):
     figure_format: _common_pb2.FigureFormat
     layer: str
     n_steps: int
-    def __init__(self, model: _Optional[str] = ..., text: _Optional[str] = ..., template: _Optional[_Union[TextTemplate, _Mapping]] = ..., target_text: _Optional[str] = ..., target_class: _Optional[int] = ..., method: _Optional[str] = ..., skip_tokens: _Optional[_Iterable[str]] = ..., baseline_token: _Optional[str] = ..., attr_target: _Optional[str] = ..., n_samples: _Optional[int] = ..., seed: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., figure_format: _Optional[_Union[_common_pb2.FigureFormat, str]] = ..., layer: _Optional[str] = ..., n_steps: _Optional[int] = ...) -> None: ...
+    figure_kind: str
+    def __init__(self, model: _Optional[str] = ..., text: _Optional[str] = ..., template: _Optional[_Union[TextTemplate, _Mapping]] = ..., target_text: _Optional[str] = ..., target_class: _Optional[int] = ..., method: _Optional[str] = ..., skip_tokens: _Optional[_Iterable[str]] = ..., baseline_token: _Optional[str] = ..., attr_target: _Optional[str] = ..., n_samples: _Optional[int] = ..., seed: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., figure_format: _Optional[_Union[_common_pb2.FigureFormat, str]] = ..., layer: _Optional[str] = ..., n_steps: _Optional[int] = ..., figure_kind: _Optional[str] = ...) -> None: ...
 
 class AttributeTextResponse(_message.Message):
     __slots__ = ("method", "input_tokens", "output_tokens", "seq_attr", "token_attr", "output_probs", "html", "figure", "passes", "sequences", "output_ids")
