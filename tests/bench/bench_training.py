@@ -396,7 +396,7 @@ def main():
             if not args.skip_landscape:
                 module = trained_digits_cnn()
                 _, _, x, y = digits_data(DIGITS_ROWS)
-                grids = [(11, None), (2, None)] if args.quick else [(21, None), (21, "png"), (2, None)]
+                grids = [(11, None), (2, None)] if args.quick else [(21, None), (21, "png"), (2, None), (2, "png")]
                 rows += landscape_rows(client, daemon.pid, "digits-CNN (200 Adam steps)", module, x, y, grids, rounds)
                 if not args.quick:
                     torch.manual_seed(0)
