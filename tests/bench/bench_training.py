@@ -50,10 +50,12 @@ Prints Markdown tables for BENCHMARKS.md; progress goes to stderr.
 
 import argparse
 import copy
+import cProfile
 import datetime
 import os
 import pathlib
 import platform
+import pstats
 import statistics
 import subprocess
 import sys
@@ -109,14 +111,20 @@ def mean(values):
 
 class HookClock:
     """Optimiser hooks that write the time they run into `marks`; registered before and
-    after watch's own hooks, the differences are the time watch's hooks took."""
+    after watch's own hooks, the differences are the time watch's hooks took. With a
+    `profiler` (cProfile), it profiles what runs between the marks: watch's hooks."""
 
     def __init__(self):
         self.marks = {}
+        self.profiler = None
 
     def hook(self, key):
         def mark(optimizer, args, kwargs):
+            if key.endswith("_end") and self.profiler is not None:
+                self.profiler.disable()
             self.marks[key] = time.perf_counter()
+            if key.endswith("_start") and self.profiler is not None:
+                self.profiler.enable()
 
         return mark
 
@@ -194,6 +202,7 @@ def watch_overhead(client, daemon, quick):
               f"other processes' CPU {trainees[name].block_foreign_cpu[-1]:.1f} s", file=sys.stderr)
     wall = time.perf_counter() - started
     daemon_cpu = process_cpu_seconds(daemon.pid) - daemon_cpu_start
+    profile = None if quick else profile_recorded_step(trainees["watched"], x, y)
     watcher = trainees["watched"].watcher
     watcher.close()
     errors = watcher.errors
@@ -212,7 +221,30 @@ def watch_overhead(client, daemon, quick):
         "daemon_cpu": daemon_cpu,
         "wall": wall,
         "order": order,
+        "profile": profile,
     }
+
+
+def profile_recorded_step(trainee, x, y, n_rows=8):
+    """What watch's hooks spend their time on: cProfile of the hooks, untimed steps after
+    the blocks up to and including the next recorded one. Answers the hooks' wall time
+    in that recorded step (inflated by the profiler) and the functions that took the
+    most time by their own (tottime), as (name, calls, seconds)."""
+    profiler = cProfile.Profile()
+    trainee.clock.profiler = profiler
+    while True:
+        step = trainee.step(x, y)
+        if step["recorded"]:
+            break
+    trainee.clock.profiler = None
+    functions = []
+    for (file, _line, name), (_, calls, own_seconds, _, _) in pstats.Stats(profiler).stats.items():
+        label = name if file == "~" else f"{pathlib.Path(file).name}:{name}"
+        functions.append((label, calls, own_seconds))
+    functions.sort(key=lambda row: -row[2])
+    total = sum(row[2] for row in functions)
+    return {"hooks": step["pre_hook"] + step["post_hook"], "pre_hook": step["pre_hook"], "post_hook": step["post_hook"],
+            "total": total, "top": functions[:n_rows]}
 
 
 def print_watch(result):
@@ -250,6 +282,16 @@ def print_watch(result):
         seconds, foreign = next(blocks[name])
         per_block.append(f"{'W' if name == 'watched' else 'U'} {seconds / WATCH_EVERY:.3f} ({foreign:.1f})")
     print(f"Blocks in order, s per step (other processes' CPU s): {', '.join(per_block)}.  ")
+    profile = result["profile"]
+    if profile is not None:
+        print(f"What watch's hooks spent one recorded step on (cProfile, untimed step after the blocks; the hooks took "
+              f"{profile['pre_hook'] * 1e3:.0f} ms before and {profile['post_hook'] * 1e3:.0f} ms after the optimiser's step under the "
+              f"profiler; own time of the functions that took most):\n")
+        print("| function | calls | own ms | share of profiled time |")
+        print("|---|---:|---:|---:|")
+        for label, calls, seconds in profile["top"]:
+            print(f"| `{label}` | {calls} | {seconds * 1e3:.1f} | {seconds / profile['total']:.0%} |")
+        print()
     print(f"watcher.errors == []: {result['errors'] == []}{'' if not result['errors'] else ' ' + repr(result['errors'][:3])}; "
           f"steps the daemon holds: {result['recorded_steps']} ({result['layers']} layers each); losses of the watched and unwatched "
           f"copies identical at every step: {result['losses_equal']}; the daemon used {result['daemon_cpu']:.2f} CPU s during the "

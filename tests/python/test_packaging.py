@@ -63,4 +63,6 @@ def test_pip_install_then_import(tmp_path):
     assert facts["version"] == "0.1.0"
     assert facts["connect"] and facts["extension"]
     assert not facts["torch_imported"], "import layerlens must not import torch"
-    assert facts["pyi"] == ["common_pb2.pyi", "daemon_pb2.pyi", "explain_pb2.pyi", "generate_pb2.pyi", "models_pb2.pyi"]
+    # Every .proto's type stubs are in the installed package.
+    protos = sorted((REPO_ROOT / "proto" / "proto" / "layerlens" / "v1").glob("*.proto"))
+    assert facts["pyi"] == [f"{proto.stem}_pb2.pyi" for proto in protos]
