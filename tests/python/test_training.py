@@ -407,3 +407,20 @@ def test_adagrad_reports_its_effective_learning_rate_and_says_the_update_needs_t
         clr = group["lr"] / (1 + (float(state["step"]) - 1) * group["lr_decay"])
         check_quantiles(row["effective_lr"], clr / (state["sum"].double().sqrt() + group["eps"]))
         assert math.isnan(row["update_norm"]), name
+
+
+def test_a_watched_loop_keeps_training_when_the_daemon_is_unreachable():
+    # A port nothing listens on (bound, then released): every report fails to send.
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    unreachable = layerlens.connect(f"http://127.0.0.1:{port}", timeout=2)
+    watched = train("sgd", 40, watch=lambda model, optimizer: layerlens.watch(model, optimizer, every=10, run="lost", client=unreachable), every=10)
+    plain = train("sgd", 40, every=10)
+    for (name, a), (_, b) in zip(watched["model"].named_parameters(), plain["model"].named_parameters()):
+        assert torch.equal(a, b), name
+    errors = watched["watcher"].errors
+    assert len(errors) == 4 and all("UNAVAILABLE" in error or "127.0.0.1" in error for error in errors), errors
+    unreachable.close()
