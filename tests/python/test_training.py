@@ -424,3 +424,31 @@ def test_a_watched_loop_keeps_training_when_the_daemon_is_unreachable():
     errors = watched["watcher"].errors
     assert len(errors) == 4 and all("UNAVAILABLE" in error or "127.0.0.1" in error for error in errors), errors
     unreachable.close()
+
+
+@pytest.mark.parametrize("kind", ["torchscript", "exported"])
+def test_the_landscape_centre_uses_the_checkpoints_running_statistics(client, kind, tmp_path):
+    # A BatchNorm model stored fresh (running mean 0, var 1), trained so its running
+    # statistics move: the loss at the centre is the checkpoint's eval-mode loss.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 10))
+    x, y = digits_data()
+    path = tmp_path / ("bn.pt" if kind == "torchscript" else "bn.pt2")
+    if kind == "torchscript":
+        torch.jit.script(model.eval()).save(str(path))
+    else:
+        torch.export.save(torch.export.export(model.eval(), (x[:2],), dynamic_shapes=({0: torch.export.Dim("batch")},), strict=False), str(path))
+    stored = client.add_model(path)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model.train()
+    for start in range(0, 640, 64):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x[start:start + 64]), y[start:start + 64]).backward()
+        optimizer.step()
+    model.eval()
+    assert float(model[1].running_var.sub(1).abs().max()) > 0.05, "training moved the running statistics"
+    checkpoint = stored.add_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict()})
+    landscape = stored.landscape(x[:200].numpy(), y[:200].numpy(), checkpoint=checkpoint, steps=3, range=0.1)
+    with torch.no_grad():
+        expected = float(nn.functional.cross_entropy(model(x[:200]), y[:200]))
+    assert landscape.center_loss == pytest.approx(expected, rel=1e-5)

@@ -660,6 +660,31 @@ void* layerlens_tapped_load(const char* path, int device_type, int device_index,
     return nullptr;
 }
 
+// Every parameter and buffer of the loaded module (recursively, by dotted name), each
+// handed to `callback(user, name, tensor, is_buffer)` as a new at::Tensor* the callee
+// owns and that shares the module's storage: copying into it changes what the module's
+// methods read (a checkpoint's weights and running statistics, for the loss landscape).
+// Returns 0, or 1 with `*out_error` set.
+using StateCallback = void (*)(void* user, const char* name, at::Tensor* tensor, int is_buffer);
+int layerlens_tapped_state(void* handle, StateCallback callback, void* user, char** out_error) {
+    *out_error = nullptr;
+    try {
+        auto tapped = static_cast<TappedModule*>(handle);
+        for (const auto& parameter : tapped->module.named_parameters(/*recurse=*/true)) {
+            callback(user, parameter.name.c_str(), new at::Tensor(parameter.value), 0);
+        }
+        for (const auto& buffer : tapped->module.named_buffers(/*recurse=*/true)) {
+            callback(user, buffer.name.c_str(), new at::Tensor(buffer.value), 1);
+        }
+        return 0;
+    } catch (const std::exception& error) {
+        *out_error = copy_to_c_string(error_text(error));
+    } catch (...) {
+        *out_error = copy_to_c_string("unknown C++ exception");
+    }
+    return 1;
+}
+
 void layerlens_tapped_free(void* handle) { delete static_cast<TappedModule*>(handle); }
 
 int layerlens_tapped_count(void* handle) {

@@ -304,19 +304,6 @@ impl LoadedModel {
         }
     }
 
-    /// Every parameter and buffer by fully qualified name, as tensors that share the
-    /// model's storage: copying into one changes the model (used on a fresh copy to
-    /// load a checkpoint's weights). TorchScript buffers are not reachable through
-    /// tch's module (it lists parameters only): for TorchScript the buffer list is empty.
-    pub fn state_tensors(&self) -> Result<(NamedTensors, NamedTensors)> {
-        let parameters = self.named_parameters()?;
-        let buffers = match &self.backend {
-            Backend::Script(_) => Vec::new(),
-            Backend::Exported(program) => program.buffers.iter().map(|(name, tensor)| (name.clone(), tensor.shallow_clone())).collect(),
-        };
-        Ok((parameters, buffers))
-    }
-
     /// Parameters grouped by the module that owns them, in definition order:
     /// `[("features.0", [weight, bias]), ...]`.
     pub fn parameter_groups(&self) -> Result<Vec<(String, Vec<tch::Tensor>)>> {

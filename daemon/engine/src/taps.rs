@@ -5,6 +5,7 @@
 use crate::device::Device;
 use crate::error::{Error, ErrorKind, Result};
 use crate::exported::ExportedProgram;
+use crate::model::NamedTensors;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::ffi::{c_void, CStr, CString};
@@ -51,6 +52,12 @@ extern "C" {
         out_error: *mut *mut c_char,
     ) -> c_int;
     fn layerlens_free_string(text: *mut c_char);
+    fn layerlens_tapped_state(
+        handle: *mut c_void,
+        callback: extern "C" fn(*mut c_void, *const c_char, *mut C_tensor, c_int),
+        user: *mut c_void,
+        out_error: *mut *mut c_char,
+    ) -> c_int;
 }
 
 /// What a pruned forward pass returns: the model output or one tap.
@@ -432,6 +439,39 @@ impl TappedModel {
             Backend::Script(_) => Err(Error::bad_input(
                 "replacing a layer's output (layer integrated gradients over tokens) needs a torch.export archive (.pt2); this model is TorchScript",
             )),
+        }
+    }
+
+    /// Every parameter and every buffer of the model this tapped copy runs, by dotted
+    /// name, as tensors sharing its storage (see `LoadedModel::state_tensors`).
+    pub fn state_tensors(&self) -> Result<(NamedTensors, NamedTensors)> {
+        match &self.backend {
+            Backend::Exported { program, .. } => Ok((
+                program.parameters.iter().map(|(name, tensor)| (name.clone(), tensor.shallow_clone())).collect(),
+                program.buffers.iter().map(|(name, tensor)| (name.clone(), tensor.shallow_clone())).collect(),
+            )),
+            Backend::Script(handle) => {
+                extern "C" fn collect(user: *mut c_void, name: *const c_char, tensor: *mut C_tensor, is_buffer: c_int) {
+                    // SAFETY: `user` is the `State` below, alive for the call; the shim hands
+                    // a valid NUL-terminated name and a new tensor we own.
+                    let state = unsafe { &mut *(user as *mut (NamedTensors, NamedTensors)) };
+                    let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy().into_owned();
+                    let tensor = unsafe { Tensor::from_ptr(tensor) };
+                    if is_buffer != 0 {
+                        state.1.push((name, tensor))
+                    } else {
+                        state.0.push((name, tensor))
+                    }
+                }
+                let mut state: (NamedTensors, NamedTensors) = (Vec::new(), Vec::new());
+                let mut error: *mut c_char = std::ptr::null_mut();
+                // SAFETY: the handle is live; `collect` only touches `state` during the call.
+                let status = unsafe { layerlens_tapped_state(*handle, collect, &mut state as *mut _ as *mut c_void, &mut error) };
+                if status != 0 {
+                    return Err(Error::internal(format!("reading the model's parameters and buffers: {}", take_error(error))));
+                }
+                Ok(state)
+            }
         }
     }
 

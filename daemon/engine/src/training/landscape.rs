@@ -23,6 +23,7 @@ use crate::attribution::gradients::{in_chunks, Chunking};
 use crate::error::{Error, ErrorKind, Result};
 use crate::host_tensor::HostTensor;
 use crate::model::LoadedModel;
+use crate::taps::TappedModel;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -153,14 +154,16 @@ fn check_request(request: &LandscapeRequest) -> Result<usize> {
 pub fn landscape(model: &LoadedModel, request: &LandscapeRequest, mut chunking: Chunking) -> Result<Landscape> {
     let dims = check_request(request)?;
     let copy = model.fresh_copy()?;
-    let (parameters, buffers) = copy.state_tensors()?;
+    // The tapped copy reaches every parameter and buffer of both kinds (TorchScript
+    // buffers only through the shim), and runs the passes.
+    let tapped = copy.tapped()?;
+    let (parameters, buffers) = tapped.state_tensors()?;
     let mut notes = Vec::new();
     if let Some(centre) = &request.centre {
         let skipped = load_state(&parameters, &buffers, centre)?;
         if !skipped.is_empty() {
             notes.push(format!(
-                "{} buffers of the checkpoint (running statistics such as {}) were not loaded: a TorchScript model's buffers are out of \
-                 layerlens's reach, so the stored model's own are used; store the model as a torch.export archive (.pt2) to use the checkpoint's",
+                "{} entries of the checkpoint (such as {}) are not parameters or buffers of the model and were not loaded",
                 skipped.len(),
                 skipped[0]
             ));
@@ -178,7 +181,7 @@ pub fn landscape(model: &LoadedModel, request: &LandscapeRequest, mut chunking: 
             format!("one data row needs about {row_bytes} bytes in a forward pass, more than the pass budget of {} bytes", chunking.budget_bytes),
         ));
     }
-    let evaluate = |chunking: &mut Chunking| mean_loss(&copy, &inputs, targets.as_ref(), request.loss, rows, chunking);
+    let evaluate = |chunking: &mut Chunking| mean_loss(tapped, &inputs, targets.as_ref(), request.loss, rows, chunking);
     let centre_loss = evaluate(&mut chunking)?;
 
     let (directions, trajectory, explained_variance, range) = if request.trajectory.is_empty() {
@@ -228,7 +231,7 @@ pub fn landscape(model: &LoadedModel, request: &LandscapeRequest, mut chunking: 
 }
 
 /// Copies a checkpoint's parameters and buffers into the model's tensors; answers the
-/// names of buffers the model does not expose (TorchScript), which stay as stored.
+/// names the model does not have (none after binding; kept as a note, not an error).
 fn load_state(parameters: &[(String, Tensor)], buffers: &[(String, Tensor)], state: &[(String, HostTensor)]) -> Result<Vec<String>> {
     let mut skipped = Vec::new();
     tch::no_grad(|| {
@@ -249,7 +252,7 @@ fn load_state(parameters: &[(String, Tensor)], buffers: &[(String, Tensor)], sta
 }
 
 /// The mean loss over the whole batch, evaluated in chunks.
-fn mean_loss(model: &LoadedModel, inputs: &[Tensor], targets: Option<&Tensor>, loss: LossKind, rows: usize, chunking: &mut Chunking) -> Result<f64> {
+fn mean_loss(model: &TappedModel, inputs: &[Tensor], targets: Option<&Tensor>, loss: LossKind, rows: usize, chunking: &mut Chunking) -> Result<f64> {
     let mut total = 0.0f64;
     let mut count = 0.0f64;
     in_chunks(
@@ -261,7 +264,7 @@ fn mean_loss(model: &LoadedModel, inputs: &[Tensor], targets: Option<&Tensor>, l
             tch::no_grad(|| {
                 let (start, length) = (start as i64, (end - start) as i64);
                 let chunk: Vec<Tensor> = inputs.iter().map(|input| input.narrow(0, start, length)).collect();
-                let output = model.forward(&chunk)?;
+                let (output, _) = model.forward(&chunk)?;
                 let output = output.to_kind(Kind::Double);
                 let target = targets.map(|targets| targets.narrow(0, start, length));
                 let (sum, elements) = match (loss, target) {
