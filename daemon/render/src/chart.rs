@@ -171,6 +171,18 @@ pub(crate) struct Ticks {
     pub values: Vec<f64>,
 }
 
+/// Cells of a grid along one axis: `count` cells in at most `most` pixels, each at most
+/// `cell` wide. Whole-pixel cells while they fit; beyond that each pixel shows the cell
+/// under its centre. Answers (cell size, total size).
+pub(crate) fn fit_cells(count: usize, most: f32, cell: f32) -> (f32, f32) {
+    let size = (most / count as f32).floor().clamp(1.0, cell);
+    if count as f32 * size <= most {
+        (size, count as f32 * size)
+    } else {
+        (most / count as f32, most)
+    }
+}
+
 pub(crate) fn nice_ticks(low: f64, high: f64, target: usize) -> Ticks {
     let (low, high) = if high > low { (low, high) } else { (low, low + 1.0) };
     let raw = (high - low) / target.max(1) as f64;

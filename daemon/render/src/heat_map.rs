@@ -231,18 +231,8 @@ struct GridLayout {
 
 impl GridLayout {
     fn new(rows: usize, columns: usize, column_labels: &[String]) -> GridLayout {
-        // Whole-pixel cells while they fit; beyond that each pixel shows the cell under
-        // its centre.
-        let fit = |count: usize, most: f32, cell: f32| {
-            let size = (most / count as f32).floor().clamp(1.0, cell);
-            if count as f32 * size <= most {
-                (size, count as f32 * size)
-            } else {
-                (most / count as f32, most)
-            }
-        };
-        let (cell_width, width) = fit(columns, MAX_GRID_WIDTH, MAX_CELL_WIDTH);
-        let (cell_height, height) = fit(rows, MAX_GRID_HEIGHT, MAX_CELL_HEIGHT);
+        let (cell_width, width) = crate::chart::fit_cells(columns, MAX_GRID_WIDTH, MAX_CELL_WIDTH);
+        let (cell_height, height) = crate::chart::fit_cells(rows, MAX_GRID_HEIGHT, MAX_CELL_HEIGHT);
         let widest_column = column_labels.iter().map(|label| text_width(&fit_end(label, TICK_FONT, MAX_COLUMN_LABEL), TICK_FONT)).fold(0.0, f32::max);
         GridLayout {
             cell_width,

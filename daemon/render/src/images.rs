@@ -617,22 +617,10 @@ fn tabular_rows(title: &str, rows: &[CounterfactualPanel<'_>], features: usize) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{png, svg};
 
     fn tile<'a>(channels: usize, height: usize, width: usize, values: &'a [f32], caption: &str) -> ImageTile<'a> {
         ImageTile { channels, height, width, values, caption: caption.to_string() }
-    }
-
-    fn png(figure: &Figure) -> RgbaImage {
-        assert_eq!(figure.mime, "image/png");
-        assert!(figure.data.starts_with(b"\x89PNG\r\n\x1a\n"), "PNG magic bytes");
-        image::load_from_memory(&figure.data).expect("the PNG decodes").to_rgba8()
-    }
-
-    fn svg(figure: &Figure) -> String {
-        assert_eq!(figure.mime, "image/svg+xml");
-        let text = String::from_utf8(figure.data.clone()).unwrap();
-        assert!(text.starts_with("<svg") && text.ends_with("</svg>"));
-        text
     }
 
     fn bad_data(result: Result<Figure, RenderError>) -> String {

@@ -79,6 +79,8 @@ mod small_multiples;
 mod step_chart;
 mod svg;
 mod table;
+#[cfg(test)]
+mod test_support;
 mod text_attr;
 
 pub use bar_chart::bar_chart;

@@ -686,18 +686,8 @@ struct CellLayout {
 
 impl CellLayout {
     fn new(rows: usize, columns: usize) -> CellLayout {
-        // Whole-pixel cells while they fit; beyond that each pixel shows the cell under
-        // its centre.
-        let fit = |count: usize, most: f32, cell: f32| {
-            let size = (most / count as f32).floor().clamp(1.0, cell);
-            if count as f32 * size <= most {
-                (size, count as f32 * size)
-            } else {
-                (most / count as f32, most)
-            }
-        };
-        let (cell_width, width) = fit(columns, MAX_GRID_WIDTH, MAX_CELL_WIDTH);
-        let (cell_height, height) = fit(rows, MAX_GRID_HEIGHT, MAX_CELL_HEIGHT);
+        let (cell_width, width) = crate::chart::fit_cells(columns, MAX_GRID_WIDTH, MAX_CELL_WIDTH);
+        let (cell_height, height) = crate::chart::fit_cells(rows, MAX_GRID_HEIGHT, MAX_CELL_HEIGHT);
         CellLayout { cell_width, cell_height, width, height }
     }
 
@@ -927,22 +917,10 @@ fn sequence_bars_scene(title: &str, tokens: &[String], values: &[f64]) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{png, svg};
 
     fn strings(tokens: &[&str]) -> Vec<String> {
         tokens.iter().map(|token| token.to_string()).collect()
-    }
-
-    fn png(figure: &Figure) -> RgbaImage {
-        assert_eq!(figure.mime, "image/png");
-        assert!(figure.data.starts_with(b"\x89PNG\r\n\x1a\n"), "PNG magic bytes");
-        image::load_from_memory(&figure.data).expect("the PNG decodes").to_rgba8()
-    }
-
-    fn svg(figure: &Figure) -> String {
-        assert_eq!(figure.mime, "image/svg+xml");
-        let text = String::from_utf8(figure.data.clone()).unwrap();
-        assert!(text.starts_with("<svg") && text.ends_with("</svg>"));
-        text
     }
 
     fn bad_data<T: std::fmt::Debug>(result: Result<T, RenderError>) -> String {
