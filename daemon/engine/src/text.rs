@@ -483,7 +483,8 @@ pub fn generate_text(
             let output = forward_ids(model, &[&sequence])?;
             if output.dim() != 3 {
                 return Err(Error::bad_input(format!(
-                    "generation needs a causal language model, whose output is (batch, sequence, vocabulary); this model's is {:?}",
+                    "generation needs a causal language model, whose output is (batch, sequence, vocabulary); this model's is {:?} \
+                     (to explain a classifier, give the class as the target)",
                     output.size()
                 )));
             }
