@@ -32,9 +32,11 @@ prompt + target per perturbation, the daemon's way).
 
 Timing: daemon = one `Model.attribute_text()` call of the Python client (gRPC on
 loopback, release layerlensd, `--cache-bytes 0`, no figure), warmed by one untimed call,
-median of --rounds calls. Captum in this process, median of up to --rounds runs
-interleaved with the daemon's; a Captum path whose first run takes longer than
---slow-s is run once. Threads: torch.set_num_threads(--threads) here, OMP_NUM_THREADS
+median of --rounds calls. Captum in this process (after 12 untimed eager forwards),
+median of up to --rounds runs interleaved with the daemon's; a Captum path whose first
+run takes longer than --slow-s (60 s) is run once. `--paths sequence --rounds 5` times
+the daemon against Captum's one-pass path only (about 5 minutes; the full run took
+18 to 22 minutes on 2 shared cores, most of it Captum's uncached feature ablation). Threads: torch.set_num_threads(--threads) here, OMP_NUM_THREADS
 =--threads for the daemon (as bench_exported.py); the CPU seconds each side used per
 call are printed too. The largest |daemon - Captum| over seq_attr and token_attr is
 checked with np.allclose(atol=1e-4 x the largest |Captum value|, rtol=1e-4), and shown
@@ -171,7 +173,7 @@ def run_row(label, handle, daemon_pid, model, fast, method, prompt, target, args
           f"{len(answer.input_tokens)} features -> {len(answer.output_tokens)} target tokens; daemon has {threads_seen} OS threads; "
           f"output_probs vs one eager forward: max relative error {probability_error:.1e}",
           file=sys.stderr)
-    variants = ["uncached", "cached", "sequence"]
+    variants = args.paths.split(",")
     times = {"daemon": [], **{variant: [] for variant in variants}}
     cpu = {"daemon": [], **{variant: [] for variant in variants}}
     results, failures = {}, {}
@@ -226,9 +228,13 @@ def main():
     parser.add_argument("--quick", action="store_true", help="a 2-layer, 64-wide model instead (smoke run)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--slow-s", type=float, default=180.0, help="a Captum path whose first run takes longer runs once")
+    parser.add_argument("--slow-s", type=float, default=60.0, help="a Captum path whose first run takes longer runs once")
+    parser.add_argument("--paths", default="uncached,cached,sequence",
+                        help="Captum paths to time: uncached, cached, sequence (one-pass), comma-separated")
     parser.add_argument("--daemon", default=str(BINARY))
     args = parser.parse_args()
+    if not set(args.paths.split(",")) <= set(VARIANT_NAMES):
+        parser.error(f"--paths takes {', '.join(VARIANT_NAMES)}")
     if not pathlib.Path(args.daemon).is_file():
         sys.exit(f"{args.daemon} is missing: cargo build --release --bin layerlensd")
     torch.set_num_threads(args.threads)
@@ -252,12 +258,20 @@ def main():
     parameters = sum(parameter.numel() for parameter in model.parameters())
     with torch.no_grad():
         ids = torch.tensor([fast.encode(prompts["feature_ablation"][0] + prompts["feature_ablation"][1])])
-        model(input_ids=ids, use_cache=False)
-        start = time.perf_counter()
-        model(input_ids=ids, use_cache=False)
-        forward_ms = (time.perf_counter() - start) * 1e3
+        # Untimed warm-up forwards, so that no Captum run pays for first calls. (On a shared
+        # 2-core machine one forward of the full model took 0.4 s or 2.2 s depending on
+        # what else ran: with another process on one core, two OpenMP threads mostly wait
+        # for each other; the CPU seconds printed with each row show it.)
+        for _ in range(12):
+            model(input_ids=ids, use_cache=False)
+        forwards = []
+        for _ in range(3):
+            start = time.perf_counter()
+            model(input_ids=ids, use_cache=False)
+            forwards.append((time.perf_counter() - start) * 1e3)
+        forward_ms = statistics.median(forwards)
     print(f"model: {SIZES[size]}, vocab {vocab}, {parameters / 1e6:.1f} M parameters; one eager forward of "
-          f"{ids.shape[1]} tokens: {forward_ms:.0f} ms", file=sys.stderr)
+          f"{ids.shape[1]} tokens after 12 warm-up forwards: {forward_ms:.0f} ms (median of 3)", file=sys.stderr)
 
     rows, notes = [], []
     with tempfile.TemporaryDirectory() as scratch:
