@@ -3,7 +3,7 @@ the daemon's loss landscape is against the same grid computed by a PyTorch loop.
 
     PY="$(scripts/setup.sh | tail -n 1)"
     cargo build --release --bin layerlensd
-    "$PY" tests/bench/bench_training.py [--quick]
+    "$PY" tests/bench/bench_training.py [--quick] [--fixed-malloc]
 
 Why it exists: `watch` promises to leave a training loop alone — its hooks only read
 tensors, every `every` steps, and a background thread sends what they computed — and the
@@ -20,16 +20,19 @@ in bench_exported.py, this process keeps torch's default intra-op thread count
 1. watch overhead. Two copies of torchvision's resnet18 (weights=None, seed 0, 1000
    classes) train on one fixed batch of 32 random images, shape (32, 3, 224, 224), seed
    1, with random labels, by SGD (lr 0.01, momentum 0.9): one copy watched with
-   `every=10` (its loss logged with `watcher.log`), the other not. After 3 untimed
-   warm-up steps each, they run blocks of 10 steps in the order W U U W W U (which
-   cancels a linear drift of the machine); each watched block holds exactly one
+   `every=10` (its loss logged with `watcher.log`), the other not. After 10 untimed
+   warm-up steps each (the watched copy's include its first recorded step), they run
+   blocks of 10 steps in the order W U U W U W W U (which cancels a drift of the
+   machine that is linear or quadratic in time); each watched block holds exactly one
    recorded step, and its time includes a final `watcher.flush()`, so the records were
    sent before the clock stops. A step is `zero_grad`, forward, cross entropy,
    backward, `step`, `float(loss)`. Extra optimiser hooks registered around watch's
    own (a pre- and a post-hook before `watch`, the same after it; on both copies) time
    watch's hooks inside each step. The table gives the median and the mean time per
    step of each side and their ratios: the median is a step that records nothing, the
-   mean includes the recorded steps' hooks and so is the overhead a run pays.
+   mean includes the recorded steps' hooks and so is the overhead a run pays. Last,
+   cProfile runs over watch's hooks for the next recorded step (untimed), to say what
+   they spend their time on.
 2. landscape. The digits CNN of tests/fixtures/make_fixtures.py, trained for 200 Adam
    steps on sklearn's digits (/16, float32, (n, 1, 8, 8)), and a 2-D grid (21x21,
    range 1.0, seed 0, cross entropy) over the first 512 digits; resnet18 as above
@@ -43,7 +46,13 @@ in bench_exported.py, this process keeps torch's default intra-op thread count
    end to end (request encoding, gRPC, loading the checkpoint, a fresh model copy, the
    directions, the grid, the answer), without a figure except in the row that says so.
    The two grids must agree to rtol 1e-4. A 2x2 grid on each model shows the daemon's
-   fixed cost per call.
+   fixed cost per call, and on resnet18 a 2x2 grid around the stored weights (no
+   checkpoint) what loading the checkpoint adds. Each side's minor page faults per call
+   are counted (/proc/<pid>/stat).
+
+--fixed-malloc runs this script and the daemon with fixed glibc malloc thresholds
+(FIXED_MALLOC_ENVIRONMENT says why); --quick runs one block per side and an 11x11 digits
+grid, without the profile and the resnet18 landscape.
 
 Prints Markdown tables for BENCHMARKS.md; progress goes to stderr.
 """
@@ -78,13 +87,24 @@ from make_fixtures import DigitsCNN  # noqa: E402
 
 DEFAULT_DAEMON = REPO_ROOT / "target" / "release" / "layerlensd"
 
+# --fixed-malloc: glibc's allocator settings for this process and the daemon. By
+# default glibc serves big blocks (a forward pass's activations) with mmap, raises that
+# threshold as blocks are freed and trims the heap's top beyond twice it, so each pass
+# may fault its activations' pages in afresh; on this VM that made the same digits grid
+# take 2.1 s in one process and 3.8-5 s in another. Fixed thresholds keep freed memory.
+FIXED_MALLOC_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+
 WATCH_EVERY = 10
 WATCH_BATCH = 32
 WATCH_LEARNING_RATE = 0.01
 WATCH_MOMENTUM = 0.9
-WARMUP_STEPS = 3
-# W U U W W U: an ABBA order, so a drift that is linear in time costs both sides alike.
-BLOCK_ORDER = ("watched", "plain", "plain", "watched", "watched", "plain")
+# A whole block of untimed steps per side, the watched one including its first recorded
+# step (the first send, the first quantiles). With 3 warm-up steps the first timed block
+# was still 2-5% slower than the later ones, whichever side it belonged to.
+WARMUP_STEPS = WATCH_EVERY
+# W U U W U W W U: ABBA BAAB, so a drift that is linear (or quadratic) in time costs both
+# sides alike.
+BLOCK_ORDER = ("watched", "plain", "plain", "watched", "plain", "watched", "watched", "plain")
 QUICK_BLOCK_ORDER = ("watched", "plain")
 
 DIGITS_ROWS = 512
@@ -96,6 +116,12 @@ RESNET_LANDSCAPE_SHAPE = (32, 3, 64, 64)
 # return_directions=True on resnet18 answers two directions of 11.7M float32 values
 # (94 MB), more than the daemon's default --max-message-bytes of 64 MiB.
 MAX_MESSAGE_BYTES = 256 << 20
+
+
+def minor_faults(pid):
+    """Minor page faults of a process so far (/proc/<pid>/stat, field minflt)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[7])
 
 
 def median(values):
@@ -192,7 +218,6 @@ def watch_overhead(client, daemon, quick):
     for name, trainee in trainees.items():
         for _ in range(WARMUP_STEPS):
             trainee.step(x, y)
-    meter = ForeignCpuMeter(os.getpid(), daemon.pid)
     daemon_cpu_start = process_cpu_seconds(daemon.pid)
     started = time.perf_counter()
     for index, name in enumerate(order):
@@ -217,7 +242,6 @@ def watch_overhead(client, daemon, quick):
         "recorded_steps": recorded_steps,
         "layers": len({record["layer"] for record in records}),
         "losses_equal": losses_equal,
-        "foreign_cpu": meter.seconds(),
         "daemon_cpu": daemon_cpu,
         "wall": wall,
         "order": order,
@@ -345,41 +369,49 @@ def pytorch_grid(module, directions, coordinates, x, y):
 
 
 def landscape_rows(client, daemon_pid, name, module, x, y, grids, rounds):
-    """Times the daemon's landscape and the PyTorch loop for each (steps, figure_format) in grids."""
+    """Times the daemon's landscape and the PyTorch loop for each (steps, figure_format,
+    from_checkpoint) in grids; without the checkpoint the daemon uses the stored model's
+    own weights (the same values here), which shows what loading the checkpoint costs."""
     stored = client.add_model(module, example_input=x[:2], name="bench-" + name.split()[0])
     checkpoint = stored.add_checkpoint({"model": module.state_dict()})
     reference = copy.deepcopy(module).eval()
     with torch.no_grad():
         centre_loss = float(F.cross_entropy(reference(x), y))
     rows = []
-    for steps, figure_format in grids:
+    for steps, figure_format, from_checkpoint in grids:
         def daemon_call(directions=False):
-            return stored.landscape(x.numpy(), y.numpy(), checkpoint=checkpoint, loss="cross_entropy", dims=2, steps=steps,
+            return stored.landscape(x.numpy(), y.numpy(), checkpoint=checkpoint if from_checkpoint else None, loss="cross_entropy", dims=2, steps=steps,
                                     range=LANDSCAPE_RANGE, seed=LANDSCAPE_SEED, return_directions=directions, figure_format=figure_format)
 
         first = daemon_call(directions=True)
         coordinates = [float(value) for value in first.coordinates]
         expected = pytorch_grid(reference, first.directions, coordinates, x, y)
         times = {"daemon": [], "pytorch": []}
+        faults = {"daemon": [], "pytorch": []}
         meter = ForeignCpuMeter(os.getpid(), daemon_pid)
         answers = []
         for _ in range(rounds):
+            before = minor_faults(daemon_pid)
             start = time.perf_counter()
             answers.append(daemon_call())
             times["daemon"].append(time.perf_counter() - start)
+            faults["daemon"].append(minor_faults(daemon_pid) - before)
+            before = minor_faults(os.getpid())
             start = time.perf_counter()
             pytorch_grid(reference, first.directions, coordinates, x, y)
             times["pytorch"].append(time.perf_counter() - start)
+            faults["pytorch"].append(minor_faults(os.getpid()) - before)
         got = answers[-1].losses
         relative = float(np.max(np.abs(got - expected) / np.abs(expected)))
         rows.append({
-            "model": name, "input": "x".join(map(str, x.shape)), "steps": steps, "figure": figure_format, "times": times,
+            "model": name, "input": "x".join(map(str, x.shape)), "steps": steps, "figure": figure_format, "times": times, "faults": faults,
+            "from_checkpoint": from_checkpoint,
             "agree": bool(np.allclose(got, expected, rtol=LANDSCAPE_RTOL, atol=0)), "relative": relative,
             "centre": (answers[-1].center_loss, centre_loss), "passes": answers[-1].passes,
             "rounds": rounds, "same_every_call": all(np.array_equal(answer.losses, got) for answer in answers),
             "loss_range": (float(expected.min()), float(expected.max())), "foreign_cpu": meter.seconds(), "notes": list(getattr(first, "notes", [])),
         })
-        print(f"landscape {name} {steps}x{steps} figure={figure_format}: daemon {median(times['daemon']):.3f} s, "
+        print(f"landscape {name} {steps}x{steps} figure={figure_format} checkpoint={from_checkpoint}: daemon {median(times['daemon']):.3f} s, "
               f"pytorch {median(times['pytorch']):.3f} s, max rel diff {relative:.1e}", file=sys.stderr)
     return rows
 
@@ -388,15 +420,18 @@ def print_landscape(rows):
     print(f"2-D grid, range {LANDSCAPE_RANGE}, seed {LANDSCAPE_SEED}, cross entropy; median seconds of N alternating calls per side "
           f"after one untimed daemon call that returned the directions; agreement at rtol {LANDSCAPE_RTOL}.\n")
     print("| model, data | grid | daemon s, median [min–max] N | PyTorch loop s, median [min–max] N | daemon / PyTorch | "
-          "grids agree (max rel diff) | notes |")
-    print("|---|---|---:|---:|---:|---|---|")
+          "grids agree (max rel diff) | minor page faults per call, daemon / PyTorch (median) | notes |")
+    print("|---|---|---:|---:|---:|---|---|---|")
     for row in rows:
         daemon, pytorch = row["times"]["daemon"], row["times"]["pytorch"]
         figure = "" if row["figure"] is None else f"; daemon also renders a {row['figure'].upper()} contour figure"
+        if not row["from_checkpoint"]:
+            figure += "; no checkpoint: the daemon uses the stored weights (the same values)"
         print(f"| {row['model']}, {row['input']} | {row['steps']}x{row['steps']} ({row['steps'] ** 2} points) | "
               f"{median(daemon):.3f} [{min(daemon):.3f}–{max(daemon):.3f}] N={len(daemon)} | "
               f"{median(pytorch):.3f} [{min(pytorch):.3f}–{max(pytorch):.3f}] N={len(pytorch)} | "
               f"{median(daemon) / median(pytorch):.2f} | {'yes' if row['agree'] else 'NO'} ({row['relative']:.1e}) | "
+              f"{median(row['faults']['daemon']):.0f} / {median(row['faults']['pytorch']):.0f} | "
               f"{row['passes']} passes; centre loss daemon {row['centre'][0]:.6f}, PyTorch {row['centre'][1]:.6f}; "
               f"loss {row['loss_range'][0]:.3g}–{row['loss_range'][1]:.3g}; other processes' CPU {row['foreign_cpu']:.1f} s{figure} |")
     print()
@@ -419,7 +454,13 @@ def main():
     parser.add_argument("--daemon", default=os.environ.get("LAYERLENSD_BIN", str(DEFAULT_DAEMON)))
     parser.add_argument("--skip-watch", action="store_true")
     parser.add_argument("--skip-landscape", action="store_true")
+    parser.add_argument("--fixed-malloc", action="store_true",
+                        help="run this process and the daemon with fixed glibc malloc thresholds (FIXED_MALLOC_ENVIRONMENT says why)")
     args = parser.parse_args()
+    if args.fixed_malloc and any(os.environ.get(key) != value for key, value in FIXED_MALLOC_ENVIRONMENT.items()):
+        # glibc reads these when a process starts: run this script again with them set;
+        # the daemon, started by it, inherits them.
+        os.execve(sys.executable, [sys.executable, *sys.argv], dict(os.environ, **FIXED_MALLOC_ENVIRONMENT))
     binary = pathlib.Path(args.daemon)
     if not binary.is_file():
         sys.exit(f"{binary} is missing: cargo build --release --bin layerlensd")
@@ -434,11 +475,11 @@ def main():
             client = layerlens.connect(f"http://{daemon.address}")
             watch_result = None if args.skip_watch else watch_overhead(client, daemon, args.quick)
             rows = []
-            rounds = 3 if args.quick else 5
+            rounds = 3 if args.quick else 7
             if not args.skip_landscape:
                 module = trained_digits_cnn()
                 _, _, x, y = digits_data(DIGITS_ROWS)
-                grids = [(11, None), (2, None)] if args.quick else [(21, None), (21, "png"), (2, None), (2, "png")]
+                grids = [(11, None, True), (2, None, True)] if args.quick else [(21, None, True), (21, "png", True), (2, None, True)]
                 rows += landscape_rows(client, daemon.pid, "digits-CNN (200 Adam steps)", module, x, y, grids, rounds)
                 if not args.quick:
                     torch.manual_seed(0)
@@ -446,14 +487,16 @@ def main():
                     generator = torch.Generator().manual_seed(2)
                     rx = torch.randn(RESNET_LANDSCAPE_SHAPE, generator=generator)
                     ry = torch.randint(0, 1000, (RESNET_LANDSCAPE_SHAPE[0],), generator=generator)
-                    rows += landscape_rows(client, daemon.pid, "resnet18 (weights=None)", resnet, rx, ry, [(5, None), (2, None)], 3)
+                    rows += landscape_rows(client, daemon.pid, "resnet18 (weights=None)", resnet, rx, ry,
+                                           [(5, None, True), (2, None, True), (2, None, False)], 5)
             client.close()
             daemon_arguments = " ".join([str(binary), *daemon.arguments[1:], *extra_flags])
     elapsed = time.perf_counter() - started
     print(f"Measured {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')} on {os.cpu_count()} CPUs, no GPU; "
           f"torch {torch.__version__}, torchvision {torchvision.__version__}, Python {platform.python_version()}; layerlens {commit}"
           f"{' (working tree has uncommitted changes)' if dirty else ''}; daemon `{daemon_arguments}` with OMP_NUM_THREADS={threads}; "
-          f"intra-op threads here {threads} (torch's default).  ")
+          f"intra-op threads here {threads} (torch's default); glibc malloc "
+          f"{'with ' + ', '.join(f'{key}={value}' for key, value in FIXED_MALLOC_ENVIRONMENT.items()) + ' (both processes)' if args.fixed_malloc else 'defaults'}.  ")
     print(f"Command: `python {' '.join(sys.argv)}`; ran {elapsed:.0f} s; 1-minute load average {load_start:.2f} at the start, "
           f"{os.getloadavg()[0]:.2f} at the end.\n")
     if watch_result is not None:
