@@ -62,7 +62,8 @@ pub struct AttributeTextArgs {
     /// A classifier's class to explain.
     #[arg(long, allow_negative_numbers = true)]
     target: Option<i64>,
-    /// feature_ablation, shapley_value_sampling, layer_integrated_gradients or layer_gradient_x_activation.
+    /// feature_ablation, shapley_value_sampling, lime, kernel_shap (whole sequence only), layer_integrated_gradients
+    /// or layer_gradient_x_activation.
     #[arg(long, default_value = "feature_ablation")]
     method: String,
     /// The gradient methods' layer (default: the token embedding).

@@ -17,6 +17,16 @@
 //!   (`torch.manual_seed(seed)`, then `torch.randperm(n)` per sample, on libtorch's
 //!   CPU generator); each permutation adds the features one by one from all absent,
 //!   crediting each with the change of the score; the sum is divided by `n_samples`.
+//! - LIME: `n_samples` masks, each feature present with probability ½
+//!   (`torch.bernoulli` on the same generator); each weighted by the exponential kernel
+//!   of its cosine distance to the all-present mask; the attribution is the coefficients
+//!   of the weighted Lasso (α = 0.01) from the masks to the scores (`surrogate::lasso`).
+//! - Kernel SHAP: the all-present and all-absent masks, then masks of k features with
+//!   k drawn from (M−1)/(k(M−k)) (`torch.multinomial`) and the k largest of
+//!   `torch.randn(1, M)` present; the two end masks weigh 10⁶, the others 1; the
+//!   attribution is the weighted least-squares coefficients
+//!   (`surrogate::weighted_least_squares`). Both attribute the whole continuation only
+//!   (as Captum: no per-token rows).
 //!
 //! Captum evaluates the perturbed prompts one at a time. Here every distinct prompt is
 //! evaluated once (Shapley permutations share their first and last), and prompts of
@@ -25,6 +35,7 @@
 use crate::attribution::gradients::{in_chunks, Chunking};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::LoadedModel;
+use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use tch::{Kind, Tensor};
 
@@ -44,6 +55,10 @@ pub trait TextFeatures: Send {
 pub enum TextMethod {
     FeatureAblation,
     ShapleyValueSampling,
+    /// Captum's Lime (Lasso surrogate, exponential cosine kernel), whole sequence only.
+    Lime,
+    /// Captum's KernelShap (least-squares surrogate, Shapley kernel sampling), whole sequence only.
+    KernelShap,
     /// Captum's LayerIntegratedGradients on a layer (the token embedding), per output token.
     LayerIntegratedGradients,
     /// Captum's LayerGradientXActivation on a layer, per output token.
@@ -203,20 +218,70 @@ fn masks(method: TextMethod, features: usize, n_samples: usize, seed: u64) -> Ve
             }
             masks
         }
+        TextMethod::Lime => crate::seeded::with_seed(seed, || {
+            let probabilities = Tensor::ones([1, features as i64], (Kind::Float, tch::Device::Cpu)) * 0.5;
+            (0..n_samples).map(|_| present_of(&probabilities.bernoulli())).collect()
+        }),
+        TextMethod::KernelShap => kernel_shap_masks(features, n_samples, seed),
     }
 }
 
+fn present_of(mask: &Tensor) -> Vec<bool> {
+    Vec::<f64>::try_from(mask.to_kind(Kind::Double).flatten(0, -1)).unwrap_or_default().into_iter().map(|value| value != 0.0).collect()
+}
+
+/// Captum's Kernel SHAP sampling (`kernel_shap_perturb_generator`): all present, all
+/// absent, then per sample k ~ Categorical((M−1)/(k(M−k)), k = 1..M−1) by
+/// `torch.multinomial`, and the features whose `torch.randn(1, M)` value exceeds the
+/// (M−k)-th smallest present. The probabilities are computed in float32 as Captum does,
+/// so the draws are the same.
+fn kernel_shap_masks(features: usize, n_samples: usize, seed: u64) -> Vec<Vec<bool>> {
+    crate::seeded::with_seed(seed, || kernel_shap_draws(features, n_samples))
+}
+
+fn kernel_shap_draws(features: usize, n_samples: usize) -> Vec<Vec<bool>> {
+    let count = features as i64;
+    let mut masks = vec![vec![true; features], vec![false; features]];
+    masks.truncate(n_samples);
+    if features < 2 {
+        return masks;
+    }
+    let ks = Tensor::arange(count, (Kind::Float, tch::Device::Cpu));
+    let denominator = &ks * (count as f64 - &ks);
+    let probabilities = Tensor::from(count - 1).true_divide(&denominator);
+    let _ = probabilities.get(0).fill_(0.0);
+    let probabilities = &probabilities / probabilities.sum_dim_intlist(-1, true, Kind::Float);
+    let probabilities = probabilities.reshape([1, count]);
+    while masks.len() < n_samples {
+        let selected = probabilities.multinomial(1, true).int64_value(&[0, 0]);
+        let values = Tensor::randn([1, count], (Kind::Float, tch::Device::Cpu));
+        let (threshold, _) = values.kthvalue(count - selected, -1, false);
+        let threshold = threshold.double_value(&[0]);
+        masks.push(present_of(&values.gt(threshold)));
+    }
+    masks
+}
+
+/// Captum's LIME kernel: exp(−d²/2) with d the cosine distance between the all-present
+/// mask and this one (1 for the all-absent mask).
+fn lime_similarity(present: &[bool]) -> f64 {
+    let count = present.iter().filter(|&&on| on).count() as f64;
+    let cosine = if count == 0.0 { 0.0 } else { count / (count * present.len() as f64).sqrt() };
+    let distance = 1.0 - cosine;
+    (-distance * distance / 2.0).exp()
+}
+
 /// Captum's permutations: `torch.manual_seed(seed)`, then `torch.randperm(n)` per
-/// sample on libtorch's CPU generator (the global one: the seed is process-wide for
-/// the moment of the draw).
+/// sample on libtorch's CPU generator (held for the draws: `seeded`).
 fn permutations(features: usize, n_samples: usize, seed: u64) -> Vec<Vec<usize>> {
-    tch::manual_seed(seed as i64);
-    (0..n_samples)
-        .map(|_| {
-            let permutation = Tensor::randperm(features as i64, (Kind::Int64, tch::Device::Cpu));
-            Vec::<i64>::try_from(permutation).unwrap_or_default().into_iter().map(|index| index as usize).collect()
-        })
-        .collect()
+    crate::seeded::with_seed(seed, || {
+        (0..n_samples)
+            .map(|_| {
+                let permutation = Tensor::randperm(features as i64, (Kind::Int64, tch::Device::Cpu));
+                Vec::<i64>::try_from(permutation).unwrap_or_default().into_iter().map(|index| index as usize).collect()
+            })
+            .collect()
+    })
 }
 
 /// Refuses a prompt and target longer than the model's context, naming both lengths.
@@ -262,6 +327,9 @@ pub fn attribute_text(model: &LoadedModel, request: &TextAttributionRequest, mut
         }
     }
     let n_samples = request.n_samples.max(1);
+    if request.method == TextMethod::KernelShap && features < 2 {
+        return Err(Error::bad_input("kernel_shap needs at least two features to sample coalitions from; this prompt has one"));
+    }
     let masks = masks(request.method, features, n_samples, request.seed);
     // Each distinct prompt once.
     let mut prompts: Vec<Vec<i64>> = Vec::new();
@@ -290,6 +358,8 @@ pub fn attribute_text(model: &LoadedModel, request: &TextAttributionRequest, mut
         (TextTarget::Continuation(tokens), true) => (tokens.len() + 1, f64::exp),
         (TextTarget::Class(_), _) => (1, |value| value),
     };
+    // LIME and Kernel SHAP explain the whole sequence only.
+    let outputs = if matches!(request.method, TextMethod::Lime | TextMethod::KernelShap) { 1 } else { outputs };
     let score = |index: usize| -> Vec<f64> { scores[index][..outputs].iter().map(|&value| transform(value)).collect() };
     let mut attribution = vec![vec![0.0f64; features]; outputs];
     match request.method {
@@ -324,6 +394,19 @@ pub fn attribute_text(model: &LoadedModel, request: &TextAttributionRequest, mut
                     *value /= n_samples as f64;
                 }
             }
+        }
+        TextMethod::Lime | TextMethod::KernelShap => {
+            let x: Vec<f64> = masks.iter().flat_map(|mask| mask.iter().map(|&present| if present { 1.0 } else { 0.0 })).collect();
+            let y: Vec<f64> = mask_prompt.iter().map(|&index| score(index)[0]).collect();
+            let coefficients = if request.method == TextMethod::Lime {
+                let weights: Vec<f64> = masks.iter().map(|mask| lime_similarity(mask)).collect();
+                crate::surrogate::lasso(&x, &y, &weights, features, 0.01)?
+            } else {
+                let weights: Vec<f64> =
+                    masks.iter().map(|mask| if mask.iter().all(|&on| on) || mask.iter().all(|&on| !on) { 1e6 } else { 1.0 }).collect();
+                crate::surrogate::weighted_least_squares(&x, &y, &weights, features)?
+            };
+            attribution = vec![coefficients];
         }
     }
     let output_probs = match &request.target {
@@ -449,7 +532,7 @@ pub struct GeneratedToken {
 /// A causal LM's continuation of `prompt`: one forward pass over the whole sequence per
 /// new token (an exported program keeps no cache), greedy (the argmax, as
 /// `generate(do_sample=False)`) or sampled from softmax(logits / temperature) over the
-/// top-k tokens with libtorch's generator seeded by `seed`. `report` hears of each token
+/// top-k tokens with a ChaCha8 generator seeded by `seed`. `report` hears of each token
 /// and stops the generation by returning false. Stops after the end-of-text token.
 pub fn generate_text(
     model: &LoadedModel,
@@ -473,9 +556,8 @@ pub fn generate_text(
             )));
         }
     }
-    if options.sample {
-        tch::manual_seed(options.seed as i64);
-    }
+    // Sampling draws between passes, so from a generator of its own (see `seeded`).
+    let mut generator = rand_chacha::ChaCha8Rng::seed_from_u64(options.seed);
     let mut sequence = prompt.to_vec();
     let mut generated = Vec::new();
     for _ in 0..options.max_new_tokens {
@@ -497,7 +579,9 @@ pub fn generate_text(
                     let threshold = kept.get(options.top_k as i64 - 1);
                     scaled = scaled.where_self(&scaled.ge_tensor(&threshold), &Tensor::from(f64::NEG_INFINITY).to_device(scaled.device()));
                 }
-                scaled.softmax(-1, Kind::Double).multinomial(1, false).int64_value(&[0])
+                let probabilities = Vec::<f64>::try_from(scaled.softmax(-1, Kind::Double).to_device(tch::Device::Cpu))
+                    .map_err(torch_error("reading the next token's probabilities"))?;
+                sample_index(&probabilities, generator.random::<f64>()) as i64
             } else {
                 logits.argmax(-1, false).int64_value(&[])
             };
@@ -513,6 +597,24 @@ pub fn generate_text(
         }
     }
     Ok(generated)
+}
+
+/// The index whose cumulative probability first exceeds `uniform` ∈ [0, 1) (inverse
+/// transform sampling; zero-probability tokens are never picked).
+fn sample_index(probabilities: &[f64], uniform: f64) -> usize {
+    let total: f64 = probabilities.iter().sum();
+    let mut cumulative = 0.0;
+    let mut last = 0;
+    for (index, &probability) in probabilities.iter().enumerate() {
+        if probability > 0.0 {
+            cumulative += probability;
+            last = index;
+            if cumulative > uniform * total {
+                return index;
+            }
+        }
+    }
+    last
 }
 
 #[cfg(test)]
@@ -539,5 +641,35 @@ mod tests {
         assert_eq!(masks[0], vec![false; 5]);
         assert_eq!(masks[5], vec![true; 5], "each permutation ends with every feature present");
         assert!(masks[1][drawn[0][0]] && masks[1].iter().filter(|&&present| present).count() == 1);
+    }
+
+    #[test]
+    fn kernel_shap_masks_start_with_the_ends_then_draw_coalitions_of_one_to_m_minus_one() {
+        let masks = masks(TextMethod::KernelShap, 6, 30, 3);
+        assert_eq!(masks.len(), 30);
+        assert_eq!((masks[0].clone(), masks[1].clone()), (vec![true; 6], vec![false; 6]));
+        for mask in &masks[2..] {
+            let present = mask.iter().filter(|&&on| on).count();
+            assert!((1..6).contains(&present), "{mask:?}");
+        }
+        assert_eq!(masks, super::masks(TextMethod::KernelShap, 6, 30, 3), "a seed gives the same samples");
+        assert_ne!(masks, super::masks(TextMethod::KernelShap, 6, 30, 4));
+    }
+
+    #[test]
+    fn sampling_picks_by_cumulative_probability_and_never_an_impossible_token() {
+        let probabilities = [0.0, 0.25, 0.0, 0.75, 0.0];
+        assert_eq!(sample_index(&probabilities, 0.0), 1);
+        assert_eq!(sample_index(&probabilities, 0.2), 1);
+        assert_eq!(sample_index(&probabilities, 0.3), 3);
+        assert_eq!(sample_index(&probabilities, 0.999_999_999), 3);
+    }
+
+    #[test]
+    fn lime_weighs_masks_by_their_cosine_distance_to_the_prompt() {
+        assert_eq!(lime_similarity(&[true, true, true, true]), 1.0);
+        assert!((lime_similarity(&[false; 4]) - (-0.5f64).exp()).abs() < 1e-15);
+        // One of four present: cosine 1/2, distance 1/2.
+        assert!((lime_similarity(&[true, false, false, false]) - (-0.125f64).exp()).abs() < 1e-15);
     }
 }

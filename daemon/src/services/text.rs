@@ -61,11 +61,13 @@ fn method(name: &str) -> ApiResult<TextMethod> {
     match name {
         "" | "feature_ablation" => Ok(TextMethod::FeatureAblation),
         "shapley_value_sampling" => Ok(TextMethod::ShapleyValueSampling),
+        "lime" => Ok(TextMethod::Lime),
+        "kernel_shap" => Ok(TextMethod::KernelShap),
         "layer_integrated_gradients" => Ok(TextMethod::LayerIntegratedGradients),
         "layer_gradient_x_activation" => Ok(TextMethod::LayerGradientXActivation),
         other => Err(ApiError::bad_input(format!(
-            "text attribution method {other:?} is not known; use feature_ablation, shapley_value_sampling, layer_integrated_gradients \
-             or layer_gradient_x_activation"
+            "text attribution method {other:?} is not known; use feature_ablation, shapley_value_sampling, lime, kernel_shap, \
+             layer_integrated_gradients or layer_gradient_x_activation"
         ))),
     }
 }

@@ -957,7 +957,9 @@ class Model:
         class (an int) and its logit is attributed.
 
         method: "feature_ablation" or "shapley_value_sampling" (`n_samples`
-        permutations drawn like torch.manual_seed(seed); torch.randperm), or per output
+        permutations drawn like torch.manual_seed(seed); torch.randperm), "lime" or
+        "kernel_shap" (`n_samples` perturbations drawn as Captum's from the same seed,
+        the same scikit-learn fit; whole continuation only, token_attr None), or per output
         token as Captum's LLMGradientAttribution on `layer` (default: the token
         embedding): "layer_integrated_gradients" (`n_steps`, default 50) or
         "layer_gradient_x_activation". The prompt is

@@ -35,7 +35,7 @@ class TextAttribution(_FigureDisplay):
     """Which prompt features (tokens or template values) drove the output.
 
     `seq_attr` (features,): attribution to the whole continuation (or the class);
-    `token_attr` (output tokens, features), None for a class; `input_tokens`,
+    `token_attr` (output tokens, features), None for a class and for LIME and Kernel SHAP; `input_tokens`,
     `output_tokens`, `output_probs`; `html` is the token heat map as a self-contained
     HTML fragment (save it with `save_html`). Displays as that heat map in Jupyter.
     """
