@@ -223,7 +223,8 @@ fn ticket(caller: &Caller, authenticated: bool, headers: &http::HeaderMap) -> Re
         None => None,
         Some(text) => Some(Instant::now() + parse_grpc_timeout(text).ok_or_else(|| format!("grpc-timeout '{text}' is not a gRPC timeout"))?),
     };
-    Ok(Ticket { user: Arc::from(user), weight: caller.weight, priority, deadline })
+    let trace = crate::request_context::current().map(|labels| labels.trace.clone());
+    Ok(Ticket { user: Arc::from(user), weight: caller.weight, priority, deadline, trace })
 }
 
 /// A `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).

@@ -8,10 +8,12 @@
 //! A leaf module: the access layer, the metrics layer and the services all use it, and
 //! it uses none of them.
 
+use layerlens_engine::trace::{Phase, RequestTrace};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
+use std::time::Instant;
 use tonic::codegen::http;
 
 /// What a request learns about itself while it runs.
@@ -21,6 +23,8 @@ pub struct RequestLabels {
     model: Mutex<Option<String>>,
     /// Response headers the handler asked for (how the model was found, ...).
     headers: Mutex<Vec<(&'static str, String)>>,
+    /// Where the request's time goes, returned as `x-layerlens-phases`.
+    pub trace: Arc<RequestTrace>,
 }
 
 impl RequestLabels {
@@ -58,6 +62,22 @@ pub fn note_model(model: &str) {
 /// reloaded`.
 pub fn note_header(name: &'static str, value: impl Into<String>) {
     let _ = CURRENT_REQUEST.try_with(|labels| labels.headers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push((name, value.into())));
+}
+
+/// Times `work` as `phase` of the current request (outside a request it only runs it).
+pub fn time<T>(phase: Phase, work: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let result = work();
+    let _ = CURRENT_REQUEST.try_with(|labels| labels.trace.record(phase, started.elapsed()));
+    result
+}
+
+/// Times an async `work` as `phase` of the current request.
+pub async fn time_async<T>(phase: Phase, work: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let result = work.await;
+    let _ = CURRENT_REQUEST.try_with(|labels| labels.trace.record(phase, started.elapsed()));
+    result
 }
 
 /// `/layerlens.v1.Models/Delete` → `Models.Delete`.
@@ -107,8 +127,16 @@ where
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
         Box::pin(CURRENT_REQUEST.scope(labels.clone(), async move {
+            let started = Instant::now();
             let mut result = inner.call(request).await;
+            // For a unary call the response message exists by now: the handler's time
+            // (the request message's decoding included) is known. A stream's headers
+            // leave before its work, so they carry only what happened before.
+            labels.trace.record(Phase::Handler, started.elapsed());
             if let Ok(response) = &mut result {
+                if let Ok(value) = http::HeaderValue::from_str(&labels.trace.header_value()) {
+                    response.headers_mut().insert("x-layerlens-phases", value);
+                }
                 for (name, value) in labels.headers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).drain(..) {
                     if let Ok(value) = http::HeaderValue::from_str(&value) {
                         response.headers_mut().insert(name, value);

@@ -22,7 +22,11 @@ Rows, on the same weights, prompt and target:
    tokens) with a 16-token target; one feature per token;
 2. Shapley value sampling, n_samples=5, of a 16-token prompt with a 4-token target,
    seeded the same way on both sides (torch.manual_seed(seed) before Captum, seed=seed
-   for the daemon).
+   for the daemon);
+3. `lig`: layer integrated gradients on the token embedding per output token (Captum's
+   LLMGradientAttribution, 50 steps), a 16-token prompt with a 4-token target;
+4. `kernel_shap` (not run by default): Kernel SHAP, n_samples=50, 32 -> 8 tokens.
+`--rows fa,shapley,lig` (the default) picks rows.
 Captum is timed on each path it offers: `use_cached_outputs=False` (token by token,
 no cache), `use_cached_outputs=True` (its default: token by token with the KV cache;
 with transformers 5 it raises IndexError on the 64-token prompt and on the short prompt
@@ -72,7 +76,19 @@ SIZES = {
     "quick": dict(n_embd=64, n_layer=2, n_head=2, n_positions=128),
 }
 SEED = 11
-VARIANT_NAMES = {"uncached": "uncached", "cached": "cached (its default)", "sequence": "one-pass (forward_in_tokens=False)"}
+VARIANT_NAMES = {
+    "uncached": "uncached",
+    "cached": "cached (its default)",
+    "sequence": "one-pass (forward_in_tokens=False)",
+    "gradient": "LLMGradientAttribution",
+}
+# name: (method, prompt tokens, target tokens, n_samples, Captum paths; None: --paths)
+ROWS = {
+    "fa": ("feature_ablation", 64, 16, None, None),
+    "shapley": ("shapley_value_sampling", 16, 4, 5, None),
+    "lig": ("layer_integrated_gradients", 16, 4, None, ["gradient"]),
+    "kernel_shap": ("kernel_shap", 32, 8, 50, None),
+}
 
 
 def words():
@@ -120,10 +136,16 @@ def export(model, path):
 
 
 def captum_call(model, fast, method, prompt, target, variant, n_samples=None):
-    """One Captum LLMAttribution run; variant: 'uncached', 'cached' or 'sequence'."""
-    from captum.attr import FeatureAblation, LLMAttribution, ShapleyValueSampling, TextTokenInput
+    """One Captum LLMAttribution run; variant: 'uncached', 'cached' or 'sequence'; or one
+    LLMGradientAttribution run of LayerIntegratedGradients on the token embedding
+    (variant 'gradient', Captum's defaults: 50 steps, all in one batch per output token)."""
+    from captum.attr import (FeatureAblation, KernelShap, LayerIntegratedGradients, LLMAttribution, LLMGradientAttribution,
+                             ShapleyValueSampling, TextTokenInput)
 
-    algorithm = {"feature_ablation": FeatureAblation, "shapley_value_sampling": ShapleyValueSampling}[method](model)
+    if variant == "gradient":
+        algorithm = LayerIntegratedGradients(model, model.transformer.wte)
+        return LLMGradientAttribution(algorithm, fast).attribute(TextTokenInput(prompt, fast), target=target)
+    algorithm = {"feature_ablation": FeatureAblation, "shapley_value_sampling": ShapleyValueSampling, "kernel_shap": KernelShap}[method](model)
     options = {
         "uncached": {"use_cached_outputs": False},
         "cached": {"use_cached_outputs": True},
@@ -136,8 +158,11 @@ def captum_call(model, fast, method, prompt, target, variant, n_samples=None):
 
 
 def flat(result):
-    """seq_attr and token_attr of a daemon answer or a Captum result, as one float64 vector."""
-    return np.concatenate([np.asarray(result.seq_attr, dtype=np.float64).ravel(), np.asarray(result.token_attr, dtype=np.float64).ravel()])
+    """seq_attr and token_attr (when there is one) of a daemon answer or a Captum result, as one float64 vector."""
+    parts = [np.asarray(result.seq_attr, dtype=np.float64).ravel()]
+    if result.token_attr is not None:
+        parts.append(np.asarray(result.token_attr, dtype=np.float64).ravel())
+    return np.concatenate(parts)
 
 
 def difference(answer, expected):
@@ -147,7 +172,7 @@ def difference(answer, expected):
     return float(np.abs(ours - reference).max()), scale, agree
 
 
-def run_row(label, handle, daemon_pid, model, fast, method, prompt, target, args, n_samples=None):
+def run_row(label, handle, daemon_pid, model, fast, method, prompt, target, args, n_samples=None, variants=None):
     """Times one attribution on the daemon and on each Captum path; returns result rows."""
     kwargs = dict(method=method, figure_format=None)
     if n_samples is not None:
@@ -173,7 +198,7 @@ def run_row(label, handle, daemon_pid, model, fast, method, prompt, target, args
           f"{len(answer.input_tokens)} features -> {len(answer.output_tokens)} target tokens; daemon has {threads_seen} OS threads; "
           f"output_probs vs one eager forward: max relative error {probability_error:.1e}",
           file=sys.stderr)
-    variants = args.paths.split(",")
+    variants = variants or args.paths.split(",")
     times = {"daemon": [], **{variant: [] for variant in variants}}
     cpu = {"daemon": [], **{variant: [] for variant in variants}}
     results, failures = {}, {}
@@ -231,8 +256,11 @@ def main():
     parser.add_argument("--slow-s", type=float, default=60.0, help="a Captum path whose first run takes longer runs once")
     parser.add_argument("--paths", default="uncached,cached,sequence",
                         help="Captum paths to time: uncached, cached, sequence (one-pass), comma-separated")
+    parser.add_argument("--rows", default="fa,shapley,lig", help=f"rows to run, comma-separated, of: {', '.join(ROWS)}")
     parser.add_argument("--daemon", default=str(BINARY))
     args = parser.parse_args()
+    if not set(args.rows.split(",")) <= set(ROWS):
+        parser.error(f"--rows takes {', '.join(ROWS)}")
     if not set(args.paths.split(",")) <= set(VARIANT_NAMES):
         parser.error(f"--paths takes {', '.join(VARIANT_NAMES)}")
     if not pathlib.Path(args.daemon).is_file():
@@ -245,19 +273,19 @@ def main():
 
     fast, _ = bpe_tokenizer()
     vocab = len(fast)
+    chosen = args.rows.split(",")
     prompts = {
-        "feature_ablation": (text_of_tokens(fast, 64, 0, False), text_of_tokens(fast, 16, 40, True)),
-        "shapley_value_sampling": (text_of_tokens(fast, 16, 0, False), text_of_tokens(fast, 4, 40, True)),
+        name: (text_of_tokens(fast, ROWS[name][1], 0, False), text_of_tokens(fast, ROWS[name][2], 40, True)) for name in chosen
     }
     from captum.attr import TextTokenInput
 
-    for method, (prompt, target) in prompts.items():
-        print(f"{method}: prompt {prompt!r}\n  target {target!r}", file=sys.stderr)
+    for name, (prompt, target) in prompts.items():
+        print(f"{name}: prompt {prompt!r}\n  target {target!r}", file=sys.stderr)
         assert TextTokenInput(prompt, fast).n_itp_features == len(fast.encode(prompt))
     model = build_model(vocab, size)
     parameters = sum(parameter.numel() for parameter in model.parameters())
     with torch.no_grad():
-        ids = torch.tensor([fast.encode(prompts["feature_ablation"][0] + prompts["feature_ablation"][1])])
+        ids = torch.tensor([fast.encode(text_of_tokens(fast, 64, 0, False) + text_of_tokens(fast, 16, 40, True))])
         # Untimed warm-up forwards, so that no Captum run pays for first calls. (On a shared
         # 2-core machine one forward of the full model took 0.4 s or 2.2 s depending on
         # what else ran: with another process on one core, two OpenMP threads mostly wait
@@ -284,12 +312,11 @@ def main():
             handle = client.add_model(path, name=f"gpt2-{size}")
             info = handle.set_tokenizer(fast)
             assert info["vocab_size"] == vocab and info["model_vocab"] == vocab, info
-            for label, method, n_samples in [
-                ("feature ablation, 64 -> 16 tokens", "feature_ablation", None),
-                ("Shapley sampling n=5, 16 -> 4 tokens", "shapley_value_sampling", 5),
-            ]:
-                prompt, target = prompts[method]
-                found, note = run_row(label, handle, daemon.pid, model, fast, method, prompt, target, args, n_samples)
+            for name in chosen:
+                method, prompt_tokens, target_tokens, n_samples, variants = ROWS[name]
+                label = f"{method}{'' if n_samples is None else f' n={n_samples}'}, {prompt_tokens} -> {target_tokens} tokens"
+                prompt, target = prompts[name]
+                found, note = run_row(label, handle, daemon.pid, model, fast, method, prompt, target, args, n_samples, variants)
                 rows += found
                 notes.append(note)
             client.close()

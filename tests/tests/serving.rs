@@ -619,3 +619,60 @@ async fn out_of_memory_is_retried_smaller_then_refused_for_that_request_only() {
     assert_eq!(again.output.unwrap().to_f32().unwrap(), single);
     assert_eq!(client.list_models().await.unwrap().len(), 2, "no stored model was lost");
 }
+
+/// `layerlens bench` (issue 14): concurrent clients on their own connections, closed
+/// loop and open loop, with the daemon's time per phase read back from each answer's
+/// `x-layerlens-phases` header; and the header itself on a traced call.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_load_generator_reports_throughput_latency_and_the_daemons_phases() {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&work.path().join("store"), &["--cache-bytes", "0"]);
+    let client = Client::connect(&daemon.url, None).await.unwrap();
+    client.upload_file(Path::new(&digits_path()), Some("digits"), &[1, 1, 8, 8]).await.unwrap();
+
+    // One traced call: the phases of a request that ran alone.
+    let request = proto::AttributeRequest {
+        model: "digits".into(),
+        input: Some(proto::Tensor::from_f32(&[1, 1, 8, 8], &digit(1))),
+        method: "saliency".into(),
+        target: Some(3),
+        ..Default::default()
+    };
+    let (answer, phases) = client.attribute_traced(request).await.unwrap();
+    assert!(answer.attribution.is_some());
+    for phase in ["decode", "queue", "run", "to_device", "to_host", "encode", "handler"] {
+        assert!(phases.get(phase) > 0.0, "phase {phase} missing from {phases:?}");
+    }
+    assert!(phases.get("run") <= phases.get("handler") && phases.get("to_device") <= phases.get("run"), "{phases:?}");
+    assert_eq!(phases.batch_size, Some(1));
+
+    let bench = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--json", "bench", "digits"];
+        all.extend_from_slice(args);
+        let (ok, stdout, stderr) = layerlens_e2e::cli(&daemon.url, &all);
+        assert!(ok, "layerlens {all:?}: {stderr}");
+        serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("no JSON ({error}): {stdout}"))
+    };
+    // Closed loop: every request answered, every answer with its run and handler time.
+    let closed = bench(&["--method", "saliency", "--target", "3", "--clients", "4", "--requests", "15"]);
+    assert_eq!(closed["answered"], 60, "{closed}");
+    assert_eq!(closed["errors"], serde_json::json!({}), "{closed}");
+    for phase in ["queue", "run", "handler"] {
+        assert_eq!(closed["daemon_phases"][phase]["requests"], 60, "{phase}: {closed}");
+    }
+    let latency = &closed["latency_ms"];
+    assert!(latency["p50"].as_f64().unwrap() <= latency["p99"].as_f64().unwrap(), "{closed}");
+    assert!(closed["daemon_phases"]["handler"]["mean_ms"].as_f64().unwrap() <= latency["mean"].as_f64().unwrap(), "{closed}");
+    assert!(closed["mean_batch_size"].as_f64().unwrap() >= 1.0 && closed["throughput"].as_f64().unwrap() > 0.0, "{closed}");
+
+    // Open loop: 40 predictions at 200 per second leave on schedule (39 intervals of 5 ms).
+    let open = bench(&["--method", "predict", "--clients", "2", "--requests", "40", "--rate", "200"]);
+    assert_eq!(open["answered"], 40, "{open}");
+    assert!(open["seconds"].as_f64().unwrap() >= 0.19, "{open}");
+    assert!(open["mode"].as_str().unwrap().starts_with("open loop"), "{open}");
+
+    // A bad method is the daemon's named error, counted, not a crash.
+    let (ok, _, stderr) = layerlens_e2e::cli(&daemon.url, &["bench", "digits", "--method", "no_such_method", "--requests", "1"]);
+    assert!(!ok && stderr.contains("no_such_method"), "{stderr}");
+    assert!(daemon.stop());
+}

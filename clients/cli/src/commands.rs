@@ -82,6 +82,8 @@ enum Command {
     },
     /// Statistics and histograms of every parameter tensor.
     Params(crate::inspect::ParamsArgs),
+    /// Load generator: concurrent clients, throughput, latency and the daemon's time per phase.
+    Bench(crate::bench::BenchArgs),
     /// Per-layer activation statistics for an input, and an anomaly report.
     Activations(crate::inspect::ActivationsArgs),
     /// The model's output with the top-k classes and probabilities.
@@ -216,11 +218,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = match cli.command {
         Command::Completions { shell } => return completions(shell),
         Command::Open { file } => return crate::open::open(&file, cli.json),
+        // The load generator opens one connection per client.
+        Command::Bench(args) => {
+            let (addr, token, tls_ca, priority) = (cli.addr.clone(), cli.token.clone(), cli.tls_ca.clone(), cli.priority.clone());
+            let connect = move || -> crate::bench::ConnectFuture {
+                let (addr, token, tls_ca, priority) = (addr.clone(), token.clone(), tls_ca.clone(), priority.clone());
+                Box::pin(async move { Ok(Client::connect_with_priority(&addr, token.as_deref(), tls_ca.as_deref(), priority.as_deref()).await?) })
+            };
+            return crate::bench::bench(&cli.addr, connect, args, cli.json).await;
+        }
         command => command,
     };
     let client = Client::connect_with_priority(&cli.addr, cli.token.as_deref(), cli.tls_ca.as_deref(), cli.priority.as_deref()).await?;
     match command {
-        Command::Completions { .. } | Command::Open { .. } => Ok(()),
+        Command::Completions { .. } | Command::Open { .. } | Command::Bench(_) => Ok(()),
         Command::Models(command) => models(&client, command, cli.json).await,
         Command::Summary { model, input_shape, depth, input_dtype, figure } => {
             let inputs = sample_inputs(input_shape, &input_dtype)?;

@@ -8,6 +8,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 mod attribution;
+mod bench;
 mod commands;
 mod figure;
 mod generate;

@@ -42,6 +42,7 @@ const COMMANDS: &[&[&str]] = &[
     &["traverse"],
     &["generate-text"],
     &["attribute-text"],
+    &["bench"],
     &["checkpoints"],
     &["checkpoints", "add"],
     &["checkpoints", "list"],

@@ -245,6 +245,23 @@ impl Client {
         routed_call(&self.explain, &model, request, |mut client, request| async move { client.attribute(request).await }).await
     }
 
+    /// `attribute` with the daemon's time per phase for this request (the
+    /// `x-layerlens-phases` response header; see `Phases`).
+    pub async fn attribute_traced(&self, request: AttributeRequest) -> Result<(AttributeResponse, Phases)> {
+        let model = request.model.clone();
+        let response = routed_response(&self.explain, &model, request, |mut client, request| async move { client.attribute(request).await }).await?;
+        let phases = Phases::of(response.metadata());
+        Ok((response.into_inner(), phases))
+    }
+
+    /// `predict` with the daemon's time per phase for this request.
+    pub async fn predict_traced(&self, request: proto::PredictRequest) -> Result<(proto::PredictResponse, Phases)> {
+        let model = request.model.clone();
+        let response = routed_response(&self.explain, &model, request, |mut client, request| async move { client.predict(request).await }).await?;
+        let phases = Phases::of(response.metadata());
+        Ok((response.into_inner(), phases))
+    }
+
     /// Attribute with progress: `on_progress` sees each progress event; answers the
     /// result that ends the stream (the same answer `attribute` gives). Dropping the
     /// future cancels the call, and the daemon stops the work within one pass.
@@ -480,6 +497,45 @@ fn source_chain(error: &dyn std::error::Error) -> String {
 
 // --- Routing and retries (scale-out behind a proxy; deploy/README.md) -----------------
 
+/// The daemon's account of where one request's time went, from the
+/// `x-layerlens-phases` response header: milliseconds per phase (`decode`, `queue`,
+/// `batch_wait`, `run` with its parts `to_device` and `to_host`, `render`, `encode`, and
+/// `handler`, everything from the request's arrival to its response message) and how
+/// many requests shared the pass (`batch`). Phases that did not happen are absent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Phases {
+    pub millis: Vec<(String, f64)>,
+    pub batch_size: Option<u64>,
+}
+
+/// The response header the daemon writes a request's phases to.
+pub const PHASES_HEADER: &str = "x-layerlens-phases";
+
+impl Phases {
+    pub fn of(metadata: &tonic::metadata::MetadataMap) -> Phases {
+        metadata.get(PHASES_HEADER).and_then(|value| value.to_str().ok()).map(Phases::parse).unwrap_or_default()
+    }
+
+    /// `decode=0.012,queue=0.003,run=1.500,batch=2` (unknown parts are skipped).
+    pub fn parse(value: &str) -> Phases {
+        let mut phases = Phases::default();
+        for part in value.split(',') {
+            let Some((name, number)) = part.split_once('=') else { continue };
+            let Ok(number) = number.trim().parse::<f64>() else { continue };
+            match name.trim() {
+                "batch" => phases.batch_size = Some(number as u64),
+                name => phases.millis.push((name.to_string(), number)),
+            }
+        }
+        phases
+    }
+
+    /// Milliseconds spent in `phase` (0 when it did not happen).
+    pub fn get(&self, phase: &str) -> f64 {
+        self.millis.iter().find(|(name, _)| name == phase).map(|(_, millis)| *millis).unwrap_or(0.0)
+    }
+}
+
 /// The header a proxy hashes to keep each model on one replica (nginx: `hash
 /// $http_x_layerlens_model consistent`). It carries the model reference as the caller
 /// gave it: a name and the id of the same model may hash to different replicas, so
@@ -507,7 +563,17 @@ fn routed<M>(model: &str, message: M) -> Request<M> {
 /// Sends an idempotent unary call about `model` with the model header, again after a
 /// pause (RETRY_PAUSES) while the answer is UNAVAILABLE. Only for calls that change
 /// nothing or change it to the same state twice: never Upload, AddFromPath or Delete.
-async fn routed_call<C, M, R, Fut>(client: &C, model: &str, message: M, mut send: impl FnMut(C, Request<M>) -> Fut) -> Result<R>
+async fn routed_call<C, M, R, Fut>(client: &C, model: &str, message: M, send: impl FnMut(C, Request<M>) -> Fut) -> Result<R>
+where
+    C: Clone,
+    M: Clone,
+    Fut: std::future::Future<Output = Result<tonic::Response<R>, Status>>,
+{
+    Ok(routed_response(client, model, message, send).await?.into_inner())
+}
+
+/// `routed_call`, answering the whole response (its metadata too).
+async fn routed_response<C, M, R, Fut>(client: &C, model: &str, message: M, mut send: impl FnMut(C, Request<M>) -> Fut) -> Result<tonic::Response<R>>
 where
     C: Clone,
     M: Clone,
@@ -516,7 +582,7 @@ where
     let mut pauses = RETRY_PAUSES.iter();
     loop {
         match send(client.clone(), routed(model, message.clone())).await {
-            Ok(response) => return Ok(response.into_inner()),
+            Ok(response) => return Ok(response),
             Err(status) => match pauses.next() {
                 Some(pause) if status.code() == tonic::Code::Unavailable => tokio::time::sleep(*pause).await,
                 _ => return Err(status.into()),
@@ -555,5 +621,19 @@ where
                 _ => return Err(status.into()),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod phase_tests {
+    use super::Phases;
+
+    #[test]
+    fn the_phases_header_reads_back() {
+        let phases = Phases::parse("decode=0.012,queue=1.5,run=3.250,batch=2,odd,x=y");
+        assert_eq!(phases.get("queue"), 1.5);
+        assert_eq!(phases.get("render"), 0.0);
+        assert_eq!(phases.batch_size, Some(2));
+        assert_eq!(phases.millis.len(), 3);
     }
 }

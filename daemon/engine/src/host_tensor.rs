@@ -69,6 +69,10 @@ impl HostTensor {
     }
 
     pub(crate) fn to_tch(&self, device: tch::Device) -> Result<tch::Tensor> {
+        crate::trace::time(crate::trace::Phase::ToDevice, || self.copy_to(device))
+    }
+
+    fn copy_to(&self, device: tch::Device) -> Result<tch::Tensor> {
         let kind = if self.integer { tch::Kind::Int64 } else { tch::Kind::Float };
         tch::Tensor::f_from_slice(&self.values)
             .and_then(|flat| flat.f_to_kind(kind))
@@ -78,6 +82,10 @@ impl HostTensor {
     }
 
     pub(crate) fn from_tch(tensor: &tch::Tensor) -> Result<HostTensor> {
+        crate::trace::time(crate::trace::Phase::ToHost, || HostTensor::copy_from(tensor))
+    }
+
+    fn copy_from(tensor: &tch::Tensor) -> Result<HostTensor> {
         let on_host = tensor
             .f_to_kind(tch::Kind::Float)
             .and_then(|t| t.f_to_device(tch::Device::Cpu))

@@ -78,11 +78,13 @@ pub struct Ticket {
     /// When the caller stops waiting (the gRPC deadline); work not started by then is
     /// dropped, not run.
     pub deadline: Option<Instant>,
+    /// Where the request's time goes (trace.rs); the worker records its phases here.
+    pub trace: Option<Arc<crate::trace::RequestTrace>>,
 }
 
 impl Default for Ticket {
     fn default() -> Ticket {
-        Ticket { user: Arc::from("local"), weight: 1, priority: Priority::Interactive, deadline: None }
+        Ticket { user: Arc::from("local"), weight: 1, priority: Priority::Interactive, deadline: None, trace: None }
     }
 }
 
@@ -339,7 +341,7 @@ mod tests {
     use super::*;
 
     fn ticket(user: &str, priority: Priority) -> Ticket {
-        Ticket { user: Arc::from(user), weight: 1, priority, deadline: None }
+        Ticket { user: Arc::from(user), weight: 1, priority, deadline: None, trace: None }
     }
 
     fn push(queue: &JobQueue<String>, user: &str, priority: Priority, name: &str) -> Arc<AtomicBool> {
@@ -368,7 +370,7 @@ mod tests {
     #[test]
     fn users_alternate_by_weight() {
         let queue = JobQueue::new(QueueSettings::default());
-        let heavy = Ticket { user: Arc::from("heavy"), weight: 2, priority: Priority::Interactive, deadline: None };
+        let heavy = Ticket { user: Arc::from("heavy"), weight: 2, priority: Priority::Interactive, deadline: None, trace: None };
         for index in 0..6 {
             queue.push(format!("heavy-{index}"), heavy.clone(), Arc::default()).map_err(|_| ()).unwrap();
             push(&queue, "light", Priority::Interactive, &format!("light-{index}"));

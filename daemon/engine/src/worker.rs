@@ -25,6 +25,7 @@ use crate::scheduler::{Job, JobQueue, QueueFull, QueueSettings, Ticket};
 use crate::structure::{self, ModuleInfo};
 use crate::summary::{self, CallSummary};
 use crate::text::{self, GeneratedToken, GenerationOptions, TextAttribution, TextAttributionRequest};
+use crate::trace::{self, Phase, RequestTrace};
 use crate::training::{self, Landscape, LandscapeRequest};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -355,6 +356,7 @@ impl WorkerHandle {
     async fn call<T>(&self, command: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
         let ticket = Ticket::current();
         let deadline = ticket.deadline;
+        let trace = ticket.trace.clone();
         if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
             return Err(deadline_passed("before it was queued"));
         }
@@ -374,6 +376,9 @@ impl WorkerHandle {
             },
         };
         gone.answered = true;
+        if let Some(trace) = &trace {
+            trace.finish_run();
+        }
         answer.map_err(|_| Error::internal(format!("the worker of model {} dropped a request", self.model_id)))?
     }
 
@@ -428,6 +433,9 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: 
     while let Some(job) = queue.pop() {
         gauges.running.store(1, Ordering::Relaxed);
         let waited = job.enqueued.elapsed();
+        if let Some(trace) = &job.ticket.trace {
+            trace.record(Phase::Queue, waited);
+        }
         let name = job.command.name();
         let started = Instant::now();
         let companions = match job.command.batch_key() {
@@ -447,11 +455,28 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: 
             _ => Vec::new(),
         };
         let batch_size = 1 + companions.len();
-        if companions.is_empty() {
-            worker.run(job.command, &job.cancelled);
-        } else {
-            worker.run_batch(job, companions);
+        let gathered = started.elapsed();
+        let traces: Vec<Arc<RequestTrace>> = std::iter::once(&job).chain(&companions).filter_map(|job| job.ticket.trace.clone()).collect();
+        // The first job waited in the queue, then for companions; a companion waited
+        // in the queue until now.
+        if let Some(trace) = &job.ticket.trace {
+            trace.record(Phase::Batch, gathered);
         }
+        for companion in &companions {
+            if let Some(trace) = &companion.ticket.trace {
+                trace.record(Phase::Queue, companion.enqueued.elapsed());
+            }
+        }
+        for trace in &traces {
+            trace.start_run(batch_size);
+        }
+        trace::running(traces, || {
+            if companions.is_empty() {
+                worker.run(job.command, &job.cancelled);
+            } else {
+                worker.run_batch(job, companions);
+            }
+        });
         let ran = started.elapsed();
         let previous = gauges.mean_run_micros.load(Ordering::Relaxed);
         let micros = ran.as_micros().min(u128::from(u64::MAX)) as u64;

@@ -10,7 +10,9 @@ use super::figures;
 use super::{finish_stream, in_model, EventStream, SharedState, EVENT_BUFFER};
 use crate::convert;
 use crate::error::{ApiError, ApiResult};
+use crate::request_context;
 use layerlens_engine::attribution::{Progress, ProgressUpdate};
+use layerlens_engine::trace::Phase;
 use layerlens_proto as proto;
 use proto::explain_server::Explain;
 use std::sync::Mutex;
@@ -44,7 +46,7 @@ impl ExplainService {
                 layerlens_engine::METHODS.iter().map(|method| method.name).collect::<Vec<_>>().join(", ")
             )));
         }
-        let engine_request = convert::attribution_request(&request)?;
+        let engine_request = request_context::time(Phase::Decode, || convert::attribution_request(&request))?;
         let figure_options = convert::figure_options(request.figure_options.as_ref())?;
         Ok(AttributeJob { request, engine_request, figure_options })
     }
@@ -67,9 +69,11 @@ async fn run_attribute(state: &SharedState, job: AttributeJob) -> ApiResult<prot
                 let attribution = worker.attribute(engine_request).await.map_err(in_model(&record))?;
                 let figure = match format {
                     None => None,
-                    Some(format) => Some(render_attribution(first_input, &attribution, format, figure_options).await?),
+                    Some(format) => {
+                        Some(request_context::time_async(Phase::Render, render_attribution(first_input, &attribution, format, figure_options)).await?)
+                    }
                 };
-                Ok(convert::attribute_response(record.id, attribution, figure))
+                Ok(request_context::time(Phase::Encode, || convert::attribute_response(record.id, attribution, figure)))
             },
         )
         .await
@@ -257,7 +261,7 @@ impl Explain for ExplainService {
 
     async fn predict(&self, request: Request<proto::PredictRequest>) -> Result<Response<proto::PredictResponse>, Status> {
         let mut request = request.into_inner();
-        let inputs = convert::inputs(request.input.as_ref(), &request.extra_inputs)?;
+        let inputs = request_context::time(Phase::Decode, || convert::inputs(request.input.as_ref(), &request.extra_inputs))?;
         let top_k = if request.top_k == 0 { 5 } else { request.top_k as usize };
         let answer = self
             .state
@@ -268,7 +272,7 @@ impl Explain for ExplainService {
                 true,
                 |record, worker| async move {
                     let prediction = worker.predict(inputs, top_k).await.map_err(in_model(&record))?;
-                    Ok(convert::predict_response(record.id, &prediction))
+                    Ok(request_context::time(Phase::Encode, || convert::predict_response(record.id, &prediction)))
                 },
             )
             .await?;
