@@ -10,7 +10,8 @@ Both sides (random weights, seeded; pretrained weights cannot be downloaded here
   Lucent's standard transforms (pad 12, jitter 8, scale 0.9-1.1, rotate -10..10 deg,
   jitter 4), cropped around the centre back to 224x224, Adam at lr 0.05;
 - the reference reads the layer through a forward hook on the eager model, as Lucent
-  does; the daemon through its tapped TorchScript copy.
+  does; the daemon through its tapped TorchScript copy, and through its own executor
+  for the same model exported with torch.export (.pt2), both stored in one daemon.
 
 Two references: "frozen" sets requires_grad=False on the model's parameters, so both
 sides compute gradients for the image only (the same work); "Lucent default" leaves
@@ -123,7 +124,7 @@ def main():
     for parameter in frozen_model.parameters():
         parameter.requires_grad_(False)
     rows = []
-    ours, frozen, lucent_default = [], [], []
+    ours, exported, frozen, lucent_default = [], [], [], []
     with tempfile.TemporaryDirectory() as work:
         work = pathlib.Path(work)
         path = work / "resnet18.pt"
@@ -132,26 +133,38 @@ def main():
         try:
             client = layerlens.connect(address, timeout=600)
             handle = client.add_model(path, name="resnet18")
-            job = lambda steps: handle.visualize(f"channel:{LAYER}:{CHANNEL}", input_shape=(1, 3, SIZE, SIZE), steps=steps,
-                                                 seed=0, figure_format=None, progress=False)
+            exported_path = work / "resnet18.pt2"
+            torch.export.save(torch.export.export(model, (torch.zeros(1, 3, SIZE, SIZE),)), str(exported_path))
+            exported_handle = client.add_model(exported_path, name="resnet18-exported")
+
+            def job(steps, on=handle):
+                return on.visualize(f"channel:{LAYER}:{CHANNEL}", input_shape=(1, 3, SIZE, SIZE), steps=steps, seed=0,
+                                    figure_format=None, progress=False)
+
             job(4)
+            job(4, exported_handle)
             lucent_style_job(model, 4, 0)
             lucent_style_job(frozen_model, 4, 0)
             # Alternating, so that a busy spell of the machine hits all three alike.
             for _ in range(REPEATS):
                 ours += per_step(timed(lambda: job(args.steps), 1), args.steps)
+                exported += per_step(timed(lambda: job(args.steps, exported_handle), 1), args.steps)
                 frozen += per_step(timed(lambda: lucent_style_job(frozen_model, args.steps, 0), 1), args.steps)
                 lucent_default += per_step(timed(lambda: lucent_style_job(model, args.steps, 0), 1), args.steps)
             final = job(args.steps).objective[0]
+            final_exported = job(args.steps, exported_handle).objective[0]
             client.close()
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=30)
     reference_final = lucent_style_job(frozen_model, args.steps, 0)
-    rows.append((f"channel {LAYER}:{CHANNEL}, resnet18 224x224, per step (vs PyTorch loop, weights frozen)", describe(ours), describe(frozen),
+    rows.append((f"channel {LAYER}:{CHANNEL}, resnet18 224x224 TorchScript, per step (vs PyTorch loop, weights frozen)", describe(ours), describe(frozen),
                  statistics.median(ours) / statistics.median(frozen),
                  f"{args.steps} steps per job; final objective {final:.3f} (daemon) vs {reference_final:.3f} (reference)"))
-    rows.append((f"same, vs Lucent's default (weight gradients too)", describe(ours), describe(lucent_default),
+    rows.append((f"same, the model exported (.pt2, the daemon's own executor)", describe(exported), describe(frozen),
+                 statistics.median(exported) / statistics.median(frozen),
+                 f"final objective {final_exported:.3f} (daemon, exported)"))
+    rows.append((f"same (TorchScript), vs Lucent's default (weight gradients too)", describe(ours), describe(lucent_default),
                  statistics.median(ours) / statistics.median(lucent_default), "render_vis leaves requires_grad on the model's parameters"))
     lines = ["| row | layerlensd | reference | ratio | notes |", "|---|---|---|---|---|"]
     lines += [f"| {row} | {a} | {b} | {ratio:.2f} | {note} |" for row, a, b, ratio, note in rows]

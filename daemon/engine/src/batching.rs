@@ -18,6 +18,64 @@ use crate::attribution::{Attribution, AttributionRequest, Targets};
 use crate::host_tensor::HostTensor;
 use crate::inspection::Prediction;
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// What a worker has seen of its batchable traffic, for the batch window (the idea of
+/// Triton's dynamic batcher): how far apart batchable requests arrive and how long a
+/// pass takes, as moving averages.
+#[derive(Debug, Default)]
+pub(crate) struct Traffic {
+    mean_gap: Option<Duration>,
+    last_arrival: Option<Instant>,
+    mean_pass: Option<Duration>,
+}
+
+fn moving_average(previous: Option<Duration>, sample: Duration) -> Duration {
+    match previous {
+        None => sample,
+        Some(previous) => (previous * 7 + sample) / 8,
+    }
+}
+
+impl Traffic {
+    /// A batchable request that arrived (was queued) at `at`. Requests reach the worker
+    /// out of arrival order (fair queuing); only later arrivals than the last seen count.
+    pub(crate) fn arrived(&mut self, at: Instant) {
+        match self.last_arrival {
+            Some(last) if at <= last => {}
+            Some(last) => {
+                self.mean_gap = Some(moving_average(self.mean_gap, at - last));
+                self.last_arrival = Some(at);
+            }
+            None => self.last_arrival = Some(at),
+        }
+    }
+
+    /// A batchable run took `pass`.
+    pub(crate) fn ran(&mut self, pass: Duration) {
+        self.mean_pass = Some(moving_average(self.mean_pass, pass));
+    }
+
+    /// How long a job that found `found` companions queued, with room for `room` more,
+    /// waits for them before it runs. A lone job never waits; a job whose companions
+    /// arrive further apart than `max_delay` does not either (the next is unlikely in
+    /// time). Otherwise it waits for the time the room takes to fill at the observed
+    /// rate, at most `max_delay` and at most a quarter of a pass (waiting longer would
+    /// cost every request in the batch more than the pass it saves). Without
+    /// observations yet it waits `max_delay`.
+    pub(crate) fn window(&self, max_delay: Duration, found: usize, room: usize) -> Duration {
+        if found == 0 || room == 0 {
+            return Duration::ZERO;
+        }
+        let Some(gap) = self.mean_gap else { return max_delay };
+        if gap > max_delay {
+            return Duration::ZERO;
+        }
+        let fill = gap.saturating_mul(room as u32);
+        let cap = self.mean_pass.map_or(max_delay, |pass| pass / 4);
+        fill.min(max_delay).min(cap)
+    }
+}
 
 /// What two requests must share to run as one pass.
 #[derive(Debug, Clone, PartialEq)]
@@ -200,5 +258,30 @@ mod tests {
         assert_eq!(parts[1].values[0], b.inputs[0]);
         assert_eq!(parts[1].targets, vec![1, 2]);
         assert_eq!(parts[1].output.values, vec![1.5, 2.5]);
+    }
+
+    #[test]
+    fn the_batch_window_follows_arrivals_and_pass_time() {
+        let max = Duration::from_millis(2);
+        let mut traffic = Traffic::default();
+        assert_eq!(traffic.window(max, 0, 7), Duration::ZERO, "a lone request never waits");
+        assert_eq!(traffic.window(max, 3, 4), max, "no observations yet: the configured delay");
+        let start = Instant::now();
+        // Requests 100 µs apart, seen out of order too.
+        for index in [0u32, 1, 3, 2, 4, 5] {
+            traffic.arrived(start + Duration::from_micros(100) * index);
+        }
+        let gap = traffic.mean_gap.unwrap();
+        assert!(gap >= Duration::from_micros(100) && gap <= Duration::from_micros(200), "{gap:?}");
+        assert_eq!(traffic.window(max, 2, 5), gap * 5, "the time 5 more take to arrive");
+        assert_eq!(traffic.window(max, 2, 0), Duration::ZERO, "a full batch runs at once");
+        traffic.ran(Duration::from_micros(800));
+        assert_eq!(traffic.window(max, 2, 5), Duration::from_micros(200), "at most a quarter of a pass");
+        // Sparse traffic: companions arrive 10 ms apart, more than the delay allows.
+        let mut sparse = Traffic::default();
+        for index in 0..4u32 {
+            sparse.arrived(start + Duration::from_millis(10) * index);
+        }
+        assert_eq!(sparse.window(max, 1, 6), Duration::ZERO);
     }
 }

@@ -430,6 +430,7 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: 
     if let Some(observer) = &observer {
         observer.model_ready(&model_id, &ready.map(|_| ()));
     }
+    let mut traffic = batching::Traffic::default();
     while let Some(job) = queue.pop() {
         gauges.running.store(1, Ordering::Relaxed);
         let waited = job.enqueued.elapsed();
@@ -438,18 +439,26 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: 
         }
         let name = job.command.name();
         let started = Instant::now();
+        let mut batchable = false;
         let companions = match job.command.batch_key() {
             Some(key) if queue.settings.max_batch_size > 1 => {
                 let matches = |command: &Command| command.batch_key().as_ref() == Some(&key);
                 let room = queue.settings.max_batch_size - 1;
                 // Companions already queued are taken at once. Only when there are some
-                // (a burst is arriving) does the job wait up to the batch delay for
-                // more: a lone request never pays the delay.
+                // (a burst is arriving) does the job wait for more, as long as the
+                // traffic says they take to come (batching::Traffic::window, at most the
+                // batch delay): a lone request never pays the delay.
                 let mut companions = queue.take_matching(matches, room, Instant::now());
-                if !companions.is_empty() && companions.len() < room {
-                    let more = queue.take_matching(matches, room - companions.len(), Instant::now() + queue.settings.max_batch_delay);
+                traffic.arrived(job.enqueued);
+                for companion in &companions {
+                    traffic.arrived(companion.enqueued);
+                }
+                let window = traffic.window(queue.settings.max_batch_delay, companions.len(), room - companions.len());
+                if !window.is_zero() {
+                    let more = queue.take_matching(matches, room - companions.len(), Instant::now() + window);
                     companions.extend(more);
                 }
+                batchable = true;
                 companions
             }
             _ => Vec::new(),
@@ -478,6 +487,9 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: 
             }
         });
         let ran = started.elapsed();
+        if batchable {
+            traffic.ran(ran.saturating_sub(gathered));
+        }
         let previous = gauges.mean_run_micros.load(Ordering::Relaxed);
         let micros = ran.as_micros().min(u128::from(u64::MAX)) as u64;
         gauges.mean_run_micros.store(if previous == 0 { micros } else { (previous * 7 + micros) / 8 }, Ordering::Relaxed);
