@@ -126,6 +126,8 @@ def main():
     parser.add_argument("out", type=pathlib.Path)
     parser.add_argument("--daemon", type=pathlib.Path, default=REPO / "target" / "release" / "layerlensd")
     parser.add_argument("--device", default="cuda:0")
+    parser.add_argument("--cli", type=pathlib.Path, default=REPO / "target" / "release" / "layerlens",
+                        help="the layerlens CLI, for its load generator (`layerlens bench`); skipped when missing")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     device = torch.device(args.device)
@@ -228,7 +230,42 @@ def main():
         report["batching_throughput_ratio"] = unbatched_seconds / batched_seconds
         report["reference_batching_ratio"] = eight_passes / one_pass
 
-        # 3. Out of memory on the device.
+        # 3. The request path through the Rust load generator: one user end to end with
+        # the daemon's phases, and 8 users batched against unbatched, beside Captum's
+        # in-process sequential saliency on the same GPU.
+        if args.cli.is_file():
+            x_path = work / "x.npy"
+            np.save(x_path, x.numpy())
+
+            def bench(address, clients, requests):
+                result = subprocess.run([str(args.cli), "--addr", address, "--json", "bench", model.id, "--method", "saliency",
+                                         "--input", str(x_path), "--target", str(target), "--clients", str(clients),
+                                         "--requests", str(requests)], capture_output=True, text=True, timeout=600)
+                if result.returncode != 0:
+                    raise RuntimeError(f"layerlens bench: {result.stderr}")
+                return json.loads(result.stdout)
+
+            one_user = bench(batched_address, 1, 50)
+            report["bench_one_user"] = {"latency_ms": one_user["latency_ms"], "daemon_phases": one_user["daemon_phases"],
+                                        "outside_daemon_ms": one_user["outside_daemon_ms"]}
+            captum_saliency = None
+            if captum is not None:
+                explainer = captum.attr.Saliency(reference)
+                captum_saliency = median_seconds(lambda: explainer.attribute(x.to(device).requires_grad_(), target=target), device)
+                rows.append(("saliency, one user end to end (layerlens bench p50, gRPC)", one_user["latency_ms"]["p50"] / 1e3,
+                             "Captum Saliency in-process", captum_saliency))
+            eight_batched = bench(batched_address, 8, 30)
+            eight_unbatched = bench(unbatched_address, 8, 30)
+            report["bench_eight_users"] = {
+                "batched_throughput": eight_batched["throughput"], "unbatched_throughput": eight_unbatched["throughput"],
+                "mean_batch_size": eight_batched["mean_batch_size"], "batched_phases": eight_batched["daemon_phases"],
+                "unbatched_phases": eight_unbatched["daemon_phases"],
+            }
+            report["bench_batching_throughput_ratio"] = eight_batched["throughput"] / eight_unbatched["throughput"]
+            if captum_saliency is not None:
+                report["bench_batched_vs_captum_sequential_rate"] = eight_batched["throughput"] * captum_saliency
+
+        # 4. Out of memory on the device.
         if on_gpu:
             try:
                 out_of_memory(client, work, report)
