@@ -83,12 +83,14 @@ fn default_weight() -> u32 {
     1
 }
 
+#[derive(Clone)]
 struct User {
     caller: Arc<Caller>,
     token_sha256: [u8; 32],
 }
 
 /// The users of a tokens file.
+#[derive(Clone)]
 pub struct Tokens {
     users: Vec<User>,
 }

@@ -21,6 +21,10 @@ pub struct Flags {
     /// `--metrics ADDR` (CONTRACT.md) is the same flag.
     #[arg(long, visible_alias = "metrics", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve the web explorer and the same API over gRPC-Web on this address, e.g.
+    /// `127.0.0.1:7534`; the same loopback, token and TLS rules as --listen. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub web_listen: Option<SocketAddr>,
     /// Size bound of the result cache (encoded answers of repeated deterministic
     /// explanation requests), in bytes; 0 turns it off [default: 256 MiB].
     #[arg(long)]
@@ -31,7 +35,7 @@ pub struct Flags {
     /// cpu, cuda or cuda:N [default: cuda:0 when CUDA is usable, else cpu].
     #[arg(long)]
     pub device: Option<String>,
-    /// TOML file with the same keys as these flags (listen, metrics_listen, store,
+    /// TOML file with the same keys as these flags (listen, metrics_listen, web_listen, store,
     /// device, max_message_bytes, max_model_bytes, pass_budget_bytes,
     /// max_generation_steps, cache_bytes, tokens, insecure, tls_cert, tls_key,
     /// model_roots, max_queue, max_batch_size, max_batch_delay_ms,
@@ -118,6 +122,7 @@ pub enum Command {
 struct FileConfig {
     listen: Option<SocketAddr>,
     metrics_listen: Option<SocketAddr>,
+    web_listen: Option<SocketAddr>,
     cache_bytes: Option<u64>,
     store: Option<PathBuf>,
     device: Option<String>,
@@ -151,6 +156,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where `GET /metrics` is served; `None`: nowhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where the web explorer and gRPC-Web are served; `None`: nowhere.
+    pub web_listen: Option<SocketAddr>,
     /// Size bound of the result cache in bytes; 0: no cache.
     pub cache_bytes: u64,
     pub store: PathBuf,
@@ -207,6 +214,10 @@ impl Config {
         if let Some(address) = metrics_listen {
             check_exposure("serve metrics on", address, tokens.is_some(), insecure)?;
         }
+        let web_listen = flags.web_listen.or(file.web_listen);
+        if let Some(address) = web_listen {
+            check_exposure("serve the web explorer on", address, tokens.is_some(), insecure)?;
+        }
         let tls = match (flags.tls_cert.or(file.tls_cert), flags.tls_key.or(file.tls_key)) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
@@ -217,6 +228,7 @@ impl Config {
         Ok(Config {
             listen,
             metrics_listen,
+            web_listen,
             cache_bytes: flags.cache_bytes.or(file.cache_bytes).unwrap_or(256 << 20),
             store,
             device,

@@ -18,6 +18,7 @@ mod server;
 mod services;
 mod store;
 mod tokenizer;
+mod web;
 
 fn main() -> ExitCode {
     let flags = config::Flags::parse();

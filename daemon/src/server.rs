@@ -171,6 +171,7 @@ async fn serve(
 
     let mut builder = tonic::transport::Server::builder();
     let serves_tls = tls.is_some();
+    let web_tls = tls.clone();
     if let Some(tls) = tls {
         builder = builder.tls_config(tls).context("--tls-cert/--tls-key: not a usable certificate and private key")?;
     }
@@ -194,6 +195,36 @@ async fn serve(
             println!("layerlensd metrics on {bound}");
             tracing::info!(%bound, "Prometheus metrics at GET /metrics");
             Some(tokio::spawn(crate::metrics::serve(metrics_listener, metrics.clone(), state.clone())))
+        }
+        None => None,
+    };
+    // The web explorer: the same services behind the same layers, through gRPC-Web,
+    // and the page's files (web.rs). Bound before the ready line too.
+    let web_server = match config.web_listen {
+        Some(web_address) => {
+            let web_listener = TcpListener::bind(web_address).await.with_context(|| format!("cannot serve the web explorer on {web_address}"))?;
+            let bound = web_listener.local_addr()?;
+            let mut web_builder = tonic::transport::Server::builder().accept_http1(true);
+            if let Some(tls) = web_tls {
+                web_builder = web_builder.tls_config(tls).context("--tls-cert/--tls-key: not a usable certificate and private key")?;
+            }
+            let router = web_builder
+                .layer(crate::web::WebAssetsLayer)
+                .layer(tonic_web::GrpcWebLayer::new())
+                .layer(crate::request_context::RequestContextLayer)
+                .layer(MetricsLayer::new(metrics.clone()))
+                .layer(AccessLayer::new(AccessPolicy::new(tokens.clone())))
+                .add_service(models.clone())
+                .add_service(explain.clone())
+                .add_service(generate.clone())
+                .add_service(daemon.clone())
+                .add_service(training.clone())
+                .add_service(text.clone());
+            let scheme = if serves_tls { "https" } else { "http" };
+            println!("layerlensd web explorer on {scheme}://{bound}/");
+            tracing::info!(%bound, "web explorer and gRPC-Web");
+            let incoming = tonic::transport::server::TcpIncoming::from(web_listener).with_nodelay(Some(true));
+            Some(tokio::spawn(async move { router.serve_with_incoming_shutdown(incoming, shutdown_signal()).await }))
         }
         None => None,
     };
@@ -223,6 +254,9 @@ async fn serve(
         .context("serving gRPC");
     if let Some(metrics_server) = metrics_server {
         metrics_server.abort();
+    }
+    if let Some(web_server) = web_server {
+        web_server.abort();
     }
     served?;
     tracing::info!("layerlensd stopped");

@@ -1,0 +1,804 @@
+// layerlens explorer: one page over the daemon's own RPCs through gRPC-Web.
+// Messages are read from the daemon's .proto files with protobuf.js; calls use the
+// token from the login form (kept for this browser tab only).
+"use strict";
+
+const PROTO_FILES = ["common", "models", "explain", "daemon", "generate", "training", "text"];
+const state = {
+  token: sessionStorage.getItem("layerlens-token") || "",
+  models: [],
+  methods: [],
+  input: null,          // {shape, values: Float32Array, name, model}
+  graph: null,          // {model, nodes, edges, summary, parameters}
+  expanded: new Set(),
+  running: [],          // AbortControllers of explanations in flight
+  history: [],          // [queued, running] per second
+};
+let root = null;
+
+// --- gRPC-Web ------------------------------------------------------------------------
+
+class RpcError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.code = code;
+  }
+}
+
+const CODE_NAMES = { 1: "CANCELLED", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED", 13: "INTERNAL", 14: "UNAVAILABLE", 16: "UNAUTHENTICATED" };
+
+async function loadProtos() {
+  root = new protobuf.Root();
+  for (const name of PROTO_FILES) {
+    const response = await fetch(`/proto/${name}.proto`);
+    protobuf.parse(await response.text(), root, { keepCase: true });
+  }
+  root.resolveAll();
+}
+
+function method(service, name) {
+  const definition = root.lookupService(`layerlens.v1.${service}`).methods[name];
+  return { path: `/layerlens.v1.${service}/${name}`, request: definition.resolvedRequestType, response: definition.resolvedResponseType };
+}
+
+function frame(bytes) {
+  const out = new Uint8Array(5 + bytes.length);
+  new DataView(out.buffer).setUint32(1, bytes.length);
+  out.set(bytes, 5);
+  return out;
+}
+
+function concat(parts) {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+function trailerMap(bytes) {
+  const fields = {};
+  for (const line of new TextDecoder().decode(bytes).split("\r\n")) {
+    const colon = line.indexOf(":");
+    if (colon > 0) fields[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  return fields;
+}
+
+function checkStatus(status, message) {
+  if (status !== undefined && status !== null && status !== "0") {
+    throw new RpcError(Number(status), decodeURIComponent(message || ""));
+  }
+}
+
+// One call: unary or server streaming (`onMessage` sees each message); `messages`
+// sends several request messages in one body (a client stream such as Upload).
+async function call(service, name, message, options = {}) {
+  const rpc = method(service, name);
+  const messages = options.messages || [message];
+  const body = concat(messages.map((one) => frame(rpc.request.encode(rpc.request.fromObject(one)).finish())));
+  const headers = { "content-type": "application/grpc-web+proto", "x-grpc-web": "1", accept: "application/grpc-web+proto" };
+  if (state.token) headers.authorization = `Bearer ${state.token}`;
+  const response = await fetch(rpc.path, { method: "POST", headers, body, signal: options.signal });
+  if (!response.ok) throw new RpcError(-1, `HTTP ${response.status} from ${rpc.path}`);
+  checkStatus(response.headers.get("grpc-status"), response.headers.get("grpc-message"));
+  const reader = response.body.getReader();
+  let buffer = new Uint8Array(0);
+  let last = null;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (value) buffer = concat([buffer, value]);
+    while (buffer.length >= 5) {
+      const length = new DataView(buffer.buffer, buffer.byteOffset).getUint32(1);
+      if (buffer.length < 5 + length) break;
+      const flag = buffer[0];
+      const payload = buffer.slice(5, 5 + length);
+      buffer = buffer.slice(5 + length);
+      if (flag & 0x80) {
+        const trailers = trailerMap(payload);
+        checkStatus(trailers["grpc-status"], trailers["grpc-message"]);
+      } else {
+        last = rpc.response.toObject(rpc.response.decode(payload), { longs: Number, enums: String, defaults: true, oneofs: true });
+        if (options.onMessage) options.onMessage(last);
+      }
+    }
+    if (done) break;
+  }
+  return last;
+}
+
+function showError(error) {
+  const box = document.getElementById("error");
+  if (!error) {
+    box.hidden = true;
+    box.textContent = "";
+    return;
+  }
+  const code = CODE_NAMES[error.code] || (error.code !== undefined ? `code ${error.code}` : "");
+  box.textContent = code ? `${code}: ${error.message}` : String(error.message || error);
+  box.hidden = false;
+}
+
+// --- tensors and .npy -----------------------------------------------------------------
+
+function tensorOf(shape, values) {
+  return { shape, dtype: "DTYPE_FLOAT32", data: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) };
+}
+
+function valuesOf(tensor) {
+  const bytes = tensor.data;
+  const copy = new Uint8Array(bytes.length);
+  copy.set(bytes);
+  if (tensor.dtype === "DTYPE_FLOAT64") return Float32Array.from(new Float64Array(copy.buffer));
+  return new Float32Array(copy.buffer);
+}
+
+function parseNpy(buffer) {
+  const bytes = new Uint8Array(buffer);
+  if (bytes[0] !== 0x93 || String.fromCharCode(...bytes.slice(1, 6)) !== "NUMPY") throw new Error("not a .npy file");
+  const major = bytes[6];
+  const view = new DataView(buffer);
+  const headerLength = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
+  const start = major === 1 ? 10 : 12;
+  const header = new TextDecoder().decode(bytes.slice(start, start + headerLength));
+  const descr = /'descr':\s*'([^']+)'/.exec(header)[1];
+  if (/'fortran_order':\s*True/.test(header)) throw new Error(".npy in Fortran order is not supported; save it C-contiguous");
+  const shape = /'shape':\s*\(([^)]*)\)/.exec(header)[1].split(",").map((dim) => dim.trim()).filter(Boolean).map(Number);
+  const data = buffer.slice(start + headerLength);
+  let values;
+  if (descr === "<f4") values = new Float32Array(data);
+  else if (descr === "<f8") values = Float32Array.from(new Float64Array(data));
+  else if (descr === "|u1") values = Float32Array.from(new Uint8Array(data));
+  else throw new Error(`.npy of ${descr} is not supported; save float32`);
+  return { shape, values };
+}
+
+function npyBytes(shape, values) {
+  const dims = shape.length === 1 ? `${shape[0]},` : shape.join(", ");
+  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${dims}), }`;
+  const total = 10 + header.length + 1;
+  header += " ".repeat((64 - (total % 64)) % 64) + "\n";
+  const head = new Uint8Array(10 + header.length);
+  head.set([0x93, 78, 85, 77, 80, 89, 1, 0]);
+  new DataView(head.buffer).setUint16(8, header.length, true);
+  head.set(new TextEncoder().encode(header), 10);
+  return concat([head, new Uint8Array(values.buffer, values.byteOffset, values.byteLength)]);
+}
+
+async function imageInput(file, shape) {
+  const [, channels, height, width] = shape;
+  const bitmap = await createImageBitmap(file);
+  const canvas = document.createElement("canvas");
+  canvas.width = width;
+  canvas.height = height;
+  const context = canvas.getContext("2d");
+  context.drawImage(bitmap, 0, 0, width, height);
+  const pixels = context.getImageData(0, 0, width, height).data;
+  const values = new Float32Array(channels * height * width);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const at = (y * width + x) * 4;
+      for (let c = 0; c < channels; c++) {
+        const value = channels === 1 ? (pixels[at] + pixels[at + 1] + pixels[at + 2]) / 3 : pixels[at + c];
+        values[c * height * width + y * width + x] = value / 255;
+      }
+    }
+  }
+  return { shape: [1, channels, height, width], values };
+}
+
+// --- small helpers -------------------------------------------------------------------
+
+function element(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes)) {
+    if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function svgElement(tag, attributes = {}) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
+  return node;
+}
+
+function bytesText(bytes) {
+  if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(1)} GiB`;
+  if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+  if (bytes >= 1 << 10) return `${(bytes / (1 << 10)).toFixed(1)} KiB`;
+  return `${bytes} B`;
+}
+
+function modelLabel(model) {
+  return model.names.length ? model.names[0] : model.id.slice(0, 12);
+}
+
+function fillModelSelects() {
+  for (const id of ["graph-model", "explain-model"]) {
+    const select = document.getElementById(id);
+    const chosen = select.value;
+    select.replaceChildren(...state.models.map((model) => element("option", { value: model.id, text: modelLabel(model) })));
+    if (chosen) select.value = chosen;
+  }
+}
+
+// --- views ---------------------------------------------------------------------------
+
+function showView(name) {
+  for (const tab of document.querySelectorAll("[role=tab]")) {
+    const selected = tab.id === `tab-${name}`;
+    tab.setAttribute("aria-selected", String(selected));
+    tab.tabIndex = selected ? 0 : -1;
+    document.getElementById(tab.getAttribute("aria-controls")).hidden = !selected;
+  }
+}
+
+async function refreshModels() {
+  const answer = await call("Models", "List", {});
+  state.models = answer.models;
+  const body = document.querySelector("#models-table tbody");
+  body.replaceChildren(
+    ...state.models.map((model) =>
+      element(
+        "tr",
+        { "data-model": model.id },
+        element("td", { text: model.names.join(", ") || "–" }),
+        element("td", { text: model.id.slice(0, 12), title: model.id }),
+        element("td", { text: model.format }),
+        element("td", { text: bytesText(model.size_bytes) }),
+        element("td", { text: model.input_shape.length ? model.input_shape.join("×") : "–" }),
+        element("td", { text: model.resident ? "yes" : "no" }),
+        element("td", { text: model.pinned ? "pinned" : "" }),
+      ),
+    ),
+  );
+  fillModelSelects();
+}
+
+async function uploadModel(file) {
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  const chunk = 1 << 20;
+  const messages = [{ header: { name: file.name.replace(/\.(pt2?|pth)$/, "") } }];
+  for (let offset = 0; offset < bytes.length; offset += chunk) messages.push({ chunk: bytes.slice(offset, offset + chunk) });
+  await call("Models", "Upload", null, { messages });
+  await refreshModels();
+}
+
+// Team status: the Status RPC every second, with a minute of history.
+async function refreshStatus() {
+  const status = await call("Daemon", "Status", {});
+  const queued = status.models.reduce((sum, model) => sum + model.queued, 0);
+  const running = status.models.reduce((sum, model) => sum + model.in_flight, 0);
+  state.history.push([queued, running]);
+  if (state.history.length > 60) state.history.shift();
+  const cache = status.cache || {};
+  const memory = status.memory || {};
+  const cards = [
+    ["device", status.device],
+    ["uptime", `${Math.round(status.uptime_seconds)} s`],
+    ["resident models", String(status.models.length)],
+    ["resident bytes", bytesText(status.resident_bytes)],
+    ["queued", String(queued)],
+    ["running", String(running)],
+    ["memory budget", memory.budget_bytes ? `${bytesText(memory.used_bytes)} of ${bytesText(memory.budget_bytes)}` : "none"],
+    ["cache", `${cache.entries || 0} entries, ${bytesText(cache.size_bytes || 0)}; ${cache.hits || 0} hits, ${cache.misses || 0} misses`],
+  ];
+  document.getElementById("status-cards").replaceChildren(
+    ...cards.map(([name, value]) => element("div", { class: "card", "data-field": name }, element("span", { text: name }), element("strong", { text: value }))),
+  );
+  const chart = document.getElementById("status-chart");
+  const top = Math.max(1, ...state.history.flat());
+  const line = (index, colour) =>
+    svgElement("polyline", {
+      points: state.history.map((sample, at) => `${(at / 59) * 590 + 5},${115 - (sample[index] / top) * 105}`).join(" "),
+      fill: "none",
+      stroke: colour,
+      "stroke-width": "2",
+    });
+  chart.replaceChildren(line(0, "#c0392b"), line(1, "#2c7fb8"), Object.assign(svgElement("text", { x: 8, y: 14 }), { textContent: `queued (red), running (blue); max ${top}` }));
+  document.querySelector("#status-models tbody").replaceChildren(
+    ...status.models.map((model) =>
+      element(
+        "tr",
+        {},
+        element("td", { text: model.names[0] || model.id.slice(0, 12) }),
+        element("td", { text: model.kind }),
+        element("td", { text: bytesText(model.resident_bytes) }),
+        element("td", { text: String(model.in_flight) }),
+        element("td", { text: String(model.queued) }),
+        element("td", { text: model.pinned ? "pinned" : "" }),
+        element("td", { text: model.idle_seconds.toFixed(0) }),
+      ),
+    ),
+  );
+}
+
+// --- explain playground ---------------------------------------------------------------
+
+async function loadMethods() {
+  const answer = await call("Explain", "Methods", {});
+  state.methods = answer.methods;
+  const box = document.getElementById("explain-methods");
+  box.replaceChildren(
+    element("legend", { text: "Methods" }),
+    ...state.methods.map((entry) => {
+      const input = element("input", { type: "checkbox", value: entry.name, id: `method-${entry.name}` });
+      if (entry.name === "saliency") input.checked = true;
+      return element("label", { title: entry.summary, for: `method-${entry.name}` }, input, ` ${entry.name}${entry.layer ? " (layer)" : ""}`);
+    }),
+  );
+}
+
+async function readInput(file) {
+  const model = state.models.find((entry) => entry.id === document.getElementById("explain-model").value);
+  if (file.name.endsWith(".npy")) return { ...parseNpy(await file.arrayBuffer()), name: file.name };
+  if (!model || model.input_shape.length !== 4) throw new Error("an image needs a model with a stored input shape (batch, channels, height, width)");
+  return { ...(await imageInput(file, model.input_shape)), name: file.name };
+}
+
+function explain() {
+  const model = document.getElementById("explain-model").value;
+  const methods = [...document.querySelectorAll("#explain-methods input:checked")].map((input) => input.value);
+  if (!state.input) return showError(new Error("choose an input (.npy or image) first"));
+  if (!methods.length) return showError(new Error("choose at least one method"));
+  showError(null);
+  const targetText = document.getElementById("explain-target").value.trim();
+  const layer = document.getElementById("explain-layer").value.trim();
+  const params = {};
+  for (const pair of document.getElementById("explain-params").value.trim().split(/\s+/).filter(Boolean)) {
+    const equals = pair.indexOf("=");
+    if (equals <= 0) return showError(new Error(`option ${pair}: expected KEY=VALUE`));
+    params[pair.slice(0, equals)] = pair.slice(equals + 1);
+  }
+  const results = document.getElementById("explain-results");
+  results.replaceChildren();
+  const cancel = document.getElementById("explain-cancel");
+  cancel.disabled = false;
+  const runs = methods.map(async (name) => {
+    const controller = new AbortController();
+    state.running.push(controller);
+    const progress = element("progress", { max: "1", value: "0", "aria-label": `${name} progress` });
+    const note = element("span", { class: "hint", text: "queued" });
+    const card = element("div", { class: "result", "data-method": name }, element("h3", { text: name }), progress, note);
+    results.append(card);
+    const request = { model, input: tensorOf(state.input.shape, state.input.values), method: name, figure_format: "FIGURE_FORMAT_PNG", layer, params };
+    if (targetText !== "") request.target = Number(targetText);
+    try {
+      const started = performance.now();
+      let answer = null;
+      await call("Explain", "AttributeStream", request, {
+        signal: controller.signal,
+        onMessage: (event) => {
+          if (event.progress) {
+            const done = event.progress.rows_done;
+            const total = Math.max(1, event.progress.rows_total);
+            progress.value = done / total;
+            note.textContent = `${event.progress.phase}: ${done} of ${event.progress.rows_total} rows`;
+          }
+          if (event.result) answer = event.result;
+        },
+      });
+      progress.value = 1;
+      const seconds = ((performance.now() - started) / 1000).toFixed(2);
+      note.textContent = `${answer.rows_evaluated} rows in ${answer.passes} passes, ${seconds} s; target ${answer.targets.join(", ")}`;
+      if (answer.figure && answer.figure.data.length) {
+        const url = URL.createObjectURL(new Blob([answer.figure.data], { type: answer.figure.mime }));
+        card.append(element("img", { src: url, alt: answer.figure.alt_text || `${name} attribution` }));
+      }
+      const values = valuesOf(answer.attribution);
+      const download = element("a", { download: `${name}.npy`, class: "download", text: `download ${name}.npy` });
+      download.href = URL.createObjectURL(new Blob([npyBytes(answer.attribution.shape, values)], { type: "application/octet-stream" }));
+      card.append(download);
+      card.dataset.done = "true";
+    } catch (error) {
+      note.textContent = controller.signal.aborted ? "cancelled" : `failed: ${error.message}`;
+      card.dataset.done = controller.signal.aborted ? "cancelled" : "failed";
+      if (!controller.signal.aborted) showError(error);
+    }
+  });
+  Promise.allSettled(runs).then(() => {
+    state.running = [];
+    cancel.disabled = true;
+  });
+}
+
+// --- graph explorer -------------------------------------------------------------------
+
+const BOX = { width: 170, height: 34, gapX: 30, gapY: 46 };
+const view = { x: 0, y: 0, width: 800, height: 600 };
+
+async function loadGraph() {
+  const model = document.getElementById("graph-model").value;
+  const shapeText = document.getElementById("graph-shape").value.trim();
+  const request = { model, figure_format: "FIGURE_FORMAT_NONE" };
+  if (shapeText) request.input_shape = shapeText.split(/[x×,\s]+/).map(Number);
+  const [graph, summary, parameters] = await Promise.all([
+    call("Explain", "Graph", request),
+    call("Explain", "Summary", { model, input_shape: request.input_shape || [], figure_format: "FIGURE_FORMAT_NONE" }),
+    call("Explain", "Parameters", { model, figure_format: "FIGURE_FORMAT_NONE" }),
+  ]);
+  state.graph = { model, nodes: graph.nodes, edges: graph.edges, summary, parameters };
+  state.expanded = new Set([""]);
+  renderGraph(true);
+}
+
+// The box a node shows as: the outermost collapsed module frame around it, or the op.
+function displayKey(node) {
+  const parts = node.module_path ? node.module_path.split(".") : [];
+  let prefix = "";
+  for (const part of parts) {
+    const path = prefix ? `${prefix}.${part}` : part;
+    if (!state.expanded.has(path)) return `m:${path}`;
+    prefix = path;
+  }
+  return `n:${node.id}`;
+}
+
+function ancestors(path) {
+  const parts = path.split(".");
+  return parts.map((_, index) => parts.slice(0, index + 1).join("."));
+}
+
+function renderGraph(fit) {
+  const graph = state.graph;
+  if (!graph) return;
+  const keyOf = new Map(graph.nodes.map((node) => [node.id, displayKey(node)]));
+  const boxes = new Map();
+  for (const node of graph.nodes) {
+    const key = keyOf.get(node.id);
+    if (!boxes.has(key)) boxes.set(key, { key, nodes: [], order: boxes.size, out: new Set(), in: new Set(), shapes: [] });
+    boxes.get(key).nodes.push(node);
+  }
+  for (const edge of graph.edges) {
+    const from = keyOf.get(edge.from);
+    const to = keyOf.get(edge.to);
+    if (from === undefined || to === undefined || from === to) continue;
+    boxes.get(from).out.add(to);
+    boxes.get(to).in.add(from);
+    boxes.get(from).shapes.push(edge.shape);
+  }
+  // Rank: longest path from a source, in topological order (Kahn).
+  const pending = new Map([...boxes.values()].map((box) => [box.key, box.in.size]));
+  const queue = [...boxes.values()].filter((box) => box.in.size === 0).map((box) => box.key);
+  const rank = new Map(queue.map((key) => [key, 0]));
+  while (queue.length) {
+    const key = queue.shift();
+    for (const next of boxes.get(key).out) {
+      rank.set(next, Math.max(rank.get(next) || 0, rank.get(key) + 1));
+      pending.set(next, pending.get(next) - 1);
+      if (pending.get(next) === 0) queue.push(next);
+    }
+  }
+  const rows = new Map();
+  for (const box of [...boxes.values()].sort((a, b) => a.order - b.order)) {
+    const r = rank.get(box.key) || 0;
+    if (!rows.has(r)) rows.set(r, []);
+    rows.get(r).push(box);
+  }
+  let widest = 1;
+  for (const row of rows.values()) widest = Math.max(widest, row.length);
+  for (const [r, row] of rows) {
+    const offset = ((widest - row.length) * (BOX.width + BOX.gapX)) / 2;
+    row.forEach((box, index) => {
+      box.x = offset + index * (BOX.width + BOX.gapX);
+      box.y = r * (BOX.height + BOX.gapY);
+    });
+  }
+  const svg = document.getElementById("graph-svg");
+  const frames = svgElement("g", { class: "frames" });
+  const edges = svgElement("g", { class: "edges" });
+  const nodes = svgElement("g", { class: "nodes" });
+  // Frames of expanded modules around their boxes.
+  const framed = new Map();
+  for (const box of boxes.values()) {
+    const path = box.key.startsWith("m:") ? box.key.slice(2) : box.nodes[0].module_path;
+    if (!path) continue;
+    const outer = box.key.startsWith("m:") ? ancestors(path).slice(0, -1) : ancestors(path);
+    for (const frame of outer) {
+      const bounds = framed.get(frame) || { x0: Infinity, y0: Infinity, x1: -Infinity, y1: -Infinity, depth: frame.split(".").length };
+      bounds.x0 = Math.min(bounds.x0, box.x);
+      bounds.y0 = Math.min(bounds.y0, box.y);
+      bounds.x1 = Math.max(bounds.x1, box.x + BOX.width);
+      bounds.y1 = Math.max(bounds.y1, box.y + BOX.height);
+      framed.set(frame, bounds);
+    }
+  }
+  for (const [path, bounds] of [...framed].sort((a, b) => a[1].depth - b[1].depth)) {
+    const pad = 10 - Math.min(bounds.depth, 5);
+    const group = svgElement("g", { class: "frame", "data-path": path, tabindex: "0", role: "button", "aria-label": `collapse ${path}` });
+    group.append(svgElement("rect", { x: bounds.x0 - pad, y: bounds.y0 - pad - 14, width: bounds.x1 - bounds.x0 + 2 * pad, height: bounds.y1 - bounds.y0 + 2 * pad + 14, rx: 6 }));
+    const label = svgElement("text", { x: bounds.x0 - pad + 4, y: bounds.y0 - pad - 3 });
+    label.textContent = `▾ ${path}`;
+    group.append(label);
+    group.addEventListener("click", (event) => {
+      event.stopPropagation();
+      state.expanded.delete(path);
+      for (const other of [...state.expanded]) if (other.startsWith(`${path}.`)) state.expanded.delete(other);
+      renderGraph(false);
+    });
+    frames.append(group);
+  }
+  for (const box of boxes.values()) {
+    for (const next of box.out) {
+      const target = boxes.get(next);
+      edges.append(svgElement("line", { x1: box.x + BOX.width / 2, y1: box.y + BOX.height, x2: target.x + BOX.width / 2, y2: target.y }));
+    }
+    const isModule = box.key.startsWith("m:");
+    const path = isModule ? box.key.slice(2) : box.nodes[0].module_path;
+    const row = isModule ? state.graph.summary.rows.find((entry) => entry.path === path) : null;
+    const text = isModule ? `▸ ${path.split(".").pop()}${row ? ` (${row.type_name})` : ""}` : box.nodes[0].op.replace(/^aten::|^aten\./, "");
+    const group = svgElement("g", {
+      class: isModule ? "node module" : "node op",
+      "data-key": box.key,
+      "data-path": path,
+      tabindex: "0",
+      role: "button",
+      "aria-label": isModule ? `expand ${path}` : `${text} in ${path || "the model"}`,
+    });
+    group.append(svgElement("rect", { x: box.x, y: box.y, width: BOX.width, height: BOX.height, rx: isModule ? 8 : 3 }));
+    const label = svgElement("text", { x: box.x + 8, y: box.y + 21 });
+    label.textContent = text.length > 24 ? `${text.slice(0, 23)}…` : text;
+    group.append(label);
+    const activate = () => {
+      if (isModule && box.nodes.length > 0) {
+        state.expanded.add(path);
+        renderGraph(false);
+      }
+      showCard(box, path, isModule);
+    };
+    group.addEventListener("click", (event) => {
+      event.stopPropagation();
+      activate();
+    });
+    group.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") activate();
+    });
+    nodes.append(group);
+  }
+  svg.replaceChildren(frames, edges, nodes);
+  svg.dataset.boxes = String(boxes.size);
+  if (fit) {
+    view.x = -40;
+    view.y = -40;
+    view.width = Math.max(600, widest * (BOX.width + BOX.gapX) + 80);
+    view.height = Math.max(400, view.width * (svg.clientHeight / Math.max(1, svg.clientWidth)));
+  }
+  applyView();
+}
+
+function applyView() {
+  document.getElementById("graph-svg").setAttribute("viewBox", `${view.x} ${view.y} ${view.width} ${view.height}`);
+}
+
+function moduleParameters(path) {
+  return state.graph.parameters.parameters.filter((parameter) => parameter.name.startsWith(`${path}.`) && !parameter.name.slice(path.length + 1).includes("."));
+}
+
+async function showCard(box, path, isModule) {
+  const card = document.getElementById("node-card");
+  const row = state.graph.summary.rows.find((entry) => entry.path === path);
+  const lines = [element("h3", { text: isModule ? path : box.nodes[0].op })];
+  const add = (name, value) => lines.push(element("div", {}, element("span", { text: `${name}: ` }), element("strong", { text: value })));
+  if (!isModule) {
+    add("module", path || "(the model)");
+    if (box.nodes[0].source) add("source", box.nodes[0].source);
+  }
+  if (row) {
+    add("type", row.type_name);
+    add("parameters", row.num_params.toLocaleString());
+    if (row.output_shapes.length) add("output shape", row.output_shapes.map((shape) => `(${shape.dims.join(", ")})`).join(" "));
+    if (row.mult_adds) add("mult-adds", row.mult_adds.toLocaleString());
+  }
+  if (!isModule && box.shapes.length) add("output shape", `(${box.shapes[0].join(", ")})`);
+  for (const parameter of row ? moduleParameters(path) : []) {
+    const stats = parameter.stats || {};
+    add(parameter.name, `(${parameter.shape.join(", ")}) mean ${Number(stats.mean).toExponential(3)} std ${Number(stats.std).toExponential(3)} min ${Number(stats.min).toExponential(2)} max ${Number(stats.max).toExponential(2)}`);
+  }
+  card.replaceChildren(...lines);
+  card.hidden = false;
+  card.dataset.path = path;
+  // The last activation statistics, when the playground's input is for this model.
+  if (state.input && state.input.model === state.graph.model && row) {
+    try {
+      const report = await call("Explain", "Activations", { model: state.graph.model, input: tensorOf(state.input.shape, state.input.values), figure_format: "FIGURE_FORMAT_NONE" });
+      const layer = report.layers.find((entry) => entry.path === path);
+      if (layer && card.dataset.path === path) {
+        const stats = layer.stats || {};
+        card.append(element("div", {}, element("span", { text: "last activation: " }), element("strong", { text: `mean ${Number(stats.mean).toExponential(3)}, std ${Number(stats.std).toExponential(3)}` })));
+        for (const anomaly of report.anomalies.filter((entry) => entry.path === path)) {
+          card.append(element("div", { class: "anomaly", text: `${anomaly.severity}: ${anomaly.message}` }));
+        }
+      }
+    } catch (error) {
+      card.append(element("div", { class: "anomaly", text: `activations: ${error.message}` }));
+    }
+  }
+}
+
+function findInGraph(text) {
+  if (!state.graph || !text) return;
+  const match = state.graph.nodes.find((node) => node.module_path === text) || state.graph.nodes.find((node) => node.module_path.includes(text));
+  if (!match) return showError(new Error(`no layer matches ${text}`));
+  showError(null);
+  const target = match.module_path === text ? text : match.module_path;
+  for (const path of ancestors(target).slice(0, -1)) state.expanded.add(path);
+  renderGraph(false);
+  const box = document.querySelector(`#graph-svg .node[data-path="${CSS.escape(target)}"]`) || document.querySelector(`#graph-svg .node[data-path^="${CSS.escape(target)}"]`);
+  if (!box) return;
+  box.classList.add("found");
+  const rect = box.querySelector("rect");
+  view.x = Number(rect.getAttribute("x")) - view.width / 2 + BOX.width / 2;
+  view.y = Number(rect.getAttribute("y")) - view.height / 2;
+  applyView();
+  box.focus();
+}
+
+function setUpPanAndZoom() {
+  const svg = document.getElementById("graph-svg");
+  let dragging = null;
+  let frames = 0;
+  let since = 0;
+  const tick = () => {
+    if (!dragging) return;
+    frames += 1;
+    requestAnimationFrame(tick);
+  };
+  svg.addEventListener("pointerdown", (event) => {
+    dragging = { x: event.clientX, y: event.clientY, viewX: view.x, viewY: view.y };
+    frames = 0;
+    since = performance.now();
+    requestAnimationFrame(tick);
+  });
+  window.addEventListener("pointermove", (event) => {
+    if (!dragging) return;
+    const scale = view.width / Math.max(1, svg.clientWidth);
+    view.x = dragging.viewX - (event.clientX - dragging.x) * scale;
+    view.y = dragging.viewY - (event.clientY - dragging.y) * scale;
+    applyView();
+  });
+  window.addEventListener("pointerup", () => {
+    if (!dragging) return;
+    const seconds = (performance.now() - since) / 1000;
+    if (seconds > 0.2) {
+      const fps = frames / seconds;
+      const label = document.getElementById("graph-fps");
+      label.textContent = `${fps.toFixed(0)} fps while panning`;
+      label.dataset.fps = fps.toFixed(1);
+    }
+    dragging = null;
+  });
+  svg.addEventListener("wheel", (event) => {
+    event.preventDefault();
+    const factor = event.deltaY > 0 ? 1.15 : 1 / 1.15;
+    const box = svg.getBoundingClientRect();
+    const px = view.x + ((event.clientX - box.left) / box.width) * view.width;
+    const py = view.y + ((event.clientY - box.top) / box.height) * view.height;
+    view.width *= factor;
+    view.height *= factor;
+    view.x = px - (px - view.x) * factor;
+    view.y = py - (py - view.y) * factor;
+    applyView();
+  }, { passive: false });
+  svg.addEventListener("keydown", (event) => {
+    const step = view.width / 10;
+    const moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
+    if (moves[event.key] && event.target === svg) {
+      view.x += moves[event.key][0];
+      view.y += moves[event.key][1];
+      applyView();
+      event.preventDefault();
+    } else if (event.key === "+" || event.key === "-") {
+      const factor = event.key === "+" ? 1 / 1.2 : 1.2;
+      view.x += (view.width * (1 - factor)) / 2;
+      view.y += (view.height * (1 - factor)) / 2;
+      view.width *= factor;
+      view.height *= factor;
+      applyView();
+    }
+  });
+}
+
+// --- wiring --------------------------------------------------------------------------
+
+function guarded(work) {
+  return async (...args) => {
+    try {
+      await work(...args);
+    } catch (error) {
+      showError(error);
+    }
+  };
+}
+
+function setUp() {
+  const tabs = [...document.querySelectorAll("[role=tab]")];
+  for (const tab of tabs) tab.addEventListener("click", () => showView(tab.id.slice(4)));
+  document.querySelector("[role=tablist]").addEventListener("keydown", (event) => {
+    const at = tabs.findIndex((tab) => tab.getAttribute("aria-selected") === "true");
+    const next = event.key === "ArrowRight" ? (at + 1) % tabs.length : event.key === "ArrowLeft" ? (at + tabs.length - 1) % tabs.length : -1;
+    if (next >= 0) {
+      showView(tabs[next].id.slice(4));
+      tabs[next].focus();
+    }
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.altKey && /^[1-4]$/.test(event.key)) showView(tabs[Number(event.key) - 1].id.slice(4));
+  });
+  document.getElementById("token").value = state.token;
+  document.getElementById("login").addEventListener("submit", guarded(async (event) => {
+    event.preventDefault();
+    state.token = document.getElementById("token").value.trim();
+    sessionStorage.setItem("layerlens-token", state.token);
+    showError(null);
+    await start();
+  }));
+  const drop = document.getElementById("drop");
+  const fileInput = document.getElementById("model-file");
+  drop.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") fileInput.click();
+  });
+  fileInput.addEventListener("change", guarded(async () => {
+    if (fileInput.files[0]) await uploadModel(fileInput.files[0]);
+  }));
+  const models = document.getElementById("view-models");
+  models.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    drop.classList.add("over");
+  });
+  models.addEventListener("dragleave", () => drop.classList.remove("over"));
+  models.addEventListener("drop", guarded(async (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    if (event.dataTransfer.files[0]) await uploadModel(event.dataTransfer.files[0]);
+  }));
+  document.getElementById("graph-load").addEventListener("click", guarded(loadGraph));
+  document.getElementById("graph-search").addEventListener("keydown", (event) => {
+    if (event.key === "Enter") findInGraph(event.target.value.trim());
+  });
+  document.getElementById("graph-expand-all").addEventListener("click", () => {
+    if (!state.graph) return;
+    for (const node of state.graph.nodes) for (const path of node.module_path ? ancestors(node.module_path) : []) state.expanded.add(path);
+    renderGraph(true);
+  });
+  document.getElementById("graph-collapse-all").addEventListener("click", () => {
+    state.expanded = new Set([""]);
+    renderGraph(true);
+  });
+  setUpPanAndZoom();
+  document.getElementById("explain-input").addEventListener("change", guarded(async (event) => {
+    const file = event.target.files[0];
+    if (!file) return;
+    state.input = { ...(await readInput(file)), model: document.getElementById("explain-model").value };
+    document.getElementById("explain-input-info").textContent = `${state.input.name}: shape (${state.input.shape.join(", ")})`;
+  }));
+  document.getElementById("explain-run").addEventListener("click", explain);
+  document.getElementById("explain-cancel").addEventListener("click", () => {
+    for (const controller of state.running) controller.abort();
+  });
+}
+
+let statusTimer = null;
+
+async function start() {
+  await refreshModels();
+  await loadMethods();
+  await refreshStatus();
+  if (statusTimer) clearInterval(statusTimer);
+  statusTimer = setInterval(() => refreshStatus().catch(showError), 1000);
+  document.body.dataset.ready = "true";
+}
+
+window.addEventListener("DOMContentLoaded", async () => {
+  setUp();
+  try {
+    await loadProtos();
+    await start();
+  } catch (error) {
+    showError(error);
+  }
+});
