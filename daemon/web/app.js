@@ -219,7 +219,7 @@ function modelLabel(model) {
 }
 
 function fillModelSelects() {
-  for (const id of ["graph-model", "explain-model"]) {
+  for (const id of ["graph-model", "explain-model", "generate-model"]) {
     const select = document.getElementById(id);
     const chosen = select.value;
     select.replaceChildren(...state.models.map((model) => element("option", { value: model.id, text: modelLabel(model) })));
@@ -703,6 +703,99 @@ function setUpPanAndZoom() {
   });
 }
 
+// --- generation -----------------------------------------------------------------------
+
+function figureUrl(figure) {
+  return URL.createObjectURL(new Blob([figure.data], { type: figure.mime }));
+}
+
+function generate() {
+  const model = document.getElementById("generate-model").value;
+  const objectives = document.getElementById("generate-objectives").value.split("\n").map((line) => line.trim()).filter(Boolean);
+  if (!objectives.length) return showError(new Error("give at least one objective, e.g. channel:features.0:3"));
+  showError(null);
+  const steps = Number(document.getElementById("generate-steps").value) || 64;
+  const every = Number(document.getElementById("generate-every").value) || 0;
+  const request = {
+    model,
+    objectives: objectives.map((term) => ({ terms: [{ term }] })),
+    steps,
+    seed: Number(document.getElementById("generate-seed").value) || 0,
+    image_every: every,
+    figure_format: "FIGURE_FORMAT_PNG",
+  };
+  const controller = new AbortController();
+  const cancel = document.getElementById("generate-cancel");
+  const progress = document.getElementById("generate-progress");
+  const note = document.getElementById("generate-note");
+  const sheet = document.getElementById("generate-sheet");
+  sheet.replaceChildren();
+  sheet.dataset.done = "";
+  cancel.disabled = false;
+  cancel.onclick = () => controller.abort();
+  progress.value = 0;
+  const image = element("img", { alt: "the images being optimised" });
+  sheet.append(image);
+  call("Generate", "Visualize", request, {
+    signal: controller.signal,
+    onMessage: (event) => {
+      if (event.progress) {
+        progress.value = event.progress.step / Math.max(1, event.progress.steps);
+        note.textContent = `step ${event.progress.step} of ${event.progress.steps}; objective ${event.progress.objective.map((value) => value.toFixed(3)).join(", ")}`;
+        if (event.progress.figure && event.progress.figure.data.length) {
+          image.src = figureUrl(event.progress.figure);
+          sheet.dataset.frames = String(Number(sheet.dataset.frames || 0) + 1);
+        }
+      }
+      if (event.result) {
+        progress.value = 1;
+        note.textContent = `${event.result.steps} steps; objective ${event.result.objective.map((value) => value.toFixed(3)).join(", ")}; predicted ${event.result.predicted_class.join(", ")}`;
+        if (event.result.figure && event.result.figure.data.length) image.src = figureUrl(event.result.figure);
+        image.alt = `contact sheet: ${objectives.join(", ")}`;
+      }
+    },
+  })
+    .then(() => {
+      sheet.dataset.done = "true";
+    })
+    .catch((error) => {
+      sheet.dataset.done = controller.signal.aborted ? "cancelled" : "failed";
+      note.textContent = controller.signal.aborted ? "cancelled" : `failed: ${error.message}`;
+      if (!controller.signal.aborted) showError(error);
+    })
+    .finally(() => {
+      cancel.disabled = true;
+    });
+}
+
+// --- training runs --------------------------------------------------------------------
+
+async function refreshRuns() {
+  const answer = await call("Training", "ListRuns", {});
+  const select = document.getElementById("runs-run");
+  const chosen = select.value;
+  select.replaceChildren(...answer.runs.map((run) => element("option", { value: run.name, text: `${run.name} (${run.steps} steps)` })));
+  if (chosen && answer.runs.some((run) => run.name === chosen)) select.value = chosen;
+  document.getElementById("runs-note").textContent = answer.runs.length ? "" : "no runs yet: layerlens.watch(model, optimizer, run=...) reports one";
+  await showRun();
+}
+
+async function showRun() {
+  const run = document.getElementById("runs-run").value;
+  if (!run) return;
+  const [ratio, flow] = await Promise.all([
+    call("Training", "RunFigure", { runs: [run], kind: "RUN_FIGURE_KIND_RATIO_HEATMAP", figure_format: "FIGURE_FORMAT_PNG" }),
+    call("Training", "RunFigure", { runs: [run], kind: "RUN_FIGURE_KIND_GRADIENT_FLOW", figure_format: "FIGURE_FORMAT_PNG" }),
+  ]);
+  for (const [id, figure] of [["runs-ratio", ratio], ["runs-flow", flow]]) {
+    const image = document.getElementById(id);
+    if (image.src) URL.revokeObjectURL(image.src);
+    image.src = figureUrl(figure);
+    image.alt = figure.alt_text || image.alt;
+  }
+  document.getElementById("runs-figures").dataset.run = run;
+}
+
 // --- wiring --------------------------------------------------------------------------
 
 function guarded(work) {
@@ -727,7 +820,7 @@ function setUp() {
     }
   });
   document.addEventListener("keydown", (event) => {
-    if (event.altKey && /^[1-4]$/.test(event.key)) showView(tabs[Number(event.key) - 1].id.slice(4));
+    if (event.altKey && /^[1-6]$/.test(event.key)) showView(tabs[Number(event.key) - 1].id.slice(4));
   });
   document.getElementById("token").value = state.token;
   document.getElementById("login").addEventListener("submit", guarded(async (event) => {
@@ -777,12 +870,17 @@ function setUp() {
     document.getElementById("explain-input-info").textContent = `${state.input.name}: shape (${state.input.shape.join(", ")})`;
   }));
   document.getElementById("explain-run").addEventListener("click", explain);
+  document.getElementById("generate-run").addEventListener("click", generate);
+  document.getElementById("runs-refresh").addEventListener("click", guarded(refreshRuns));
+  document.getElementById("runs-run").addEventListener("change", guarded(showRun));
+  document.getElementById("tab-runs").addEventListener("click", guarded(refreshRuns));
   document.getElementById("explain-cancel").addEventListener("click", () => {
     for (const controller of state.running) controller.abort();
   });
 }
 
 let statusTimer = null;
+let runsTimer = null;
 
 async function start() {
   await refreshModels();
@@ -790,6 +888,11 @@ async function start() {
   await refreshStatus();
   if (statusTimer) clearInterval(statusTimer);
   statusTimer = setInterval(() => refreshStatus().catch(showError), 1000);
+  if (runsTimer) clearInterval(runsTimer);
+  // A watched run grows: its figures refresh while the Runs view is open.
+  runsTimer = setInterval(() => {
+    if (!document.getElementById("view-runs").hidden) showRun().catch(showError);
+  }, 2000);
   document.body.dataset.ready = "true";
 }
 

@@ -262,3 +262,46 @@ def test_a_token_is_needed_where_the_daemon_has_tokens(browser, tmp_path_factory
         assert not error.is_displayed()
         browser.execute_script("sessionStorage.clear()")
         client.close()
+
+
+def test_upload_generate_and_runs(browser, web, fixtures_dir):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from training_runs import train
+
+    _, client, url = web
+    open_page(browser, url)
+    # Add a model through the page (a client stream over gRPC-Web).
+    upload = browser.find_element(By.ID, "model-file")
+    browser.execute_script("arguments[0].hidden = false", upload)
+    upload.send_keys(str(fixtures_dir / "digits_cnn_static.pt2"))
+    table = browser.find_element(By.ID, "models-table")
+    wait_for(lambda: "digits_cnn_static" in table.text, "the uploaded model in the list")
+    stored = client.model("digits_cnn_static")
+    assert stored.info.format == "exported"
+
+    # Generation: two class objectives as one contact sheet, images as they come.
+    browser.find_element(By.ID, "tab-generate").click()
+    Select(browser.find_element(By.ID, "generate-model")).select_by_visible_text("digits")
+    steps = browser.find_element(By.ID, "generate-steps")
+    steps.clear()
+    steps.send_keys("24")
+    browser.find_element(By.ID, "generate-objectives").send_keys("class:3\nclass:5")
+    browser.find_element(By.ID, "generate-run").click()
+    sheet = browser.find_element(By.ID, "generate-sheet")
+    wait_for(lambda: sheet.get_attribute("data-done"), "the generation")
+    assert sheet.get_attribute("data-done") == "true", browser.find_element(By.ID, "generate-note").text
+    assert int(sheet.get_attribute("data-frames") or 0) >= 2, "intermediate images were shown"
+    assert "predicted" in browser.find_element(By.ID, "generate-note").text
+    shoot(browser, "generate")
+
+    # A watched training run: its figures in the Runs view.
+    train("sgd", 30, watch=lambda model, optimizer: layerlens.watch(model, optimizer, every=10, run="web-run", client=client), every=10)
+    browser.find_element(By.ID, "tab-runs").click()
+    figures = browser.find_element(By.ID, "runs-figures")
+    wait_for(lambda: figures.get_attribute("data-run") == "web-run", "the run's figures")
+    for image in ("runs-ratio", "runs-flow"):
+        wait_for(lambda: browser.execute_script(f"return document.getElementById('{image}').naturalWidth") > 100, f"the {image} figure")
+    shoot(browser, "runs")
+    no_console_errors(browser)
