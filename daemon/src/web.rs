@@ -18,42 +18,32 @@ struct Asset {
     body: &'static [u8],
 }
 
+const TEXT: &str = "text/plain; charset=utf-8";
+const SCRIPT: &str = "text/javascript; charset=utf-8";
+
+/// A .proto file of the API, which the page parses at run time.
+macro_rules! proto_file {
+    ($name:literal) => {
+        Asset {
+            path: concat!("/proto/", $name, ".proto"),
+            content_type: TEXT,
+            body: include_bytes!(concat!("../../proto/proto/layerlens/v1/", $name, ".proto")),
+        }
+    };
+}
+
 const ASSETS: &[Asset] = &[
     Asset { path: "/", content_type: "text/html; charset=utf-8", body: include_bytes!("../web/index.html") },
-    Asset { path: "/app.js", content_type: "text/javascript; charset=utf-8", body: include_bytes!("../web/app.js") },
+    Asset { path: "/app.js", content_type: SCRIPT, body: include_bytes!("../web/app.js") },
     Asset { path: "/style.css", content_type: "text/css; charset=utf-8", body: include_bytes!("../web/style.css") },
-    Asset { path: "/vendor/protobuf.min.js", content_type: "text/javascript; charset=utf-8", body: include_bytes!("../web/vendor/protobuf.min.js") },
-    Asset {
-        path: "/proto/common.proto",
-        content_type: "text/plain; charset=utf-8",
-        body: include_bytes!("../../proto/proto/layerlens/v1/common.proto"),
-    },
-    Asset {
-        path: "/proto/models.proto",
-        content_type: "text/plain; charset=utf-8",
-        body: include_bytes!("../../proto/proto/layerlens/v1/models.proto"),
-    },
-    Asset {
-        path: "/proto/explain.proto",
-        content_type: "text/plain; charset=utf-8",
-        body: include_bytes!("../../proto/proto/layerlens/v1/explain.proto"),
-    },
-    Asset {
-        path: "/proto/daemon.proto",
-        content_type: "text/plain; charset=utf-8",
-        body: include_bytes!("../../proto/proto/layerlens/v1/daemon.proto"),
-    },
-    Asset {
-        path: "/proto/generate.proto",
-        content_type: "text/plain; charset=utf-8",
-        body: include_bytes!("../../proto/proto/layerlens/v1/generate.proto"),
-    },
-    Asset {
-        path: "/proto/training.proto",
-        content_type: "text/plain; charset=utf-8",
-        body: include_bytes!("../../proto/proto/layerlens/v1/training.proto"),
-    },
-    Asset { path: "/proto/text.proto", content_type: "text/plain; charset=utf-8", body: include_bytes!("../../proto/proto/layerlens/v1/text.proto") },
+    Asset { path: "/vendor/protobuf.min.js", content_type: SCRIPT, body: include_bytes!("../web/vendor/protobuf.min.js") },
+    proto_file!("common"),
+    proto_file!("models"),
+    proto_file!("explain"),
+    proto_file!("daemon"),
+    proto_file!("generate"),
+    proto_file!("training"),
+    proto_file!("text"),
 ];
 
 fn asset(path: &str) -> Option<&'static Asset> {
@@ -104,7 +94,7 @@ where
                     .expect("a valid response"),
                 None => http::Response::builder()
                     .status(http::StatusCode::NOT_FOUND)
-                    .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                    .header(http::header::CONTENT_TYPE, TEXT)
                     .body(tonic::body::Body::new(http_body_util::Full::new(bytes::Bytes::from_static(b"not found"))))
                     .expect("a valid response"),
             };
