@@ -11,6 +11,7 @@ const state = {
   input: null,          // {shape, values: Float32Array, name, model}
   graph: null,          // {model, nodes, edges, summary, parameters}
   expanded: new Set(),
+  unfolded: new Set(),  // module frames whose repeated children are shown one by one
   running: [],          // AbortControllers of explanations in flight
   history: [],          // [queued, running] per second
 };
@@ -424,6 +425,7 @@ async function loadGraph() {
   ]);
   state.graph = { model, nodes: graph.nodes, edges: graph.edges, summary, parameters };
   state.expanded = new Set([""]);
+  state.unfolded = new Set();
   renderGraph(true);
 }
 
@@ -439,6 +441,68 @@ function displayKey(node) {
   return `n:${node.id}`;
 }
 
+// A module's kind for folding: its type and parameter count (blocks that repeat have both).
+function typeOf(path) {
+  const row = state.graph.summary.rows.find((entry) => entry.path === path);
+  return row ? `${row.type_name}/${row.num_params}` : "";
+}
+
+function parentOf(path) {
+  return path.includes(".") ? path.slice(0, path.lastIndexOf(".")) : "";
+}
+
+// Runs of collapsed sibling modules of one type and size that follow each other (one edge out of
+// each into the next: ResNet blocks, transformer layers) fold into one box marked ×N,
+// until their frame is unfolded. Answers the node → box key map with the runs merged.
+function foldRepeats(graph, keyOf) {
+  const order = [];
+  const next = new Map();
+  const previous = new Map();
+  for (const node of graph.nodes) {
+    const key = keyOf.get(node.id);
+    if (!next.has(key)) {
+      order.push(key);
+      next.set(key, new Set());
+      previous.set(key, new Set());
+    }
+  }
+  for (const edge of graph.edges) {
+    const from = keyOf.get(edge.from);
+    const to = keyOf.get(edge.to);
+    if (from === undefined || to === undefined || from === to) continue;
+    next.get(from).add(to);
+    previous.get(to).add(from);
+  }
+  const merged = new Map();
+  const taken = new Set();
+  for (const key of order) {
+    if (taken.has(key) || !key.startsWith("m:")) continue;
+    const path = key.slice(2);
+    const parent = parentOf(path);
+    const type = typeOf(path);
+    if (!type || state.unfolded.has(parent)) continue;
+    const run = [key];
+    let last = key;
+    for (;;) {
+      const outs = [...next.get(last)];
+      if (outs.length !== 1) break;
+      const candidate = outs[0];
+      if (!candidate.startsWith("m:") || taken.has(candidate) || previous.get(candidate).size !== 1) break;
+      const candidatePath = candidate.slice(2);
+      if (parentOf(candidatePath) !== parent || typeOf(candidatePath) !== type) break;
+      run.push(candidate);
+      last = candidate;
+    }
+    if (run.length < 2) continue;
+    const folded = `r:${run[0].slice(2)}|${run.length}`;
+    for (const member of run) {
+      taken.add(member);
+      merged.set(member, folded);
+    }
+  }
+  return new Map([...keyOf].map(([id, key]) => [id, merged.get(key) || key]));
+}
+
 function ancestors(path) {
   const parts = path.split(".");
   return parts.map((_, index) => parts.slice(0, index + 1).join("."));
@@ -447,7 +511,7 @@ function ancestors(path) {
 function renderGraph(fit) {
   const graph = state.graph;
   if (!graph) return;
-  const keyOf = new Map(graph.nodes.map((node) => [node.id, displayKey(node)]));
+  const keyOf = foldRepeats(graph, new Map(graph.nodes.map((node) => [node.id, displayKey(node)])));
   const boxes = new Map();
   for (const node of graph.nodes) {
     const key = keyOf.get(node.id);
@@ -496,9 +560,10 @@ function renderGraph(fit) {
   // Frames of expanded modules around their boxes.
   const framed = new Map();
   for (const box of boxes.values()) {
-    const path = box.key.startsWith("m:") ? box.key.slice(2) : box.nodes[0].module_path;
+    const folded = box.key.startsWith("m:") || box.key.startsWith("r:");
+    const path = folded ? box.key.slice(2).split("|")[0] : box.nodes[0].module_path;
     if (!path) continue;
-    const outer = box.key.startsWith("m:") ? ancestors(path).slice(0, -1) : ancestors(path);
+    const outer = folded ? ancestors(path).slice(0, -1) : ancestors(path);
     for (const frame of outer) {
       const bounds = framed.get(frame) || { x0: Infinity, y0: Infinity, x1: -Infinity, y1: -Infinity, depth: frame.split(".").length };
       bounds.x0 = Math.min(bounds.x0, box.x);
@@ -518,6 +583,7 @@ function renderGraph(fit) {
     group.addEventListener("click", (event) => {
       event.stopPropagation();
       state.expanded.delete(path);
+      state.unfolded.delete(path);
       for (const other of [...state.expanded]) if (other.startsWith(`${path}.`)) state.expanded.delete(other);
       renderGraph(false);
     });
@@ -528,28 +594,39 @@ function renderGraph(fit) {
       const target = boxes.get(next);
       edges.append(svgElement("line", { x1: box.x + BOX.width / 2, y1: box.y + BOX.height, x2: target.x + BOX.width / 2, y2: target.y }));
     }
-    const isModule = box.key.startsWith("m:");
-    const path = isModule ? box.key.slice(2) : box.nodes[0].module_path;
+    const isRepeat = box.key.startsWith("r:");
+    const repeats = isRepeat ? Number(box.key.split("|")[1]) : 1;
+    const isModule = box.key.startsWith("m:") || isRepeat;
+    const path = isRepeat ? box.key.slice(2).split("|")[0] : isModule ? box.key.slice(2) : box.nodes[0].module_path;
     const row = isModule ? state.graph.summary.rows.find((entry) => entry.path === path) : null;
-    const text = isModule ? `▸ ${path.split(".").pop()}${row ? ` (${row.type_name})` : ""}` : box.nodes[0].op.replace(/^aten::|^aten\./, "");
+    const name = path.split(".").pop();
+    const text = isRepeat
+      ? `▸ ${name}… ×${repeats}${row ? ` (${row.type_name.split(".").pop()})` : ""}`
+      : isModule
+        ? `▸ ${name}${row ? ` (${row.type_name})` : ""}`
+        : box.nodes[0].op.replace(/^aten::|^aten\./, "");
     const group = svgElement("g", {
-      class: isModule ? "node module" : "node op",
+      class: isRepeat ? "node module repeat" : isModule ? "node module" : "node op",
       "data-key": box.key,
       "data-path": path,
       tabindex: "0",
       role: "button",
-      "aria-label": isModule ? `expand ${path}` : `${text} in ${path || "the model"}`,
+      "aria-label": isRepeat ? `show the ${repeats} repeated ${name} blocks` : isModule ? `expand ${path}` : `${text} in ${path || "the model"}`,
     });
+    if (isRepeat) group.dataset.repeats = String(repeats);
     group.append(svgElement("rect", { x: box.x, y: box.y, width: BOX.width, height: BOX.height, rx: isModule ? 8 : 3 }));
     const label = svgElement("text", { x: box.x + 8, y: box.y + 21 });
     label.textContent = text.length > 24 ? `${text.slice(0, 23)}…` : text;
     group.append(label);
     const activate = () => {
-      if (isModule && box.nodes.length > 0) {
+      if (isRepeat) {
+        state.unfolded.add(parentOf(path));
+        renderGraph(false);
+      } else if (isModule && box.nodes.length > 0) {
         state.expanded.add(path);
         renderGraph(false);
       }
-      showCard(box, path, isModule);
+      showCard(box, path, isModule, repeats);
     };
     group.addEventListener("click", (event) => {
       event.stopPropagation();
@@ -579,10 +656,11 @@ function moduleParameters(path) {
   return state.graph.parameters.parameters.filter((parameter) => parameter.name.startsWith(`${path}.`) && !parameter.name.slice(path.length + 1).includes("."));
 }
 
-async function showCard(box, path, isModule) {
+async function showCard(box, path, isModule, repeats = 1) {
   const card = document.getElementById("node-card");
   const row = state.graph.summary.rows.find((entry) => entry.path === path);
   const lines = [element("h3", { text: isModule ? path : box.nodes[0].op })];
+  if (repeats > 1) lines.push(element("div", { class: "hint", text: `the first of ${repeats} repeated blocks of this type; they are now shown one by one` }));
   const add = (name, value) => lines.push(element("div", {}, element("span", { text: `${name}: ` }), element("strong", { text: value })));
   if (!isModule) {
     add("module", path || "(the model)");
@@ -626,7 +704,11 @@ function findInGraph(text) {
   if (!match) return showError(new Error(`no layer matches ${text}`));
   showError(null);
   const target = match.module_path === text ? text : match.module_path;
-  for (const path of ancestors(target).slice(0, -1)) state.expanded.add(path);
+  for (const path of ancestors(target).slice(0, -1)) {
+    state.expanded.add(path);
+    state.unfolded.add(parentOf(path));
+  }
+  state.unfolded.add(parentOf(target));
   renderGraph(false);
   const box = document.querySelector(`#graph-svg .node[data-path="${CSS.escape(target)}"]`) || document.querySelector(`#graph-svg .node[data-path^="${CSS.escape(target)}"]`);
   if (!box) return;
@@ -855,11 +937,17 @@ function setUp() {
   });
   document.getElementById("graph-expand-all").addEventListener("click", () => {
     if (!state.graph) return;
-    for (const node of state.graph.nodes) for (const path of node.module_path ? ancestors(node.module_path) : []) state.expanded.add(path);
+    for (const node of state.graph.nodes) {
+      for (const path of node.module_path ? ancestors(node.module_path) : []) {
+        state.expanded.add(path);
+        state.unfolded.add(parentOf(path));
+      }
+    }
     renderGraph(true);
   });
   document.getElementById("graph-collapse-all").addEventListener("click", () => {
     state.expanded = new Set([""]);
+    state.unfolded = new Set();
     renderGraph(true);
   });
   setUpPanAndZoom();

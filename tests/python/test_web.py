@@ -136,8 +136,14 @@ def test_models_graph_and_status(browser, web, resnet18):
     svg = browser.find_element(By.ID, "graph-svg")
     collapsed = int(wait_for(lambda: svg.get_attribute("data-boxes"), "the graph"))
     browser.find_element(By.CSS_SELECTOR, "#graph-svg .node.module[data-path='layer1']").click()
-    wait_for(lambda: int(svg.get_attribute("data-boxes")) > collapsed, "layer1 to expand")
-    assert browser.find_elements(By.CSS_SELECTOR, "#graph-svg .frame[data-path='layer1']"), "layer1 is drawn as an open frame"
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#graph-svg .frame[data-path='layer1']"), "layer1 to open as a frame")
+    assert int(svg.get_attribute("data-boxes")) >= collapsed
+    # Its two BasicBlocks follow each other: folded into one box marked ×2 until clicked.
+    folded = browser.find_element(By.CSS_SELECTOR, "#graph-svg .node.repeat[data-path='layer1.0']")
+    assert folded.get_attribute("data-repeats") == "2" and "×2" in folded.text, folded.text
+    with_fold = int(svg.get_attribute("data-boxes"))
+    folded.click()
+    wait_for(lambda: int(svg.get_attribute("data-boxes")) == with_fold + 1, "the repeated blocks to unfold")
     browser.find_element(By.CSS_SELECTOR, "#graph-svg .node.module[data-path='layer1.0']").click()
     card = browser.find_element(By.ID, "node-card")
     wait_for(lambda: card.get_attribute("data-path") == "layer1.0" and "parameters" in card.text, "the node card")
@@ -158,6 +164,13 @@ def test_models_graph_and_status(browser, web, resnet18):
     fps = browser.find_element(By.ID, "graph-fps").get_attribute("data-fps")
     print(f"graph of resnet18, every module open: {svg.get_attribute('data-boxes')} boxes, {fps} fps while panning")
     shoot(browser, "graph")
+
+    # Keyboard: the tabs follow the arrow keys.
+    from selenium.webdriver.common.keys import Keys
+
+    browser.find_element(By.ID, "tab-graph").send_keys(Keys.ARROW_RIGHT)
+    assert browser.find_element(By.ID, "tab-explain").get_attribute("aria-selected") == "true"
+    assert browser.switch_to.active_element.get_attribute("id") == "tab-explain"
 
     # Team status, refreshed every second.
     browser.find_element(By.ID, "tab-status").click()
