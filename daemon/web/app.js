@@ -652,6 +652,26 @@ function applyView() {
   document.getElementById("graph-svg").setAttribute("viewBox", `${view.x} ${view.y} ${view.width} ${view.height}`);
 }
 
+// A parameter's histogram as a small bar chart (the Parameters RPC's bins).
+function histogram(name, stats) {
+  const counts = stats.histogram_counts;
+  const top = Math.max(1, ...counts);
+  const width = 300;
+  const height = 60;
+  const chart = svgElement("svg", { width, height, class: "histogram", role: "img", "aria-label": `histogram of ${name}`, "data-parameter": name });
+  const bar = width / counts.length;
+  counts.forEach((count, index) => {
+    chart.append(svgElement("rect", { x: index * bar, y: height - 14 - (count / top) * (height - 16), width: Math.max(1, bar - 1), height: (count / top) * (height - 16) }));
+  });
+  const edges = stats.histogram_edges;
+  for (const [x, value, anchor] of [[0, edges[0], "start"], [width, edges[edges.length - 1], "end"]]) {
+    const label = svgElement("text", { x, y: height - 2, "text-anchor": anchor });
+    label.textContent = Number(value).toPrecision(3);
+    chart.append(label);
+  }
+  return chart;
+}
+
 function moduleParameters(path) {
   return state.graph.parameters.parameters.filter((parameter) => parameter.name.startsWith(`${path}.`) && !parameter.name.slice(path.length + 1).includes("."));
 }
@@ -671,11 +691,15 @@ async function showCard(box, path, isModule, repeats = 1) {
     add("parameters", row.num_params.toLocaleString());
     if (row.output_shapes.length) add("output shape", row.output_shapes.map((shape) => `(${shape.dims.join(", ")})`).join(" "));
     if (row.mult_adds) add("mult-adds", row.mult_adds.toLocaleString());
+    if (row.kernel_size && row.kernel_size.length) add("kernel size", row.kernel_size.join("×"));
+    if (row.call_site) add("called at", row.call_site);
+    for (const [name, value] of Object.entries(row.attributes || {}).sort()) add(name, value);
   }
   if (!isModule && box.shapes.length) add("output shape", `(${box.shapes[0].join(", ")})`);
   for (const parameter of row ? moduleParameters(path) : []) {
     const stats = parameter.stats || {};
     add(parameter.name, `(${parameter.shape.join(", ")}) mean ${Number(stats.mean).toExponential(3)} std ${Number(stats.std).toExponential(3)} min ${Number(stats.min).toExponential(2)} max ${Number(stats.max).toExponential(2)}`);
+    if (stats.histogram_counts && stats.histogram_counts.length) lines.push(histogram(parameter.name, stats));
   }
   card.replaceChildren(...lines);
   card.hidden = false;

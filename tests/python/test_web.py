@@ -71,6 +71,12 @@ def web_url(running):
     pytest.fail(f"no web explorer line in the daemon's output: {running.stdout_lines}")
 
 
+def js_exponential(value, digits=3):
+    """JavaScript's Number.toExponential(digits): 1.234e-3, not Python's 1.234e-03."""
+    mantissa, exponent = f"{value:.{digits}e}".split("e")
+    return f"{mantissa}e{int(exponent):+d}"
+
+
 def wait_for(condition, what, timeout=WAIT_S):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -151,8 +157,22 @@ def test_models_graph_and_status(browser, web, resnet18):
     assert f"parameters: {row['num_params']:,}" in card.text, card.text
     assert row["type"] in card.text
     assert "output shape: (" + ", ".join(str(dim) for dim in row["output_shape"]) + ")" in card.text, card.text
-    # Search expands the way to a layer; panning reports its frame rate.
+    # A layer's card: its kernel, call site and its parameters' statistics with histograms.
     search = browser.find_element(By.ID, "graph-search")
+    search.send_keys("layer1.0.conv1\n")
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#graph-svg .node.found"), "layer1.0.conv1")
+    browser.execute_script("arguments[0].dispatchEvent(new MouseEvent('click', {bubbles: true}))",
+                           browser.find_element(By.CSS_SELECTOR, "#graph-svg .node.found"))
+    wait_for(lambda: card.get_attribute("data-path") == "layer1.0.conv1", "the conv's card")
+    conv = next(row for row in resnet18.summary().rows if row["path"] == "layer1.0.conv1")
+    assert f"parameters: {conv['num_params']:,}" in card.text, card.text
+    assert "kernel size: " + "×".join(str(dim) for dim in conv["kernel_size"]) in card.text, card.text
+    weights = next(parameter for parameter in resnet18.parameters(figure_format=None).parameters if parameter["name"] == "layer1.0.conv1.weight")
+    assert f"mean {js_exponential(weights['stats']['mean'])}" in card.text, card.text
+    assert browser.find_elements(By.CSS_SELECTOR, "#node-card svg.histogram[data-parameter='layer1.0.conv1.weight'] rect")
+    shoot(browser, "node-card")
+    search.clear()
+    # Search expands the way to a layer; panning reports its frame rate.
     search.send_keys("layer3.1.conv2\n")
     wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#graph-svg .node.found"), "the layer found by search")
     browser.find_element(By.ID, "graph-expand-all").click()
