@@ -192,13 +192,21 @@ def test_models_graph_and_status(browser, web, resnet18):
     assert browser.find_element(By.ID, "tab-explain").get_attribute("aria-selected") == "true"
     assert browser.switch_to.active_element.get_attribute("id") == "tab-explain"
 
-    # Team status, refreshed every second.
+    # Team status, refreshed every second. The page replaces the cards on every refresh,
+    # so they are read in one script call each (an element found first may be gone by
+    # the time it is read).
     browser.find_element(By.ID, "tab-status").click()
-    cards = browser.find_element(By.ID, "status-cards")
-    wait_for(lambda: "cpu" in cards.text, "the status cards")
-    first = browser.find_element(By.CSS_SELECTOR, "#status-cards [data-field=uptime] strong").text
-    wait_for(lambda: browser.find_element(By.CSS_SELECTOR, "#status-cards [data-field=uptime] strong").text != first, "the next refresh")
-    assert len(browser.find_element(By.CSS_SELECTOR, "#status-chart polyline").get_attribute("points").split()) >= 2
+
+    def read(selector, attribute=None):
+        return browser.execute_script(
+            "const found = document.querySelector(arguments[0]);"
+            "return found ? (arguments[1] ? found.getAttribute(arguments[1]) : found.textContent) : '';",
+            selector, attribute)
+
+    wait_for(lambda: "cpu" in read("#status-cards [data-field=device] strong"), "the status cards")
+    first = read("#status-cards [data-field=uptime] strong")
+    wait_for(lambda: read("#status-cards [data-field=uptime] strong") not in ("", first), "the next refresh")
+    wait_for(lambda: len((read("#status-chart polyline", "points") or "").split()) >= 2, "two points on the chart")
     shoot(browser, "status")
     no_console_errors(browser)
 
