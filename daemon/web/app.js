@@ -410,7 +410,7 @@ function explain() {
 
 // --- graph explorer -------------------------------------------------------------------
 
-const BOX = { width: 170, height: 34, gapX: 30, gapY: 46 };
+const BOX = { width: 170, height: 34, gapX: 40, gapY: 64 };
 const view = { x: 0, y: 0, width: 800, height: 600 };
 
 async function loadGraph() {
@@ -573,11 +573,20 @@ function renderGraph(fit) {
       framed.set(frame, bounds);
     }
   }
+  // A frame holding other frames that start on its first row is drawn that many label
+  // rows higher (and wider), so nested labels stack instead of overlapping.
+  for (const [path, bounds] of framed) {
+    bounds.nested = 0;
+    for (const [other, inner] of framed) {
+      if (other.startsWith(`${path}.`) && inner.y0 === bounds.y0) bounds.nested = Math.max(bounds.nested, inner.depth - bounds.depth);
+    }
+  }
   for (const [path, bounds] of [...framed].sort((a, b) => a[1].depth - b[1].depth)) {
-    const pad = 10 - Math.min(bounds.depth, 5);
+    const pad = 6 + 5 * bounds.nested;
+    const top = bounds.y0 - 6 - 16 * (bounds.nested + 1);
     const group = svgElement("g", { class: "frame", "data-path": path, tabindex: "0", role: "button", "aria-label": `collapse ${path}` });
-    group.append(svgElement("rect", { x: bounds.x0 - pad, y: bounds.y0 - pad - 14, width: bounds.x1 - bounds.x0 + 2 * pad, height: bounds.y1 - bounds.y0 + 2 * pad + 14, rx: 6 }));
-    const label = svgElement("text", { x: bounds.x0 - pad + 4, y: bounds.y0 - pad - 3 });
+    group.append(svgElement("rect", { x: bounds.x0 - pad, y: top, width: bounds.x1 - bounds.x0 + 2 * pad, height: bounds.y1 + pad - top, rx: 6 }));
+    const label = svgElement("text", { x: bounds.x0 - pad + 4, y: top + 12 });
     label.textContent = `▾ ${path}`;
     group.append(label);
     group.addEventListener("click", (event) => {
@@ -640,10 +649,15 @@ function renderGraph(fit) {
   svg.replaceChildren(frames, edges, nodes);
   svg.dataset.boxes = String(boxes.size);
   if (fit) {
-    view.x = -40;
-    view.y = -40;
-    view.width = Math.max(600, widest * (BOX.width + BOX.gapX) + 80);
-    view.height = Math.max(400, view.width * (svg.clientHeight / Math.max(1, svg.clientWidth)));
+    // The graph's width in view, and as much of its height as stays readable.
+    const aspect = svg.clientHeight / Math.max(1, svg.clientWidth) || 0.6;
+    const width = Math.max(600, widest * (BOX.width + BOX.gapX) + 80);
+    const height = rows.size * (BOX.height + BOX.gapY) + 80;
+    // All of it when that keeps the boxes readable; else the top part at a readable size.
+    view.width = Math.max(width, Math.min(height / aspect, width * 2.2));
+    view.height = view.width * aspect;
+    view.x = -40 - (view.width - width) / 2;
+    view.y = -60;
   }
   applyView();
 }
@@ -767,8 +781,18 @@ function setUpPanAndZoom() {
     view.y = dragging.viewY - (event.clientY - dragging.y) * scale;
     applyView();
   });
-  window.addEventListener("pointerup", () => {
+  // A drag that moved the view ends in a click on whatever lies under the pointer; that
+  // click must not open or close a frame.
+  let moved = false;
+  svg.addEventListener("click", (event) => {
+    if (moved) {
+      event.stopPropagation();
+      moved = false;
+    }
+  }, true);
+  window.addEventListener("pointerup", (event) => {
     if (!dragging) return;
+    moved = Math.abs(event.clientX - dragging.x) + Math.abs(event.clientY - dragging.y) > 4;
     const seconds = (performance.now() - since) / 1000;
     if (seconds > 0.2) {
       const fps = frames / seconds;

@@ -9,6 +9,7 @@ a tokens file. A screenshot of each view goes to target/web-screenshots/. The br
 console must stay free of errors.
 """
 
+import base64
 import hashlib
 import os
 import shutil
@@ -313,7 +314,9 @@ def test_upload_generate_and_runs(browser, web, fixtures_dir):
 
     _, client, url = web
     open_page(browser, url)
-    # Add a model through the page (a client stream over gRPC-Web).
+    # Add models through the page (a client stream over gRPC-Web): one from the file
+    # chooser, one dropped on the view (a drop event carrying the file, as a browser
+    # sends it).
     upload = browser.find_element(By.ID, "model-file")
     browser.execute_script("arguments[0].hidden = false", upload)
     upload.send_keys(str(fixtures_dir / "digits_cnn_static.pt2"))
@@ -321,6 +324,15 @@ def test_upload_generate_and_runs(browser, web, fixtures_dir):
     wait_for(lambda: "digits_cnn_static" in table.text, "the uploaded model in the list")
     stored = client.model("digits_cnn_static")
     assert stored.info.format == "exported"
+    dropped = fixtures_dir / "tiny_mlp_scripted.pt"
+    browser.execute_script(
+        "const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));"
+        "const transfer = new DataTransfer();"
+        "transfer.items.add(new File([bytes], arguments[1]));"
+        "document.getElementById('view-models').dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));",
+        base64.b64encode(dropped.read_bytes()).decode(), dropped.name)
+    wait_for(lambda: "tiny_mlp_scripted" in table.text, "the dropped model in the list")
+    assert client.model("tiny_mlp_scripted").info.format == "torchscript"
 
     # Generation: two class objectives as one contact sheet, images as they come.
     browser.find_element(By.ID, "tab-generate").click()
