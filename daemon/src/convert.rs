@@ -189,7 +189,12 @@ pub fn model_graph(graph: &layerlens_engine::op_graph::OpGraph, title: String) -
     }
 }
 
-pub fn graph_response(model_id: String, graph: &layerlens_engine::op_graph::OpGraph, figure: Option<proto::Figure>) -> proto::GraphResponse {
+pub fn graph_response(
+    model_id: String,
+    graph: &layerlens_engine::op_graph::OpGraph,
+    figure: Option<proto::Figure>,
+    layout: Option<proto::GraphLayout>,
+) -> proto::GraphResponse {
     proto::GraphResponse {
         model_id,
         nodes: graph
@@ -209,6 +214,64 @@ pub fn graph_response(model_id: String, graph: &layerlens_engine::op_graph::OpGr
             .collect(),
         figure,
         cached: false,
+        layout,
+    }
+}
+
+pub fn graph_layout(layout: &layerlens_render::GraphLayout) -> proto::GraphLayout {
+    use layerlens_render::BoxRole;
+    proto::GraphLayout {
+        width: layout.width,
+        height: layout.height,
+        boxes: layout
+            .boxes
+            .iter()
+            .map(|laid| proto::GraphBox {
+                role: match laid.role {
+                    BoxRole::Module => "module",
+                    BoxRole::Op => "op",
+                    BoxRole::Folded => "folded",
+                    BoxRole::Input => "input",
+                    BoxRole::Output => "output",
+                }
+                .to_string(),
+                title: laid.title.clone(),
+                lines: laid.lines.clone(),
+                path: laid.path.clone(),
+                node_ids: laid.node_ids.iter().map(|&id| id as u32).collect(),
+                repeats: laid.repeats,
+                x: laid.x,
+                y: laid.y,
+                width: laid.width,
+                height: laid.height,
+            })
+            .collect(),
+        frames: layout
+            .frames
+            .iter()
+            .map(|frame| proto::GraphFrame {
+                path: frame.path.clone(),
+                label: frame.label.clone(),
+                depth: frame.depth,
+                repeats: frame.repeats,
+                x: frame.x,
+                y: frame.y,
+                width: frame.width,
+                height: frame.height,
+                label_x: frame.label_x,
+            })
+            .collect(),
+        arrows: layout
+            .edges
+            .iter()
+            .map(|edge| proto::GraphArrow {
+                from: edge.from as u32,
+                to: edge.to as u32,
+                points: edge.points.iter().flat_map(|&(x, y)| [x, y]).collect(),
+                shape: edge.shape.clone().unwrap_or_default(),
+            })
+            .collect(),
+        alt_text: layout.alt_text.clone(),
     }
 }
 

@@ -410,7 +410,6 @@ function explain() {
 
 // --- graph explorer -------------------------------------------------------------------
 
-const BOX = { width: 170, height: 34, gapX: 40, gapY: 64 };
 const view = { x: 0, y: 0, width: 800, height: 600 };
 
 async function loadGraph() {
@@ -423,84 +422,14 @@ async function loadGraph() {
     call("Explain", "Summary", { model, input_shape: request.input_shape || [], figure_format: "FIGURE_FORMAT_NONE" }),
     call("Explain", "Parameters", { model, figure_format: "FIGURE_FORMAT_NONE" }),
   ]);
-  state.graph = { model, nodes: graph.nodes, edges: graph.edges, summary, parameters };
-  state.expanded = new Set([""]);
+  state.graph = { model, inputShape: request.input_shape, nodes: graph.nodes, byId: new Map(graph.nodes.map((node) => [node.id, node])), edges: graph.edges, summary, parameters };
+  state.expanded = new Set();
   state.unfolded = new Set();
-  renderGraph(true);
-}
-
-// The box a node shows as: the outermost collapsed module frame around it, or the op.
-function displayKey(node) {
-  const parts = node.module_path ? node.module_path.split(".") : [];
-  let prefix = "";
-  for (const part of parts) {
-    const path = prefix ? `${prefix}.${part}` : part;
-    if (!state.expanded.has(path)) return `m:${path}`;
-    prefix = path;
-  }
-  return `n:${node.id}`;
-}
-
-// A module's kind for folding: its type and parameter count (blocks that repeat have both).
-function typeOf(path) {
-  const row = state.graph.summary.rows.find((entry) => entry.path === path);
-  return row ? `${row.type_name}/${row.num_params}` : "";
+  await renderGraph(true);
 }
 
 function parentOf(path) {
   return path.includes(".") ? path.slice(0, path.lastIndexOf(".")) : "";
-}
-
-// Runs of collapsed sibling modules of one type and size that follow each other (one edge out of
-// each into the next: ResNet blocks, transformer layers) fold into one box marked ×N,
-// until their frame is unfolded. Answers the node → box key map with the runs merged.
-function foldRepeats(graph, keyOf) {
-  const order = [];
-  const next = new Map();
-  const previous = new Map();
-  for (const node of graph.nodes) {
-    const key = keyOf.get(node.id);
-    if (!next.has(key)) {
-      order.push(key);
-      next.set(key, new Set());
-      previous.set(key, new Set());
-    }
-  }
-  for (const edge of graph.edges) {
-    const from = keyOf.get(edge.from);
-    const to = keyOf.get(edge.to);
-    if (from === undefined || to === undefined || from === to) continue;
-    next.get(from).add(to);
-    previous.get(to).add(from);
-  }
-  const merged = new Map();
-  const taken = new Set();
-  for (const key of order) {
-    if (taken.has(key) || !key.startsWith("m:")) continue;
-    const path = key.slice(2);
-    const parent = parentOf(path);
-    const type = typeOf(path);
-    if (!type || state.unfolded.has(parent)) continue;
-    const run = [key];
-    let last = key;
-    for (;;) {
-      const outs = [...next.get(last)];
-      if (outs.length !== 1) break;
-      const candidate = outs[0];
-      if (!candidate.startsWith("m:") || taken.has(candidate) || previous.get(candidate).size !== 1) break;
-      const candidatePath = candidate.slice(2);
-      if (parentOf(candidatePath) !== parent || typeOf(candidatePath) !== type) break;
-      run.push(candidate);
-      last = candidate;
-    }
-    if (run.length < 2) continue;
-    const folded = `r:${run[0].slice(2)}|${run.length}`;
-    for (const member of run) {
-      taken.add(member);
-      merged.set(member, folded);
-    }
-  }
-  return new Map([...keyOf].map(([id, key]) => [id, merged.get(key) || key]));
 }
 
 function ancestors(path) {
@@ -508,134 +437,113 @@ function ancestors(path) {
   return parts.map((_, index) => parts.slice(0, index + 1).join("."));
 }
 
-function renderGraph(fit) {
+// The daemon lays the graph out (the same Sugiyama layout as its figures) for the frames
+// open here: every module call not in `state.expanded` is one box, and runs of identical
+// blocks fold into one box marked ×N except inside the calls in `state.unfolded`. The page
+// only draws what comes back; each open or close is one Graph call (answered from the
+// daemon's cache when the view was seen before).
+async function renderGraph(fit) {
   const graph = state.graph;
   if (!graph) return;
-  const keyOf = foldRepeats(graph, new Map(graph.nodes.map((node) => [node.id, displayKey(node)])));
-  const boxes = new Map();
-  for (const node of graph.nodes) {
-    const key = keyOf.get(node.id);
-    if (!boxes.has(key)) boxes.set(key, { key, nodes: [], order: boxes.size, out: new Set(), in: new Set(), shapes: [] });
-    boxes.get(key).nodes.push(node);
-  }
-  for (const edge of graph.edges) {
-    const from = keyOf.get(edge.from);
-    const to = keyOf.get(edge.to);
-    if (from === undefined || to === undefined || from === to) continue;
-    boxes.get(from).out.add(to);
-    boxes.get(to).in.add(from);
-    boxes.get(from).shapes.push(edge.shape);
-  }
-  // Rank: longest path from a source, in topological order (Kahn).
-  const pending = new Map([...boxes.values()].map((box) => [box.key, box.in.size]));
-  const queue = [...boxes.values()].filter((box) => box.in.size === 0).map((box) => box.key);
-  const rank = new Map(queue.map((key) => [key, 0]));
-  while (queue.length) {
-    const key = queue.shift();
-    for (const next of boxes.get(key).out) {
-      rank.set(next, Math.max(rank.get(next) || 0, rank.get(key) + 1));
-      pending.set(next, pending.get(next) - 1);
-      if (pending.get(next) === 0) queue.push(next);
-    }
-  }
-  const rows = new Map();
-  for (const box of [...boxes.values()].sort((a, b) => a.order - b.order)) {
-    const r = rank.get(box.key) || 0;
-    if (!rows.has(r)) rows.set(r, []);
-    rows.get(r).push(box);
-  }
-  let widest = 1;
-  for (const row of rows.values()) widest = Math.max(widest, row.length);
-  for (const [r, row] of rows) {
-    const offset = ((widest - row.length) * (BOX.width + BOX.gapX)) / 2;
-    row.forEach((box, index) => {
-      box.x = offset + index * (BOX.width + BOX.gapX);
-      box.y = r * (BOX.height + BOX.gapY);
-    });
-  }
+  const request = {
+    model: graph.model,
+    figure_format: "FIGURE_FORMAT_NONE",
+    collapse_repeats: true,
+    view: { open: [...state.expanded], unfold_repeats: [...state.unfolded] },
+  };
+  if (graph.inputShape) request.input_shape = graph.inputShape;
+  const asked = (state.layoutAsked = (state.layoutAsked || 0) + 1);
+  const answer = await call("Explain", "Graph", request);
+  if (asked !== state.layoutAsked) return; // a later click asked for another view
+  const layout = answer.layout;
   const svg = document.getElementById("graph-svg");
   const frames = svgElement("g", { class: "frames" });
   const edges = svgElement("g", { class: "edges" });
   const nodes = svgElement("g", { class: "nodes" });
-  // Frames of expanded modules around their boxes.
-  const framed = new Map();
-  for (const box of boxes.values()) {
-    const folded = box.key.startsWith("m:") || box.key.startsWith("r:");
-    const path = folded ? box.key.slice(2).split("|")[0] : box.nodes[0].module_path;
-    if (!path) continue;
-    const outer = folded ? ancestors(path).slice(0, -1) : ancestors(path);
-    for (const frame of outer) {
-      const bounds = framed.get(frame) || { x0: Infinity, y0: Infinity, x1: -Infinity, y1: -Infinity, depth: frame.split(".").length };
-      bounds.x0 = Math.min(bounds.x0, box.x);
-      bounds.y0 = Math.min(bounds.y0, box.y);
-      bounds.x1 = Math.max(bounds.x1, box.x + BOX.width);
-      bounds.y1 = Math.max(bounds.y1, box.y + BOX.height);
-      framed.set(frame, bounds);
-    }
-  }
-  // A frame holding other frames that start on its first row is drawn that many label
-  // rows higher (and wider), so nested labels stack instead of overlapping.
-  for (const [path, bounds] of framed) {
-    bounds.nested = 0;
-    for (const [other, inner] of framed) {
-      if (other.startsWith(`${path}.`) && inner.y0 === bounds.y0) bounds.nested = Math.max(bounds.nested, inner.depth - bounds.depth);
-    }
-  }
-  for (const [path, bounds] of [...framed].sort((a, b) => a[1].depth - b[1].depth)) {
-    const pad = 6 + 5 * bounds.nested;
-    const top = bounds.y0 - 6 - 16 * (bounds.nested + 1);
-    const group = svgElement("g", { class: "frame", "data-path": path, tabindex: "0", role: "button", "aria-label": `collapse ${path}` });
-    group.append(svgElement("rect", { x: bounds.x0 - pad, y: top, width: bounds.x1 - bounds.x0 + 2 * pad, height: bounds.y1 + pad - top, rx: 6 }));
-    const label = svgElement("text", { x: bounds.x0 - pad + 4, y: top + 12 });
-    label.textContent = `▾ ${path}`;
+  const labels = svgElement("g", { class: "shapes" });
+  for (const frame of layout.frames) {
+    const group = svgElement("g", { class: "frame", "data-path": frame.path, "data-depth": String(frame.depth), tabindex: "0", role: "button", "aria-label": `collapse ${frame.path}` });
+    group.append(svgElement("rect", { x: frame.x, y: frame.y, width: frame.width, height: frame.height, rx: 7 }));
+    const label = svgElement("text", { x: frame.x + frame.label_x, y: frame.y + 16 });
+    label.textContent = `▾ ${frame.label}`;
     group.append(label);
+    const close = () => {
+      state.expanded.delete(frame.path);
+      state.unfolded.delete(frame.path);
+      for (const other of [...state.expanded]) if (other.startsWith(`${frame.path}.`)) state.expanded.delete(other);
+      guarded(() => renderGraph(false))();
+    };
     group.addEventListener("click", (event) => {
       event.stopPropagation();
-      state.expanded.delete(path);
-      state.unfolded.delete(path);
-      for (const other of [...state.expanded]) if (other.startsWith(`${path}.`)) state.expanded.delete(other);
-      renderGraph(false);
+      close();
+    });
+    group.addEventListener("keydown", (event) => {
+      if ((event.key === "Enter" || event.key === " ") && event.target === group) close();
     });
     frames.append(group);
   }
-  for (const box of boxes.values()) {
-    for (const next of box.out) {
-      const target = boxes.get(next);
-      edges.append(svgElement("line", { x1: box.x + BOX.width / 2, y1: box.y + BOX.height, x2: target.x + BOX.width / 2, y2: target.y }));
+  // Arrows as the daemon routed them, with the shapes they carry: one label under a box
+  // whose arrows all carry one shape, else one by each arrow's end.
+  const leaving = new Map();
+  for (const arrow of layout.arrows) {
+    const points = [];
+    for (let index = 0; index + 1 < arrow.points.length; index += 2) points.push(`${arrow.points[index]},${arrow.points[index + 1]}`);
+    edges.append(svgElement("polyline", { points: points.join(" "), "marker-end": "url(#arrow-head)" }));
+    if (!leaving.has(arrow.from)) leaving.set(arrow.from, []);
+    leaving.get(arrow.from).push(arrow);
+  }
+  const shapeText = (shape) => (shape.length ? shape.join("×") : "scalar");
+  for (const arrows of leaving.values()) {
+    const shapes = new Set(arrows.map((arrow) => arrow.shape.join("×")));
+    const at = shapes.size === 1 ? [arrows[0]] : arrows;
+    for (const arrow of at) {
+      if (!arrow.shape.length && shapes.size === 1) continue;
+      const n = arrow.points.length;
+      const [x, y] = shapes.size === 1 ? [arrow.points[0] + 5, arrow.points[1] + 11] : [arrow.points[n - 2] + 5, arrow.points[n - 1] - 5];
+      const text = svgElement("text", { x, y });
+      text.textContent = shapeText(arrow.shape);
+      labels.append(text);
     }
-    const isRepeat = box.key.startsWith("r:");
-    const repeats = isRepeat ? Number(box.key.split("|")[1]) : 1;
-    const isModule = box.key.startsWith("m:") || isRepeat;
-    const path = isRepeat ? box.key.slice(2).split("|")[0] : isModule ? box.key.slice(2) : box.nodes[0].module_path;
-    const row = isModule ? state.graph.summary.rows.find((entry) => entry.path === path) : null;
-    const name = path.split(".").pop();
-    const text = isRepeat
-      ? `▸ ${name}… ×${repeats}${row ? ` (${row.type_name.split(".").pop()})` : ""}`
-      : isModule
-        ? `▸ ${name}${row ? ` (${row.type_name})` : ""}`
-        : box.nodes[0].op.replace(/^aten::|^aten\./, "");
+  }
+  const outgoing = (index) => (leaving.get(index) || []).map((arrow) => arrow.shape);
+  layout.boxes.forEach((laid, index) => {
+    const folded = laid.role === "folded";
+    const isRepeat = laid.repeats > 1;
+    const classes = { folded: "node module", module: "node op leaf", op: "node op", input: "node terminal", output: "node terminal" }[laid.role] || "node";
     const group = svgElement("g", {
-      class: isRepeat ? "node module repeat" : isModule ? "node module" : "node op",
-      "data-key": box.key,
-      "data-path": path,
+      class: isRepeat ? `${classes} repeat` : classes,
+      "data-path": laid.path,
+      "data-role": laid.role,
       tabindex: "0",
       role: "button",
-      "aria-label": isRepeat ? `show the ${repeats} repeated ${name} blocks` : isModule ? `expand ${path}` : `${text} in ${path || "the model"}`,
+      "aria-label": isRepeat ? `show the ${laid.repeats} repeated ${laid.path} blocks` : folded ? `expand ${laid.path}` : `${laid.title} in ${laid.path || "the model"}`,
     });
-    if (isRepeat) group.dataset.repeats = String(repeats);
-    group.append(svgElement("rect", { x: box.x, y: box.y, width: BOX.width, height: BOX.height, rx: isModule ? 8 : 3 }));
-    const label = svgElement("text", { x: box.x + 8, y: box.y + 21 });
-    label.textContent = text.length > 24 ? `${text.slice(0, 23)}…` : text;
-    group.append(label);
+    if (isRepeat) group.dataset.repeats = String(laid.repeats);
+    group.append(svgElement("rect", { x: laid.x, y: laid.y, width: laid.width, height: laid.height, rx: folded ? 8 : 4 }));
+    if (isRepeat) group.prepend(svgElement("rect", { class: "stack", x: laid.x + 4, y: laid.y + 4, width: laid.width, height: laid.height, rx: 8 }));
+    const title = svgElement("text", { x: laid.x + laid.width / 2, y: laid.y + laid.height / 2 - 6.5 * laid.lines.length + 4, "text-anchor": "middle" });
+    title.textContent = laid.title;
+    group.append(title);
+    laid.lines.forEach((line, number) => {
+      const text = svgElement("text", { class: "detail", x: laid.x + laid.width / 2, y: laid.y + laid.height / 2 - 6.5 * laid.lines.length + 4 + 13 * (number + 1), "text-anchor": "middle" });
+      text.textContent = line;
+      group.append(text);
+    });
+    if (laid.role === "input" || laid.role === "output") {
+      nodes.append(group);
+      return;
+    }
+    const box = { nodes: laid.node_ids.map((id) => graph.byId.get(id)).filter(Boolean), shapes: outgoing(index) };
+    const isModule = folded || laid.role === "module";
     const activate = () => {
       if (isRepeat) {
-        state.unfolded.add(parentOf(path));
-        renderGraph(false);
-      } else if (isModule && box.nodes.length > 0) {
-        state.expanded.add(path);
-        renderGraph(false);
+        state.unfolded.add(parentOf(laid.path));
+        guarded(() => renderGraph(false))();
+      } else if (folded) {
+        state.expanded.add(laid.path);
+        guarded(() => renderGraph(false))();
       }
-      showCard(box, path, isModule, repeats);
+      showCard(box, laid.path, isModule, laid.repeats);
     };
     group.addEventListener("click", (event) => {
       event.stopPropagation();
@@ -645,19 +553,24 @@ function renderGraph(fit) {
       if (event.key === "Enter" || event.key === " ") activate();
     });
     nodes.append(group);
-  }
-  svg.replaceChildren(frames, edges, nodes);
-  svg.dataset.boxes = String(boxes.size);
+  });
+  const defs = svgElement("defs");
+  const marker = svgElement("marker", { id: "arrow-head", viewBox: "0 0 8 8", refX: "7", refY: "4", markerWidth: "8", markerHeight: "8", orient: "auto", markerUnits: "userSpaceOnUse" });
+  marker.append(svgElement("path", { d: "M0,0 L8,4 L0,8 z" }));
+  defs.append(marker);
+  svg.replaceChildren(defs, frames, edges, labels, nodes);
+  svg.dataset.boxes = String(layout.boxes.length);
+  svg.setAttribute("aria-label", layout.alt_text);
   if (fit) {
     // The graph's width in view, and as much of its height as stays readable.
     const aspect = svg.clientHeight / Math.max(1, svg.clientWidth) || 0.6;
-    const width = Math.max(600, widest * (BOX.width + BOX.gapX) + 80);
-    const height = rows.size * (BOX.height + BOX.gapY) + 80;
+    const width = Math.max(600, layout.width + 80);
+    const height = layout.height + 80;
     // All of it when that keeps the boxes readable; else the top part at a readable size.
     view.width = Math.max(width, Math.min(height / aspect, width * 2.2));
     view.height = view.width * aspect;
     view.x = -40 - (view.width - width) / 2;
-    view.y = -60;
+    view.y = -40;
   }
   applyView();
 }
@@ -736,7 +649,7 @@ async function showCard(box, path, isModule, repeats = 1) {
   }
 }
 
-function findInGraph(text) {
+async function findInGraph(text) {
   if (!state.graph || !text) return;
   const match = state.graph.nodes.find((node) => node.module_path === text) || state.graph.nodes.find((node) => node.module_path.includes(text));
   if (!match) return showError(new Error(`no layer matches ${text}`));
@@ -747,12 +660,12 @@ function findInGraph(text) {
     state.unfolded.add(parentOf(path));
   }
   state.unfolded.add(parentOf(target));
-  renderGraph(false);
+  await renderGraph(false);
   const box = document.querySelector(`#graph-svg .node[data-path="${CSS.escape(target)}"]`) || document.querySelector(`#graph-svg .node[data-path^="${CSS.escape(target)}"]`);
   if (!box) return;
   box.classList.add("found");
-  const rect = box.querySelector("rect");
-  view.x = Number(rect.getAttribute("x")) - view.width / 2 + BOX.width / 2;
+  const rect = box.querySelector("rect:last-of-type");
+  view.x = Number(rect.getAttribute("x")) + Number(rect.getAttribute("width")) / 2 - view.width / 2;
   view.y = Number(rect.getAttribute("y")) - view.height / 2;
   applyView();
   box.focus();
@@ -981,9 +894,9 @@ function setUp() {
   }));
   document.getElementById("graph-load").addEventListener("click", guarded(loadGraph));
   document.getElementById("graph-search").addEventListener("keydown", (event) => {
-    if (event.key === "Enter") findInGraph(event.target.value.trim());
+    if (event.key === "Enter") guarded(() => findInGraph(event.target.value.trim()))();
   });
-  document.getElementById("graph-expand-all").addEventListener("click", () => {
+  document.getElementById("graph-expand-all").addEventListener("click", guarded(async () => {
     if (!state.graph) return;
     for (const node of state.graph.nodes) {
       for (const path of node.module_path ? ancestors(node.module_path) : []) {
@@ -991,13 +904,14 @@ function setUp() {
         state.unfolded.add(parentOf(path));
       }
     }
-    renderGraph(true);
-  });
-  document.getElementById("graph-collapse-all").addEventListener("click", () => {
-    state.expanded = new Set([""]);
+    state.unfolded.add("");
+    await renderGraph(true);
+  }));
+  document.getElementById("graph-collapse-all").addEventListener("click", guarded(async () => {
+    state.expanded = new Set();
     state.unfolded = new Set();
-    renderGraph(true);
-  });
+    await renderGraph(true);
+  }));
   setUpPanAndZoom();
   document.getElementById("explain-input").addEventListener("change", guarded(async (event) => {
     const file = event.target.files[0];

@@ -62,6 +62,8 @@ pub struct Daemon {
     pub store: PathBuf,
     /// `127.0.0.1:PORT` of `GET /metrics` when started with `--metrics-listen`.
     pub metrics_address: Option<String>,
+    /// The explorer's `http(s)://127.0.0.1:PORT/` when started with `--web-listen`.
+    pub web_url: Option<String>,
     stderr_lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -90,11 +92,13 @@ impl Daemon {
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                // The metrics line, when there is one, comes before the listening line.
+                // The metrics and web lines, when there are any, come before the listening line.
                 if let Some((_, address)) = line.split_once("metrics on ") {
-                    let _ = sender.send((true, address.trim().to_string()));
+                    let _ = sender.send((Some(false), address.trim().to_string()));
+                } else if let Some((_, url)) = line.split_once("web explorer on ") {
+                    let _ = sender.send((Some(true), url.trim().to_string()));
                 } else if let Some((_, address)) = line.split_once("listening on ") {
-                    let _ = sender.send((false, address.trim().to_string()));
+                    let _ = sender.send((None, address.trim().to_string()));
                 }
             }
         });
@@ -111,11 +115,12 @@ impl Daemon {
             })
         };
         let deadline = Instant::now() + Duration::from_secs(60);
-        let mut metrics_address = None;
+        let (mut metrics_address, mut web_url) = (None, None);
         let address = loop {
             match receiver.recv_timeout(Duration::from_millis(100)) {
-                Ok((true, address)) => metrics_address = Some(address),
-                Ok((false, address)) => break address,
+                Ok((Some(false), address)) => metrics_address = Some(address),
+                Ok((Some(true), url)) => web_url = Some(url),
+                Ok((None, address)) => break address,
                 Err(_) => {}
             }
             if child.try_wait().expect("polling layerlensd").is_some() {
@@ -129,7 +134,7 @@ impl Daemon {
             None => address,
         };
         let scheme = if extra_args.contains(&"--tls-cert") { "https" } else { "http" };
-        Ok(Daemon { child: Some(child), url: format!("{scheme}://{address}"), store: store.to_path_buf(), metrics_address, stderr_lines })
+        Ok(Daemon { child: Some(child), url: format!("{scheme}://{address}"), store: store.to_path_buf(), metrics_address, web_url, stderr_lines })
     }
 
     /// What the daemon has written to stderr (its log) so far.

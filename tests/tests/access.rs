@@ -197,9 +197,20 @@ async fn tls_with_a_private_ca_from_rust_the_cli_and_python() {
     let tokens = write_tokens_file(dir.path());
     let daemon = Daemon::start(
         &dir.path().join("store"),
-        &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap(), "--tokens", tokens.to_str().unwrap()],
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--tokens",
+            tokens.to_str().unwrap(),
+            "--web-listen",
+            "127.0.0.1:0",
+        ],
     );
     assert!(daemon.url.starts_with("https://127.0.0.1:"), "{}", daemon.url);
+    let web_url = daemon.web_url.clone().expect("the web explorer's line");
+    assert!(web_url.starts_with("https://127.0.0.1:"), "the explorer is served over TLS too: {web_url}");
 
     let client = Client::connect_with(&daemon.url, Some(BOB_TOKEN), Some(&ca)).await.expect("TLS connect with the CA");
     let model = client.upload_file(&fixtures().join("tiny_mlp_traced.pt"), Some("mlp"), &[1, 4]).await.unwrap();
@@ -260,6 +271,42 @@ async fn tls_with_a_private_ca_from_rust_the_cli_and_python() {
     assert!(!ok && stderr.contains("LayerlensError: the access token is not valid"), "{stderr}");
     let (ok, _, stderr) = run_python(list, &[("ADDR", plain_url.as_str()), ("TOKEN", BOB_TOKEN)]);
     assert!(!ok && stderr.contains("LayerlensError") && stderr.contains("https://"), "{stderr}");
+
+    // The web explorer: its page and gRPC-Web answers over TLS with the CA, the same
+    // token rule, and nothing over plaintext.
+    let web = r#"
+import os, ssl, urllib.request
+context = ssl.create_default_context(cafile=os.environ["CA"])
+page = urllib.request.urlopen(os.environ["WEB"], context=context, timeout=30).read().decode()
+assert "<title>layerlens" in page, page[:200]
+
+def call(token):
+    """Models.List through gRPC-Web: the grpc-status, from the headers or the trailer frame."""
+    headers = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1"}
+    if token:
+        headers["authorization"] = "Bearer " + token
+    request = urllib.request.Request(os.environ["WEB"] + "layerlens.v1.Models/List", data=bytes(5), headers=headers)
+    with urllib.request.urlopen(request, context=context, timeout=30) as answer:
+        status, body, at = answer.headers.get("grpc-status"), answer.read(), 0
+    while status is None and at < len(body):
+        flag, size = body[at], int.from_bytes(body[at + 1:at + 5], "big")
+        if flag & 0x80:
+            status = body[at + 5:at + 5 + size].decode().split("grpc-status:")[1].split()[0]
+        at += 5 + size
+    return status
+
+print(call(os.environ["TOKEN"]), call(None))
+try:
+    urllib.request.urlopen(os.environ["WEB"].replace("https://", "http://"), timeout=30).read()
+    print("plaintext answered")
+except Exception as error:
+    print("plaintext refused:", type(error).__name__)
+"#;
+    let (ok, stdout, stderr) = run_python(web, &[("CA", ca_text), ("WEB", web_url.as_str()), ("TOKEN", BOB_TOKEN)]);
+    assert!(ok, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "0 16", "Models.List through gRPC-Web: OK with bob's token, UNAUTHENTICATED without one");
+    assert!(lines[1].starts_with("plaintext refused"), "{stdout}");
 
     assert!(daemon.stop(), "layerlensd did not exit 0 on SIGTERM");
 }

@@ -109,6 +109,11 @@ enum Command {
         /// Fold runs of identical blocks into one box marked ×N.
         #[arg(long)]
         collapse_repeats: bool,
+        /// Show this module call open, as a frame around its contents, and fold every
+        /// call not named into one box; repeat it to open several (e.g. --open layer1
+        /// --open layer1.0).
+        #[arg(long, value_name = "PATH")]
+        open: Vec<String>,
         /// Where to write the figure; .svg or .png.
         #[arg(long)]
         figure: PathBuf,
@@ -237,9 +242,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let inputs = sample_inputs(input_shape, &input_dtype)?;
             summary(&client, &model, inputs, depth, figure.as_deref(), cli.json).await
         }
-        Command::Graph { model, input_shape, input_dtype, depth, collapse_repeats, figure } => {
+        Command::Graph { model, input_shape, input_dtype, depth, collapse_repeats, open, figure } => {
             let inputs = sample_inputs(input_shape, &input_dtype)?;
-            graph(&client, &model, inputs, depth, collapse_repeats, &figure, cli.json).await
+            let view = (!open.is_empty()).then(|| proto::GraphView { open, unfold_repeats: Vec::new() });
+            graph(&client, &model, inputs, GraphFolding { depth, collapse_repeats, view }, &figure, cli.json).await
         }
         Command::Params(args) => crate::inspect::params(&client, args, cli.json).await,
         Command::Activations(args) => crate::inspect::activations(&client, args, cli.json).await,
@@ -502,16 +508,22 @@ fn parse_dtype(text: &str) -> anyhow::Result<proto::Dtype> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What `graph` folds: calls below a depth, runs of repeats, calls not held open.
+struct GraphFolding {
+    depth: Option<u32>,
+    collapse_repeats: bool,
+    view: Option<proto::GraphView>,
+}
+
 async fn graph(
     client: &Client,
     model: &str,
     inputs: Vec<proto::SampleInput>,
-    depth: Option<u32>,
-    collapse_repeats: bool,
+    folding: GraphFolding,
     figure: &Path,
     as_json: bool,
 ) -> anyhow::Result<()> {
+    let GraphFolding { depth, collapse_repeats, view } = folding;
     let format = crate::figure::format_of("--figure", figure)?;
     let (input_shape, input_dtype, extra_inputs) = split_inputs(inputs);
     let request = proto::GraphRequest {
@@ -522,6 +534,7 @@ async fn graph(
         depth: depth.unwrap_or(0),
         collapse_repeats,
         figure_format: format as i32,
+        view,
     };
     let answer = client.graph(request).await.with_context(|| format!("graph of {model}"))?;
     let rendered = answer.figure.as_ref().context("the daemon answered without a figure")?;

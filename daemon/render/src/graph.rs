@@ -27,7 +27,7 @@ use crate::font::text_width;
 use crate::graph_layout::{self, ClusterInput, LayoutInput, Member, Rect, Size};
 use crate::scene::{Anchor, Element, Scene};
 use crate::{Figure, Format, RenderError};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 /// One operation (or leaf module call) of a model's forward pass, in execution order.
@@ -66,13 +66,93 @@ pub struct ModelGraph {
 }
 
 /// What the graph figure shows. The default shows every op and no `×N` boxes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct GraphOptions {
     /// Collapse every module call deeper than this into one box (None: show leaf ops).
     /// Top-level module calls are at depth 1.
     pub depth: Option<u32>,
     /// Collapse runs of structurally identical sibling blocks into one "×N" box.
     pub collapse_repeats: bool,
+    /// An interactive view's open module calls, by path: when set, every call not in it
+    /// is folded into one box (as if it were at the collapse depth), so a viewer opens
+    /// and closes frames one at a time. The root forward is always open.
+    pub open: Option<BTreeSet<String>>,
+    /// Module calls (by path; "" for the root forward) whose children are drawn one by
+    /// one even where `collapse_repeats` would fold a run of them into one `×N` box.
+    pub unfold_repeats: BTreeSet<String>,
+}
+
+/// The graph laid out for an interactive viewer: what [`graph_figure`] draws, as data.
+/// Coordinates are pixels from the drawing's top-left corner, y downwards.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraphLayout {
+    pub width: f32,
+    pub height: f32,
+    pub boxes: Vec<LaidOutBox>,
+    /// Module-call frames, outermost first.
+    pub frames: Vec<LaidOutFrame>,
+    pub edges: Vec<LaidOutEdge>,
+    /// The figure's alt text (see [`graph_figure`]).
+    pub alt_text: String,
+}
+
+/// What a box stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoxRole {
+    /// A leaf module call (one op), drawn as its op.
+    Module,
+    /// A functional op in some module's forward.
+    Op,
+    /// A module call folded into one box (maybe the first of a `×N` run).
+    Folded,
+    Input,
+    Output,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaidOutBox {
+    pub role: BoxRole,
+    pub title: String,
+    /// Smaller lines below the title (path, detail).
+    pub lines: Vec<String>,
+    /// The module call it stands for (leaf and folded calls), else the innermost call it
+    /// runs in ("" for the root forward, and for inputs and outputs).
+    pub path: String,
+    /// The graph's nodes it holds (none for inputs and outputs).
+    pub node_ids: Vec<usize>,
+    /// How many calls a `×N` box stands for; 1 otherwise.
+    pub repeats: u32,
+    pub x: f32,
+    pub y: f32,
+    pub width: f32,
+    pub height: f32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaidOutFrame {
+    /// The open module call it frames.
+    pub path: String,
+    /// `path: Type` (with the range and `×N` of a repeated run).
+    pub label: String,
+    /// 1 for a frame in no other frame.
+    pub depth: u32,
+    /// How many calls it stands for, when it frames the first of a `×N` run; else 1.
+    pub repeats: u32,
+    pub x: f32,
+    pub y: f32,
+    pub width: f32,
+    pub height: f32,
+    /// Where the label starts, from the frame's left side.
+    pub label_x: f32,
+}
+
+/// An arrow, from the bottom of one box to the top of another, as a polyline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaidOutEdge {
+    pub from: usize,
+    pub to: usize,
+    pub points: Vec<(f32, f32)>,
+    pub shape: Option<Vec<i64>>,
 }
 
 /// The model graph as a figure: boxes top to bottom in execution order, arrows with the
@@ -180,14 +260,62 @@ struct View {
     edges: Vec<(usize, usize, Option<Vec<i64>>)>,
 }
 
-fn graph_scene(graph: &ModelGraph, options: &GraphOptions) -> Result<(Scene, String), RenderError> {
-    if options.depth == Some(0) {
-        return Err(RenderError::BadOptions("graph depth must be at least 1 (top-level module calls), or None to show every op".to_string()));
+impl View {
+    /// Per cluster, how many frames hold it (0 for the root, 1 for a frame in no other).
+    /// Clusters are created parents first.
+    fn nesting(&self) -> Vec<usize> {
+        let mut nesting = vec![0usize; self.clusters.len()];
+        for (cluster, (_, members)) in self.clusters.iter().enumerate() {
+            for member in members {
+                if let Member::Cluster(child) = *member {
+                    nesting[child] = nesting[cluster] + 1;
+                }
+            }
+        }
+        nesting
     }
-    let model = Model::new(graph)?;
-    let depth = options.depth.unwrap_or(u32::MAX);
-    let runs = if options.collapse_repeats { model.find_runs(depth) } else { Runs::none(model.scopes.len(), graph.nodes.len()) };
-    let view = model.view(depth, &runs)?;
+}
+
+/// Which module calls are drawn as one box and where runs may fold.
+struct Folding<'o> {
+    depth: u32,
+    open: Option<&'o BTreeSet<String>>,
+    unfold_repeats: &'o BTreeSet<String>,
+}
+
+impl Folding<'_> {
+    fn new(options: &GraphOptions) -> Result<Folding<'_>, RenderError> {
+        if options.depth == Some(0) {
+            return Err(RenderError::BadOptions("graph depth must be at least 1 (top-level module calls), or None to show every op".to_string()));
+        }
+        Ok(Folding { depth: options.depth.unwrap_or(u32::MAX), open: options.open.as_ref(), unfold_repeats: &options.unfold_repeats })
+    }
+
+    /// Whether a viewer opened this call (of more than one op): it gets a frame to close
+    /// it by, even around a single box.
+    fn held_open(&self, scope: &Scope) -> bool {
+        scope.nodes.len() > 1 && self.open.is_some_and(|open| open.contains(&scope.path))
+    }
+
+    /// Whether a call's contents are hidden: it is at the collapse depth, or the view
+    /// does not hold it open.
+    fn closed(&self, scope: &Scope) -> bool {
+        scope.depth >= self.depth || self.open.is_some_and(|open| !open.contains(&scope.path))
+    }
+}
+
+/// The view and its layout, before anything is drawn.
+struct Arranged {
+    runs: Runs,
+    view: View,
+    contents: Vec<(String, Vec<String>)>,
+    cluster_labels: Vec<String>,
+    layout: graph_layout::Layout,
+}
+
+fn arrange(model: &Model<'_>, fold: &Folding<'_>, collapse_repeats: bool) -> Result<Arranged, RenderError> {
+    let runs = if collapse_repeats { model.find_runs(fold) } else { Runs::none(model.scopes.len(), model.graph.nodes.len()) };
+    let view = model.view(fold, &runs)?;
 
     // Box contents and sizes.
     let contents: Vec<(String, Vec<String>)> = (0..view.boxes.len()).map(|index| model.box_text(&view, &runs, index)).collect();
@@ -208,7 +336,7 @@ fn graph_scene(graph: &ModelGraph, options: &GraphOptions) -> Result<(Scene, Str
         }
     }
     let input = LayoutInput {
-        boxes: sizes.clone(),
+        boxes: sizes,
         reach,
         clusters: view
             .clusters
@@ -226,6 +354,86 @@ fn graph_scene(graph: &ModelGraph, options: &GraphOptions) -> Result<(Scene, Str
         edges: view.edges.iter().map(|&(from, to, _)| (from, to)).collect(),
     };
     let layout = graph_layout::layout(&input);
+    Ok(Arranged { runs, view, contents, cluster_labels, layout })
+}
+
+/// The graph laid out as [`graph_figure`] would draw it, as data for a viewer that draws
+/// it itself (the web explorer): boxes with their text and the nodes they hold, frames,
+/// arrows as polylines with their shapes. `options.open` makes frames open one at a
+/// time. Errors as [`graph_figure`].
+pub fn graph_layout(graph: &ModelGraph, options: &GraphOptions) -> Result<GraphLayout, RenderError> {
+    let fold = Folding::new(options)?;
+    let model = Model::new(graph)?;
+    let Arranged { runs, view, contents, cluster_labels, layout } = arrange(&model, &fold, options.collapse_repeats)?;
+    let nesting = view.nesting();
+    let boxes = view
+        .boxes
+        .iter()
+        .zip(contents)
+        .zip(&layout.boxes)
+        .enumerate()
+        .map(|(index, ((&kind, (title, lines)), rect))| {
+            let (role, path, node_ids) = match kind {
+                BoxKind::Op(node) => {
+                    let leaf = model.node_scopes[node].last().filter(|&&scope| model.scopes[scope].nodes.len() == 1);
+                    let path = model.node_scopes[node].last().map(|&scope| model.scopes[scope].path.clone()).unwrap_or_default();
+                    (if leaf.is_some() { BoxRole::Module } else { BoxRole::Op }, path, vec![graph.nodes[node].id])
+                }
+                BoxKind::Scope(scope) => {
+                    let data = &model.scopes[scope];
+                    let role = if data.nodes.len() == 1 { BoxRole::Module } else { BoxRole::Folded };
+                    (role, data.path.clone(), data.nodes.iter().map(|&node| graph.nodes[node].id).collect())
+                }
+                BoxKind::Input(_) => (BoxRole::Input, String::new(), Vec::new()),
+                BoxKind::Output(_) => (BoxRole::Output, String::new(), Vec::new()),
+            };
+            let repeats = model.box_repeats(&view, &runs, index).unwrap_or(1) as u32;
+            LaidOutBox { role, title, lines, path, node_ids, repeats, x: rect.x, y: rect.y, width: rect.width, height: rect.height }
+        })
+        .collect();
+    let mut frames: Vec<(u32, LaidOutFrame)> = view
+        .clusters
+        .iter()
+        .enumerate()
+        .filter_map(|(cluster, (scope, _))| scope.map(|scope| (cluster, scope)))
+        .map(|(cluster, scope)| {
+            let rect = layout.clusters[cluster];
+            let frame = LaidOutFrame {
+                path: model.scopes[scope].path.clone(),
+                label: cluster_labels[cluster].clone(),
+                depth: nesting[cluster] as u32,
+                repeats: runs.repeats(scope).unwrap_or(1) as u32,
+                x: rect.x,
+                y: rect.y,
+                width: rect.width,
+                height: rect.height,
+                label_x: layout.label_x[cluster],
+            };
+            (frame.depth, frame)
+        })
+        .collect();
+    frames.sort_by_key(|(depth, _)| *depth);
+    let edges = view
+        .edges
+        .iter()
+        .zip(&layout.edges)
+        .map(|(&(from, to, ref shape), points)| LaidOutEdge { from, to, points: points.clone(), shape: shape.clone() })
+        .collect();
+    let alt_text = model.alt_text(&view, &runs, options);
+    Ok(GraphLayout {
+        width: layout.width,
+        height: layout.height,
+        boxes,
+        frames: frames.into_iter().map(|(_, frame)| frame).collect(),
+        edges,
+        alt_text,
+    })
+}
+
+fn graph_scene(graph: &ModelGraph, options: &GraphOptions) -> Result<(Scene, String), RenderError> {
+    let fold = Folding::new(options)?;
+    let model = Model::new(graph)?;
+    let Arranged { runs, view, contents, cluster_labels, layout } = arrange(&model, &fold, options.collapse_repeats)?;
 
     let title_width = text_width(&graph.title, TITLE_SIZE);
     let width = (layout.width + 2.0 * MARGIN + STACK_OFFSET).max(title_width + 2.0 * MARGIN).ceil();
@@ -244,14 +452,7 @@ fn graph_scene(graph: &ModelGraph, options: &GraphOptions) -> Result<(Scene, Str
     let shift = |rect: Rect| Rect { x: rect.x + dx, y: rect.y + dy, ..rect };
 
     // Frames, outermost first, each a shade darker than the one around it.
-    let mut nesting = vec![0usize; view.clusters.len()];
-    for (cluster, (_, members)) in view.clusters.iter().enumerate() {
-        for member in members {
-            if let Member::Cluster(child) = *member {
-                nesting[child] = nesting[cluster] + 1;
-            }
-        }
-    }
+    let nesting = view.nesting();
     for cluster in 1..view.clusters.len() {
         let fill = CLUSTER_FILLS[(nesting[cluster] - 1).min(CLUSTER_FILLS.len() - 1)];
         rounded_box(&mut scene, shift(layout.clusters[cluster]), CLUSTER_RADIUS, fill, CLUSTER_BORDER);
@@ -538,16 +739,18 @@ impl<'a> Model<'a> {
     }
 
     /// Runs of identical consecutive sibling calls, in every call whose children are
-    /// drawn (depth below `depth`) and at the root; inside a run only its first member
-    /// is searched, as only it is drawn.
-    fn find_runs(&self, depth: u32) -> Runs {
+    /// drawn (open, above the collapse depth) and at the root, except in calls named by
+    /// `unfold_repeats`; inside a run only its first member is searched, as only it is
+    /// drawn.
+    fn find_runs(&self, fold: &Folding<'_>) -> Runs {
         let mut runs = Runs::none(self.scopes.len(), self.graph.nodes.len());
         let mut signatures: Vec<Option<String>> = vec![None; self.scopes.len()];
-        self.find_runs_in(&self.root, depth, &mut runs, &mut signatures);
+        self.find_runs_in(&self.root, "", fold, &mut runs, &mut signatures);
         runs
     }
 
-    fn find_runs_in(&self, items: &[Item], depth: u32, runs: &mut Runs, signatures: &mut [Option<String>]) {
+    fn find_runs_in(&self, items: &[Item], parent: &str, fold: &Folding<'_>, runs: &mut Runs, signatures: &mut [Option<String>]) {
+        let fold_here = !fold.unfold_repeats.contains(parent);
         let mut signature = |scope: usize| -> String { signatures[scope].get_or_insert_with(|| self.signature(scope)).clone() };
         let mut start = 0;
         let mut found: Vec<(usize, usize)> = Vec::new();
@@ -560,6 +763,9 @@ impl<'a> Model<'a> {
             let mut end = start + 1;
             while end < items.len() && matches!(items[end], Item::Scope(other) if signature(other) == wanted) {
                 end += 1;
+            }
+            if !fold_here {
+                end = start + 1;
             }
             found.push((start, end));
             start = end;
@@ -580,8 +786,8 @@ impl<'a> Model<'a> {
                 }
                 runs.runs.push(members);
             }
-            if self.scopes[first].depth < depth {
-                self.find_runs_in(&self.scopes[first].children, depth, runs, signatures);
+            if !fold.closed(&self.scopes[first]) {
+                self.find_runs_in(&self.scopes[first].children, &self.scopes[first].path, fold, runs, signatures);
             }
         }
     }
@@ -641,18 +847,19 @@ impl<'a> Model<'a> {
         }
     }
 
-    /// Whether a drawn module call is one box rather than its contents: calls at the
-    /// collapse depth that hold more than one op (a call of one op is shown as that op,
-    /// whose label and detail say more), and the first call of a `×N` run at that depth
-    /// or of single ops.
-    fn is_box(&self, runs: &Runs, scope: usize, depth: u32) -> bool {
+    /// Whether a drawn module call is one box rather than its contents: closed calls
+    /// (at the collapse depth, or not open in the view) that hold more than one op (a
+    /// call of one op is shown as that op, whose label and detail say more), and the
+    /// first call of a `×N` run that is closed or of single ops.
+    fn is_box(&self, runs: &Runs, scope: usize, fold: &Folding<'_>) -> bool {
         let scope_data = &self.scopes[scope];
         let repeated = runs.repeats(scope).is_some();
-        (scope_data.depth >= depth && scope_data.nodes.len() > 1) || (repeated && (scope_data.depth >= depth || scope_data.nodes.len() == 1))
+        let closed = fold.closed(scope_data);
+        (closed && scope_data.nodes.len() > 1) || (repeated && (closed || scope_data.nodes.len() == 1))
     }
 
-    fn box_count(&self, runs: &Runs, scope: usize, depth: u32) -> usize {
-        if self.is_box(runs, scope, depth) {
+    fn box_count(&self, runs: &Runs, scope: usize, fold: &Folding<'_>) -> usize {
+        if self.is_box(runs, scope, fold) {
             return 1;
         }
         self.scopes[scope]
@@ -661,12 +868,12 @@ impl<'a> Model<'a> {
             .map(|&child| match child {
                 Item::Node(_) => 1,
                 Item::Scope(inner) if runs.is_hidden(inner) => 0,
-                Item::Scope(inner) => self.box_count(runs, inner, depth),
+                Item::Scope(inner) => self.box_count(runs, inner, fold),
             })
             .sum()
     }
 
-    fn view(&self, depth: u32, runs: &Runs) -> Result<View, RenderError> {
+    fn view(&self, fold: &Folding<'_>, runs: &Runs) -> Result<View, RenderError> {
         let mut view = View { boxes: Vec::new(), clusters: vec![(None, Vec::new())], box_context: Vec::new(), edges: Vec::new() };
         let mut box_of: Vec<Option<usize>> = vec![None; self.graph.nodes.len()];
         for index in 0..self.graph.inputs.len() {
@@ -674,7 +881,7 @@ impl<'a> Model<'a> {
             view.box_context.push(String::new());
             view.clusters[0].1.push(Member::Box(view.boxes.len() - 1));
         }
-        self.place(&self.root, 0, "", depth, runs, &mut view, &mut box_of);
+        self.place(&self.root, 0, "", fold, runs, &mut view, &mut box_of);
         for index in 0..self.graph.outputs.len() {
             view.boxes.push(BoxKind::Output(index));
             view.box_context.push(String::new());
@@ -723,7 +930,7 @@ impl<'a> Model<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn place(&self, items: &[Item], cluster: usize, context: &str, depth: u32, runs: &Runs, view: &mut View, box_of: &mut [Option<usize>]) {
+    fn place(&self, items: &[Item], cluster: usize, context: &str, fold: &Folding<'_>, runs: &Runs, view: &mut View, box_of: &mut [Option<usize>]) {
         for &item in items {
             match item {
                 Item::Node(node) => {
@@ -733,7 +940,7 @@ impl<'a> Model<'a> {
                     view.clusters[cluster].1.push(Member::Box(view.boxes.len() - 1));
                 }
                 Item::Scope(scope) if runs.is_hidden(scope) => {}
-                Item::Scope(scope) if self.is_box(runs, scope, depth) => {
+                Item::Scope(scope) if self.is_box(runs, scope, fold) => {
                     view.boxes.push(BoxKind::Scope(scope));
                     view.box_context.push(context.to_string());
                     for &node in &self.scopes[scope].nodes {
@@ -741,13 +948,13 @@ impl<'a> Model<'a> {
                     }
                     view.clusters[cluster].1.push(Member::Box(view.boxes.len() - 1));
                 }
-                Item::Scope(scope) if self.box_count(runs, scope, depth) > 1 => {
+                Item::Scope(scope) if self.box_count(runs, scope, fold) > 1 || fold.held_open(&self.scopes[scope]) => {
                     view.clusters.push((Some(scope), Vec::new()));
                     let inner = view.clusters.len() - 1;
                     view.clusters[cluster].1.push(Member::Cluster(inner));
-                    self.place(&self.scopes[scope].children, inner, &self.scopes[scope].path, depth, runs, view, box_of);
+                    self.place(&self.scopes[scope].children, inner, &self.scopes[scope].path, fold, runs, view, box_of);
                 }
-                Item::Scope(scope) => self.place(&self.scopes[scope].children, cluster, context, depth, runs, view, box_of),
+                Item::Scope(scope) => self.place(&self.scopes[scope].children, cluster, context, fold, runs, view, box_of),
             }
         }
     }

@@ -87,7 +87,9 @@ pub use bar_chart::bar_chart;
 pub use contour::{contour_plot, PlotPath};
 pub use figure::{attribution_figure, method_grid, AttributionFigure, GridPanel, MAX_BAR_FEATURES};
 pub use filters::{filter_grid, MAX_FILTER_TILES};
-pub use graph::{graph_figure, GraphEdge, GraphNode, GraphOptions, ModelGraph};
+pub use graph::{
+    graph_figure, graph_layout, BoxRole, GraphEdge, GraphLayout, GraphNode, GraphOptions, LaidOutBox, LaidOutEdge, LaidOutFrame, ModelGraph,
+};
 pub use heat_map::matrix_heat_map;
 pub use histogram::{histogram_grid, HistogramPanel};
 pub use images::{counterfactual_figure, image_grid, CounterfactualPanel, ImageTile, MAX_COUNTERFACTUAL_ROWS, MAX_IMAGE_TILES};

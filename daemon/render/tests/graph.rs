@@ -4,7 +4,7 @@
 //! Checks what each depth shows, when runs of blocks fold into `×N`, that shapes and
 //! labels are SVG text, that the PNG decodes, and the errors.
 
-use layerlens_render::{graph_figure, Figure, Format, GraphEdge, GraphNode, GraphOptions, ModelGraph, RenderError};
+use layerlens_render::{graph_figure, graph_layout, BoxRole, Figure, Format, GraphEdge, GraphNode, GraphOptions, ModelGraph, RenderError};
 
 /// Builds a graph op by op, in execution order, each op inside a stack of module calls.
 struct Tracer {
@@ -155,7 +155,7 @@ fn transformer(layers: usize) -> ModelGraph {
 }
 
 fn options(depth: Option<u32>, collapse_repeats: bool) -> GraphOptions {
-    GraphOptions { depth, collapse_repeats }
+    GraphOptions { depth, collapse_repeats, ..GraphOptions::default() }
 }
 
 fn svg(graph: &ModelGraph, options: &GraphOptions) -> (String, String) {
@@ -475,4 +475,60 @@ fn random_models_render_at_every_depth() {
             }
         }
     }
+}
+
+/// A viewer's frames open one at a time: every call not held open is one box, a run of
+/// identical blocks is one `×N` box until its parent is unfolded, and the laid-out boxes,
+/// frames and arrows agree with what the figure draws for the same options.
+#[test]
+fn an_interactive_view_opens_frames_one_at_a_time() {
+    let graph = resnet(4);
+    let view = |open: &[&str], unfold: &[&str]| GraphOptions {
+        collapse_repeats: true,
+        open: Some(open.iter().map(|path| path.to_string()).collect()),
+        unfold_repeats: unfold.iter().map(|path| path.to_string()).collect(),
+        ..GraphOptions::default()
+    };
+    // Nothing open: the stem's leaf modules, four folded stages, avgpool, flatten, fc,
+    // the input and the output.
+    let closed = graph_layout(&graph, &view(&[], &[])).expect("layout");
+    let folded: Vec<&str> = closed.boxes.iter().filter(|laid| laid.role == BoxRole::Folded).map(|laid| laid.path.as_str()).collect();
+    assert_eq!(folded, ["layer1", "layer2", "layer3", "layer4"]);
+    assert_eq!(closed.boxes.len(), 4 + 4 + 3 + 2, "{:?}", closed.alt_text);
+    assert!(closed.frames.is_empty());
+    let conv1 = closed.boxes.iter().find(|laid| laid.path == "conv1").expect("conv1");
+    assert_eq!((conv1.role, conv1.title.as_str(), conv1.node_ids.len()), (BoxRole::Module, "Conv2d", 1));
+    let layer1 = closed.boxes.iter().find(|laid| laid.path == "layer1").expect("layer1");
+    assert_eq!(layer1.node_ids.len(), 2 * 7, "two blocks of conv, bn, relu, conv, bn, add, relu");
+    // layer1 open: a frame holding its two blocks, folded into one box ×2.
+    let open = graph_layout(&graph, &view(&["layer1"], &[])).expect("layout");
+    assert_eq!(open.frames.iter().map(|frame| frame.path.as_str()).collect::<Vec<_>>(), ["layer1"]);
+    let run = open.boxes.iter().find(|laid| laid.path == "layer1.0").expect("the run's box");
+    assert_eq!((run.role, run.repeats), (BoxRole::Folded, 2));
+    assert!(!open.boxes.iter().any(|laid| laid.path == "layer1.1"));
+    assert_eq!(open.boxes.len(), closed.boxes.len());
+    let frame = &open.frames[0];
+    let inside = |laid: &&layerlens_render::LaidOutBox| {
+        laid.x >= frame.x && laid.y >= frame.y && laid.x + laid.width <= frame.x + frame.width && laid.y + laid.height <= frame.y + frame.height
+    };
+    assert!(inside(&run));
+    assert!(!open.boxes.iter().filter(|laid| laid.path == "conv1" || laid.path == "fc").any(|laid| inside(&laid)));
+    // Unfolded: both blocks; then layer1.0 open too, with its ops inside a nested frame.
+    let unfolded = graph_layout(&graph, &view(&["layer1"], &["layer1"])).expect("layout");
+    assert_eq!(unfolded.boxes.len(), open.boxes.len() + 1);
+    assert!(unfolded.boxes.iter().all(|laid| laid.repeats == 1));
+    let deeper = graph_layout(&graph, &view(&["layer1", "layer1.0"], &["layer1"])).expect("layout");
+    assert_eq!(deeper.frames.iter().map(|frame| (frame.path.as_str(), frame.depth)).collect::<Vec<_>>(), [("layer1", 1), ("layer1.0", 2)]);
+    assert_eq!(deeper.boxes.len(), unfolded.boxes.len() - 1 + 7, "layer1.0's box becomes its seven ops (ReLU is called twice: a box each)");
+    // Every arrow runs from the bottom of its source box to the top of its target.
+    for arrow in &deeper.edges {
+        let (from, to) = (&deeper.boxes[arrow.from], &deeper.boxes[arrow.to]);
+        let (first, last) = (arrow.points[0], *arrow.points.last().expect("points"));
+        assert!((first.1 - (from.y + from.height)).abs() < 0.5 && (last.1 - to.y).abs() < 0.5, "{arrow:?}");
+        assert!(first.0 >= from.x && first.0 <= from.x + from.width && last.0 >= to.x && last.0 <= to.x + to.width, "{arrow:?}");
+    }
+    // The figure for the same options draws the same boxes.
+    let figure = graph_figure(&graph, &view(&["layer1", "layer1.0"], &["layer1"]), Format::Svg).expect("figure");
+    assert_eq!(figure.alt_text, deeper.alt_text);
+    assert!(figure.alt_text.starts_with(&format!("graph of resnet-like (4 stages): {} boxes", deeper.boxes.len())), "{}", figure.alt_text);
 }

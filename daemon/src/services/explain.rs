@@ -296,8 +296,13 @@ impl Explain for ExplainService {
                 layerlens_render::Format::Svg
             }
         });
-        let options =
-            layerlens_render::GraphOptions { depth: (request.depth > 0).then_some(request.depth), collapse_repeats: request.collapse_repeats };
+        let view = request.view.clone();
+        let options = layerlens_render::GraphOptions {
+            depth: (request.depth > 0).then_some(request.depth),
+            collapse_repeats: request.collapse_repeats,
+            open: view.as_ref().map(|view| view.open.iter().cloned().collect()),
+            unfold_repeats: view.as_ref().map(|view| view.unfold_repeats.iter().cloned().collect()).unwrap_or_default(),
+        };
         let answer = self
             .state
             .cached_model_call(
@@ -307,18 +312,20 @@ impl Explain for ExplainService {
                 true,
                 |record, worker| async move {
                     let graph = worker.op_graph(inputs).await.map_err(in_model(&record))?;
-                    let figure = match format {
-                        None => None,
-                        Some(format) => {
-                            let model_graph = convert::model_graph(&graph, super::model_label(&record));
-                            let rendered = tokio::task::spawn_blocking(move || layerlens_render::graph_figure(&model_graph, &options, format))
-                                .await
-                                .map_err(ApiError::from)?
-                                .map_err(ApiError::from)?;
-                            Some(convert::figure(rendered))
-                        }
-                    };
-                    Ok(convert::graph_response(record.id, &graph, figure))
+                    if format.is_none() && view.is_none() {
+                        return Ok(convert::graph_response(record.id, &graph, None, None));
+                    }
+                    // Drawing and laying out are CPU work for a blocking thread, not the runtime's.
+                    let model_graph = convert::model_graph(&graph, super::model_label(&record));
+                    let (figure, layout) = tokio::task::spawn_blocking(move || -> Result<_, layerlens_render::RenderError> {
+                        let figure = format.map(|format| layerlens_render::graph_figure(&model_graph, &options, format)).transpose()?;
+                        let layout = view.map(|_| layerlens_render::graph_layout(&model_graph, &options)).transpose()?;
+                        Ok((figure, layout))
+                    })
+                    .await
+                    .map_err(ApiError::from)?
+                    .map_err(ApiError::from)?;
+                    Ok(convert::graph_response(record.id, &graph, figure.map(convert::figure), layout.as_ref().map(convert::graph_layout)))
                 },
             )
             .await?;

@@ -98,6 +98,14 @@ async fn cli_inspection_commands_print_json_tables_and_absolute_figure_paths() {
     assert!(graph["nodes"].as_u64().unwrap() > 0 && graph["edges"].as_u64().unwrap() > 0, "{graph}");
     assert_eq!(graph["figure"], svg.to_str().unwrap());
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    // The fixture is features (conv, relu, conv, relu, maxpool) then classifier (flatten,
+    // linear, relu, linear): every op is a box, with the input and the output, 11 in
+    // all. `--open features` keeps only that frame open: the classifier becomes one box.
+    assert!(graph["alt_text"].as_str().unwrap().contains(": 11 boxes (1 input, 1 output)"), "{graph}");
+    let opened = json_of(url, &["--json", "graph", "digits", "--open", "features", "--figure", svg.to_str().unwrap()]);
+    assert!(opened["alt_text"].as_str().unwrap().contains(": 8 boxes (1 input, 1 output)"), "{opened}");
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(drawn.contains(">features: Sequential<") && drawn.contains(">classifier<"), "{drawn}");
 
     // sanity-check --json names its figure like the other commands.
     let sanity_png = work.path().join("sanity.png");
