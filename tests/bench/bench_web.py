@@ -67,7 +67,7 @@ def pan_fps(driver):
     for _ in range(60):
         chain.move_by_offset(3, 2).pause(0.03)
     chain.release().perform()
-    return float(svg.get_attribute("data-fps"))
+    return float(driver.find_element("id", "graph-fps").get_attribute("data-fps"))
 
 
 def main():

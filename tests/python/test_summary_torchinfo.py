@@ -161,6 +161,17 @@ MODEL_CASES = [
         "scriptable; the saved file keeps the embedding and output weight as one tensor",
         tied_weights=True,
     ),
+    ModelCase(
+        "efficientnet_b0_scripted", lambda: torchvision.models.efficientnet_b0(weights=None), (1, 3, 64, 64), "float32",
+        "script", "StochasticDepth returns its input in eval mode, so no op of the call makes its output: the "
+        "daemon marks what every call returns before inlining, and the calls of blocks without a residual "
+        "connection (in a branch not taken) are left out, as torchinfo leaves them out",
+    ),
+    ModelCase(
+        "convnext_tiny_scripted", lambda: torchvision.models.convnext_tiny(weights=None), (1, 3, 64, 64), "float32",
+        "script", "every CNBlock ends in a StochasticDepth call that returns its input; layer scale is a parameter "
+        "owned by the block itself",
+    ),
     # The same networks as torch.export archives (.pt2), run by the daemon's own executor:
     # module calls come from each node's nn_module_stack instead of TorchScript call stacks.
     ModelCase(
@@ -313,7 +324,13 @@ def test_rows_match_torchinfo(case, client, tmp_path_factory):
     measured = measure(case, client, tmp_path_factory)
     summary = measured.summary
     reference = called_torchinfo_rows(measured)
-    assert summary.notes == [], f"{case.name}: {summary.notes}"
+    # The one note allowed names modules without a call that ran, which torchinfo has no
+    # row for either (MultiheadAttention's out_proj, whose weights its parent uses directly).
+    notes = [note for note in summary.notes if not note.endswith("which records no op")]
+    assert notes == [], f"{case.name}: {summary.notes}"
+    for note in summary.notes:
+        named = [path for path in note.split(" (", 1)[1].split(")", 1)[0].split(", ") if path != "..."]
+        assert named and not any(row["path"] in named for row in reference), f"{case.name}: {note}"
 
     # Both lists hold the root first, then one row per call in the order the forward pass
     # makes them.
@@ -443,3 +460,30 @@ def test_resnet18_call_sites_and_repeated_relu(case, client, tmp_path_factory):
         # row has, says so; a made-up location would not.
         assert conv1["call_site"] in ("", f"{inspect.getsourcefile(block_forward)}:{conv1_lines[0]}")
         assert all(row["call_site"] == "" for row in relu_calls), [row["call_site"] for row in relu_calls]
+
+
+# A trace or an export records ops only: a call that returns its input unchanged leaves
+# nothing in the file, so it can have no row (the scripted cases above have them).
+PASSTHROUGH_CASES = [
+    ModelCase("efficientnet_b0_traced", lambda: torchvision.models.efficientnet_b0(weights=None), (1, 3, 64, 64), "float32",
+              "trace", "StochasticDepth in eval mode records no op in a trace"),
+    ModelCase("efficientnet_b0_exported", lambda: torchvision.models.efficientnet_b0(weights=None), (1, 3, 64, 64), "float32",
+              "export", "nor in an export: the archive's module call graph names the module, no node runs in it"),
+]
+
+
+@pytest.mark.parametrize("case", PASSTHROUGH_CASES, ids=str)
+def test_calls_that_leave_no_op_are_named_in_a_note(case, client, tmp_path_factory):
+    measured = measure(case, client, tmp_path_factory)
+    summary = measured.summary
+    # Every other row is torchinfo's, with its shape.
+    reference = [row for row in called_torchinfo_rows(measured) if row["type"] != "StochasticDepth"]
+    assert [row["path"] for row in summary.rows] == [row["path"] for row in reference]
+    for row, expected in zip(summary.rows, reference):
+        assert row["output_shape"] == expected["output_shape"], row["path"]
+    # efficientnet_b0 has one StochasticDepth in each of its 16 MBConv blocks; torchinfo
+    # sees the 9 that run (blocks with a residual connection).
+    assert sum(row["type"] == "StochasticDepth" for row in called_torchinfo_rows(measured)) == 9
+    [note] = summary.notes
+    assert note.startswith("16 module(s) have no row: no call of theirs ran an op on this input (features.1.0.stochastic_depth, "), note
+    assert "StochasticDepth" in note, note

@@ -241,6 +241,13 @@ async fn fair_queuing_priorities_deadlines_and_the_queue_bound() {
         assert!(took < Duration::from_secs(5), "the deadline was answered after {took:?}");
     }
     assert!(!blocker.is_finished(), "the blocker ended before the deadlines passed");
+    // The daemon drops the expired jobs from its queue (their callers gave up, or their
+    // deadlines passed) before the worker is free again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while alice.status().await.unwrap().models.iter().map(|model| model.queued).sum::<u64>() > 0 {
+        assert!(Instant::now() < deadline, "the expired requests stayed queued");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     blocker.abort();
     let mut request = tonic::Request::new(ig_request(steps, 300));
     request.set_timeout(Duration::from_secs(60));

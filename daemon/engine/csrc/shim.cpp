@@ -24,9 +24,11 @@
 // layerlens_free_string.
 
 #include <torch/script.h>
+#include <torch/csrc/jit/passes/constant_pooling.h>
 #include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/inliner.h>
+#include <torch/csrc/jit/passes/peephole.h>
 #include <torch/csrc/jit/passes/lower_tuples.h>
 #include <torch/csrc/jit/passes/remove_mutation.h>
 
@@ -346,10 +348,58 @@ void fold_training_flags(torch::jit::Graph& graph) {
     }
 }
 
+// Marks the tensors a submodule call returns: a `clone` node, tagged with this
+// attribute, on each one, inside the call (so it carries the call's frame once inlined).
+// A call that returns its input unchanged (StochasticDepth and Dropout in eval mode,
+// Identity) has no node of its own that makes its output, so without the mark it would
+// have no output, or, when nothing of it is left, no call at all. The marks are removed
+// again before the graph is described or run (remove_return_marks). A clone, not an
+// alias, so removing mutation treats what follows as it would without the mark.
+const c10::Symbol kReturnMark = c10::Symbol::attr("layerlens_return");
+
+// torch::jit::Inline, on each callee's unoptimised graph, recursively, with return marks
+// on every submodule call. The callee graphs are inlined into copies, never changed.
+void inline_marking_returns(torch::jit::Block* block) {
+    for (auto it = block->nodes().begin(), end = block->nodes().end(); it != end;) {
+        torch::jit::Node* call = *it++;
+        const bool method = call->kind() == c10::prim::CallMethod;
+        if (!method && call->kind() != c10::prim::CallFunction) {
+            for (torch::jit::Block* inner : call->blocks()) inline_marking_returns(inner);
+            continue;
+        }
+        torch::jit::GraphFunction* callee = torch::jit::tryToGraphFunction(call);
+        if (callee == nullptr) continue;
+        std::shared_ptr<torch::jit::Graph> body = callee->graph()->copy();
+        inline_marking_returns(body->block());
+        if (method && call->input(0)->node()->kind() == c10::prim::GetAttr) {
+            torch::jit::Node* returned = body->return_node();
+            torch::jit::WithInsertPoint guard(returned);
+            for (size_t index = 0; index < returned->inputs().size(); ++index) {
+                torch::jit::Value* value = returned->input(index);
+                if (!value->type()->isSubtypeOf(*c10::TensorType::get())) continue;
+                torch::jit::Value* none = body->insertConstant(c10::IValue());
+                torch::jit::Node* mark = body->insertNode(body->create(c10::aten::clone, {value, none}));
+                mark->output()->setType(value->type());
+                mark->i_(kReturnMark, 1);
+                returned->replaceInput(index, mark->output());
+            }
+        }
+        if (!method) call->removeInput(0);  // the function constant, as Inline does
+        torch::jit::inlineCallTo(call, callee, body.get());
+    }
+}
+
+bool is_return_mark(const torch::jit::Node* node) {
+    return node->kind() == c10::aten::clone && node->hasAttribute(kReturnMark);
+}
+
 GraphInfo analyse(torch::jit::Module& module) {
     GraphInfo info;
     info.graph = module.get_method("forward").graph()->copy();
-    torch::jit::Inline(*info.graph);
+    inline_marking_returns(info.graph->block());
+    // What Inline's optimised callee graphs would have had.
+    torch::jit::PeepholeOptimize(info.graph, /*disable_shape_peepholes=*/true);
+    torch::jit::ConstantPooling(info.graph);
     // A module returning a tuple (nn.LSTM's `output, (h, c)`) builds it and the caller
     // unpacks it; removing such pairs lets the tensors themselves leave the call.
     torch::jit::LowerSimpleTuples(info.graph);
@@ -432,6 +482,57 @@ GraphInfo analyse(torch::jit::Module& module) {
                 if (escapes) index.calls[call].outputs.push_back(output);
             }
         }
+    }
+
+    // The return marks go: each call now names the value it returns itself, which for a
+    // call that returns its input is a value made before it (see kReturnMark).
+    std::unordered_map<torch::jit::Value*, torch::jit::Value*> marked;  // mark's output -> its input
+    std::vector<torch::jit::Node*> marks;  // in every block, loop bodies too
+    auto unmark = [&marked](torch::jit::Value* value) {
+        for (auto found = marked.find(value); found != marked.end(); found = marked.find(value)) value = found->second;
+        return value;
+    };
+    std::function<void(torch::jit::Block*)> find_marks = [&](torch::jit::Block* block) {
+        for (torch::jit::Node* node : block->nodes()) {
+            for (torch::jit::Block* inner : node->blocks()) find_marks(inner);
+            if (!is_return_mark(node)) continue;
+            // A call in a branch that returns a value made outside the branch keeps its
+            // clone: the value the branch lifts out says whether the call ran (a
+            // summary leaves out calls that did not), the value itself would not.
+            torch::jit::Value* returned = unmark(node->input(0));
+            if (info.lifted.count(node->output()) > 0 && info.lifted.count(returned) == 0 &&
+                returned->node()->owningBlock() != node->owningBlock()) {
+                node->removeAttribute(kReturnMark);
+                continue;
+            }
+            marks.push_back(node);
+            marked[node->output()] = node->input(0);
+        }
+    };
+    find_marks(graph.block());
+    auto unmark_all = [&unmark](std::vector<torch::jit::Value*>& values) {
+        std::vector<torch::jit::Value*> unmarked;
+        for (torch::jit::Value* value : values) {
+            torch::jit::Value* real = unmark(value);
+            if (std::find(unmarked.begin(), unmarked.end(), real) == unmarked.end()) unmarked.push_back(real);
+        }
+        values = std::move(unmarked);
+    };
+    for (ModuleCall& call : index.calls) {
+        unmark_all(call.inputs);
+        unmark_all(call.outputs);
+    }
+    info.all_values.erase(std::remove_if(info.all_values.begin(), info.all_values.end(),
+                                         [&marked](torch::jit::Value* value) { return marked.count(value) > 0; }),
+                          info.all_values.end());
+    // A mark made in a branch whose value was made in the same branch: that value is
+    // lifted out itself, and the If output that carried the mark now carries it too.
+    for (const auto& entry : marked) info.lifted.erase(entry.first);
+    nodes.erase(std::remove_if(nodes.begin(), nodes.end(), is_return_mark), nodes.end());
+    for (torch::jit::Node* mark : marks) {
+        mark->output()->replaceAllUsesWith(mark->input(0));
+        index.node_calls.erase(mark);
+        mark->destroy();
     }
 
     std::ostringstream out;

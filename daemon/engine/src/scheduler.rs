@@ -131,8 +131,10 @@ pub struct Job<C> {
 }
 
 impl<C> Job<C> {
+    /// Whether the caller stopped waiting, or is about to: its deadline has passed
+    /// (its own timer may not have fired yet, but it will not take the answer).
     pub fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Relaxed)
+        self.cancelled.load(Ordering::Relaxed) || self.ticket.deadline.is_some_and(|deadline| deadline <= Instant::now())
     }
 
     /// A job outside any queue, for tests of what runs jobs (the worker's joined runs).
@@ -399,6 +401,19 @@ mod tests {
         queue.forget_cancelled();
         assert_eq!(queue.depth(), 1);
         assert_eq!(queue.pop().unwrap().command, "kept");
+    }
+
+    #[test]
+    fn a_job_whose_deadline_passed_never_starts() {
+        // Its caller's timer may not have fired yet (a busy runtime), but the caller
+        // will not take the answer: the worker must not spend a pass on it.
+        let queue = JobQueue::new(QueueSettings::default());
+        let soon = Ticket { deadline: Some(Instant::now() + Duration::from_millis(20)), ..ticket("bob", Priority::Interactive) };
+        queue.push("expired".to_string(), soon, Arc::default()).map_err(|_| ()).unwrap();
+        push(&queue, "bob", Priority::Interactive, "kept");
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(queue.pop().unwrap().command, "kept");
+        assert_eq!(queue.depth(), 0);
     }
 
     #[test]

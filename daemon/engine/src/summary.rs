@@ -225,6 +225,17 @@ pub fn summarize_calls(
         });
     }
     summary.total_bytes = summary.input_bytes + summary.forward_backward_bytes + summary.params_bytes;
+    // Every call that ran, at any depth, has a key in calls_shown.
+    let without_rows = modules_without_rows(modules, calls_shown.keys().copied());
+    if !without_rows.is_empty() {
+        let shown: Vec<&str> = without_rows.iter().take(5).copied().collect();
+        summary.notes.push(format!(
+            "{} module(s) have no row: no call of theirs ran an op on this input ({}{}). Such a module is called in a branch not taken, or its parent uses its weights without calling it (MultiheadAttention's out_proj), or, in a traced or exported model, it returns its input unchanged (StochasticDepth or Dropout in eval mode, Identity), which records no op",
+            without_rows.len(),
+            shown.join(", "),
+            if without_rows.len() > 5 { ", ..." } else { "" }
+        ));
+    }
     if !untapped.is_empty() {
         untapped.dedup();
         let shown: Vec<&str> = untapped.iter().take(5).map(String::as_str).collect();
@@ -236,6 +247,30 @@ pub fn summarize_calls(
         ));
     }
     summary
+}
+
+/// Modules of the file with no call that ran, of their own or below them, outermost
+/// only (`ran`: the paths of the calls that ran): calls
+/// that did not run on this input, or that ran no op (a trace or an export keeps no
+/// trace of a call that returns its input).
+fn modules_without_rows<'m, 'r>(modules: &'m [ModuleInfo], ran: impl Iterator<Item = &'r str>) -> Vec<&'m str> {
+    let shown: HashSet<&str> = ran.collect();
+    let mut covered: HashSet<&str> = HashSet::new();
+    for &ran_path in &shown {
+        // A call covers its ancestors: containers (ModuleList) are never called themselves.
+        let mut path = ran_path;
+        while let Some((parent, _)) = path.rsplit_once('.') {
+            covered.insert(parent);
+            path = parent;
+        }
+    }
+    let missing: Vec<&str> = modules
+        .iter()
+        .map(|module| module.path.as_str())
+        .filter(|path| !path.is_empty() && !shown.contains(path) && !covered.contains(path))
+        .collect();
+    let missing_set: HashSet<&str> = missing.iter().copied().collect();
+    missing.into_iter().filter(|path| !path.rsplit_once('.').is_some_and(|(parent, _)| missing_set.contains(parent))).collect()
 }
 
 /// The shape of a graph input value: the sample input at its position.

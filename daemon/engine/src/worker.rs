@@ -379,7 +379,12 @@ impl WorkerHandle {
         if let Some(trace) = &trace {
             trace.finish_run();
         }
-        answer.map_err(|_| Error::internal(format!("the worker of model {} dropped a request", self.model_id)))?
+        answer.map_err(|_| match deadline {
+            // The worker drops a job whose deadline passed, maybe just before this
+            // caller's own timer fires.
+            Some(deadline) if deadline <= Instant::now() => deadline_passed("while it was queued"),
+            _ => Error::internal(format!("the worker of model {} dropped a request", self.model_id)),
+        })?
     }
 
     fn busy(&self, full: QueueFull) -> Error {
@@ -409,13 +414,43 @@ struct Worker {
     settings: WorkerSettings,
     loaded: Result<LoadedModel>,
     module_tree: Option<Arc<Vec<ModuleInfo>>>,
-    /// Summaries answered so far, by sample inputs and depth.
-    summaries: Vec<(SummaryKey, CallSummary)>,
+    /// Summaries answered lately, by sample inputs and depth.
+    summaries: Recent<SummaryKey, CallSummary>,
+    /// Op graphs answered lately, by sample inputs: a viewer that opens and closes
+    /// frames asks for one graph many times.
+    op_graphs: Recent<Vec<SampleInput>, OpGraph>,
+}
+
+/// The last few answers of a structure run (summary, op graph), which depend only on
+/// the sample inputs' shapes: a second request for one is answered without a run.
+struct Recent<K, V> {
+    entries: Vec<(K, V)>,
+}
+
+impl<K: PartialEq, V: Clone> Recent<K, V> {
+    const KEPT: usize = 16;
+
+    fn new() -> Recent<K, V> {
+        Recent { entries: Vec::new() }
+    }
+
+    /// The kept answer for `key`, else `compute`'s, kept when it succeeds.
+    fn get_or_try(&mut self, key: K, compute: impl FnOnce() -> Result<V>) -> Result<V> {
+        if let Some((_, value)) = self.entries.iter().find(|(kept, _)| *kept == key) {
+            return Ok(value.clone());
+        }
+        let value = compute()?;
+        if self.entries.len() >= Self::KEPT {
+            self.entries.remove(0);
+        }
+        self.entries.push((key, value.clone()));
+        Ok(value)
+    }
 }
 
 fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: &JobQueue<Command>, gauges: &WorkerGauges) {
     let loaded = model::load(&spec.path, device, spec.input_shape.clone()).map_err(|error| error.context(format!("loading model {}", spec.model_id)));
-    let mut worker = Worker { spec, settings, loaded, module_tree: None, summaries: Vec::new() };
+    let mut worker = Worker { spec, settings, loaded, module_tree: None, summaries: Recent::new(), op_graphs: Recent::new() };
     let model_id = worker.spec.model_id.clone();
     let ready = worker.warm_up();
     match &ready {
@@ -556,29 +591,21 @@ impl Worker {
                 let _ = reply.send(self.attribute(&request, Progress::cancelled_when(cancelled.clone())));
             }
             Command::CallSummary { inputs, max_depth, reply } => {
-                // Summaries are cached per input shape and depth: the second request
-                // for the same view (an editor hover) is answered without a run.
-                let key = (inputs.clone(), max_depth);
-                let answer = match self.summaries.iter().find(|(cached, _)| *cached == key) {
-                    Some((_, summary)) => Ok(summary.clone()),
-                    None => {
-                        let (spec, tree_cache) = (&self.spec, &mut self.module_tree);
-                        with_model(&self.loaded, |model| {
-                            let tree = cached_tree(tree_cache, spec)?;
-                            summary::run_call_summary(model, &tree, &inputs, max_depth)
-                        })
-                        .inspect(|summary| {
-                            if self.summaries.len() >= 16 {
-                                self.summaries.remove(0);
-                            }
-                            self.summaries.push((key, summary.clone()));
-                        })
-                    }
-                };
+                // Cached per input shape and depth: the second request for the same
+                // view (an editor hover) is answered without a run.
+                let (spec, tree_cache, loaded) = (&self.spec, &mut self.module_tree, &self.loaded);
+                let answer = self.summaries.get_or_try((inputs.clone(), max_depth), || {
+                    with_model(loaded, |model| {
+                        let tree = cached_tree(tree_cache, spec)?;
+                        summary::run_call_summary(model, &tree, &inputs, max_depth)
+                    })
+                });
                 let _ = reply.send(answer);
             }
             Command::OpGraph { inputs, reply } => {
-                let _ = reply.send(with_model(&self.loaded, |model| op_graph::op_graph(model, &inputs)));
+                let loaded = &self.loaded;
+                let answer = self.op_graphs.get_or_try(inputs.clone(), || with_model(loaded, |model| op_graph::op_graph(model, &inputs)));
+                let _ = reply.send(answer);
             }
             Command::Parameters { bins, reply } => {
                 let (spec, tree_cache) = (&self.spec, &mut self.module_tree);

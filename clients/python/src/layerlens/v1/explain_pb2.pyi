@@ -315,7 +315,7 @@ class SanityCheckResponse(_message.Message):
     def __init__(self, attribution: _Optional[_Union[AttributeResponse, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[SanityCheckStep, _Mapping]]] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ...) -> None: ...
 
 class GraphRequest(_message.Message):
-    __slots__ = ("model", "input_shape", "input_dtype", "depth", "collapse_repeats", "figure_format", "extra_inputs")
+    __slots__ = ("model", "input_shape", "input_dtype", "depth", "collapse_repeats", "figure_format", "extra_inputs", "view")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
     INPUT_DTYPE_FIELD_NUMBER: _ClassVar[int]
@@ -323,6 +323,7 @@ class GraphRequest(_message.Message):
     COLLAPSE_REPEATS_FIELD_NUMBER: _ClassVar[int]
     FIGURE_FORMAT_FIELD_NUMBER: _ClassVar[int]
     EXTRA_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
     model: str
     input_shape: _containers.RepeatedScalarFieldContainer[int]
     input_dtype: _common_pb2.Dtype
@@ -330,7 +331,89 @@ class GraphRequest(_message.Message):
     collapse_repeats: bool
     figure_format: _common_pb2.FigureFormat
     extra_inputs: _containers.RepeatedCompositeFieldContainer[SampleInput]
-    def __init__(self, model: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., input_dtype: _Optional[_Union[_common_pb2.Dtype, str]] = ..., depth: _Optional[int] = ..., collapse_repeats: _Optional[bool] = ..., figure_format: _Optional[_Union[_common_pb2.FigureFormat, str]] = ..., extra_inputs: _Optional[_Iterable[_Union[SampleInput, _Mapping]]] = ...) -> None: ...
+    view: GraphView
+    def __init__(self, model: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., input_dtype: _Optional[_Union[_common_pb2.Dtype, str]] = ..., depth: _Optional[int] = ..., collapse_repeats: _Optional[bool] = ..., figure_format: _Optional[_Union[_common_pb2.FigureFormat, str]] = ..., extra_inputs: _Optional[_Iterable[_Union[SampleInput, _Mapping]]] = ..., view: _Optional[_Union[GraphView, _Mapping]] = ...) -> None: ...
+
+class GraphView(_message.Message):
+    __slots__ = ("open", "unfold_repeats")
+    OPEN_FIELD_NUMBER: _ClassVar[int]
+    UNFOLD_REPEATS_FIELD_NUMBER: _ClassVar[int]
+    open: _containers.RepeatedScalarFieldContainer[str]
+    unfold_repeats: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, open: _Optional[_Iterable[str]] = ..., unfold_repeats: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GraphLayout(_message.Message):
+    __slots__ = ("width", "height", "boxes", "frames", "arrows", "alt_text")
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    BOXES_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    ARROWS_FIELD_NUMBER: _ClassVar[int]
+    ALT_TEXT_FIELD_NUMBER: _ClassVar[int]
+    width: float
+    height: float
+    boxes: _containers.RepeatedCompositeFieldContainer[GraphBox]
+    frames: _containers.RepeatedCompositeFieldContainer[GraphFrame]
+    arrows: _containers.RepeatedCompositeFieldContainer[GraphArrow]
+    alt_text: str
+    def __init__(self, width: _Optional[float] = ..., height: _Optional[float] = ..., boxes: _Optional[_Iterable[_Union[GraphBox, _Mapping]]] = ..., frames: _Optional[_Iterable[_Union[GraphFrame, _Mapping]]] = ..., arrows: _Optional[_Iterable[_Union[GraphArrow, _Mapping]]] = ..., alt_text: _Optional[str] = ...) -> None: ...
+
+class GraphBox(_message.Message):
+    __slots__ = ("role", "title", "lines", "path", "node_ids", "repeats", "x", "y", "width", "height")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    NODE_IDS_FIELD_NUMBER: _ClassVar[int]
+    REPEATS_FIELD_NUMBER: _ClassVar[int]
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    title: str
+    lines: _containers.RepeatedScalarFieldContainer[str]
+    path: str
+    node_ids: _containers.RepeatedScalarFieldContainer[int]
+    repeats: int
+    x: float
+    y: float
+    width: float
+    height: float
+    def __init__(self, role: _Optional[str] = ..., title: _Optional[str] = ..., lines: _Optional[_Iterable[str]] = ..., path: _Optional[str] = ..., node_ids: _Optional[_Iterable[int]] = ..., repeats: _Optional[int] = ..., x: _Optional[float] = ..., y: _Optional[float] = ..., width: _Optional[float] = ..., height: _Optional[float] = ...) -> None: ...
+
+class GraphFrame(_message.Message):
+    __slots__ = ("path", "label", "depth", "repeats", "x", "y", "width", "height", "label_x")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    REPEATS_FIELD_NUMBER: _ClassVar[int]
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    LABEL_X_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    label: str
+    depth: int
+    repeats: int
+    x: float
+    y: float
+    width: float
+    height: float
+    label_x: float
+    def __init__(self, path: _Optional[str] = ..., label: _Optional[str] = ..., depth: _Optional[int] = ..., repeats: _Optional[int] = ..., x: _Optional[float] = ..., y: _Optional[float] = ..., width: _Optional[float] = ..., height: _Optional[float] = ..., label_x: _Optional[float] = ...) -> None: ...
+
+class GraphArrow(_message.Message):
+    __slots__ = ("to", "points", "shape")
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    to: int
+    points: _containers.RepeatedScalarFieldContainer[float]
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, to: _Optional[int] = ..., points: _Optional[_Iterable[float]] = ..., shape: _Optional[_Iterable[int]] = ..., **kwargs) -> None: ...
 
 class GraphNode(_message.Message):
     __slots__ = ("id", "op", "module_path", "source")
@@ -354,18 +437,20 @@ class GraphEdge(_message.Message):
     def __init__(self, to: _Optional[int] = ..., shape: _Optional[_Iterable[int]] = ..., **kwargs) -> None: ...
 
 class GraphResponse(_message.Message):
-    __slots__ = ("model_id", "nodes", "edges", "figure", "cached")
+    __slots__ = ("model_id", "nodes", "edges", "figure", "cached", "layout")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     EDGES_FIELD_NUMBER: _ClassVar[int]
     FIGURE_FIELD_NUMBER: _ClassVar[int]
     CACHED_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     nodes: _containers.RepeatedCompositeFieldContainer[GraphNode]
     edges: _containers.RepeatedCompositeFieldContainer[GraphEdge]
     figure: _common_pb2.Figure
     cached: bool
-    def __init__(self, model_id: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[GraphNode, _Mapping]]] = ..., edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ..., cached: _Optional[bool] = ...) -> None: ...
+    layout: GraphLayout
+    def __init__(self, model_id: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[GraphNode, _Mapping]]] = ..., edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ..., figure: _Optional[_Union[_common_pb2.Figure, _Mapping]] = ..., cached: _Optional[bool] = ..., layout: _Optional[_Union[GraphLayout, _Mapping]] = ...) -> None: ...
 
 class TensorStats(_message.Message):
     __slots__ = ("count", "mean", "std", "min", "max", "l2_norm", "zero_fraction", "nan_count", "inf_count", "histogram_edges", "histogram_counts")
