@@ -68,6 +68,7 @@ pub fn attribution_request(request: &proto::AttributeRequest) -> ApiResult<Attri
         tensor_params,
         layer: (!request.layer.is_empty()).then(|| request.layer.clone()),
         progress: None,
+        draw_groups: Vec::new(),
     })
 }
 

@@ -38,7 +38,7 @@ pub struct MethodInfo {
     pub layer: bool,
     pub sampling: Sampling,
     /// Rows are independent, so compatible requests from different callers may share
-    /// one pass and be split back exactly.
+    /// one pass and be split back exactly (a noise tunnel's draws are made per caller).
     pub batchable: bool,
     /// With explicit targets its gradient passes compute the model's output anyway,
     /// so no separate forward pass is needed to return it.
@@ -89,14 +89,17 @@ pub const METHODS: &[MethodInfo] = &[
     },
     MethodInfo {
         sampling: Sampling::UnlessNoiseGiven,
+        batchable: true,
         ..method("smoothgrad", "mean gradient over noisy copies (NoiseTunnel smoothgrad)", NOISE_TUNNEL_OPTIONS)
     },
     MethodInfo {
         sampling: Sampling::UnlessNoiseGiven,
+        batchable: true,
         ..method("smoothgrad_sq", "mean squared gradient over noisy copies (NoiseTunnel smoothgrad_sq)", NOISE_TUNNEL_OPTIONS)
     },
     MethodInfo {
         sampling: Sampling::UnlessNoiseGiven,
+        batchable: true,
         ..method("vargrad", "variance of gradients over noisy copies (NoiseTunnel vargrad)", NOISE_TUNNEL_OPTIONS)
     },
     MethodInfo {
@@ -156,10 +159,12 @@ mod tests {
     }
 
     #[test]
-    fn only_row_independent_methods_without_sampling_are_batchable() {
+    fn only_row_independent_methods_without_shared_draws_are_batchable() {
+        // A noise tunnel's joined run draws each caller's noise apart (the engine's
+        // draw groups); a method that draws for the whole batch cannot share a pass.
         for method in METHODS {
             if method.batchable {
-                assert_eq!(method.sampling, Sampling::Never, "{}", method.name);
+                assert!(matches!(method.sampling, Sampling::Never | Sampling::UnlessNoiseGiven), "{}", method.name);
             }
         }
     }

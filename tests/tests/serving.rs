@@ -331,12 +331,24 @@ async fn compatible_requests_are_batched_and_answers_match_running_alone() {
         top_k: 3,
         ..Default::default()
     };
+    // SmoothGrad draws noise: joined, each caller's noise is drawn apart with its own
+    // seed, so the answer is still the one it gets alone.
+    let smoothgrad = move |seed: u32| proto::AttributeRequest {
+        method: "smoothgrad".into(),
+        params: [("seed", seed.to_string()), ("nt_samples", "6".into()), ("nt_samples_batch_size", "4".into()), ("stdevs", "0.3".into())]
+            .into_iter()
+            .map(|(key, value)| (key.to_string(), value))
+            .collect(),
+        ..saliency(seed)
+    };
     // Alone: one at a time, so nothing has a companion.
     let mut alone = Vec::new();
     let mut alone_predictions = Vec::new();
+    let mut alone_smoothgrad = Vec::new();
     for seed in 0..8 {
         alone.push(client.attribute(saliency(seed)).await.unwrap());
         alone_predictions.push(client.predict(predict(seed)).await.unwrap());
+        alone_smoothgrad.push(client.attribute(smoothgrad(seed)).await.unwrap());
     }
     let metrics_address = daemon.metrics_address.clone().unwrap();
     wait_until_idle(&client).await;
@@ -375,6 +387,37 @@ async fn compatible_requests_are_batched_and_answers_match_running_alone() {
         let difference = logits.iter().zip(&own_logits).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(difference <= 1e-5, "seed {seed}: batched logits differ by {difference}");
     }
+
+    // SmoothGrad, 8 callers with 8 seeds at once: fewer passes than requests, and each
+    // answer is its own seed's.
+    let before = scrape(&metrics_address);
+    let together: Vec<_> = (0..8)
+        .map(|seed| {
+            let client = client.clone();
+            tokio::spawn(async move { client.attribute(smoothgrad(seed)).await.unwrap() })
+        })
+        .collect();
+    let mut batched = Vec::new();
+    for task in together {
+        batched.push(task.await.unwrap());
+    }
+    wait_until_idle(&client).await;
+    let after = scrape(&metrics_address);
+    let jobs = metric(&after, "layerlens_batch_size_count", &["work=\"attribute\""])
+        - metric(&before, "layerlens_batch_size_count", &["work=\"attribute\""]);
+    eprintln!("8 concurrent smoothgrad requests ran as {jobs} joined runs");
+    assert!(jobs < 8.0, "no smoothgrad requests were batched ({jobs} jobs for 8 requests)");
+    for (seed, (joined, single)) in batched.iter().zip(&alone_smoothgrad).enumerate() {
+        let joint = joined.attribution.as_ref().unwrap().to_f32().unwrap();
+        let own = single.attribution.as_ref().unwrap().to_f32().unwrap();
+        let difference = joint.iter().zip(&own).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let scale = own.iter().map(|value| value.abs()).fold(0.0f32, f32::max);
+        assert!(scale > 0.0 && difference <= 1e-6 * scale, "seed {seed}: batched smoothgrad differs by {difference} (scale {scale})");
+    }
+    // The seed decides the noise: digit 0 with seed 1 is not digit 0 with seed 0.
+    let reseeded = proto::AttributeRequest { params: smoothgrad(1).params, ..smoothgrad(0) };
+    let reseeded = client.attribute(reseeded).await.unwrap().attribution.unwrap().to_f32().unwrap();
+    assert_ne!(reseeded, alone_smoothgrad[0].attribution.as_ref().unwrap().to_f32().unwrap());
 }
 
 /// Runs a Python script (from a file: TorchScript reads the source of scripted

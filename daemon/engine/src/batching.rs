@@ -5,8 +5,11 @@
 //! Only requests whose rows are computed independently are joined, so each caller's
 //! answer is what it would get alone: gradient methods with a fixed step count
 //! (saliency, input × gradient, integrated gradients) and the layer methods, plus
-//! Predict. Left out: adaptive integrated gradients (its step count depends on the
-//! worst row of the batch), sampling methods (their draws depend on the batch),
+//! Predict; and the noise tunnels (SmoothGrad, SmoothGrad², VarGrad), whose joined run
+//! draws each caller's noise apart, seeded as that caller asked (`draw_groups`), so the
+//! noise is what the request would draw alone. Left out: adaptive integrated gradients
+//! (its step count depends on the worst row of the batch), the other sampling methods
+//! (their draws depend on the batch),
 //! perturbation methods (already batched over perturbations), tensor options such as
 //! explicit baselines (per-request tensors), and predicted targets mixed with
 //! explicit ones. Requests with progress handles are joined: every handle sees the
@@ -14,7 +17,7 @@
 //! statistics in eval mode, which no standard layer has) would break the promise; the
 //! daemon's `--max-batch-size 1` turns batching off.
 
-use crate::attribution::{Attribution, AttributionRequest, Targets};
+use crate::attribution::{Attribution, AttributionRequest, DrawGroup, Sampling, Targets};
 use crate::host_tensor::HostTensor;
 use crate::inspection::Prediction;
 use std::collections::BTreeMap;
@@ -105,12 +108,20 @@ fn row_shapes(inputs: &[HostTensor]) -> Option<Vec<(Vec<i64>, bool)>> {
     inputs.iter().map(|input| (input.validate("input").is_ok() && input.rows() == rows).then(|| (input.shape[1..].to_vec(), input.integer))).collect()
 }
 
+/// The most noise values one request of a noise-drawing method may bring to a joined
+/// run: its noise is drawn up front there (each caller's apart), not per partition.
+const MAX_JOINED_NOISE_VALUES: i64 = 1 << 22;
+
 pub(crate) fn attribute_key(request: &AttributionRequest) -> Option<BatchKey> {
     // Which methods may share a pass is a property in the method table.
-    if !crate::attribution::find_method(&request.method).is_ok_and(|method| method.batchable)
-        || !request.tensor_params.is_empty()
+    let method = crate::attribution::find_method(&request.method).ok().filter(|method| method.batchable)?;
+    // Noise tunnels draw each caller's noise apart in a joined run (`draw_groups`), so
+    // their seeds need not agree; every other seeded option keeps a request alone.
+    let draws_per_request = method.sampling == Sampling::UnlessNoiseGiven;
+    if !request.tensor_params.is_empty()
         || request.params.get("n_steps").is_some_and(|steps| steps == "auto")
-        || request.params.contains_key("seed")
+        || (request.params.contains_key("seed") && !draws_per_request)
+        || !request.draw_groups.is_empty()
     {
         return None;
     }
@@ -121,9 +132,21 @@ pub(crate) fn attribute_key(request: &AttributionRequest) -> Option<BatchKey> {
             return None;
         }
     }
+    let mut params = request.params.clone();
+    if draws_per_request {
+        let seed = params.remove("seed");
+        if seed.is_some_and(|seed| seed.parse::<u64>().is_err()) {
+            return None; // a bad seed gets its own error, alone
+        }
+        let samples: i64 = params.get("nt_samples").map_or(Some(5), |samples| samples.parse().ok())?;
+        let values: i64 = request.inputs.iter().map(|input| input.shape.iter().product::<i64>()).sum();
+        if values.saturating_mul(samples) > MAX_JOINED_NOISE_VALUES {
+            return None;
+        }
+    }
     Some(BatchKey::Attribute {
         method: request.method.clone(),
-        params: request.params.clone(),
+        params,
         layer: request.layer.clone(),
         row_shapes,
         predicted: request.targets == Targets::Predicted,
@@ -156,16 +179,28 @@ pub(crate) fn join_attribution(requests: &[&AttributionRequest]) -> AttributionR
                 .collect(),
         )
     };
+    let mut params = first.params.clone();
+    let draws = crate::attribution::find_method(&first.method).is_ok_and(|method| method.sampling == Sampling::UnlessNoiseGiven);
+    let draw_groups = if draws {
+        params.remove("seed");
+        requests
+            .iter()
+            .map(|request| DrawGroup { rows: request.inputs[0].rows(), seed: request.params.get("seed").and_then(|seed| seed.parse().ok()) })
+            .collect()
+    } else {
+        Vec::new()
+    };
     AttributionRequest {
         method: first.method.clone(),
         inputs: join_inputs(&requests.iter().map(|request| request.inputs.as_slice()).collect::<Vec<_>>()),
         targets,
-        params: first.params.clone(),
+        params,
         tensor_params: BTreeMap::new(),
         layer: first.layer.clone(),
         // Who may stop a joined run is the worker's decision (every caller's own handle
         // and cancel flag, `Progress::any`); the joined request carries none itself.
         progress: None,
+        draw_groups,
     }
 }
 
@@ -217,6 +252,37 @@ mod tests {
 
     fn request(method: &str, rows: i64, targets: Targets) -> AttributionRequest {
         AttributionRequest { method: method.into(), inputs: vec![tensor(rows, 0.0)], targets, ..AttributionRequest::default() }
+    }
+
+    #[test]
+    fn noise_tunnels_join_across_seeds_and_draw_per_caller() {
+        let with = |rows: i64, seed: Option<&str>| {
+            let mut request = request("smoothgrad", rows, Targets::All(1));
+            if let Some(seed) = seed {
+                request.params.insert("seed".into(), seed.into());
+            }
+            request
+        };
+        let (a, b, c) = (with(1, Some("3")), with(2, Some("9")), with(1, None));
+        let key = attribute_key(&a);
+        assert!(key.is_some());
+        assert_eq!(key, attribute_key(&b));
+        assert_eq!(key, attribute_key(&c));
+        assert!(attribute_key(&with(1, Some("minus one"))).is_none(), "a bad seed runs alone and gets its error");
+        let joined = join_attribution(&[&a, &b, &c]);
+        assert!(!joined.params.contains_key("seed"));
+        let groups: Vec<(usize, Option<u64>)> = joined.draw_groups.iter().map(|group| (group.rows, group.seed)).collect();
+        assert_eq!(groups, [(1, Some(3)), (2, Some(9)), (1, None)]);
+        // A joined request is not joined again, and a big input's noise is not drawn up front.
+        assert!(attribute_key(&joined).is_none());
+        let mut big = with(1, Some("3"));
+        big.inputs = vec![HostTensor { shape: vec![1, 3, 512, 512], values: vec![0.0; 3 * 512 * 512], integer: false }];
+        big.params.insert("nt_samples".into(), "50".into());
+        assert!(attribute_key(&big).is_none());
+        // Seeds elsewhere still keep a request alone: integrated gradients' random baselines.
+        let mut ig = request("integrated_gradients", 1, Targets::All(1));
+        ig.params.insert("seed".into(), "3".into());
+        assert!(attribute_key(&ig).is_none());
     }
 
     #[test]

@@ -15,3 +15,9 @@ pub fn with_seed<T>(seed: u64, draws: impl FnOnce() -> T) -> T {
     tch::manual_seed(seed as i64);
     draws()
 }
+
+/// Runs `draws` from the generator as it stands, with no seeded draw in between.
+pub fn unseeded<T>(draws: impl FnOnce() -> T) -> T {
+    let _held = GENERATOR.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    draws()
+}

@@ -139,6 +139,7 @@ fn sensitivity_max(context: &mut Context<'_>, request: &AttributionRequest, expl
         tensor_params,
         layer: request.layer.clone(),
         progress: None,
+        draw_groups: Vec::new(),
     };
     // The request's progress handle travels on the chunking, with the counts so far.
     let mut chunking = context.chunking.continued();

@@ -51,6 +51,17 @@ pub struct AttributionRequest {
     /// Not part of what is computed: two requests that differ only here give the
     /// same answer.
     pub progress: Option<Progress>,
+    /// A joined request (batching.rs) of a method that draws noise: each original
+    /// request's rows, in order, with its own `seed`, so each part's noise is drawn as
+    /// that request would draw it alone. Empty for a request of one caller.
+    pub draw_groups: Vec<DrawGroup>,
+}
+
+/// The rows of one caller's request inside a joined request, and its seed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrawGroup {
+    pub rows: usize,
+    pub seed: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -128,6 +139,8 @@ pub(crate) struct Context<'a> {
     pub targets: Vec<i64>,
     pub options: Options<'a>,
     pub tensor_params: &'a BTreeMap<String, HostTensor>,
+    /// See [`AttributionRequest::draw_groups`].
+    pub draw_groups: &'a [DrawGroup],
     pub chunking: Chunking,
     /// The model's output for `inputs` (no gradient), from resolving the targets.
     pub output: Tensor,
@@ -244,7 +257,16 @@ fn prepare_deferring<'a>(
         resolve_targets(model, &mut chunking, &inputs, &request.targets)?
     };
     let options = Options::new(&request.method, &request.params);
-    let context = Context { model, inputs, targets, options, tensor_params: &request.tensor_params, chunking, output: output.shallow_clone() };
+    let context = Context {
+        model,
+        inputs,
+        targets,
+        options,
+        tensor_params: &request.tensor_params,
+        draw_groups: &request.draw_groups,
+        chunking,
+        output: output.shallow_clone(),
+    };
     Ok((context, output))
 }
 

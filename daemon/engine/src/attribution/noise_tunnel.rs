@@ -44,16 +44,20 @@ pub fn noise_tunnel(context: &mut Context<'_>, nt_type: &str) -> Result<MethodRe
     if explicit_noise.is_none() && !nt_samples.is_multiple_of(partition) {
         sizes.push(nt_samples % partition);
     }
+    // A joined run: every caller's noise, for every partition, drawn up front.
+    let mut joined_noise = joined_noise(context, &inputs, &stdevs, &sizes).into_iter();
     for samples in sizes {
+        let partition_noise = joined_noise.next();
         let noisy: Vec<Tensor> = inputs
             .iter()
             .zip(&stdevs)
             .enumerate()
             .map(|(index, (input, &stdev))| {
                 let expanded = input.repeat_interleave_self_int(samples as i64, 0, None::<i64>);
-                let noise = match &explicit_noise {
-                    Some(noise) => noise[index].shallow_clone(),
-                    None => expanded.empty_like().normal_(0.0, 1.0) * stdev,
+                let noise = match (&explicit_noise, &partition_noise) {
+                    (Some(noise), _) => noise[index].shallow_clone(),
+                    (None, Some(noise)) => noise[index].shallow_clone(),
+                    (None, None) => expanded.empty_like().normal_(0.0, 1.0) * stdev,
                 };
                 expanded + noise
             })
@@ -101,6 +105,48 @@ pub fn noise_tunnel(context: &mut Context<'_>, nt_type: &str) -> Result<MethodRe
         })
         .collect();
     Ok(MethodResult { values, convergence_deltas: Vec::new(), n_steps: None, figure_values: None })
+}
+
+/// The noise of a joined request (one per caller, `Context::draw_groups`), per
+/// partition and input: each caller's part drawn as that request draws alone (seeded
+/// with its seed, partition by partition, input by input, over its own expanded rows),
+/// then the parts stacked in the joined rows' order. Drawn under the process-wide
+/// generator lock, so no other request's draws land in between. Empty for a request of
+/// one caller, which draws as it goes.
+fn joined_noise(context: &Context<'_>, inputs: &[Tensor], stdevs: &[f64], sizes: &[usize]) -> Vec<Vec<Tensor>> {
+    if context.draw_groups.is_empty() {
+        return Vec::new();
+    }
+    let draw_group = |start: i64, rows: i64| -> Vec<Vec<Tensor>> {
+        sizes
+            .iter()
+            .map(|&samples| {
+                inputs
+                    .iter()
+                    .zip(stdevs)
+                    .map(|(input, &stdev)| {
+                        let part = input.narrow(0, start, rows).repeat_interleave_self_int(samples as i64, 0, None::<i64>);
+                        part.empty_like().normal_(0.0, 1.0) * stdev
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let mut start = 0i64;
+    let mut groups: Vec<Vec<Vec<Tensor>>> = Vec::with_capacity(context.draw_groups.len());
+    for group in context.draw_groups {
+        let rows = group.rows as i64;
+        groups.push(match group.seed {
+            Some(seed) => crate::seeded::with_seed(seed, || draw_group(start, rows)),
+            None => crate::seeded::unseeded(|| draw_group(start, rows)),
+        });
+        start += rows;
+    }
+    (0..sizes.len())
+        .map(|partition| {
+            (0..inputs.len()).map(|input| Tensor::cat(&groups.iter().map(|group| &group[partition][input]).collect::<Vec<_>>(), 0)).collect()
+        })
+        .collect()
 }
 
 /// Captum's `GradientShap`: `baselines` (tensor, required) is a distribution of
