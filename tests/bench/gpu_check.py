@@ -237,10 +237,11 @@ def main():
             x_path = work / "x.npy"
             np.save(x_path, x.numpy())
 
-            def bench(address, clients, requests):
-                result = subprocess.run([str(args.cli), "--addr", address, "--json", "bench", model.id, "--method", "saliency",
+            def bench(address, clients, requests, method="saliency", params=()):
+                options = [part for param in params for part in ("--param", param)]
+                result = subprocess.run([str(args.cli), "--addr", address, "--json", "bench", model.id, "--method", method,
                                          "--input", str(x_path), "--target", str(target), "--clients", str(clients),
-                                         "--requests", str(requests)], capture_output=True, text=True, timeout=600)
+                                         "--requests", str(requests), *options], capture_output=True, text=True, timeout=600)
                 if result.returncode != 0:
                     raise RuntimeError(f"layerlens bench: {result.stderr}")
                 return json.loads(result.stdout)
@@ -262,6 +263,15 @@ def main():
                 "unbatched_phases": eight_unbatched["daemon_phases"],
             }
             report["bench_batching_throughput_ratio"] = eight_batched["throughput"] / eight_unbatched["throughput"]
+            # SmoothGrad joins across callers too (each caller's noise drawn apart, seeded).
+            smoothgrad = ("nt_samples=10", "seed=7")
+            smooth_batched = bench(batched_address, 8, 10, "smoothgrad", smoothgrad)
+            smooth_unbatched = bench(unbatched_address, 8, 10, "smoothgrad", smoothgrad)
+            report["bench_smoothgrad_eight_users"] = {
+                "batched_throughput": smooth_batched["throughput"], "unbatched_throughput": smooth_unbatched["throughput"],
+                "mean_batch_size": smooth_batched["mean_batch_size"],
+                "ratio": smooth_batched["throughput"] / smooth_unbatched["throughput"],
+            }
             if captum_saliency is not None:
                 report["bench_batched_vs_captum_sequential_rate"] = eight_batched["throughput"] * captum_saliency
 

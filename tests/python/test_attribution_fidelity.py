@@ -630,3 +630,35 @@ def test_bad_request_is_refused_and_the_daemon_keeps_serving(models, bad):
     expected, _ = captum_attribution("saliency", model.torchscript, model.tensors(), [0] * len(model.inputs[0]), {})
     for actual, reference in zip(answer.all_values, expected):
         assert_matches_captum(actual, reference, f"saliency after {bad.id}")
+
+
+def test_seeded_smoothgrad_holds_while_two_models_draw_at_once(models, fixtures_dir, tmp_path_factory):
+    """Each model has its own worker thread and libtorch's generator is one per process:
+    a seeded SmoothGrad's noise is drawn under the daemon's generator lock, so twelve
+    requests on two models at once give each seed's answer. (Drawn partition by
+    partition between passes, one request's noise could take draws of the other's: one
+    sample per partition makes many chances.) A daemon without a result cache, so every
+    request runs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import running_daemon
+
+    digits_x, mlp_x = models["digits"].inputs[0], models["mlp"].inputs[0]
+    with running_daemon(tmp_path_factory, ["--cache-bytes", "0"]) as running:
+        client = layerlens.connect(f"http://{running.address}", timeout=120)
+        digits = client.add_model(fixtures_dir / "digits_cnn.pt", np.zeros((1, 1, 8, 8), np.float32))
+        mlp = client.add_model(fixtures_dir / "tiny_mlp_scripted.pt", np.zeros((1, 4), np.float32))
+        jobs = [
+            lambda: digits.attribute(digits_x, method="smoothgrad", target=DIGITS_TARGETS, figure_format=None,
+                                     nt_samples=30, nt_samples_batch_size=1, stdevs=0.2, seed=5).values,
+            lambda: mlp.attribute(mlp_x, method="vargrad", target=0, figure_format=None,
+                                  nt_samples=40, nt_samples_batch_size=1, stdevs=0.5, seed=6).values,
+            lambda: digits.attribute(digits_x, method="smoothgrad_sq", target=DIGITS_TARGETS, figure_format=None,
+                                     nt_samples=30, nt_samples_batch_size=2, stdevs=0.3, seed=7).values,
+        ]
+        alone = [job() for job in jobs]
+        with ThreadPoolExecutor(6) as pool:
+            together = list(pool.map(lambda index: jobs[index % 3](), range(12)))
+        client.close()
+    for index, answer in enumerate(together):
+        np.testing.assert_allclose(answer, alone[index % 3], rtol=1e-6, atol=1e-7)

@@ -108,10 +108,6 @@ fn row_shapes(inputs: &[HostTensor]) -> Option<Vec<(Vec<i64>, bool)>> {
     inputs.iter().map(|input| (input.validate("input").is_ok() && input.rows() == rows).then(|| (input.shape[1..].to_vec(), input.integer))).collect()
 }
 
-/// The most noise values one request of a noise-drawing method may bring to a joined
-/// run: its noise is drawn up front there (each caller's apart), not per partition.
-const MAX_JOINED_NOISE_VALUES: i64 = 1 << 22;
-
 pub(crate) fn attribute_key(request: &AttributionRequest) -> Option<BatchKey> {
     // Which methods may share a pass is a property in the method table.
     let method = crate::attribution::find_method(&request.method).ok().filter(|method| method.batchable)?;
@@ -121,6 +117,8 @@ pub(crate) fn attribute_key(request: &AttributionRequest) -> Option<BatchKey> {
     if !request.tensor_params.is_empty()
         || request.params.get("n_steps").is_some_and(|steps| steps == "auto")
         || (request.params.contains_key("seed") && !draws_per_request)
+        // Random baselines of integrated gradients under a noise tunnel are drawn for the batch.
+        || request.params.get("baselines").is_some_and(|kind| kind == "uniform")
         || !request.draw_groups.is_empty()
     {
         return None;
@@ -140,7 +138,8 @@ pub(crate) fn attribute_key(request: &AttributionRequest) -> Option<BatchKey> {
         }
         let samples: i64 = params.get("nt_samples").map_or(Some(5), |samples| samples.parse().ok())?;
         let values: i64 = request.inputs.iter().map(|input| input.shape.iter().product::<i64>()).sum();
-        if values.saturating_mul(samples) > MAX_JOINED_NOISE_VALUES {
+        // Its noise is drawn up front in a joined run (each caller's apart).
+        if values.saturating_mul(samples) > crate::attribution::MAX_UPFRONT_NOISE_VALUES {
             return None;
         }
     }

@@ -24,6 +24,7 @@ use crate::model::LoadedModel;
 pub use gradients::Chunking;
 pub use methods::{find as find_method, MethodInfo, Sampling, METHODS};
 pub use metrics::{evaluate, Evaluation, EvaluationRequest, METRICS};
+pub(crate) use noise_tunnel::MAX_UPFRONT_NOISE_VALUES;
 pub use options::Options;
 pub use progress::{Progress, ProgressUpdate};
 pub use sanity::{sanity_check, SanityCheck, SanityStep};

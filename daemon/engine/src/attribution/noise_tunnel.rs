@@ -11,7 +11,7 @@
 
 use super::gradients::{apply_row_cap, gradients};
 use super::integrated::{self, integrated_gradients_on};
-use super::{shallow, torch_error, Context, MethodResult};
+use super::{shallow, torch_error, Context, DrawGroup, MethodResult};
 use crate::error::{Error, Result};
 use tch::{Kind, Tensor};
 
@@ -27,12 +27,27 @@ pub fn noise_tunnel(context: &mut Context<'_>, nt_type: &str) -> Result<MethodRe
     let nt_samples = context.options.int("nt_samples", 5, 1, 100_000)? as usize;
     let partition = context.options.int("nt_samples_batch_size", nt_samples as i64, 1, 100_000)?.min(nt_samples as i64) as usize;
     let stdevs = per_input(context, "stdevs", 1.0)?;
-    if let Some(seed) = context.options.optional_int("seed", 0, i64::MAX)? {
-        tch::manual_seed(seed);
-    }
-    let baselines = if base == "integrated_gradients" { Some(integrated::baselines(context)?) } else { None };
+    let seed = context.options.optional_int("seed", 0, i64::MAX)?;
     let explicit_noise = explicit_noise(context, nt_samples)?;
     let batch = context.batch();
+    // Seeded noise is drawn up front, under the process-wide generator lock, when it is
+    // small enough and no other draw comes between the seed and the noise (integrated
+    // gradients' random baselines do): another request's draws cannot land in between.
+    // A joined request always draws so (batching.rs keeps its noise small).
+    let noise_values: i64 = context.inputs.iter().map(Tensor::numel).sum::<usize>() as i64 * nt_samples as i64;
+    let own_group;
+    let groups: &[DrawGroup] = if !context.draw_groups.is_empty() {
+        context.draw_groups
+    } else if explicit_noise.is_none() && base != "integrated_gradients" && noise_values <= MAX_UPFRONT_NOISE_VALUES {
+        own_group = seed.map(|seed| DrawGroup { rows: batch as usize, seed: Some(seed as u64) });
+        own_group.as_slice()
+    } else {
+        if let Some(seed) = seed {
+            tch::manual_seed(seed);
+        }
+        &[]
+    };
+    let baselines = if base == "integrated_gradients" { Some(integrated::baselines(context)?) } else { None };
     let inputs = shallow(&context.inputs);
     let targets = context.targets.clone();
 
@@ -44,8 +59,8 @@ pub fn noise_tunnel(context: &mut Context<'_>, nt_type: &str) -> Result<MethodRe
     if explicit_noise.is_none() && !nt_samples.is_multiple_of(partition) {
         sizes.push(nt_samples % partition);
     }
-    // A joined run: every caller's noise, for every partition, drawn up front.
-    let mut joined_noise = joined_noise(context, &inputs, &stdevs, &sizes).into_iter();
+    // Every caller's noise (one caller's, seeded), for every partition, drawn up front.
+    let mut joined_noise = noise_up_front(groups, &inputs, &stdevs, &sizes).into_iter();
     for samples in sizes {
         let partition_noise = joined_noise.next();
         let noisy: Vec<Tensor> = inputs
@@ -107,14 +122,18 @@ pub fn noise_tunnel(context: &mut Context<'_>, nt_type: &str) -> Result<MethodRe
     Ok(MethodResult { values, convergence_deltas: Vec::new(), n_steps: None, figure_values: None })
 }
 
-/// The noise of a joined request (one per caller, `Context::draw_groups`), per
-/// partition and input: each caller's part drawn as that request draws alone (seeded
-/// with its seed, partition by partition, input by input, over its own expanded rows),
-/// then the parts stacked in the joined rows' order. Drawn under the process-wide
-/// generator lock, so no other request's draws land in between. Empty for a request of
-/// one caller, which draws as it goes.
-fn joined_noise(context: &Context<'_>, inputs: &[Tensor], stdevs: &[f64], sizes: &[usize]) -> Vec<Vec<Tensor>> {
-    if context.draw_groups.is_empty() {
+/// The most noise values (input values × samples) one caller's request draws up front;
+/// a larger one draws partition by partition as it goes.
+pub(crate) const MAX_UPFRONT_NOISE_VALUES: i64 = 1 << 22;
+
+/// The noise of the callers' rows (`groups`: one per caller of a joined request, or the
+/// one seeded caller), per partition and input: each caller's part drawn as that
+/// request draws alone (seeded with its seed, partition by partition, input by input,
+/// over its own expanded rows), then the parts stacked in the rows' order. Drawn under
+/// the process-wide generator lock, so no other request's draws land in between.
+/// Empty without groups: the request draws as it goes.
+fn noise_up_front(groups: &[DrawGroup], inputs: &[Tensor], stdevs: &[f64], sizes: &[usize]) -> Vec<Vec<Tensor>> {
+    if groups.is_empty() {
         return Vec::new();
     }
     let draw_group = |start: i64, rows: i64| -> Vec<Vec<Tensor>> {
@@ -133,10 +152,10 @@ fn joined_noise(context: &Context<'_>, inputs: &[Tensor], stdevs: &[f64], sizes:
             .collect()
     };
     let mut start = 0i64;
-    let mut groups: Vec<Vec<Vec<Tensor>>> = Vec::with_capacity(context.draw_groups.len());
-    for group in context.draw_groups {
+    let mut drawn: Vec<Vec<Vec<Tensor>>> = Vec::with_capacity(groups.len());
+    for group in groups {
         let rows = group.rows as i64;
-        groups.push(match group.seed {
+        drawn.push(match group.seed {
             Some(seed) => crate::seeded::with_seed(seed, || draw_group(start, rows)),
             None => crate::seeded::unseeded(|| draw_group(start, rows)),
         });
@@ -144,7 +163,7 @@ fn joined_noise(context: &Context<'_>, inputs: &[Tensor], stdevs: &[f64], sizes:
     }
     (0..sizes.len())
         .map(|partition| {
-            (0..inputs.len()).map(|input| Tensor::cat(&groups.iter().map(|group| &group[partition][input]).collect::<Vec<_>>(), 0)).collect()
+            (0..inputs.len()).map(|input| Tensor::cat(&drawn.iter().map(|group| &group[partition][input]).collect::<Vec<_>>(), 0)).collect()
         })
         .collect()
 }
