@@ -163,6 +163,10 @@ async fn serve(
     health_reporter.set_serving::<proto::daemon_server::DaemonServer<DaemonService>>().await;
     health_reporter.set_serving::<proto::training_server::TrainingServer<TrainingService>>().await;
     health_reporter.set_serving::<proto::text_server::TextServer<TextService>>().await;
+    // The daemon's own services, served on --listen (with health and reflection) and on
+    // --web-listen (through gRPC-Web) alike.
+    let api =
+        tonic::service::Routes::new(models).add_service(explain).add_service(generate).add_service(daemon).add_service(training).add_service(text);
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -214,12 +218,7 @@ async fn serve(
                 .layer(crate::request_context::RequestContextLayer)
                 .layer(MetricsLayer::new(metrics.clone()))
                 .layer(AccessLayer::new(AccessPolicy::new(tokens.clone())))
-                .add_service(models.clone())
-                .add_service(explain.clone())
-                .add_service(generate.clone())
-                .add_service(daemon.clone())
-                .add_service(training.clone())
-                .add_service(text.clone());
+                .add_routes(api.clone());
             let scheme = if serves_tls { "https" } else { "http" };
             println!("layerlensd web explorer on {scheme}://{bound}/");
             tracing::info!(%bound, "web explorer and gRPC-Web");
@@ -239,14 +238,7 @@ async fn serve(
         .layer(crate::request_context::RequestContextLayer)
         .layer(MetricsLayer::new(metrics))
         .layer(AccessLayer::new(AccessPolicy::new(tokens)))
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(models)
-        .add_service(explain)
-        .add_service(generate)
-        .add_service(daemon)
-        .add_service(training)
-        .add_service(text)
+        .add_routes(api.add_service(health).add_service(reflection))
         // TCP_NODELAY: without it a response's trailers wait for the client's delayed
         // ACK, adding ~40 ms to every small answer.
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown_signal())
