@@ -352,23 +352,10 @@ async fn compatible_requests_are_batched_and_answers_match_running_alone() {
     }
     let metrics_address = daemon.metrics_address.clone().unwrap();
     wait_until_idle(&client).await;
-    let before = scrape(&metrics_address);
-    let together: Vec<_> = (0..8)
-        .map(|seed| {
-            let client = client.clone();
-            tokio::spawn(async move { (client.attribute(saliency(seed)).await.unwrap(), client.predict(predict(seed)).await.unwrap()) })
-        })
-        .collect();
-    let mut batched = Vec::new();
-    for task in together {
-        batched.push(task.await.unwrap());
-    }
-    wait_until_idle(&client).await;
-    let after = scrape(&metrics_address);
-    let jobs = metric(&after, "layerlens_batch_size_count", &["work=\"attribute\""])
-        - metric(&before, "layerlens_batch_size_count", &["work=\"attribute\""]);
-    let requests =
-        metric(&after, "layerlens_batch_size_sum", &["work=\"attribute\""]) - metric(&before, "layerlens_batch_size_sum", &["work=\"attribute\""]);
+    let (batched, jobs, requests) = eight_at_once(&client, &metrics_address, |client, seed| async move {
+        (client.attribute(saliency(seed)).await.unwrap(), client.predict(predict(seed)).await.unwrap())
+    })
+    .await;
     eprintln!("8 concurrent saliency requests ran as {jobs} passes");
     assert_eq!(requests, 8.0);
     assert!(jobs < 8.0, "no saliency requests were batched ({jobs} jobs for 8 requests)");
@@ -390,21 +377,8 @@ async fn compatible_requests_are_batched_and_answers_match_running_alone() {
 
     // SmoothGrad, 8 callers with 8 seeds at once: fewer passes than requests, and each
     // answer is its own seed's.
-    let before = scrape(&metrics_address);
-    let together: Vec<_> = (0..8)
-        .map(|seed| {
-            let client = client.clone();
-            tokio::spawn(async move { client.attribute(smoothgrad(seed)).await.unwrap() })
-        })
-        .collect();
-    let mut batched = Vec::new();
-    for task in together {
-        batched.push(task.await.unwrap());
-    }
-    wait_until_idle(&client).await;
-    let after = scrape(&metrics_address);
-    let jobs = metric(&after, "layerlens_batch_size_count", &["work=\"attribute\""])
-        - metric(&before, "layerlens_batch_size_count", &["work=\"attribute\""]);
+    let (batched, jobs, _) =
+        eight_at_once(&client, &metrics_address, |client, seed| async move { client.attribute(smoothgrad(seed)).await.unwrap() }).await;
     eprintln!("8 concurrent smoothgrad requests ran as {jobs} joined runs");
     assert!(jobs < 8.0, "no smoothgrad requests were batched ({jobs} jobs for 8 requests)");
     for (seed, (joined, single)) in batched.iter().zip(&alone_smoothgrad).enumerate() {
@@ -418,6 +392,26 @@ async fn compatible_requests_are_batched_and_answers_match_running_alone() {
     let reseeded = proto::AttributeRequest { params: smoothgrad(1).params, ..smoothgrad(0) };
     let reseeded = client.attribute(reseeded).await.unwrap().attribution.unwrap().to_f32().unwrap();
     assert_ne!(reseeded, alone_smoothgrad[0].attribution.as_ref().unwrap().to_f32().unwrap());
+}
+
+/// Runs `task(client, seed)` for seeds 0..8 at once; answers the results in seed order,
+/// and the attribution jobs the worker ran meanwhile and the requests they held (the
+/// batch-size histogram's count and sum).
+async fn eight_at_once<T, F>(client: &Client, metrics_address: &str, task: impl Fn(Client, u32) -> F) -> (Vec<T>, f64, f64)
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T> + Send + 'static,
+{
+    let before = scrape(metrics_address);
+    let together: Vec<_> = (0..8).map(|seed| tokio::spawn(task(client.clone(), seed))).collect();
+    let mut results = Vec::new();
+    for handle in together {
+        results.push(handle.await.unwrap());
+    }
+    wait_until_idle(client).await;
+    let after = scrape(metrics_address);
+    let delta = |name: &str| metric(&after, name, &["work=\"attribute\""]) - metric(&before, name, &["work=\"attribute\""]);
+    (results, delta("layerlens_batch_size_count"), delta("layerlens_batch_size_sum"))
 }
 
 /// Runs a Python script (from a file: TorchScript reads the source of scripted
