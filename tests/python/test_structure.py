@@ -71,6 +71,11 @@ def test_graph_has_ops_shapes_and_sources(block_net):
     folded = handle.graph((1, 3, 16, 16), depth=1, collapse_repeats=True)
     assert folded.figure_mime == "image/svg+xml"
     assert "×2" in folded.alt_text, folded.alt_text
+    # Only `blocks.0` open: blocks.1 becomes one box, blocks.0 a frame around its ops.
+    opened = handle.graph((1, 3, 16, 16), open=["blocks.0"])
+    boxes = lambda graph: int(graph.alt_text.split(": ", 1)[1].split(" ")[0])  # noqa: E731
+    assert boxes(opened) < boxes(graph), (opened.alt_text, graph.alt_text)
+    assert "blocks.0: " in opened.figure.decode() and ">blocks.1<" in opened.figure.decode()
 
 
 def test_tuple_output_models_refuse_attribution_clearly(block_net):

@@ -410,7 +410,7 @@ class Client:
             [[(int(top.class_index), float(top.logit), float(top.probability)) for top in row.top] for row in answer.rows],
         ), answer)
 
-    def graph(self, model, input_shape=None, *, depth=None, collapse_repeats=False, input_dtype="float32", figure_format="svg"):
+    def graph(self, model, input_shape=None, *, depth=None, collapse_repeats=False, open=None, input_dtype="float32", figure_format="svg"):
         """The forward pass as boxes and arrows; see Model.graph()."""
         handle = self.model(model)
         if input_shape is None and handle.info.input_shape:
@@ -427,6 +427,8 @@ class Client:
             collapse_repeats=bool(collapse_repeats),
             figure_format=_wire.figure_format(figure_format),
         )
+        if open is not None:
+            request.view.open.extend([open] if isinstance(open, str) else list(open))
         answer = self._call(self._explain.Graph, request)
         return _mark_cached(Graph(
             [(node.op, node.module_path, node.source) for node in answer.nodes],
@@ -849,8 +851,9 @@ class Model:
         shapes for a model with several inputs; default: the shape stored with the
         model) as boxes and arrows with tensor
         shapes, grouped by module (`depth=` folds deeper calls into one box,
-        `collapse_repeats=True` folds identical blocks into one box marked xN); displays
-        as the daemon's SVG in Jupyter."""
+        `collapse_repeats=True` folds identical blocks into one box marked xN,
+        `open=["layer1", "layer1.0"]` keeps only those module calls open and folds every
+        other into one box); displays as the daemon's SVG in Jupyter."""
     )
 
     compare = _ClientMethod(
