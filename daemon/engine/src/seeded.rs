@@ -2,8 +2,9 @@
 //! a seed one request sets and the draws after it must not interleave with another
 //! request's, or "the same seed gives the same samples" fails under load. [`with_seed`]
 //! holds a process-wide lock while it seeds the generator and makes its draws (sampling
-//! masks, permutations drawn up front, as Captum draws them); work that draws between
-//! passes over a long time (sampled generation) uses a generator of its own instead.
+//! masks, permutations and noise-tunnel noise drawn up front, as Captum draws them);
+//! work that draws between passes over a long time (sampled generation) uses a
+//! generator of its own instead.
 
 use std::sync::Mutex;
 
