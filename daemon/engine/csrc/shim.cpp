@@ -376,7 +376,7 @@ void inline_marking_returns(torch::jit::Block* block) {
             torch::jit::WithInsertPoint guard(returned);
             for (size_t index = 0; index < returned->inputs().size(); ++index) {
                 torch::jit::Value* value = returned->input(index);
-                if (!value->type()->isSubtypeOf(*c10::TensorType::get())) continue;
+                if (!is_tensor(value)) continue;
                 torch::jit::Value* none = body->insertConstant(c10::IValue());
                 torch::jit::Node* mark = body->insertNode(body->create(c10::aten::clone, {value, none}));
                 mark->output()->setType(value->type());
@@ -391,6 +391,60 @@ void inline_marking_returns(torch::jit::Block* block) {
 
 bool is_return_mark(const torch::jit::Node* node) {
     return node->kind() == c10::aten::clone && node->hasAttribute(kReturnMark);
+}
+
+// The return marks go (see kReturnMark), once the calls are analysed: each call now
+// names the value it returns itself, which for a call that returns its input is a value
+// made before it. `nodes` is the analysis' execution order; marks leave it too.
+void remove_return_marks(GraphInfo& info, std::vector<torch::jit::Node*>& nodes) {
+    std::unordered_map<torch::jit::Value*, torch::jit::Value*> marked;  // mark's output -> its input
+    std::vector<torch::jit::Node*> marks;  // in every block, loop bodies too
+    auto unmark = [&marked](torch::jit::Value* value) {
+        for (auto found = marked.find(value); found != marked.end(); found = marked.find(value)) value = found->second;
+        return value;
+    };
+    std::function<void(torch::jit::Block*)> find_marks = [&](torch::jit::Block* block) {
+        for (torch::jit::Node* node : block->nodes()) {
+            for (torch::jit::Block* inner : node->blocks()) find_marks(inner);
+            if (!is_return_mark(node)) continue;
+            // A call in a branch that returns a value made outside the branch keeps its
+            // clone: the value the branch lifts out says whether the call ran (a
+            // summary leaves out calls that did not), the value itself would not.
+            torch::jit::Value* returned = unmark(node->input(0));
+            if (info.lifted.count(node->output()) > 0 && info.lifted.count(returned) == 0 &&
+                returned->node()->owningBlock() != node->owningBlock()) {
+                node->removeAttribute(kReturnMark);
+                continue;
+            }
+            marks.push_back(node);
+            marked[node->output()] = node->input(0);
+        }
+    };
+    find_marks(info.graph->block());
+    auto unmark_all = [&unmark](std::vector<torch::jit::Value*>& values) {
+        std::vector<torch::jit::Value*> unmarked;
+        for (torch::jit::Value* value : values) {
+            torch::jit::Value* real = unmark(value);
+            if (std::find(unmarked.begin(), unmarked.end(), real) == unmarked.end()) unmarked.push_back(real);
+        }
+        values = std::move(unmarked);
+    };
+    for (ModuleCall& call : info.index.calls) {
+        unmark_all(call.inputs);
+        unmark_all(call.outputs);
+    }
+    info.all_values.erase(std::remove_if(info.all_values.begin(), info.all_values.end(),
+                                         [&marked](torch::jit::Value* value) { return marked.count(value) > 0; }),
+                          info.all_values.end());
+    // A mark made in a branch whose value was made in the same branch: that value is
+    // lifted out itself, and the If output that carried the mark now carries it too.
+    for (const auto& entry : marked) info.lifted.erase(entry.first);
+    nodes.erase(std::remove_if(nodes.begin(), nodes.end(), is_return_mark), nodes.end());
+    for (torch::jit::Node* mark : marks) {
+        mark->output()->replaceAllUsesWith(mark->input(0));
+        info.index.node_calls.erase(mark);
+        mark->destroy();
+    }
 }
 
 GraphInfo analyse(torch::jit::Module& module) {
@@ -484,56 +538,7 @@ GraphInfo analyse(torch::jit::Module& module) {
         }
     }
 
-    // The return marks go: each call now names the value it returns itself, which for a
-    // call that returns its input is a value made before it (see kReturnMark).
-    std::unordered_map<torch::jit::Value*, torch::jit::Value*> marked;  // mark's output -> its input
-    std::vector<torch::jit::Node*> marks;  // in every block, loop bodies too
-    auto unmark = [&marked](torch::jit::Value* value) {
-        for (auto found = marked.find(value); found != marked.end(); found = marked.find(value)) value = found->second;
-        return value;
-    };
-    std::function<void(torch::jit::Block*)> find_marks = [&](torch::jit::Block* block) {
-        for (torch::jit::Node* node : block->nodes()) {
-            for (torch::jit::Block* inner : node->blocks()) find_marks(inner);
-            if (!is_return_mark(node)) continue;
-            // A call in a branch that returns a value made outside the branch keeps its
-            // clone: the value the branch lifts out says whether the call ran (a
-            // summary leaves out calls that did not), the value itself would not.
-            torch::jit::Value* returned = unmark(node->input(0));
-            if (info.lifted.count(node->output()) > 0 && info.lifted.count(returned) == 0 &&
-                returned->node()->owningBlock() != node->owningBlock()) {
-                node->removeAttribute(kReturnMark);
-                continue;
-            }
-            marks.push_back(node);
-            marked[node->output()] = node->input(0);
-        }
-    };
-    find_marks(graph.block());
-    auto unmark_all = [&unmark](std::vector<torch::jit::Value*>& values) {
-        std::vector<torch::jit::Value*> unmarked;
-        for (torch::jit::Value* value : values) {
-            torch::jit::Value* real = unmark(value);
-            if (std::find(unmarked.begin(), unmarked.end(), real) == unmarked.end()) unmarked.push_back(real);
-        }
-        values = std::move(unmarked);
-    };
-    for (ModuleCall& call : index.calls) {
-        unmark_all(call.inputs);
-        unmark_all(call.outputs);
-    }
-    info.all_values.erase(std::remove_if(info.all_values.begin(), info.all_values.end(),
-                                         [&marked](torch::jit::Value* value) { return marked.count(value) > 0; }),
-                          info.all_values.end());
-    // A mark made in a branch whose value was made in the same branch: that value is
-    // lifted out itself, and the If output that carried the mark now carries it too.
-    for (const auto& entry : marked) info.lifted.erase(entry.first);
-    nodes.erase(std::remove_if(nodes.begin(), nodes.end(), is_return_mark), nodes.end());
-    for (torch::jit::Node* mark : marks) {
-        mark->output()->replaceAllUsesWith(mark->input(0));
-        index.node_calls.erase(mark);
-        mark->destroy();
-    }
+    remove_return_marks(info, nodes);
 
     std::ostringstream out;
     std::vector<torch::jit::Value*> graph_inputs;

@@ -108,12 +108,17 @@ fn row_shapes(inputs: &[HostTensor]) -> Option<Vec<(Vec<i64>, bool)>> {
     inputs.iter().map(|input| (input.validate("input").is_ok() && input.rows() == rows).then(|| (input.shape[1..].to_vec(), input.integer))).collect()
 }
 
+/// Whether a joined run of this method draws each caller's noise apart (`draw_groups`),
+/// so callers with different seeds may share it: the noise tunnels.
+fn draws_per_caller(method: &str) -> bool {
+    crate::attribution::find_method(method).is_ok_and(|method| method.sampling == Sampling::UnlessNoiseGiven)
+}
+
 pub(crate) fn attribute_key(request: &AttributionRequest) -> Option<BatchKey> {
     // Which methods may share a pass is a property in the method table.
-    let method = crate::attribution::find_method(&request.method).ok().filter(|method| method.batchable)?;
-    // Noise tunnels draw each caller's noise apart in a joined run (`draw_groups`), so
-    // their seeds need not agree; every other seeded option keeps a request alone.
-    let draws_per_request = method.sampling == Sampling::UnlessNoiseGiven;
+    crate::attribution::find_method(&request.method).ok().filter(|method| method.batchable)?;
+    // Every other seeded option keeps a request alone.
+    let draws_per_request = draws_per_caller(&request.method);
     if !request.tensor_params.is_empty()
         || request.params.get("n_steps").is_some_and(|steps| steps == "auto")
         || (request.params.contains_key("seed") && !draws_per_request)
@@ -179,8 +184,7 @@ pub(crate) fn join_attribution(requests: &[&AttributionRequest]) -> AttributionR
         )
     };
     let mut params = first.params.clone();
-    let draws = crate::attribution::find_method(&first.method).is_ok_and(|method| method.sampling == Sampling::UnlessNoiseGiven);
-    let draw_groups = if draws {
+    let draw_groups = if draws_per_caller(&first.method) {
         params.remove("seed");
         requests
             .iter()

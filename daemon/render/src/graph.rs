@@ -165,8 +165,21 @@ pub struct LaidOutEdge {
 /// input or output naming an unknown node, or a cycle (named by its node ids);
 /// [`RenderError::BadOptions`] for depth 0.
 pub fn graph_figure(graph: &ModelGraph, options: &GraphOptions, format: Format) -> Result<Figure, RenderError> {
-    let (scene, alt_text) = graph_scene(graph, options)?;
+    let fold = Folding::new(options)?;
+    let model = Model::new(graph)?;
+    let arranged = arrange(&model, &fold, options.collapse_repeats)?;
+    let (scene, alt_text) = graph_scene(&model, &arranged, options);
     encode(&scene, format, alt_text)
+}
+
+/// [`graph_figure`] and [`graph_layout`] of one graph with the same options, laid out
+/// once.
+pub fn graph_figure_and_layout(graph: &ModelGraph, options: &GraphOptions, format: Format) -> Result<(Figure, GraphLayout), RenderError> {
+    let fold = Folding::new(options)?;
+    let model = Model::new(graph)?;
+    let arranged = arrange(&model, &fold, options.collapse_repeats)?;
+    let (scene, alt_text) = graph_scene(&model, &arranged, options);
+    Ok((encode(&scene, format, alt_text)?, layout_data(&model, &arranged, options)))
 }
 
 // Sizes in pixels; text sizes are CSS pixel sizes, as in the other figures.
@@ -364,12 +377,18 @@ fn arrange(model: &Model<'_>, fold: &Folding<'_>, collapse_repeats: bool) -> Res
 pub fn graph_layout(graph: &ModelGraph, options: &GraphOptions) -> Result<GraphLayout, RenderError> {
     let fold = Folding::new(options)?;
     let model = Model::new(graph)?;
-    let Arranged { runs, view, contents, cluster_labels, layout } = arrange(&model, &fold, options.collapse_repeats)?;
+    let arranged = arrange(&model, &fold, options.collapse_repeats)?;
+    Ok(layout_data(&model, &arranged, options))
+}
+
+fn layout_data(model: &Model<'_>, arranged: &Arranged, options: &GraphOptions) -> GraphLayout {
+    let Arranged { runs, view, contents, cluster_labels, layout } = arranged;
+    let graph = model.graph;
     let nesting = view.nesting();
     let boxes = view
         .boxes
         .iter()
-        .zip(contents)
+        .zip(contents.iter().cloned())
         .zip(&layout.boxes)
         .enumerate()
         .map(|(index, ((&kind, (title, lines)), rect))| {
@@ -387,7 +406,7 @@ pub fn graph_layout(graph: &ModelGraph, options: &GraphOptions) -> Result<GraphL
                 BoxKind::Input(_) => (BoxRole::Input, String::new(), Vec::new()),
                 BoxKind::Output(_) => (BoxRole::Output, String::new(), Vec::new()),
             };
-            let repeats = model.box_repeats(&view, &runs, index).unwrap_or(1) as u32;
+            let repeats = model.box_repeats(view, runs, index).unwrap_or(1) as u32;
             LaidOutBox { role, title, lines, path, node_ids, repeats, x: rect.x, y: rect.y, width: rect.width, height: rect.height }
         })
         .collect();
@@ -419,21 +438,13 @@ pub fn graph_layout(graph: &ModelGraph, options: &GraphOptions) -> Result<GraphL
         .zip(&layout.edges)
         .map(|(&(from, to, ref shape), points)| LaidOutEdge { from, to, points: points.clone(), shape: shape.clone() })
         .collect();
-    let alt_text = model.alt_text(&view, &runs, options);
-    Ok(GraphLayout {
-        width: layout.width,
-        height: layout.height,
-        boxes,
-        frames: frames.into_iter().map(|(_, frame)| frame).collect(),
-        edges,
-        alt_text,
-    })
+    let alt_text = model.alt_text(view, runs, options);
+    GraphLayout { width: layout.width, height: layout.height, boxes, frames: frames.into_iter().map(|(_, frame)| frame).collect(), edges, alt_text }
 }
 
-fn graph_scene(graph: &ModelGraph, options: &GraphOptions) -> Result<(Scene, String), RenderError> {
-    let fold = Folding::new(options)?;
-    let model = Model::new(graph)?;
-    let Arranged { runs, view, contents, cluster_labels, layout } = arrange(&model, &fold, options.collapse_repeats)?;
+fn graph_scene(model: &Model<'_>, arranged: &Arranged, options: &GraphOptions) -> (Scene, String) {
+    let Arranged { runs, view, contents, cluster_labels, layout } = arranged;
+    let graph = model.graph;
 
     let title_width = text_width(&graph.title, TITLE_SIZE);
     let width = (layout.width + 2.0 * MARGIN + STACK_OFFSET).max(title_width + 2.0 * MARGIN).ceil();
@@ -467,8 +478,8 @@ fn graph_scene(graph: &ModelGraph, options: &GraphOptions) -> Result<(Scene, Str
     // Boxes and their text.
     let boxes: Vec<Rect> = layout.boxes.iter().map(|&rect| shift(rect)).collect();
     for (index, rect) in boxes.iter().enumerate() {
-        let (fill, border) = model.box_colours(&view, index);
-        if model.box_repeats(&view, &runs, index).is_some() {
+        let (fill, border) = model.box_colours(view, index);
+        if model.box_repeats(view, runs, index).is_some() {
             rounded_box(&mut scene, Rect { x: rect.x + STACK_OFFSET, y: rect.y + STACK_OFFSET, ..*rect }, BOX_RADIUS, fill, border);
         }
         rounded_box(&mut scene, *rect, BOX_RADIUS, fill, border);
@@ -506,10 +517,10 @@ fn graph_scene(graph: &ModelGraph, options: &GraphOptions) -> Result<(Scene, Str
         scene.push(Element::Text { x, y, text: label.clone(), size: CLUSTER_LABEL_SIZE, anchor: Anchor::Start, colour: SUBTLE_TEXT, rotation: 0.0 });
     }
 
-    draw_shapes(&mut scene, &view, &edge_paths);
+    draw_shapes(&mut scene, view, &edge_paths);
 
-    let alt_text = model.alt_text(&view, &runs, options);
-    Ok((scene, alt_text))
+    let alt_text = model.alt_text(view, runs, options);
+    (scene, alt_text)
 }
 
 /// Shape labels: one just below and right of the source box when every arrow leaving

@@ -88,7 +88,8 @@ pub use contour::{contour_plot, PlotPath};
 pub use figure::{attribution_figure, method_grid, AttributionFigure, GridPanel, MAX_BAR_FEATURES};
 pub use filters::{filter_grid, MAX_FILTER_TILES};
 pub use graph::{
-    graph_figure, graph_layout, BoxRole, GraphEdge, GraphLayout, GraphNode, GraphOptions, LaidOutBox, LaidOutEdge, LaidOutFrame, ModelGraph,
+    graph_figure, graph_figure_and_layout, graph_layout, BoxRole, GraphEdge, GraphLayout, GraphNode, GraphOptions, LaidOutBox, LaidOutEdge,
+    LaidOutFrame, ModelGraph,
 };
 pub use heat_map::matrix_heat_map;
 pub use histogram::{histogram_grid, HistogramPanel};

@@ -4,7 +4,9 @@
 //! Checks what each depth shows, when runs of blocks fold into `×N`, that shapes and
 //! labels are SVG text, that the PNG decodes, and the errors.
 
-use layerlens_render::{graph_figure, graph_layout, BoxRole, Figure, Format, GraphEdge, GraphNode, GraphOptions, ModelGraph, RenderError};
+use layerlens_render::{
+    graph_figure, graph_figure_and_layout, graph_layout, BoxRole, Figure, Format, GraphEdge, GraphNode, GraphOptions, ModelGraph, RenderError,
+};
 
 /// Builds a graph op by op, in execution order, each op inside a stack of module calls.
 struct Tracer {
@@ -531,4 +533,7 @@ fn an_interactive_view_opens_frames_one_at_a_time() {
     let figure = graph_figure(&graph, &view(&["layer1", "layer1.0"], &["layer1"]), Format::Svg).expect("figure");
     assert_eq!(figure.alt_text, deeper.alt_text);
     assert!(figure.alt_text.starts_with(&format!("graph of resnet-like (4 stages): {} boxes", deeper.boxes.len())), "{}", figure.alt_text);
+    // Both from one layout: the same figure and the same data.
+    let (both_figure, both_layout) = graph_figure_and_layout(&graph, &view(&["layer1", "layer1.0"], &["layer1"]), Format::Svg).expect("both");
+    assert_eq!((both_figure.data, both_layout), (figure.data, deeper));
 }

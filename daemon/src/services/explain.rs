@@ -318,9 +318,15 @@ impl Explain for ExplainService {
                     // Drawing and laying out are CPU work for a blocking thread, not the runtime's.
                     let model_graph = convert::model_graph(&graph, super::model_label(&record));
                     let (figure, layout) = tokio::task::spawn_blocking(move || -> Result<_, layerlens_render::RenderError> {
-                        let figure = format.map(|format| layerlens_render::graph_figure(&model_graph, &options, format)).transpose()?;
-                        let layout = view.map(|_| layerlens_render::graph_layout(&model_graph, &options)).transpose()?;
-                        Ok((figure, layout))
+                        Ok(match (format, view) {
+                            (Some(format), Some(_)) => {
+                                let (figure, layout) = layerlens_render::graph_figure_and_layout(&model_graph, &options, format)?;
+                                (Some(figure), Some(layout))
+                            }
+                            (Some(format), None) => (Some(layerlens_render::graph_figure(&model_graph, &options, format)?), None),
+                            (None, Some(_)) => (None, Some(layerlens_render::graph_layout(&model_graph, &options)?)),
+                            (None, None) => (None, None),
+                        })
                     })
                     .await
                     .map_err(ApiError::from)?
