@@ -720,3 +720,57 @@ async fn the_load_generator_reports_throughput_latency_and_the_daemons_phases() 
     assert!(!ok && stderr.contains("no_such_method"), "{stderr}");
     assert!(daemon.stop());
 }
+
+/// The threads of process `pid` whose name is `name` (Linux keeps 15 bytes of it).
+fn threads_named(pid: u32, name: &str) -> usize {
+    let name = &name[..name.len().min(15)];
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks.filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok()).filter(|comm| comm.trim_end() == name).count()
+        })
+        .unwrap_or(0)
+}
+
+/// libtorch's OpenMP helpers spin between ops only while no other thread keeps a
+/// pool of them (engine/src/threads.rs): on the CPU a model computes on a thread that
+/// ends, with its helpers, once the model is idle, and the worker thread that waits
+/// for requests holds none. The threads of a model are named after it; between
+/// requests one is left. Bounded: one request, at most 10 s of waiting.
+#[tokio::test(flavor = "multi_thread")]
+#[cfg(target_os = "linux")]
+async fn an_idle_model_keeps_no_compute_threads() {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&work.path().join("store"), &["--cache-bytes", "0"]);
+    let client = Client::connect(&daemon.url, None).await.unwrap();
+    let id = client.upload_file(&fixtures().join("resnet18.pt2"), Some("resnet"), &[]).await.unwrap().id;
+    let name = format!("model-{}", &id[..12]);
+    let pid = daemon.pid();
+    let request = proto::AttributeRequest {
+        model: "resnet".into(),
+        input: Some(proto::Tensor::from_f32(&[2, 3, 64, 64], &(0..2 * 3 * 64 * 64).map(|index| (index % 255) as f32 / 255.0).collect::<Vec<_>>())),
+        method: "integrated_gradients".into(),
+        target: Some(3),
+        params: BTreeMap::from([("n_steps".to_string(), "64".to_string())]).into_iter().collect(),
+        figure_format: proto::FigureFormat::None as i32,
+        ..Default::default()
+    };
+    // While the request runs, the model has its worker and a compute thread.
+    let running = tokio::spawn({
+        let client = client.clone();
+        async move { client.attribute(request).await }
+    });
+    let mut most = 0;
+    while !running.is_finished() {
+        most = most.max(threads_named(pid, &name));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    running.await.unwrap().expect("integrated gradients on resnet18");
+    assert!(most >= 2, "no compute thread was seen while the request ran ({most} thread(s) named {name})");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while threads_named(pid, &name) > 1 {
+        assert!(Instant::now() < deadline, "{} threads named {name} are left 10 s after the model went idle", threads_named(pid, &name));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(threads_named(pid, &name), 1, "the model's worker thread is gone");
+    assert!(daemon.stop());
+}

@@ -26,6 +26,7 @@ pub mod summary;
 pub mod surrogate;
 pub mod taps;
 pub mod text;
+pub mod threads;
 pub mod trace;
 pub mod training;
 pub mod worker;

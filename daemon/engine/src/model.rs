@@ -86,21 +86,25 @@ pub fn load(path: &Path, device: Device, input_shape: Option<Vec<i64>>) -> Resul
 
 /// Checks that a file loads as a model (on the CPU), so the store only ever accepts
 /// loadable models. Returns the example input shape an exported program records
-/// (its first input; a dynamic size at the example's value).
+/// (its first input; a dynamic size at the example's value). Runs on a thread of its
+/// own, so the caller's thread keeps no OpenMP pool (threads.rs).
 pub fn validate(path: &Path) -> Result<Option<Vec<i64>>> {
-    let model = load(path, Device::Cpu, None)?;
-    Ok(match &model.backend {
-        Backend::Script(_) => None,
-        Backend::Exported(program) => program.example_shapes.first().cloned(),
-    })
+    crate::threads::apart("validate", || {
+        let model = load(path, Device::Cpu, None)?;
+        Ok(match &model.backend {
+            Backend::Script(_) => None,
+            Backend::Exported(program) => program.example_shapes.first().cloned(),
+        })
+    })?
 }
 
-/// The module tree of a model file of either kind.
+/// The module tree of a model file of either kind, read on a thread of its own (as
+/// `validate`).
 pub fn module_tree(path: &Path) -> Result<Vec<crate::structure::ModuleInfo>> {
-    match ModelKind::of_file(path) {
+    crate::threads::apart("module-tree", || match ModelKind::of_file(path) {
         ModelKind::TorchScript => crate::structure::module_tree(path),
         ModelKind::Exported => crate::exported::module_tree(path),
-    }
+    })?
 }
 
 /// Loads a TorchScript file on `device` and switches it to eval mode.

@@ -261,6 +261,12 @@ impl<C> JobQueue<C> {
     /// The next job to run, waiting for one; `None` once the queue is closed and
     /// empty. Jobs whose callers stopped waiting are dropped on the way.
     pub fn pop(&self) -> Option<Job<C>> {
+        self.pop_until(None)
+    }
+
+    /// The next job to run, waiting for one at most until `until` (`None`: no limit);
+    /// `None` when none came by then or the queue is closed and empty.
+    pub fn pop_until(&self, until: Option<Instant>) -> Option<Job<C>> {
         let mut state = self.lock();
         loop {
             state.sweep_cancelled();
@@ -272,7 +278,16 @@ impl<C> JobQueue<C> {
             if state.closed {
                 return None;
             }
-            state = self.wake.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+            state = match until {
+                None => self.wake.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner()),
+                Some(until) => {
+                    let now = Instant::now();
+                    if now >= until {
+                        return None;
+                    }
+                    self.wake.wait_timeout(state, until - now).unwrap_or_else(|poisoned| poisoned.into_inner()).0
+                }
+            };
         }
     }
 
@@ -450,6 +465,19 @@ mod tests {
         thread.join().unwrap();
         assert_eq!(taken.len(), 1);
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn pop_until_gives_up_at_its_time_and_takes_a_job_that_comes_sooner() {
+        let queue = Arc::new(JobQueue::new(QueueSettings::default()));
+        let started = Instant::now();
+        assert!(queue.pop_until(Some(started + Duration::from_millis(30))).is_none());
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        let pusher = queue.clone();
+        let thread = std::thread::spawn(move || push(&pusher, "bob", Priority::Interactive, "late"));
+        let job = queue.pop_until(Some(Instant::now() + Duration::from_secs(30)));
+        thread.join().unwrap();
+        assert_eq!(job.unwrap().command, "late");
     }
 
     #[test]

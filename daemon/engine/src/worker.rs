@@ -25,6 +25,7 @@ use crate::scheduler::{Job, JobQueue, QueueFull, QueueSettings, Ticket};
 use crate::structure::{self, ModuleInfo};
 use crate::summary::{self, CallSummary};
 use crate::text::{self, GeneratedToken, GenerationOptions, TextAttribution, TextAttributionRequest};
+use crate::threads;
 use crate::trace::{self, Phase, RequestTrace};
 use crate::training::{self, Landscape, LandscapeRequest};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -449,10 +450,29 @@ impl<K: PartialEq, V: Clone> Recent<K, V> {
 }
 
 fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: &JobQueue<Command>, gauges: &WorkerGauges) {
-    let loaded = model::load(&spec.path, device, spec.input_shape.clone()).map_err(|error| error.context(format!("loading model {}", spec.model_id)));
-    let mut worker = Worker { spec, settings, loaded, module_tree: None, summaries: Recent::new(), op_graphs: Recent::new() };
-    let model_id = worker.spec.model_id.clone();
-    let ready = worker.warm_up();
+    let model_id = spec.model_id.clone();
+    let thread_name = std::thread::current().name().unwrap_or("model").to_string();
+    // On the CPU the model runs on compute threads that end when idle (threads.rs): the
+    // worker thread itself never runs a libtorch op, so it holds no OpenMP pool.
+    let apart = device == Device::Cpu;
+    let start = || {
+        let loaded = model::load(&spec.path, device, spec.input_shape.clone()).map_err(|error| error.context(format!("loading model {model_id}")));
+        let mut worker =
+            Worker { spec: spec.clone(), settings: settings.clone(), loaded, module_tree: None, summaries: Recent::new(), op_graphs: Recent::new() };
+        let ready = worker.warm_up();
+        (worker, ready)
+    };
+    let (mut worker, ready) = if apart {
+        match threads::apart(&thread_name, start) {
+            Ok(started) => started,
+            Err(error) => {
+                tracing::warn!(%model_id, %error, "loading the model on this worker thread");
+                start()
+            }
+        }
+    } else {
+        start()
+    };
     match &ready {
         Ok(resident_bytes) => {
             gauges.resident_bytes.store(*resident_bytes, Ordering::Relaxed);
@@ -466,80 +486,111 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: 
         observer.model_ready(&model_id, &ready.map(|_| ()));
     }
     let mut traffic = batching::Traffic::default();
-    while let Some(job) = queue.pop() {
-        gauges.running.store(1, Ordering::Relaxed);
-        let waited = job.enqueued.elapsed();
-        if let Some(trace) = &job.ticket.trace {
-            trace.record(Phase::Queue, waited);
-        }
-        let name = job.command.name();
-        let started = Instant::now();
-        let mut batchable = false;
-        let companions = match job.command.batch_key() {
-            Some(key) if queue.settings.max_batch_size > 1 => {
-                let matches = |command: &Command| command.batch_key().as_ref() == Some(&key);
-                let room = queue.settings.max_batch_size - 1;
-                // Companions already queued are taken at once. Only when there are some
-                // (a burst is arriving) does the job wait for more, as long as the
-                // traffic says they take to come (batching::Traffic::window, at most the
-                // batch delay): a lone request never pays the delay.
-                let mut companions = queue.take_matching(matches, room, Instant::now());
-                traffic.arrived(job.enqueued);
-                for companion in &companions {
-                    traffic.arrived(companion.enqueued);
+    while let Some(first) = queue.pop() {
+        // Serves jobs until the queue has been idle for COMPUTE_IDLE (apart) or is
+        // closed (on this thread).
+        let mut burst = |first: Job<Command>| {
+            let mut job = first;
+            loop {
+                serve(&mut worker, &mut traffic, job, queue, gauges);
+                match queue.pop_until(apart.then(|| Instant::now() + threads::COMPUTE_IDLE)) {
+                    Some(next) => job = next,
+                    None => break,
                 }
-                let window = traffic.window(queue.settings.max_batch_delay, companions.len(), room - companions.len());
-                if !window.is_zero() {
-                    let more = queue.take_matching(matches, room - companions.len(), Instant::now() + window);
-                    companions.extend(more);
-                }
-                batchable = true;
-                companions
             }
-            _ => Vec::new(),
         };
-        let batch_size = 1 + companions.len();
-        let gathered = started.elapsed();
-        let traces: Vec<Arc<RequestTrace>> = std::iter::once(&job).chain(&companions).filter_map(|job| job.ticket.trace.clone()).collect();
-        // The first job waited in the queue, then for companions; a companion waited
-        // in the queue until now.
-        if let Some(trace) = &job.ticket.trace {
-            trace.record(Phase::Batch, gathered);
+        if !apart {
+            burst(first);
+            continue;
         }
-        for companion in &companions {
-            if let Some(trace) = &companion.ticket.trace {
-                trace.record(Phase::Queue, companion.enqueued.elapsed());
+        if let Err(error) = threads::apart(&thread_name, || burst(first)) {
+            // No compute thread started: the first job went with the closure (its
+            // caller hears that the worker dropped it); what is queued is served here.
+            tracing::warn!(%model_id, %error, "serving on the worker thread");
+            if let Some(job) = queue.pop_until(Some(Instant::now())) {
+                burst(job);
             }
         }
-        for trace in &traces {
-            trace.start_run(batch_size);
-        }
-        trace::running(traces, || {
-            if companions.is_empty() {
-                worker.run(job.command, &job.cancelled);
-            } else {
-                worker.run_batch(job, companions);
-            }
-        });
-        let ran = started.elapsed();
-        if batchable {
-            traffic.ran(ran.saturating_sub(gathered));
-        }
-        let previous = gauges.mean_run_micros.load(Ordering::Relaxed);
-        let micros = ran.as_micros().min(u128::from(u64::MAX)) as u64;
-        gauges.mean_run_micros.store(if previous == 0 { micros } else { (previous * 7 + micros) / 8 }, Ordering::Relaxed);
-        // Reported before the job stops counting as running, so whoever sees the model
-        // idle also sees the job in the metrics.
-        if let Some(observer) = &observer {
-            observer.job_finished(&model_id, name, waited, ran, batch_size);
-        }
-        gauges.running.store(0, Ordering::Relaxed);
     }
     drop(worker);
     if let Some(observer) = &observer {
         observer.model_unloaded(&model_id);
     }
     tracing::info!(%model_id, "worker stopped");
+}
+
+/// Runs one job (and the queued jobs that can share its pass) and keeps the gauges,
+/// traces and observer current.
+fn serve(worker: &mut Worker, traffic: &mut batching::Traffic, job: Job<Command>, queue: &JobQueue<Command>, gauges: &WorkerGauges) {
+    let model_id = worker.spec.model_id.clone();
+    let observer = worker.settings.observer.clone();
+    gauges.running.store(1, Ordering::Relaxed);
+    let waited = job.enqueued.elapsed();
+    if let Some(trace) = &job.ticket.trace {
+        trace.record(Phase::Queue, waited);
+    }
+    let name = job.command.name();
+    let started = Instant::now();
+    let mut batchable = false;
+    let companions = match job.command.batch_key() {
+        Some(key) if queue.settings.max_batch_size > 1 => {
+            let matches = |command: &Command| command.batch_key().as_ref() == Some(&key);
+            let room = queue.settings.max_batch_size - 1;
+            // Companions already queued are taken at once. Only when there are some
+            // (a burst is arriving) does the job wait for more, as long as the
+            // traffic says they take to come (batching::Traffic::window, at most the
+            // batch delay): a lone request never pays the delay.
+            let mut companions = queue.take_matching(matches, room, Instant::now());
+            traffic.arrived(job.enqueued);
+            for companion in &companions {
+                traffic.arrived(companion.enqueued);
+            }
+            let window = traffic.window(queue.settings.max_batch_delay, companions.len(), room - companions.len());
+            if !window.is_zero() {
+                let more = queue.take_matching(matches, room - companions.len(), Instant::now() + window);
+                companions.extend(more);
+            }
+            batchable = true;
+            companions
+        }
+        _ => Vec::new(),
+    };
+    let batch_size = 1 + companions.len();
+    let gathered = started.elapsed();
+    let traces: Vec<Arc<RequestTrace>> = std::iter::once(&job).chain(&companions).filter_map(|job| job.ticket.trace.clone()).collect();
+    // The first job waited in the queue, then for companions; a companion waited
+    // in the queue until now.
+    if let Some(trace) = &job.ticket.trace {
+        trace.record(Phase::Batch, gathered);
+    }
+    for companion in &companions {
+        if let Some(trace) = &companion.ticket.trace {
+            trace.record(Phase::Queue, companion.enqueued.elapsed());
+        }
+    }
+    for trace in &traces {
+        trace.start_run(batch_size);
+    }
+    trace::running(traces, || {
+        if companions.is_empty() {
+            worker.run(job.command, &job.cancelled);
+        } else {
+            worker.run_batch(job, companions);
+        }
+    });
+    let ran = started.elapsed();
+    if batchable {
+        traffic.ran(ran.saturating_sub(gathered));
+    }
+    let previous = gauges.mean_run_micros.load(Ordering::Relaxed);
+    let micros = ran.as_micros().min(u128::from(u64::MAX)) as u64;
+    gauges.mean_run_micros.store(if previous == 0 { micros } else { (previous * 7 + micros) / 8 }, Ordering::Relaxed);
+    // Reported before the job stops counting as running, so whoever sees the model
+    // idle also sees the job in the metrics.
+    if let Some(observer) = &observer {
+        observer.job_finished(&model_id, name, waited, ran, batch_size);
+    }
+    gauges.running.store(0, Ordering::Relaxed);
 }
 
 impl Worker {
