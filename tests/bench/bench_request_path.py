@@ -3,7 +3,7 @@ against Captum's Saliency in this process, on the same resnet18, side by side.
 
     PY="$(scripts/setup.sh | tail -n 1)"
     cargo build --release --bin layerlensd --bin layerlens
-    "$PY" tests/bench/bench_request_path.py [--rounds 5] [--requests 20] [--threads 2]
+    "$PY" tests/bench/bench_request_path.py [--rounds 5] [--requests 20] [--threads 2] [--baseline-daemon PATH]
 
 Why it exists (issue: GPU serving): the daemon's end-to-end time for one saliency call
 was 1.15-1.4x Captum in-process on this CPU, and nobody had measured where the rest
@@ -20,11 +20,14 @@ eager model, torch.set_num_threads(--threads); the daemon: release build,
 OMP_NUM_THREADS=--threads, --cache-bytes 0; `layerlens bench --clients 1 --requests N`
 (closed loop, each request's input moved by 1e-6 in one value so no cache answers).
 Rounds alternate Captum and each daemon model; medians over rounds of the per-round
-medians. Also one round of 8 concurrent clients with batching on (default) and off
+medians. With --baseline-daemon (another build of layerlensd, e.g. the last release),
+its two models run in the same rounds, so a change is measured against the build
+before it side by side. Also one round of 8 concurrent clients with batching on (default) and off
 (--max-batch-size 1, a second daemon), for the throughput ratio.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -62,6 +65,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--baseline-daemon", type=pathlib.Path, help="another layerlensd build to run in the same rounds")
     args = parser.parse_args()
     for binary in ("layerlensd", "layerlens"):
         if not (RELEASE / binary).is_file():
@@ -93,11 +97,18 @@ def main():
                 times.append(time.perf_counter() - start)
             return statistics.median(times) * 1e3
 
-        rows = {"captum": [], "exported": [], "scripted": []}
-        phases = {"exported": [], "scripted": []}
-        with running_daemon(RELEASE / "layerlensd", scratch, args.threads) as daemon:
-            cli(daemon.address, "models", "add", str(exported_path), "--name", "exported")
-            cli(daemon.address, "models", "add", str(scripted_path), "--name", "scripted", "--input-shape", "1,3,224,224")
+        builds = {"daemon": RELEASE / "layerlensd"}
+        if args.baseline_daemon:
+            builds["baseline"] = args.baseline_daemon
+        models = [(build, name) for build in builds for name in ("exported", "scripted")]
+        rows = {"captum": [], **{model: [] for model in models}}
+        phases = {model: [] for model in models}
+        with contextlib.ExitStack() as stack:
+            daemons = {build: stack.enter_context(running_daemon(binary, scratch, args.threads)) for build, binary in builds.items()}
+            for daemon in daemons.values():
+                cli(daemon.address, "models", "add", str(exported_path), "--name", "exported")
+                cli(daemon.address, "models", "add", str(scripted_path), "--name", "scripted", "--input-shape", "1,3,224,224")
+            daemon = daemons["daemon"]
             out = scratch / "daemon.npy"
             cli(daemon.address, "attribute", "exported", "--input", str(input_path), "--method", "saliency", "--target", str(TARGET),
                 "--out", str(out))
@@ -106,13 +117,13 @@ def main():
                 captum_round()
             for round_index in range(args.rounds):
                 rows["captum"].append(captum_round())
-                for name in ("exported", "scripted"):
-                    answer = bench(daemon.address, name, input_path, 1, args.requests)
+                for build, name in models:
+                    answer = bench(daemons[build].address, name, input_path, 1, args.requests)
                     assert answer["answered"] == args.requests and not answer["errors"], answer
-                    rows[name].append(answer["latency_ms"]["p50"])
-                    phases[name].append({key: value["p50_ms"] for key, value in answer["daemon_phases"].items()})
-                print(f"round {round_index + 1}: captum {rows['captum'][-1]:.1f} ms, exported {rows['exported'][-1]:.1f} ms, "
-                      f"scripted {rows['scripted'][-1]:.1f} ms", file=sys.stderr)
+                    rows[build, name].append(answer["latency_ms"]["p50"])
+                    phases[build, name].append({key: value["p50_ms"] for key, value in answer["daemon_phases"].items()})
+                print(f"round {round_index + 1}: captum {rows['captum'][-1]:.1f} ms, "
+                      + ", ".join(f"{build} {name} {rows[build, name][-1]:.1f} ms" for build, name in models), file=sys.stderr)
             batched = bench(daemon.address, "exported", input_path, 8, args.requests)
         # A second daemon with cross-request batching off (running_daemon takes no flags).
         store = scratch / "unbatched-store"
@@ -137,11 +148,12 @@ def main():
     print("| model | end to end p50 ms | / Captum | daemon handler ms | run (the pass) ms | daemon path around the run ms | outside the daemon ms |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     print(f"| Captum Saliency, eager, in-process | {captum:.1f} | 1.00 | – | – | – | – |")
-    for name in ("exported", "scripted"):
-        latency = statistics.median(rows[name])
-        handler = statistics.median(p["handler"] for p in phases[name])
-        run = statistics.median(p["run"] for p in phases[name])
-        print(f"| daemon, {name} | {latency:.1f} | {latency / captum:.2f} | {handler:.2f} | {run:.2f} | {handler - run:.2f} | {latency - handler:.2f} |")
+    for build, name in models:
+        latency = statistics.median(rows[build, name])
+        handler = statistics.median(p["handler"] for p in phases[build, name])
+        run = statistics.median(p["run"] for p in phases[build, name])
+        label = f"daemon, {name}" if build == "daemon" else f"baseline {args.baseline_daemon}, {name}"
+        print(f"| {label} | {latency:.1f} | {latency / captum:.2f} | {handler:.2f} | {run:.2f} | {handler - run:.2f} | {latency - handler:.2f} |")
     print(f"\n8 clients on the exported model: batching on {batched['throughput']:.1f} requests/s "
           f"({batched['mean_batch_size']:.2f} requests per pass), off {unbatched['throughput']:.1f} requests/s: "
           f"{batched['throughput'] / unbatched['throughput']:.2f}x")

@@ -732,45 +732,46 @@ fn threads_named(pid: u32, name: &str) -> usize {
 }
 
 /// libtorch's OpenMP helpers spin between ops only while no other thread keeps a
-/// pool of them (engine/src/threads.rs): on the CPU a model computes on a thread that
-/// ends, with its helpers, once the model is idle, and the worker thread that waits
-/// for requests holds none. The threads of a model are named after it; between
-/// requests one is left. Bounded: one request, at most 10 s of waiting.
+/// pool of them (engine/src/threads.rs): on the CPU a model computes on a thread of
+/// its own, which keeps its pool between requests and ends with it once another model
+/// has started computing and its own queue has been idle for half a second; the worker
+/// thread that waits for requests holds none. A model's threads are named after it.
+/// Bounded: three requests, at most 10 s of waiting for each change.
 #[tokio::test(flavor = "multi_thread")]
 #[cfg(target_os = "linux")]
-async fn an_idle_model_keeps_no_compute_threads() {
+async fn a_model_that_starts_computing_ends_the_idle_ones_compute_threads() {
     let work = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&work.path().join("store"), &["--cache-bytes", "0"]);
     let client = Client::connect(&daemon.url, None).await.unwrap();
-    let id = client.upload_file(&fixtures().join("resnet18.pt2"), Some("resnet"), &[]).await.unwrap().id;
-    let name = format!("model-{}", &id[..12]);
+    let mut names = Vec::new();
+    for (file, name) in [("resnet18.pt2", "exported"), ("resnet18.pt", "traced")] {
+        let id = client.upload_file(&fixtures().join(file), Some(name), &[1, 3, 64, 64]).await.unwrap().id;
+        names.push(format!("model-{}", &id[..12]));
+    }
     let pid = daemon.pid();
-    let request = proto::AttributeRequest {
-        model: "resnet".into(),
+    let saliency = |model: &str| proto::AttributeRequest {
+        model: model.into(),
         input: Some(proto::Tensor::from_f32(&[2, 3, 64, 64], &(0..2 * 3 * 64 * 64).map(|index| (index % 255) as f32 / 255.0).collect::<Vec<_>>())),
-        method: "integrated_gradients".into(),
+        method: "saliency".into(),
         target: Some(3),
-        params: BTreeMap::from([("n_steps".to_string(), "64".to_string())]).into_iter().collect(),
         figure_format: proto::FigureFormat::None as i32,
         ..Default::default()
     };
-    // While the request runs, the model has its worker and a compute thread.
-    let running = tokio::spawn({
-        let client = client.clone();
-        async move { client.attribute(request).await }
-    });
-    let mut most = 0;
-    while !running.is_finished() {
-        most = most.max(threads_named(pid, &name));
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    running.await.unwrap().expect("integrated gradients on resnet18");
-    assert!(most >= 2, "no compute thread was seen while the request ran ({most} thread(s) named {name})");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while threads_named(pid, &name) > 1 {
-        assert!(Instant::now() < deadline, "{} threads named {name} are left 10 s after the model went idle", threads_named(pid, &name));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(threads_named(pid, &name), 1, "the model's worker thread is gone");
+    let wait_for = |name: String, wanted: fn(usize) -> bool, what: &'static str| async move {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !wanted(threads_named(pid, &name)) {
+            assert!(Instant::now() < deadline, "{what}: {} threads named {name} after 10 s", threads_named(pid, &name));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    client.attribute(saliency("exported")).await.expect("saliency on the exported resnet18");
+    // Used alone, the model keeps its compute thread (and pool) between requests.
+    wait_for(names[0].clone(), |count| count >= 2, "the exported model keeps a compute thread").await;
+    client.attribute(saliency("traced")).await.expect("saliency on the traced resnet18");
+    wait_for(names[0].clone(), |count| count == 1, "the idle model is left with its worker thread alone").await;
+    assert!(threads_named(pid, &names[1]) >= 2, "the model that computed last keeps its compute thread");
+    // And the idle one comes back when asked.
+    client.attribute(saliency("exported")).await.expect("saliency on the exported resnet18 again");
+    wait_for(names[1].clone(), |count| count == 1, "the traced model gives its pool back in turn").await;
     assert!(daemon.stop());
 }

@@ -191,10 +191,20 @@ struct State<C> {
     classes: [Class<C>; 2],
     queued: usize,
     closed: bool,
+    /// Another model's compute thread asks this one's to end once idle (threads.rs).
+    release: bool,
     sequence: u64,
 }
 
 impl<C> State<C> {
+    /// The next job to run (jobs whose callers stopped waiting are dropped first).
+    fn pop(&mut self) -> Option<Job<C>> {
+        self.sweep_cancelled();
+        let job = self.classes.iter_mut().find_map(Class::pop)?;
+        self.queued -= 1;
+        Some(job)
+    }
+
     /// Removes jobs whose callers stopped waiting; returns how many.
     fn sweep_cancelled(&mut self) -> usize {
         let mut removed = 0;
@@ -220,7 +230,7 @@ pub struct JobQueue<C> {
 impl<C> JobQueue<C> {
     pub fn new(settings: QueueSettings) -> JobQueue<C> {
         JobQueue {
-            state: Mutex::new(State { classes: [Class::new(), Class::new()], queued: 0, closed: false, sequence: 0 }),
+            state: Mutex::new(State { classes: [Class::new(), Class::new()], queued: 0, closed: false, release: false, sequence: 0 }),
             wake: Condvar::new(),
             settings,
         }
@@ -261,34 +271,50 @@ impl<C> JobQueue<C> {
     /// The next job to run, waiting for one; `None` once the queue is closed and
     /// empty. Jobs whose callers stopped waiting are dropped on the way.
     pub fn pop(&self) -> Option<Job<C>> {
-        self.pop_until(None)
-    }
-
-    /// The next job to run, waiting for one at most until `until` (`None`: no limit);
-    /// `None` when none came by then or the queue is closed and empty.
-    pub fn pop_until(&self, until: Option<Instant>) -> Option<Job<C>> {
         let mut state = self.lock();
         loop {
-            state.sweep_cancelled();
-            let job = state.classes.iter_mut().find_map(Class::pop);
-            if let Some(job) = job {
-                state.queued -= 1;
+            if let Some(job) = state.pop() {
+                state.release = false;
                 return Some(job);
             }
             if state.closed {
                 return None;
             }
-            state = match until {
-                None => self.wake.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner()),
-                Some(until) => {
-                    let now = Instant::now();
-                    if now >= until {
-                        return None;
-                    }
-                    self.wake.wait_timeout(state, until - now).unwrap_or_else(|poisoned| poisoned.into_inner()).0
+            state = self.wake.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    /// The next job, waiting for one; `None` once the queue is closed, or once asked
+    /// to `release` when no job has come for `idle` since `since` (the end of the
+    /// caller's last job). A compute thread serves its jobs with this, the worker
+    /// thread with `pop`, which forgets a request to release that came meanwhile.
+    pub fn pop_unless_released(&self, since: Instant, idle: Duration) -> Option<Job<C>> {
+        let mut state = self.lock();
+        loop {
+            if let Some(job) = state.pop() {
+                return Some(job);
+            }
+            if state.closed {
+                return None;
+            }
+            state = if state.release {
+                let now = Instant::now();
+                if now >= since + idle {
+                    state.release = false;
+                    return None;
                 }
+                self.wake.wait_timeout(state, since + idle - now).unwrap_or_else(|poisoned| poisoned.into_inner()).0
+            } else {
+                self.wake.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner())
             };
         }
+    }
+
+    /// Asks the thread in `pop_unless_released` to come back empty-handed once its
+    /// queue has been idle long enough.
+    pub fn release(&self) {
+        self.lock().release = true;
+        self.wake.notify_all();
     }
 
     /// Takes up to `max` queued jobs whose commands `matches` accepts (interactive
@@ -468,16 +494,37 @@ mod tests {
     }
 
     #[test]
-    fn pop_until_gives_up_at_its_time_and_takes_a_job_that_comes_sooner() {
+    fn a_released_burst_ends_once_the_queue_has_been_idle_long_enough() {
         let queue = Arc::new(JobQueue::new(QueueSettings::default()));
-        let started = Instant::now();
-        assert!(queue.pop_until(Some(started + Duration::from_millis(30))).is_none());
-        assert!(started.elapsed() >= Duration::from_millis(30));
+        let idle = Duration::from_millis(50);
+        push(&queue, "bob", Priority::Interactive, "queued");
+        queue.release();
+        // A queued job is still served; then the burst ends, but not before `idle`
+        // has passed since its last job.
+        assert_eq!(queue.pop_unless_released(Instant::now(), idle).unwrap().command, "queued");
+        let finished = Instant::now();
+        assert!(queue.pop_unless_released(finished, idle).is_none());
+        assert!(finished.elapsed() >= idle);
+        // A job that comes within `idle` is served, and the request to release stands.
+        queue.release();
         let pusher = queue.clone();
-        let thread = std::thread::spawn(move || push(&pusher, "bob", Priority::Interactive, "late"));
-        let job = queue.pop_until(Some(Instant::now() + Duration::from_secs(30)));
+        let thread = std::thread::spawn(move || push(&pusher, "bob", Priority::Interactive, "soon"));
+        assert_eq!(queue.pop_unless_released(Instant::now(), Duration::from_secs(30)).unwrap().command, "soon");
         thread.join().unwrap();
-        assert_eq!(job.unwrap().command, "late");
+        assert!(queue.pop_unless_released(Instant::now() - idle, idle).is_none());
+        // A waiting burst ends when asked.
+        let releaser = queue.clone();
+        let thread = std::thread::spawn(move || releaser.release());
+        assert!(queue.pop_unless_released(Instant::now(), idle).is_none());
+        thread.join().unwrap();
+        // A request to release that came between bursts is forgotten by `pop`.
+        queue.release();
+        push(&queue, "bob", Priority::Interactive, "next");
+        assert_eq!(queue.pop().unwrap().command, "next");
+        let pusher = queue.clone();
+        let thread = std::thread::spawn(move || push(&pusher, "bob", Priority::Interactive, "later"));
+        assert_eq!(queue.pop_unless_released(Instant::now() - idle, idle).unwrap().command, "later");
+        thread.join().unwrap();
     }
 
     #[test]

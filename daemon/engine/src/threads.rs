@@ -11,19 +11,65 @@
 //! 15-20% longer than the same pass in a Python process (BENCHMARKS.md, "Where a
 //! saliency request's time goes").
 //!
-//! So no thread that outlives its libtorch work may keep a pool: work done outside a
-//! worker (validating a new model, reading a module tree) runs `apart`, on a thread
-//! that ends with it; a worker on the CPU runs its model on a compute thread that ends
-//! once its queue has been idle for `COMPUTE_IDLE` (worker.rs), so idle models hold no
-//! pool and the busy one spins as a Python process does.
+//! So a thread that waits after its libtorch work must not keep a pool while another
+//! computes: work done outside a worker (validating a new model, reading a module
+//! tree) runs `apart`, on a thread that ends with it; a worker on the CPU runs its
+//! model on a compute thread of its own (worker.rs), which serves its model's requests
+//! one after another and ends, with its pool, once another model has started
+//! computing and its own queue has been idle for `RELEASE_AFTER_IDLE` (`PoolSlot`).
+//! A model used alone keeps its pool between requests (a new pool costs about one
+//! libgomp spin period, some 10 ms here, before its first op), and models that all
+//! take requests keep theirs: several pools then share the CPUs as libgomp's
+//! throttled spinning intends, which a mixed load of many small requests needs (it
+//! lost a quarter of its throughput when pools ended at every switch of model).
 
 use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-/// How long a CPU worker's compute thread waits for the next job before it ends and
-/// frees its OpenMP pool. A job after that starts a new thread and pool, which costs
-/// well under a millisecond (BENCHMARKS.md measures it); a burst of requests keeps one.
-pub const COMPUTE_IDLE: Duration = Duration::from_millis(250);
+/// How long a compute thread another model asked to release waits for a job of its
+/// own before it ends.
+pub const RELEASE_AFTER_IDLE: Duration = Duration::from_millis(500);
+
+/// The CPU workers, each with a way to ask its compute thread to end once idle.
+static SLOTS: Mutex<Vec<(u64, Box<dyn Fn() + Send + Sync>)>> = Mutex::new(Vec::new());
+static NEXT_SLOT: AtomicU64 = AtomicU64::new(0);
+
+/// A CPU worker's place among the threads that may hold an OpenMP pool.
+pub struct PoolSlot {
+    id: u64,
+}
+
+impl PoolSlot {
+    /// `release` asks this worker's compute thread to end once its queue is empty.
+    pub fn new(release: impl Fn() + Send + Sync + 'static) -> PoolSlot {
+        let id = NEXT_SLOT.fetch_add(1, Ordering::Relaxed);
+        slots().push((id, Box::new(release)));
+        PoolSlot { id }
+    }
+
+    /// This worker is about to compute: every other worker's compute thread ends once
+    /// its queue has been idle for `RELEASE_AFTER_IDLE`, so this one's pool is soon
+    /// the only one.
+    pub fn claim(&self) {
+        for (id, release) in slots().iter() {
+            if *id != self.id {
+                release();
+            }
+        }
+    }
+}
+
+impl Drop for PoolSlot {
+    fn drop(&mut self) {
+        slots().retain(|(id, _)| *id != self.id);
+    }
+}
+
+fn slots() -> MutexGuard<'static, Vec<(u64, Box<dyn Fn() + Send + Sync>)>> {
+    SLOTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Runs `work` on a new thread named `name` and waits for it; the thread, and the
 /// OpenMP pool its libtorch ops started, are gone when this returns. A panic in
@@ -41,6 +87,7 @@ pub fn apart<T: Send>(name: &str, work: impl FnOnce() -> T + Send) -> Result<T> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use std::time::Instant;
 
     /// How many threads of this process carry `name` (a new thread takes its
@@ -90,6 +137,24 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
+    }
+
+    #[test]
+    fn claiming_asks_the_other_slots_to_release() {
+        let asked = Arc::new(AtomicU64::new(0));
+        let counter = |bit: u64| {
+            let asked = asked.clone();
+            move || {
+                asked.fetch_or(bit, Ordering::Relaxed);
+            }
+        };
+        let (first, second) = (PoolSlot::new(counter(1)), PoolSlot::new(counter(2)));
+        first.claim();
+        assert_eq!(asked.load(Ordering::Relaxed) & 3, 2, "only the other slot is asked");
+        drop(second);
+        asked.store(0, Ordering::Relaxed);
+        first.claim();
+        assert_eq!(asked.load(Ordering::Relaxed) & 3, 0, "a dropped slot is asked nothing");
     }
 
     #[test]

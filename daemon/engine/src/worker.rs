@@ -449,11 +449,12 @@ impl<K: PartialEq, V: Clone> Recent<K, V> {
     }
 }
 
-fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: &JobQueue<Command>, gauges: &WorkerGauges) {
+fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: &Arc<JobQueue<Command>>, gauges: &WorkerGauges) {
     let model_id = spec.model_id.clone();
     let thread_name = std::thread::current().name().unwrap_or("model").to_string();
-    // On the CPU the model runs on compute threads that end when idle (threads.rs): the
-    // worker thread itself never runs a libtorch op, so it holds no OpenMP pool.
+    // On the CPU the model runs on a compute thread that ends when another model starts
+    // computing (threads.rs): the worker thread itself never runs a libtorch op, so it
+    // holds no OpenMP pool.
     let apart = device == Device::Cpu;
     let start = || {
         let loaded = model::load(&spec.path, device, spec.input_shape.clone()).map_err(|error| error.context(format!("loading model {model_id}")));
@@ -486,28 +487,38 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: 
         observer.model_ready(&model_id, &ready.map(|_| ()));
     }
     let mut traffic = batching::Traffic::default();
+    let slot = apart.then(|| {
+        let queue = Arc::downgrade(queue);
+        threads::PoolSlot::new(move || {
+            if let Some(queue) = queue.upgrade() {
+                queue.release();
+            }
+        })
+    });
     while let Some(first) = queue.pop() {
-        // Serves jobs until the queue has been idle for COMPUTE_IDLE (apart) or is
-        // closed (on this thread).
+        // Serves jobs until another model has claimed the CPU and none came for a
+        // while (apart), or until the queue closes (on this thread).
         let mut burst = |first: Job<Command>| {
             let mut job = first;
             loop {
                 serve(&mut worker, &mut traffic, job, queue, gauges);
-                match queue.pop_until(apart.then(|| Instant::now() + threads::COMPUTE_IDLE)) {
+                let next = if apart { queue.pop_unless_released(Instant::now(), threads::RELEASE_AFTER_IDLE) } else { queue.pop() };
+                match next {
                     Some(next) => job = next,
                     None => break,
                 }
             }
         };
-        if !apart {
+        let Some(slot) = &slot else {
             burst(first);
             continue;
-        }
+        };
+        slot.claim();
         if let Err(error) = threads::apart(&thread_name, || burst(first)) {
             // No compute thread started: the first job went with the closure (its
             // caller hears that the worker dropped it); what is queued is served here.
             tracing::warn!(%model_id, %error, "serving on the worker thread");
-            if let Some(job) = queue.pop_until(Some(Instant::now())) {
+            if let Some(job) = queue.pop_unless_released(Instant::now(), threads::RELEASE_AFTER_IDLE) {
                 burst(job);
             }
         }
