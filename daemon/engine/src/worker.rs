@@ -1,5 +1,6 @@
 //! One worker thread per resident model and device. The thread owns the loaded model
-//! (libtorch work never runs on tokio's threads, and grad mode is thread-local) and
+//! (libtorch work never runs on tokio's threads, and grad mode is thread-local; on the
+//! CPU the model loads and computes on threads the worker starts, threads.rs) and
 //! takes commands from a closed enum through its job queue (scheduler.rs: bounded,
 //! priorities, fair across users, deadlines, cancellation); answers go back on
 //! oneshot channels so async callers can await them. Compatible queued requests are
