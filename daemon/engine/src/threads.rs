@@ -32,8 +32,11 @@ use std::time::Duration;
 /// own before it ends.
 pub const RELEASE_AFTER_IDLE: Duration = Duration::from_millis(500);
 
-/// The CPU workers, each with a way to ask its compute thread to end once idle.
-static SLOTS: Mutex<Vec<(u64, Box<dyn Fn() + Send + Sync>)>> = Mutex::new(Vec::new());
+/// How a worker's compute thread is asked to end once idle.
+type Release = Box<dyn Fn() + Send + Sync>;
+
+/// The CPU workers, each with its `Release`.
+static SLOTS: Mutex<Vec<(u64, Release)>> = Mutex::new(Vec::new());
 static NEXT_SLOT: AtomicU64 = AtomicU64::new(0);
 
 /// A CPU worker's place among the threads that may hold an OpenMP pool.
@@ -67,7 +70,7 @@ impl Drop for PoolSlot {
     }
 }
 
-fn slots() -> MutexGuard<'static, Vec<(u64, Box<dyn Fn() + Send + Sync>)>> {
+fn slots() -> MutexGuard<'static, Vec<(u64, Release)>> {
     SLOTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
