@@ -453,9 +453,9 @@ impl<K: PartialEq, V: Clone> Recent<K, V> {
 fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: &Arc<JobQueue<Command>>, gauges: &WorkerGauges) {
     let model_id = spec.model_id.clone();
     let thread_name = std::thread::current().name().unwrap_or("model").to_string();
-    // On the CPU the model runs on a compute thread that ends when another model starts
-    // computing (threads.rs): the worker thread itself never runs a libtorch op, so it
-    // holds no OpenMP pool.
+    // On the CPU the model loads apart and runs on a compute thread that ends once
+    // another model computes and this one is idle (threads.rs): the worker thread
+    // itself never runs a libtorch op, so it holds no OpenMP pool.
     let apart = device == Device::Cpu;
     let start = || {
         let loaded = model::load(&spec.path, device, spec.input_shape.clone()).map_err(|error| error.context(format!("loading model {model_id}")));
@@ -534,8 +534,6 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: 
 /// Runs one job (and the queued jobs that can share its pass) and keeps the gauges,
 /// traces and observer current.
 fn serve(worker: &mut Worker, traffic: &mut batching::Traffic, job: Job<Command>, queue: &JobQueue<Command>, gauges: &WorkerGauges) {
-    let model_id = worker.spec.model_id.clone();
-    let observer = worker.settings.observer.clone();
     gauges.running.store(1, Ordering::Relaxed);
     let waited = job.enqueued.elapsed();
     if let Some(trace) = &job.ticket.trace {
@@ -599,8 +597,8 @@ fn serve(worker: &mut Worker, traffic: &mut batching::Traffic, job: Job<Command>
     gauges.mean_run_micros.store(if previous == 0 { micros } else { (previous * 7 + micros) / 8 }, Ordering::Relaxed);
     // Reported before the job stops counting as running, so whoever sees the model
     // idle also sees the job in the metrics.
-    if let Some(observer) = &observer {
-        observer.job_finished(&model_id, name, waited, ran, batch_size);
+    if let Some(observer) = &worker.settings.observer {
+        observer.job_finished(&worker.spec.model_id, name, waited, ran, batch_size);
     }
     gauges.running.store(0, Ordering::Relaxed);
 }
