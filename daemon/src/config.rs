@@ -49,7 +49,9 @@ pub struct Flags {
     #[arg(long)]
     pub max_model_bytes: Option<u64>,
     /// Working memory one forward/backward pass may use, in bytes; attribution steps,
-    /// samples and perturbations are chunked to fit [default: 1 GiB].
+    /// samples and perturbations are chunked to fit [default: 1 GiB on the CPU; on a
+    /// GPU, its free memory when a request is planned, less a tenth of the device
+    /// (at least 1 GiB)].
     #[arg(long)]
     pub pass_budget_bytes: Option<u64>,
     /// Optimisation steps one generation job (visualisation, counterfactual) may ask
@@ -164,7 +166,7 @@ pub struct Config {
     pub device: Device,
     pub max_message_bytes: usize,
     pub max_model_bytes: u64,
-    pub pass_budget_bytes: u64,
+    pub pass_budget: layerlens_engine::PassBudget,
     pub max_generation_steps: u32,
     pub startup_models: Vec<StartupModel>,
     /// The tokens file; `None` means no authentication (loopback or `--insecure`).
@@ -234,7 +236,10 @@ impl Config {
             device,
             max_message_bytes: flags.max_message_bytes.or(file.max_message_bytes).unwrap_or(64 << 20),
             max_model_bytes: flags.max_model_bytes.or(file.max_model_bytes).unwrap_or(2 << 30),
-            pass_budget_bytes: flags.pass_budget_bytes.or(file.pass_budget_bytes).unwrap_or(1 << 30).max(1),
+            pass_budget: match flags.pass_budget_bytes.or(file.pass_budget_bytes) {
+                Some(bytes) => layerlens_engine::PassBudget::Bytes(bytes.max(1)),
+                None => layerlens_engine::PassBudget::FromDevice,
+            },
             max_generation_steps: flags.max_generation_steps.or(file.max_generation_steps).unwrap_or(10_000).max(1),
             startup_models,
             tokens,

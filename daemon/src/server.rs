@@ -89,7 +89,7 @@ fn start_state(
     let (registry, pinned) = Registry::start(RegistrySettings {
         device: config.device,
         worker: layerlens_engine::WorkerSettings {
-            pass_budget_bytes: config.pass_budget_bytes,
+            pass_budget: config.pass_budget,
             max_generation_steps: config.max_generation_steps,
             queue: config.queue,
             observer: Some(observer),

@@ -24,6 +24,7 @@
 // layerlens_free_string.
 
 #include <torch/script.h>
+#include <c10/core/CachingDeviceAllocator.h>
 #include <torch/csrc/jit/passes/constant_pooling.h>
 #include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
@@ -949,5 +950,33 @@ void layerlens_free_string(char* text) { std::free(text); }
 // far more than float32 rounding, so an explanation would depend on the batch it ran
 // in; the daemon turns it off unless told otherwise (--allow-tf32).
 void layerlens_set_cudnn_tf32(int allow) { at::globalContext().setAllowTF32CuDNN(allow != 0); }
+
+// Memory of CUDA device `index`: what the driver reports free and in total, and what
+// libtorch's caching allocator holds there without handing it out (free to this
+// process, though not to the driver). Asked through c10's device-allocator interface,
+// so this file needs no CUDA headers; without a usable device it fails with the
+// driver's message. Returns 0 on success; otherwise 1 with a message in `*out_error`.
+int layerlens_cuda_memory(int index, uint64_t* out_free, uint64_t* out_total, uint64_t* out_cached, char** out_error) {
+    *out_error = nullptr;
+    try {
+        auto device = static_cast<c10::DeviceIndex>(index);
+        c10::DeviceAllocator* allocator = c10::getDeviceAllocator(c10::DeviceType::CUDA);
+        auto [free, total] = allocator->getMemoryInfo(device);
+        auto stats = allocator->getDeviceStats(device);
+        auto aggregate = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+        int64_t cached = stats.reserved_bytes[aggregate].current - stats.allocated_bytes[aggregate].current;
+        *out_free = free;
+        *out_total = total;
+        *out_cached = cached > 0 ? static_cast<uint64_t>(cached) : 0;
+        return 0;
+    } catch (const c10::Error& error) {
+        *out_error = copy_to_c_string(error.what_without_backtrace());
+    } catch (const std::exception& error) {
+        *out_error = copy_to_c_string(error.what());
+    } catch (...) {
+        *out_error = copy_to_c_string("unknown C++ exception");
+    }
+    return 1;
+}
 
 }  // extern "C"

@@ -34,7 +34,7 @@ pub mod worker;
 pub use attribution::{
     Attribution, AttributionRequest, Evaluation, EvaluationRequest, MethodInfo, Sampling, SanityCheck, SanityStep, Targets, METHODS, METRICS,
 };
-pub use device::Device;
+pub use device::{Device, DeviceMemory, PassBudget};
 pub use error::{Error, ErrorKind, Result};
 pub use host_tensor::HostTensor;
 pub use scheduler::{Priority, QueueSettings, Ticket};

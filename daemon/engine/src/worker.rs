@@ -11,7 +11,7 @@
 use crate::attribution::Progress;
 use crate::attribution::{self, Attribution, AttributionRequest, Chunking, Evaluation, EvaluationRequest, SanityCheck};
 use crate::batching::{self, BatchKey};
-use crate::device::Device;
+use crate::device::{Device, PassBudget};
 use crate::error::ErrorKind;
 use crate::error::{Error, Result};
 use crate::generation::{
@@ -170,8 +170,8 @@ pub trait WorkerObserver: Send + Sync {
 /// Settings every worker of a daemon shares.
 #[derive(Clone)]
 pub struct WorkerSettings {
-    /// Working memory one forward/backward pass may use, in bytes.
-    pub pass_budget_bytes: u64,
+    /// Working memory one forward/backward pass may use.
+    pub pass_budget: PassBudget,
     /// Optimisation steps one generation job may ask for.
     pub max_generation_steps: u32,
     pub queue: QueueSettings,
@@ -180,14 +180,14 @@ pub struct WorkerSettings {
 
 impl Default for WorkerSettings {
     fn default() -> WorkerSettings {
-        WorkerSettings { pass_budget_bytes: 1 << 30, max_generation_steps: 10_000, queue: QueueSettings::default(), observer: None }
+        WorkerSettings { pass_budget: PassBudget::FromDevice, max_generation_steps: 10_000, queue: QueueSettings::default(), observer: None }
     }
 }
 
 impl std::fmt::Debug for WorkerSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerSettings")
-            .field("pass_budget_bytes", &self.pass_budget_bytes)
+            .field("pass_budget", &self.pass_budget)
             .field("max_generation_steps", &self.max_generation_steps)
             .field("queue", &self.queue)
             .finish_non_exhaustive()
@@ -641,7 +641,7 @@ impl Worker {
         // The inputs are checked before anything measures them: a 0-d or empty tensor
         // must be a named bad input, never a panic in the row-size estimate.
         model.check_inputs(inputs)?;
-        let mut chunking = Chunking::new(self.settings.pass_budget_bytes, model.estimate_bytes_per_row(inputs));
+        let mut chunking = Chunking::new(self.settings.pass_budget.bytes_on(model.device), model.estimate_bytes_per_row(inputs));
         chunking.progress = Some(cancel);
         Ok(chunking)
     }
