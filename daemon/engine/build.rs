@@ -49,4 +49,13 @@ fn main() {
     }
     // The engine's own unit tests link libtorch; let them find it without LD_LIBRARY_PATH.
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", libtorch.join("lib").display());
+    // ... and with the CUDA half the daemon links (daemon/build.rs says why it must be
+    // forced), so they load the libraries the daemon runs with, and its CUDA code
+    // paths (the device-memory query) are tested as they run there.
+    if libtorch.join("lib").join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-search=native={}", libtorch.join("lib").display());
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+        println!("cargo:rustc-link-arg=-ltorch_cuda");
+        println!("cargo:rustc-link-arg=-Wl,--as-needed");
+    }
 }
