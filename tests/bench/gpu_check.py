@@ -9,8 +9,10 @@ on the same device, in one run:
    bench_attribution.py) match the scripted model and Captum run here on the same
    device (max abs difference); the summary and activation report run there.
 2. Timing, each the median of 5 after warm-ups: the daemon's integrated gradients
-   against Captum's (internal_batch_size=None), and 8 concurrent saliency requests
-   from 8 threads with cross-request batching (`--max-batch-size 8
+   against Captum's (internal_batch_size=None), under a fixed 1 GiB pass budget and
+   under the default one (on a GPU: its free memory less a tenth; the passes each
+   took are reported, and the default's answer is checked against Captum's too), and
+   8 concurrent saliency requests from 8 threads with cross-request batching (`--max-batch-size 8
    --max-batch-delay-ms 5`) against a daemon started with `--max-batch-size 1`; the
    reference ceiling is one batch-8 saliency pass here against 8 batch-1 passes.
 3. Out of memory on the device: a model that tiles its input 2048 times per side
