@@ -1,7 +1,6 @@
 //! Devices a model can be resident on, parsed from `cpu`, `cuda` or `cuda:N`.
 
 use crate::error::{Error, Result};
-use std::ffi::CStr;
 use std::fmt;
 use std::os::raw::{c_char, c_int};
 use std::str::FromStr;
@@ -53,23 +52,16 @@ impl Device {
         let Device::Cuda(index) = self else { return Ok(None) };
         extern "C" {
             fn layerlens_cuda_memory(index: c_int, free: *mut u64, total: *mut u64, cached: *mut u64, error: *mut *mut c_char) -> c_int;
-            fn layerlens_free_string(text: *mut c_char);
         }
         let index = c_int::try_from(index).map_err(|_| Error::bad_input(format!("device index {index} is out of range")))?;
         let (mut free, mut total, mut cached) = (0u64, 0u64, 0u64);
         let mut error: *mut c_char = std::ptr::null_mut();
         // SAFETY: the shim catches every C++ exception, writes only through the
-        // pointers given, and hands back a malloc'd message (or null) that is copied
-        // and freed exactly once here.
+        // pointers given, and sets a malloc'd message only when it fails, which
+        // `take_error` copies and frees.
         let status = unsafe { layerlens_cuda_memory(index, &mut free, &mut total, &mut cached, &mut error) };
-        let message = (!error.is_null()).then(|| {
-            let text = unsafe { CStr::from_ptr(error) }.to_string_lossy().into_owned();
-            unsafe { layerlens_free_string(error) };
-            text
-        });
         if status != 0 {
-            let reason = crate::error::torch_reason(&message.unwrap_or_default());
-            return Err(Error::internal(format!("reading the free memory of {self}: {reason}")));
+            return Err(Error::internal(format!("reading the free memory of {self}: {}", crate::taps::take_error(error))));
         }
         Ok(Some(DeviceMemory { free, total, cached }))
     }
