@@ -95,7 +95,7 @@ mod tests {
 
     /// How many threads of this process carry `name` (a new thread takes its
     /// creator's name, so an OpenMP helper is named after the thread that started it).
-    pub(crate) fn threads_named(name: &str) -> usize {
+    fn threads_named(name: &str) -> usize {
         std::fs::read_dir("/proc/self/task")
             .map(|tasks| {
                 tasks.filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok()).filter(|comm| comm.trim_end() == name).count()
@@ -104,7 +104,7 @@ mod tests {
     }
 
     /// Waits (at most 10 s) until no thread carries `name`; whether none does.
-    pub(crate) fn no_thread_named(name: &str) -> bool {
+    fn no_thread_named(name: &str) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         while threads_named(name) > 0 {
             if Instant::now() > deadline {
