@@ -13,6 +13,7 @@ mod metrics;
 mod model_roots;
 mod registry;
 mod request_context;
+mod resolved;
 mod runs;
 mod server;
 mod services;

@@ -25,6 +25,7 @@
 //! All methods block on file-system calls; async callers use `spawn_blocking`.
 
 use crate::error::{ApiError, ApiResult};
+use crate::resolved::Resolved;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -61,6 +62,9 @@ pub struct ModelRecord {
 pub struct Store {
     root: PathBuf,
     owner: Arc<OwnerLock>,
+    /// References the serving path resolved a moment ago (resolved.rs); every change
+    /// below forgets them.
+    resolved: Arc<Resolved>,
 }
 
 /// This store's owner id and its lock, held while the store is open; the lock file
@@ -139,7 +143,7 @@ impl Store {
             }
         }
         let owner = claim_owner(&root.join("locks"))?;
-        Ok(Store { root: root.to_path_buf(), owner: Arc::new(owner) })
+        Ok(Store { root: root.to_path_buf(), owner: Arc::new(owner), resolved: Arc::new(Resolved::new(crate::resolved::KEPT_FOR)) })
     }
 
     pub fn model_path(&self, id: &str) -> PathBuf {
@@ -152,7 +156,9 @@ impl Store {
 
     /// Stores (or replaces) a model's tokenizer.json, atomically.
     pub fn set_tokenizer(&self, model_id: &str, bytes: &[u8]) -> ApiResult<()> {
-        write_atomically(&self.root.join("tokenizers"), &format!("{model_id}.json"), bytes)
+        let written = write_atomically(&self.root.join("tokenizers"), &format!("{model_id}.json"), bytes);
+        self.resolved.changed();
+        written
     }
 
     pub fn checkpoint_path(&self, id: &str) -> PathBuf {
@@ -224,6 +230,12 @@ impl Store {
     /// Moves a validated staged model into the store (a no-op for the bytes when the
     /// id is already there) and points `name`, if any, at it.
     pub fn commit(&self, staged: StagedModel, name: Option<&str>, input_shape: &[i64]) -> ApiResult<ModelRecord> {
+        let committed = self.commit_files(staged, name, input_shape);
+        self.resolved.changed();
+        committed
+    }
+
+    fn commit_files(&self, staged: StagedModel, name: Option<&str>, input_shape: &[i64]) -> ApiResult<ModelRecord> {
         if let Some(name) = name {
             check_name(name)?;
         }
@@ -285,6 +297,20 @@ impl Store {
         Ok(records)
     }
 
+    /// The record `reference` resolved to through [`Store::resolve_kept`] a moment ago,
+    /// if this store has not changed since: no file-system call (resolved.rs).
+    pub fn kept(&self, reference: &str) -> Option<ModelRecord> {
+        self.resolved.get(reference)
+    }
+
+    /// [`Store::resolve`], keeping the answer for [`Store::kept`].
+    pub fn resolve_kept(&self, reference: &str) -> ApiResult<ModelRecord> {
+        let before = self.resolved.changes();
+        let record = self.resolve(reference)?;
+        self.resolved.remember(reference, &record, before);
+        Ok(record)
+    }
+
     /// Resolves a full id, a unique id prefix of 8+ hex characters, or a name.
     pub fn resolve(&self, reference: &str) -> ApiResult<ModelRecord> {
         if reference.is_empty() {
@@ -321,6 +347,12 @@ impl Store {
 
     /// Deletes a model and every name referring to it.
     pub fn delete(&self, id: &str) -> ApiResult<()> {
+        let deleted = self.delete_files(id);
+        self.resolved.changed();
+        deleted
+    }
+
+    fn delete_files(&self, id: &str) -> ApiResult<()> {
         // Names first, then the file, then the record: a crash in between leaves at
         // worst a nameless model or an unlisted record, never a name that dangles.
         for (name_id, names) in self.names()? {
@@ -641,6 +673,29 @@ mod tests {
         });
         let staged = live_writer.finish().unwrap();
         assert_eq!(second.commit(staged, None, &[]).unwrap().id, sha256_hex(b"live"));
+    }
+
+    #[test]
+    fn a_kept_reference_follows_every_change_made_through_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let first = store.commit(stage(&store, b"first model"), Some("digits"), &[]).unwrap();
+        assert_eq!(store.kept("digits"), None, "nothing is kept before a lookup");
+        assert_eq!(store.resolve_kept("digits").unwrap().id, first.id);
+        assert_eq!(store.kept("digits").map(|record| record.id), Some(first.id.clone()));
+        // The name moved to another model: forgotten, and the next lookup finds the new one.
+        let second = store.commit(stage(&store, b"second model"), Some("digits"), &[]).unwrap();
+        assert_eq!(store.kept("digits"), None);
+        assert_eq!(store.resolve_kept("digits").unwrap().id, second.id);
+        // A tokenizer added and the model deleted: each forgets.
+        store.set_tokenizer(&second.id, b"{}").unwrap();
+        assert_eq!(store.kept("digits"), None);
+        assert!(store.resolve_kept("digits").unwrap().has_tokenizer);
+        store.delete(&second.id).unwrap();
+        assert_eq!(store.kept("digits"), None);
+        assert_eq!(store.resolve_kept("digits").unwrap_err().kind, layerlens_engine::ErrorKind::NotFound);
+        assert_eq!(store.kept("digits"), None, "a failed lookup is not kept");
+        assert_eq!(store.resolve_kept(&first.id).unwrap().id, first.id, "the first model is still stored");
     }
 
     #[test]

@@ -775,3 +775,52 @@ async fn a_model_that_starts_computing_ends_the_idle_ones_compute_threads() {
     wait_for(names[1].clone(), |count| count == 1, "the traced model gives its pool back in turn").await;
     assert!(daemon.stop());
 }
+
+/// The daemon answers a request from the model reference it resolved a moment ago
+/// (resolved.rs): a change made through the daemon itself is followed by the very next
+/// call, one made through another daemon on the same store within about a second.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_name_moved_or_deleted_is_followed_by_the_next_call() {
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let first = Daemon::start(&store, &["--cache-bytes", "0"]);
+    let second = Daemon::start(&store, &["--cache-bytes", "0"]);
+    let clients = [Client::connect(&first.url, None).await.unwrap(), Client::connect(&second.url, None).await.unwrap()];
+    let predict = |client: &Client| {
+        let client = client.clone();
+        async move {
+            let request = proto::PredictRequest {
+                model: "digits".into(),
+                input: Some(proto::Tensor::from_f32(&[1, 1, 8, 8], &digit(1))),
+                ..Default::default()
+            };
+            client.predict(request).await.map(|answer| answer.model_id)
+        }
+    };
+    let exported = clients[0].upload_file(&fixtures().join("digits_cnn.pt2"), Some("digits"), &[1, 1, 8, 8]).await.unwrap().id;
+    // A name stored through one daemon is found by the other at once: failures are not kept.
+    for client in &clients {
+        assert_eq!(predict(client).await.unwrap(), exported);
+    }
+    // Moved through the first daemon: its next call follows.
+    let scripted = clients[0].upload_file(&fixtures().join("digits_cnn.pt"), Some("digits"), &[1, 1, 8, 8]).await.unwrap().id;
+    assert_ne!(scripted, exported);
+    assert_eq!(predict(&clients[0]).await.unwrap(), scripted, "the daemon that moved the name still served the old model");
+    // The second daemon follows once its answer has expired.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while predict(&clients[1]).await.unwrap() != scripted {
+        assert!(Instant::now() < deadline, "the second daemon still served the old model 10 s after the name moved");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Deleted through the first daemon: its next call is refused.
+    clients[0].delete_model("digits").await.unwrap();
+    let refused = predict(&clients[0]).await.expect_err("the deleted model was still served");
+    assert!(refused.to_string().contains("no model with name, id or id prefix 'digits'"), "{refused}");
+    // The other model is still there, by id, on both.
+    for client in &clients {
+        let request =
+            proto::PredictRequest { model: exported.clone(), input: Some(proto::Tensor::from_f32(&[1, 1, 8, 8], &digit(2))), ..Default::default() };
+        assert_eq!(client.predict(request).await.unwrap().model_id, exported);
+    }
+    assert!(first.stop() && second.stop());
+}

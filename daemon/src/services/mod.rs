@@ -45,10 +45,16 @@ impl State {
     }
 
     /// Resolves a model reference (name, id or id prefix) to its record, and names
-    /// the model in the request's metrics.
+    /// the model in the request's metrics. A reference resolved a moment ago is
+    /// answered without reading the store (resolved.rs).
     pub async fn resolve(&self, reference: &str) -> ApiResult<ModelRecord> {
-        let reference = reference.to_string();
-        let record = self.with_store(move |store| store.resolve(&reference)).await?;
+        let record = match self.store.kept(reference) {
+            Some(record) => record,
+            None => {
+                let reference = reference.to_string();
+                self.with_store(move |store| store.resolve_kept(&reference)).await?
+            }
+        };
         crate::request_context::note_model(&model_label(&record));
         Ok(record)
     }
@@ -56,29 +62,37 @@ impl State {
     /// The result-cache key of an explanation request: resolves its model reference
     /// and writes the resolved id in its place (so a name and an id prefix of the
     /// same model share entries, and a name moved to another model does not), then
-    /// digests it. `None` when the cache is off.
+    /// digests it. Returns the model's record with the key, which is `None` when the
+    /// cache is off.
     pub async fn cache_key<R: CanonicalBytes>(
         &self,
         method: &'static str,
         request: &mut R,
         model: impl Fn(&mut R) -> &mut String,
-    ) -> ApiResult<Option<CacheKey>> {
+    ) -> ApiResult<(ModelRecord, Option<CacheKey>)> {
         let reference = model(request).clone();
         let record = self.resolve(&reference).await?;
         *model(request) = record.id.clone();
-        Ok(self.cache.key(method, &record.id, request))
+        let key = self.cache.key(method, &record.id, request);
+        Ok((record, key))
     }
 
-    /// Resolves a model reference and returns its record and resident worker. A model
-    /// that had to be loaded says so in the response's `x-layerlens-model-load` header
-    /// (`loaded`, or `reloaded` after an eviction).
+    /// Resolves a model reference and returns its record and resident worker.
     pub async fn worker_for(&self, reference: &str) -> ApiResult<(ModelRecord, WorkerHandle)> {
         let record = self.resolve(reference).await?;
-        let (worker, load) = self.registry.acquire(self.spec_for(&record), record.size_bytes).await?;
+        let worker = self.worker_of(&record).await?;
+        Ok((record, worker))
+    }
+
+    /// The resident worker of a resolved model, loading it if need be. A model that
+    /// had to be loaded says so in the response's `x-layerlens-model-load` header
+    /// (`loaded`, or `reloaded` after an eviction).
+    pub async fn worker_of(&self, record: &ModelRecord) -> ApiResult<WorkerHandle> {
+        let (worker, load) = self.registry.acquire(self.spec_for(record), record.size_bytes).await?;
         if load != Load::Resident {
             crate::request_context::note_header("x-layerlens-model-load", load.as_str());
         }
-        Ok((record, worker))
+        Ok(worker)
     }
 
     /// The wire description of a stored model, with whether it is resident and pinned.
@@ -172,11 +186,12 @@ impl State {
         Work: FnOnce(ModelRecord, WorkerHandle) -> Answer,
         Answer: std::future::Future<Output = ApiResult<A>>,
     {
-        let key = self.cache_key(method, request, &model).await?.filter(|_| cacheable);
+        let (record, key) = self.cache_key(method, request, &model).await?;
+        let key = key.filter(|_| cacheable);
         if let Some(answer) = self.cache.get::<A>(key.as_ref()) {
             return Ok(answer.mark_cached());
         }
-        let (record, worker) = self.worker_for(model(request)).await?;
+        let worker = self.worker_of(&record).await?;
         let answer = work(record, worker).await?;
         self.cache.put(key, &answer);
         Ok(answer)
