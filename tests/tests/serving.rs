@@ -776,6 +776,38 @@ async fn a_model_that_starts_computing_ends_the_idle_ones_compute_threads() {
     assert!(daemon.stop());
 }
 
+/// A model whose warm-up pass takes under a millisecond computes on its compute thread
+/// alone: no OpenMP helper is started for it (engine/src/threads.rs, `small_pass`),
+/// while a larger model's thread starts its team. Threads are named after their model.
+#[tokio::test(flavor = "multi_thread")]
+#[cfg(target_os = "linux")]
+async fn a_small_model_computes_on_one_thread_and_a_larger_one_with_a_team() {
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::try_start(&work.path().join("store"), "127.0.0.1:0", &["--cache-bytes", "0"], "warn,layerlens_engine::worker=info").unwrap();
+    let client = Client::connect(&daemon.url, None).await.unwrap();
+    let digits = client.upload_file(&fixtures().join("digits_cnn.pt2"), Some("digits"), &[1, 1, 8, 8]).await.unwrap().id;
+    let resnet = client.upload_file(&fixtures().join("resnet18.pt2"), Some("resnet"), &[1, 3, 64, 64]).await.unwrap().id;
+    let predict = |model: &str, shape: &[i64]| {
+        let values: Vec<f32> = (0..shape.iter().product::<i64>()).map(|index| (index % 17) as f32 / 17.0).collect();
+        proto::PredictRequest { model: model.into(), input: Some(proto::Tensor::from_f32(shape, &values)), ..Default::default() }
+    };
+    let pid = daemon.pid();
+    // A batch of 32 digits: big enough that a team would have split its convolutions.
+    for _ in 0..3 {
+        client.predict(predict("digits", &[32, 1, 8, 8])).await.expect("a prediction of the digits CNN");
+    }
+    // The answer came back after the pass, so any helper it started exists by now.
+    let digits_threads = threads_named(pid, &format!("model-{}", &digits[..12]));
+    assert_eq!(digits_threads, 2, "the digits CNN's worker and compute thread, and no helper");
+    client.predict(predict("resnet", &[1, 3, 64, 64])).await.expect("a prediction of resnet18");
+    let resnet_threads = threads_named(pid, &format!("model-{}", &resnet[..12]));
+    assert!(resnet_threads >= 3, "resnet18's worker, compute thread and a helper: {resnet_threads} threads");
+    let log = daemon.stderr_text();
+    let serial: Vec<&str> = log.lines().filter(|line| line.contains("the model runs on one thread")).collect();
+    assert!(serial.len() == 1 && serial[0].contains(&digits), "{serial:?}");
+    assert!(daemon.stop());
+}
+
 /// The daemon answers a request from the model reference it resolved a moment ago
 /// (resolved.rs): a change made through the daemon itself is followed by the very next
 /// call, one made through another daemon on the same store within about a second.

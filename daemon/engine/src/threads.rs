@@ -22,15 +22,100 @@
 //! take requests keep theirs: several pools then share the CPUs as libgomp's
 //! throttled spinning intends, which a mixed load of many small requests needs (it
 //! lost a quarter of its throughput when pools ended at every switch of model).
+//!
+//! A model whose pass takes well under a millisecond gains nothing from a team: each
+//! op's fork and join cost what the split saves, and the helpers spin through the
+//! gaps between requests on a core the daemon's network threads need. On two cores
+//! the digits CNN answered 47% more predictions a second from 32 clients with libtorch
+//! on one thread, at half the CPU per request, and single requests were no slower
+//! (BENCHMARKS.md, "Small models run serially"). So the worker times its model's
+//! warm-up pass (`small_pass`), and the compute thread of a model whose pass is
+//! small runs each op on itself alone (`run_serially`).
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 /// How long a compute thread another model asked to release waits for a job of its
 /// own before it ends.
 pub const RELEASE_AFTER_IDLE: Duration = Duration::from_millis(500);
+
+/// A pass shorter than this on one thread runs serially (`small_pass`).
+pub const SMALL_PASS: Duration = Duration::from_millis(1);
+
+/// libgomp's `omp_set_num_threads`, which sets the team size of the calling thread's
+/// later parallel regions only (ATen's `at::set_num_threads` would also change the
+/// default of every thread yet to start, MKL's and oneDNN's caches).
+type SetNumThreads = unsafe extern "C" fn(std::os::raw::c_int);
+
+fn omp_set_num_threads() -> Option<SetNumThreads> {
+    static FOUND: OnceLock<Option<(libloading::os::unix::Library, SetNumThreads)>> = OnceLock::new();
+    let found = FOUND.get_or_init(|| {
+        // libtorch_cpu loaded the OpenMP runtime with the process; ask the process.
+        let process = libloading::os::unix::Library::this();
+        // SAFETY: the symbol is libgomp's (or another OpenMP runtime's) C function of
+        // this signature; the library handle is kept with the pointer.
+        let function = unsafe { process.get::<SetNumThreads>(b"omp_set_num_threads\0") }.ok().map(|symbol| *symbol)?;
+        Some((process, function))
+    });
+    found.as_ref().map(|(_, function)| *function)
+}
+
+/// From now on, libtorch ops on this thread run on it alone, without an OpenMP team.
+/// Whether it could (an OpenMP runtime without `omp_set_num_threads` keeps the team).
+pub fn run_serially() -> bool {
+    set_team_size(1)
+}
+
+/// Sets this thread's team size for its later ops; whether the runtime allowed it.
+fn set_team_size(threads: i32) -> bool {
+    let Some(set) = omp_set_num_threads() else { return false };
+    // ATen sets a thread's team size when the thread first asks for it: ask first, or
+    // that first use would undo this.
+    tch::get_num_threads();
+    // SAFETY: a plain C call that changes the calling thread's OpenMP settings.
+    unsafe { set(threads.max(1)) };
+    true
+}
+
+/// Whether `pass` is small enough to run serially: after `pass` has run once (the
+/// warm-up), it takes under [`SMALL_PASS`] on this thread with the team and alone. The
+/// thread's team size is as before afterwards.
+pub fn small_pass<E>(mut pass: impl FnMut() -> std::result::Result<(), E>) -> std::result::Result<bool, E> {
+    if !under_small_pass(&mut pass)? {
+        return Ok(false);
+    }
+    let team = tch::get_num_threads();
+    if !run_serially() {
+        return Ok(false);
+    }
+    let alone = under_small_pass(&mut pass);
+    set_team_size(team);
+    alone
+}
+
+/// Runs of `pass` that `under_small_pass` tries at most.
+const TRIES: usize = 3;
+
+/// Whether one of up to [`TRIES`] runs of `pass` takes under [`SMALL_PASS`]: a busy
+/// machine may stretch one run. Stops at the first run that does, or that takes ten
+/// times as long (no stretch makes a small pass that slow; a large model is timed
+/// once).
+fn under_small_pass<E>(pass: &mut impl FnMut() -> std::result::Result<(), E>) -> std::result::Result<bool, E> {
+    for _ in 0..TRIES {
+        let started = Instant::now();
+        pass()?;
+        let took = started.elapsed();
+        if took < SMALL_PASS {
+            return Ok(true);
+        }
+        if took >= SMALL_PASS * 10 {
+            return Ok(false);
+        }
+    }
+    Ok(false)
+}
 
 /// How a worker's compute thread is asked to end once idle.
 type Release = Box<dyn Fn() + Send + Sync>;
@@ -91,7 +176,6 @@ pub fn apart<T: Send>(name: &str, work: impl FnOnce() -> T + Send) -> Result<T> 
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use std::time::Instant;
 
     /// How many threads of this process carry `name` (a new thread takes its
     /// creator's name, so an OpenMP helper is named after the thread that started it).
@@ -140,6 +224,64 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_thread_run_serially_starts_no_team_and_leaves_others_theirs() {
+        // Threads start with a team of two whatever the machine (as in the test above).
+        std::thread::spawn(|| tch::set_num_threads(2)).join().unwrap();
+        std::thread::Builder::new()
+            .name("serial-owner".into())
+            .spawn(|| {
+                assert!(run_serially(), "this libtorch's OpenMP runtime has no omp_set_num_threads");
+                assert_eq!(tch::get_num_threads(), 1);
+                assert_eq!(parallel_sum(), f64::from(1 << 22));
+                assert_eq!(threads_named("serial-owner"), 1, "a serial thread's op started a helper");
+                // The same op with a team of two starts one (so the op above would have).
+                assert!(set_team_size(2));
+                parallel_sum();
+                assert!(threads_named("serial-owner") >= 2, "the op started no helper thread with a team of two");
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        // Another thread keeps libtorch's default.
+        assert_eq!(std::thread::spawn(tch::get_num_threads).join().unwrap(), 2, "making one thread serial changed the default");
+    }
+
+    #[test]
+    fn a_pass_is_small_when_it_is_short_with_the_team_and_alone() {
+        std::thread::spawn(|| {
+            let team = tch::get_num_threads();
+            let mut runs = 0;
+            let counted = || {
+                runs += 1;
+                Ok::<(), ()>(())
+            };
+            assert_eq!(small_pass(counted), Ok(true));
+            assert_eq!(runs, 2, "timed once with the team and once alone");
+            assert_eq!(tch::get_num_threads(), team, "the team size is restored");
+            let mut runs = 0;
+            let slow = || {
+                runs += 1;
+                std::thread::sleep(SMALL_PASS * 2);
+                Ok::<(), ()>(())
+            };
+            assert_eq!(small_pass(slow), Ok(false));
+            assert_eq!(runs, TRIES, "a pass a little over the limit is tried again");
+            let mut runs = 0;
+            let large = || {
+                runs += 1;
+                std::thread::sleep(SMALL_PASS * 10);
+                Ok::<(), ()>(())
+            };
+            assert_eq!(small_pass(large), Ok(false));
+            assert_eq!(runs, 1, "a large pass is timed once");
+            assert_eq!(small_pass(|| Err::<(), _>("failed")), Err("failed"));
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -421,6 +421,9 @@ struct Worker {
     /// Op graphs answered lately, by sample inputs: a viewer that opens and closes
     /// frames asks for one graph many times.
     op_graphs: Recent<Vec<SampleInput>, OpGraph>,
+    /// The model's warm-up pass was small: its compute thread runs each op alone
+    /// (threads.rs, `small_pass`).
+    serial: bool,
 }
 
 /// The last few answers of a structure run (summary, op graph), which depend only on
@@ -459,8 +462,15 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: 
     let apart = device == Device::Cpu;
     let start = || {
         let loaded = model::load(&spec.path, device, spec.input_shape.clone()).map_err(|error| error.context(format!("loading model {model_id}")));
-        let mut worker =
-            Worker { spec: spec.clone(), settings: settings.clone(), loaded, module_tree: None, summaries: Recent::new(), op_graphs: Recent::new() };
+        let mut worker = Worker {
+            spec: spec.clone(),
+            settings: settings.clone(),
+            loaded,
+            module_tree: None,
+            summaries: Recent::new(),
+            op_graphs: Recent::new(),
+            serial: false,
+        };
         let ready = worker.warm_up();
         (worker, ready)
     };
@@ -496,10 +506,16 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: 
             }
         })
     });
+    // A model with small passes computes without a team (threads.rs, `small_pass`):
+    // it starts no pool, so it asks no other model to end theirs.
+    let serial = apart && worker.serial;
     while let Some(first) = queue.pop() {
         // Serves jobs until another model has claimed the CPU and none came for a
         // while (apart), or until the queue closes (on this thread).
         let mut burst = |first: Job<Command>| {
+            if serial {
+                threads::run_serially();
+            }
             let mut job = first;
             loop {
                 serve(&mut worker, &mut traffic, job, queue, gauges);
@@ -514,7 +530,9 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: 
             burst(first);
             continue;
         };
-        slot.claim();
+        if !serial {
+            slot.claim();
+        }
         if let Err(error) = threads::apart(&thread_name, || burst(first)) {
             // No compute thread started: the first job went with the closure (its
             // caller hears that the worker dropped it); what is queued is served here.
@@ -623,11 +641,24 @@ impl Worker {
         if let Some(shape) = &self.spec.input_shape {
             let zeros = HostTensor { shape: shape.clone(), values: vec![0.0; shape.iter().product::<i64>().max(0) as usize], integer: false };
             let started = Instant::now();
-            match guard(|| inspection::predict(loaded, &[zeros], 0)) {
-                Ok(_) => tracing::info!(model_id = %self.spec.model_id, seconds = started.elapsed().as_secs_f64(), "warm-up pass done"),
+            let pass = || guard(|| inspection::predict(loaded, std::slice::from_ref(&zeros), 0)).map(|_| ());
+            let warm = match pass() {
+                Ok(()) => {
+                    tracing::info!(model_id = %self.spec.model_id, seconds = started.elapsed().as_secs_f64(), "warm-up pass done");
+                    true
+                }
                 // A model whose recorded shape is not what it takes still serves
                 // requests with the right shape.
-                Err(error) => tracing::warn!(model_id = %self.spec.model_id, %error, "warm-up pass failed"),
+                Err(error) => {
+                    tracing::warn!(model_id = %self.spec.model_id, %error, "warm-up pass failed");
+                    false
+                }
+            };
+            if warm && loaded.device == Device::Cpu {
+                self.serial = threads::small_pass(pass).unwrap_or(false);
+                if self.serial {
+                    tracing::info!(model_id = %self.spec.model_id, "small passes: the model runs on one thread");
+                }
             }
         }
         Ok(resident_bytes)
