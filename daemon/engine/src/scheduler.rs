@@ -310,6 +310,47 @@ impl<C> JobQueue<C> {
         }
     }
 
+    /// `pop_unless_released`, but first polls the queue for up to `spin` without
+    /// sleeping: a thread that slept pays a wake-up when the next job comes, and a
+    /// closed-loop client's next request comes about one loopback round trip after its
+    /// answer. libgomp's helpers spin between a team's ops the same way; a model that
+    /// computes without a team spins here instead (worker.rs).
+    pub fn pop_spinning(&self, spin: Duration, since: Instant, idle: Duration) -> Option<Job<C>> {
+        /// One thread of the process spins at a time: several would take the cores
+        /// that the jobs they wait for, and the network threads, need.
+        static SPINNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if SPINNING.compare_exchange(false, true, std::sync::atomic::Ordering::Acquire, std::sync::atomic::Ordering::Relaxed).is_err() {
+            return self.pop_unless_released(since, idle);
+        }
+        let spun = self.spin_for_job(spin);
+        SPINNING.store(false, std::sync::atomic::Ordering::Release);
+        match spun {
+            Some(job) => Some(job),
+            None => self.pop_unless_released(since, idle),
+        }
+    }
+
+    /// Polls for a job for up to `spin`; `None` when none came, or the queue was closed
+    /// or asked to release.
+    fn spin_for_job(&self, spin: Duration) -> Option<Job<C>> {
+        let spin_until = Instant::now() + spin;
+        loop {
+            {
+                let mut state = self.lock();
+                if let Some(job) = state.pop() {
+                    return Some(job);
+                }
+                if state.closed || state.release {
+                    return None;
+                }
+            }
+            if Instant::now() >= spin_until {
+                return None;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
     /// Asks the thread in `pop_unless_released` to come back empty-handed once its
     /// queue has been idle long enough.
     pub fn release(&self) {
@@ -525,6 +566,35 @@ mod tests {
         let thread = std::thread::spawn(move || push(&pusher, "bob", Priority::Interactive, "later"));
         assert_eq!(queue.pop_unless_released(Instant::now() - idle, idle).unwrap().command, "later");
         thread.join().unwrap();
+    }
+
+    #[test]
+    fn a_spinning_pop_takes_jobs_during_and_after_its_spin() {
+        let queue = Arc::new(JobQueue::new(QueueSettings::default()));
+        let idle = Duration::from_millis(50);
+        // A job that comes while the thread spins (a long spin, so it surely does).
+        let pusher = queue.clone();
+        let thread = std::thread::spawn(move || push(&pusher, "bob", Priority::Interactive, "during"));
+        assert_eq!(queue.pop_spinning(Duration::from_secs(30), Instant::now(), Duration::from_secs(30)).unwrap().command, "during");
+        thread.join().unwrap();
+        // After a short spin it waits like `pop_unless_released`.
+        let pusher = queue.clone();
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            push(&pusher, "bob", Priority::Interactive, "after")
+        });
+        assert_eq!(queue.pop_spinning(Duration::from_micros(10), Instant::now(), Duration::from_secs(30)).unwrap().command, "after");
+        thread.join().unwrap();
+        // Asked to release, it stops spinning and ends once idle long enough.
+        queue.release();
+        let started = Instant::now();
+        assert!(queue.pop_spinning(Duration::from_secs(30), started, idle).is_none());
+        assert!(started.elapsed() < Duration::from_secs(10), "spun on a queue asked to release");
+        // Closed and empty: nothing, at once.
+        queue.close();
+        let started = Instant::now();
+        assert!(queue.pop_spinning(Duration::from_secs(30), started, idle).is_none());
+        assert!(started.elapsed() < Duration::from_secs(10), "spun on a closed queue");
     }
 
     #[test]

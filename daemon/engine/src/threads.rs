@@ -25,17 +25,18 @@
 //!
 //! A model whose pass takes well under a millisecond gains nothing from a team: each
 //! op's fork and join cost what the split saves, and the helpers spin through the
-//! gaps between requests on a core the daemon's network threads need. On two cores
-//! the digits CNN answered 47% more predictions a second from 32 clients with libtorch
-//! on one thread, at half the CPU per request, and single requests were no slower
-//! (BENCHMARKS.md, "Small models run serially"). So the worker times its model's
-//! warm-up pass (`small_pass`), and the compute thread of a model whose pass is
-//! small runs each op on itself alone (`run_serially`).
+//! gaps between requests on a core the daemon's network threads need. So the worker
+//! times its model's warm-up pass (`small_pass`), and the compute thread of a model
+//! whose pass is small runs each op on itself alone (`run_serially`); it polls its
+//! queue for `SPIN_BEFORE_SLEEP` before it sleeps, as the helpers' spinning had kept a
+//! core awake for a client's next request (one thread in the process at a time). On
+//! two cores the digits CNN then answered 1.5x the predictions a second from 32
+//! clients at half the CPU per request (BENCHMARKS.md, "Small models run serially").
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a compute thread another model asked to release waits for a job of its
 /// own before it ends.
@@ -43,6 +44,12 @@ pub const RELEASE_AFTER_IDLE: Duration = Duration::from_millis(500);
 
 /// A pass shorter than this on one thread runs serially (`small_pass`).
 pub const SMALL_PASS: Duration = Duration::from_millis(1);
+
+/// How long the compute thread of a model that runs serially polls its queue before
+/// it sleeps (`JobQueue::pop_spinning`): longer than a loopback round trip (0.2-0.3 ms
+/// here), so a client that sends its next request on the answer finds the thread
+/// awake, as libgomp's spinning helpers had kept a core awake for it.
+pub const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(500);
 
 /// libgomp's `omp_set_num_threads`, which sets the team size of the calling thread's
 /// later parallel regions only (ATen's `at::set_num_threads` would also change the
@@ -79,42 +86,59 @@ fn set_team_size(threads: i32) -> bool {
     true
 }
 
-/// Whether `pass` is small enough to run serially: after `pass` has run once (the
-/// warm-up), it takes under [`SMALL_PASS`] on this thread with the team and alone. The
-/// thread's team size is as before afterwards.
-pub fn small_pass<E>(mut pass: impl FnMut() -> std::result::Result<(), E>) -> std::result::Result<bool, E> {
-    if !under_small_pass(&mut pass)? {
+/// Whether `pass` is small enough to run serially: after `pass` has run once with
+/// the team (the warm-up, which took `warm_up`), its best of [`TRIES`] runs alone takes
+/// under [`SMALL_PASS`] of this thread's CPU time. CPU time alone, not the wall clock
+/// nor a run with the team (whose waits for a preempted helper spin on the CPU): a model
+/// loaded while the machine is busy is judged by its own work. A model whose warm-up
+/// took [`LARGE_WARM_UP`] is not timed alone, nor timed again once a run alone takes
+/// ten times the limit (a large model costs one serial pass at load). The thread's
+/// team size is as before afterwards.
+pub fn small_pass<E>(warm_up: Duration, mut pass: impl FnMut() -> std::result::Result<(), E>) -> std::result::Result<bool, E> {
+    if warm_up >= LARGE_WARM_UP {
         return Ok(false);
     }
     let team = tch::get_num_threads();
     if !run_serially() {
         return Ok(false);
     }
-    let alone = under_small_pass(&mut pass);
-    set_team_size(team);
-    alone
-}
-
-/// Runs of `pass` that `under_small_pass` tries at most.
-const TRIES: usize = 3;
-
-/// Whether one of up to [`TRIES`] runs of `pass` takes under [`SMALL_PASS`]: a busy
-/// machine may stretch one run. Stops at the first run that does, or that takes ten
-/// times as long (no stretch makes a small pass that slow; a large model is timed
-/// once).
-fn under_small_pass<E>(pass: &mut impl FnMut() -> std::result::Result<(), E>) -> std::result::Result<bool, E> {
+    let mut best = Duration::MAX;
+    let mut timed = Ok(());
     for _ in 0..TRIES {
-        let started = Instant::now();
-        pass()?;
-        let took = started.elapsed();
-        if took < SMALL_PASS {
-            return Ok(true);
+        match cpu_time_of(&mut pass) {
+            Ok(took) => best = best.min(took),
+            Err(error) => {
+                timed = Err(error);
+                break;
+            }
         }
-        if took >= SMALL_PASS * 10 {
-            return Ok(false);
+        if best < SMALL_PASS || best >= SMALL_PASS * 10 {
+            break;
         }
     }
-    Ok(false)
+    set_team_size(team);
+    timed.map(|()| best < SMALL_PASS)
+}
+
+/// Runs of `pass` alone that `small_pass` times at most.
+const TRIES: usize = 3;
+
+/// A warm-up pass at least this long marks a model `small_pass` does not time alone.
+const LARGE_WARM_UP: Duration = Duration::from_secs(1);
+
+/// The CPU time this thread spent in one run of `pass`.
+fn cpu_time_of<E>(pass: &mut impl FnMut() -> std::result::Result<(), E>) -> std::result::Result<Duration, E> {
+    let started = thread_cpu_time();
+    pass()?;
+    Ok(thread_cpu_time().saturating_sub(started))
+}
+
+/// The CPU time this thread has used so far (CLOCK_THREAD_CPUTIME_ID).
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec, which lives for the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    Duration::new(now.tv_sec.max(0) as u64, now.tv_nsec.clamp(0, 999_999_999) as u32)
 }
 
 /// How a worker's compute thread is asked to end once idle.
@@ -176,6 +200,7 @@ pub fn apart<T: Send>(name: &str, work: impl FnOnce() -> T + Send) -> Result<T> 
 mod tests {
     use super::*;
     use std::sync::Arc;
+    use std::time::Instant;
 
     /// How many threads of this process carry `name` (a new thread takes its
     /// creator's name, so an OpenMP helper is named after the thread that started it).
@@ -250,35 +275,58 @@ mod tests {
         assert_eq!(std::thread::spawn(tch::get_num_threads).join().unwrap(), 2, "making one thread serial changed the default");
     }
 
+    /// Keeps this thread busy until it has used `cpu` more CPU time.
+    fn burn(cpu: Duration) {
+        let started = thread_cpu_time();
+        while thread_cpu_time().saturating_sub(started) < cpu {
+            std::hint::spin_loop();
+        }
+    }
+
     #[test]
-    fn a_pass_is_small_when_it_is_short_with_the_team_and_alone() {
+    fn a_pass_is_small_when_it_takes_under_a_millisecond_of_cpu_alone() {
         std::thread::spawn(|| {
             let team = tch::get_num_threads();
+            let warm_up = Duration::from_millis(5);
             let mut runs = 0;
             let counted = || {
                 runs += 1;
                 Ok::<(), ()>(())
             };
-            assert_eq!(small_pass(counted), Ok(true));
-            assert_eq!(runs, 2, "timed once with the team and once alone");
+            assert_eq!(small_pass(warm_up, counted), Ok(true));
+            assert_eq!(runs, 1, "a small pass is timed once when it is under the limit");
             assert_eq!(tch::get_num_threads(), team, "the team size is restored");
-            let mut runs = 0;
-            let slow = || {
-                runs += 1;
-                std::thread::sleep(SMALL_PASS * 2);
+            // Waiting is not work: a pass that sleeps (as if preempted) is still small.
+            let sleepy = || {
+                std::thread::sleep(SMALL_PASS * 3);
                 Ok::<(), ()>(())
             };
-            assert_eq!(small_pass(slow), Ok(false));
-            assert_eq!(runs, TRIES, "a pass a little over the limit is tried again");
+            assert_eq!(small_pass(warm_up, sleepy), Ok(true));
+            let mut runs = 0;
+            let busy = || {
+                runs += 1;
+                burn(SMALL_PASS * 2);
+                Ok::<(), ()>(())
+            };
+            assert_eq!(small_pass(warm_up, busy), Ok(false));
+            assert_eq!(runs, TRIES, "a pass a little over the limit is tried {TRIES} times");
             let mut runs = 0;
             let large = || {
                 runs += 1;
-                std::thread::sleep(SMALL_PASS * 10);
+                burn(SMALL_PASS * 10);
                 Ok::<(), ()>(())
             };
-            assert_eq!(small_pass(large), Ok(false));
+            assert_eq!(small_pass(warm_up, large), Ok(false));
             assert_eq!(runs, 1, "a large pass is timed once");
-            assert_eq!(small_pass(|| Err::<(), _>("failed")), Err("failed"));
+            let mut runs = 0;
+            let never = || {
+                runs += 1;
+                Ok::<(), ()>(())
+            };
+            assert_eq!(small_pass(LARGE_WARM_UP, never), Ok(false));
+            assert_eq!(runs, 0, "a model with a long warm-up is not timed alone");
+            assert_eq!(small_pass(warm_up, || Err::<(), _>("failed")), Err("failed"));
+            assert_eq!(tch::get_num_threads(), team, "the team size is restored after a failure");
         })
         .join()
         .unwrap();

@@ -519,7 +519,13 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: 
             let mut job = first;
             loop {
                 serve(&mut worker, &mut traffic, job, queue, gauges);
-                let next = if apart { queue.pop_unless_released(Instant::now(), threads::RELEASE_AFTER_IDLE) } else { queue.pop() };
+                let next = if serial {
+                    queue.pop_spinning(threads::SPIN_BEFORE_SLEEP, Instant::now(), threads::RELEASE_AFTER_IDLE)
+                } else if apart {
+                    queue.pop_unless_released(Instant::now(), threads::RELEASE_AFTER_IDLE)
+                } else {
+                    queue.pop()
+                };
                 match next {
                     Some(next) => job = next,
                     None => break,
@@ -645,17 +651,17 @@ impl Worker {
             let warm = match pass() {
                 Ok(()) => {
                     tracing::info!(model_id = %self.spec.model_id, seconds = started.elapsed().as_secs_f64(), "warm-up pass done");
-                    true
+                    Some(started.elapsed())
                 }
                 // A model whose recorded shape is not what it takes still serves
                 // requests with the right shape.
                 Err(error) => {
                     tracing::warn!(model_id = %self.spec.model_id, %error, "warm-up pass failed");
-                    false
+                    None
                 }
             };
-            if warm && loaded.device == Device::Cpu {
-                self.serial = threads::small_pass(pass).unwrap_or(false);
+            if let (Some(warm_up), Device::Cpu) = (warm, loaded.device) {
+                self.serial = threads::small_pass(warm_up, pass).unwrap_or(false);
                 if self.serial {
                     tracing::info!(model_id = %self.spec.model_id, "small passes: the model runs on one thread");
                 }
