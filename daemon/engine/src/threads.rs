@@ -102,22 +102,22 @@ pub fn small_pass<E>(warm_up: Duration, mut pass: impl FnMut() -> std::result::R
     if !run_serially() {
         return Ok(false);
     }
+    let alone = best_cpu_time(&mut pass);
+    set_team_size(team);
+    Ok(alone? < SMALL_PASS)
+}
+
+/// The least CPU time of up to [`TRIES`] runs of `pass`, stopping at a run under
+/// [`SMALL_PASS`] or at ten times it.
+fn best_cpu_time<E>(pass: &mut impl FnMut() -> std::result::Result<(), E>) -> std::result::Result<Duration, E> {
     let mut best = Duration::MAX;
-    let mut timed = Ok(());
     for _ in 0..TRIES {
-        match cpu_time_of(&mut pass) {
-            Ok(took) => best = best.min(took),
-            Err(error) => {
-                timed = Err(error);
-                break;
-            }
-        }
+        best = best.min(cpu_time_of(pass)?);
         if best < SMALL_PASS || best >= SMALL_PASS * 10 {
             break;
         }
     }
-    set_team_size(team);
-    timed.map(|()| best < SMALL_PASS)
+    Ok(best)
 }
 
 /// Runs of `pass` alone that `small_pass` times at most.
@@ -283,47 +283,38 @@ mod tests {
         }
     }
 
+    /// `small_pass` on a pass that sleeps `waits` and then works `works` of CPU time:
+    /// its answer, and how many times it ran the pass.
+    fn judged(warm_up: Duration, waits: Duration, works: Duration) -> (Result<bool, ()>, usize) {
+        let mut runs = 0;
+        let answer = small_pass(warm_up, || {
+            runs += 1;
+            std::thread::sleep(waits);
+            burn(works);
+            Ok(())
+        });
+        (answer, runs)
+    }
+
     #[test]
     fn a_pass_is_small_when_it_takes_under_a_millisecond_of_cpu_alone() {
         std::thread::spawn(|| {
             let team = tch::get_num_threads();
             let warm_up = Duration::from_millis(5);
-            let mut runs = 0;
-            let counted = || {
-                runs += 1;
-                Ok::<(), ()>(())
-            };
-            assert_eq!(small_pass(warm_up, counted), Ok(true));
+            let (answer, runs) = judged(warm_up, Duration::ZERO, Duration::ZERO);
+            assert_eq!(answer, Ok(true));
             assert_eq!(runs, 1, "a small pass is timed once when it is under the limit");
             assert_eq!(tch::get_num_threads(), team, "the team size is restored");
             // Waiting is not work: a pass that sleeps (as if preempted) is still small.
-            let sleepy = || {
-                std::thread::sleep(SMALL_PASS * 3);
-                Ok::<(), ()>(())
-            };
-            assert_eq!(small_pass(warm_up, sleepy), Ok(true));
-            let mut runs = 0;
-            let busy = || {
-                runs += 1;
-                burn(SMALL_PASS * 2);
-                Ok::<(), ()>(())
-            };
-            assert_eq!(small_pass(warm_up, busy), Ok(false));
+            assert_eq!(judged(warm_up, SMALL_PASS * 3, Duration::ZERO).0, Ok(true));
+            let (answer, runs) = judged(warm_up, Duration::ZERO, SMALL_PASS * 2);
+            assert_eq!(answer, Ok(false));
             assert_eq!(runs, TRIES, "a pass a little over the limit is tried {TRIES} times");
-            let mut runs = 0;
-            let large = || {
-                runs += 1;
-                burn(SMALL_PASS * 10);
-                Ok::<(), ()>(())
-            };
-            assert_eq!(small_pass(warm_up, large), Ok(false));
+            let (answer, runs) = judged(warm_up, Duration::ZERO, SMALL_PASS * 10);
+            assert_eq!(answer, Ok(false));
             assert_eq!(runs, 1, "a large pass is timed once");
-            let mut runs = 0;
-            let never = || {
-                runs += 1;
-                Ok::<(), ()>(())
-            };
-            assert_eq!(small_pass(LARGE_WARM_UP, never), Ok(false));
+            let (answer, runs) = judged(LARGE_WARM_UP, Duration::ZERO, Duration::ZERO);
+            assert_eq!(answer, Ok(false));
             assert_eq!(runs, 0, "a model with a long warm-up is not timed alone");
             assert_eq!(small_pass(warm_up, || Err::<(), _>("failed")), Err("failed"));
             assert_eq!(tch::get_num_threads(), team, "the team size is restored after a failure");
