@@ -48,16 +48,17 @@ SIZE = 224
 COLOR_CORRELATION_SVD_SQRT = np.asarray([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=np.float32)
 
 
-def lucent_style_job(model, steps, seed):
-    """Lucent's render_vis loop for one channel objective, written out."""
+def lucent_style_job(model, steps, seed, size=SIZE, device="cpu"):
+    """Lucent's render_vis loop for one channel objective, written out, on `device`
+    (where `model` is) for a `size`x`size` image."""
     generator = np.random.default_rng(seed)
-    height = width = SIZE
+    height = width = size
     fy = np.fft.fftfreq(height)[:, None]
     fx = np.fft.fftfreq(width)[: width // 2 + 1]
     freqs = np.sqrt(fx * fx + fy * fy)
-    spectrum = torch.tensor(generator.normal(0, 0.01, (1, 3) + freqs.shape + (2,)), dtype=torch.float32, requires_grad=True)
-    scale = torch.tensor(1.0 / np.maximum(freqs, 1.0 / max(width, height)), dtype=torch.float32)[None, None, ..., None]
-    matrix = torch.tensor((COLOR_CORRELATION_SVD_SQRT / np.max(np.linalg.norm(COLOR_CORRELATION_SVD_SQRT, axis=0))).T)
+    spectrum = torch.tensor(generator.normal(0, 0.01, (1, 3) + freqs.shape + (2,)), dtype=torch.float32, device=device, requires_grad=True)
+    scale = torch.tensor(1.0 / np.maximum(freqs, 1.0 / max(width, height)), dtype=torch.float32, device=device)[None, None, ..., None]
+    matrix = torch.tensor((COLOR_CORRELATION_SVD_SQRT / np.max(np.linalg.norm(COLOR_CORRELATION_SVD_SQRT, axis=0))).T, device=device)
 
     def image():
         raw = torch.fft.irfftn(torch.view_as_complex(scale * spectrum), s=(height, width), norm="ortho") / 4.0
@@ -71,12 +72,12 @@ def lucent_style_job(model, steps, seed):
         x = F.interpolate(x, size=[int(np.ceil(factor * d)) for d in x.shape[2:]], mode="bilinear", align_corners=True)
         angle = np.deg2rad(generator.choice(list(range(-10, 11)) + 5 * [0]))
         if angle != 0:
-            theta = torch.tensor([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0]], dtype=torch.float32)[None]
+            theta = torch.tensor([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0]], dtype=torch.float32, device=device)[None]
             grid = F.affine_grid(theta, list(x.shape), align_corners=False)
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         dy, dx = generator.integers(0, 4, 2)
         x = x[:, :, dy:dy + x.shape[2] - 4, dx:dx + x.shape[3] - 4]
-        # Back to 224x224: a centred crop, or grey padding when smaller.
+        # Back to size x size: a centred crop, or grey padding when smaller.
         for dim, target in ((2, height), (3, width)):
             size = x.shape[dim]
             if size > target:

@@ -14,6 +14,7 @@ What each check stands on:
 - traversals: the generator run by PyTorch on the same latents.
 """
 
+import re
 import threading
 import time
 
@@ -271,6 +272,39 @@ def test_bad_generation_requests_name_the_problem(digits_model, generator):
     assert "latent dimension 9 is out of range" in dims
     # The daemon keeps serving.
     assert digits_model.predict(np.zeros(DIGITS_SHAPE, dtype=np.float32)).top_k[0][0][0] in range(10)
+
+
+class Cliff(torch.nn.Module):
+    """One output, -log(0.75 - mean pixel): maximising it brightens the image until the
+    mean passes 0.75, where the logarithm's argument turns negative (NaN)."""
+
+    def forward(self, x):
+        return -torch.log(0.75 - x.mean((1, 2, 3)))[:, None]
+
+
+def test_an_objective_that_stops_being_finite_is_named_at_its_first_step(client, tmp_path):
+    # The daemon reads each step's objective only at progress reports (every 4th of 64
+    # steps here), so a GPU need not wait for every step; the error still names the
+    # first step whose objective was not finite: a job that stops one step earlier
+    # runs through, and a job that stops at that step fails there.
+    path = tmp_path / "cliff.pt"
+    torch.jit.script(Cliff()).save(str(path))
+    model = client.add_model(path, name="generation-cliff")
+
+    def run(steps):
+        return model.visualize("class:0", input_shape=(1, 1, 8, 8), parameterization="pixel", transforms="none",
+                               steps=steps, seed=5, figure_format=None, progress=False)
+
+    with pytest.raises(layerlens.LayerlensError) as error:
+        run(64)
+    match = re.search(r"the objective became (\S+) at step (\d+);", str(error.value))
+    assert match, str(error.value)
+    value, step = match.group(1), int(match.group(2))
+    assert value.lower() in ("nan", "inf", "-inf") and 1 < step < 64, str(error.value)
+    assert np.isfinite(run(step - 1).images).all()
+    with pytest.raises(layerlens.LayerlensError, match=f"at step {step};"):
+        run(step)
+    assert model.predict(np.zeros((1, 1, 8, 8), dtype=np.float32)).output.shape == (1, 1)
 
 
 def test_every_channel_of_a_layer_in_one_job(digits_model, digits_torchscript):

@@ -69,6 +69,7 @@ impl HostTensor {
     }
 
     pub(crate) fn to_tch(&self, device: tch::Device) -> Result<tch::Tensor> {
+        wait_for_device(device);
         crate::trace::time(crate::trace::Phase::ToDevice, || self.copy_to(device))
     }
 
@@ -82,6 +83,7 @@ impl HostTensor {
     }
 
     pub(crate) fn from_tch(tensor: &tch::Tensor) -> Result<HostTensor> {
+        wait_for_device(tensor.device());
         crate::trace::time(crate::trace::Phase::ToHost, || HostTensor::copy_from(tensor))
     }
 
@@ -95,5 +97,17 @@ impl HostTensor {
         let values =
             Vec::<f32>::try_from(&on_host).map_err(|error| Error::from_torch(error, crate::ErrorKind::Internal, "copying a result to the host"))?;
         Ok(HostTensor { shape: tensor.size(), values, integer: false })
+    }
+}
+
+/// On CUDA, kernels run after the calls that queued them have returned, and a copy
+/// between pageable host memory and the device waits for everything queued on the
+/// stream before it (the daemon queues all its work on the default stream). Waiting
+/// for the device before a copy is timed keeps the pass's time in the trace's `run`
+/// and out of `to_device` and `to_host`; the copy would have waited as long, so the
+/// wait adds no time. Nothing to wait for on the CPU.
+fn wait_for_device(device: tch::Device) {
+    if let tch::Device::Cuda(index) = device {
+        tch::Cuda::synchronize(index as i64);
     }
 }

@@ -23,7 +23,9 @@ pub enum Phase {
     Queue,
     /// The worker waiting for batch companions before the pass.
     Batch,
-    /// The worker running the job; `ToDevice` and `ToHost` happen inside it.
+    /// The worker running the job; `ToDevice` and `ToHost` happen inside it. On CUDA
+    /// the copies are timed once the device has done the work queued before them, so
+    /// the device's time for the pass is in `Run` less the copies.
     Run,
     /// Host tensors copied into device tensors (part of `Run`).
     ToDevice,

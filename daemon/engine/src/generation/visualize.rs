@@ -219,6 +219,8 @@ pub fn visualize(model: &LoadedModel, request: &VisualizeRequest, max_steps: u32
 
     let every = if request.progress_every > 0 { request.progress_every } else { steps.div_ceil(16).max(1) };
     let mut adam = Adam::new(&param.parameter, request.learning_rate);
+    // Each step's loss, kept until the next progress report reads them all at once.
+    let mut unchecked: Vec<(u32, Tensor)> = Vec::new();
     // Seconds spent in each phase of a step, logged at debug level.
     let mut phases = [0.0f64; 4];
     let mut clock = std::time::Instant::now();
@@ -252,10 +254,7 @@ pub fn visualize(model: &LoadedModel, request: &VisualizeRequest, max_steps: u32
             total = total + objective::diversity(tap, objectives.len() as i64, per_objective)? * request.diversity;
         }
         let loss = -total.sum(Kind::Float);
-        let loss_value = loss.double_value(&[]);
-        if !loss_value.is_finite() {
-            return Err(Error::bad_input(format!("the objective became {loss_value} at step {step}; try a smaller learning rate")));
-        }
+        unchecked.push((step, loss.detach()));
         lap(1);
         let gradient = Tensor::f_run_backward(&[&loss], &[&param.parameter], false, false)
             .map_err(|error| Error::from_torch(error, ErrorKind::Internal, "computing the objective's gradient"))?
@@ -263,6 +262,7 @@ pub fn visualize(model: &LoadedModel, request: &VisualizeRequest, max_steps: u32
         lap(2);
         adam.step(&mut param.parameter, &gradient);
         if step % every == 0 || step == steps {
+            check_finite(&mut unchecked)?;
             let objective = Vec::<f32>::try_from(&values.detach().to_kind(Kind::Float).to_device(tch::Device::Cpu)).unwrap_or_default();
             let images = (request.image_every > 0 && (step % request.image_every == 0 || step == steps))
                 .then(|| HostTensor::from_tch(&images.detach()))
@@ -300,4 +300,23 @@ pub fn visualize(model: &LoadedModel, request: &VisualizeRequest, max_steps: u32
     };
     let labels = objectives.iter().flat_map(|objective| std::iter::repeat_n(objective.label(), per_objective as usize)).collect();
     Ok(Visualization { inputs: HostTensor::from_tch(&inputs)?, images: HostTensor::from_tch(&images)?, objective, steps, predictions, labels })
+}
+
+/// Reads the losses of the steps since the last check in one copy, and fails the job at
+/// the first that is not finite, naming its step. Reading a value waits for the device
+/// to finish the work queued before it; reading each step's loss as it was computed
+/// would keep a GPU from running one step while the next is queued.
+fn check_finite(losses: &mut Vec<(u32, Tensor)>) -> Result<()> {
+    if losses.is_empty() {
+        return Ok(());
+    }
+    let stacked = Tensor::stack(&losses.iter().map(|(_, loss)| loss).collect::<Vec<_>>(), 0);
+    let values = Vec::<f64>::try_from(&stacked.to_kind(Kind::Double).to_device(tch::Device::Cpu))
+        .map_err(|error| Error::from_torch(error, ErrorKind::Internal, "reading the objective"))?;
+    let first_bad = losses.iter().zip(values).find(|(_, value)| !value.is_finite()).map(|((step, _), value)| (*step, value));
+    losses.clear();
+    match first_bad {
+        Some((step, value)) => Err(Error::bad_input(format!("the objective became {value} at step {step}; try a smaller learning rate"))),
+        None => Ok(()),
+    }
 }
