@@ -2,7 +2,7 @@
 on resnet18 at 224x224, layerlensd against a plain PyTorch loop in this process that does
 the same optimisation the way Lucent does it.
 
-    python tests/bench/bench_generation.py OUT.md [--daemon target/release/layerlensd] [--steps 24]
+    python tests/bench/bench_generation.py OUT.md [--daemon target/release/layerlensd] [--steps 24] [--size 224]
 
 Both sides (random weights, seeded; pretrained weights cannot be downloaded here):
 - objective: the mean of channel 7 of `layer3.1` (Lucent's `channel("layer3_1", 7)`);
@@ -117,7 +117,9 @@ def main():
     parser.add_argument("output", type=pathlib.Path)
     parser.add_argument("--daemon", type=pathlib.Path, default=REPO / "target" / "release" / "layerlensd")
     parser.add_argument("--steps", type=int, default=24)
+    parser.add_argument("--size", type=int, default=SIZE, help="image height and width (default 224)")
     args = parser.parse_args()
+    size = args.size
     torch.set_num_threads(2)
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None).eval()
@@ -135,31 +137,31 @@ def main():
             client = layerlens.connect(address, timeout=600)
             handle = client.add_model(path, name="resnet18")
             exported_path = work / "resnet18.pt2"
-            torch.export.save(torch.export.export(model, (torch.zeros(1, 3, SIZE, SIZE),)), str(exported_path))
+            torch.export.save(torch.export.export(model, (torch.zeros(1, 3, size, size),)), str(exported_path))
             exported_handle = client.add_model(exported_path, name="resnet18-exported")
 
             def job(steps, on=handle):
-                return on.visualize(f"channel:{LAYER}:{CHANNEL}", input_shape=(1, 3, SIZE, SIZE), steps=steps, seed=0,
+                return on.visualize(f"channel:{LAYER}:{CHANNEL}", input_shape=(1, 3, size, size), steps=steps, seed=0,
                                     figure_format=None, progress=False)
 
             job(4)
             job(4, exported_handle)
-            lucent_style_job(model, 4, 0)
-            lucent_style_job(frozen_model, 4, 0)
+            lucent_style_job(model, 4, 0, size=size)
+            lucent_style_job(frozen_model, 4, 0, size=size)
             # Alternating, so that a busy spell of the machine hits all three alike.
             for _ in range(REPEATS):
                 ours += per_step(timed(lambda: job(args.steps), 1), args.steps)
                 exported += per_step(timed(lambda: job(args.steps, exported_handle), 1), args.steps)
-                frozen += per_step(timed(lambda: lucent_style_job(frozen_model, args.steps, 0), 1), args.steps)
-                lucent_default += per_step(timed(lambda: lucent_style_job(model, args.steps, 0), 1), args.steps)
+                frozen += per_step(timed(lambda: lucent_style_job(frozen_model, args.steps, 0, size=size), 1), args.steps)
+                lucent_default += per_step(timed(lambda: lucent_style_job(model, args.steps, 0, size=size), 1), args.steps)
             final = job(args.steps).objective[0]
             final_exported = job(args.steps, exported_handle).objective[0]
             client.close()
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=30)
-    reference_final = lucent_style_job(frozen_model, args.steps, 0)
-    rows.append((f"channel {LAYER}:{CHANNEL}, resnet18 224x224 TorchScript, per step (vs PyTorch loop, weights frozen)", describe(ours), describe(frozen),
+    reference_final = lucent_style_job(frozen_model, args.steps, 0, size=size)
+    rows.append((f"channel {LAYER}:{CHANNEL}, resnet18 {size}x{size} TorchScript, per step (vs PyTorch loop, weights frozen)", describe(ours), describe(frozen),
                  statistics.median(ours) / statistics.median(frozen),
                  f"{args.steps} steps per job; final objective {final:.3f} (daemon) vs {reference_final:.3f} (reference)"))
     rows.append((f"same, the model exported (.pt2, the daemon's own executor)", describe(exported), describe(frozen),

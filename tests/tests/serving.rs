@@ -734,7 +734,7 @@ fn threads_named(pid: u32, name: &str) -> usize {
 /// libtorch's OpenMP helpers spin between ops only while no other thread keeps a
 /// pool of them (engine/src/threads.rs): on the CPU a model computes on a thread of
 /// its own, which keeps its pool between requests and ends with it once another model
-/// has started computing and its own queue has been idle for half a second; the worker
+/// has started computing and its own queue has been idle for 20 ms; the worker
 /// thread that waits for requests holds none. A model's threads are named after it.
 /// Bounded: three requests, at most 10 s of waiting for each change.
 #[tokio::test(flavor = "multi_thread")]

@@ -17,11 +17,15 @@
 //! model on a compute thread of its own (worker.rs), which serves its model's requests
 //! one after another and ends, with its pool, once another model has started
 //! computing and its own queue has been idle for `RELEASE_AFTER_IDLE` (`PoolSlot`).
-//! A model used alone keeps its pool between requests (a new pool costs about one
-//! libgomp spin period, some 10 ms here, before its first op), and models that all
-//! take requests keep theirs: several pools then share the CPUs as libgomp's
-//! throttled spinning intends, which a mixed load of many small requests needs (it
-//! lost a quarter of its throughput when pools ended at every switch of model).
+//! A model used alone keeps its pool between requests, and models that all take
+//! requests keep theirs: several pools then share the CPUs through libgomp's throttled
+//! spinning. The idle time is short: a model used right after another (a notebook
+//! switching models, one job after another's) would otherwise run its first half
+//! second beside the other's idle pool, as slowly as the paragraph above says, and a
+//! new pool costs only its threads' start. (It was half a second while small models
+//! kept pools too: a mixed load of them, switching model at every request, lost a
+//! quarter of its throughput to pools started at each switch. They compute without a
+//! team now and start no pool.)
 //!
 //! A model whose pass takes well under a millisecond gains nothing from a team: each
 //! op's fork and join cost what the split saves, and the helpers spin through the
@@ -39,8 +43,10 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 /// How long a compute thread another model asked to release waits for a job of its
-/// own before it ends.
-pub const RELEASE_AFTER_IDLE: Duration = Duration::from_millis(500);
+/// own before it ends: longer than a closed-loop client's round trip, so a model in
+/// steady use keeps its pool, and short beside a pass that another model's idle pool
+/// would slow down.
+pub const RELEASE_AFTER_IDLE: Duration = Duration::from_millis(20);
 
 /// A pass shorter than this on one thread runs serially (`small_pass`).
 pub const SMALL_PASS: Duration = Duration::from_millis(1);
