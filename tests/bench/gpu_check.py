@@ -35,7 +35,8 @@ daemon's own executor). The input is 1x3x224x224 on a GPU.
    generation step on that build, in the same session, so the phases and steps before
    and after sit side by side.
 
-Writes OUT_DIR/gpu_check.md and OUT_DIR/gpu_check.json. On a CPU (`--device cpu`) it
+Writes OUT_DIR/gpu_check.md (its table's last column says whether each ratio meets
+issue 14's target on a GPU) and OUT_DIR/gpu_check.json. On a CPU (`--device cpu`) it
 runs the same checks smaller (64x64), to test the script itself.
 """
 
@@ -265,14 +266,14 @@ def main():
             budget_note = ", fixed 1 GiB pass budget" if on_gpu else ""
             default_note = "default pass budget (free device memory less a tenth)" if on_gpu else "default 1 GiB pass budget"
             for kind in handles:
-                for label, handle in ((budget_note, handles[kind]), (f", {default_note}", unbatched[kind])):
+                for label, handle, limit in ((budget_note, handles[kind], None), (f", {default_note}", unbatched[kind], 0.8)):
                     call = lambda handle=handle: handle.attribute(x.numpy(), method="integrated_gradients", target=target,
                                                                   figure_format=None, n_steps=50)
                     answer = call()
                     checks.same(f"{kind}: integrated gradients{label} equal Captum's", answer.values, captum_ig)
                     rows.append((f"IG, 50 steps, gausslegendre, resnet18 {kind} 1x3x{side}x{side}{label} "
                                  f"({answer.rows_evaluated} rows in {answer.passes} passes)",
-                                 median_seconds(call, device), "Captum IntegratedGradients, internal_batch_size=None", captum_seconds))
+                                 median_seconds(call, device), "Captum IntegratedGradients, internal_batch_size=None", captum_seconds, limit))
 
         # 3. Batching: 8 concurrent saliency requests from 8 Python threads, batched and not.
         arrays = [row.numpy() for row in inputs]
@@ -320,12 +321,12 @@ def main():
                                                           "eight_users_unbatched": eight_unbatched}
                 if captum_saliency is not None:
                     rows.append((f"saliency, {kind}, one user end to end (layerlens bench p50, gRPC)", one_user["latency_ms"]["p50"] / 1e3,
-                                 "Captum Saliency in-process", captum_saliency))
+                                 "Captum Saliency in-process", captum_saliency, 1.15))
                     rows.append((f"saliency, {kind}, 8 users batched: seconds per request (1/throughput; "
                                  f"{eight_batched['mean_batch_size']:.1f} requests per pass)", 1 / eight_batched["throughput"],
-                                 "Captum Saliency in-process, sequential", captum_saliency))
+                                 "Captum Saliency in-process, sequential", captum_saliency, 1 / 3))
                 rows.append((f"saliency, {kind}, 8 users batched: seconds per request", 1 / eight_batched["throughput"],
-                             "same daemon build with --max-batch-size 1", 1 / eight_unbatched["throughput"]))
+                             "same daemon build with --max-batch-size 1", 1 / eight_unbatched["throughput"], 1 / 4))
             # SmoothGrad joins across callers too (each caller's noise drawn apart, seeded).
             smoothgrad = ("nt_samples=10", "seed=7")
             smooth_batched = load.run(batched_address, exported.id, 8, 10, "smoothgrad", smoothgrad)
@@ -425,7 +426,7 @@ def generation(rows, report, checks, handles, device, side, steps=GENERATION_STE
         objective = daemon_job(handles[kind], side, 4).objective[0]
         checks.true(f"{kind}: generation gives a finite objective", np.isfinite(objective), f"{objective:.4g}")
         rows.append((f"generation step, channel {LAYER}:{CHANNEL}, resnet18 {kind} {side}x{side} (per step, {steps}-step jobs)",
-                     statistics.median(samples[kind]), "a plain PyTorch loop, weights frozen (bench_generation.py's)", loop))
+                     statistics.median(samples[kind]), "a plain PyTorch loop, weights frozen (bench_generation.py's)", loop, 1.0))
     report["generation_seconds_per_step"] = {name: values for name, values in samples.items()}
     report["generation_loop_seconds_per_step"] = loop
 
@@ -504,9 +505,12 @@ def phase_table(report):
 
 def write_report(args, report, rows):
     lines = [f"# gpu-check on {report.get('gpu', args.device)} (torch {report['torch']})", "",
-             "| work | layerlensd s | reference | reference s | ratio |", "|---|---|---|---|---|"]
-    for name, ours, reference_name, theirs in rows:
-        lines.append(f"| {name} | {ours:.4f} | {reference_name} | {theirs:.4f} | {ours / theirs:.2f} |")
+             "| work | layerlensd s | reference | reference s | ratio | issue 14's target for the ratio (on a GPU) |",
+             "|---|---|---|---|---|---|"]
+    for name, ours, reference_name, theirs, *limit in rows:
+        ratio = ours / theirs
+        goal = f"≤ {limit[0]:.2f}: {'met' if ratio <= limit[0] else 'missed'}" if limit and limit[0] is not None else ""
+        lines.append(f"| {name} | {ours:.4f} | {reference_name} | {theirs:.4f} | {ratio:.2f} | {goal} |")
     lines += ["", "Phases (the daemon's means per request, ms):", ""] + phase_table(report)
     lines += ["", "Same numbers:", ""]
     lines += [f"- {'PASS' if check['passed'] else 'FAIL'}: {check['check']}" + (f" ({check['detail']})" if check["detail"] else "")
