@@ -24,14 +24,35 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// What a worker has seen of its batchable traffic, for the batch window (the idea of
-/// Triton's dynamic batcher): how far apart batchable requests arrive and how long a
-/// pass takes, as moving averages.
+/// Triton's dynamic batcher): how far apart batchable requests arrive, how long a
+/// pass takes and how many requests a pass served, as moving averages.
 #[derive(Debug, Default)]
 pub(crate) struct Traffic {
     mean_gap: Option<Duration>,
     last_arrival: Option<Instant>,
     mean_pass: Option<Duration>,
+    mean_batch: Option<f64>,
 }
+
+/// How a job waits for companions (`Traffic::wait_for`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Wait {
+    /// At most this many more.
+    pub more: usize,
+    /// For at most this long.
+    pub window: Duration,
+    /// And no longer than this after the last arrival.
+    pub quiet: Option<Duration>,
+}
+
+impl Wait {
+    pub(crate) const NONE: Wait = Wait { more: 0, window: Duration::ZERO, quiet: None };
+}
+
+/// Passes that served this many requests on average mean several callers are in step
+/// (closed loops that send again on their answers): a job that finds none of them
+/// queued yet waits for them.
+const CALLERS_IN_STEP: f64 = 1.5;
 
 fn moving_average(previous: Option<Duration>, sample: Duration) -> Duration {
     match previous {
@@ -54,27 +75,55 @@ impl Traffic {
         }
     }
 
-    /// A batchable run took `pass`.
-    pub(crate) fn ran(&mut self, pass: Duration) {
+    /// A batchable run of `batch` requests took `pass`.
+    pub(crate) fn ran(&mut self, pass: Duration, batch: usize) {
         self.mean_pass = Some(moving_average(self.mean_pass, pass));
+        // Halved at each pass, so a caller left alone after a burst stops waiting for
+        // the others within a few passes.
+        self.mean_batch = Some(self.mean_batch.map_or(batch as f64, |mean| (mean + batch as f64) / 2.0));
     }
 
-    /// How long a job that found `found` companions queued, with room for `room` more,
-    /// waits for them before it runs. A lone job never waits; a job whose companions
-    /// arrive further apart than `max_delay` does not either (the next is unlikely in
-    /// time). Otherwise it waits for the time the room takes to fill at the observed
-    /// rate, at most `max_delay` and at most a quarter of a pass (waiting longer would
-    /// cost every request in the batch more than the pass it saves). Without
-    /// observations yet it waits `max_delay`.
-    pub(crate) fn window(&self, max_delay: Duration, found: usize, room: usize) -> Duration {
-        if found == 0 || room == 0 {
-            return Duration::ZERO;
+    /// How a job that found `found` companions queued, with room for `room` more,
+    /// waits for others: how many at most, until when at most, and, when set, for how
+    /// long after the last arrival (the wait ends when a burst's arrivals pause).
+    ///
+    /// When recent passes served several callers at once (`CALLERS_IN_STEP`: closed
+    /// loops that send again on their answers), the job waits while companions keep
+    /// arriving, at most `max_delay` and a quarter of a pass, and until a quarter of
+    /// that has passed without one, whether or not some are queued already: with eight
+    /// such users the first to send again would otherwise run alone (or with the few
+    /// already there) and the rest in a pass of their own, two passes where one does
+    /// (on a GPU a pass of one row costs about what a pass of eight does). The arrival
+    /// gap does not bound this wait: its average counts the pause between bursts.
+    ///
+    /// Otherwise a job that found companions waits for the room to fill (`window`),
+    /// and one that found none runs at once: a lone caller's passes serve one
+    /// request, so it never waits.
+    pub(crate) fn wait_for(&self, max_delay: Duration, found: usize, room: usize) -> Wait {
+        if room == 0 {
+            return Wait::NONE;
         }
+        if self.mean_batch.is_some_and(|mean| mean >= CALLERS_IN_STEP) {
+            let window = self.mean_pass.map_or(max_delay, |pass| max_delay.min(pass / 4));
+            return Wait { more: room, window, quiet: Some(window / 4) };
+        }
+        if found == 0 {
+            return Wait::NONE;
+        }
+        Wait { more: room, window: self.window(max_delay, room), quiet: None }
+    }
+
+    /// How long a job waits for `more` companions. Not at all when requests arrive
+    /// further apart than `max_delay` (the next is unlikely in time). Otherwise for the
+    /// time they take to arrive at the observed rate, at most `max_delay` and at most a
+    /// quarter of a pass (waiting longer would cost every request in the batch more
+    /// than the pass it saves). Without observations yet it waits `max_delay`.
+    fn window(&self, max_delay: Duration, more: usize) -> Duration {
         let Some(gap) = self.mean_gap else { return max_delay };
         if gap > max_delay {
             return Duration::ZERO;
         }
-        let fill = gap.saturating_mul(room as u32);
+        let fill = gap.saturating_mul(more as u32);
         let cap = self.mean_pass.map_or(max_delay, |pass| pass / 4);
         fill.min(max_delay).min(cap)
     }
@@ -332,9 +381,10 @@ mod tests {
     #[test]
     fn the_batch_window_follows_arrivals_and_pass_time() {
         let max = Duration::from_millis(2);
+        let wait = |more: usize, window: Duration| Wait { more, window, quiet: None };
         let mut traffic = Traffic::default();
-        assert_eq!(traffic.window(max, 0, 7), Duration::ZERO, "a lone request never waits");
-        assert_eq!(traffic.window(max, 3, 4), max, "no observations yet: the configured delay");
+        assert_eq!(traffic.wait_for(max, 0, 7), Wait::NONE, "a lone request never waits");
+        assert_eq!(traffic.wait_for(max, 3, 4), wait(4, max), "no observations yet: the configured delay");
         let start = Instant::now();
         // Requests 100 µs apart, seen out of order too.
         for index in [0u32, 1, 3, 2, 4, 5] {
@@ -342,15 +392,52 @@ mod tests {
         }
         let gap = traffic.mean_gap.unwrap();
         assert!(gap >= Duration::from_micros(100) && gap <= Duration::from_micros(200), "{gap:?}");
-        assert_eq!(traffic.window(max, 2, 5), gap * 5, "the time 5 more take to arrive");
-        assert_eq!(traffic.window(max, 2, 0), Duration::ZERO, "a full batch runs at once");
-        traffic.ran(Duration::from_micros(800));
-        assert_eq!(traffic.window(max, 2, 5), Duration::from_micros(200), "at most a quarter of a pass");
+        assert_eq!(traffic.wait_for(max, 2, 5), wait(5, gap * 5), "the time 5 more take to arrive");
+        assert_eq!(traffic.wait_for(max, 2, 0), Wait::NONE, "a full batch runs at once");
+        traffic.ran(Duration::from_micros(800), 1);
+        assert_eq!(traffic.wait_for(max, 2, 5), wait(5, Duration::from_micros(200)), "at most a quarter of a pass");
         // Sparse traffic: companions arrive 10 ms apart, more than the delay allows.
         let mut sparse = Traffic::default();
         for index in 0..4u32 {
             sparse.arrived(start + Duration::from_millis(10) * index);
         }
-        assert_eq!(sparse.window(max, 1, 6), Duration::ZERO);
+        assert_eq!(sparse.wait_for(max, 1, 6).window, Duration::ZERO);
+    }
+
+    #[test]
+    fn a_job_that_finds_no_companion_waits_only_for_callers_in_step() {
+        let max = Duration::from_millis(2);
+        let start = Instant::now();
+        // One caller: every pass served one request, so its next never waits.
+        let mut lone = Traffic::default();
+        for index in 0..8u32 {
+            lone.arrived(start + Duration::from_micros(100) * index);
+        }
+        for _ in 0..8 {
+            lone.ran(Duration::from_millis(5), 1);
+        }
+        assert_eq!(lone.wait_for(max, 0, 7), Wait::NONE);
+        // Eight callers in step: passes served eight, so the first to send again waits
+        // while the others arrive, at most the delay and a quarter of a pass, whatever
+        // the mean gap between arrivals (here 10 ms, a pause between bursts included),
+        // and not past a quarter of that without an arrival.
+        let mut eight = Traffic::default();
+        for index in 0..8u32 {
+            eight.arrived(start + Duration::from_millis(10) * index);
+        }
+        eight.ran(Duration::from_millis(5), 8);
+        let quarter_pass = Duration::from_micros(1250);
+        assert_eq!(eight.wait_for(max, 0, 7), Wait { more: 7, window: quarter_pass, quiet: Some(quarter_pass / 4) });
+        eight.ran(Duration::from_millis(40), 8);
+        assert_eq!(eight.wait_for(max, 0, 7), Wait { more: 7, window: max, quiet: Some(max / 4) });
+        // Some of them queued already: it waits for the rest the same way.
+        assert_eq!(eight.wait_for(max, 3, 4), Wait { more: 4, window: max, quiet: Some(max / 4) });
+        assert_eq!(eight.wait_for(max, 7, 0), Wait::NONE);
+        // Once the others stop, passes serve one again, and within four the lone
+        // caller's request runs at once.
+        for _ in 0..4 {
+            eight.ran(Duration::from_millis(5), 1);
+        }
+        assert_eq!(eight.wait_for(max, 0, 7), Wait::NONE);
     }
 }

@@ -22,8 +22,9 @@
 //! jobs also poll the flag between passes.
 //!
 //! **Batching**: after taking a job the worker takes the queued jobs that can share
-//! its pass (`take_matching`); when it found some, it waits up to the batch delay for
-//! more.
+//! its pass (`take_matching`); when it found some, or recent passes served several
+//! callers in step, it waits up to the batch delay for more (batching.rs,
+//! `Traffic::wait_for`), with callers in step only while they keep arriving.
 //!
 //! The queue is a mutex and a condition variable: the worker is an OS thread (libtorch
 //! work never runs on tokio's threads) and callers only push, which never blocks.
@@ -360,12 +361,14 @@ impl<C> JobQueue<C> {
 
     /// Takes up to `max` queued jobs whose commands `matches` accepts (interactive
     /// first, then by start tag), waiting until `until` for more to arrive unless
-    /// `max` are found sooner. They leave their lanes as if served.
-    pub fn take_matching(&self, matches: impl Fn(&C) -> bool, max: usize, until: Instant) -> Vec<Job<C>> {
+    /// `max` are found sooner or, with `quiet`, none has come for that long (the
+    /// arrivals of a burst have paused). They leave their lanes as if served.
+    pub fn take_matching(&self, matches: impl Fn(&C) -> bool, max: usize, until: Instant, quiet: Option<Duration>) -> Vec<Job<C>> {
         let mut taken: Vec<Job<C>> = Vec::new();
         if max == 0 {
             return taken;
         }
+        let mut last_arrival = Instant::now();
         let mut state = self.lock();
         loop {
             state.sweep_cancelled();
@@ -392,10 +395,14 @@ impl<C> JobQueue<C> {
             }
             state.queued -= found;
             let now = Instant::now();
-            if taken.len() >= max || now >= until || state.closed {
+            if found > 0 {
+                last_arrival = now;
+            }
+            let deadline = quiet.map_or(until, |quiet| until.min(last_arrival + quiet));
+            if taken.len() >= max || now >= deadline || state.closed {
                 return taken;
             }
-            state = self.wake.wait_timeout(state, until - now).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
+            state = self.wake.wait_timeout(state, deadline - now).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
         }
     }
 
@@ -514,7 +521,7 @@ mod tests {
         push(&queue, "b", Priority::Interactive, "predict-1");
         push(&queue, "c", Priority::Batch, "saliency-2");
         let started = Instant::now();
-        let taken = queue.take_matching(|command: &String| command.starts_with("saliency"), 4, started + Duration::from_millis(50));
+        let taken = queue.take_matching(|command: &String| command.starts_with("saliency"), 4, started + Duration::from_millis(50), None);
         let waited = started.elapsed();
         let names: Vec<String> = taken.into_iter().map(|job| job.command).collect();
         assert_eq!(names, ["saliency-1", "saliency-2"]);
@@ -528,10 +535,21 @@ mod tests {
             push(&pusher, "d", Priority::Interactive, "saliency-3");
         });
         let started = Instant::now();
-        let taken = queue.take_matching(|command: &String| command.starts_with("saliency"), 1, started + Duration::from_secs(5));
+        let taken = queue.take_matching(|command: &String| command.starts_with("saliency"), 1, started + Duration::from_secs(5), None);
         thread.join().unwrap();
         assert_eq!(taken.len(), 1);
         assert!(started.elapsed() < Duration::from_secs(2));
+
+        // With a quiet time it stops once no companion has come for that long, long
+        // before the deadline.
+        push(&queue, "e", Priority::Interactive, "saliency-4");
+        push(&queue, "f", Priority::Interactive, "saliency-5");
+        let started = Instant::now();
+        let quiet = Duration::from_millis(50);
+        let taken = queue.take_matching(|command: &String| command.starts_with("saliency"), 7, started + Duration::from_secs(30), Some(quiet));
+        let waited = started.elapsed();
+        assert_eq!(taken.len(), 2);
+        assert!(waited >= quiet && waited < Duration::from_secs(10), "waited {waited:?}");
     }
 
     #[test]

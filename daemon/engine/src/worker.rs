@@ -570,19 +570,19 @@ fn serve(worker: &mut Worker, traffic: &mut batching::Traffic, job: Job<Command>
         Some(key) if queue.settings.max_batch_size > 1 => {
             let matches = |command: &Command| command.batch_key().as_ref() == Some(&key);
             let room = queue.settings.max_batch_size - 1;
-            // Companions already queued are taken at once. Only when there are some
-            // (a burst is arriving) does the job wait for more, as long as the
-            // traffic says they take to come (batching::Traffic::window, at most the
-            // batch delay): a lone request never pays the delay.
-            let mut companions = queue.take_matching(matches, room, Instant::now());
+            // Companions already queued are taken at once. The job waits for more
+            // only when recent passes served several callers in step, or some were
+            // queued (a burst is arriving), as long as the traffic says they take to
+            // come (batching::Traffic::wait_for, at most the batch delay): a lone
+            // caller's request never pays the delay.
+            let mut companions = queue.take_matching(matches, room, Instant::now(), None);
             traffic.arrived(job.enqueued);
             for companion in &companions {
                 traffic.arrived(companion.enqueued);
             }
-            let window = traffic.window(queue.settings.max_batch_delay, companions.len(), room - companions.len());
-            if !window.is_zero() {
-                let more = queue.take_matching(matches, room - companions.len(), Instant::now() + window);
-                companions.extend(more);
+            let wait = traffic.wait_for(queue.settings.max_batch_delay, companions.len(), room - companions.len());
+            if !wait.window.is_zero() {
+                companions.extend(queue.take_matching(matches, wait.more, Instant::now() + wait.window, wait.quiet));
             }
             batchable = true;
             companions
@@ -614,7 +614,7 @@ fn serve(worker: &mut Worker, traffic: &mut batching::Traffic, job: Job<Command>
     });
     let ran = started.elapsed();
     if batchable {
-        traffic.ran(ran.saturating_sub(gathered));
+        traffic.ran(ran.saturating_sub(gathered), batch_size);
     }
     let previous = gauges.mean_run_micros.load(Ordering::Relaxed);
     let micros = ran.as_micros().min(u128::from(u64::MAX)) as u64;
