@@ -18,8 +18,8 @@
 //! one after another and ends, with its pool, once another model has started
 //! computing and its own queue has been idle for `RELEASE_AFTER_IDLE` (`PoolSlot`).
 //! A model used alone keeps its pool between requests, and models that all take
-//! requests keep theirs, each job sized to share the CPUs with the jobs running at the
-//! same time (`CpuShares`). The idle time is short: a model used right after another (a notebook
+//! requests keep theirs: several pools then share the CPUs through libgomp's throttled
+//! spinning. The idle time is short: a model used right after another (a notebook
 //! switching models, one job after another's) would otherwise run its first half
 //! second beside the other's idle pool, as slowly as the paragraph above says, and a
 //! new pool costs only its threads' start. (It was half a second while small models
@@ -38,7 +38,7 @@
 //! clients at half the CPU per request (BENCHMARKS.md, "Small models run serially").
 
 use crate::error::{Error, Result};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -73,51 +73,6 @@ fn omp_set_num_threads() -> Option<SetNumThreads> {
         Some((process, function))
     });
     found.as_ref().map(|(_, function)| *function)
-}
-
-/// Models with teams that compute at the same time share the CPUs: while `n` of them
-/// are in a job, each runs the job with a team of `full / n` threads (one each on two
-/// cores). Two teams of two on two cores make four threads and a second pool, and
-/// libgomp's throttled helpers then sleep at every op: two resnet18 64x64 models
-/// under closed-loop load answered 29 requests/s each that way and 47-48 with one
-/// thread each, against 81 for one model alone with its team (BENCHMARKS.md, "Two
-/// models at once"). A job keeps the team it started with; the next job of each model
-/// is sized again.
-#[derive(Default)]
-pub struct CpuShares {
-    computing: AtomicUsize,
-}
-
-/// The process's models (worker.rs counts every job of a model with a team here).
-pub static CPU_SHARES: CpuShares = CpuShares::new();
-
-/// A job counted in `CpuShares` until dropped.
-pub struct CpuShare<'a>(&'a CpuShares);
-
-impl CpuShares {
-    pub const fn new() -> CpuShares {
-        CpuShares { computing: AtomicUsize::new(0) }
-    }
-
-    /// Counts a job starting on this thread and sets this thread's team for it:
-    /// `full_team` (this thread's team when alone, `full_team()`) shared among the
-    /// jobs that are running now, at least one thread.
-    pub fn enter(&self, full_team: i32) -> CpuShare<'_> {
-        let running = self.computing.fetch_add(1, Ordering::AcqRel) + 1;
-        set_team_size((full_team / running as i32).max(1));
-        CpuShare(self)
-    }
-}
-
-impl Drop for CpuShare<'_> {
-    fn drop(&mut self) {
-        self.0.computing.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// This thread's team size for libtorch ops (on a new thread, libtorch's default).
-pub fn full_team() -> i32 {
-    tch::get_num_threads()
 }
 
 /// From now on, libtorch ops on this thread run on it alone, without an OpenMP team.
@@ -372,36 +327,6 @@ mod tests {
         })
         .join()
         .unwrap();
-    }
-
-    #[test]
-    fn models_computing_at_once_share_the_cpus() {
-        // Its own counter: the other tests' workers do not count here.
-        let shares = Arc::new(CpuShares::new());
-        let team_in_job = |shares: &CpuShares| {
-            let _share = shares.enter(4);
-            tch::get_num_threads()
-        };
-        assert_eq!(team_in_job(&shares), 4, "alone: the full team");
-        // A second model is in a job: this one's next job gets half.
-        let (entered, wait_entered) = std::sync::mpsc::channel();
-        let (leave, wait_leave) = std::sync::mpsc::channel::<()>();
-        let other = {
-            let shares = shares.clone();
-            std::thread::spawn(move || {
-                let _share = shares.enter(4);
-                entered.send(tch::get_num_threads()).unwrap();
-                wait_leave.recv().unwrap();
-            })
-        };
-        assert_eq!(wait_entered.recv().unwrap(), 4, "the other came first: alone then");
-        assert_eq!(team_in_job(&shares), 2, "two at once: half each");
-        leave.send(()).unwrap();
-        other.join().unwrap();
-        assert_eq!(team_in_job(&shares), 4, "alone again: the full team again");
-        let many: Vec<CpuShare<'_>> = (0..7).map(|_| shares.enter(4)).collect();
-        assert_eq!(tch::get_num_threads(), 1, "never fewer than one thread");
-        drop(many);
     }
 
     #[test]

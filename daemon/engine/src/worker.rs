@@ -516,15 +516,9 @@ fn run_worker(spec: ModelSpec, device: Device, settings: WorkerSettings, queue: 
             if serial {
                 threads::run_serially();
             }
-            // A model with a team shares the CPUs with the others computing at the
-            // same time, job by job (threads.rs, `CpuShares`).
-            let full_team = (apart && !serial).then(threads::full_team);
             let mut job = first;
             loop {
-                {
-                    let _share = full_team.map(|team| threads::CPU_SHARES.enter(team));
-                    serve(&mut worker, &mut traffic, job, queue, gauges);
-                }
+                serve(&mut worker, &mut traffic, job, queue, gauges);
                 let next = if serial {
                     queue.pop_spinning(threads::SPIN_BEFORE_SLEEP, Instant::now(), threads::RELEASE_AFTER_IDLE)
                 } else if apart {
