@@ -319,12 +319,12 @@ impl<C> JobQueue<C> {
     pub fn pop_spinning(&self, spin: Duration, since: Instant, idle: Duration) -> Option<Job<C>> {
         /// One thread of the process spins at a time: several would take the cores
         /// that the jobs they wait for, and the network threads, need.
-        static SPINNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-        if SPINNING.compare_exchange(false, true, std::sync::atomic::Ordering::Acquire, std::sync::atomic::Ordering::Relaxed).is_err() {
+        static SPINNING: AtomicBool = AtomicBool::new(false);
+        if SPINNING.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
             return self.pop_unless_released(since, idle);
         }
         let spun = self.spin_for_job(spin);
-        SPINNING.store(false, std::sync::atomic::Ordering::Release);
+        SPINNING.store(false, Ordering::Release);
         match spun {
             Some(job) => Some(job),
             None => self.pop_unless_released(since, idle),
